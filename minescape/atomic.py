@@ -1,0 +1,46 @@
+"""Atomic output: write under a temporary name beside the target, rename on success.
+
+Nothing half-written ever sits under a final name: a crash leaves at most a ``.tmp-*`` file
+that the next run overwrites or ignores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path in the same folder; rename it to ``path`` when the block succeeds.
+
+    The suffix is kept so drivers chosen by extension (``.tif``, ``.gpkg``) still work. On error the
+    temporary file is removed and the exception propagates.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:12]}-{path.name}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + ".aux.xml")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)

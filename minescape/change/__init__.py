@@ -1,0 +1,1 @@
+"""Bi-temporal change detection: pairs, index differencing, refinement, patches, datasets, models."""

@@ -1,0 +1,65 @@
+"""Binary change labels in any encoding -> the CHANGE legend (0 no change, 1 change, 255 nodata).
+
+Datasets disagree on encodings: CHANGE-MINING2025 uses 0/1, OSCD's ``*-cm.tif`` uses 1/2 (although its
+README says 0/1), its ``cm.png`` 0/255. :func:`decode_binary` converts a declared or detected encoding.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from minescape.errors import ConfigError, InputError
+from minescape.legend import CHANGE
+
+Encoding = Literal["auto", "0-1", "1-2", "0-255"]
+ENCODINGS: dict[str, tuple[int, int]] = {"0-1": (0, 1), "1-2": (1, 2), "0-255": (0, 255)}
+
+
+def detect_encoding(values: set[int], *, source: str = "mask") -> str:
+    """Guess the encoding from the set of values present (nodata 255 allowed with 0-1 and 1-2)."""
+    values = set(int(v) for v in values)
+    if values <= {0, 1} or values <= {0, 1, CHANGE.nodata} and 1 in values or values == {0}:
+        return "0-1"
+    if values <= {1, 2} or values <= {1, 2, CHANGE.nodata}:
+        return "1-2"
+    if values <= {0, 255}:
+        return "0-255"
+    raise InputError(f"cannot tell the label encoding from values {sorted(values)[:10]}; "
+                     f"declare one of {', '.join(ENCODINGS)}", path=source)
+
+
+def decode_binary(array: np.ndarray, *, encoding: Encoding = "auto", nodata: int | None = None,
+                  source: str = "mask") -> np.ndarray:
+    """Return a uint8 mask in the CHANGE legend (0, 1, 255).
+
+    Args:
+        array: integer label array, any shape.
+        encoding: ``auto`` (detect), ``0-1``, ``1-2`` or ``0-255`` (no-change value, change value).
+        nodata: a value that marks missing labels (mapped to 255).
+        source: file name for error messages.
+
+    Raises:
+        InputError: values that are neither no-change, change nor nodata.
+    """
+    arr = np.asarray(array)
+    present = set(np.unique(arr).tolist())
+    if nodata is not None:
+        present.discard(nodata)
+    if encoding == "auto":
+        encoding = detect_encoding(present, source=source)
+    if encoding not in ENCODINGS:
+        raise ConfigError(f"invalid encoding {encoding!r}; choose one of: auto, {', '.join(ENCODINGS)}")
+    no, yes = ENCODINGS[encoding]
+    allowed = {no, yes} | ({CHANGE.nodata} if encoding != "0-255" else set())
+    bad = sorted(present - allowed)
+    if bad:
+        raise InputError(f"unexpected label values {bad[:10]} for encoding {encoding} "
+                         f"(expected {no} = no change, {yes} = change)", path=source)
+    out = np.full(arr.shape, CHANGE.nodata, dtype=np.uint8)
+    out[arr == no] = 0
+    out[arr == yes] = 1
+    if nodata is not None:
+        out[arr == nodata] = CHANGE.nodata
+    return out

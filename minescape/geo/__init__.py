@@ -1,0 +1,1 @@
+"""Georeferenced data: rasters, grids, vectors, polygonization (pure functions)."""

@@ -1,0 +1,309 @@
+"""A raster value (array + CRS + transform + nodata), windowed reading and atomic GeoTIFF/COG writing.
+
+Arrays are always ``(bands, rows, cols)``. Coordinates follow the raster's CRS; the transform maps
+pixel corners (rasterio convention).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
+
+from minescape.atomic import atomic_path
+from minescape.errors import InputError, MissingInputError
+
+if TYPE_CHECKING:
+    from minescape.geo.grid import Grid
+    from minescape.legend import Legend
+
+
+@dataclass(frozen=True)
+class Raster:
+    """An immutable georeferenced array.
+
+    Attributes:
+        data: ``(bands, rows, cols)`` array.
+        crs: coordinate reference system (may be None only for non-georeferenced labels).
+        transform: affine pixel-corner -> CRS transform.
+        nodata: value marking missing pixels (NaN allowed for floats) or None.
+        band_names: one name per band, or None.
+    """
+
+    data: np.ndarray
+    crs: CRS | None
+    transform: Affine
+    nodata: float | int | None = None
+    band_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.data.ndim == 2:
+            object.__setattr__(self, "data", self.data[np.newaxis])
+        if self.data.ndim != 3:
+            raise ValueError(f"Raster data must be (bands, rows, cols); got shape {self.data.shape}")
+        if self.band_names is not None:
+            names = tuple(self.band_names)
+            if len(names) != self.data.shape[0]:
+                raise ValueError(f"{len(names)} band names for {self.data.shape[0]} bands")
+            object.__setattr__(self, "band_names", names)
+        if self.crs is not None and not isinstance(self.crs, CRS):
+            object.__setattr__(self, "crs", CRS.from_user_input(self.crs))
+
+    @property
+    def count(self) -> int:
+        """Number of bands."""
+        return self.data.shape[0]
+
+    @property
+    def height(self) -> int:
+        """Rows."""
+        return self.data.shape[1]
+
+    @property
+    def width(self) -> int:
+        """Columns."""
+        return self.data.shape[2]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, cols)``."""
+        return self.data.shape[1], self.data.shape[2]
+
+    @property
+    def res(self) -> tuple[float, float]:
+        """Pixel size ``(x, y)`` in CRS units (positive)."""
+        return abs(self.transform.a), abs(self.transform.e)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(left, bottom, right, top)`` in CRS units."""
+        return _bounds(self.transform, self.width, self.height)
+
+    @property
+    def grid(self) -> Grid:
+        """The raster's :class:`~minescape.geo.grid.Grid`."""
+        from minescape.geo.grid import Grid
+
+        return Grid(crs=self.crs, transform=self.transform, width=self.width, height=self.height)
+
+    def valid_mask(self) -> np.ndarray:
+        """``(rows, cols)`` bool: True where every band is finite and not nodata."""
+        data = self.data
+        valid = np.ones(self.shape, dtype=bool)
+        if np.issubdtype(data.dtype, np.floating):
+            valid &= np.isfinite(data).all(axis=0)
+        if self.nodata is not None and not (isinstance(self.nodata, float) and np.isnan(self.nodata)):
+            valid &= (data != self.nodata).all(axis=0)
+        return valid
+
+    def band(self, name: str) -> np.ndarray:
+        """One band by name as a 2-D array (InputError listing the available names)."""
+        if self.band_names is None or name not in self.band_names:
+            raise InputError(f"band {name!r} not available; bands are {list(self.band_names or [])}")
+        return self.data[self.band_names.index(name)]
+
+    def select(self, names: Sequence[str]) -> Raster:
+        """A raster with only the named bands, in that order."""
+        return replace(self, data=np.stack([self.band(n) for n in names]), band_names=tuple(names))
+
+    def with_data(self, data: np.ndarray, *, nodata: float | int | None = ..., band_names=None) -> Raster:
+        """Same georeferencing, new array (and optionally nodata / band names)."""
+        return Raster(
+            data=data,
+            crs=self.crs,
+            transform=self.transform,
+            nodata=self.nodata if nodata is ... else nodata,
+            band_names=band_names,
+        )
+
+
+def _bounds(transform: Affine, width: int, height: int) -> tuple[float, float, float, float]:
+    xs = [transform.c, transform.c + transform.a * width]
+    ys = [transform.f, transform.f + transform.e * height]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def open_raster(path: str | Path):
+    """``rasterio.open`` with a one-line InputError for missing or unreadable files."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingInputError("file not found", path=path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError as exc:
+        raise InputError(f"not a readable raster ({str(exc).splitlines()[0][:120]})", path=path) from None
+
+
+def read_raster(
+    path: str | Path,
+    *,
+    bands: Sequence[int] | None = None,
+    window: Window | None = None,
+    boundless: bool = False,
+    fill_value: float | None = None,
+) -> Raster:
+    """Read a GeoTIFF (or any GDAL raster) into a :class:`Raster`.
+
+    Args:
+        path: file to read.
+        bands: 1-based band indexes (default all).
+        window: pixel window to read (default whole raster); memory scales with the window.
+        boundless: allow windows extending beyond the raster (filled with nodata or ``fill_value``).
+        fill_value: fill for boundless reads when the file has no nodata.
+    """
+    with open_raster(path) as src:
+        idx = list(bands) if bands is not None else list(range(1, src.count + 1))
+        try:
+            if boundless:
+                fill = src.nodata if src.nodata is not None else fill_value
+                data = src.read(idx, window=window, boundless=True, fill_value=fill)
+            else:
+                data = src.read(idx, window=window)
+        except RasterioIOError as exc:
+            raise InputError(f"corrupt or truncated raster ({str(exc).splitlines()[0][:120]})", path=path) from None
+        transform = src.window_transform(window) if window is not None else src.transform
+        descriptions = [src.descriptions[i - 1] for i in idx]
+        names = tuple(descriptions) if all(descriptions) else None
+        crs = src.crs
+        nodata = src.nodata
+    return Raster(data=data, crs=crs, transform=transform, nodata=nodata, band_names=names)
+
+
+def _profile(raster: Raster, *, tiled: bool, compress: str, blocksize: int, dtype) -> dict:
+    profile = {
+        "driver": "GTiff",
+        "width": raster.width,
+        "height": raster.height,
+        "count": raster.count,
+        "dtype": np.dtype(dtype).name,
+        "crs": raster.crs,
+        "transform": raster.transform,
+        "nodata": raster.nodata,
+        "compress": compress,
+    }
+    if tiled and raster.width >= blocksize and raster.height >= blocksize:
+        profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
+    if compress in ("deflate", "lzw", "zstd"):
+        profile["predictor"] = 3 if np.issubdtype(np.dtype(dtype), np.floating) else 2
+    return profile
+
+
+def write_raster(
+    raster: Raster,
+    path: str | Path,
+    *,
+    legend: Legend | None = None,
+    compress: str = "deflate",
+    tiled: bool = True,
+    blocksize: int = 256,
+    tags: dict[str, str] | None = None,
+    dtype: str | None = None,
+) -> Path:
+    """Write ``raster`` as a GeoTIFF atomically (temporary file, then rename).
+
+    With a ``legend`` the file gets the legend's colour table, class names as metadata and the
+    legend's nodata. Band names are written as band descriptions. Output bytes depend only on the
+    inputs (no timestamps), so re-runs are reproducible.
+    """
+    path = Path(path)
+    dtype = dtype or raster.data.dtype
+    if legend is not None and raster.nodata is None:
+        raster = replace(raster, nodata=legend.nodata)
+    profile = _profile(raster, tiled=tiled, compress=compress, blocksize=blocksize, dtype=dtype)
+    with atomic_path(path) as tmp:
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+            with rasterio.open(tmp, "w", **profile) as dst:
+                dst.write(raster.data.astype(dtype, copy=False))
+                if raster.band_names:
+                    for i, name in enumerate(raster.band_names, start=1):
+                        dst.set_band_description(i, name)
+                all_tags = dict(tags or {})
+                if legend is not None:
+                    all_tags.update(legend.raster_tags())
+                    if raster.count == 1 and np.dtype(dtype) == np.uint8:
+                        dst.write_colormap(1, legend.colormap())
+                if all_tags:
+                    dst.update_tags(**all_tags)
+    return path
+
+
+def write_cog(
+    raster: Raster,
+    path: str | Path,
+    *,
+    legend: Legend | None = None,
+    overview_resampling: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> Path:
+    """Write a Cloud-Optimized GeoTIFF with internal overviews, atomically.
+
+    Class maps (with a legend) get ``nearest``/``mode`` overviews and the colour table; continuous
+    data ``average``. The GTiff is built in memory-bounded fashion by GDAL's COG driver.
+    """
+    from rasterio.shutil import copy as rio_copy
+
+    path = Path(path)
+    resampling = overview_resampling or ("MODE" if legend is not None else "AVERAGE")
+    with atomic_path(path) as tmp:
+        plain = tmp.with_name(tmp.name + ".plain.tif")
+        try:
+            write_raster(raster, plain, legend=legend, tags=tags, tiled=True, blocksize=512)
+            with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+                rio_copy(plain, tmp, driver="COG", COMPRESS="DEFLATE", OVERVIEW_RESAMPLING=resampling,
+                         BLOCKSIZE=512)
+        finally:
+            plain.unlink(missing_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def open_writer(
+    path: str | Path,
+    grid: Grid,
+    *,
+    count: int,
+    dtype: str,
+    nodata: float | int | None,
+    legend: Legend | None = None,
+    band_names: Sequence[str] | None = None,
+    compress: str = "deflate",
+    blocksize: int = 256,
+    tags: dict[str, str] | None = None,
+) -> Iterator[rasterio.io.DatasetWriter]:
+    """Open a tiled GeoTIFF for window-by-window writing; it appears under ``path`` only on success.
+
+    Use for outputs too large to hold in memory: ``dst.write(block, window=w)`` per window.
+    """
+    fake = Raster(np.zeros((count, 1, 1), dtype=dtype), grid.crs, grid.transform, nodata)
+    profile = _profile(fake, tiled=True, compress=compress, blocksize=blocksize, dtype=dtype)
+    profile.update(width=grid.width, height=grid.height)
+    if grid.width >= blocksize and grid.height >= blocksize:
+        profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
+    if legend is not None and nodata is None:
+        profile["nodata"] = legend.nodata
+    with atomic_path(path) as tmp:
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+            with rasterio.open(tmp, "w", **profile) as dst:
+                if band_names:
+                    for i, name in enumerate(band_names, start=1):
+                        dst.set_band_description(i, name)
+                all_tags = dict(tags or {})
+                if legend is not None:
+                    all_tags.update(legend.raster_tags())
+                    if count == 1 and np.dtype(dtype) == np.uint8:
+                        dst.write_colormap(1, legend.colormap())
+                if all_tags:
+                    dst.update_tags(**all_tags)
+                yield dst

@@ -1,0 +1,102 @@
+"""Vectors: read and repair geometries, write GPKG atomically, areas on the WGS84 ellipsoid."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import shapely
+from pyproj import CRS, Geod
+
+from minescape.atomic import atomic_path
+from minescape.errors import InputError, MissingInputError
+
+WGS84_GEOD = Geod(ellps="WGS84")
+
+
+def read_vector(path: str | Path, *, layer: str | int | None = None) -> gpd.GeoDataFrame:
+    """Read a GPKG, GeoJSON or Shapefile layer with a one-line InputError on failure.
+
+    Raises InputError if the file is unreadable (truncated, not a vector format), has no CRS or the
+    layer does not exist (the message lists the layers).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MissingInputError("file not found", path=path)
+    try:
+        layers = [name for name, _ in pyogrio.list_layers(path)]
+    except Exception as exc:  # pyogrio raises DataSourceError and friends
+        raise InputError(f"not a readable vector file ({_first_line(exc)})", path=path) from None
+    if layer is not None and isinstance(layer, str) and layer not in layers:
+        raise InputError(f"no layer {layer!r}; layers are {layers}", path=path)
+    try:
+        gdf = gpd.read_file(path, layer=layer, engine="pyogrio")
+    except Exception as exc:
+        raise InputError(f"cannot read vector layer ({_first_line(exc)})", path=path) from None
+    if gdf.crs is None:
+        raise InputError("layer has no CRS; assign one (e.g. EPSG:4326) before use", path=path)
+    return gdf
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+
+
+def repair_geometries(gdf: gpd.GeoDataFrame, *, source: str = "layer") -> tuple[gpd.GeoDataFrame, list[str]]:
+    """Make geometries valid (``shapely.make_valid``, keeping polygonal parts) and drop empty ones.
+
+    Returns the repaired frame (index preserved) and one warning line per dropped feature.
+    """
+    geoms = gdf.geometry.values
+    dropped: list[str] = []
+    fixed = []
+    keep = np.ones(len(gdf), dtype=bool)
+    for i, geom in enumerate(geoms):
+        if geom is None or geom.is_empty:
+            keep[i] = False
+            dropped.append(f"{source}: feature {gdf.index[i]} has empty geometry; dropped")
+            fixed.append(geom)
+            continue
+        if not geom.is_valid:
+            geom = _polygonal(shapely.make_valid(geom))
+            if geom.is_empty:
+                keep[i] = False
+                dropped.append(f"{source}: feature {gdf.index[i]} has no area after repair; dropped")
+        fixed.append(geom)
+    out = gdf.copy()
+    out = out.set_geometry(gpd.GeoSeries(fixed, index=gdf.index, crs=gdf.crs))
+    return out[keep], dropped
+
+
+def _polygonal(geom):
+    """Keep only polygonal parts of a geometry (make_valid may return collections)."""
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        return geom
+    if geom.geom_type == "GeometryCollection":
+        polys = [g for g in geom.geoms if g.geom_type in ("Polygon", "MultiPolygon")]
+        if polys:
+            return shapely.union_all(polys)
+    return shapely.Polygon()
+
+
+def geodesic_area(geometries, crs: CRS | str | int = "EPSG:4326") -> np.ndarray:
+    """Area in m² of each polygonal geometry on the WGS84 ellipsoid (``pyproj.Geod``), holes subtracted.
+
+    Geometries in another CRS are transformed to EPSG:4326 first.
+    """
+    geoms = gpd.GeoSeries(list(geometries), crs=crs)
+    if geoms.crs is not None and not geoms.crs.equals(CRS.from_epsg(4326)):
+        geoms = geoms.to_crs(4326)
+    return np.array([abs(WGS84_GEOD.geometry_area_perimeter(g)[0]) if g is not None else 0.0 for g in geoms])
+
+
+def write_gpkg(gdf: gpd.GeoDataFrame, path: str | Path, *, layer: str | None = None) -> Path:
+    """Write a GeoPackage atomically (temporary file, then rename)."""
+    path = Path(path)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        gdf.to_file(tmp, layer=layer or path.stem, driver="GPKG", engine="pyogrio")
+    return path

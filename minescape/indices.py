@@ -1,0 +1,95 @@
+"""Spectral indices (NDVI, SAVI, NDWI, MNDWI, NDBI, BSI), vectorised, nodata- and division-safe.
+
+Inputs are reflectance arrays (unitless, any shape, NaN = nodata). Outputs are float32 with NaN where
+an input is NaN or the denominator is zero. Band formulas use Sentinel-2 band names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from minescape.errors import ConfigError
+from minescape.geo.raster import Raster
+
+SAVI_L = 0.5  # Huete (1988) soil-brightness correction for intermediate vegetation cover
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num = np.asarray(num, dtype=np.float32)
+    den = np.asarray(den, dtype=np.float32)
+    out = np.full(np.broadcast(num, den).shape, np.nan, dtype=np.float32)
+    np.divide(num, den, out=out, where=(den != 0) & np.isfinite(den) & np.isfinite(num))
+    return out
+
+
+def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(a - b) / (a + b)`` with NaN where undefined."""
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    return _ratio(a - b, a + b)
+
+
+def ndvi(nir: np.ndarray, red: np.ndarray) -> np.ndarray:
+    """NDVI = (NIR - Red) / (NIR + Red) (Rouse et al. 1974); S2: (B08 - B04) / (B08 + B04)."""
+    return normalized_difference(nir, red)
+
+
+def savi(nir: np.ndarray, red: np.ndarray, *, soil_factor: float = SAVI_L) -> np.ndarray:
+    """SAVI = (1 + L) (NIR - Red) / (NIR + Red + L), L = 0.5 (Huete 1988)."""
+    nir = np.asarray(nir, dtype=np.float32)
+    red = np.asarray(red, dtype=np.float32)
+    return _ratio((1 + soil_factor) * (nir - red), nir + red + np.float32(soil_factor))
+
+
+def ndwi(green: np.ndarray, nir: np.ndarray) -> np.ndarray:
+    """NDWI = (Green - NIR) / (Green + NIR) (McFeeters 1996); S2: (B03 - B08) / (B03 + B08)."""
+    return normalized_difference(green, nir)
+
+
+def mndwi(green: np.ndarray, swir1: np.ndarray) -> np.ndarray:
+    """MNDWI = (Green - SWIR1) / (Green + SWIR1) (Xu 2006); S2: (B03 - B11) / (B03 + B11)."""
+    return normalized_difference(green, swir1)
+
+
+def ndbi(swir1: np.ndarray, nir: np.ndarray) -> np.ndarray:
+    """NDBI = (SWIR1 - NIR) / (SWIR1 + NIR) (Zha et al. 2003); S2: (B11 - B08) / (B11 + B08)."""
+    return normalized_difference(swir1, nir)
+
+
+def bsi(swir1: np.ndarray, red: np.ndarray, nir: np.ndarray, blue: np.ndarray) -> np.ndarray:
+    """BSI = ((SWIR1 + Red) - (NIR + Blue)) / ((SWIR1 + Red) + (NIR + Blue)) (Rikimaru et al. 2002)."""
+    a = np.asarray(swir1, dtype=np.float32) + np.asarray(red, dtype=np.float32)
+    b = np.asarray(nir, dtype=np.float32) + np.asarray(blue, dtype=np.float32)
+    return normalized_difference(a, b)
+
+
+# name -> (function, Sentinel-2 bands in argument order)
+INDICES: dict[str, tuple[Callable[..., np.ndarray], tuple[str, ...]]] = {
+    "NDVI": (ndvi, ("B08", "B04")),
+    "SAVI": (savi, ("B08", "B04")),
+    "NDWI": (ndwi, ("B03", "B08")),
+    "MNDWI": (mndwi, ("B03", "B11")),
+    "NDBI": (ndbi, ("B11", "B08")),
+    "BSI": (bsi, ("B11", "B04", "B08", "B02")),
+}
+
+
+def index_bands(name: str) -> tuple[str, ...]:
+    """Sentinel-2 bands an index needs."""
+    return _lookup(name)[1]
+
+
+def _lookup(name: str):
+    try:
+        return INDICES[name.upper()]
+    except KeyError:
+        raise ConfigError(f"unknown index {name!r}; choose one of: {', '.join(INDICES)}") from None
+
+
+def compute_index(stack: Raster, name: str) -> Raster:
+    """Compute an index from a reflectance stack with named bands; a one-band float32 Raster (NaN nodata)."""
+    func, bands = _lookup(name)
+    value = func(*(stack.band(b) for b in bands))
+    return Raster(value[np.newaxis], stack.crs, stack.transform, np.nan, (name.upper(),))

@@ -1,0 +1,1 @@
+"""Mining land use/land cover per site: features, knowledge-based rules, LightGBM model, pipeline."""

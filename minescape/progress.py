@@ -1,0 +1,55 @@
+"""Rich progress bars and consoles shared by every long-running step (written to stderr)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+T = TypeVar("T")
+
+err_console = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def progress_disabled() -> bool:
+    """True when ``MINESCAPE_PROGRESS=0`` (quiet batch runs)."""
+    return os.environ.get("MINESCAPE_PROGRESS", "1") == "0"
+
+
+def make_progress(*, transient: bool = False) -> Progress:
+    """A Progress with description, bar, count, elapsed time and ETA."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[extra]}"),
+        console=err_console,
+        transient=transient,
+        disable=progress_disabled(),
+    )
+
+
+def track(items: Iterable[T], description: str, *, total: int | None = None) -> Iterator[T]:
+    """Iterate with a progress bar on stderr."""
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    with make_progress() as progress:
+        task = progress.add_task(description, total=total, extra="")
+        for item in items:
+            yield item
+            progress.advance(task)

@@ -1,0 +1,337 @@
+"""Sentinel-2: band registry, file-name parsing, DN -> reflectance, band stacks on the 10 m grid.
+
+Two layouts are read:
+
+* a multi-band GeoTIFF/COG stack whose band descriptions name the bands (``B02`` ...), or whose
+  band names are given explicitly;
+* a folder with one file per band, named ``*_B01.tif`` ... ``*_B12.tif`` / ``*_B8A.tif`` (the OSCD
+  and SAFE ``IMG_DATA`` layout), with bands at 10, 20 and 60 m.
+
+Bands are resampled on the fly (GDAL warped VRT, window by window) onto a target grid: by default
+the grid of a 10 m reference band. Memory is bounded by the window read, not the scene.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from minescape.errors import ConfigError, InputError, MissingInputError
+from minescape.geo.grid import Grid
+from minescape.geo.raster import Raster, open_raster
+
+
+@dataclass(frozen=True)
+class Band:
+    """A Sentinel-2 MSI band: name, native resolution (m), central wavelength (nm, S2A)."""
+
+    name: str
+    resolution: int
+    wavelength: float
+
+
+# ESA Sentinel-2 User Handbook / MSI spectral response (S2A central wavelengths).
+BANDS: dict[str, Band] = {
+    b.name: b
+    for b in (
+        Band("B01", 60, 442.7),
+        Band("B02", 10, 492.4),
+        Band("B03", 10, 559.8),
+        Band("B04", 10, 664.6),
+        Band("B05", 20, 704.1),
+        Band("B06", 20, 740.5),
+        Band("B07", 20, 782.8),
+        Band("B08", 10, 832.8),
+        Band("B8A", 20, 864.7),
+        Band("B09", 60, 945.1),
+        Band("B10", 60, 1373.5),
+        Band("B11", 20, 1613.7),
+        Band("B12", 20, 2202.4),
+    )
+}
+ALL_BANDS: tuple[str, ...] = tuple(BANDS)  # the 13 L1C bands in the conventional order
+L2A_BANDS: tuple[str, ...] = tuple(b for b in ALL_BANDS if b != "B10")  # 12 bands (no cirrus)
+TEN_M_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08")
+TEN_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+
+# A band file: anything ending in _B01.. _B12 or _B8A (optionally _10m/_20m/_60m as in L2A SAFE).
+BAND_FILE = re.compile(r"_(?P<band>B(?:0[1-9]|1[0-2]|8A))(?:_(?:10|20|60)m)?\.(?:tif|tiff|jp2)$", re.IGNORECASE)
+
+# Product names, e.g. S2B_MSIL2A_20190715T022549_N0400_R046_T50KQB_20190715T062017
+PRODUCT_NAME = re.compile(
+    r"(?P<mission>S2[ABCD])_MSI(?P<level>L1C|L2A)_(?P<datetime>\d{8}T\d{6})_N(?P<baseline>\d{4})"
+    r"_R(?P<orbit>\d{3})_T(?P<tile>\d{2}[A-Z]{3})"
+)
+# Old (pre-2017) tile-level names, e.g. S2A_OPER_MSI_L1C_TL_MTI__20160120T104345_A003020_T39QZG_B01
+OLD_TILE_NAME = re.compile(r"(?P<mission>S2[AB])_OPER_MSI_(?P<level>L1C|L2A)_TL_\w{4}_(?P<datetime>\d{8}T\d{6})"
+                           r"_A\d{6}_T(?P<tile>\d{2}[A-Z]{3})")
+# Granule band files, e.g. T40QBM_20180328T065919_B01
+GRANULE_NAME = re.compile(r"T(?P<tile>\d{2}[A-Z]{3})_(?P<datetime>\d{8}T\d{6})_B")
+DATE_ONLY = re.compile(r"(?<!\d)(?P<date>20\d{6})(?:T\d{6})?(?!\d)")
+
+# Reflectance = (DN + offset) / quantification; since processing baseline 04.00 (25 Jan 2022) the
+# L1C and L2A products carry RADIO_ADD_OFFSET / BOA_ADD_OFFSET = -1000 (ESA S2 PB 04.00 note).
+QUANTIFICATION = 10000.0
+OFFSET_BASELINE = (4, 0)
+DN_NODATA = 0
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """What a scene's name tells: acquisition date, processing level and baseline, MGRS tile."""
+
+    date: dt.date | None
+    level: str | None = None
+    baseline: str | None = None
+    tile: str | None = None
+    mission: str | None = None
+
+    @property
+    def radiometric_offset(self) -> float:
+        """Additive offset (DN) of this baseline: -1000 from baseline 04.00 on, else 0."""
+        return baseline_offset(self.baseline)
+
+
+def baseline_offset(baseline: str | None) -> float:
+    """The DN offset for a processing baseline such as ``"04.00"`` or ``"0400"`` (None -> 0)."""
+    if not baseline:
+        return 0.0
+    digits = baseline.replace(".", "")
+    if not digits.isdigit() or len(digits) != 4:
+        raise ConfigError(f"invalid processing baseline {baseline!r}; expected e.g. '04.00'")
+    major, minor = int(digits[:2]), int(digits[2:])
+    return -1000.0 if (major, minor) >= OFFSET_BASELINE else 0.0
+
+
+def parse_scene_name(name: str) -> SceneInfo:
+    """Parse a product, granule or band file name into a :class:`SceneInfo` (fields None if absent)."""
+    name = Path(name).name
+    for pattern in (PRODUCT_NAME, OLD_TILE_NAME, GRANULE_NAME):
+        m = pattern.search(name)
+        if m:
+            g = m.groupdict()
+            date = dt.datetime.strptime(g["datetime"], "%Y%m%dT%H%M%S").date()
+            baseline = g.get("baseline")
+            return SceneInfo(
+                date=date,
+                level=g.get("level"),
+                baseline=f"{baseline[:2]}.{baseline[2:]}" if baseline else None,
+                tile=g.get("tile"),
+                mission=g.get("mission"),
+            )
+    m = DATE_ONLY.search(name)
+    if m:
+        try:
+            return SceneInfo(date=dt.datetime.strptime(m.group("date"), "%Y%m%d").date())
+        except ValueError:
+            pass
+    return SceneInfo(date=None)
+
+
+def dn_to_reflectance(
+    dn: np.ndarray, *, baseline: str | None = None, offset: float | None = None, nodata: float | None = DN_NODATA
+) -> np.ndarray:
+    """Convert L1C (TOA) or L2A (BOA) digital numbers to reflectance (unitless, float32).
+
+    ``reflectance = (DN + offset) / 10000`` with ``offset = -1000`` for processing baseline >= 04.00
+    (or as given). Pixels equal to ``nodata`` (0 in Sentinel-2 products) become NaN.
+    """
+    off = baseline_offset(baseline) if offset is None else float(offset)
+    dn = np.asarray(dn)
+    refl = (dn.astype(np.float32) + np.float32(off)) / np.float32(QUANTIFICATION)
+    if nodata is not None:
+        refl[dn == nodata] = np.nan
+    return refl
+
+
+def find_band_files(folder: str | Path) -> dict[str, Path]:
+    """Map band name -> file for a one-file-per-band folder (InputError if none or duplicates)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MissingInputError("folder not found", path=folder)
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        m = BAND_FILE.search(path.name)
+        if m:
+            band = m.group("band").upper()
+            if band in found:
+                raise InputError(f"two files for band {band}: {found[band].name}, {path.name}", path=folder)
+            found[band] = path
+    if not found:
+        raise InputError("no Sentinel-2 band files (*_B02.tif ...) in folder", path=folder)
+    return found
+
+
+def _stack_band_names(src: rasterio.io.DatasetReader, path: Path, band_names: Sequence[str] | None) -> list[str]:
+    if band_names is not None:
+        if len(band_names) != src.count:
+            raise InputError(f"{len(band_names)} band names given for {src.count} bands", path=path)
+        return [b.upper() for b in band_names]
+    desc = [d.upper() if d else None for d in src.descriptions]
+    if all(desc) and all(d in BANDS for d in desc):
+        return desc  # type: ignore[return-value]
+    defaults = {13: ALL_BANDS, 12: L2A_BANDS, 10: TEN_BANDS, 4: TEN_M_BANDS}
+    if src.count in defaults:
+        return list(defaults[src.count])
+    raise InputError(
+        f"cannot tell which Sentinel-2 bands the {src.count} bands are; set band descriptions or pass band names",
+        path=path,
+    )
+
+
+@dataclass(frozen=True)
+class Scene:
+    """An opened description of a Sentinel-2 scene on disk (no pixels held).
+
+    Attributes:
+        path: multi-band file or band folder.
+        band_files: band name -> (file, 1-based band index).
+        info: date, level, baseline parsed from names (or given).
+        grid: the native grid of the reference (10 m) band.
+        nodata: DN nodata (0 for Sentinel-2).
+    """
+
+    path: Path
+    band_files: dict[str, tuple[Path, int]]
+    info: SceneInfo
+    grid: Grid
+    nodata: float | None
+
+    @property
+    def bands(self) -> list[str]:
+        """Available band names in conventional order."""
+        return [b for b in ALL_BANDS if b in self.band_files]
+
+
+def open_scene(
+    path: str | Path,
+    *,
+    band_names: Sequence[str] | None = None,
+    reference_band: str = "B02",
+    baseline: str | None = None,
+    date: dt.date | None = None,
+) -> Scene:
+    """Describe a scene: a multi-band stack file or a one-file-per-band folder.
+
+    ``baseline`` and ``date`` override what the file name says (a scene's STAC metadata may provide them).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MissingInputError("scene not found", path=path)
+    band_files: dict[str, tuple[Path, int]] = {}
+    if path.is_dir():
+        files = find_band_files(path)
+        band_files = {b: (p, 1) for b, p in files.items()}
+        name_source = next(iter(files.values())).name
+        nodata = DN_NODATA
+    else:
+        with open_raster(path) as src:
+            names = _stack_band_names(src, path, band_names)
+            band_files = {b: (path, i + 1) for i, b in enumerate(names)}
+            nodata = src.nodata if src.nodata is not None else DN_NODATA
+            tags = src.tags()
+        name_source = path.name
+        if baseline is None and "PROCESSING_BASELINE" in tags:
+            baseline = tags["PROCESSING_BASELINE"]
+        if date is None and "DATE" in tags:
+            date = dt.date.fromisoformat(tags["DATE"])
+    info = parse_scene_name(name_source)
+    if baseline is not None or date is not None:
+        info = SceneInfo(date or info.date, info.level, baseline or info.baseline, info.tile, info.mission)
+    ref = reference_band if reference_band in band_files else _finest_band(band_files)
+    ref_path, ref_idx = band_files[ref]
+    with open_raster(ref_path) as src:
+        if src.crs is None:
+            raise InputError("scene has no CRS", path=ref_path)
+        grid = Grid(src.crs, src.transform, src.width, src.height)
+    return Scene(path=path, band_files=band_files, info=info, grid=grid, nodata=nodata)
+
+
+def _finest_band(band_files: dict[str, tuple[Path, int]]) -> str:
+    return min(band_files, key=lambda b: BANDS[b].resolution)
+
+
+def read_stack(
+    scene: Scene | str | Path,
+    *,
+    bands: Sequence[str] | None = None,
+    grid: Grid | None = None,
+    window: Window | None = None,
+    reflectance: bool = True,
+    resampling: str = "bilinear",
+) -> Raster:
+    """Read bands of a scene onto ``grid`` (default: the scene's 10 m reference grid).
+
+    Args:
+        scene: a :class:`Scene` or a path for :func:`open_scene`.
+        bands: band names (default all available, conventional order).
+        grid: target grid; other CRSs and resolutions are warped onto it (a pair's second date onto
+            the first date's grid, a scene onto a site's UTM grid).
+        window: pixel window of ``grid`` to read; memory scales with the window only.
+        reflectance: convert DN to float32 reflectance (NaN = nodata); else float32 DN with NaN nodata.
+        resampling: for bands coarser than the grid (``bilinear``, ``nearest``, ``cubic``...).
+
+    Returns:
+        A float32 :class:`Raster` ``(len(bands), rows, cols)`` named by band, nodata NaN.
+    """
+    if not isinstance(scene, Scene):
+        scene = open_scene(scene)
+    bands = [b.upper() for b in (bands or scene.bands)]
+    missing = [b for b in bands if b not in scene.band_files]
+    if missing:
+        raise InputError(f"missing bands {missing}; scene has {scene.bands}", path=scene.path)
+    target = grid or scene.grid
+    if window is not None:
+        target = target.window_grid(window)
+    try:
+        method = Resampling[resampling]
+    except KeyError:
+        raise ConfigError(f"invalid resampling {resampling!r}") from None
+    out = np.empty((len(bands), target.height, target.width), dtype=np.float32)
+    offset = scene.info.radiometric_offset
+    for i, band in enumerate(bands):
+        path, idx = scene.band_files[band]
+        with open_raster(path) as src:
+            if src.crs is None:
+                raise InputError("band file has no CRS", path=path)
+            src_nodata = src.nodata if src.nodata is not None else scene.nodata
+            win = _aligned_window(src, target)
+            if win is not None:
+                fill = src_nodata if src_nodata is not None else 0
+                dn = src.read(idx, window=win, boundless=True, fill_value=fill)
+            else:
+                with WarpedVRT(src, crs=target.crs, transform=target.transform, width=target.width,
+                               height=target.height, resampling=method, src_nodata=src_nodata,
+                               nodata=src_nodata) as vrt:
+                    dn = vrt.read(idx)
+        if reflectance:
+            out[i] = dn_to_reflectance(dn, offset=offset, nodata=src_nodata)
+        else:
+            band_out = dn.astype(np.float32)
+            if src_nodata is not None:
+                band_out[dn == src_nodata] = np.nan
+            out[i] = band_out
+    return Raster(out, target.crs, target.transform, np.nan, tuple(bands))
+
+
+def _aligned_window(src: rasterio.io.DatasetReader, target: Grid) -> Window | None:
+    """The window of ``src`` matching ``target`` pixel for pixel, or None if a warp is needed."""
+    if src.crs != target.crs:
+        return None
+    st, tt = src.transform, target.transform
+    if not (np.isclose(st.a, tt.a, rtol=1e-9) and np.isclose(st.e, tt.e, rtol=1e-9) and st.b == tt.b == 0):
+        return None
+    col = (tt.c - st.c) / st.a
+    row = (tt.f - st.f) / st.e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    return Window(round(col), round(row), target.width, target.height)

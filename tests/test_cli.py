@@ -1,0 +1,76 @@
+"""The CLI through Typer's runner on real temporary files."""
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from minescape import __version__
+from minescape.cli.app import app
+
+runner = CliRunner()
+
+
+def _commands(group, prefix=()):
+    import typer.main
+
+    click_group = typer.main.get_command(group)
+    stack = [(click_group, list(prefix))]
+    while stack:
+        cmd, path = stack.pop()
+        yield path
+        for name, sub in getattr(cmd, "commands", {}).items():
+            stack.append((sub, path + [name]))
+
+
+def test_version():
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and __version__ in res.output
+
+
+def test_help_on_every_command():
+    paths = list(_commands(app))
+    assert ["synth"] in paths and ["demo"] in paths
+    for path in paths:
+        res = runner.invoke(app, [*path, "--help"])
+        assert res.exit_code == 0, (path, res.output)
+        assert "Usage" in res.output
+
+
+def test_synth_writes_region(tmp_path):
+    res = runner.invoke(app, ["synth", str(tmp_path / "r"), "--width", "200", "--height", "160", "--sites", "1"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "r" / "region.json").exists() and (tmp_path / "r" / "dcm_dh.tif").exists()
+
+
+def test_user_error_is_one_line_exit_2(tmp_path):
+    from minescape.cli.common import handle_errors
+    from minescape.geo.raster import read_raster
+
+    @handle_errors
+    def boom():
+        read_raster(tmp_path / "nope.tif")
+
+    import typer
+
+    with pytest.raises(typer.Exit) as exc:
+        boom()
+    assert exc.value.exit_code == 2
+
+
+def test_bad_option_value_exit_2(tmp_path):
+    res = runner.invoke(app, ["synth", str(tmp_path / "r"), "--width", "10"])
+    assert res.exit_code == 2
+    assert "Traceback" not in res.output and "64 x 64" in res.output
+
+
+def test_console_script_error_is_one_line_on_stderr(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("minescape")
+    proc = subprocess.run([str(exe), "synth", str(tmp_path / "r"), "--sites", "0"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "n_sites" in lines[0]
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+from affine import Affine
+
+from minescape.errors import ConfigError, NoOverlapError
+from minescape.geo.grid import Grid, iter_tiles, reproject_to_grid, sliding_windows, utm_crs
+
+
+@pytest.mark.parametrize(("lon", "lat", "epsg"), [
+    (15.0, 40.0, 32633), (-70.3, -23.6, 32719), (179.9, 65.0, 32660), (-179.9, 65.0, 32601),
+    (180.1, 10.0, 32601), (5.0, 60.0, 32632), (20.0, 78.0, 32633), (10.0, 85.0, 32661), (0.0, -85.0, 32761),
+])
+def test_utm_choice(lon, lat, epsg):
+    assert utm_crs(lon, lat).to_epsg() == epsg
+
+
+def test_tiles_cover_each_pixel_once():
+    count = np.zeros((101, 77), int)
+    for t in iter_tiles(77, 101, size=32, overlap=5):
+        r, c = t.core.row_off, t.core.col_off
+        count[r:r + t.core.height, c:c + t.core.width] += 1
+        assert t.read.col_off <= c and t.read.col_off + t.read.width >= c + t.core.width
+        assert t.core_in_read.col_off == c - t.read.col_off
+    assert (count == 1).all()
+
+
+def test_sliding_windows_cover_and_fit():
+    wins = list(sliding_windows(300, 200, size=128, stride=128))
+    assert all(w.col_off + w.width <= 300 and w.row_off + w.height <= 200 for w in wins)
+    cover = np.zeros((200, 300), bool)
+    for w in wins:
+        cover[w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width] = True
+    assert cover.all()
+    with pytest.raises(ConfigError):
+        list(sliding_windows(10, 10, size=0, stride=1))
+
+
+def test_from_bounds_and_windows():
+    g = Grid.from_bounds((100.0, 200.0, 1003.0, 907.0), 10, 32633)
+    assert g.bounds == (100.0, 200.0, 1010.0, 910.0) and g.shape == (71, 91)
+    w = g.window_of_bounds((150, 250, 300, 400))
+    assert (w.col_off, w.width) == (5, 15)
+    with pytest.raises(NoOverlapError):
+        g.window_of_bounds((5000, 5000, 6000, 6000))
+
+
+def test_reproject_to_other_crs_keeps_values(utm_raster):
+    target = Grid("EPSG:4326", Affine(1e-4, 0, 15.0, 0, -1e-4, 37.04), 40, 30)
+    out = reproject_to_grid(utm_raster, target, resampling="nearest")
+    assert out.crs.to_epsg() == 4326 and out.shape == (30, 40)
+    vals = out.data[np.isfinite(out.data)]
+    assert vals.size == 0 or np.isin(vals, utm_raster.data).all()
+    with pytest.raises(ConfigError, match="nearest"):
+        reproject_to_grid(utm_raster, target, resampling="fancy")

@@ -1,0 +1,89 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window
+
+from minescape.errors import InputError, MissingInputError
+from minescape.geo.raster import Raster, open_writer, read_raster, write_cog, write_raster
+from minescape.legend import MINING_LULC
+
+
+def test_write_read_roundtrip_keeps_georeferencing(tmp_path, utm_raster):
+    path = write_raster(utm_raster, tmp_path / "a.tif")
+    back = read_raster(path)
+    assert back.crs == utm_raster.crs and back.transform == utm_raster.transform
+    assert back.band_names == ("B02", "B03", "B04")
+    np.testing.assert_array_equal(back.data, utm_raster.data)
+    assert not back.valid_mask()[0, 0] and back.valid_mask()[1, 1]
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_windowed_read_matches_slice(tmp_path, utm_raster):
+    path = write_raster(utm_raster, tmp_path / "a.tif")
+    win = read_raster(path, window=Window(5, 3, 7, 9))
+    np.testing.assert_array_equal(win.data, utm_raster.data[:, 3:12, 5:12])
+    assert win.transform.c == utm_raster.transform.c + 50 and win.transform.f == utm_raster.transform.f - 30
+
+
+def test_class_map_gets_colour_table_and_names(tmp_path, utm_raster):
+    codes = (np.arange(17 * 23).reshape(17, 23) % 8).astype(np.uint8)
+    r = utm_raster.with_data(codes, nodata=None)
+    path = write_raster(r, tmp_path / "c.tif", legend=MINING_LULC)
+    with rasterio.open(path) as src:
+        assert src.nodata == 0
+        assert src.colormap(1)[1][:3] == MINING_LULC.by_code(1).color
+        assert src.tags()["CLASS_4"] == "Water body"
+
+
+def test_write_is_reproducible(tmp_path, utm_raster):
+    a = write_raster(utm_raster, tmp_path / "a.tif").read_bytes()
+    b = write_raster(utm_raster, tmp_path / "b.tif").read_bytes()
+    assert a == b
+
+
+def test_failed_write_leaves_nothing(tmp_path, utm_raster):
+    bad = Raster(np.zeros((1, 4, 4), dtype=np.complex64), utm_raster.crs, utm_raster.transform)
+    with pytest.raises(Exception):
+        write_raster(bad, tmp_path / "x.tif", dtype="not-a-dtype")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cog_has_overviews(tmp_path):
+    from affine import Affine
+
+    data = (np.indices((600, 700)).sum(0) % 7 + 1).astype(np.uint8)
+    r = Raster(data, "EPSG:32633", Affine(10, 0, 0, 0, -10, 0), 0)
+    path = write_cog(r, tmp_path / "m.tif", legend=MINING_LULC)
+    with rasterio.open(path) as src:
+        assert src.overviews(1) and src.block_shapes[0] == (512, 512)
+        assert src.colormap(1)[7][:3] == MINING_LULC.by_code(7).color
+
+
+def test_open_writer_streams_windows(tmp_path, utm_raster):
+    grid = utm_raster.grid
+    with open_writer(tmp_path / "s.tif", grid, count=1, dtype="float32", nodata=-1.0) as dst:
+        assert not (tmp_path / "s.tif").exists()
+        dst.write(np.ones((1, 17, 10), np.float32), window=Window(0, 0, 10, 17))
+        dst.write(np.full((1, 17, 13), 2, np.float32), window=Window(10, 0, 13, 17))
+    back = read_raster(tmp_path / "s.tif")
+    assert back.data[0, 0, 9] == 1 and back.data[0, 0, 10] == 2 and back.grid == grid
+
+
+def test_bad_files_give_one_line_errors(tmp_path):
+    with pytest.raises(MissingInputError, match="file not found"):
+        read_raster(tmp_path / "missing.tif")
+    junk = tmp_path / "junk.tif"
+    junk.write_bytes(b"II*\x00garbage" * 10)
+    with pytest.raises(InputError) as exc:
+        read_raster(junk)
+    assert "junk.tif" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_truncated_geotiff_is_reported(tmp_path, utm_raster):
+    path = write_raster(utm_raster, tmp_path / "t.tif", compress="none")
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[: len(data) // 3])
+    with pytest.raises(InputError, match="t.tif"):
+        read_raster(path)
