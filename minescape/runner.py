@@ -10,7 +10,8 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from minescape.errors import MinescapeError
 from minescape.progress import make_progress
@@ -23,6 +24,18 @@ class Unit:
     id: str
     args: dict[str, Any]
     fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Where and how units run: ``inprocess`` (default), ``local`` (a local Dask cluster of ``workers``
+    processes) or ``scheduler`` (an existing Dask scheduler address). ``run_dir`` records unit states so an
+    interrupted run resumes."""
+
+    mode: Literal["inprocess", "local", "scheduler"] = "inprocess"
+    workers: int = 1
+    scheduler: str | None = None
+    run_dir: Path | None = None
 
 
 @dataclass
@@ -54,8 +67,16 @@ def run_units(
     func: Callable[[Unit], Any],
     *,
     description: str = "units",
+    executor: Executor | None = None,
 ) -> RunSummary:
-    """Process ``units`` in-process, in order, with a progress bar; failures are recorded, not raised."""
+    """Process ``units`` with a progress bar; failures are recorded, not raised.
+
+    ``func`` must be a module-level (picklable) function of one :class:`Unit` that writes its outputs itself
+    (atomically) and returns a small JSON-able result. Only the in-process mode exists so far.
+    """
+    executor = executor or Executor()
+    if executor.mode != "inprocess":
+        raise NotImplementedError(f"executor mode {executor.mode!r} is not available yet")
     summary = RunSummary()
     with make_progress() as progress:
         task = progress.add_task(description, total=len(units), extra="")
