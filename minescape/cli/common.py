@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Annotated, Optional, TypeVar
 
 import typer
 
@@ -55,3 +56,45 @@ def handle_errors(func: F) -> F:
             raise fail(" ".join(str(exc).split())) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+# --- shared executor options (``--workers``, ``--scheduler``, ``--run-dir``) ---------------------------------
+
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        min=1,
+        help="Worker processes: 1 runs in this process; N > 1 starts a local Dask cluster of N processes.",
+    ),
+]
+SchedulerOpt = Annotated[
+    Optional[str],  # noqa: UP007 (Typer needs Optional on older Pythons)
+    typer.Option(
+        "--scheduler",
+        help="Address of an existing Dask scheduler (e.g. tcp://host:8786); overrides --workers.",
+    ),
+]
+RunDirOpt = Annotated[
+    Optional[Path],  # noqa: UP007
+    typer.Option(
+        "--run-dir",
+        help="Folder recording each unit's state; re-running the same command resumes (only missing or "
+        "changed units run).",
+    ),
+]
+
+
+def executor_from_options(workers: int = 1, scheduler: str | None = None, run_dir: Path | None = None):
+    """Build a :class:`minescape.runner.Executor` from the shared CLI options.
+
+    ``scheduler`` wins over ``workers``; ``workers > 1`` starts a local Dask cluster; otherwise units run in
+    this process. ``run_dir`` (optional) makes the run resumable.
+    """
+    from minescape.runner import Executor
+
+    if scheduler:
+        return Executor(mode="scheduler", workers=workers, scheduler=scheduler, run_dir=run_dir)
+    if workers > 1:
+        return Executor(mode="local", workers=workers, run_dir=run_dir)
+    return Executor(mode="inprocess", workers=1, run_dir=run_dir)
