@@ -97,3 +97,169 @@ def common_valid_mask(*rasters: Raster) -> np.ndarray:
     for r in rasters:
         mask &= r.valid_mask()
     return mask
+
+
+# --------------------------------------------------------------------------------------------------
+# Patch datasets: minescape's own layout (written by minescape.change.patches) and CHANGE-MINING2025.
+#
+# Layout (both)::
+#
+#     <root>/T1/<name>.tif        date 1 patch, (bands, rows, cols)
+#     <root>/T2/<name>.tif        date 2 patch, same grid and file name
+#     <root>/Change/<name>.tif    change mask (CHANGE-MINING2025 as published calls it Mudança/)
+#     <root>/split.csv            optional: name,split (train/val/test); minescape writes it
+#     <root>/manifest.json        optional: minescape writes it (bands, size, stride, counts)
+#
+# CHANGE-MINING2025 may also come split into sub-folders ``<root>/{train,val,test}/{T1,T2,Mudança}``;
+# the split is then taken from the folder name. Masks are decoded to the CHANGE legend (0/1/255)
+# whatever their encoding (0/1, 1/2, 0/255).
+# --------------------------------------------------------------------------------------------------
+
+MASK_DIRS: tuple[str, ...] = ("Change", "Mudança", "change", "mudança", "mask", "label")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+_PATCH_EXT = (".tif", ".tiff", ".png")
+
+
+@dataclass(frozen=True)
+class PatchRecord:
+    """One patch of a patch dataset: its name, the three files and its split.
+
+    Attributes:
+        name: file stem shared by the three files (e.g. ``r000128_c000256``).
+        t1: date 1 image file.
+        t2: date 2 image file (same grid as ``t1``).
+        mask: change mask file, or None when the dataset has no labels for this patch.
+        split: ``train``, ``val``, ``test`` or None when unknown.
+    """
+
+    name: str
+    t1: Path
+    t2: Path
+    mask: Path | None
+    split: str | None
+
+
+def _nfc(name: str) -> str:
+    import unicodedata
+
+    return unicodedata.normalize("NFC", name)
+
+
+def _find_subdir(folder: Path, names: Sequence[str]) -> Path | None:
+    """The sub-folder of ``folder`` whose name (Unicode-normalised, case-insensitive) is in ``names``."""
+    if not folder.is_dir():
+        return None
+    wanted = [_nfc(n).lower() for n in names]
+    found = {_nfc(p.name).lower(): p for p in folder.iterdir() if p.is_dir()}
+    for w in wanted:
+        if w in found:
+            return found[w]
+    return None
+
+
+def _patch_files(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir())
+            if p.is_file() and p.suffix.lower() in _PATCH_EXT and not p.name.startswith(".tmp-")}
+
+
+def read_split_file(path: str | Path) -> dict[str, str]:
+    """Read a ``name,split`` CSV (header ``name,split``) into ``{name: split}``; InputError on bad rows."""
+    import csv
+
+    path = Path(path)
+    out: dict[str, str] = {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or not {"name", "split"} <= set(reader.fieldnames):
+            raise InputError("split file needs the columns name,split", path=path)
+        for i, row in enumerate(reader, start=2):
+            if row["split"] not in SPLITS:
+                raise InputError(f"line {i}: split {row['split']!r} is not one of {', '.join(SPLITS)}", path=path)
+            out[row["name"]] = row["split"]
+    return out
+
+
+def _records_in(folder: Path, split: str | None, splits: dict[str, str]) -> list[PatchRecord]:
+    t1_dir = _find_subdir(folder, ("T1", "A", "im1", "time1"))
+    t2_dir = _find_subdir(folder, ("T2", "B", "im2", "time2"))
+    if t1_dir is None or t2_dir is None:
+        return []
+    mask_dir = _find_subdir(folder, MASK_DIRS)
+    t1 = _patch_files(t1_dir)
+    t2 = _patch_files(t2_dir)
+    masks = _patch_files(mask_dir) if mask_dir is not None else {}
+    only1 = sorted(set(t1) - set(t2))
+    only2 = sorted(set(t2) - set(t1))
+    if only1 or only2:
+        example = (only1 or only2)[0]
+        raise InputError(f"T1/ and T2/ hold different patches ({len(only1)} only in T1, {len(only2)} only in T2, "
+                         f"e.g. {example!r})", path=folder)
+    if mask_dir is not None:
+        missing = sorted(set(t1) - set(masks))
+        if missing:
+            raise InputError(f"{len(missing)} patches have no mask in {mask_dir.name}/ (e.g. {missing[0]!r})",
+                             path=folder)
+    return [PatchRecord(name, t1[name], t2[name], masks.get(name), split or splits.get(name)) for name in sorted(t1)]
+
+
+def load_patch_dataset(root: str | Path) -> list[PatchRecord]:
+    """List the patches of a patch dataset (minescape's layout or CHANGE-MINING2025 as published).
+
+    Args:
+        root: folder holding ``T1/``, ``T2/`` and ``Change/`` (or ``Mudança/``), or holding
+            ``train/``, ``val/``, ``test/`` sub-folders with that layout.
+
+    Returns:
+        Records sorted by split folder then name; ``split`` comes from ``split.csv`` when present,
+        else from the sub-folder, else None.
+
+    Raises:
+        MissingInputError: ``root`` does not exist.
+        InputError: no patches, or T1/T2/mask file names that do not match.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise MissingInputError("patch dataset folder not found", path=root)
+    split_path = root / "split.csv"
+    splits = read_split_file(split_path) if split_path.exists() else {}
+    records = _records_in(root, None, splits)
+    if not records:
+        for split in SPLITS:
+            sub = _find_subdir(root, (split, {"val": "validation"}.get(split, split)))
+            if sub is not None:
+                records.extend(_records_in(sub, split, splits))
+    if not records:
+        raise InputError("no patches found: expected T1/, T2/ and Change/ (or Mudança/) folders, "
+                         "optionally under train/ val/ test/", path=root)
+    return records
+
+
+def read_patch(record: PatchRecord, *, mask_encoding: Encoding = "auto") -> tuple[Raster, Raster, Raster | None]:
+    """Read one patch: T1 and T2 as float32 rasters, the mask in the CHANGE legend (uint8 0/1/255).
+
+    Integer images are taken as Sentinel-2 DN and divided by 10000 (no baseline offset: patches written by
+    minescape are float32 reflectance already; apply offsets yourself for post-2022 DN patches). Image
+    nodata becomes NaN. Pixels where either date is NaN are set to 255 in the mask.
+    """
+    images = []
+    for path in (record.t1, record.t2):
+        r = read_raster(path)
+        data = r.data.astype(np.float32)
+        if r.nodata is not None and not (isinstance(r.nodata, float) and np.isnan(r.nodata)):
+            data[r.data == r.nodata] = np.nan
+        if np.issubdtype(r.data.dtype, np.integer):
+            data /= np.float32(10000.0)
+        images.append(Raster(data, r.crs, r.transform, np.nan, r.band_names))
+    t1, t2 = images
+    if t1.shape != t2.shape:
+        raise InputError(f"T2 patch is {t2.shape} pixels but T1 is {t1.shape}", path=record.t2)
+    mask = None
+    if record.mask is not None:
+        m = read_raster(record.mask)
+        if m.shape != t1.shape:
+            raise InputError(f"mask is {m.shape} pixels but T1 is {t1.shape}", path=record.mask)
+        nodata = int(m.nodata) if m.nodata is not None and float(m.nodata).is_integer() else None
+        codes = decode_binary(m.data[0], encoding=mask_encoding, nodata=nodata, source=str(record.mask))
+        codes[~(np.isfinite(t1.data).all(axis=0) & np.isfinite(t2.data).all(axis=0))] = CHANGE.nodata
+        mask = Raster(codes, t1.crs, t1.transform, CHANGE.nodata)
+    return t1, t2, mask

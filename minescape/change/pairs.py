@@ -1,0 +1,178 @@
+"""Bi-temporal pairs: T2 aligned onto T1's grid, cropped to the common footprint, one nodata mask.
+
+A :class:`Pair` holds no pixels: it names the two scenes (any layout :func:`minescape.sentinel2.open_scene`
+reads: multi-band stacks or one-file-per-band folders, any CRS and resolution) and the *pair grid*, the
+part of T1's 10 m grid that T2 also covers. :func:`read_pair` reads both dates onto that grid (or one
+window of it, so memory follows the window), warping T2 when its CRS, resolution or origin differ,
+and sets a pixel to NaN in both dates when it is nodata in either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from minescape.errors import ConfigError, InputError, NoOverlapError
+from minescape.geo.grid import Grid, bounds_in
+from minescape.geo.raster import Raster, open_raster
+from minescape.sentinel2 import Scene, open_scene, read_stack
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two scenes and the grid they are compared on.
+
+    Attributes:
+        t1: the first date (its grid is the reference).
+        t2: the second date (warped onto ``grid`` when read).
+        grid: the common footprint on T1's reference grid (T1's CRS, 10 m pixels for Sentinel-2).
+        bands: band names read by default (present in both scenes).
+    """
+
+    t1: Scene
+    t2: Scene
+    grid: Grid
+    bands: tuple[str, ...]
+
+
+def open_pair(t1: str | Path | Scene, t2: str | Path | Scene, *, bands: Sequence[str] | None = None) -> Pair:
+    """Describe a pair: check bands, find the common footprint on T1's grid.
+
+    Args:
+        t1: first-date scene (path or :class:`Scene`).
+        t2: second-date scene; any CRS/resolution, it is warped onto T1's grid when read.
+        bands: bands the caller needs (default: every band both scenes have).
+
+    Raises:
+        InputError: a requested band is missing in one scene (the message names the file).
+        NoOverlapError: the two footprints do not overlap.
+    """
+    s1 = t1 if isinstance(t1, Scene) else open_scene(t1)
+    s2 = t2 if isinstance(t2, Scene) else open_scene(t2)
+    if bands is None:
+        common = tuple(b for b in s1.bands if b in s2.band_files)
+        if not common:
+            raise InputError(f"no band in common with {s1.path} (T2 has {s2.bands}, T1 has {s1.bands})",
+                             path=s2.path)
+        bands = common
+    bands = tuple(b.upper() for b in bands)
+    for scene in (s1, s2):
+        missing = [b for b in bands if b not in scene.band_files]
+        if missing:
+            raise InputError(f"missing bands {missing} (scene has {scene.bands})", path=scene.path)
+    grid = common_grid(s1.grid, s2.grid, names=(str(s1.path), str(s2.path)))
+    return Pair(s1, s2, grid, bands)
+
+
+def common_grid(reference: Grid, other: Grid, *, names: tuple[str, str] = ("T1", "T2")) -> Grid:
+    """The part of ``reference`` covered by ``other``'s footprint (transformed into the reference CRS).
+
+    Raises:
+        NoOverlapError: the footprints are disjoint (message names both inputs).
+    """
+    b = other.bounds if other.crs == reference.crs else bounds_in(other.bounds, other.crs, reference.crs)
+    left, bottom, right, top = reference.bounds
+    ol, ob, orr, ot = b
+    if ol >= right or orr <= left or ob >= top or ot <= bottom:
+        raise NoOverlapError(f"does not overlap {names[0]} (footprints {tuple(round(v, 3) for v in b)} and "
+                             f"{tuple(round(v, 3) for v in reference.bounds)} in {reference.crs})", path=names[1])
+    return reference.window_grid(reference.window_of_bounds(b))
+
+
+def read_pair(pair: Pair, *, window: Window | None = None, bands: Sequence[str] | None = None,
+              reflectance: bool = True) -> tuple[Raster, Raster]:
+    """Read both dates onto the pair grid (or a window of it) with one common nodata mask.
+
+    Args:
+        pair: from :func:`open_pair`.
+        window: pixel window of ``pair.grid`` (may extend beyond it: outside pixels are NaN).
+        bands: subset of ``pair.bands`` (default all).
+        reflectance: float32 reflectance (else float32 DN).
+
+    Returns:
+        ``(t1, t2)`` float32 rasters on the same grid; NaN wherever either date is nodata in any band.
+    """
+    bands = tuple(b.upper() for b in (bands or pair.bands))
+    r1 = read_stack(pair.t1, bands=bands, grid=pair.grid, window=window, reflectance=reflectance)
+    r2 = read_stack(pair.t2, bands=bands, grid=pair.grid, window=window, reflectance=reflectance)
+    return apply_common_mask(r1, r2)
+
+
+def apply_common_mask(t1: Raster, t2: Raster) -> tuple[Raster, Raster]:
+    """Both rasters with NaN wherever either is invalid (same grid required)."""
+    if t1.shape != t2.shape:
+        raise InputError(f"dates differ in size: {t1.shape} vs {t2.shape}; align them with open_pair first")
+    bad = ~(t1.valid_mask() & t2.valid_mask())
+    if not bad.any():
+        return t1, t2
+    d1 = t1.data.astype(np.float32, copy=True)
+    d2 = t2.data.astype(np.float32, copy=True)
+    d1[:, bad] = np.nan
+    d2[:, bad] = np.nan
+    return t1.with_data(d1, nodata=np.nan, band_names=t1.band_names), t2.with_data(d2, nodata=np.nan,
+                                                                                    band_names=t2.band_names)
+
+
+def read_on_grid(path: str | Path, grid: Grid, *, window: Window | None = None, band: int = 1,
+                 resampling: str = "nearest", fill: float | int | None = None) -> Raster:
+    """Read one band of any raster onto ``grid`` (or a window of it): a label/mask onto a pair grid.
+
+    Pixel-aligned files are read directly (boundless); others are warped (``nearest`` for classes).
+    A file without CRS is accepted only if it has exactly ``grid``'s size (OSCD labels): it is then
+    taken to be on ``grid``.
+
+    Args:
+        path: raster file.
+        grid: target grid.
+        window: pixel window of ``grid``.
+        band: 1-based band index.
+        resampling: rasterio resampling name.
+        fill: value outside the file (default the file's nodata, else 0).
+    """
+    path = Path(path)
+    target = grid.window_grid(window) if window is not None else grid
+    try:
+        method = Resampling[resampling]
+    except KeyError:
+        raise ConfigError(f"invalid resampling {resampling!r}; choose one of: nearest, bilinear, cubic") from None
+    with open_raster(path) as src:
+        if band < 1 or band > src.count:
+            raise InputError(f"has {src.count} bands, band {band} requested", path=path)
+        nodata = src.nodata
+        fillv = fill if fill is not None else (nodata if nodata is not None else 0)
+        if src.crs is None:
+            if (src.height, src.width) != grid.shape:
+                raise InputError(f"has no CRS and is {src.height}x{src.width} pixels, not the pair grid's "
+                                 f"{grid.height}x{grid.width}: cannot place it", path=path)
+            win = window or Window(0, 0, grid.width, grid.height)
+            data = src.read(band, window=win, boundless=True, fill_value=fillv)
+        else:
+            win = _aligned(src, target)
+            if win is not None:
+                data = src.read(band, window=win, boundless=True, fill_value=fillv)
+            else:
+                with WarpedVRT(src, crs=target.crs, transform=target.transform, width=target.width,
+                               height=target.height, resampling=method, src_nodata=nodata,
+                               nodata=fillv) as vrt:
+                    data = vrt.read(band)
+    return Raster(data[np.newaxis], target.crs, target.transform, nodata if nodata is not None else fill)
+
+
+def _aligned(src: rasterio.io.DatasetReader, target: Grid) -> Window | None:
+    if src.crs != target.crs:
+        return None
+    st, tt = src.transform, target.transform
+    if not (np.isclose(st.a, tt.a, rtol=1e-9) and np.isclose(st.e, tt.e, rtol=1e-9) and st.b == tt.b == 0):
+        return None
+    col = (tt.c - st.c) / st.a
+    row = (tt.f - st.f) / st.e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    return Window(round(col), round(row), target.width, target.height)
