@@ -1,25 +1,52 @@
-"""One executor for per-site and per-tile work.
+"""One executor for per-site and per-tile work: in this process, on a local Dask cluster or on a scheduler.
 
 A run is a list of :class:`Unit` s and a function that processes one unit, writes its outputs itself
-(atomically) and returns a small JSON-able dict. A unit that raises is recorded as failed with a
-one-line reason; the others go on. :func:`run_units` returns a :class:`RunSummary`.
+(atomically, with :mod:`minescape.atomic` or the ``write_*`` helpers) and returns a small JSON-able dict.
+Outputs never travel back to the client; only that dict does. A unit that raises is recorded as failed
+with a one-line reason; the others go on. :func:`run_units` returns a :class:`RunSummary`.
+
+With ``Executor(run_dir=...)`` each finished unit's state is recorded in the run folder
+(:mod:`minescape.runstate`); running the same units again finishes only the missing, failed or changed
+ones (a unit's ``fingerprint`` of inputs + config is part of its key, see :func:`fingerprint`).
+
+Modes give byte-identical outputs as long as ``func`` is deterministic (seeded), because the same
+function runs on the same unit wherever it runs.
 """
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from minescape.errors import MinescapeError
+from minescape.errors import ConfigError, MinescapeError, UnitFailed, check_choice
 from minescape.progress import make_progress
+from minescape.runstate import (
+    UnitState,
+    fingerprint,
+    is_done,
+    locked,
+    now,
+    read_states,
+    unit_key,
+    write_run_info,
+    write_state,
+)
+
+__all__ = ["Executor", "RunSummary", "Unit", "failure_reason", "fingerprint", "run_units"]
+
+MODES = ("inprocess", "local", "scheduler")
 
 
 @dataclass(frozen=True)
 class Unit:
-    """One unit of work: a stable ``id``, picklable ``args`` and a ``fingerprint`` of its inputs+config."""
+    """One unit of work: a stable ``id``, picklable ``args`` and a ``fingerprint`` of its inputs+config.
+
+    Keep ``args`` plain (str, numbers, lists, dicts, paths): they are part of the unit's resume key.
+    """
 
     id: str
     args: dict[str, Any]
@@ -28,38 +55,108 @@ class Unit:
 
 @dataclass(frozen=True)
 class Executor:
-    """Where and how units run: ``inprocess`` (default), ``local`` (a local Dask cluster of ``workers``
-    processes) or ``scheduler`` (an existing Dask scheduler address). ``run_dir`` records unit states so an
-    interrupted run resumes."""
+    """Where and how units run.
+
+    Attributes:
+        mode: ``inprocess`` (default), ``local`` (a local Dask cluster of ``workers`` processes, one thread
+            each) or ``scheduler`` (an existing Dask scheduler at ``scheduler``, e.g. ``tcp://host:8786``).
+        workers: worker processes of the local cluster.
+        scheduler: scheduler address for the ``scheduler`` mode.
+        run_dir: folder recording each unit's state so an interrupted run resumes (None: no record).
+        max_in_flight: units submitted but not finished at any time (default 4 per worker); bounds the
+            client's memory whatever the number of units.
+        allowed_failures: times a unit may be lost with a dying worker before it is reported as failed
+            (the scheduler retries it on another worker meanwhile).
+    """
 
     mode: Literal["inprocess", "local", "scheduler"] = "inprocess"
     workers: int = 1
     scheduler: str | None = None
     run_dir: Path | None = None
+    max_in_flight: int | None = None
+    allowed_failures: int = 3
+
+    def __post_init__(self) -> None:
+        check_choice(self.mode, MODES, what="executor mode")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1 (got {self.workers})")
+        if self.mode == "scheduler" and not self.scheduler:
+            raise ConfigError("executor mode 'scheduler' needs a scheduler address (e.g. tcp://host:8786)")
+        if self.run_dir is not None and not isinstance(self.run_dir, Path):
+            object.__setattr__(self, "run_dir", Path(self.run_dir))
+
+    @property
+    def window(self) -> int:
+        """Units in flight at most."""
+        return self.max_in_flight or max(2, 4 * self.workers)
 
 
 @dataclass
 class RunSummary:
-    """Results by unit id, failures by unit id (one-line reasons)."""
+    """Results by unit id (including units skipped as already done), failures by unit id (one-line
+    reasons), ids skipped because a previous run finished them, and the wall time in seconds."""
 
     results: dict[str, Any] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         """True when no unit failed."""
         return not self.failed
 
+    @property
+    def ran(self) -> int:
+        """Units processed by this run (done or failed)."""
+        return len(self.results) + len(self.failed) - len(self.skipped)
+
+    def line(self, what: str = "units") -> str:
+        """One line: ``N units: a done (s skipped as already done), f failed``."""
+        total = len(self.results) + len(self.failed)
+        done = len(self.results)
+        text = f"{total} {what}: {done} done"
+        if self.skipped:
+            text += f" ({len(self.skipped)} already done before, skipped)"
+        text += f", {len(self.failed)} failed in {self.seconds:.1f} s"
+        return text
+
+    def raise_for_failures(self, what: str = "units", *, show: int = 3) -> None:
+        """Raise :class:`UnitFailed` (the CLI exits with code 3) naming the failed units and reasons."""
+        if not self.failed:
+            return
+        items = sorted(self.failed.items())
+        shown = "; ".join(f"{uid}: {reason}" for uid, reason in items[:show])
+        more = f"; and {len(items) - show} more" if len(items) > show else ""
+        raise UnitFailed(f"{len(items)} of {len(self.results) + len(items)} {what} failed: {shown}{more}")
+
 
 def failure_reason(exc: BaseException) -> str:
-    """One line describing a unit failure (user errors verbatim, others with their type)."""
+    """One line describing a unit failure (user errors verbatim, others with their type and place)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, MinescapeError):
         return text
     frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     where = f" ({frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})" if frame else ""
     return f"{type(exc).__name__}: {text}{where}"
+
+
+def execute_unit(unit: Unit, func: Callable[[Unit], Any]) -> dict[str, Any]:
+    """Run ``func(unit)`` where the unit is (this process or a worker); never raises for unit errors.
+
+    Returns ``{"ok": True, "result": ..., "seconds": s}`` or ``{"ok": False, "reason": ..., "seconds": s}``.
+    """
+    t0 = time.perf_counter()
+    try:
+        result = func(unit)
+    except Exception as exc:  # one bad unit must not stop the run
+        return {"ok": False, "reason": failure_reason(exc), "seconds": time.perf_counter() - t0}
+    return {"ok": True, "result": result, "seconds": time.perf_counter() - t0}
+
+
+def func_name(func: Callable) -> str:
+    """``module:qualname`` of a function (part of each unit's resume key)."""
+    return f"{getattr(func, '__module__', '?')}:{getattr(func, '__qualname__', repr(func))}"
 
 
 def run_units(
@@ -69,21 +166,83 @@ def run_units(
     description: str = "units",
     executor: Executor | None = None,
 ) -> RunSummary:
-    """Process ``units`` with a progress bar; failures are recorded, not raised.
+    """Process ``units`` with a progress bar (ETA, failure count); failures are recorded, not raised.
 
-    ``func`` must be a module-level (picklable) function of one :class:`Unit` that writes its outputs itself
-    (atomically) and returns a small JSON-able result. Only the in-process mode exists so far.
+    Args:
+        units: the units; ids must be unique.
+        func: a module-level (picklable) function of one :class:`Unit` that writes its outputs itself
+            (atomically) and returns a small JSON-able result (list written files under ``"outputs"`` so
+            a resumed run redoes a unit whose outputs were deleted).
+        description: progress-bar label.
+        executor: where to run (default in this process, no run folder).
+
+    Returns:
+        A :class:`RunSummary`; call ``summary.raise_for_failures()`` to turn failures into exit code 3.
     """
     executor = executor or Executor()
-    if executor.mode != "inprocess":
-        raise NotImplementedError(f"executor mode {executor.mode!r} is not available yet")
+    ids = [u.id for u in units]
+    if len(set(ids)) != len(ids):
+        dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise ConfigError(f"unit ids must be unique; repeated: {dupes}")
+    t0 = time.perf_counter()
+    name = func_name(func)
+    keys = {u.id: unit_key(u.id, u.args, u.fingerprint, name) for u in units}
     summary = RunSummary()
-    with make_progress() as progress:
-        task = progress.add_task(description, total=len(units), extra="")
-        for unit in units:
-            try:
-                summary.results[unit.id] = func(unit)
-            except Exception as exc:  # one bad unit must not stop the run
-                summary.failed[unit.id] = failure_reason(exc)
-            progress.update(task, advance=1, extra=f"[red]{len(summary.failed)} failed" if summary.failed else "")
+    run_dir = executor.run_dir
+    if run_dir is None:
+        _dispatch(list(units), func, executor, description, summary, keys, None, skipped=0)
+        summary.seconds = time.perf_counter() - t0
+        return summary
+    with locked(run_dir):
+        states = read_states(run_dir)
+        todo = []
+        for u in units:
+            st = states.get(u.id)
+            if is_done(st, keys[u.id]):
+                summary.results[u.id] = st.result
+                summary.skipped.append(u.id)
+            else:
+                todo.append(u)
+        info = {"description": description, "function": name, "mode": executor.mode, "workers": executor.workers,
+                "scheduler": executor.scheduler, "started": now(), "total": len(units),
+                "skipped": len(summary.skipped), "unit_ids": ids}
+        write_run_info(run_dir, info)
+        _dispatch(todo, func, executor, description, summary, keys, run_dir, skipped=len(summary.skipped))
+        summary.seconds = time.perf_counter() - t0
+        info.update(finished=now(), done=len(summary.results), failed=len(summary.failed),
+                    seconds=round(summary.seconds, 3))
+        write_run_info(run_dir, info)
     return summary
+
+
+def _dispatch(todo: list[Unit], func, executor: Executor, description: str, summary: RunSummary,
+              keys: dict[str, str], run_dir: Path | None, *, skipped: int) -> None:
+    """Run ``todo`` in the executor's mode, recording each outcome as it arrives."""
+    with make_progress() as progress:
+        extra = f"[dim]{skipped} already done" if skipped else ""
+        task = progress.add_task(description, total=len(todo) + skipped, completed=skipped, extra=extra)
+
+        def record(unit: Unit, outcome: dict[str, Any], attempts: int = 1) -> None:
+            if outcome["ok"]:
+                summary.results[unit.id] = outcome["result"]
+                summary.failed.pop(unit.id, None)
+            else:
+                summary.failed[unit.id] = outcome["reason"]
+            if run_dir is not None:
+                write_state(run_dir, UnitState(
+                    unit.id, keys[unit.id], "done" if outcome["ok"] else "failed", outcome.get("result"),
+                    outcome.get("reason", ""), outcome.get("seconds", 0.0), attempts))
+            parts = [f"[dim]{skipped} already done"] if skipped else []
+            if summary.failed:
+                parts.append(f"[red]{len(summary.failed)} failed")
+            progress.update(task, advance=1, extra="  ".join(parts))
+
+        if not todo:
+            return
+        if executor.mode == "inprocess":
+            for unit in todo:
+                record(unit, execute_unit(unit, func))
+        else:
+            from minescape.runner_dask import run_on_dask
+
+            run_on_dask(todo, func, executor=executor, on_outcome=record)

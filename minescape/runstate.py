@@ -1,0 +1,209 @@
+"""The run folder: one small JSON state per unit, so an interrupted or partly failed run resumes.
+
+Layout of a run folder::
+
+    run.json            what the run is: description, mode, unit ids, start/finish times, counts
+    units/<id>.json     one per finished unit: {"id", "key", "status": "done"|"failed", "result"|"reason",
+                        "seconds", "attempts"}; written atomically (temporary file, then rename)
+    .lock               held (``flock``) while a run uses the folder
+
+A unit is *done* when its state says ``done`` with the same ``key`` (a hash of the unit's args, its
+``fingerprint`` of inputs + config and the function), and every path its result lists under ``"outputs"``
+still exists. Anything else (no state, failed, other key, missing output) runs again. A SIGKILL can
+only lose states of units in flight: states and outputs are renamed into place, never half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from minescape.atomic import atomic_write_text
+from minescape.errors import InputError, MissingInputError
+
+RUN_FILE = "run.json"
+UNITS_DIR = "units"
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _canonical(value: Any) -> str:
+    """Stable JSON text of plain data (paths and other objects via ``str``; keys sorted)."""
+    return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def fingerprint(paths: Iterable[str | Path] = (), config: Mapping[str, Any] | None = None, *,
+                content: bool = False) -> str:
+    """Fingerprint of a unit's inputs and configuration (a hex SHA-256).
+
+    Each input file contributes its absolute path, size and modification time (nanoseconds), or with
+    ``content=True`` its bytes (slower, but survives copies and ``touch``). A folder contributes every file
+    under it. ``config`` is any JSON-able mapping (keys sorted). Change one input or one config value and
+    the fingerprint changes; nothing else does.
+
+    Raises:
+        MissingInputError: an input path does not exist.
+    """
+    h = hashlib.sha256()
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p).absolute()
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.is_file()))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise MissingInputError("input not found", path=p)
+    for f in sorted(set(files)):
+        h.update(str(f).encode())
+        if content:
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):  # noqa: B023
+                    h.update(chunk)
+        else:
+            st = f.stat()
+            h.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
+        h.update(b"\0")
+    h.update(_canonical(dict(config or {})).encode())
+    return h.hexdigest()
+
+
+def unit_key(unit_id: str, args: Mapping[str, Any], fingerprint_: str, func_name: str) -> str:
+    """The key a unit's state must match to count as done: hash of function, id, args and fingerprint."""
+    text = _canonical({"func": func_name, "id": unit_id, "args": dict(args), "fingerprint": fingerprint_})
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def state_name(unit_id: str) -> str:
+    """File name of a unit's state (ids with unsafe characters get a hash suffix)."""
+    safe = _SAFE.sub("_", unit_id)
+    if safe != unit_id or len(safe) > 100:
+        safe = f"{safe[:80]}-{hashlib.sha1(unit_id.encode()).hexdigest()[:10]}"
+    return f"{safe}.json"
+
+
+@dataclass(frozen=True)
+class UnitState:
+    """A unit's recorded state."""
+
+    id: str
+    key: str
+    status: str  # "done" | "failed"
+    result: Any = None
+    reason: str = ""
+    seconds: float = 0.0
+    attempts: int = 1
+
+    def outputs_exist(self) -> bool:
+        """True unless the result lists ``outputs`` of which one is missing."""
+        outputs = self.result.get("outputs") if isinstance(self.result, dict) else None
+        if not outputs:
+            return True
+        if isinstance(outputs, (str, Path)):
+            outputs = [outputs]
+        return all(Path(p).exists() for p in outputs)
+
+
+def write_state(run_dir: Path, state: UnitState) -> Path:
+    """Record a unit's state atomically under ``run_dir/units``."""
+    data = {"id": state.id, "key": state.key, "status": state.status, "seconds": round(state.seconds, 4),
+            "attempts": state.attempts}
+    if state.status == "done":
+        data["result"] = state.result
+    else:
+        data["reason"] = state.reason
+    return atomic_write_text(run_dir / UNITS_DIR / state_name(state.id), json.dumps(data, default=str))
+
+
+def read_states(run_dir: str | Path) -> dict[str, UnitState]:
+    """Every recorded unit state of a run folder, by unit id (unreadable files are ignored)."""
+    folder = Path(run_dir) / UNITS_DIR
+    states: dict[str, UnitState] = {}
+    if not folder.is_dir():
+        return states
+    with os.scandir(folder) as it:
+        for entry in it:
+            if not entry.name.endswith(".json") or entry.name.startswith(".tmp-"):
+                continue
+            try:
+                with open(entry.path, encoding="utf-8") as fh:
+                    d = json.load(fh)
+                states[d["id"]] = UnitState(d["id"], d["key"], d["status"], d.get("result"), d.get("reason", ""),
+                                            d.get("seconds", 0.0), d.get("attempts", 1))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+    return states
+
+
+def is_done(state: UnitState | None, key: str) -> bool:
+    """True when ``state`` records a success for ``key`` whose outputs still exist."""
+    return state is not None and state.status == "done" and state.key == key and state.outputs_exist()
+
+
+def now() -> str:
+    """UTC time stamp (ISO 8601, seconds)."""
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def write_run_info(run_dir: Path, info: dict[str, Any]) -> Path:
+    """Write ``run.json`` atomically."""
+    return atomic_write_text(run_dir / RUN_FILE, json.dumps(info, indent=1, default=str))
+
+
+def read_run_info(run_dir: str | Path) -> dict[str, Any]:
+    """``run.json`` of a run folder (InputError if the folder is not a run folder)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise MissingInputError("run folder not found", path=run_dir)
+    path = run_dir / RUN_FILE
+    if not path.exists():
+        raise InputError("not a run folder (no run.json); pass the --run-dir of a run", path=run_dir)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise InputError(f"unreadable run.json ({exc})", path=path) from None
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path) -> Iterator[Path]:
+    """Hold an exclusive lock on ``run_dir`` (InputError if another live run holds it).
+
+    The lock is an ``flock`` on ``run_dir/.lock``: the kernel releases it when the process dies, so a
+    killed run never leaves a stale lock.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError("run folder is in use by another running process; wait for it or use another "
+                             "--run-dir", path=run_dir) from None
+        yield run_dir
+    finally:
+        os.close(fd)
+
+
+def summarize(run_dir: str | Path) -> dict[str, Any]:
+    """Counts and failures of a run folder: ``{"info", "total", "done", "failed": {id: reason}, "missing"}``.
+
+    Units are those listed in ``run.json`` by the latest run; states whose key no longer matches are not
+    known here (keys need the current inputs), so *done* means done when last recorded.
+    """
+    info = read_run_info(run_dir)
+    states = read_states(run_dir)
+    ids = info.get("unit_ids") or sorted(states)
+    done = [i for i in ids if i in states and states[i].status == "done"]
+    failed = {i: states[i].reason for i in ids if i in states and states[i].status == "failed"}
+    missing = [i for i in ids if i not in states]
+    seconds = sum(states[i].seconds for i in ids if i in states)
+    return {"info": info, "total": len(ids), "done": done, "failed": failed, "missing": missing,
+            "unit_seconds": seconds, "states": states}
