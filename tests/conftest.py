@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from rasterio.crs import CRS
 from minescape.geo.raster import Raster
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("MINESCAPE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 def shared_path(*parts: str) -> Path:
