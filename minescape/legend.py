@@ -159,6 +159,10 @@ class Legend:
         tags.update({f"CLASS_{c.code}": c.name for c in self.classes})
         return tags
 
+    def to_clr(self) -> str:
+        """A QGIS/GDAL colour-map text file (``value R G B A label`` per line) for Paletted rendering."""
+        return "".join(f"{c.code} {c.color[0]} {c.color[1]} {c.color[2]} 255 {c.name}\n" for c in self.classes)
+
     def category_names(self) -> list[str]:
         """GDAL category names indexed by code (0..max code), blank where no class."""
         names = [""] * (max(self.codes) + 1)

@@ -74,3 +74,13 @@ def test_console_script_error_is_one_line_on_stderr(tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "n_sites" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_legend_command_exports():
+    res = runner.invoke(app, ["legend", "sinolc1", "--format", "clr"])
+    assert res.exit_code == 0
+    assert "12 250 230 160 255 Moss and lichen" in res.output.splitlines()
+    res = runner.invoke(app, ["legend", "nope"])
+    assert res.exit_code == 2 and "mining_lulc" in res.output
+    res = runner.invoke(app, ["legend", "change", "--format", "xml"])
+    assert res.exit_code == 2 and "clr" in res.output

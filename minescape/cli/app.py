@@ -38,6 +38,7 @@ def root(
 # Command groups live in their own modules; each exposes ``app`` (a Typer) or ``register(app)``.
 _GROUPS = (
     ("minescape.cli.synth", None),
+    ("minescape.cli.legend", None),
     ("minescape.cli.demo", None),
     ("minescape.cli.lulc", "lulc"),
     ("minescape.cli.publish", None),
