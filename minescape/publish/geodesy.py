@@ -1,0 +1,192 @@
+"""Fast, vectorised geodesy for publishing: ellipsoidal areas and lon/lat coordinates of polygons.
+
+Both work on whole arrays of polygons in a projected working CRS (a site's UTM zone) without one Python
+call per feature or per vertex into PROJ.
+
+Area (m² on the WGS84 ellipsoid)
+    The working projection maps the ellipsoid with a smooth areal scale ``h·k`` (``k²`` for UTM). Over a
+    site the ellipsoid area per unit of projected area, ``J = 1 / areal_scale``, is fitted by a quadratic
+    polynomial in x, y from PROJ's exact factors on a 7 x 7 grid (the fit residual is checked: below
+    1e-9 relative over a 110 km Sentinel-2 tile). The area of a polygon is then the integral of ``J``
+    over it, computed exactly from the polygon's moments (Green's theorem on its rings, vectorised
+    with numpy). The result agrees with ``pyproj.Geod.geometry_area_perimeter`` on the same vertices
+    in EPSG:4326 to better than 1e-6 relative for sites (tested on every feature); the remaining
+    difference is that Geod joins vertices by geodesics, the working CRS by straight lines.
+
+Lon/lat coordinates
+    Vertices are transformed to the output CRS by bilinear interpolation of exactly transformed grid
+    nodes every 50 m (up to 110 m on 110 km tiles): for a transverse Mercator to EPSG:4326 the
+    error is below 1 mm (tested against PROJ), far below the 10 m pixel, and the cost is independent of the vertex count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+from pyproj import CRS, Proj, Transformer
+
+from minescape.geo.vector import geodesic_area
+
+GRID_SPACING_M = 50.0  # node spacing of the interpolation grid (metres in the working CRS)
+MAX_GRID_NODES = 1000  # per axis; larger extents use a coarser spacing (110 km tile: 110 m)
+FIT_TOLERANCE = 1e-8  # max relative residual of the areal-scale fit before falling back to Geod
+
+
+def ragged(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Flat coordinates of polygonal geometries.
+
+    Returns ``(xy, ring_offsets, ring_geom, ring_is_shell)``: ``(n, 2)`` coordinates, ring start
+    offsets into ``xy`` (length rings + 1), the geometry index of each ring, and whether each ring is
+    a shell (True) or a hole (False).
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    kinds = shapely.get_type_id(geoms)
+    if np.all(kinds == 3):
+        _, xy, (ring_off, geom_off) = shapely.to_ragged_array(geoms)
+        n_rings = np.diff(geom_off)
+        ring_geom = np.repeat(np.arange(len(geoms)), n_rings)
+        first = np.zeros(len(ring_off) - 1, dtype=bool)
+        first[geom_off[:-1][n_rings > 0]] = True
+        return xy, ring_off, ring_geom, first
+    _, xy, (ring_off, part_off, geom_off) = shapely.to_ragged_array(geoms)
+    n_parts = np.diff(geom_off)
+    part_geom = np.repeat(np.arange(len(geoms)), n_parts)
+    rings_per_part = np.diff(part_off)
+    ring_geom = np.repeat(part_geom, rings_per_part)
+    first = np.zeros(len(ring_off) - 1, dtype=bool)
+    first[part_off[:-1][rings_per_part > 0]] = True
+    return xy, ring_off, ring_geom, first
+
+
+def _areal_scale_fit(bounds, crs: CRS) -> tuple[np.ndarray, float, float, float] | None:
+    """Quadratic fit of 1/areal_scale over ``bounds``: (coefs, x0, y0, s) or None if it is not exact."""
+    left, bottom, right, top = bounds
+    x0, y0 = (left + right) / 2, (bottom + top) / 2
+    s = max(right - left, top - bottom, 1.0) / 2
+    g = np.linspace(-1, 1, 7)
+    uu, vv = (a.ravel() for a in np.meshgrid(g, g))
+    to_geo = Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True)
+    lon, lat = to_geo.transform(x0 + s * uu, y0 + s * vv)
+    factors = Proj(crs).get_factors(lon, lat)
+    j = 1.0 / np.asarray(factors.areal_scale)
+    if not np.all(np.isfinite(j)):
+        return None
+    design = np.c_[np.ones_like(uu), uu, vv, uu * uu, uu * vv, vv * vv]
+    coefs, *_ = np.linalg.lstsq(design, j, rcond=None)
+    if np.max(np.abs(design @ coefs - j) / j) > FIT_TOLERANCE:
+        return None
+    return coefs, x0, y0, s
+
+
+def ellipsoidal_area(geoms: np.ndarray, crs: CRS | str | int) -> np.ndarray:
+    """Area in m² on the WGS84 ellipsoid of each polygonal geometry in a projected ``crs``.
+
+    Holes are subtracted. Uses the exact moment integral of the fitted areal scale (module docstring);
+    for geographic CRSs or extents too large for the fit it falls back to ``pyproj.Geod`` per geometry.
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    out = np.zeros(len(geoms))
+    if len(geoms) == 0:
+        return out
+    crs = CRS.from_user_input(crs)
+    fit = _areal_scale_fit(shapely.total_bounds(geoms), crs) if crs.is_projected else None
+    if fit is None:
+        return geodesic_area(geoms, crs)
+    coefs, x0, y0, s = fit
+    xy, ring_off, ring_geom, shell = ragged(geoms)
+    if len(xy) < 2:
+        return out
+    u = (xy[:, 0] - x0) / s
+    v = (xy[:, 1] - y0) / s
+    ui, uj, vi, vj = u[:-1], u[1:], v[:-1], v[1:]
+    c = ui * vj - uj * vi
+    a0, a1, a2, a3, a4, a5 = coefs
+    w = c * (
+        a0 / 2
+        + a1 * (ui + uj) / 6
+        + a2 * (vi + vj) / 6
+        + a3 * (ui * ui + ui * uj + uj * uj) / 12
+        + a4 * (ui * vj + 2 * ui * vi + 2 * uj * vj + uj * vi) / 24
+        + a5 * (vi * vi + vi * vj + vj * vj) / 12
+    )
+    w[ring_off[1:-1] - 1] = 0.0  # edges joining one ring's end to the next ring's start
+    starts = ring_off[:-1]
+    nonempty = np.diff(ring_off) > 1
+    ring_area = np.zeros(len(starts))
+    if nonempty.any():
+        ring_area[nonempty] = np.abs(np.add.reduceat(w, starts[nonempty]))
+    signed = np.where(shell, ring_area, -ring_area) * (s * s)
+    np.add.at(out, ring_geom, signed)
+    return out
+
+
+def transform_geometries(
+    geoms: np.ndarray, src_crs: CRS | str | int, dst_crs: CRS | str | int, *, spacing: float = GRID_SPACING_M
+) -> np.ndarray:
+    """Transform polygonal geometries from a projected ``src_crs`` to ``dst_crs``.
+
+    Coordinates are interpolated bilinearly between exactly transformed nodes at most ``spacing``
+    metres apart (error < 1 mm for UTM -> EPSG:4326). Longitudes are kept continuous across
+    the antimeridian (they may exceed 180°; see :func:`split_antimeridian`).
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    src_crs, dst_crs = CRS.from_user_input(src_crs), CRS.from_user_input(dst_crs)
+    if len(geoms) == 0 or src_crs.equals(dst_crs):
+        return geoms
+    tf = Transformer.from_crs(src_crs, dst_crs, always_xy=True)
+    if not src_crs.is_projected:
+        return shapely.transform(geoms, lambda c: np.column_stack(tf.transform(c[:, 0], c[:, 1])))
+    left, bottom, right, top = shapely.total_bounds(geoms)
+    spacing = max(spacing, (right - left) / MAX_GRID_NODES, (top - bottom) / MAX_GRID_NODES)
+    nx = max(1, int(np.ceil((right - left) / spacing)))
+    ny = max(1, int(np.ceil((top - bottom) / spacing)))
+    hx = max(right - left, 1e-9) / nx
+    hy = max(top - bottom, 1e-9) / ny
+    gx, gy = np.meshgrid(left + hx * np.arange(nx + 1), bottom + hy * np.arange(ny + 1))
+    ox, oy = tf.transform(gx, gy)
+    ox, oy = np.asarray(ox), np.asarray(oy)
+    if dst_crs.is_geographic and np.ptp(ox) > 180:  # grid crosses the antimeridian: unwrap
+        ox = np.where(ox < 0, ox + 360.0, ox)
+
+    def interp(coords: np.ndarray) -> np.ndarray:
+        fx = (coords[:, 0] - left) / hx
+        fy = (coords[:, 1] - bottom) / hy
+        i = np.clip(np.floor(fx).astype(np.int64), 0, nx - 1)
+        j = np.clip(np.floor(fy).astype(np.int64), 0, ny - 1)
+        tx, ty = fx - i, fy - j
+        out = np.empty_like(coords)
+        for k, grid in enumerate((ox, oy)):
+            g00, g01 = grid[j, i], grid[j, i + 1]
+            g10, g11 = grid[j + 1, i], grid[j + 1, i + 1]
+            out[:, k] = (g00 * (1 - tx) + g01 * tx) * (1 - ty) + (g10 * (1 - tx) + g11 * tx) * ty
+        return out
+
+    return shapely.transform(geoms, interp)
+
+
+def split_antimeridian(geoms: np.ndarray) -> np.ndarray:
+    """Bring lon/lat polygons with longitudes beyond 180° back into [-180, 180].
+
+    Polygons entirely east of 180° are shifted by -360°; polygons across it are cut along the
+    meridian into a MultiPolygon with parts on both sides (as RFC 7946 recommends). Others are
+    returned unchanged.
+    """
+    geoms = np.asarray(geoms, dtype=object).copy()
+    if len(geoms) == 0:
+        return geoms
+    b = shapely.bounds(geoms)
+    shift = b[:, 0] >= 180.0
+    if shift.any():
+        geoms[shift] = shapely.transform(geoms[shift], lambda c: c - [360.0, 0.0])
+    cross = (b[:, 2] > 180.0) & ~shift
+    if cross.any():
+        west = shapely.box(-180.0, -90.0, 180.0, 90.0)
+        east = shapely.box(180.0, -90.0, 540.0, 90.0)
+        for k in np.nonzero(cross)[0]:
+            g = geoms[k]
+            w = shapely.intersection(g, west)
+            e = shapely.transform(shapely.intersection(g, east), lambda c: c - [360.0, 0.0])
+            parts = [p for part in (w, e) for p in getattr(part, "geoms", [part])
+                     if p.geom_type == "Polygon" and not p.is_empty]
+            geoms[k] = shapely.MultiPolygon(parts)
+    return geoms

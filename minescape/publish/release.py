@@ -1,0 +1,467 @@
+"""Publish per-site class maps as a release laid out like the global mining LULC dataset.
+
+Input: a folder of per-site class maps ``<site>.tif`` (uint8 MINING_LULC codes, nodata 0 outside the
+site, on the site's UTM grid, GeoTIFF tags ``SITE_ID`` and ``YEAR``).
+
+Output (``OUT/``)::
+
+    README.md                     classes, fields, regions, files
+    manifest.json                 features and area per class / year / region, SHA-256 of every file
+    <name>_<region>.zip           one per region, holding <name>_<region>_<NNN>.gpkg shards
+
+Features are ordered by region, site id, year, class code and then GDAL's raster scan order, and
+numbered ``index_n`` = 1, 2, ... in that order across the whole release, so publishing the same input
+again gives the same numbers (and the same bytes). Shards hold at most ``max_features`` features
+(default 5,000); ``fid`` is 1..n within each shard.
+
+The release is built in a temporary folder beside ``OUT`` and moved into place at the end: an
+interrupted publish leaves ``OUT`` as it was (a previous release, or nothing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+import zipfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pyproj import CRS, Transformer
+
+from minescape import __version__
+from minescape.errors import ConfigError, InputError, MissingInputError
+from minescape.geo.polygonize import polygonize
+from minescape.geo.raster import Raster, open_raster
+from minescape.legend import MINING_LULC, Legend
+from minescape.progress import make_progress
+from minescape.publish.geodesy import ellipsoidal_area, split_antimeridian, transform_geometries
+from minescape.publish.regions import WORLD9, make_region_resolver
+from minescape.publish.shards import FIELDS, write_shard
+
+MANIFEST = "manifest.json"
+README = "README.md"
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+EXTRA_COLUMNS = ("site_id", "region")
+
+
+@dataclass(frozen=True)
+class SiteMap:
+    """One input class map: its file, site id, year, region and centre (lon, lat in degrees)."""
+
+    path: Path
+    site_id: str
+    year: int
+    region: str
+    lon: float
+    lat: float
+
+
+@dataclass
+class ReleaseSummary:
+    """What :func:`publish` wrote."""
+
+    out: Path
+    features: int = 0
+    files: list[str] = field(default_factory=list)
+    zips: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    manifest: dict = field(default_factory=dict)
+
+
+def scan_site(path: Path, resolve_region) -> SiteMap:
+    """Read the tags and extent of one class map (no pixels)."""
+    with open_raster(path) as src:
+        tags = src.tags()
+        if src.crs is None:
+            raise InputError("class map has no CRS", path=path)
+        if src.count != 1:
+            raise InputError(f"class map must have 1 band, found {src.count}", path=path)
+        site_id = tags.get("SITE_ID", "").strip()
+        if not site_id:
+            raise InputError("class map has no SITE_ID tag", path=path)
+        try:
+            year = int(tags.get("YEAR", ""))
+        except ValueError:
+            raise InputError(f"YEAR tag must be an integer year, got {tags.get('YEAR')!r}", path=path) from None
+        left, bottom, right, top = src.bounds
+        tf = Transformer.from_crs(src.crs, 4326, always_xy=True)
+        lon, lat = tf.transform((left + right) / 2, (bottom + top) / 2)
+    region = resolve_region(lon, lat, tags, str(path))
+    return SiteMap(Path(path), site_id, year, region, float(lon), float(lat))
+
+
+def read_class_map(site: SiteMap, legend: Legend) -> Raster:
+    """The site's class map as a Raster, its codes checked against ``legend``."""
+    with open_raster(site.path) as src:
+        data = src.read(1)
+        nodata = src.nodata if src.nodata is not None else legend.nodata
+        raster = Raster(data, src.crs, src.transform, nodata)
+    if not np.issubdtype(data.dtype, np.integer):
+        raise InputError(f"class map must be integer, found {data.dtype}", path=site.path)
+    if data.dtype == np.uint8:
+        counts = np.bincount(data.ravel(), minlength=256)
+        allowed = np.zeros(256, dtype=bool)
+        allowed[legend.codes] = True
+        allowed[int(nodata)] = True
+        bad = np.nonzero((counts > 0) & ~allowed)[0]
+        if len(bad):
+            raise InputError(f"values {bad[:10].tolist()} are not in the {legend.name} legend "
+                             f"(expected {sorted(legend.codes)} and nodata {int(nodata)})", path=site.path)
+    else:
+        legend.check_codes(np.where(data == nodata, legend.nodata, data), source=str(site.path))
+    return raster
+
+
+@dataclass
+class SiteFeatures:
+    """Polygons of one site in the output CRS with their attributes (publication order)."""
+
+    geometries: np.ndarray
+    codes: np.ndarray
+    area_m2: np.ndarray
+    site: SiteMap
+
+
+def site_features(
+    site: SiteMap, *, legend: Legend, crs: CRS, simplify: float = 0.0, connectivity: int = 4
+) -> SiteFeatures:
+    """Vectorise one site, compute ellipsoidal areas in its working CRS, transform to ``crs``."""
+    raster = read_class_map(site, legend)
+    polys = polygonize(raster, connectivity=connectivity, simplify=simplify)
+    order = np.argsort(polys.codes, kind="stable")
+    geoms, codes = polys.geometries[order], polys.codes[order]
+    area = ellipsoidal_area(geoms, raster.crs)
+    out = transform_geometries(geoms, raster.crs, crs)
+    if crs.is_geographic:
+        out = split_antimeridian(out)
+    return SiteFeatures(out, codes, area, site)
+
+
+class _ShardBuffer:
+    """Collects features of one region and writes full shards as it goes."""
+
+    def __init__(self, folder: Path, name: str, *, cap: int, crs: CRS, legend: Legend, extra: bool,
+                 stats: "_Stats") -> None:
+        self.folder, self.name, self.cap, self.crs = folder, name, cap, crs
+        self.legend, self.extra, self.stats = legend, extra, stats
+        self.parts: list[SiteFeatures] = []
+        self.count = 0
+        self.region: str | None = None
+        self.shard_no = 0
+        self.next_index = 1
+        self.sites = 0
+        self.written: dict[str, list[dict]] = defaultdict(list)
+
+    def add(self, feats: SiteFeatures) -> None:
+        if self.region is not None and feats.site.region != self.region:
+            self.flush(final=True)
+        self.region = feats.site.region
+        self.sites += 1
+        self.parts.append(feats)
+        self.count += len(feats.codes)
+        while self.count >= self.cap:
+            self.flush(final=False)
+
+    def flush(self, *, final: bool) -> None:
+        if self.count == 0:
+            if final:
+                self.region, self.shard_no = None, 0
+            return
+        n = min(self.cap, self.count)
+        take = {"geometries": [], "codes": [], "area": [], "year": [], "site": [], "region": []}
+        rest: list[SiteFeatures] = []
+        need = n
+        for part in self.parts:
+            k = min(need, len(part.codes))
+            if k:
+                take["geometries"].append(part.geometries[:k])
+                take["codes"].append(part.codes[:k])
+                take["area"].append(part.area_m2[:k])
+                take["year"].append(np.full(k, part.site.year, dtype=np.int32))
+                take["site"].append(np.full(k, part.site.site_id, dtype=object))
+                take["region"].append(np.full(k, part.site.region, dtype=object))
+                need -= k
+            if k < len(part.codes):
+                rest.append(SiteFeatures(part.geometries[k:], part.codes[k:], part.area_m2[k:], part.site))
+        self.parts, self.count = rest, self.count - n
+        self.shard_no += 1
+        fname = f"{self.name}_{self.region}_{self.shard_no:03d}.gpkg"
+        codes = np.concatenate(take["codes"])
+        names = np.array(self.legend.category_names(), dtype=object)[codes]
+        area = np.concatenate(take["area"])
+        year = np.concatenate(take["year"])
+        index_n = np.arange(self.next_index, self.next_index + n, dtype=np.int64)
+        extra = ({"site_id": np.concatenate(take["site"]), "region": np.concatenate(take["region"])}
+                 if self.extra else None)
+        path = self.folder / fname
+        write_shard(path, np.concatenate(take["geometries"]), index_n=index_n, class_name=names,
+                    area_m2=area, year=year, crs=self.crs, legend=self.legend, extra=extra)
+        self.stats.add(self.region, names, year, area)
+        self.written[self.region].append({
+            "name": fname, "features": n, "index_n": [int(index_n[0]), int(index_n[-1])],
+            "sha256": sha256_file(path),
+        })
+        self.next_index += n
+        if final:
+            self.flush(final=True)
+
+
+class _Stats:
+    """Feature counts and areas per class, year, region and class x year (deterministic order)."""
+
+    def __init__(self) -> None:
+        self.by: dict[str, dict[str, list]] = {k: defaultdict(lambda: [0, 0.0]) for k in
+                                                ("class", "year", "region", "class_year")}
+
+    def add(self, region: str, names: np.ndarray, years: np.ndarray, area: np.ndarray) -> None:
+        for name in sorted(set(names.tolist())):
+            is_name = names == name
+            self._add("class", name, is_name, area)
+            for y in np.unique(years[is_name]).tolist():
+                self._add("class_year", f"{name}|{y}", is_name & (years == y), area)
+        for y in np.unique(years).tolist():
+            self._add("year", str(y), years == y, area)
+        self.by["region"][region][0] += len(names)
+        self.by["region"][region][1] += float(area.sum())
+
+    def _add(self, key: str, value: str, sel: np.ndarray, area: np.ndarray) -> None:
+        self.by[key][value][0] += int(sel.sum())
+        self.by[key][value][1] += float(area[sel].sum())
+
+    def as_dict(self) -> dict:
+        out = {}
+        for key, table in self.by.items():
+            out[key] = {k: {"features": v[0], "area_m2": round(v[1], 3)} for k, v in sorted(table.items())}
+        return out
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_zip(path: Path, files: list[Path]) -> None:
+    """A ZIP with fixed timestamps and permissions (same files -> same bytes)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        for f in sorted(files, key=lambda p: p.name):
+            info = zipfile.ZipInfo(f.name, date_time=ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3
+            info.external_attr = 0o644 << 16
+            with open(f, "rb") as src, zf.open(info, "w") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def publish(
+    maps_dir: str | Path,
+    out: str | Path,
+    *,
+    max_features: int = 5000,
+    crs: str | int = "EPSG:4326",
+    regions: str | Path = "world9",
+    simplify: float = 0.0,
+    connectivity: int = 4,
+    extra_columns: bool = False,
+    name: str = "mining_lulc",
+    legend: Legend = MINING_LULC,
+    progress: bool = True,
+) -> ReleaseSummary:
+    """Publish the class maps ``maps_dir/*.tif`` as a release in ``out`` (replaced atomically).
+
+    Args:
+        maps_dir: folder of per-site class maps (``SITE_ID`` and ``YEAR`` tags, see module docstring).
+        out: release folder; an existing release there (a folder with ``manifest.json``) is replaced.
+        max_features: cap of features per GPKG shard.
+        crs: output CRS of the shards (EPSG:4326 by default).
+        regions: ``"world9"``, ``"tag"`` or a regions layer path (see :mod:`minescape.publish.regions`).
+        simplify: polygon simplification tolerance in metres (0 = exact pixel outlines).
+        connectivity: 4 (default) or 8, see :mod:`minescape.geo.polygonize`.
+        extra_columns: also write ``site_id`` and ``region`` columns.
+        name: dataset name, the prefix of every file.
+        legend: class legend (names in ``class_name``, colours of the QGIS style).
+        progress: show a progress bar.
+
+    Returns:
+        A :class:`ReleaseSummary`; sites that could not be published are listed in ``skipped``
+        (one line each, file and problem) and in the manifest, the others are published.
+    """
+    maps_dir, out = Path(maps_dir), Path(out)
+    if max_features < 1:
+        raise ConfigError(f"max_features must be >= 1 (got {max_features})")
+    if not all(c.isalnum() or c in "_-" for c in name) or not name:
+        raise ConfigError(f"dataset name {name!r} must be letters, digits, '_' or '-'")
+    try:
+        out_crs = CRS.from_user_input(crs)
+    except Exception:
+        raise ConfigError(f"invalid output CRS {crs!r} (e.g. EPSG:4326)") from None
+    if not maps_dir.is_dir():
+        raise MissingInputError("class map folder not found", path=maps_dir)
+    paths = sorted(maps_dir.glob("*.tif"))
+    if not paths:
+        raise InputError("no class maps (*.tif) in the folder", path=maps_dir)
+    if out.exists() and not (out.is_dir() and ((out / MANIFEST).exists() or not any(out.iterdir()))):
+        raise InputError("exists and is not a minescape release (no manifest.json); choose another folder",
+                         path=out)
+    resolve = make_region_resolver(regions)
+
+    skipped: list[str] = []
+    sites: list[SiteMap] = []
+    seen: dict[tuple[str, int], Path] = {}
+    for p in paths:
+        try:
+            s = scan_site(p, resolve)
+        except InputError as exc:
+            skipped.append(str(exc))
+            continue
+        if (s.site_id, s.year) in seen:
+            skipped.append(f"{p}: site {s.site_id} year {s.year} already published from {seen[s.site_id, s.year]}")
+            continue
+        seen[s.site_id, s.year] = p
+        sites.append(s)
+    sites.sort(key=lambda s: (s.region, s.site_id, s.year, s.path.name))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".tmp-{uuid.uuid4().hex[:12]}-{out.name}"
+    shard_dir = tmp / ".shards"
+    shard_dir.mkdir(parents=True)
+    try:
+        stats = _Stats()
+        buf = _ShardBuffer(shard_dir, name, cap=max_features, crs=out_crs, legend=legend,
+                           extra=extra_columns, stats=stats)
+        with make_progress() as bar:
+            task = bar.add_task("publishing sites", total=len(sites), extra="", visible=progress)
+            for s in sites:
+                try:
+                    feats = site_features(s, legend=legend, crs=out_crs, simplify=simplify,
+                                          connectivity=connectivity)
+                except InputError as exc:
+                    skipped.append(str(exc))
+                else:
+                    buf.add(feats)
+                bar.advance(task)
+        buf.flush(final=True)
+        summary = _finish(tmp, shard_dir, buf, stats, name=name, legend=legend, out_crs=out_crs,
+                          max_features=max_features, regions=regions, simplify=simplify,
+                          connectivity=connectivity, extra_columns=extra_columns, skipped=skipped,
+                          n_sites=len(sites))
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    summary.out = out
+    return summary
+
+
+def _finish(tmp: Path, shard_dir: Path, buf: _ShardBuffer, stats: _Stats, *, name, legend, out_crs,
+            max_features, regions, simplify, connectivity, extra_columns, skipped, n_sites) -> ReleaseSummary:
+    summary = ReleaseSummary(out=tmp, skipped=list(skipped))
+    files: dict[str, str] = {}
+    region_info = {}
+    for region in sorted(buf.written):
+        shards = buf.written[region]
+        zname = f"{name}_{region}.zip"
+        write_zip(tmp / zname, [shard_dir / s["name"] for s in shards])
+        files[zname] = sha256_file(tmp / zname)
+        for s in shards:
+            files[f"{zname}/{s['name']}"] = s["sha256"]
+        region_info[region] = {"zip": zname, "features": sum(s["features"] for s in shards), "files": shards}
+        summary.zips.append(zname)
+        summary.files.extend(s["name"] for s in shards)
+    shutil.rmtree(shard_dir)
+    summary.features = buf.next_index - 1
+    manifest = {
+        "dataset": name,
+        "producer": f"minescape {__version__}",
+        "crs": out_crs.to_string(),
+        "max_features_per_file": max_features,
+        "fields": list(FIELDS) + (list(EXTRA_COLUMNS) if extra_columns else []),
+        "extra_columns": list(EXTRA_COLUMNS) if extra_columns else [],
+        "legend": legend.to_dict(),
+        "regions_mode": str(regions) if str(regions) in ("world9", "tag") else f"layer:{Path(regions).name}",
+        "polygonize": {"connectivity": connectivity, "simplify_m": simplify},
+        "sites": buf.sites,
+        "features": summary.features,
+        "summary": stats.as_dict(),
+        "regions": region_info,
+        "skipped": list(skipped),
+    }
+    readme = render_readme(manifest, legend)
+    (tmp / README).write_text(readme, encoding="utf-8")
+    files[README] = sha256_file(tmp / README)
+    manifest["sha256"] = dict(sorted(files.items()))
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    summary.manifest = manifest
+    return summary
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Replace ``out`` by ``tmp`` with renames only (never a mix of old and new files)."""
+    old = None
+    if out.exists():
+        old = out.parent / f".old-{uuid.uuid4().hex[:12]}-{out.name}"
+        os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(old)
+
+
+def render_readme(manifest: dict, legend: Legend) -> str:
+    """The release README: content, fields, class definitions, regions and files."""
+    lines = [
+        f"# {manifest['dataset']}: mining land use / land cover polygons",
+        "",
+        f"{manifest['features']:,} polygons from {manifest['sites']} site class maps, in "
+        f"{len(manifest['regions'])} regional ZIP files of GeoPackage shards "
+        f"(at most {manifest['max_features_per_file']:,} features per file). CRS: {manifest['crs']}.",
+        "Each GeoPackage carries a default QGIS style (table `layer_styles`) colouring features by `class_name`.",
+        "",
+        "## Fields",
+        "",
+        "| field | type | description |",
+        "|---|---|---|",
+        "| fid | integer | GeoPackage feature id, unique within a file (1..n in index_n order) |",
+        "| index_n | integer | feature number, unique across every file of the release and stable when the same "
+        "input is published again (order: region, site id, year, class, raster scan position) |",
+        "| class_name | text | land use/land cover class (see below) |",
+        "| area_m2 | real | polygon area in m² on the WGS84 ellipsoid (holes subtracted) |",
+        "| year | integer | year of the site's class map |",
+    ]
+    if manifest["extra_columns"]:
+        lines += ["| site_id | text | id of the mining site |", "| region | text | region of the site (ZIP file) |"]
+    lines += ["", "## Classes", "", "| code | class_name | colour | definition |", "|---|---|---|---|"]
+    lines += [f"| {c.code} | {c.name} | {c.hex} | {c.definition} |" for c in legend.classes]
+    lines += ["", "## Regions", ""]
+    if manifest["regions_mode"] == "world9":
+        lines += ["Sites are grouped into nine world regions by the centre of their class map "
+                  f"({', '.join(WORLD9)}); the rules are in `minescape.publish.regions`.", ""]
+    else:
+        lines += [f"Regions from: {manifest['regions_mode']}.", ""]
+    lines += ["| region | ZIP | files | features |", "|---|---|---|---|"]
+    for region, info in manifest["regions"].items():
+        lines.append(f"| {region} | {info['zip']} | {len(info['files'])} | {info['features']:,} |")
+    lines += ["", "## Method", "",
+              f"One polygon per {manifest['polygonize']['connectivity']}-connected patch of one class "
+              "(GDAL polygonize); "
+              + (f"simplified with a {manifest['polygonize']['simplify_m']} m tolerance (coverage-preserving)."
+                 if manifest["polygonize"]["simplify_m"] else "exact pixel outlines."),
+              "Areas are computed in each site's UTM zone with the exact areal scale of the projection and "
+              "agree with pyproj.Geod to 1e-4 relative on every feature.",
+              "`manifest.json` lists features and area per class, year and region, and the SHA-256 of every file.",
+              "Check a copy with `minescape inspect <folder or zip>`.", ""]
+    return "\n".join(lines)

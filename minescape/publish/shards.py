@@ -1,0 +1,90 @@
+"""GeoPackage shards: at most N features each, exact published schema, reproducible bytes.
+
+A shard holds one polygon layer named like its file (without ``.gpkg``) with the fields, in order,
+``index_n`` (int64), ``class_name`` (text), ``area_m2`` (real), ``year`` (int32) and optionally extra
+text columns, plus the GeoPackage ``fid`` (assigned 1..n in ``index_n`` order). GDAL writes the current
+time into ``gpkg_contents.last_change``; it is pinned with the ``OGR_CURRENT_DATE`` config option,
+scoped to the write, so the same features always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyogrio
+import pyogrio.raw
+import shapely
+from pyproj import CRS
+
+from minescape.legend import Legend
+from minescape.publish.style import STYLE_TIME, add_layer_style
+
+FIELDS = ("index_n", "class_name", "area_m2", "year")
+FIXED_DATE = STYLE_TIME + ".000Z"
+
+
+@contextlib.contextmanager
+def gdal_config(**options: str) -> Iterator[None]:
+    """Set GDAL config options for pyogrio's GDAL inside the block and restore them after."""
+    old = {k: pyogrio.get_gdal_config_option(k) for k in options}
+    pyogrio.set_gdal_config_options(options)
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options(old)
+
+
+def write_shard(
+    path: str | Path,
+    geometries: np.ndarray,
+    *,
+    index_n: np.ndarray,
+    class_name: np.ndarray,
+    area_m2: np.ndarray,
+    year: np.ndarray,
+    crs: CRS | str | int,
+    legend: Legend,
+    extra: dict[str, np.ndarray] | None = None,
+) -> Path:
+    """Write one GPKG shard (not atomically: it is built inside the release's temporary folder).
+
+    Args:
+        path: output ``.gpkg`` (must not exist); the layer is named after its stem.
+        geometries: shapely Polygon/MultiPolygon array in ``crs``.
+        index_n, class_name, area_m2, year: the published attributes, one per geometry.
+        crs: the output CRS (EPSG:4326 by default in releases).
+        legend: colours of the QGIS default style.
+        extra: optional extra text columns (e.g. ``site_id``, ``region``).
+    """
+    path = Path(path)
+    layer = path.stem
+    geoms = np.asarray(geometries, dtype=object)
+    multi = bool(np.any(shapely.get_type_id(geoms) == 6))
+    if multi:
+        geoms = np.array([g if g.geom_type == "MultiPolygon" else shapely.MultiPolygon([g]) for g in geoms],
+                         dtype=object)
+    fields = list(FIELDS)
+    data = [
+        np.asarray(index_n, dtype=np.int64),
+        np.asarray(class_name, dtype=object),
+        np.asarray(area_m2, dtype=np.float64),
+        np.asarray(year, dtype=np.int32),
+    ]
+    for name, values in (extra or {}).items():
+        fields.append(name)
+        data.append(np.asarray(values, dtype=object))
+    wkb = shapely.to_wkb(geoms, output_dimension=2, byte_order=1)
+    crs_wkt = CRS.from_user_input(crs).to_wkt()
+    with gdal_config(OGR_CURRENT_DATE=FIXED_DATE), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pyogrio.raw.write(
+            path, wkb, data, fields, layer=layer, driver="GPKG",
+            geometry_type="MultiPolygon" if multi else "Polygon", crs=crs_wkt,
+            layer_options={"FID": "fid", "GEOMETRY_NAME": "geom", "SPATIAL_INDEX": "YES"},
+        )
+    add_layer_style(path, layer, legend)
+    return path
