@@ -1,0 +1,79 @@
+"""Model cards: a JSON file beside each model (``model.pt`` -> ``model.json``) saying what it is and how it
+was made: architecture, bands, normalisation, decision threshold, training data, metrics, seed, versions."""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from minescape.atomic import atomic_write_text
+from minescape.errors import InputError, MissingInputError
+
+CARD_FORMAT = "minescape-model-card/1"
+REQUIRED = ("format", "arch", "bands", "normalisation", "threshold", "training_data", "metrics", "seed", "versions")
+
+
+def card_path(model_path: str | Path) -> Path:
+    """The card's path for a model file (same stem, ``.json``)."""
+    return Path(model_path).with_suffix(".json")
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, minescape, numpy, torch (and onnx/onnxruntime when installed)."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("minescape", "numpy", "torch", "onnx", "onnxruntime"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def write_model_card(model_path: str | Path, *, arch: str, bands: Sequence[str], mean, std, threshold: float,
+                     training_data: dict, metrics: dict, config: dict, seed: int, parameters: int,
+                     history: list[dict] | None = None) -> Path:
+    """Write ``<model>.json`` atomically and return its path (mean/std in reflectance units, per band)."""
+    card = {
+        "format": CARD_FORMAT,
+        "model_file": Path(model_path).name,
+        "arch": arch,
+        "parameters": int(parameters),
+        "bands": list(bands),
+        "input": "two co-registered Sentinel-2 reflectance stacks (0-1) on one 10 m grid, bands in this order",
+        "output": "probability of change per pixel; mask = probability >= threshold (CHANGE legend 0/1/255)",
+        "normalisation": {"mean": [round(float(v), 7) for v in np.asarray(mean)],
+                          "std": [round(float(v), 7) for v in np.asarray(std)],
+                          "computed_on": "valid training pixels of both dates"},
+        "threshold": float(threshold),
+        "threshold_chosen_on": "validation pixels (pooled F1 of change, grid 0.05..0.95)",
+        "training_data": training_data,
+        "metrics": metrics,
+        "config": config,
+        "seed": int(seed),
+        "versions": versions(),
+        "history": history or [],
+    }
+    return atomic_write_text(card_path(model_path), json.dumps(card, indent=2, sort_keys=False) + "\n")
+
+
+def read_model_card(path: str | Path) -> dict:
+    """Read a model card (the ``.json`` or the model file beside it); InputError naming the file if invalid."""
+    path = Path(path)
+    if path.suffix != ".json":
+        path = card_path(path)
+    if not path.is_file():
+        raise MissingInputError("model card not found", path=path)
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"model card is not valid JSON ({exc})", path=path) from None
+    missing = [k for k in REQUIRED if k not in card]
+    if missing:
+        raise InputError(f"model card lacks {missing}", path=path)
+    return card

@@ -1,0 +1,472 @@
+"""Training change networks on CPU from scenes (ChangePair) or patch datasets.
+
+A training sample is a pair of co-registered reflectance stacks and a CHANGE-legend label (0, 1, 255 ignore).
+Each step draws ``batch_size`` random ``crop`` x ``crop`` windows (half of them centred near a changed pixel,
+which counters the rarity of change), applies the same random flips / 90-degree rotations (and, optionally,
+a swap of the two dates) to both dates and the mask, and minimises a class-balanced loss
+(weighted binary cross-entropy, Dice, focal, or ``wce+dice``). Per-band mean and standard deviation come from
+the training pixels of both dates and are stored with the model. After each epoch the network predicts the
+validation scenes (tiled, like :mod:`minescape.change.infer`); the threshold maximising the pooled F1 of the
+change class on validation pixels is recorded; training stops early when that F1 stops improving.
+
+Randomness is drawn from generators seeded by ``(seed, epoch)``, so a run resumed from its checkpoint after
+epoch ``k`` continues exactly like an uninterrupted run (``max_minutes`` aside, which cuts on wall time).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from minescape.errors import ConfigError, InputError, check_choice
+
+LOSSES: tuple[str, ...] = ("wce", "dice", "focal", "wce+dice")
+CHECKPOINT_FORMAT = "minescape-change-checkpoint/1"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training/validation scene or patch: ``t1``/``t2`` ``(C,H,W)`` float32 reflectance (NaN nodata),
+    ``label`` ``(H,W)`` uint8 in the CHANGE legend (255 = ignore)."""
+
+    name: str
+    t1: np.ndarray
+    t2: np.ndarray
+    label: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.t1.shape != self.t2.shape or self.t1.ndim != 3 or self.label.shape != self.t1.shape[1:]:
+            raise InputError(f"sample {self.name!r}: shapes differ (t1 {self.t1.shape}, t2 {self.t2.shape}, "
+                             f"label {self.label.shape})")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training options (sizes in pixels, time in minutes)."""
+
+    arch: str = "siam-att"
+    model_kwargs: dict = field(default_factory=dict)
+    crop: int = 64
+    batch_size: int = 8
+    epochs: int = 30
+    steps_per_epoch: int = 50
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    loss: str = "wce+dice"
+    pos_weight: float | None = None  # None: sqrt of the training no-change/change ratio, clipped to [1, 30]
+    focus_change: float = 0.5  # fraction of crops centred near a changed pixel
+    swap_dates: bool = True
+    patience: int = 8
+    seed: int = 0
+    max_minutes: float | None = None
+    val_tile: int = 256
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        from minescape.change.models import ARCHITECTURES
+
+        check_choice(self.arch, ARCHITECTURES, what="architecture")
+        check_choice(self.loss, LOSSES, what="loss")
+        if self.crop < 16 or self.crop % 16:
+            raise ConfigError(f"crop must be a multiple of 16 pixels and >= 16 (got {self.crop})")
+        for name in ("batch_size", "epochs", "steps_per_epoch", "patience"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if not 0.0 <= self.focus_change <= 1.0:
+            raise ConfigError(f"focus_change must be in [0, 1] (got {self.focus_change})")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` wrote and measured."""
+
+    model_path: Path
+    card_path: Path
+    checkpoint_path: Path
+    threshold: float
+    val_f1: float
+    epochs_run: int
+    best_epoch: int
+    history: list[dict]
+    seconds: float
+
+
+# ------------------------------------------------------------------------------------------ samples
+def samples_from_pairs(pairs, *, bands: Sequence[str] | None = None) -> list[Sample]:
+    """Samples from :class:`~minescape.change.datasets.ChangePair` objects (labels required)."""
+    out = []
+    for p in pairs:
+        if p.label is None:
+            raise InputError(f"pair {p.name!r} has no change label; training needs one")
+        t1, t2 = (p.t1, p.t2) if bands is None else (p.t1.select(bands), p.t2.select(bands))
+        out.append(Sample(p.name, t1.data.astype(np.float32), t2.data.astype(np.float32),
+                          _ignore_invalid(p.label.data[0], t1.data, t2.data)))
+    return out
+
+
+def _ignore_invalid(label: np.ndarray, t1: np.ndarray, t2: np.ndarray) -> np.ndarray:
+    lab = label.astype(np.uint8).copy()
+    lab[~(np.isfinite(t1).all(0) & np.isfinite(t2).all(0))] = 255
+    return lab
+
+
+def samples_from_patches(root: str | Path, *, split: str | None = None,
+                         bands: Sequence[str] | None = None) -> list[Sample]:
+    """Samples from a patch dataset (``T1/``, ``T2/``, ``Change/`` or ``Mudança/``), optionally one split.
+
+    Band selection uses the patch files' band descriptions; files without them must have exactly the
+    requested number of bands.
+    """
+    from minescape.change.datasets import load_patch_dataset, read_patch
+
+    records = [r for r in load_patch_dataset(root) if split is None or r.split == split]
+    out = []
+    for rec in records:
+        t1, t2, mask = read_patch(rec)
+        if mask is None:
+            raise InputError("patch has no change mask; training needs one", path=rec.t1)
+        a1, a2 = t1.data, t2.data
+        if bands is not None:
+            if t1.band_names and all(b in t1.band_names for b in bands):
+                a1, a2 = t1.select(bands).data, t2.select(bands).data
+            elif t1.count != len(bands):
+                raise InputError(f"patch has bands {list(t1.band_names or [])} ({t1.count}); "
+                                 f"training asks for {list(bands)}", path=rec.t1)
+        out.append(Sample(rec.name, a1.astype(np.float32), a2.astype(np.float32),
+                          _ignore_invalid(mask.data[0], a1, a2)))
+    if not out:
+        raise InputError(f"no patches in split {split!r}", path=root)
+    return out
+
+
+def holdout_split(samples: Sequence[Sample], *, fraction: float = 0.2) -> tuple[list[Sample], list[Sample]]:
+    """Spatial hold-out: the bottom ``fraction`` of each scene's rows for validation, the rest for training.
+
+    Neighbouring pixels of the two parts touch only along one row, which keeps validation honest enough for
+    threshold choice and early stopping without losing whole scenes from training.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"validation fraction must be in (0, 1) (got {fraction})")
+    tr, va = [], []
+    for s in samples:
+        cut = int(round(s.t1.shape[1] * (1 - fraction)))
+        tr.append(Sample(s.name, s.t1[:, :cut], s.t2[:, :cut], s.label[:cut]))
+        va.append(Sample(s.name + ":val", s.t1[:, cut:], s.t2[:, cut:], s.label[cut:]))
+    return tr, va
+
+
+def band_statistics(samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and standard deviation over valid pixels of both dates (float64 sums)."""
+    c = samples[0].t1.shape[0]
+    s = np.zeros(c)
+    ss = np.zeros(c)
+    n = np.zeros(c)
+    for smp in samples:
+        if smp.t1.shape[0] != c:
+            raise InputError(f"sample {smp.name!r} has {smp.t1.shape[0]} bands, expected {c}")
+        for a in (smp.t1, smp.t2):
+            flat = a.reshape(c, -1).astype(np.float64)
+            ok = np.isfinite(flat)
+            s += np.where(ok, flat, 0).sum(1)
+            ss += np.where(ok, flat * flat, 0).sum(1)
+            n += ok.sum(1)
+    if (n == 0).any():
+        raise InputError("training data has a band with no valid pixels")
+    mean = s / n
+    std = np.sqrt(np.maximum(ss / n - mean * mean, 1e-12))
+    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------ batches
+@dataclass
+class _Prepared:
+    x1: np.ndarray
+    x2: np.ndarray
+    label: np.ndarray
+    change_rc: np.ndarray  # (k, 2) row/col of changed pixels
+
+
+def _prepare(samples: Sequence[Sample], mean, std) -> list[_Prepared]:
+    from minescape.change.infer import normalise
+
+    out = []
+    for s in samples:
+        out.append(_Prepared(normalise(s.t1, mean, std), normalise(s.t2, mean, std), s.label,
+                             np.argwhere(s.label == 1)))
+    return out
+
+
+def _crop(p: _Prepared, r: int, c: int, size: int):
+    """Crop at (r, c) (may exceed the scene: padded with 0 and ignore label)."""
+    ch, h, w = p.x1.shape
+    x1 = np.zeros((ch, size, size), np.float32)
+    x2 = np.zeros((ch, size, size), np.float32)
+    lab = np.full((size, size), 255, np.uint8)
+    r0, c0 = max(r, 0), max(c, 0)
+    r1, c1 = min(r + size, h), min(c + size, w)
+    if r1 > r0 and c1 > c0:
+        dst = (slice(r0 - r, r1 - r), slice(c0 - c, c1 - c))
+        x1[(slice(None),) + dst] = p.x1[:, r0:r1, c0:c1]
+        x2[(slice(None),) + dst] = p.x2[:, r0:r1, c0:c1]
+        lab[dst] = p.label[r0:r1, c0:c1]
+    return x1, x2, lab
+
+
+def make_batch(prepared: list[_Prepared], weights: np.ndarray, rng: np.random.Generator, *, size: int,
+               batch: int, focus_change: float, swap_dates: bool):
+    """One augmented batch: ``(x1, x2, label)`` arrays ``(B,C,S,S)``, ``(B,C,S,S)``, ``(B,S,S)``."""
+    xs1, xs2, labs = [], [], []
+    for _ in range(batch):
+        k = int(rng.choice(len(prepared), p=weights))
+        p = prepared[k]
+        _, h, w = p.x1.shape
+        if len(p.change_rc) and rng.random() < focus_change:
+            rc = p.change_rc[rng.integers(len(p.change_rc))]
+            r = int(rc[0]) - int(rng.integers(size // 8, size - size // 8))
+            c = int(rc[1]) - int(rng.integers(size // 8, size - size // 8))
+            r = int(np.clip(r, min(0, h - size), max(0, h - size)))
+            c = int(np.clip(c, min(0, w - size), max(0, w - size)))
+        else:
+            r = int(rng.integers(0, max(1, h - size + 1)))
+            c = int(rng.integers(0, max(1, w - size + 1)))
+        x1, x2, lab = _crop(p, r, c, size)
+        k_rot = int(rng.integers(4))
+        flip = bool(rng.integers(2))
+        x1, x2, lab = (np.rot90(a, k_rot, axes=(-2, -1)) for a in (x1, x2, lab))
+        if flip:
+            x1, x2, lab = (a[..., ::-1] for a in (x1, x2, lab))
+        if swap_dates and rng.integers(2):
+            x1, x2 = x2, x1
+        xs1.append(x1)
+        xs2.append(x2)
+        labs.append(lab)
+    return (np.ascontiguousarray(np.stack(xs1)), np.ascontiguousarray(np.stack(xs2)),
+            np.ascontiguousarray(np.stack(labs)))
+
+
+# ------------------------------------------------------------------------------------------ losses
+def loss_fn(logits, target, *, kind: str, pos_weight: float):
+    """Loss on ``(B,1,H,W)`` logits and ``(B,H,W)`` uint8 targets (255 ignored)."""
+    import torch
+    from torch.nn import functional as F
+
+    z = logits[:, 0]
+    valid = target != 255
+    y = (target == 1).float()
+    if not bool(valid.any()):
+        return z.sum() * 0.0
+    zv, yv = z[valid], y[valid]
+    parts = []
+    if kind in ("wce", "wce+dice"):
+        parts.append(F.binary_cross_entropy_with_logits(zv, yv, pos_weight=torch.tensor(pos_weight)))
+    if kind == "focal":
+        p = torch.sigmoid(zv)
+        ce = F.binary_cross_entropy_with_logits(zv, yv, reduction="none")
+        pt = p * yv + (1 - p) * (1 - yv)
+        alpha = pos_weight / (1.0 + pos_weight)
+        at = alpha * yv + (1 - alpha) * (1 - yv)
+        parts.append((at * (1 - pt) ** 2 * ce).mean() * 4.0)
+    if kind in ("dice", "wce+dice"):
+        p = torch.sigmoid(zv)
+        inter = (p * yv).sum()
+        parts.append(1.0 - (2 * inter + 1.0) / (p.sum() + yv.sum() + 1.0))
+    return sum(parts)
+
+
+def best_threshold(prob: np.ndarray, truth: np.ndarray) -> tuple[float, float, dict]:
+    """Threshold in 0.05..0.95 maximising the F1 of change on pixels with truth 0/1 and finite prob.
+
+    Returns ``(threshold, f1, {precision, recall, f1, iou})`` at that threshold.
+    """
+    ok = np.isfinite(prob) & (truth != 255)
+    p, t = prob[ok], truth[ok] == 1
+    best = (0.5, -1.0, {})
+    for thr in np.round(np.arange(0.05, 0.951, 0.05), 2):
+        m = change_scores(p >= thr, t)
+        if m["f1"] > best[1] + 1e-12:
+            best = (float(thr), m["f1"], m)
+    return best
+
+
+def change_scores(pred: np.ndarray, truth: np.ndarray) -> dict:
+    """Precision, recall, F1 and IoU of the change class from boolean arrays (NaN-free)."""
+    tp = int(np.sum(pred & truth))
+    fp = int(np.sum(pred & ~truth))
+    fn = int(np.sum(~pred & truth))
+    prec = tp / (tp + fp) if tp + fp else 0.0
+    rec = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+    iou = tp / (tp + fp + fn) if tp + fp + fn else 0.0
+    return {"precision": prec, "recall": rec, "f1": f1, "iou": iou, "tp": tp, "fp": fp, "fn": fn}
+
+
+def validate(net, samples: Sequence[Sample], mean, std, *, tile: int = 256) -> tuple[float, float, dict]:
+    """Predict every validation sample (tiled) and pick the F1-maximising threshold on the pooled pixels."""
+    from minescape.change.infer import predict_arrays, torch_runner
+
+    runner = torch_runner(net)
+    probs, truths = [], []
+    for s in samples:
+        probs.append(predict_arrays(runner, s.t1, s.t2, mean=mean, std=std, tile=tile,
+                                    overlap=min(32, tile // 4)).ravel())
+        truths.append(s.label.ravel())
+    return best_threshold(np.concatenate(probs), np.concatenate(truths))
+
+
+# ------------------------------------------------------------------------------------------ training
+def _seed_all(seed: int, epoch: int) -> np.random.Generator:
+    import torch
+
+    torch.manual_seed(seed * 100003 + epoch)
+    return np.random.default_rng([seed, epoch])
+
+
+def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_dir: str | Path, *,
+          bands: Sequence[str], config: TrainConfig = TrainConfig(), resume: bool = False,
+          training_data: dict | None = None, progress: bool = True) -> TrainResult:
+    """Train a change network; write ``model.pt``, ``model.json`` (model card) and ``checkpoint.pt``.
+
+    Args:
+        train_samples: training scenes/patches (reflectance, CHANGE labels).
+        val_samples: validation scenes/patches (threshold choice and early stopping).
+        out_dir: output folder.
+        bands: band names of the samples' channels, in order (stored with the model).
+        config: :class:`TrainConfig`.
+        resume: continue from ``out_dir/checkpoint.pt`` if it exists (same config required).
+        training_data: description for the model card (sources, cities, patch root...).
+    """
+    import torch
+
+    from minescape.atomic import atomic_path
+    from minescape.change.model_card import write_model_card
+    from minescape.change.models import build_model, count_parameters, load_payload, save_model
+    from minescape.progress import make_progress
+
+    if not train_samples or not val_samples:
+        raise InputError("training needs at least one training and one validation sample")
+    if len(bands) != train_samples[0].t1.shape[0]:
+        raise InputError(f"{len(bands)} band names {list(bands)} for {train_samples[0].t1.shape[0]}-band samples")
+    if any(s.t1.shape[0] != len(bands) for s in list(train_samples) + list(val_samples)):
+        raise InputError("training and validation samples must all have the same bands")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "checkpoint.pt"
+    t_start = time.perf_counter()
+
+    mean, std = band_statistics(train_samples)
+    n_pos = sum(int((s.label == 1).sum()) for s in train_samples)
+    n_neg = sum(int((s.label == 0).sum()) for s in train_samples)
+    pos_weight = config.pos_weight if config.pos_weight is not None else \
+        float(np.clip(np.sqrt(n_neg / max(n_pos, 1)), 1.0, 30.0))
+    prepared = _prepare(train_samples, mean, std)
+    area = np.array([float((p.label != 255).sum()) for p in prepared])
+    if area.sum() == 0:
+        raise InputError("training samples have no labelled pixels")
+    weights = area / area.sum()
+
+    torch.manual_seed(config.seed)
+    net = build_model(config.arch, len(bands), **config.model_kwargs)
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs, eta_min=config.lr * 0.05)
+    state = {"epoch": 0, "best_f1": -1.0, "best_threshold": 0.5, "best_epoch": 0, "bad_epochs": 0,
+             "history": [], "best_state": None, "elapsed": 0.0}
+    cfg_dict = _config_dict(config)
+    if resume and ckpt_path.exists():
+        ck = load_payload(ckpt_path)
+        if ck.get("format") != CHECKPOINT_FORMAT:
+            raise InputError("not a training checkpoint", path=ckpt_path)
+        def same(a: dict) -> dict:
+            return {k: v for k, v in a.items() if k not in ("epochs", "patience")}
+
+        if same(ck["config"]) != same(cfg_dict) or ck["bands"] != list(bands):
+            raise InputError("checkpoint was written with another configuration or bands; use another output "
+                             "folder or the same options", path=ckpt_path)
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        state = ck["state"]
+
+    stopped = "epochs"
+    with make_progress() as bar:
+        task = bar.add_task(f"train {config.arch}", total=config.epochs * config.steps_per_epoch,
+                            completed=state["epoch"] * config.steps_per_epoch, extra="")
+        while state["epoch"] < config.epochs:
+            epoch = state["epoch"]
+            if state["bad_epochs"] >= config.patience:
+                stopped = "early stop"
+                break
+            if config.max_minutes is not None and state["elapsed"] + (time.perf_counter() - t_start) > \
+                    config.max_minutes * 60 and epoch > 0:
+                stopped = "time budget"
+                break
+            rng = _seed_all(config.seed, epoch)
+            net.train()
+            losses = []
+            for _ in range(config.steps_per_epoch):
+                x1, x2, lab = make_batch(prepared, weights, rng, size=config.crop, batch=config.batch_size,
+                                         focus_change=config.focus_change, swap_dates=config.swap_dates)
+                logits = net(torch.from_numpy(x1), torch.from_numpy(x2))
+                loss = loss_fn(logits, torch.from_numpy(lab), kind=config.loss, pos_weight=pos_weight)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+                bar.update(task, advance=1, extra=f"loss {np.mean(losses[-20:]):.3f}")
+            sched.step()
+            thr, f1, scores = validate(net, val_samples, mean, std, tile=config.val_tile)
+            rec = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_f1": f1, "val_threshold": thr,
+                   "val_precision": scores.get("precision", 0.0), "val_recall": scores.get("recall", 0.0)}
+            state["history"].append(rec)
+            if f1 > state["best_f1"] + 1e-6:
+                state.update(best_f1=f1, best_threshold=thr, best_epoch=epoch + 1, bad_epochs=0,
+                             best_state={k: v.detach().clone() for k, v in net.state_dict().items()})
+            else:
+                state["bad_epochs"] += 1
+            state["epoch"] = epoch + 1
+            bar.update(task, extra=f"loss {rec['train_loss']:.3f} val F1 {f1:.3f}@{thr:.2f}")
+            now = time.perf_counter()
+            state["elapsed"] += now - t_start
+            t_start = now
+            with atomic_path(ckpt_path) as tmp:
+                torch.save({"format": CHECKPOINT_FORMAT, "config": cfg_dict, "bands": list(bands),
+                            "model": net.state_dict(), "optimizer": opt.state_dict(),
+                            "scheduler": sched.state_dict(), "state": state}, tmp)
+    state["elapsed"] += time.perf_counter() - t_start
+    if state["best_state"] is not None:
+        net.load_state_dict(state["best_state"])
+    net.eval()
+    model_path = out_dir / "model.pt"
+    metrics = {"val_f1": state["best_f1"], "val_threshold": state["best_threshold"],
+               "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_by": stopped,
+               "train_seconds": round(state["elapsed"], 1), "pos_weight": pos_weight,
+               "train_pixels_change": n_pos, "train_pixels_nochange": n_neg}
+    save_model(model_path, net, arch=config.arch, bands=bands, mean=mean, std=std,
+               threshold=state["best_threshold"], model_kwargs=config.model_kwargs,
+               extra={"config": cfg_dict, "metrics": metrics})
+    card = write_model_card(model_path, arch=config.arch, bands=list(bands), mean=mean, std=std,
+                            threshold=state["best_threshold"], training_data=training_data or {
+                                "train": [s.name for s in train_samples], "val": [s.name for s in val_samples]},
+                            metrics=metrics, config=cfg_dict, seed=config.seed, parameters=count_parameters(net),
+                            history=state["history"])
+    return TrainResult(model_path, card, ckpt_path, state["best_threshold"], state["best_f1"], state["epoch"],
+                       state["best_epoch"], state["history"], state["elapsed"])
+
+
+def _config_dict(config: TrainConfig) -> dict:
+    d = asdict(config)
+    d.pop("threads", None)
+    d.pop("max_minutes", None)
+    return json.loads(json.dumps(d))
+
+
+__all__ = ["LOSSES", "Sample", "TrainConfig", "TrainResult", "band_statistics", "best_threshold", "change_scores",
+           "holdout_split", "loss_fn", "make_batch", "replace", "samples_from_pairs", "samples_from_patches",
+           "train", "validate"]
