@@ -1,0 +1,331 @@
+"""The executor: resume from the run folder, fingerprints, failures, and real Dask clusters with real SIGKILLs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import pytest
+import rasterio
+
+from minescape.errors import ConfigError, InputError, MissingInputError, UnitFailed
+from minescape.runner import Executor, Unit, fingerprint, run_units
+from minescape.runner_demo import ndvi_tile, tile_units
+from minescape.runstate import read_states, summarize
+
+# Functions of this module travel to Dask workers by value (the workers cannot import the tests folder).
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """File name -> MD5 of every final GeoTIFF in ``folder`` (temporary files excluded)."""
+    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.tif"))
+            if not p.name.startswith(".tmp-")}
+
+
+def fault_job(unit: Unit) -> dict:
+    """ndvi_tile, plus faults on demand: ``crash_once`` SIGKILLs its own worker process on the first
+    attempt, ``crash_always`` on every attempt, ``sleep`` slows a unit down."""
+    marker = unit.args.get("crash_once")
+    if marker and not Path(marker).exists():
+        Path(marker).write_text("crashed once")
+        os.kill(os.getpid(), signal.SIGKILL)
+    if unit.args.get("crash_always"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(unit.args.get("sleep", 0))
+    return ndvi_tile(unit)
+
+
+@pytest.fixture
+def tiles(small_region, tmp_path):
+    """NDVI tile units (64 px tiles: 20 units) of the small region writing under tmp_path/out."""
+    def make(out: str = "out", size: int = 64):
+        return tile_units(small_region.t1, tmp_path / out, size=size)
+    return make
+
+
+def test_fingerprint_tracks_files_and_config(tmp_path):
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"1")
+    b.write_bytes(b"2")
+    fp = fingerprint([a, b], {"k": 1, "z": [1, 2]})
+    assert fp == fingerprint([b, a], {"z": [1, 2], "k": 1})  # order-free
+    assert fp != fingerprint([a, b], {"k": 2, "z": [1, 2]})
+    assert fingerprint([a]) != fingerprint([b])
+    c1 = fingerprint([a], content=True)
+    os.utime(a, ns=(1, 1))
+    assert fingerprint([a], content=True) == c1  # content mode ignores mtime
+    old = fingerprint([a])
+    a.write_bytes(b"10")
+    assert fingerprint([a]) != old
+    assert fingerprint([tmp_path]) != fingerprint([a])  # folder = every file under it
+    with pytest.raises(MissingInputError, match="missing.bin: input not found"):
+        fingerprint([tmp_path / "missing.bin"])
+
+
+def test_executor_validates_choices():
+    with pytest.raises(ConfigError, match="choose one of: inprocess, local, scheduler"):
+        Executor(mode="cloud")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="needs a scheduler address"):
+        Executor(mode="scheduler")
+    with pytest.raises(ConfigError, match="unique"):
+        run_units([Unit("a", {}), Unit("a", {})], ndvi_tile)
+
+
+def test_resume_skips_done_units_and_redoes_changed_ones(tiles, tmp_path, small_region):
+    units = tiles()
+    run_dir = tmp_path / "run"
+    ex = Executor(run_dir=run_dir)
+    first = run_units(units, ndvi_tile, executor=ex)
+    assert first.ok and len(first.results) == len(units) == 20 and not first.skipped
+    reference = digests(tmp_path / "out")
+    assert len(reference) == 20
+    states_before = {k: v.key for k, v in read_states(run_dir).items()}
+
+    second = run_units(units, ndvi_tile, executor=ex)
+    assert sorted(second.skipped) == sorted(u.id for u in units) and second.ran == 0
+    assert second.results == first.results  # recorded results come back for skipped units
+
+    # a changed input/config touches only its units; a deleted output is redone
+    changed = [Unit(u.id, u.args, u.fingerprint + "-cfg2") if i in (3, 7) else u for i, u in enumerate(units)]
+    Path(units[11].args["out"]).unlink()
+    third = run_units(changed, ndvi_tile, executor=ex)
+    assert sorted(set(u.id for u in units) - set(third.skipped)) == sorted([units[3].id, units[7].id, units[11].id])
+    assert digests(tmp_path / "out") == reference
+    states_after = {k: v.key for k, v in read_states(run_dir).items()}
+    assert {k for k in states_after if states_after[k] != states_before[k]} == {units[3].id, units[7].id}
+
+    # a changed scene file changes the fingerprint of every unit reading it
+    fp = fingerprint([small_region.t1], {"index": "NDVI", "size": 64})
+    assert fp == units[0].fingerprint
+    os.utime(small_region.t1, ns=(10**18, 10**18))
+    assert fingerprint([small_region.t1], {"index": "NDVI", "size": 64}) != fp
+
+
+def test_bad_unit_reported_others_complete(tiles, tmp_path):
+    bad = tmp_path / "corrupt.tif"
+    bad.write_bytes(b"II*\x00" + b"\x07" * 500)
+    units = tiles()[:5] + [Unit("bad", {"scene": str(bad), "window": [0, 0, 8, 8], "out": str(tmp_path / "b.tif")})]
+    run_dir = tmp_path / "run"
+    summary = run_units(units, ndvi_tile, executor=Executor(run_dir=run_dir))
+    assert len(summary.results) == 5 and list(summary.failed) == ["bad"]
+    assert summary.failed["bad"].startswith(f"{bad}: not a readable raster")
+    assert "\n" not in summary.failed["bad"]
+    with pytest.raises(UnitFailed, match=r"1 of 6 tiles failed: bad: .*corrupt.tif: not a readable raster"):
+        summary.raise_for_failures("tiles")
+    s = summarize(run_dir)
+    assert len(s["done"]) == 5 and s["failed"] == {"bad": summary.failed["bad"]} and not s["missing"]
+    # the failed unit is retried by the next run; the done ones are not
+    again = run_units(units, ndvi_tile, executor=Executor(run_dir=run_dir))
+    assert len(again.skipped) == 5 and list(again.failed) == ["bad"]
+
+
+def test_run_folder_lock_refuses_a_second_live_run(tmp_path):
+    from minescape.runstate import locked
+
+    with locked(tmp_path / "run"):
+        with pytest.raises(InputError, match="in use by another running process"):
+            run_units([Unit("a", {})], ndvi_tile, executor=Executor(run_dir=tmp_path / "run"))
+
+
+def test_local_cluster_same_bytes_worker_crash_and_bad_unit(tiles, tmp_path):
+    """A real 2-worker LocalCluster: byte-identical outputs, a unit that SIGKILLs its worker once is
+    retried elsewhere, a unit that always kills its worker and a corrupt input are reported."""
+    inproc = run_units(tiles("ref"), ndvi_tile)
+    assert inproc.ok
+    units = tiles("dask")
+    units[4] = Unit(units[4].id, {**units[4].args, "crash_once": str(tmp_path / "crashed-marker")},
+                    units[4].fingerprint)
+    bad = tmp_path / "corrupt.tif"
+    bad.write_bytes(b"not a tiff at all")
+    units.append(Unit("corrupt", {"scene": str(bad), "window": [0, 0, 8, 8], "out": str(tmp_path / "c.tif")}))
+    units.append(Unit("killer", {"crash_always": True, "out": str(tmp_path / "k.tif")}))
+    run_dir = tmp_path / "run"
+    summary = run_units(units, fault_job, executor=Executor(mode="local", workers=2, run_dir=run_dir,
+                                                           allowed_failures=1))
+    assert (tmp_path / "crashed-marker").exists()  # the worker really died once
+    assert sorted(summary.failed) == ["corrupt", "killer"]
+    assert "not a readable raster" in summary.failed["corrupt"]
+    assert "worker process died 2 times" in summary.failed["killer"]
+    assert len(summary.results) == 20
+    assert digests(tmp_path / "dask") == digests(tmp_path / "ref")
+    for uid, res in summary.results.items():
+        assert res["mean_ndvi"] == inproc.results[uid]["mean_ndvi"]
+    assert summarize(run_dir)["info"]["mode"] == "local"
+
+
+def test_scheduler_mode_survives_external_worker_sigkill(tiles, tmp_path):
+    """An existing scheduler (a LocalCluster started here): SIGKILL one worker process mid-run from
+    outside; the run completes with every output byte-identical to an in-process run."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    run_units(tiles("ref"), ndvi_tile)
+    units = [Unit(u.id, {**u.args, "sleep": 0.15}, u.fingerprint) for u in tiles("dask")]
+    run_dir = tmp_path / "run"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+        pids = list(client.run(os.getpid).values())
+        killed = []
+
+        def killer():
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                if len(read_states(run_dir)) >= 4:
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append(pids[0])
+                    return
+                time.sleep(0.02)
+
+        thread = threading.Thread(target=killer)
+        thread.start()
+        summary = run_units(units, fault_job, executor=Executor(mode="scheduler", scheduler=cluster.scheduler_address,
+                                                               run_dir=run_dir))
+        thread.join()
+    assert killed, "the worker was not killed during the run"
+    assert summary.ok and len(summary.results) == 20
+    assert digests(tmp_path / "dask") == digests(tmp_path / "ref")
+
+
+JOB_SCRIPT = textwrap.dedent('''
+    """A run killed with SIGKILL and resumed: each unit writes a ~1 MB deflated GeoTIFF atomically."""
+    import json, sys
+    from pathlib import Path
+    import numpy as np
+    from affine import Affine
+    from minescape.geo.raster import Raster, write_raster
+    from minescape.runner import Executor, Unit, run_units
+
+    def job(unit):
+        rng = np.random.default_rng(unit.args["seed"])
+        data = rng.integers(0, 10000, (4, 256, 256)).astype("uint16")
+        out = write_raster(Raster(data, "EPSG:32633", Affine(10, 0, 500000, 0, -10, 4100000), 0), unit.args["out"])
+        return {"outputs": [str(out)], "sum": int(data.sum())}
+
+    if __name__ == "__main__":
+        out, run_dir, mode = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+        units = [Unit(f"u{i:03d}", {"seed": i, "out": str(out / f"u{i:03d}.tif")}, "v1") for i in range(40)]
+        executor = Executor(mode=mode, workers=2, run_dir=None if run_dir == "-" else Path(run_dir))
+        s = run_units(units, job, executor=executor)
+        print(json.dumps({"done": len(s.results), "skipped": len(s.skipped), "failed": len(s.failed)}))
+''')
+
+
+def _start(script: Path, out: Path, run_dir: str, mode: str = "inprocess") -> subprocess.Popen:
+    env = {**os.environ, "MINESCAPE_PROGRESS": "0", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, str(script), str(out), run_dir, mode], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _kill_after(proc: subprocess.Popen, run_dir: Path, n_states: int, extra_delay: float) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        units = run_dir / "units"
+        if units.exists() and sum(1 for p in units.glob("*.json") if not p.name.startswith(".tmp-")) >= n_states:
+            break
+        time.sleep(0.005)
+    time.sleep(extra_delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _assert_final_outputs_complete(out: Path) -> None:
+    """Every file under a final name opens and decodes completely (nothing half-written)."""
+    for path in out.glob("u*.tif"):
+        with rasterio.open(path) as src:
+            assert src.read().shape == (4, 256, 256)
+
+
+def test_sigkilled_run_resumes_to_identical_outputs(tmp_path):
+    """SIGKILL a whole run three times at different moments (some mid-write), then finish it."""
+    script = tmp_path / "job.py"
+    script.write_text(JOB_SCRIPT)
+    ref = _start(script, tmp_path / "ref", "-")
+    ref_out, ref_err = ref.communicate(timeout=120)
+    assert ref.returncode == 0, ref_err
+    assert json.loads(ref_out)["done"] == 40
+
+    out, run_dir = tmp_path / "out", tmp_path / "run"
+    done_at_kill = []
+    for n_states, delay in ((6, 0.0), (15, 0.013), (27, 0.031)):
+        proc = _start(script, out, str(run_dir))
+        _kill_after(proc, run_dir, n_states, delay)
+        assert proc.returncode == -signal.SIGKILL
+        _assert_final_outputs_complete(out)
+        done_at_kill.append(len(read_states(run_dir)))
+    assert done_at_kill[0] < 40 and done_at_kill == sorted(done_at_kill)
+    final = _start(script, out, str(run_dir))
+    stdout, stderr = final.communicate(timeout=120)
+    assert final.returncode == 0, stderr
+    result = json.loads(stdout)
+    assert result == {"done": 40, "skipped": done_at_kill[-1], "failed": 0}
+    assert digests(out) == digests(tmp_path / "ref")
+    assert len(digests(out)) == 40
+
+
+@pytest.mark.slow
+def test_sigkilled_local_cluster_run_resumes(tmp_path):
+    """The same with a 2-worker local cluster: kill the client process, resume, identical outputs."""
+    script = tmp_path / "job.py"
+    script.write_text(JOB_SCRIPT)
+    ref = _start(script, tmp_path / "ref", "-")
+    ref.communicate(timeout=120)
+    out, run_dir = tmp_path / "out", tmp_path / "run"
+    proc = _start(script, out, str(run_dir), "local")
+    _kill_after(proc, run_dir, 12, 0.0)
+    time.sleep(3)  # orphaned workers notice the dead scheduler and exit
+    _assert_final_outputs_complete(out)
+    killed_at = len(read_states(run_dir))
+    final = _start(script, out, str(run_dir), "local")
+    stdout, stderr = final.communicate(timeout=180)
+    assert final.returncode == 0, stderr
+    assert json.loads(stdout) == {"done": 40, "skipped": killed_at, "failed": 0}
+    assert digests(out) == digests(tmp_path / "ref")
+
+
+def test_runs_status_cli(tiles, tmp_path):
+    from typer.testing import CliRunner
+
+    from minescape.cli.app import app
+
+    bad = tmp_path / "corrupt.tif"
+    bad.write_bytes(b"II*\x00junk")
+    units = tiles()[:3] + [Unit("bad", {"scene": str(bad), "window": [0, 0, 8, 8], "out": str(tmp_path / "b.tif")})]
+    run_units(units, ndvi_tile, description="ndvi", executor=Executor(run_dir=tmp_path / "run"))
+    runner = CliRunner()
+    res = runner.invoke(app, ["runs", "status", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert "4 total, 3 done, 1 failed, 0 not finished" in res.output
+    assert "corrupt.tif: not a readable raster" in res.output
+    res = runner.invoke(app, ["runs", "status", str(tmp_path / "run"), "--strict", "--all"])
+    assert res.exit_code == 3 and "tile_00_00" in res.output
+    res = runner.invoke(app, ["runs", "status", str(tmp_path)])
+    assert res.exit_code == 2 and "not a run folder" in res.output
+
+
+def test_demo_stage(small_region, tmp_path):
+    from rich.console import Console
+
+    from minescape.demo import DemoContext
+    from minescape.runner_demo import run
+
+    ctx = DemoContext(region=small_region, out=tmp_path, seed=1, console=Console(file=open(os.devnull, "w")))
+    lines = run(ctx)
+    assert any("tile_bad" in line and "not a readable raster" in line for line in lines)
+    states = read_states(ctx.outputs["runner_run_dir"])
+    assert sum(s.status == "done" for s in states.values()) == len(states) - 1 >= 4
+    assert states["tile_bad"].status == "failed"
+    assert np.isfinite(states["tile_00_00"].result["mean_ndvi"])
