@@ -1,0 +1,278 @@
+"""Validate a release: schema, feature cap, ids, geometries, areas, classes and years.
+
+A release is a folder (made by :func:`minescape.publish.release.publish` or laid out like the published
+dataset: GeoPackages, possibly inside ZIP files, optionally a ``manifest.json``) or one or more ZIP or
+GPKG files. Every violation is reported with its file, fid and problem; nothing stops at the first.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import zipfile
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyogrio
+import pyogrio.raw
+import shapely
+from pyproj import CRS
+
+from minescape.errors import InputError, MissingInputError
+from minescape.geo.vector import geodesic_area
+from minescape.legend import MINING_LULC, Legend
+from minescape.publish.release import MANIFEST, README, sha256_file
+
+REQUIRED = {"index_n": "integer", "class_name": "text", "area_m2": "real", "year": "integer"}
+_KIND = {"integer": ("int",), "text": ("object", "str"), "real": ("float",)}
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One problem: the file (``zip/member`` for files inside ZIPs), the fid (None: whole file)."""
+
+    file: str
+    fid: int | None
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {'fid ' + str(self.fid) + ': ' if self.fid is not None else ''}{self.problem}"
+
+
+@dataclass
+class InspectReport:
+    """Result of :func:`inspect_release`."""
+
+    files: list[str] = field(default_factory=list)
+    features: int = 0
+    violations: list[Violation] = field(default_factory=list)
+    by_class_year: dict[tuple[str, int], list] = field(default_factory=lambda: defaultdict(lambda: [0, 0.0]))
+
+    @property
+    def ok(self) -> bool:
+        """True when no violation was found."""
+        return not self.violations
+
+
+def _gpkg_sources(paths: list[Path], tmp: Path) -> Iterator[tuple[str, Path]]:
+    """(label, local path) of every GeoPackage in folders, ZIPs and GPKG files (ZIP members extracted)."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += sorted(q for q in p.rglob("*") if q.suffix.lower() in (".zip", ".gpkg")
+                            and not q.name.startswith("."))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise MissingInputError("release not found", path=p)
+    for f in files:
+        if f.suffix.lower() == ".gpkg":
+            yield f.name, f
+        elif zipfile.is_zipfile(f):
+            with zipfile.ZipFile(f) as zf:
+                for member in sorted(n for n in zf.namelist() if n.lower().endswith(".gpkg")):
+                    target = tmp / "x.gpkg"
+                    with zf.open(member) as src, open(target, "wb") as dst:
+                        while chunk := src.read(1 << 20):
+                            dst.write(chunk)
+                    yield f"{f.name}/{member}", target
+                    target.unlink()
+        else:
+            raise InputError("not a ZIP or GeoPackage file", path=f)
+
+
+def _manifest(paths: list[Path]) -> tuple[dict | None, Path | None]:
+    for p in paths:
+        if p.is_dir() and (p / MANIFEST).exists():
+            try:
+                return json.loads((p / MANIFEST).read_text()), p
+            except json.JSONDecodeError as exc:
+                raise InputError(f"manifest is not valid JSON ({exc.msg})", path=p / MANIFEST) from None
+    return None, None
+
+
+def inspect_release(
+    release: str | Path | list[str | Path],
+    *,
+    max_features: int | None = None,
+    area_rtol: float = 1e-4,
+    years: tuple[int, int] = (1984, 2100),
+    allow_extra_columns: bool = False,
+    legend: Legend = MINING_LULC,
+) -> InspectReport:
+    """Check a release and summarise it.
+
+    Args:
+        release: a release folder, or ZIP/GPKG files (or a list of them).
+        max_features: features allowed per GPKG (default: the manifest's value, else 5,000).
+        area_rtol: allowed relative difference between ``area_m2`` and the geometry's area on the
+            WGS84 ellipsoid (``pyproj.Geod``).
+        years: inclusive range of plausible years.
+        allow_extra_columns: accept columns beyond the five published ones (the manifest's
+            ``extra_columns`` are always accepted).
+        legend: the legend whose names ``class_name`` must use.
+
+    Returns:
+        An :class:`InspectReport` (violations, features, area per class and year).
+    """
+    paths = [Path(p) for p in (release if isinstance(release, list) else [release])]
+    manifest, root = _manifest(paths)
+    cap = max_features or (manifest or {}).get("max_features_per_file") or 5000
+    extras = set((manifest or {}).get("extra_columns", []))
+    report = InspectReport()
+    seen_index: dict[int, tuple[str, int]] = {}
+    names = set(legend.names)
+    if manifest is not None:
+        _check_hashes(manifest, root, report)
+    with tempfile.TemporaryDirectory(prefix="minescape-inspect-") as tmp:
+        for label, path in _gpkg_sources(paths, Path(tmp)):
+            report.files.append(label)
+            if manifest is not None and "/" in label:
+                expected = manifest.get("sha256", {}).get(label)
+                if expected is not None and sha256_file(path) != expected:
+                    report.violations.append(Violation(label, None, "SHA-256 differs from manifest.json"))
+            _check_file(label, path, report, cap=cap, rtol=area_rtol, years=years, names=names,
+                        extras=extras, allow_extra=allow_extra_columns, seen_index=seen_index)
+    if not report.files:
+        raise InputError("no GeoPackage files found", path=paths[0])
+    return report
+
+
+def _check_hashes(manifest: dict, root: Path, report: InspectReport) -> None:
+    for rel, digest in manifest.get("sha256", {}).items():
+        if "/" in rel:
+            continue  # members of ZIPs are checked when read
+        f = root / rel
+        if not f.exists():
+            report.violations.append(Violation(rel, None, "listed in manifest.json but missing"))
+        elif sha256_file(f) != digest:
+            report.violations.append(Violation(rel, None, "SHA-256 differs from manifest.json"))
+    if not (root / README).exists():
+        report.violations.append(Violation(README, None, "missing"))
+
+
+def _check_file(label, path, report, *, cap, rtol, years, names, extras, allow_extra, seen_index) -> None:
+    bad = report.violations.append
+    try:
+        layers = [(n, g) for n, g in pyogrio.list_layers(path)]
+    except Exception as exc:  # unreadable file
+        bad(Violation(label, None, f"not a readable GeoPackage ({str(exc).splitlines()[0][:100]})"))
+        return
+    spatial = [n for n, g in layers if g is not None]
+    if not spatial:
+        bad(Violation(label, None, "no polygon layer"))
+        return
+    for layer in spatial:
+        where = label if len(spatial) == 1 else f"{label}:{layer}"
+        meta, fids, wkb, data = pyogrio.raw.read(path, layer=layer, return_fids=True)
+        fields = list(meta["fields"])
+        dtypes = [str(d) for d in meta["dtypes"]]
+        col = dict(zip(fields, data, strict=True))
+        n = len(fids)
+        report.features += n
+        if not meta.get("crs"):
+            bad(Violation(where, None, "layer has no CRS"))
+        for fname, kind in REQUIRED.items():
+            if fname not in col:
+                bad(Violation(where, None, f"missing field {fname!r} ({kind})"))
+            elif not dtypes[fields.index(fname)].startswith(_KIND[kind]):
+                bad(Violation(where, None, f"field {fname!r} is {dtypes[fields.index(fname)]}, expected {kind}"))
+        for fname in fields:
+            if fname not in REQUIRED and fname != "fid" and fname not in extras and not allow_extra:
+                bad(Violation(where, None, f"unexpected field {fname!r} (published files have exactly "
+                                           f"fid, {', '.join(REQUIRED)})"))
+        if n > cap:
+            bad(Violation(where, None, f"{n} features, more than the cap of {cap}"))
+        fids = np.asarray(fids, dtype=np.int64)
+        for label_fid, values in (("fid", fids), ("fid column", col.get("fid"))):
+            if values is None:
+                continue
+            uniq, counts = np.unique(np.asarray(values), return_counts=True)
+            for v in uniq[counts > 1]:
+                bad(Violation(where, int(v), f"{label_fid} {int(v)} is not unique in the file ({counts[uniq == v][0]}x)"))
+        geoms = shapely.from_wkb(wkb)
+        _check_geometries(where, fids, geoms, col, meta, report, rtol=rtol)
+        if "index_n" in col:
+            idx = col["index_n"]
+            for fid, v in zip(fids.tolist(), np.asarray(idx).tolist(), strict=True):
+                if v is None or (isinstance(v, float) and np.isnan(v)):
+                    bad(Violation(where, fid, "index_n is null"))
+                    continue
+                v = int(v)
+                if v in seen_index:
+                    f0, fid0 = seen_index[v]
+                    bad(Violation(where, fid, f"index_n {v} already used by {f0} fid {fid0}"))
+                else:
+                    seen_index[v] = (where, fid)
+        cls = col.get("class_name")
+        if cls is not None:
+            for fid, v in zip(fids.tolist(), cls.tolist(), strict=True):
+                if v not in names:
+                    bad(Violation(where, fid, f"class_name {v!r} is not in the legend ({', '.join(sorted(names))})"))
+        yr = col.get("year")
+        if yr is not None:
+            for fid, v in zip(fids.tolist(), np.asarray(yr).tolist(), strict=True):
+                if v is None or not float(v).is_integer() or not years[0] <= int(v) <= years[1]:
+                    bad(Violation(where, fid, f"year {v!r} is not an integer in {years[0]}..{years[1]}"))
+        if cls is not None and yr is not None and "area_m2" in col:
+            area = np.asarray(col["area_m2"], dtype=float)
+            for c, y, a in zip(cls.tolist(), np.asarray(yr).tolist(), area.tolist(), strict=True):
+                entry = report.by_class_year[(str(c), int(y) if y is not None and float(y).is_integer() else -1)]
+                entry[0] += 1
+                entry[1] += a if np.isfinite(a) else 0.0
+
+
+def _check_geometries(where, fids, geoms, col, meta, report, *, rtol) -> None:
+    bad = report.violations.append
+    is_null = shapely.is_missing(geoms)
+    empty = ~is_null & shapely.is_empty(geoms)
+    types = shapely.get_type_id(geoms)
+    polygonal = np.isin(types, (3, 6))
+    valid = np.zeros(len(geoms), dtype=bool)
+    ok = ~is_null & ~empty & polygonal
+    valid[ok] = shapely.is_valid(geoms[ok])
+    for i in np.nonzero(~ok | ~valid)[0]:
+        if is_null[i]:
+            why = "geometry is null"
+        elif empty[i]:
+            why = "geometry is empty"
+        elif not polygonal[i]:
+            why = f"geometry is a {shapely.get_type_id(geoms[i])} type, not a polygon"
+        else:
+            why = f"invalid geometry ({shapely.is_valid_reason(geoms[i])})"
+        bad(Violation(where, int(fids[i]), why))
+    if "area_m2" not in col or not meta.get("crs"):
+        return
+    try:
+        crs = CRS.from_user_input(meta["crs"])
+    except Exception:
+        bad(Violation(where, None, f"unreadable CRS {meta['crs']!r}"))
+        return
+    good = ok & valid
+    truth = np.full(len(geoms), np.nan)
+    if good.any():
+        truth[good] = geodesic_area(geoms[good], crs)
+    area = np.asarray(col["area_m2"], dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.abs(area - truth) / truth
+    for i in np.nonzero(good & ~(rel <= rtol))[0]:
+        bad(Violation(where, int(fids[i]), f"area_m2 {area[i]:.3f} differs from the geometry's ellipsoidal area "
+                                           f"{truth[i]:.3f} m² (relative {rel[i]:.2e} > {rtol:g})"))
+
+
+def summary_table(report: InspectReport, title: str = "release"):
+    """A Rich table: features and area (km²) per class and year, with a total row."""
+    from rich.table import Table
+
+    table = Table(title=f"{title}: {len(report.files)} files, {report.features:,} features")
+    for name, justify in (("class_name", "left"), ("year", "right"), ("features", "right"), ("area km²", "right")):
+        table.add_column(name, justify=justify)
+    total_n, total_a = 0, 0.0
+    for (cls, year), (n, area) in sorted(report.by_class_year.items()):
+        table.add_row(cls, str(year), f"{n:,}", f"{area / 1e6:,.3f}")
+        total_n, total_a = total_n + n, total_a + area
+    table.add_row("[bold]total[/]", "", f"[bold]{total_n:,}[/]", f"[bold]{total_a / 1e6:,.3f}[/]")
+    return table
