@@ -1,0 +1,350 @@
+"""Inputs per site: scene discovery (files, folders, local STAC), the clearest scene of a year, and the
+Sentinel-2 stack plus DEM change clipped to a site on its 10 m UTM grid.
+
+Scenes may be given as multi-band GeoTIFF stacks, one-file-per-band folders, folders holding either, or a
+local STAC Catalog / Collection / ItemCollection / Item JSON file (assets of multi-band stacks or one asset per
+band, named by their ``eo:bands`` or asset key). A scene's date comes from its metadata (STAC ``datetime``,
+GeoTIFF tag ``DATE``) or its standard Sentinel-2 file name; its cloud cover from STAC ``eo:cloud_cover`` or
+the GeoTIFF tag ``CLOUDY_PIXEL_PERCENTAGE``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rasterio.crs import CRS
+
+from minescape.errors import InputError, MissingInputError, NoOverlapError
+from minescape.geo.grid import Grid, bounds_in, reproject_to_grid
+from minescape.geo.raster import Raster, open_raster, read_raster
+from minescape.sentinel2 import BAND_FILE, BANDS, Scene, SceneInfo, open_scene, parse_scene_name, read_stack
+from minescape.sites import Site, site_bounds_in
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
+
+
+@dataclass(frozen=True)
+class SceneRef:
+    """A scene found on disk: where it is and what the metadata says (no pixels).
+
+    Attributes:
+        source: stack file or band folder (or the STAC item's JSON for STAC scenes).
+        date: acquisition date.
+        cloud: scene cloud cover in percent, or None if unknown.
+        band_files: for STAC scenes, band name -> (file, 1-based index); None for files/folders.
+        baseline: processing baseline when the metadata gives it.
+    """
+
+    source: Path
+    date: dt.date
+    cloud: float | None = None
+    band_files: tuple[tuple[str, str, int], ...] | None = None
+    baseline: str | None = None
+
+    @property
+    def year(self) -> int:
+        """Acquisition year."""
+        return self.date.year
+
+    def open(self) -> Scene:
+        """The :class:`~minescape.sentinel2.Scene` (reads headers only)."""
+        if self.band_files is None:
+            return open_scene(self.source, date=self.date, baseline=self.baseline)
+        files = {b: (Path(p), i) for b, p, i in self.band_files}
+        ref = "B02" if "B02" in files else min(files, key=lambda b: BANDS[b].resolution)
+        with open_raster(files[ref][0]) as src:
+            if src.crs is None:
+                raise InputError("scene has no CRS", path=files[ref][0])
+            grid = Grid(src.crs, src.transform, src.width, src.height)
+            nodata = src.nodata if src.nodata is not None else 0
+        name = parse_scene_name(self.source.name)
+        info = SceneInfo(self.date, name.level, self.baseline or name.baseline, name.tile, name.mission)
+        return Scene(self.source, files, info, grid, nodata)
+
+    def to_json(self) -> dict:
+        """JSON-ready description (picklable, for unit arguments)."""
+        return {"source": str(self.source), "date": self.date.isoformat(), "cloud": self.cloud,
+                "band_files": [list(b) for b in self.band_files] if self.band_files else None,
+                "baseline": self.baseline}
+
+    @classmethod
+    def from_json(cls, data: dict) -> SceneRef:
+        """Inverse of :meth:`to_json`."""
+        bf = data.get("band_files")
+        return cls(Path(data["source"]), dt.date.fromisoformat(data["date"]), data.get("cloud"),
+                   tuple((b, p, int(i)) for b, p, i in bf) if bf else None, data.get("baseline"))
+
+
+def _scene_from_file(path: Path) -> SceneRef:
+    with open_raster(path) as src:
+        tags = src.tags()
+    date = None
+    if "DATE" in tags:
+        try:
+            date = dt.date.fromisoformat(tags["DATE"][:10])
+        except ValueError:
+            date = None
+    date = date or parse_scene_name(path.name).date
+    if date is None:
+        raise InputError("cannot tell the scene date: no DATE tag and no date in the file name "
+                         "(expected e.g. S2A_MSIL2A_20190715T022549_...)", path=path)
+    cloud = _float(tags.get("CLOUDY_PIXEL_PERCENTAGE") or tags.get("CLOUD_COVERAGE_ASSESSMENT"))
+    return SceneRef(path, date, cloud, None, tags.get("PROCESSING_BASELINE"))
+
+
+def _scene_from_band_folder(folder: Path) -> SceneRef:
+    name = parse_scene_name(folder.name)
+    if name.date is None:
+        first = next(p for p in sorted(folder.iterdir()) if BAND_FILE.search(p.name))
+        name = parse_scene_name(first.name)
+    if name.date is None:
+        raise InputError("cannot tell the scene date from the folder or band file names", path=folder)
+    return SceneRef(folder, name.date, None, None, name.baseline)
+
+
+def _float(value) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_band_folder(folder: Path) -> bool:
+    return any(BAND_FILE.search(p.name) for p in folder.iterdir() if p.is_file())
+
+
+def _stac_scenes(path: Path) -> list[SceneRef]:
+    import pystac
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"not a readable JSON file ({exc})", path=path) from None
+    kind = data.get("type")
+    try:
+        if kind == "FeatureCollection":
+            items = list(pystac.ItemCollection.from_dict(data, preserve_dict=False))
+            for item in items:  # resolve relative hrefs against the collection file
+                for asset in item.assets.values():
+                    if not Path(asset.href).is_absolute() and "://" not in asset.href:
+                        asset.href = str((path.parent / asset.href).resolve())
+        elif kind == "Feature":
+            items = [pystac.Item.from_file(str(path))]
+        elif kind in ("Catalog", "Collection"):
+            cat = pystac.read_file(str(path))
+            items = list(cat.get_items(recursive=True))
+        else:
+            raise InputError(f"JSON is not a STAC Catalog, Collection, ItemCollection or Item (type {kind!r})",
+                             path=path)
+    except pystac.STACError as exc:
+        raise InputError(f"invalid STAC ({exc})", path=path) from None
+    return [_scene_from_item(item, path) for item in items]
+
+
+def _scene_from_item(item, source: Path) -> SceneRef:
+    when = item.datetime or item.common_metadata.start_datetime
+    if when is None:
+        raise InputError(f"STAC item {item.id} has no datetime", path=source)
+    cloud = _float(item.properties.get("eo:cloud_cover"))
+    baseline = item.properties.get("s2:processing_baseline")
+    bands: list[tuple[str, str, int]] = []
+    stack: str | None = None
+    for key, asset in item.assets.items():
+        href = asset.get_absolute_href() or asset.href
+        if not href.lower().endswith(RASTER_SUFFIXES):
+            continue
+        eo = asset.extra_fields.get("eo:bands") or []
+        names = [str(b.get("name", "")).upper() for b in eo]
+        if len(names) == 1 and names[0] in BANDS:
+            bands.append((names[0], href, 1))
+        elif key.upper() in BANDS:
+            bands.append((key.upper(), href, 1))
+        elif len(names) > 1 or "data" in (asset.roles or []):
+            stack = href
+    if bands:
+        return SceneRef(Path(source.parent / f"{item.id}"), when.date(), cloud, tuple(sorted(bands)), baseline)
+    if stack is not None:
+        ref = _scene_from_file(Path(stack))
+        return SceneRef(ref.source, when.date(), cloud if cloud is not None else ref.cloud, None,
+                        baseline or ref.baseline)
+    raise InputError(f"STAC item {item.id} has no raster band assets", path=source)
+
+
+def discover_scenes(sources: Sequence[str | Path]) -> list[SceneRef]:
+    """Find scenes in files, folders and STAC JSON files; sorted by (date, path), duplicates removed.
+
+    A folder is a scene when it holds band files (``*_B02.tif`` ...); otherwise its raster files, band
+    sub-folders and ``*.json`` STAC files are scenes (one level deep).
+    """
+    found: dict[str, SceneRef] = {}
+    for src in sources:
+        path = Path(src)
+        if not path.exists():
+            raise MissingInputError("scene source not found", path=path)
+        refs: list[SceneRef] = []
+        if path.is_dir():
+            if _is_band_folder(path):
+                refs.append(_scene_from_band_folder(path))
+            else:
+                for child in sorted(path.iterdir()):
+                    if child.name.startswith("."):
+                        continue
+                    if child.is_file() and child.suffix.lower() in RASTER_SUFFIXES:
+                        refs.append(_scene_from_file(child))
+                    elif child.is_file() and child.suffix.lower() == ".json":
+                        refs.extend(_stac_scenes(child))
+                    elif child.is_dir() and _is_band_folder(child):
+                        refs.append(_scene_from_band_folder(child))
+        elif path.suffix.lower() == ".json":
+            refs.extend(_stac_scenes(path))
+        else:
+            refs.append(_scene_from_file(path))
+        for ref in refs:
+            found.setdefault(str(ref.source), ref)
+    if not found:
+        raise InputError(f"no Sentinel-2 scenes found in {', '.join(map(str, sources))}")
+    return sorted(found.values(), key=lambda r: (r.date, str(r.source)))
+
+
+# ------------------------------------------------------------------------------------------ per site
+
+
+def scene_covers(scene: Scene, site: Site) -> bool:
+    """True when the scene's footprint (its grid bounds) intersects the site's grid."""
+    sb = site_bounds_in(site, scene.grid.crs)
+    b = scene.grid.bounds
+    return not (sb[2] <= b[0] or sb[0] >= b[2] or sb[3] <= b[1] or sb[1] >= b[3])
+
+
+def estimate_cloud(stack: Raster, mask: np.ndarray, *, blue_min: float = 0.3, swir_max_ratio: float = 1.0) -> float:
+    """Share of ``mask`` pixels that are cloud or nodata (0..1).
+
+    Cloud: bright in the blue (B02 > ``blue_min``) and not brighter in SWIR1 than in blue
+    (B11 / B02 < ``swir_max_ratio``), which keeps bright soils and roofs out.
+    """
+    if not mask.any():
+        return 1.0
+    b02 = stack.band("B02")
+    b11 = stack.band("B11")
+    nodata = ~np.isfinite(b02) | ~np.isfinite(b11)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cloud = (b02 > blue_min) & (b11 / np.maximum(b02, 1e-4) < swir_max_ratio)
+    return float((cloud | nodata)[mask].mean())
+
+
+def clearest_scene(refs: Sequence[SceneRef], site: Site, year: int) -> tuple[SceneRef, float, list[str]]:
+    """The clearest scene of ``year`` covering ``site``.
+
+    Candidates are ranked by the cloud-or-nodata share estimated over the site (B02/B11 read on the site's
+    grid), then by the metadata cloud cover, then by date. Raises InputError when no scene of that year
+    covers the site (the message names the years that do).
+
+    Returns:
+        ``(scene, site_cloud_share, notes)``.
+    """
+    covering: list[tuple[SceneRef, Scene]] = []
+    for ref in refs:
+        scene = ref.open()
+        if scene_covers(scene, site):
+            covering.append((ref, scene))
+    if not covering:
+        raise NoOverlapError(f"site {site.id} is outside all {len(refs)} scenes")
+    of_year = [(r, s) for r, s in covering if r.year == year]
+    if not of_year:
+        years = sorted({r.year for r, _ in covering})
+        raise InputError(f"site {site.id}: no scene of year {year} covers it (scenes of {years} do)")
+    mask = site.mask()
+    ranked = []
+    for ref, scene in of_year:
+        if len(of_year) == 1:
+            share = float("nan")
+        else:
+            probe = read_stack_on(scene, site.grid, bands=["B02", "B11"])
+            share = estimate_cloud(probe, mask)
+        ranked.append((0.0 if np.isnan(share) else share, ref.cloud if ref.cloud is not None else 100.0,
+                       ref.date, str(ref.source), ref, share))
+    ranked.sort(key=lambda t: t[:4])
+    best = ranked[0]
+    notes = [f"{len(of_year)} scene(s) of {year}; chose {best[4].source.name}"]
+    return best[4], best[5], notes
+
+
+def read_stack_on(scene: Scene, grid: Grid, *, bands: Sequence[str]) -> Raster:
+    """Reflectance of ``bands`` on ``grid``: like :func:`minescape.sentinel2.read_stack`, but a multi-band
+    stack aligned with ``grid`` is read in one call (one decompression of pixel-interleaved blocks instead
+    of one per band); other layouts and CRSs go through ``read_stack`` (warped)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from minescape.sentinel2 import dn_to_reflectance
+
+    bands = [b.upper() for b in bands]
+    files = {scene.band_files[b][0] for b in bands if b in scene.band_files}
+    if len(files) == 1 and all(b in scene.band_files for b in bands):
+        path = next(iter(files))
+        with open_raster(path) as src:
+            st, tt = src.transform, grid.transform
+            aligned = (src.crs == grid.crs and np.isclose(st.a, tt.a) and np.isclose(st.e, tt.e)
+                       and st.b == tt.b == 0)
+            col, row = ((tt.c - st.c) / st.a, (tt.f - st.f) / st.e) if aligned else (0.0, 0.0)
+            if aligned and abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6:
+                nodata = src.nodata if src.nodata is not None else scene.nodata
+                idx = [scene.band_files[b][1] for b in bands]
+                try:
+                    dn = src.read(idx, window=Window(round(col), round(row), grid.width, grid.height),
+                                  boundless=True, fill_value=nodata if nodata is not None else 0)
+                except rasterio.errors.RasterioIOError as exc:
+                    raise InputError(f"corrupt or truncated raster ({str(exc).splitlines()[0][:120]})",
+                                     path=path) from None
+                refl = dn_to_reflectance(dn, offset=scene.info.radiometric_offset, nodata=nodata)
+                return Raster(refl, grid.crs, grid.transform, np.nan, tuple(bands))
+    return read_stack(scene, bands=bands, grid=grid)
+
+
+def load_stack(ref: SceneRef, site: Site, *, bands: Sequence[str]) -> Raster:
+    """Reflectance of ``bands`` on the site grid (scenes in other CRSs are warped), NaN outside the site."""
+    stack = read_stack_on(ref.open(), site.grid, bands=bands)
+    data = stack.data
+    data[:, ~site.mask()] = np.nan
+    return stack
+
+
+def dh_on_grid(dcm_dh: str | Path, grid: Grid, *, resampling: str = "bilinear", what: str = "the area") -> Raster:
+    """Elevation change (m, float32) on ``grid``; NaN for voids and outside the DCM.
+
+    Only the window of the DCM covering ``grid`` (plus a 2-pixel margin) is read, so memory follows the grid.
+    Raises NoOverlapError when the DCM does not reach ``grid`` at all.
+    """
+    from rasterio.windows import Window
+
+    with open_raster(dcm_dh) as src:
+        if src.crs is None:
+            raise InputError("DEM-change raster has no CRS", path=dcm_dh)
+        dgrid = Grid(src.crs, src.transform, src.width, src.height)
+        nodata = src.nodata
+    b = bounds_in(grid.bounds, grid.crs, CRS.from_user_input(dgrid.crs)) if dgrid.crs != grid.crs else grid.bounds
+    try:
+        win = dgrid.window_of_bounds(b)
+    except NoOverlapError:
+        raise NoOverlapError(f"{what} lies outside the DEM-change map", path=dcm_dh) from None
+    c0, r0 = max(0, int(win.col_off) - 2), max(0, int(win.row_off) - 2)
+    c1 = min(dgrid.width, int(win.col_off + win.width) + 2)
+    r1 = min(dgrid.height, int(win.row_off + win.height) + 2)
+    part = read_raster(dcm_dh, bands=[1], window=Window(c0, r0, c1 - c0, r1 - r0))
+    data = part.data.astype(np.float32)
+    if nodata is not None and not np.isnan(nodata):
+        data[part.data == nodata] = np.nan
+    src_r = Raster(data, part.crs, part.transform, np.nan, ("DH",))
+    return reproject_to_grid(src_r, grid, resampling=resampling, dst_nodata=np.nan)
+
+
+def load_dh(dcm_dh: str | Path, site: Site, *, resampling: str = "bilinear") -> Raster:
+    """Elevation change (m) on the site grid, NaN for voids, outside the DCM and outside the site."""
+    dh = dh_on_grid(dcm_dh, site.grid, resampling=resampling, what=f"site {site.id}")
+    dh.data[:, ~site.mask()] = np.nan
+    return dh

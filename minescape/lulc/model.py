@@ -1,0 +1,191 @@
+"""Trained pixel classifier (LightGBM) for mining LULC: train, predict, save/load, feature importance.
+
+A model file is one JSON document: the LightGBM model text, the feature list (names and order), the legend,
+the class codes in output order, the z-score normalisation (mean and standard deviation per feature, applied
+before prediction), the gain importance of each feature and the training metadata. Loading checks the format
+and version, so a model is never applied to features it was not trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from minescape.atomic import atomic_write_text
+from minescape.errors import InputError, MissingInputError
+from minescape.legend import MINING_LULC, Legend
+
+FORMAT = "minescape-lulc-lightgbm"
+VERSION = 1
+DEFAULT_PARAMS: dict = {
+    "objective": "multiclass",
+    "learning_rate": 0.15,
+    "num_leaves": 15,
+    "min_data_in_leaf": 20,
+    "feature_fraction": 0.9,
+    "lambda_l2": 1.0,
+    "num_threads": 1,
+    "deterministic": True,
+    "force_row_wise": True,
+    "verbosity": -1,
+}
+DEFAULT_ROUNDS = 60
+
+
+@dataclass(frozen=True)
+class LulcModel:
+    """A trained LightGBM classifier with everything needed to apply it.
+
+    Attributes:
+        booster: the LightGBM Booster.
+        features: feature names in column order.
+        legend: class legend (MINING_LULC by default).
+        classes: legend codes in the booster's class-index order.
+        mean: per-feature mean used for z-score normalisation.
+        std: per-feature standard deviation (>= 1e-6).
+        importance: feature -> share of total split gain (sums to 1).
+        meta: training metadata (samples per class, sites, parameters, seed).
+    """
+
+    booster: object
+    features: tuple[str, ...]
+    legend: Legend
+    classes: tuple[int, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    importance: dict[str, float]
+    meta: dict = field(default_factory=dict)
+
+    def normalise(self, x: np.ndarray) -> np.ndarray:
+        """Z-score ``(n, n_features)`` rows with the training mean and std (float32)."""
+        return ((x - self.mean) / self.std).astype(np.float32)
+
+    def predict_proba(self, x: np.ndarray, *, batch: int = 262144) -> np.ndarray:
+        """Class probabilities ``(n, n_classes)`` for raw (un-normalised) feature rows, in batches."""
+        if x.ndim != 2 or x.shape[1] != len(self.features):
+            raise InputError(f"model expects {len(self.features)} features, got rows of shape {x.shape}")
+        out = np.empty((x.shape[0], len(self.classes)), dtype=np.float32)
+        for i in range(0, x.shape[0], batch):
+            out[i:i + batch] = self.booster.predict(self.normalise(x[i:i + batch]),
+                                                    num_threads=DEFAULT_PARAMS["num_threads"])
+        return out
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Legend codes (uint8) for raw feature rows."""
+        if x.shape[0] == 0:
+            return np.zeros(0, dtype=np.uint8)
+        codes = np.asarray(self.classes, dtype=np.uint8)
+        return codes[np.argmax(self.predict_proba(x), axis=1)]
+
+
+def train_model(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    features: Sequence[str],
+    legend: Legend = MINING_LULC,
+    params: dict | None = None,
+    rounds: int = DEFAULT_ROUNDS,
+    seed: int = 0,
+    meta: dict | None = None,
+) -> LulcModel:
+    """Train a LightGBM multiclass model on feature rows ``x`` and legend codes ``y``.
+
+    Args:
+        x: ``(n, n_features)`` raw features (NaN-free).
+        y: ``(n,)`` legend codes; classes absent from ``y`` are never predicted.
+        features: names of the columns of ``x``.
+        legend: the legend ``y`` uses.
+        params: LightGBM parameters overriding :data:`DEFAULT_PARAMS`.
+        rounds: boosting rounds.
+        seed: random seed (bagging, feature fraction).
+        meta: extra metadata stored with the model.
+    """
+    import lightgbm as lgb
+
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y)
+    if x.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[1] != len(features):
+        raise InputError(f"training rows {x.shape} do not match {y.shape[0]} labels and {len(features)} features")
+    if x.shape[0] == 0:
+        raise InputError("no training samples (no labelled pixels inside the training sites)")
+    legend.check_codes(y, source="training labels", allow_nodata=False)
+    classes = tuple(int(c) for c in np.unique(y))
+    if len(classes) < 2:
+        raise InputError(f"training needs at least 2 classes; the labels hold only {classes}")
+    mean = x.mean(axis=0).astype(np.float32)
+    std = np.maximum(x.std(axis=0), 1e-6).astype(np.float32)
+    target = np.searchsorted(np.asarray(classes), y).astype(np.int32)
+    p = {**DEFAULT_PARAMS, **(params or {}), "num_class": len(classes), "seed": seed}
+    dataset = lgb.Dataset(((x - mean) / std).astype(np.float32), label=target, feature_name=list(features),
+                          free_raw_data=True)
+    booster = lgb.train(p, dataset, num_boost_round=rounds)
+    gain = booster.feature_importance(importance_type="gain")
+    total = float(gain.sum()) or 1.0
+    importance = {f: float(g) / total for f, g in zip(features, gain, strict=True)}
+    counts = {legend.name_of(c): int((y == c).sum()) for c in classes}
+    info = {"samples": counts, "rounds": rounds, "seed": seed, "params": p, **(meta or {})}
+    return LulcModel(booster, tuple(features), legend, classes, mean, std, importance, info)
+
+
+def save_model(model: LulcModel, path: str | Path) -> Path:
+    """Write the model JSON atomically (same model -> same bytes)."""
+    doc = {
+        "format": FORMAT,
+        "version": VERSION,
+        "features": list(model.features),
+        "legend": model.legend.to_dict(),
+        "classes": list(model.classes),
+        "normalisation": {"method": "zscore", "mean": [float(v) for v in model.mean],
+                          "std": [float(v) for v in model.std]},
+        "importance": model.importance,
+        "meta": model.meta,
+        "booster": model.booster.model_to_string(),
+    }
+    return atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=False, default=str))
+
+
+def load_model(path: str | Path) -> LulcModel:
+    """Read a model written by :func:`save_model` (InputError for other files or versions)."""
+    import lightgbm as lgb
+
+    path = Path(path)
+    if not path.exists():
+        raise MissingInputError("model file not found", path=path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not a minescape LULC model (invalid JSON: {exc})", path=path) from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise InputError(f"not a minescape LULC model (format is not {FORMAT!r})", path=path)
+    if doc.get("version") != VERSION:
+        raise InputError(f"model version {doc.get('version')} is not supported (expected {VERSION})", path=path)
+    booster = lgb.Booster(model_str=doc["booster"])
+    norm = doc["normalisation"]
+    return LulcModel(booster, tuple(doc["features"]), Legend.from_dict(doc["legend"]),
+                     tuple(int(c) for c in doc["classes"]), np.asarray(norm["mean"], dtype=np.float32),
+                     np.asarray(norm["std"], dtype=np.float32), dict(doc["importance"]), dict(doc.get("meta", {})))
+
+
+def sample_pixels(labels: np.ndarray, valid: np.ndarray, *, per_class: int, rng: np.random.Generator
+                  ) -> np.ndarray:
+    """Flat indexes of up to ``per_class`` pixels per label code (> 0) inside ``valid``, seeded and sorted."""
+    chosen = []
+    flat = labels.ravel()
+    ok = valid.ravel() & (flat > 0)
+    for code in np.unique(flat[ok]):
+        idx = np.flatnonzero(ok & (flat == code))
+        if idx.size > per_class:
+            idx = rng.choice(idx, per_class, replace=False)
+        chosen.append(idx)
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def importance_table(model: LulcModel, *, top: int | None = None) -> list[tuple[str, float]]:
+    """``(feature, gain share)`` sorted by decreasing importance."""
+    items = sorted(model.importance.items(), key=lambda kv: (-kv[1], kv[0]))
+    return items[:top] if top else items

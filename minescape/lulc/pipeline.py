@@ -1,0 +1,464 @@
+"""The per-site mining LULC chain and its multi-site, training and whole-scene entry points.
+
+Per site (:func:`classify_site`): year from the DCM -> clearest scene of that year -> Sentinel-2 stack and DEM
+change clipped to the site on its 10 m UTM grid -> features -> knowledge-based rules or a LightGBM model ->
+majority filter / minimum mapping unit -> ``OUT/maps/<site_id>.tif`` (uint8 MINING_LULC codes, nodata 0 outside
+the polygon, legend colour table, tags ``SITE_ID``, ``YEAR``, ``YEAR_RULE``) and a quicklook PNG.
+
+:func:`classify_sites` runs that over every site through :func:`minescape.runner.run_units` (one bad site is
+reported, the others go on) and writes ``OUT/sites.json`` and ``OUT/report/``. :func:`train_from_sites` trains a
+model from labels or the rules' confident pixels (weak labels) on chosen sites. :func:`classify_scene` classifies
+a whole scene window by window with bounded memory.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from minescape.atomic import atomic_write_text
+from minescape.errors import ConfigError, InputError
+from minescape.geo.raster import Raster, write_raster
+from minescape.legend import MINING_LULC
+from minescape.lulc.features import DEFAULT_WINDOW, FEATURES, SPECTRAL_BANDS, compute_features, feature_matrix
+from minescape.lulc.inputs import SceneRef, clearest_scene, discover_scenes, dh_on_grid, load_dh, load_stack
+from minescape.lulc.model import LulcModel, load_model, sample_pixels, train_model
+from minescape.lulc.postprocess import postprocess
+from minescape.lulc.rules import classify_rules, load_rules
+from minescape.runner import Executor, RunSummary, Unit, run_units
+from minescape.sites import Site, SiteYear, make_site, read_sites, site_year
+
+DEFAULT_CONFIG: dict = {
+    "window": DEFAULT_WINDOW,  # neighbourhood statistics, pixels
+    "mmu_m2": 300.0,  # minimum mapping unit in m² (0 = off)
+    "majority": 1,  # majority filter window in pixels (1 = off)
+    "rules": {},  # overrides of minescape/config/lulc_rules.json
+    "quicklook": True,  # write report/quicklooks/<site>.png
+}
+
+
+def make_config(config: dict | None = None) -> dict:
+    """:data:`DEFAULT_CONFIG` updated with ``config`` (unknown keys raise ConfigError listing the valid ones)."""
+    out = json.loads(json.dumps(DEFAULT_CONFIG))
+    for key, value in (config or {}).items():
+        if key not in out:
+            raise ConfigError(f"unknown LULC option {key!r}; choose one of: {', '.join(DEFAULT_CONFIG)}")
+        out[key] = value
+    if int(out["window"]) < 1 or int(out["window"]) % 2 == 0:
+        raise ConfigError(f"window must be an odd number of pixels >= 1 (got {out['window']})")
+    load_rules(out["rules"])  # validate
+    return out
+
+
+@dataclass
+class SiteInputs:
+    """Everything the chain has for one site before classification."""
+
+    site: Site
+    year: SiteYear
+    scene: SceneRef
+    cloud_share: float
+    stack: Raster
+    features: Raster
+    mask: np.ndarray  # inside the polygon and every feature valid
+
+
+def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | None, dcm_year: str | Path | None,
+                 *, config: dict) -> SiteInputs:
+    """Year, clearest scene, clipped stack and DEM change, features for one site (InputError = one-line reason)."""
+    if dcm_year is None:
+        raise InputError(f"site {site.id}: no DCM year raster given")
+    if dcm_dh is None:
+        raise InputError(f"site {site.id}: no DEM-change raster given")
+    year = site_year(site, dcm_year)
+    ref, share, _ = clearest_scene(scenes, site, year.year)
+    stack = load_stack(ref, site, bands=SPECTRAL_BANDS)
+    inside = site.mask()
+    if not inside.any():
+        raise InputError(f"site {site.id}: polygon covers no pixel centre of its 10 m grid")
+    valid = np.isfinite(stack.data).all(axis=0) & inside
+    if not valid.any():
+        raise InputError(f"site {site.id}: all pixels are nodata in {ref.source.name}")
+    dh = load_dh(dcm_dh, site)
+    if not np.isfinite(dh.data[0][inside]).any():
+        raise InputError(f"site {site.id}: the DEM-change map has no data inside the site")
+    features = compute_features(stack, dh, window=int(config["window"]))
+    mask = inside & np.isfinite(features.data).all(axis=0)
+    return SiteInputs(site, year, ref, share, stack, features, mask)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_model(path: str, mtime: float) -> LulcModel:
+    return load_model(path)
+
+
+def get_classifier(classifier: str | Path | LulcModel) -> str | LulcModel:
+    """``"rules"`` or a loaded model (from a model path; cached per process)."""
+    if isinstance(classifier, LulcModel):
+        return classifier
+    if str(classifier) == "rules":
+        return "rules"
+    path = Path(classifier)
+    if not path.exists():
+        raise InputError("model file not found (give 'rules' or a model JSON from 'minescape lulc train')",
+                         path=path)
+    return _cached_model(str(path.resolve()), path.stat().st_mtime)
+
+
+def classify_features(features: Raster, mask: np.ndarray, classifier: str | LulcModel, *, rules: dict) -> np.ndarray:
+    """uint8 MINING_LULC codes for the pixels in ``mask`` (0 elsewhere)."""
+    if classifier == "rules":
+        classes, _ = classify_rules(features, rules=rules)
+        classes[~mask] = MINING_LULC.nodata
+        return classes
+    model: LulcModel = classifier  # type: ignore[assignment]
+    missing = [f for f in model.features if f not in (features.band_names or ())]
+    if missing:
+        raise InputError(f"the model needs features {missing} that this version does not compute")
+    x, keep = feature_matrix(features, mask, names=model.features)
+    classes = np.zeros(features.shape, dtype=np.uint8)
+    classes[keep] = model.predict(x)
+    return classes
+
+
+def site_to_args(site: Site) -> dict:
+    """Picklable description of a site for a :class:`~minescape.runner.Unit`."""
+    return {"id": site.id, "wkb": shapely.to_wkb(site.geometry, hex=True, output_dimension=2),
+            "res": float(site.grid.res[0]), "attrs": site.attrs}
+
+
+def site_from_args(args: dict) -> Site:
+    """Inverse of :func:`site_to_args`."""
+    return make_site(args["id"], shapely.from_wkb(args["wkb"]), res=args["res"], attrs=args.get("attrs"))
+
+
+def map_path(out_dir: str | Path, site_id: str) -> Path:
+    """``OUT/maps/<site_id>.tif`` (ids made file-name safe)."""
+    return Path(out_dir) / "maps" / f"{safe_name(site_id)}.tif"
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of an id."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)) or "site"
+
+
+def classify_site(unit: Unit) -> dict:
+    """Classify one site (see module docstring); writes its map and quicklook atomically.
+
+    ``unit.args``: ``site`` (:func:`site_to_args`), ``scenes`` (list of :meth:`SceneRef.to_json`), ``dcm_dh``,
+    ``dcm_year`` (paths or None), ``out_dir``, ``classifier`` (``"rules"`` or a model path), ``config``.
+
+    Returns:
+        ``{site_id, year, year_rule, scene, path, pixels, classes, seconds, ...}``.
+    """
+    t0 = time.perf_counter()
+    a = unit.args
+    config = make_config(a.get("config"))
+    rules = load_rules(config["rules"])
+    site = site_from_args(a["site"])
+    scenes = [SceneRef.from_json(s) for s in a["scenes"]]
+    classifier = get_classifier(a.get("classifier", "rules"))
+    inputs = prepare_site(site, scenes, a.get("dcm_dh"), a.get("dcm_year"), config=config)
+    classes = classify_features(inputs.features, inputs.mask, classifier, rules=rules)
+    classes = postprocess(classes, mmu_m2=float(config["mmu_m2"]), pixel_area_m2=site.grid.pixel_area(),
+                          majority=int(config["majority"]), nodata=MINING_LULC.nodata)
+    classes[~inputs.mask] = MINING_LULC.nodata
+    name = "rules" if classifier == "rules" else Path(str(a.get("classifier"))).name
+    tags = {"SITE_ID": site.id, "YEAR": str(inputs.year.year), "YEAR_RULE": inputs.year.rule,
+            "SCENE": inputs.scene.source.name, "SCENE_DATE": inputs.scene.date.isoformat(), "CLASSIFIER": name,
+            "UNITS": "MINING_LULC class code"}
+    path = write_raster(Raster(classes, site.crs, site.grid.transform, MINING_LULC.nodata), map_path(a["out_dir"], site.id),
+                        legend=MINING_LULC, tags=tags)
+    counts = np.bincount(classes.ravel(), minlength=8)
+    if config.get("quicklook", True):
+        write_quicklook(inputs, classes, Path(a["out_dir"]) / "report" / "quicklooks" / f"{safe_name(site.id)}.png")
+    return {
+        "site_id": site.id,
+        "year": inputs.year.year,
+        "year_rule": inputs.year.rule,
+        "scene": inputs.scene.source.name,
+        "scene_date": inputs.scene.date.isoformat(),
+        "cloud_share": None if np.isnan(inputs.cloud_share) else round(float(inputs.cloud_share), 4),
+        "crs": site.crs.to_string(),
+        "path": str(path),
+        "pixels": int((classes > 0).sum()),
+        "area_m2": {MINING_LULC.name_of(c): float(counts[c] * site.grid.pixel_area()) for c in MINING_LULC.codes},
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def write_quicklook(inputs: SiteInputs, classes: np.ndarray, path: Path) -> Path:
+    """Imagery beside the class map with legend colours and names (PNG, atomic)."""
+    from minescape.report import quicklook, save_figure
+
+    rgb = inputs.stack.select(["B04", "B03", "B02"]).data
+    left, bottom, right, top = inputs.site.grid.bounds
+    fig = quicklook(rgb, classes, MINING_LULC, extent=(left, right, bottom, top), outline=inputs.site.mask(),
+                    title=f"{inputs.site.id} ({inputs.year.year}, {inputs.year.rule}; {inputs.scene.date})")
+    return save_figure(fig, path, dpi=80)
+
+
+def _fingerprint(args: dict) -> str:
+    extra = ""
+    clf = args.get("classifier", "rules")
+    if clf != "rules" and Path(clf).exists():
+        st = Path(clf).stat()
+        extra = f"{st.st_size}:{st.st_mtime_ns}"
+    return hashlib.sha256((json.dumps(args, sort_keys=True, default=str) + extra).encode()).hexdigest()[:16]
+
+
+_DROPPED = re.compile(r"feature (?P<idx>\S+) (?P<why>.*); dropped$")
+
+
+def build_units(sites: Sequence[Site], scenes: Sequence[SceneRef], dcm_dh, dcm_year, out_dir, *,
+                classifier: str | Path, config: dict) -> list[Unit]:
+    """One :class:`~minescape.runner.Unit` per site (picklable args, fingerprint of inputs + config)."""
+    scene_json = [s.to_json() for s in scenes]
+    units = []
+    for site in sites:
+        args = {"site": site_to_args(site), "scenes": scene_json,
+                "dcm_dh": None if dcm_dh is None else str(dcm_dh),
+                "dcm_year": None if dcm_year is None else str(dcm_year), "out_dir": str(out_dir),
+                "classifier": str(classifier), "config": config}
+        units.append(Unit(site.id, args, _fingerprint(args)))
+    return units
+
+
+def classify_sites(
+    sites_path: str | Path,
+    scenes: Sequence[str | Path],
+    dcm_dh: str | Path | None,
+    dcm_year: str | Path | None,
+    out_dir: str | Path,
+    *,
+    classifier: str | Path = "rules",
+    config: dict | None = None,
+    executor: Executor | None = None,
+    layer: str | None = None,
+    id_field: str | None = None,
+    site_ids: Sequence[str] | None = None,
+) -> RunSummary:
+    """Classify every site of ``sites_path`` into ``out_dir`` (maps, sites.json, report).
+
+    Features dropped while reading (empty or unrepairable geometry) and sites that fail are listed in
+    ``summary.failed`` with one-line reasons; the others are classified.
+
+    Args:
+        sites_path: mining-area polygons (GPKG, GeoJSON, Shapefile).
+        scenes: scene files, folders or STAC JSON files.
+        dcm_dh: DEM-change raster (m); dcm_year: its later-acquisition-year raster.
+        out_dir: output folder.
+        classifier: ``"rules"`` or a model JSON path.
+        config: options overriding :data:`DEFAULT_CONFIG`.
+        executor: where units run (default in-process).
+        layer, id_field: passed to :func:`minescape.sites.read_sites`.
+        site_ids: only these sites (InputError if one is unknown).
+    """
+    cfg = make_config(config)
+    if classifier != "rules":
+        get_classifier(classifier)  # fail early on a bad model
+    out_dir = Path(out_dir)
+    sites, notes = read_sites(sites_path, layer=layer, id_field=id_field)
+    sites = select_sites(sites, site_ids, path=sites_path)
+    refs = discover_scenes(scenes)
+    units = build_units(sites, refs, dcm_dh, dcm_year, out_dir, classifier=classifier, config=cfg)
+    summary = run_units(units, classify_site, description="classify sites", executor=executor)
+    for line in notes:
+        m = _DROPPED.search(line)
+        if m:
+            summary.failed[f"feature {m.group('idx')}"] = m.group("why")
+    write_run_files(out_dir, sites, summary, config=cfg, classifier=str(classifier), notes=notes)
+    return summary
+
+
+def select_sites(sites: list[Site], site_ids: Sequence[str] | None, *, path) -> list[Site]:
+    """The sites whose id is in ``site_ids`` (all when None); InputError naming unknown ids."""
+    if site_ids is None:
+        return sites
+    known = {s.id for s in sites}
+    unknown = [i for i in site_ids if i not in known]
+    if unknown:
+        raise InputError(f"unknown site ids {unknown[:5]}; the layer has {sorted(known)[:10]}...", path=path)
+    wanted = set(site_ids)
+    return [s for s in sites if s.id in wanted]
+
+
+def write_run_files(out_dir: Path, sites: Sequence[Site], summary: RunSummary, *, config: dict, classifier: str,
+                    notes: Sequence[str]) -> None:
+    """``OUT/sites.json`` (per site: id, year, rule, status, reason) and ``OUT/report/run.json``."""
+    rows = []
+    for site in sites:
+        res = summary.results.get(site.id)
+        if res is not None:
+            rows.append({"id": site.id, "year": res["year"], "rule": res["year_rule"], "status": "ok",
+                         "reason": None, "scene": res["scene"], "map": str(Path(res["path"]).relative_to(out_dir))
+                         if Path(res["path"]).is_relative_to(out_dir) else res["path"]})
+        elif site.id in summary.failed:
+            rows.append({"id": site.id, "year": None, "rule": None, "status": "failed",
+                         "reason": summary.failed[site.id], "scene": None, "map": None})
+        elif site.id in summary.skipped:
+            rows.append({"id": site.id, "year": None, "rule": None, "status": "skipped", "reason": None,
+                         "scene": None, "map": None})
+    for key, reason in summary.failed.items():
+        if key.startswith("feature "):
+            rows.append({"id": key, "year": None, "rule": None, "status": "failed", "reason": reason,
+                         "scene": None, "map": None})
+    atomic_write_text(out_dir / "sites.json", json.dumps(rows, indent=1))
+    run = {"classifier": classifier, "config": config, "sites": len(rows),
+           "ok": sum(r["status"] == "ok" for r in rows), "failed": {k: v for k, v in summary.failed.items()},
+           "read_notes": list(notes), "results": summary.results}
+    atomic_write_text(out_dir / "report" / "run.json", json.dumps(run, indent=1, default=str))
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainResult:
+    """A trained model and what went into it."""
+
+    model: LulcModel
+    sites_used: list[str]
+    sites_failed: dict[str, str]
+
+
+def train_from_sites(
+    sites_path: str | Path,
+    scenes: Sequence[str | Path],
+    dcm_dh: str | Path,
+    dcm_year: str | Path,
+    *,
+    labels: str | Path | None = None,
+    class_field: str | None = None,
+    labels_layer: str | None = None,
+    site_ids: Sequence[str] | None = None,
+    layer: str | None = None,
+    id_field: str | None = None,
+    per_class: int = 2000,
+    rounds: int = 60,
+    seed: int = 0,
+    config: dict | None = None,
+) -> TrainResult:
+    """Train a LightGBM model on the sites ``site_ids`` (default all).
+
+    Labels come from ``labels`` (a label raster, labelled polygons or points) or, when ``labels`` is None,
+    from the knowledge-based rules' confident pixels (weak labels, :mod:`minescape.lulc.weak`). Up to
+    ``per_class`` pixels per class and site are sampled (seeded). Sites that fail are skipped and reported.
+    """
+    from minescape.lulc.labels import is_vector, labels_on, read_vector_labels
+    from minescape.lulc.weak import weak_labels
+
+    cfg = make_config(config)
+    rules = load_rules(cfg["rules"])
+    sites, _ = read_sites(sites_path, layer=layer, id_field=id_field)
+    sites = select_sites(sites, site_ids, path=sites_path)
+    refs = discover_scenes(scenes)
+    label_src = None
+    if labels is not None:
+        label_src = read_vector_labels(labels, class_field=class_field, layer=labels_layer) if is_vector(labels) \
+            else Path(labels)
+    rng = np.random.default_rng(seed)
+    xs, ys, used, failed = [], [], [], {}
+    from minescape.progress import track
+
+    for site in track(sites, "training samples"):
+        try:
+            inputs = prepare_site(site, refs, dcm_dh, dcm_year, config=cfg)
+            if label_src is None:
+                lab = weak_labels(inputs.features, rules=rules)
+            else:
+                lab = labels_on(label_src, site.grid)
+            lab = np.where(inputs.mask, lab, 0)
+            if not (lab > 0).any():
+                raise InputError(f"site {site.id}: no labelled pixel inside the site")
+        except InputError as exc:
+            failed[site.id] = " ".join(str(exc).split())
+            continue
+        idx = sample_pixels(lab, inputs.mask, per_class=per_class, rng=rng)
+        data = inputs.features.data.reshape(len(FEATURES), -1)
+        xs.append(data[:, idx].T)
+        ys.append(lab.ravel()[idx])
+        used.append(site.id)
+    if not used:
+        raise InputError(f"no training site could be used: {failed}")
+    x = np.concatenate(xs)
+    y = np.concatenate(ys)
+    meta = {"sites": used, "labels": str(labels) if labels is not None else "weak (rules' confident pixels)",
+            "per_class": per_class, "config": cfg}
+    model = train_model(x, y, features=FEATURES, rounds=rounds, seed=seed, meta=meta)
+    return TrainResult(model, used, failed)
+
+
+# ----------------------------------------------------------------------------------- whole scene
+
+
+def classify_scene(
+    scene: str | Path | SceneRef,
+    dcm_dh: str | Path,
+    out_path: str | Path,
+    *,
+    classifier: str | Path | LulcModel = "rules",
+    config: dict | None = None,
+    tile: int = 1024,
+    progress: bool = True,
+) -> dict:
+    """Classify a whole scene window by window (memory follows ``tile``, not the scene).
+
+    Each tile is read with a halo (neighbourhood statistics, majority filter and sieve see past its edge) and
+    only its core is written, streamed into a tiled GeoTIFF on the scene's 10 m grid. The DCM is read per tile
+    and warped when its grid differs. Returns ``{path, pixels, seconds, tiles}``.
+    """
+    from minescape.geo.grid import iter_tiles
+    from minescape.geo.raster import open_writer
+    from minescape.lulc.inputs import SceneRef as _Ref
+    from minescape.progress import make_progress
+    from minescape.lulc.inputs import read_stack_on
+
+    t0 = time.perf_counter()
+    cfg = make_config(config)
+    rules = load_rules(cfg["rules"])
+    clf = get_classifier(classifier)
+    ref = scene if isinstance(scene, _Ref) else discover_scenes([scene])[0]
+    sc = ref.open()
+    grid = sc.grid
+    halo = int(cfg["window"]) // 2 + int(cfg["majority"]) // 2 + 8
+    tiles = list(iter_tiles(grid.width, grid.height, size=tile, overlap=halo))
+    pixels = 0
+    tags = {"SCENE": ref.source.name, "SCENE_DATE": ref.date.isoformat(),
+            "CLASSIFIER": "rules" if clf == "rules" else "model"}
+    with open_writer(out_path, grid, count=1, dtype="uint8", nodata=MINING_LULC.nodata, legend=MINING_LULC,
+                     tags=tags) as dst, make_progress() as bar:
+        task = bar.add_task("classify scene", total=len(tiles), extra="") if progress else None
+        for t in tiles:
+            tgrid = grid.window_grid(t.read)
+            stack = read_stack_on(sc, tgrid, bands=SPECTRAL_BANDS)
+            try:
+                dh = dh_on_grid(dcm_dh, tgrid, what="tile")
+            except InputError:
+                dh = Raster(np.full((1, *tgrid.shape), np.nan, np.float32), tgrid.crs, tgrid.transform, np.nan)
+            valid = np.isfinite(stack.data).all(axis=0)
+            classes = np.zeros(tgrid.shape, dtype=np.uint8)
+            if valid.any() and np.isfinite(dh.data).any():
+                feats = compute_features(stack, dh, window=int(cfg["window"]))
+                mask = valid & np.isfinite(feats.data).all(axis=0)
+                classes = classify_features(feats, mask, clf, rules=rules)
+                classes = postprocess(classes, mmu_m2=float(cfg["mmu_m2"]), pixel_area_m2=grid.pixel_area(),
+                                      majority=int(cfg["majority"]), nodata=MINING_LULC.nodata)
+                classes[~mask] = MINING_LULC.nodata
+            c = t.core_in_read
+            core = classes[int(c.row_off):int(c.row_off + c.height), int(c.col_off):int(c.col_off + c.width)]
+            dst.write(core[np.newaxis], window=t.core)
+            pixels += int((core > 0).sum())
+            if task is not None:
+                bar.advance(task)
+    return {"path": str(out_path), "pixels": pixels, "tiles": len(tiles), "seconds": time.perf_counter() - t0,
+            "width": grid.width, "height": grid.height}

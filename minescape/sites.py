@@ -1,0 +1,301 @@
+"""Mining sites: read and repair polygons, stable ids, a metric working grid per site, the site's year.
+
+A :class:`Site` is one mining-area polygon with a stable ``id`` (an id field when the layer has one, else a
+hash of the geometry's WKB), its geometry in WGS84 (EPSG:4326), its working CRS (the WGS84 UTM zone of its
+centroid, UPS near the poles) and a 10 m :class:`~minescape.geo.grid.Grid` covering it in that CRS.
+
+Sites crossing the antimeridian are handled by *unwrapping* longitudes (negative longitudes + 360) before the
+centroid is computed, so a site spanning 179.9°E..179.9°W gets a centroid near ±180° (and its UTM zone 60 or 1)
+instead of one near 0°.
+
+The site ``year`` is the DEM-change map's later-acquisition year at the site centroid pixel (rule
+``"centroid"``); when the centroid falls outside the polygon or on nodata the nearest valid pixel inside the
+polygon is used (rule ``"nearest-valid"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import rasterio.features
+import shapely
+from pyproj import CRS, Transformer
+from rasterio.windows import Window
+
+from minescape.errors import InputError
+from minescape.geo.grid import Grid, bounds_in, utm_crs
+from minescape.geo.raster import open_raster
+from minescape.geo.vector import read_vector, repair_geometries
+
+WGS84 = CRS.from_epsg(4326)
+DEFAULT_RES = 10.0  # metres
+ID_FIELDS = ("site_id", "id")  # fields used as the site id when ``id_field`` is not given
+YEAR_RULES = ("centroid", "nearest-valid")
+
+
+@dataclass(frozen=True)
+class Site:
+    """One mining site.
+
+    Attributes:
+        id: stable identifier (text).
+        geometry: polygonal geometry in WGS84 longitude/latitude (EPSG:4326), as read (not unwrapped).
+        crs: working CRS (UTM zone of the centroid or UPS), metres.
+        geometry_utm: the polygon in ``crs`` (metres).
+        grid: the site's 10 m grid in ``crs`` covering ``geometry_utm`` (snapped to multiples of the pixel size).
+        centroid_lonlat: ``(lon, lat)`` of the centroid in degrees, longitude wrapped to [-180, 180).
+        attrs: the layer's other attributes (JSON-friendly values).
+    """
+
+    id: str
+    geometry: shapely.Geometry
+    crs: CRS
+    geometry_utm: shapely.Geometry
+    grid: Grid
+    centroid_lonlat: tuple[float, float]
+    attrs: dict
+
+    def mask(self, grid: Grid | None = None) -> np.ndarray:
+        """``(rows, cols)`` bool: True for pixels whose centre lies inside the site (on ``grid``, default the
+        site grid; ``grid`` must be in :attr:`crs`)."""
+        grid = grid or self.grid
+        return rasterio.features.geometry_mask([self.geometry_utm], out_shape=grid.shape,
+                                               transform=grid.transform, invert=True)
+
+
+def crosses_antimeridian(geom: shapely.Geometry) -> bool:
+    """True for a WGS84 geometry whose longitudes span more than 180° (it wraps across ±180°)."""
+    if geom is None or geom.is_empty:
+        return False
+    minx, _, maxx, _ = geom.bounds
+    return maxx - minx > 180.0
+
+
+def unwrap_longitudes(geom: shapely.Geometry) -> shapely.Geometry:
+    """Shift negative longitudes by +360° for geometries crossing the antimeridian (else unchanged)."""
+    if not crosses_antimeridian(geom):
+        return geom
+    return shapely.transform(geom, lambda xy: np.c_[np.where(xy[:, 0] < 0, xy[:, 0] + 360.0, xy[:, 0]), xy[:, 1]])
+
+
+def site_centroid(geom_lonlat: shapely.Geometry) -> tuple[float, float]:
+    """Centroid ``(lon, lat)`` in degrees of a WGS84 geometry, correct across the antimeridian.
+
+    Computed on unwrapped longitudes, then wrapped back to [-180, 180). (A planar centroid in degrees; for
+    the choice of a UTM zone its error is immaterial.)
+    """
+    c = unwrap_longitudes(geom_lonlat).centroid
+    lon = ((c.x + 180.0) % 360.0) - 180.0
+    return float(lon), float(c.y)
+
+
+def site_id_from_geometry(geom: shapely.Geometry) -> str:
+    """A deterministic id: ``"site-"`` + 12 hex digits of the SHA-1 of the normalised geometry's WKB."""
+    wkb = shapely.to_wkb(shapely.normalize(geom), output_dimension=2, byte_order=1, include_srid=False)
+    return "site-" + hashlib.sha1(wkb).hexdigest()[:12]
+
+
+def make_site(site_id: str, geom_lonlat: shapely.Geometry, *, res: float = DEFAULT_RES,
+              attrs: dict | None = None) -> Site:
+    """Build a :class:`Site` from a WGS84 polygon: centroid, working CRS and grid at ``res`` metres."""
+    lon, lat = site_centroid(geom_lonlat)
+    crs = utm_crs(lon, lat)
+    unwrapped = unwrap_longitudes(geom_lonlat)
+    to_utm = Transformer.from_crs(WGS84, crs, always_xy=True)
+    geom_utm = shapely.transform(unwrapped, lambda xy: np.c_[to_utm.transform(xy[:, 0], xy[:, 1])])
+    if not geom_utm.is_valid:
+        geom_utm = shapely.make_valid(geom_utm)
+    minx, miny, maxx, maxy = geom_utm.bounds
+    if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
+        raise InputError(f"site {site_id}: geometry cannot be projected to {crs.to_string()}")
+    grid = Grid.from_bounds((minx, miny, maxx, maxy), res, crs)
+    return Site(site_id, geom_lonlat, crs, geom_utm, grid, (lon, lat), dict(attrs or {}))
+
+
+def _json_value(value):
+    if value is None:
+        return None
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return None if not np.isfinite(value) else float(value)
+    if isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+def _id_text(value) -> str | None:
+    value = _json_value(value)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+def read_sites(
+    path: str | Path,
+    *,
+    layer: str | None = None,
+    id_field: str | None = None,
+    res: float = DEFAULT_RES,
+) -> tuple[list[Site], list[str]]:
+    """Read mining-area polygons (GPKG, GeoJSON, Shapefile) as :class:`Site` s.
+
+    Invalid geometries are repaired (``make_valid``, polygonal parts kept); empty, missing or non-polygonal
+    ones are dropped with a warning line. Ids come from ``id_field`` (default: ``site_id`` or ``id`` when the
+    layer has such a field) else from :func:`site_id_from_geometry`; features without an id value get the
+    geometry id, and duplicate ids get ``-2``, ``-3``... suffixes in file order (with a warning).
+
+    Args:
+        path: vector file.
+        layer: layer name (GPKG with several layers, e.g. ``maus_polygons``); default the first.
+        id_field: attribute holding the site id.
+        res: working-grid pixel size in metres.
+
+    Returns:
+        ``(sites, warnings)``: the sites in file order and one line per dropped or renamed feature.
+    """
+    gdf = read_vector(path, layer=layer)
+    if id_field is not None and id_field not in gdf.columns:
+        raise InputError(f"no id field {id_field!r}; fields are {[c for c in gdf.columns if c != 'geometry']}",
+                         path=path)
+    if id_field is None:
+        id_field = next((f for f in ID_FIELDS if f in gdf.columns), None)
+    source = Path(path).name + (f":{layer}" if layer else "")
+    notes: list[str] = []
+    geoms = gdf.geometry
+    nonpoly = geoms.notna() & ~geoms.is_empty & ~geoms.geom_type.isin(["Polygon", "MultiPolygon"])
+    for idx in gdf.index[nonpoly.to_numpy()]:
+        notes.append(f"{source}: feature {idx} is a {geoms[idx].geom_type}, not a polygon; dropped")
+    gdf = gdf[~nonpoly.to_numpy()]
+    gdf, dropped = repair_geometries(gdf, source=source)
+    notes.extend(dropped)
+    if len(gdf) and gdf.crs is not None and not CRS.from_user_input(gdf.crs).equals(WGS84):
+        gdf = gdf.to_crs(WGS84)
+    sites: list[Site] = []
+    seen: dict[str, int] = {}
+    attr_cols = [c for c in gdf.columns if c != gdf.geometry.name]
+    geoms = gdf.geometry.values
+    for pos, idx in enumerate(gdf.index):
+        geom = geoms[pos]
+        rec = {c: _json_value(gdf[c].iloc[pos]) for c in attr_cols}
+        sid = _id_text(rec.get(id_field)) if id_field else None
+        if sid is None:
+            sid = site_id_from_geometry(geom)
+            if id_field:
+                notes.append(f"{source}: feature {idx} has no {id_field}; using {sid}")
+        if sid in seen:
+            seen[sid] += 1
+            new = f"{sid}-{seen[sid]}"
+            notes.append(f"{source}: duplicate site id {sid!r} (feature {idx}); renamed {new!r}")
+            sid = new
+        else:
+            seen[sid] = 1
+        try:
+            sites.append(make_site(sid, geom, res=res, attrs=rec))
+        except InputError as exc:
+            notes.append(f"{source}: feature {idx}: {exc}; dropped")
+    for line in notes:
+        warnings.warn(line, stacklevel=2)
+    return sites, notes
+
+
+# ---------------------------------------------------------------------------------------------- year
+
+
+@dataclass(frozen=True)
+class SiteYear:
+    """The year assigned to a site and how: ``rule`` is ``"centroid"`` or ``"nearest-valid"``."""
+
+    year: int
+    rule: str
+    row: int
+    col: int
+
+
+def site_year(site: Site, dcm_year: str | Path) -> SiteYear:
+    """The DCM later-acquisition year for ``site`` (see module docstring for the rules).
+
+    Reads only the window of the year raster that covers the site. Raises InputError when the raster does
+    not cover the site or holds no valid year inside it.
+
+    Args:
+        site: the site.
+        dcm_year: integer raster of years (nodata = its nodata value, and 0), any CRS.
+    """
+    with open_raster(dcm_year) as src:
+        if src.crs is None:
+            raise InputError("year raster has no CRS", path=dcm_year)
+        rgrid = Grid(src.crs, src.transform, src.width, src.height)
+        geom = _geometry_in(site, src.crs)
+        try:
+            window = rgrid.window_of_bounds(geom.bounds)
+        except InputError:
+            raise InputError(f"site {site.id} lies outside the DCM year raster", path=dcm_year) from None
+        window = _grow(window, rgrid, 1)
+        data = src.read(1, window=window)
+        nodata = src.nodata
+        wgrid = rgrid.window_grid(window)
+    valid = data != 0
+    if nodata is not None:
+        valid &= data != nodata
+    inside = rasterio.features.geometry_mask([geom], out_shape=wgrid.shape, transform=wgrid.transform,
+                                             invert=True, all_touched=False)
+    if not inside.any():  # tiny site: fall back to touched pixels
+        inside = rasterio.features.geometry_mask([geom], out_shape=wgrid.shape, transform=wgrid.transform,
+                                                 invert=True, all_touched=True)
+    candidates = valid & inside
+    centroid = _centroid_in(site, src.crs)
+    r, c = wgrid.rowcol(centroid.x, centroid.y)
+    r, c = int(r), int(c)
+    if 0 <= r < wgrid.height and 0 <= c < wgrid.width and candidates[r, c] and geom.contains(centroid):
+        return SiteYear(int(data[r, c]), "centroid", r + int(window.row_off), c + int(window.col_off))
+    if not candidates.any():
+        raise InputError(f"site {site.id}: no valid DCM year pixel inside the site", path=dcm_year)
+    rows, cols = np.nonzero(candidates)
+    xs, ys = wgrid.xy(rows, cols)
+    k = int(np.argmin((xs - centroid.x) ** 2 + (ys - centroid.y) ** 2))
+    return SiteYear(int(data[rows[k], cols[k]]), "nearest-valid", int(rows[k] + window.row_off),
+                    int(cols[k] + window.col_off))
+
+
+def _grow(window: Window, grid: Grid, n: int) -> Window:
+    c0 = max(0, int(window.col_off) - n)
+    r0 = max(0, int(window.row_off) - n)
+    c1 = min(grid.width, int(window.col_off + window.width) + n)
+    r1 = min(grid.height, int(window.row_off + window.height) + n)
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def _geometry_in(site: Site, crs) -> shapely.Geometry:
+    """The site polygon in ``crs`` (the UTM geometry reprojected; WGS84 unwrapped when it crosses ±180°)."""
+    crs = CRS.from_user_input(crs)
+    if crs.equals(site.crs):
+        return site.geometry_utm
+    if crs.equals(WGS84):
+        return site.geometry
+    tr = Transformer.from_crs(site.crs, crs, always_xy=True)
+    return shapely.transform(site.geometry_utm, lambda xy: np.c_[tr.transform(xy[:, 0], xy[:, 1])])
+
+
+def _centroid_in(site: Site, crs) -> shapely.Point:
+    tr = Transformer.from_crs(WGS84, CRS.from_user_input(crs), always_xy=True)
+    x, y = tr.transform(*site.centroid_lonlat)
+    return shapely.Point(x, y)
+
+
+def site_bounds_in(site: Site, crs) -> tuple[float, float, float, float]:
+    """The site grid's bounds transformed to ``crs`` (densified edges)."""
+    return bounds_in(site.grid.bounds, site.crs, CRS.from_user_input(crs))
+
+
+def sites_frame(sites: list[Site]) -> gpd.GeoDataFrame:
+    """The sites as a WGS84 GeoDataFrame (``site_id`` plus attributes)."""
+    return gpd.GeoDataFrame({"site_id": [s.id for s in sites]}, geometry=[s.geometry for s in sites], crs=WGS84)
