@@ -28,7 +28,8 @@ def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(a - b) / (a + b)`` with NaN where undefined."""
     a = np.asarray(a, dtype=np.float32)
     b = np.asarray(b, dtype=np.float32)
-    return _ratio(a - b, a + b)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, masked by _ratio, no warning
+        return _ratio(a - b, a + b)
 
 
 def ndvi(nir: np.ndarray, red: np.ndarray) -> np.ndarray:
@@ -40,7 +41,8 @@ def savi(nir: np.ndarray, red: np.ndarray, *, soil_factor: float = SAVI_L) -> np
     """SAVI = (1 + L) (NIR - Red) / (NIR + Red + L), L = 0.5 (Huete 1988)."""
     nir = np.asarray(nir, dtype=np.float32)
     red = np.asarray(red, dtype=np.float32)
-    return _ratio((1 + soil_factor) * (nir - red), nir + red + np.float32(soil_factor))
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _ratio((1 + soil_factor) * (nir - red), nir + red + np.float32(soil_factor))
 
 
 def ndwi(green: np.ndarray, nir: np.ndarray) -> np.ndarray:
@@ -60,8 +62,9 @@ def ndbi(swir1: np.ndarray, nir: np.ndarray) -> np.ndarray:
 
 def bsi(swir1: np.ndarray, red: np.ndarray, nir: np.ndarray, blue: np.ndarray) -> np.ndarray:
     """BSI = ((SWIR1 + Red) - (NIR + Blue)) / ((SWIR1 + Red) + (NIR + Blue)) (Rikimaru et al. 2002)."""
-    a = np.asarray(swir1, dtype=np.float32) + np.asarray(red, dtype=np.float32)
-    b = np.asarray(nir, dtype=np.float32) + np.asarray(blue, dtype=np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        a = np.asarray(swir1, dtype=np.float32) + np.asarray(red, dtype=np.float32)
+        b = np.asarray(nir, dtype=np.float32) + np.asarray(blue, dtype=np.float32)
     return normalized_difference(a, b)
 
 

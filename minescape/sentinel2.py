@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -305,14 +306,18 @@ def read_stack(
                 raise InputError("band file has no CRS", path=path)
             src_nodata = src.nodata if src.nodata is not None else scene.nodata
             win = _aligned_window(src, target)
-            if win is not None:
-                fill = src_nodata if src_nodata is not None else 0
-                dn = src.read(idx, window=win, boundless=True, fill_value=fill)
-            else:
-                with WarpedVRT(src, crs=target.crs, transform=target.transform, width=target.width,
-                               height=target.height, resampling=method, src_nodata=src_nodata,
-                               nodata=src_nodata) as vrt:
-                    dn = vrt.read(idx)
+            try:
+                if win is not None:
+                    fill = src_nodata if src_nodata is not None else 0
+                    dn = src.read(idx, window=win, boundless=True, fill_value=fill)
+                else:
+                    with WarpedVRT(src, crs=target.crs, transform=target.transform, width=target.width,
+                                   height=target.height, resampling=method, src_nodata=src_nodata,
+                                   nodata=src_nodata) as vrt:
+                        dn = vrt.read(idx)
+            except RasterioIOError as exc:  # a truncated or corrupt file whose header still opens
+                raise InputError(f"corrupt or truncated raster, band {band} "
+                                 f"({str(exc).splitlines()[0][:120]})", path=path) from None
         if reflectance:
             out[i] = dn_to_reflectance(dn, offset=offset, nodata=src_nodata)
         else:
