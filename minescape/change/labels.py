@@ -63,3 +63,36 @@ def decode_binary(array: np.ndarray, *, encoding: Encoding = "auto", nodata: int
     if nodata is not None:
         out[arr == nodata] = CHANGE.nodata
     return out
+
+
+def scan_mask_file(path, *, encoding: Encoding = "auto") -> tuple[str, int]:
+    """Check a change-mask file's values block by block (memory: one block) and resolve its encoding.
+
+    Args:
+        path: any single-band integer raster (0/1, 1/2 or 0/255 change masks; nodata from the file).
+        encoding: declared encoding, or ``auto`` to detect it from the values present.
+
+    Returns:
+        ``(encoding, nodata)``: the resolved encoding, and the file's nodata value or, when it has none,
+        an unused value that callers may use to mark pixels outside the file.
+
+    Raises:
+        InputError: non-integer data, or values that are not no-change/change/nodata (names the file).
+    """
+    from minescape.geo.raster import open_raster
+
+    with open_raster(path) as src:
+        if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
+            raise InputError(f"change mask must hold integers (0/1, 1/2 or 0/255), not {src.dtypes[0]}",
+                             path=path)
+        nodata = int(src.nodata) if src.nodata is not None and float(src.nodata).is_integer() else None
+        values: set[int] = set()
+        for _, win in src.block_windows(1):
+            values |= set(np.unique(src.read(1, window=win)).tolist())
+    present = values - ({nodata} if nodata is not None else set())
+    if encoding == "auto":
+        encoding = detect_encoding(present, source=str(path))
+    decode_binary(np.array(sorted(values)), encoding=encoding, nodata=nodata, source=str(path))
+    if nodata is None:
+        nodata = next(v for v in (CHANGE.nodata, *range(254, -1, -1)) if v not in values)
+    return encoding, nodata

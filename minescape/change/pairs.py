@@ -22,7 +22,7 @@ from rasterio.windows import Window
 from minescape.errors import ConfigError, InputError, NoOverlapError
 from minescape.geo.grid import Grid, bounds_in
 from minescape.geo.raster import Raster, open_raster
-from minescape.sentinel2 import Scene, open_scene, read_stack
+from minescape.sentinel2 import Scene, dn_to_reflectance, open_scene, read_stack
 
 
 @dataclass(frozen=True)
@@ -100,9 +100,58 @@ def read_pair(pair: Pair, *, window: Window | None = None, bands: Sequence[str] 
         ``(t1, t2)`` float32 rasters on the same grid; NaN wherever either date is nodata in any band.
     """
     bands = tuple(b.upper() for b in (bands or pair.bands))
-    r1 = read_stack(pair.t1, bands=bands, grid=pair.grid, window=window, reflectance=reflectance)
-    r2 = read_stack(pair.t2, bands=bands, grid=pair.grid, window=window, reflectance=reflectance)
+    r1 = read_scene(pair.t1, bands=bands, grid=pair.grid, window=window, reflectance=reflectance)
+    r2 = read_scene(pair.t2, bands=bands, grid=pair.grid, window=window, reflectance=reflectance)
     return apply_common_mask(r1, r2)
+
+
+def read_scene(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Window | None = None,
+               reflectance: bool = True) -> Raster:
+    """:func:`minescape.sentinel2.read_stack` with a fast path for files already on ``grid``.
+
+    Bands stored in one pixel-aligned file are read in a single call (a multi-band stack is decompressed
+    once per window, not once per band) and windows reaching past the file are filled with nodata
+    without GDAL's slow boundless reads. Files that need warping go through ``read_stack`` (same values).
+    """
+    target = grid.window_grid(window) if window is not None else grid
+    out = np.empty((len(bands), target.height, target.width), dtype=np.float32)
+    by_file: dict[Path, list[tuple[int, int]]] = {}
+    for i, band in enumerate(bands):
+        if band not in scene.band_files:
+            raise InputError(f"missing bands {[band]}; scene has {scene.bands}", path=scene.path)
+        path, idx = scene.band_files[band]
+        by_file.setdefault(path, []).append((i, idx))
+    slow: list[int] = []
+    offset = scene.info.radiometric_offset
+    for path, items in by_file.items():
+        with open_raster(path) as src:
+            win = _aligned(src, target) if src.crs is not None else None
+            if win is None:
+                slow.extend(i for i, _ in items)
+                continue
+            nodata = src.nodata if src.nodata is not None else scene.nodata
+            fill = nodata if nodata is not None else 0
+            dn = np.full((len(items), target.height, target.width), fill, dtype=src.dtypes[0])
+            r0, c0 = int(win.row_off), int(win.col_off)
+            rr0, rr1 = max(r0, 0), min(r0 + target.height, src.height)
+            cc0, cc1 = max(c0, 0), min(c0 + target.width, src.width)
+            if rr1 > rr0 and cc1 > cc0:
+                part = src.read([idx for _, idx in items], window=Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
+                dn[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = part
+        for k, (i, _) in enumerate(items):
+            if reflectance:
+                out[i] = dn_to_reflectance(dn[k], offset=offset, nodata=nodata)
+            else:
+                band_out = dn[k].astype(np.float32)
+                if nodata is not None:
+                    band_out[dn[k] == nodata] = np.nan
+                out[i] = band_out
+    if slow:
+        warped = read_stack(scene, bands=[bands[i] for i in slow], grid=grid, window=window,
+                            reflectance=reflectance)
+        for k, i in enumerate(slow):
+            out[i] = warped.data[k]
+    return Raster(out, target.crs, target.transform, np.nan, tuple(bands))
 
 
 def apply_common_mask(t1: Raster, t2: Raster) -> tuple[Raster, Raster]:
