@@ -179,8 +179,10 @@ def classify_site(unit: Unit) -> dict:
     path = write_raster(Raster(classes, site.crs, site.grid.transform, MINING_LULC.nodata), map_path(a["out_dir"], site.id),
                         legend=MINING_LULC, tags=tags)
     counts = np.bincount(classes.ravel(), minlength=8)
+    outputs = [str(path)]
     if config.get("quicklook", True):
-        write_quicklook(inputs, classes, Path(a["out_dir"]) / "report" / "quicklooks" / f"{safe_name(site.id)}.png")
+        ql = write_quicklook(inputs, classes, Path(a["out_dir"]) / "report" / "quicklooks" / f"{safe_name(site.id)}.png")
+        outputs.append(str(ql))
     return {
         "site_id": site.id,
         "year": inputs.year.year,
@@ -193,6 +195,7 @@ def classify_site(unit: Unit) -> dict:
         "pixels": int((classes > 0).sum()),
         "area_m2": {MINING_LULC.name_of(c): float(counts[c] * site.grid.pixel_area()) for c in MINING_LULC.codes},
         "seconds": round(time.perf_counter() - t0, 3),
+        "outputs": outputs,
     }
 
 

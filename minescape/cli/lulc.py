@@ -1,0 +1,143 @@
+"""``minescape lulc ...``: mining land use/land cover per site (classify, train, evaluate, rules)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from minescape.cli.common import RunDirOpt, SchedulerOpt, WorkersOpt, executor_from_options, handle_errors
+
+app = typer.Typer(help="Mining land use/land cover per site: classify (rules or a LightGBM model), train, "
+                       "evaluate.", no_args_is_help=True)
+
+ScenesOpt = typer.Option(..., "--scenes", "-s", help="Scene file, folder or STAC JSON (repeatable).")
+
+
+def _config(mmu: float, majority: int, window: int, rules: Optional[Path], quicklook: bool = True) -> dict:
+    cfg: dict = {"mmu_m2": mmu, "majority": majority, "window": window, "quicklook": quicklook}
+    if rules is not None:
+        from minescape.errors import InputError
+
+        try:
+            cfg["rules"] = json.loads(rules.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError("rules file not found", path=rules) from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"invalid JSON ({exc})", path=rules) from None
+    return cfg
+
+
+@app.command("classify")
+@handle_errors
+def classify_cmd(
+    sites: Path = typer.Argument(..., help="Mining-area polygons (GPKG, GeoJSON, Shapefile)."),
+    out: Path = typer.Argument(..., help="Output folder: maps/<site>.tif, sites.json, report/."),
+    scenes: list[Path] = ScenesOpt,
+    dcm: Path = typer.Option(..., "--dcm", help="DEM-change raster, elevation change in metres."),
+    dcm_year: Path = typer.Option(..., "--dcm-year", help="DCM later-acquisition-year raster."),
+    model: str = typer.Option("rules", "--model", help="'rules' (knowledge-based) or a model JSON from 'lulc train'."),
+    layer: Optional[str] = typer.Option(None, "--layer", help="Layer of a multi-layer GPKG (e.g. maus_polygons)."),
+    id_field: Optional[str] = typer.Option(None, "--id-field", help="Field holding site ids (default site_id/id, "
+                                                                   "else a hash of the geometry)."),
+    site: Optional[list[str]] = typer.Option(None, "--site", help="Only this site id (repeatable)."),
+    mmu: float = typer.Option(300.0, "--mmu", help="Minimum mapping unit in m² (0 = off)."),
+    majority: int = typer.Option(1, "--majority", help="Majority filter window in pixels (1 = off)."),
+    window: int = typer.Option(5, "--window", help="Neighbourhood statistics window in pixels (odd)."),
+    rules: Optional[Path] = typer.Option(None, "--rules", help="JSON overriding rule thresholds."),
+    quicklook: bool = typer.Option(True, help="Write report/quicklooks/<site>.png."),
+    workers: WorkersOpt = 1,
+    scheduler: SchedulerOpt = None,
+    run_dir: RunDirOpt = None,
+) -> None:
+    """Classify each site into the 7 mining classes: one class-map GeoTIFF per site with the legend colours.
+
+    Exit code 3 when some sites failed (each listed with its reason in OUT/sites.json).
+    """
+    from minescape.lulc.pipeline import classify_sites
+    from minescape.progress import err_console
+
+    summary = classify_sites(sites, scenes, dcm, dcm_year, out, classifier=model,
+                             config=_config(mmu, majority, window, rules, quicklook),
+                             executor=executor_from_options(workers, scheduler, run_dir), layer=layer,
+                             id_field=id_field, site_ids=site or None)
+    typer.echo(f"{out / 'maps'}: {len(summary.results)} class maps; {out / 'sites.json'}; {out / 'report'}")
+    for sid, reason in summary.failed.items():
+        err_console.print(f"failed: {sid}: {reason}", markup=False, highlight=False)
+    summary.raise_for_failures("sites")
+
+
+@app.command("train")
+@handle_errors
+def train_cmd(
+    sites: Path = typer.Argument(..., help="Mining-area polygons."),
+    model_out: Path = typer.Argument(..., help="Model JSON to write."),
+    scenes: list[Path] = ScenesOpt,
+    dcm: Path = typer.Option(..., "--dcm", help="DEM-change raster (m)."),
+    dcm_year: Path = typer.Option(..., "--dcm-year", help="DCM later-acquisition-year raster."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Label raster, labelled polygons or points; "
+                                                                 "without it the rules' confident pixels (weak labels)."),
+    class_field: Optional[str] = typer.Option(None, "--class-field", help="Class field of vector labels (codes or names)."),
+    site: Optional[list[str]] = typer.Option(None, "--site", help="Train on this site id (repeatable; default all)."),
+    layer: Optional[str] = typer.Option(None, "--layer", help="Layer of the sites file."),
+    id_field: Optional[str] = typer.Option(None, "--id-field", help="Field holding site ids."),
+    per_class: int = typer.Option(2000, "--per-class", help="Pixels sampled per class and site."),
+    rounds: int = typer.Option(60, "--rounds", help="LightGBM boosting rounds."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    window: int = typer.Option(5, "--window", help="Neighbourhood statistics window in pixels (odd)."),
+    rules: Optional[Path] = typer.Option(None, "--rules", help="JSON overriding rule thresholds (weak labels)."),
+) -> None:
+    """Train a LightGBM pixel classifier from labels (or weak labels) on the chosen sites; print importances."""
+    from minescape.lulc.model import importance_table, save_model
+    from minescape.lulc.pipeline import train_from_sites
+    from minescape.progress import err_console
+
+    res = train_from_sites(sites, scenes, dcm, dcm_year, labels=labels, class_field=class_field,
+                           site_ids=site or None, layer=layer, id_field=id_field, per_class=per_class,
+                           rounds=rounds, seed=seed, config=_config(0.0, 1, window, rules))
+    save_model(res.model, model_out)
+    samples = ", ".join(f"{k} {v}" for k, v in res.model.meta["samples"].items())
+    typer.echo(f"{model_out}: trained on {len(res.sites_used)} sites ({samples})")
+    typer.echo("feature importance (gain share): " + ", ".join(f"{f} {v:.3f}"
+                                                               for f, v in importance_table(res.model, top=10)))
+    for sid, reason in res.sites_failed.items():
+        err_console.print(f"skipped: {sid}: {reason}", markup=False, highlight=False)
+
+
+@app.command("evaluate")
+@handle_errors
+def evaluate_cmd(
+    maps: Path = typer.Argument(..., help="Output folder of 'lulc classify' (or its maps/ folder)."),
+    reference: Path = typer.Argument(..., help="Label raster, or labelled points/polygons."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default MAPS/report)."),
+    site: Optional[list[str]] = typer.Option(None, "--site", help="Score only this site (repeatable): the test "
+                                                                  "sites of a split by site."),
+    class_field: Optional[str] = typer.Option(None, "--class-field", help="Class field of vector references."),
+    layer: Optional[str] = typer.Option(None, "--layer", help="Layer of a vector reference."),
+) -> None:
+    """Accuracy against reference labels: confusion matrix, OA, kappa, PA/UA, F1, IoU (JSON + PNG)."""
+    from minescape.lulc.evaluate import evaluate_maps
+
+    report = out or ((maps / "report") if maps.is_dir() else maps.parent / "report")
+    res = evaluate_maps(maps, reference, site_ids=site or None, class_field=class_field, layer=layer,
+                        out_dir=report)
+    typer.echo(f"{len(res['sites'])} sites, n={res['n']}: OA {res['overall_accuracy']:.4f}, kappa {res['kappa']:.4f}")
+    for name in res["classes"]:
+        pa, ua, f1 = res["producers_accuracy"][name], res["users_accuracy"][name], res["f1"][name]
+        typer.echo(f"  {name:24s} PA {_f(pa)}  UA {_f(ua)}  F1 {_f(f1)}")
+    typer.echo(f"{report / 'metrics.json'}, {report / 'confusion_matrix.png'}")
+
+
+def _f(v) -> str:
+    return "  -  " if v is None else f"{v:.3f}"
+
+
+@app.command("rules")
+@handle_errors
+def rules_cmd() -> None:
+    """Print the knowledge-based rules' default thresholds (JSON) to copy and edit for --rules."""
+    from minescape.lulc.rules import default_rules
+
+    typer.echo(json.dumps(default_rules(), indent=2))
