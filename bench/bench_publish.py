@@ -1,0 +1,224 @@
+"""Benchmark: vectorise + attribute + write a class map, against the users' path and polygonize alone.
+
+Methods, each timed in its own subprocess on the same seeded class map (peak RSS from getrusage):
+
+* ``users``: ``rasterio.features.shapes`` -> ``shapely.geometry.shape`` per feature -> GeoDataFrame ->
+  ``to_crs(4326)`` -> ``pyproj.Geod`` area per feature -> ``to_file`` (GPKG, pyogrio);
+* ``shapes``: polygonize alone (``list(rasterio.features.shapes(...))``, no conversion);
+* ``minescape``: :func:`minescape.publish.release.site_features` (polygonize, ellipsoidal area, lon/lat)
+  and GPKG shards of <= 5,000 features with the QGIS style (:class:`_ShardBuffer`), i.e. what
+  ``minescape publish`` does per site, minus reading the GeoTIFF and zipping.
+
+Cases: a 4000 x 4000 class map (~10,000 polygons), a 10980 x 10980 one (a Sentinel-2 tile), and 2,000
+sites of 200 x 200 px (reported as sites/s and extrapolated to 80,000 sites). For ``minescape`` the
+area of every feature (a 20,000-feature sample on the tile) is compared with ``pyproj.Geod`` on the
+written geometry.
+
+Run: ``.venv/bin/python bench/bench_publish.py [--cases 4000,10980,sites] [--methods ...]``
+(the big cases take minutes; wrap in ``flock /tmp/minescape-heavy.lock``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CASES = {"4000": (4000, 11.0), "10980": (10980, 11.0)}
+N_SITES, SITE_PX = 2000, 200
+UTM = 32750
+ORIGIN = (600000.0, 7500000.0)
+
+
+def class_map(n: int, sigma: float, seed: int = 0) -> np.ndarray:
+    """A seeded n x n MINING_LULC-like class map of smooth patches of 7 classes."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, n), dtype=np.uint8)
+    step = 2000
+    field = np.empty((n, n), dtype=np.float32)
+    noise = rng.standard_normal((n, n), dtype=np.float32)
+    for r in range(0, n, step):  # filter in strips to bound memory
+        r0, r1 = max(0, r - 64), min(n, r + step + 64)
+        f = ndimage.gaussian_filter(noise[r0:r1], sigma)
+        field[r:min(n, r + step)] = f[r - r0:r - r0 + min(step, n - r)]
+    del noise
+    q = np.quantile(field[::9, ::9], np.linspace(0, 1, 8)[1:-1])
+    out[:] = np.digitize(field, q) + 1
+    return out
+
+
+def site_maps(seed: int = 1) -> list[tuple[np.ndarray, tuple[float, float]]]:
+    """2,000 synthetic 200 x 200 px sites (uint8 codes, nodata 0 outside a blob), with their origins."""
+    from minescape.publish.sample_maps import draw_mine
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:SITE_PX, :SITE_PX]
+    sites = []
+    for k in range(N_SITES):
+        r = np.hypot(xx - 100, yy - 100)
+        ang = np.arctan2(yy - 100, xx - 100)
+        mask = r < 85 + 12 * np.sin(3 * ang + k)
+        codes = draw_mine(rng, mask)
+        x0 = ORIGIN[0] + (k % 50) * 3000.0
+        y0 = ORIGIN[1] - (k // 50) * 3000.0
+        sites.append((codes, (x0, y0)))
+    return sites
+
+
+def _transform(x0, y0):
+    from affine import Affine
+
+    return Affine(10.0, 0, x0, 0, -10.0, y0)
+
+
+def run_users(maps, out: Path) -> int:
+    import geopandas as gpd
+    import pandas as pd
+    import rasterio.features
+    from pyproj import Geod
+    from shapely.geometry import shape
+
+    from minescape.legend import MINING_LULC
+
+    geod = Geod(ellps="WGS84")
+    frames = []
+    for k, (codes, (x0, y0)) in enumerate(maps):
+        feats = list(rasterio.features.shapes(codes, mask=codes != 0, transform=_transform(x0, y0)))
+        gdf = gpd.GeoDataFrame({"class": [int(v) for _, v in feats], "site": k},
+                               geometry=[shape(g) for g, _ in feats], crs=UTM)
+        gdf = gdf.to_crs(4326)
+        gdf["area_m2"] = [abs(geod.geometry_area_perimeter(g)[0]) for g in gdf.geometry]
+        frames.append(gdf)
+    gdf = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    gdf["class_name"] = [MINING_LULC.name_of(c) for c in gdf["class"]]
+    gdf["year"] = 2020
+    gdf["index_n"] = np.arange(1, len(gdf) + 1)
+    gdf[["index_n", "class_name", "area_m2", "year", "geometry"]].to_file(out / "users.gpkg", engine="pyogrio")
+    return len(gdf)
+
+
+def run_shapes(maps, out: Path) -> int:
+    import rasterio.features
+
+    n = 0
+    for codes, (x0, y0) in maps:
+        n += len(list(rasterio.features.shapes(codes, mask=codes != 0, transform=_transform(x0, y0))))
+    return n
+
+
+def run_minescape(maps, out: Path) -> tuple[int, list]:
+    from pyproj import CRS
+
+    from minescape.geo.raster import Raster
+    from minescape.legend import MINING_LULC
+    from minescape.publish import release as rel
+    from minescape.publish.release import SiteMap, _ShardBuffer, _Stats
+
+    crs = CRS.from_epsg(4326)
+    buf = _ShardBuffer(out, "bench", cap=5000, crs=crs, legend=MINING_LULC, extra=False, stats=_Stats())
+    original = rel.read_class_map
+    rasters = {}
+    rel.read_class_map = lambda site, legend: rasters[site.site_id]  # maps are in memory here
+    n = 0
+    for k, (codes, (x0, y0)) in enumerate(maps):
+        sid = f"S{k:05d}"
+        rasters[sid] = Raster(codes, CRS.from_epsg(UTM), _transform(x0, y0), 0)
+        feats = rel.site_features(SiteMap(Path(sid), sid, 2020, "oceania", 0.0, 0.0), legend=MINING_LULC, crs=crs)
+        buf.add(feats)
+        n += len(feats.codes)
+        del rasters[sid]
+    buf.flush(final=True)
+    rel.read_class_map = original
+    return n, [out / s["name"] for s in buf.written["oceania"]]
+
+
+def area_check(files: list[Path], sample: int | None) -> float:
+    """Max relative difference area_m2 vs pyproj.Geod over the written features (or a sample)."""
+    import pyogrio
+    import shapely
+    from pyproj import Geod
+
+    geod = Geod(ellps="WGS84")
+    worst = 0.0
+    rng = np.random.default_rng(0)
+    per_file = None if sample is None else max(1, sample // max(1, len(files)))
+    for f in files:
+        df = pyogrio.read_dataframe(f)
+        idx = np.arange(len(df))
+        if per_file is not None and len(idx) > per_file:
+            idx = rng.choice(idx, per_file, replace=False)
+        geoms = shapely.from_wkb(shapely.to_wkb(df.geometry.values[idx]))
+        ref = np.array([abs(geod.geometry_area_perimeter(g)[0]) for g in geoms])
+        worst = max(worst, float(np.max(np.abs(df["area_m2"].values[idx] / ref - 1))))
+    return worst
+
+
+def worker(case: str, method: str) -> dict:
+    if case == "sites":
+        maps = site_maps()
+    else:
+        n, sigma = CASES[case]
+        maps = [(class_map(n, sigma), ORIGIN)]
+    with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp:
+        out = Path(tmp)
+        t0 = time.perf_counter()
+        extra = {}
+        if method == "users":
+            n_poly = run_users(maps, out)
+        elif method == "shapes":
+            n_poly = run_shapes(maps, out)
+        else:
+            n_poly, files = run_minescape(maps, out)
+        seconds = time.perf_counter() - t0
+        if method == "minescape":
+            extra["files"] = len(files)
+            extra["max_rel_area_err"] = area_check(files, 20000 if case == "10980" else None)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"case": case, "method": method, "seconds": seconds, "polygons": n_poly, "peak_mb": peak, **extra}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", default="4000,10980,sites")
+    ap.add_argument("--methods", default="shapes,minescape,users")
+    ap.add_argument("--worker", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(*args.worker)))
+        return
+    results: dict[tuple[str, str], dict] = {}
+    for case in args.cases.split(","):
+        for method in args.methods.split(","):
+            proc = subprocess.run([sys.executable, __file__, "--worker", case, method], capture_output=True,
+                                  text=True, check=False)
+            if proc.returncode != 0:
+                print(f"{case} {method}: failed\n{proc.stderr[-2000:]}")
+                continue
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[case, method] = r
+            line = (f"{case:>6} {method:<10} {r['seconds']:8.2f} s  {r['polygons']:>8,} polygons  "
+                    f"peak {r['peak_mb']:7.0f} MB")
+            if "max_rel_area_err" in r:
+                line += f"  files {r['files']}  max |area/Geod - 1| {r['max_rel_area_err']:.1e}"
+            print(line, flush=True)
+        ours, users, shapes = (results.get((case, m)) for m in ("minescape", "users", "shapes"))
+        if ours and users and shapes:
+            print(f"{case:>6} minescape is {users['seconds'] / ours['seconds']:.2f}x faster than the users' path "
+                  f"(goal >= 2.5x) and {ours['seconds'] / shapes['seconds']:.2f}x polygonize alone (goal <= 2x)")
+        if case == "sites" and ours:
+            rate = N_SITES / ours["seconds"]
+            print(f" sites minescape {rate:.0f} sites/s -> 80,000 sites in {80000 / rate / 60:.1f} min "
+                  f"(users' path: {80000 / (N_SITES / users['seconds']) / 60:.1f} min)" if users else "")
+
+
+if __name__ == "__main__":
+    main()
