@@ -171,10 +171,11 @@ def read_sites(
     source = Path(path).name + (f":{layer}" if layer else "")
     notes: list[str] = []
     geoms = gdf.geometry
-    nonpoly = geoms.notna() & ~geoms.is_empty & ~geoms.geom_type.isin(["Polygon", "MultiPolygon"])
-    for idx in gdf.index[nonpoly.to_numpy()]:
-        notes.append(f"{source}: feature {idx} is a {geoms[idx].geom_type}, not a polygon; dropped")
-    gdf = gdf[~nonpoly.to_numpy()]
+    nonpoly = np.array([g is not None and not g.is_empty and g.geom_type not in ("Polygon", "MultiPolygon")
+                        for g in geoms.values], dtype=bool)
+    for pos in np.flatnonzero(nonpoly):
+        notes.append(f"{source}: feature {gdf.index[pos]} is a {geoms.values[pos].geom_type}, not a polygon; dropped")
+    gdf = gdf[~nonpoly]
     gdf, dropped = repair_geometries(gdf, source=source)
     notes.extend(dropped)
     if len(gdf) and gdf.crs is not None and not CRS.from_user_input(gdf.crs).equals(WGS84):

@@ -1,0 +1,129 @@
+"""Sites: reading real and synthetic polygons, repair, stable ids, UTM grid (poles, antimeridian), year rules."""
+
+import warnings
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from affine import Affine
+from rasterio.crs import CRS
+
+from minescape.errors import InputError
+from minescape.geo.raster import Raster, write_raster
+from minescape.sites import make_site, read_sites, site_centroid, site_id_from_geometry, site_year
+from tests.conftest import shared_path
+
+
+def _quiet_read(*args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return read_sites(*args, **kwargs)
+
+
+def test_real_maus_and_tang_layers_repair_and_ids():
+    path = shared_path("mining-polygons", "mining_tiles_with_masks.gpkg")
+    maus, notes = _quiet_read(path, layer="maus_polygons", id_field="tile_id")
+    assert len(maus) == 146  # 56 of the 202 features have no geometry
+    assert sum("empty geometry; dropped" in n for n in notes) == 56
+    assert any("duplicate site id" in n for n in notes)
+    assert len({s.id for s in maus}) == len(maus)
+    tang, _ = _quiet_read(path, layer="tang_polygons")  # no id field: geometry hashes
+    assert len(tang) == 104 and all(s.id.startswith("site-") for s in tang)
+    again, _ = _quiet_read(path, layer="tang_polygons")
+    assert [s.id for s in tang] == [s.id for s in again]
+    for s in maus[:20]:
+        lon, lat = s.centroid_lonlat
+        zone = int((lon + 180) // 6) + 1
+        assert s.crs.to_epsg() in ((32600 if lat >= 0 else 32700) + zone, 32632, 32631, 32633, 32635, 32637)
+        assert s.grid.res == (10.0, 10.0)
+        assert s.mask().sum() * 100 == pytest.approx(s.geometry_utm.area, rel=0.05)
+
+
+def test_real_combined_demo_uses_id_field():
+    path = shared_path("mining-polygons", "mining_polygons_combined_demo.gpkg")
+    sites, notes = _quiet_read(path)
+    assert len(sites) == 100 and not notes
+    assert sites[0].id == "3818" and sites[0].attrs["ISO3_CODE"] == "MEX"
+
+
+def test_repair_drop_and_formats(tmp_path):
+    bowtie = shapely.Polygon([(10, 10), (10.01, 10.01), (10.01, 10), (10, 10.01)])  # self-intersecting
+    good = shapely.box(11, 11, 11.01, 11.01)
+    gdf = gpd.GeoDataFrame({"name": ["bow", "empty", "good"]},
+                           geometry=[bowtie, shapely.Polygon(), good], crs="EPSG:4326")
+    for suffix, driver in ((".geojson", "GeoJSON"), (".shp", "ESRI Shapefile"), (".gpkg", "GPKG")):
+        path = tmp_path / f"sites{suffix}"
+        gdf.to_file(path, driver=driver)
+        with pytest.warns(UserWarning, match="dropped"):
+            sites, notes = read_sites(path)
+        assert len(sites) == 2, suffix
+        assert sites[0].geometry.is_valid and sites[0].geometry.area > 0
+        assert sites[1].id == site_id_from_geometry(good)
+
+
+def test_antimeridian_site_gets_a_zone_near_180():
+    # a Fiji-like site from 179.95°E to 179.95°W
+    poly = shapely.Polygon([(179.95, -17.0), (-179.95, -17.0), (-179.95, -17.05), (179.95, -17.05)])
+    lon, lat = site_centroid(poly)
+    assert abs(abs(lon) - 180) < 0.01 and lat == pytest.approx(-17.025)
+    site = make_site("fiji", poly)
+    assert site.crs.to_epsg() in (32760, 32701)
+    assert site.grid.width < 2000  # ~10.6 km wide, not the whole globe
+    assert site.geometry_utm.area == pytest.approx(10.65e3 * 5.53e3, rel=0.05)
+
+
+@pytest.mark.parametrize("lat,epsg", [(85.0, 32661), (-82.0, 32761), (60.0, 32632)])
+def test_polar_and_exception_zones(lat, epsg):
+    lon = 5.0
+    site = make_site("p", shapely.box(lon, lat, lon + 0.02, lat + 0.01))
+    assert site.crs.to_epsg() == epsg
+    assert site.mask().any()
+
+
+def _year_raster(tmp_path, grid_shape=(60, 80), fill=2019):
+    data = np.full(grid_shape, fill, dtype=np.uint16)
+    data[:, 40:] = 2020
+    r = Raster(data, CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 4100000), 0)
+    return write_raster(r, tmp_path / "year.tif"), data
+
+
+def _utm_site(geom_utm, sid="s"):
+    lonlat = gpd.GeoSeries([geom_utm], crs=32633).to_crs(4326).iloc[0]
+    return make_site(sid, lonlat)
+
+
+def test_year_centroid_and_nearest_valid(tmp_path):
+    path, data = _year_raster(tmp_path)
+    square = shapely.box(500050, 4099450, 500250, 4099750)  # cols 5..25 -> 2019
+    y = site_year(_utm_site(square), path)
+    assert (y.year, y.rule) == (2019, "centroid")
+    # concave U-shape whose centroid is outside the polygon
+    u = shapely.box(500050, 4099450, 500750, 4099750).difference(shapely.box(500200, 4099450, 500600, 4099650))
+    y = site_year(_utm_site(u), path)
+    assert y.rule == "nearest-valid" and y.year in (2019, 2020)
+    # centroid on nodata: nearest valid pixel inside wins
+    data2 = data.copy()
+    data2[27:33, 13:17] = 0
+    p2 = write_raster(Raster(data2, CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 4100000), 0),
+                      tmp_path / "year2.tif")
+    sq = shapely.box(500100, 4099600, 500200, 4099800)
+    y = site_year(_utm_site(sq), p2)
+    assert y.rule == "nearest-valid" and y.year == 2019 and data2[y.row, y.col] == 2019
+    # all nodata inside: one-line error
+    data3 = np.zeros_like(data)
+    p3 = write_raster(Raster(data3, CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 4100000), 0),
+                      tmp_path / "year3.tif")
+    with pytest.raises(InputError, match="no valid DCM year pixel"):
+        site_year(_utm_site(sq), p3)
+    far = shapely.box(600000, 4000000, 600100, 4000100)
+    with pytest.raises(InputError, match="outside the DCM year raster"):
+        site_year(_utm_site(far), path)
+
+
+def test_synthetic_sites_years(small_region):
+    sites, _ = read_sites(small_region.sites)
+    assert [s.id for s in sites] == ["S01", "S02"]
+    years = [site_year(s, small_region.dcm_year) for s in sites]
+    assert all(y.year in (2018, 2019, 2020) for y in years)
+    assert sites[0].crs.to_epsg() == 32750
