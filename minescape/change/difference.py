@@ -336,11 +336,12 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
 def detect_pair_streamed(pair, mask_path: Path, diff_path: Path, *, options: DetectOptions,
                          bands: tuple[str, ...], window: int = 1024, progress: bool = False) -> dict:
     """The two streamed passes over a :class:`~minescape.change.pairs.Pair` (see module docs)."""
-    from minescape.change.pairs import read_pair
+    from minescape.change.pairs import open_datasets, read_pair
 
-    return _streamed(lambda w: _diff_window(read_pair(pair, window=w, bands=bands), options),
-                     pair.grid, mask_path, diff_path, options=options, n_bands=len(bands), window=window,
-                     progress=progress)
+    with open_datasets() as handles:
+        return _streamed(lambda w: _diff_window(read_pair(pair, window=w, bands=bands, handles=handles), options),
+                         pair.grid, mask_path, diff_path, options=options, n_bands=len(bands), window=window,
+                         progress=progress)
 
 
 def _diff_window(dates, options):

@@ -112,7 +112,7 @@ def evaluate_files(pred: str | Path, truth: str | Path, *, pred_encoding: str = 
         InputError: unexpected mask values, unknown encodings, rasters that cannot be aligned.
     """
     from minescape.change.labels import decode_binary, scan_mask_file
-    from minescape.change.pairs import read_on_grid
+    from minescape.change.pairs import common_grid, read_on_grid
     from minescape.geo.raster import open_raster, read_raster
 
     pred, truth = Path(pred), Path(truth)
@@ -125,6 +125,8 @@ def evaluate_files(pred: str | Path, truth: str | Path, *, pred_encoding: str = 
         if direct and (src.height, src.width) != grid.shape:
             raise InputError(f"is {src.height}x{src.width} pixels and the truth {truth.name} "
                              f"{grid.height}x{grid.width}, and one has no CRS: cannot align them", path=pred)
+        if not direct:  # NoOverlapError naming both files when the footprints are disjoint
+            common_grid(grid, Grid(src.crs, src.transform, src.width, src.height), names=(str(truth), str(pred)))
     matrix = np.zeros((2, 2), dtype=np.int64)
     for tile in iter_tiles(grid.width, grid.height, size=window):
         t = decode_binary(read_raster(truth, window=tile.core).data[0], encoding=t_enc, nodata=t_fill,

@@ -9,7 +9,8 @@ and sets a pixel to NaN in both dates when it is nodata in either.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +87,28 @@ def common_grid(reference: Grid, other: Grid, *, names: tuple[str, str] = ("T1",
     return reference.window_grid(reference.window_of_bounds(b))
 
 
+@contextlib.contextmanager
+def open_datasets() -> Iterator[dict]:
+    """A cache of open rasterio datasets for many window reads (GDAL then keeps decoded blocks between
+    windows instead of decompressing them again); closed on exit. Pass it as ``handles=``."""
+    cache: dict = {}
+    try:
+        yield cache
+    finally:
+        for ds in cache.values():
+            ds.close()
+
+
+def _open(path: Path, handles: dict | None):
+    if handles is None:
+        return contextlib.closing(open_raster(path))
+    if path not in handles:
+        handles[path] = open_raster(path)
+    return contextlib.nullcontext(handles[path])
+
+
 def read_pair(pair: Pair, *, window: Window | None = None, bands: Sequence[str] | None = None,
-              reflectance: bool = True) -> tuple[Raster, Raster]:
+              reflectance: bool = True, handles: dict | None = None) -> tuple[Raster, Raster]:
     """Read both dates onto the pair grid (or a window of it) with one common nodata mask.
 
     Args:
@@ -95,18 +116,19 @@ def read_pair(pair: Pair, *, window: Window | None = None, bands: Sequence[str] 
         window: pixel window of ``pair.grid`` (may extend beyond it: outside pixels are NaN).
         bands: subset of ``pair.bands`` (default all).
         reflectance: float32 reflectance (else float32 DN).
+        handles: an :func:`open_datasets` cache for repeated window reads.
 
     Returns:
         ``(t1, t2)`` float32 rasters on the same grid; NaN wherever either date is nodata in any band.
     """
     bands = tuple(b.upper() for b in (bands or pair.bands))
-    r1 = read_scene(pair.t1, bands=bands, grid=pair.grid, window=window, reflectance=reflectance)
-    r2 = read_scene(pair.t2, bands=bands, grid=pair.grid, window=window, reflectance=reflectance)
+    r1 = read_scene(pair.t1, bands=bands, grid=pair.grid, window=window, reflectance=reflectance, handles=handles)
+    r2 = read_scene(pair.t2, bands=bands, grid=pair.grid, window=window, reflectance=reflectance, handles=handles)
     return apply_common_mask(r1, r2)
 
 
 def read_scene(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Window | None = None,
-               reflectance: bool = True) -> Raster:
+               reflectance: bool = True, handles: dict | None = None) -> Raster:
     """:func:`minescape.sentinel2.read_stack` with a fast path for files already on ``grid``.
 
     Bands stored in one pixel-aligned file are read in a single call (a multi-band stack is decompressed
@@ -124,7 +146,7 @@ def read_scene(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Window
     slow: list[int] = []
     offset = scene.info.radiometric_offset
     for path, items in by_file.items():
-        with open_raster(path) as src:
+        with _open(path, handles) as src:
             win = _aligned(src, target) if src.crs is not None else None
             if win is None:
                 slow.extend(i for i, _ in items)
@@ -170,7 +192,8 @@ def apply_common_mask(t1: Raster, t2: Raster) -> tuple[Raster, Raster]:
 
 
 def read_on_grid(path: str | Path, grid: Grid, *, window: Window | None = None, band: int = 1,
-                 resampling: str = "nearest", fill: float | int | None = None) -> Raster:
+                 resampling: str = "nearest", fill: float | int | None = None,
+                 handles: dict | None = None) -> Raster:
     """Read one band of any raster onto ``grid`` (or a window of it): a label/mask onto a pair grid.
 
     Pixel-aligned files are read directly (boundless); others are warped (``nearest`` for classes).
@@ -191,7 +214,7 @@ def read_on_grid(path: str | Path, grid: Grid, *, window: Window | None = None, 
         method = Resampling[resampling]
     except KeyError:
         raise ConfigError(f"invalid resampling {resampling!r}; choose one of: nearest, bilinear, cubic") from None
-    with open_raster(path) as src:
+    with _open(path, handles) as src:
         if band < 1 or band > src.count:
             raise InputError(f"has {src.count} bands, band {band} requested", path=path)
         nodata = src.nodata

@@ -362,9 +362,10 @@ def raster_reader(t1: Raster, t2: Raster, mask: Raster):
 
 
 def pair_reader(pair, mask_path: str | Path, *, bands: Sequence[str] | None = None,
-                mask_encoding: str = "auto"):
+                mask_encoding: str = "auto", handles: dict | None = None):
     """A ``read_window`` over a :class:`~minescape.change.pairs.Pair` and a mask file (any encoding, any
-    grid: it is read onto the pair grid with nearest resampling)."""
+    grid: it is read onto the pair grid with nearest resampling). ``handles``: an
+    :func:`~minescape.change.pairs.open_datasets` cache."""
     from minescape.change.labels import decode_binary, scan_mask_file
     from minescape.change.pairs import read_on_grid, read_pair
 
@@ -375,8 +376,8 @@ def pair_reader(pair, mask_path: str | Path, *, bands: Sequence[str] | None = No
     mask_encoding, fill = scan_mask_file(mask_path, encoding=mask_encoding)
 
     def read(win: Window):
-        t1, t2 = read_pair(pair, window=win, bands=bands)
-        raw = read_on_grid(mask_path, pair.grid, window=win, fill=fill)
+        t1, t2 = read_pair(pair, window=win, bands=bands, handles=handles)
+        raw = read_on_grid(mask_path, pair.grid, window=win, fill=fill, handles=handles)
         m = decode_binary(raw.data[0], encoding=mask_encoding, nodata=fill, source=str(mask_path))
         bad = ~(np.isfinite(t1.data).all(axis=0) & np.isfinite(t2.data).all(axis=0))
         m[bad] = CHANGE.nodata
@@ -389,10 +390,11 @@ def patches_from_files(t1: str | Path, t2: str | Path, mask: str | Path, out_dir
                        options: PatchOptions | None = None, bands: Sequence[str] | None = None,
                        mask_encoding: str = "auto", progress: bool = False) -> PatchSummary:
     """Patch dataset from two scenes and a change mask on disk (T2 and the mask are aligned onto T1's grid)."""
-    from minescape.change.pairs import open_pair
+    from minescape.change.pairs import open_datasets, open_pair
 
     pair = open_pair(t1, t2, bands=bands)
-    reader = pair_reader(pair, mask, mask_encoding=mask_encoding)
-    return make_patches(reader, pair.grid, out_dir, options=options, band_names=pair.bands,
-                        sources={"t1": str(t1), "t2": str(t2), "mask": str(mask)}, progress=progress)
+    with open_datasets() as handles:
+        reader = pair_reader(pair, mask, mask_encoding=mask_encoding, handles=handles)
+        return make_patches(reader, pair.grid, out_dir, options=options, band_names=pair.bands,
+                            sources={"t1": str(t1), "t2": str(t2), "mask": str(mask)}, progress=progress)
 

@@ -2,10 +2,159 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+
+from minescape.cli.common import handle_errors
 
 app = typer.Typer(help="Bi-temporal change detection: detect, refine, patches, evaluate; deep models: "
                        "train, predict, export.", no_args_is_help=True)
+refine_app = typer.Typer(help="Manual refinement: export change candidates to a GPKG for QGIS, burn the edits "
+                              "back into the mask.", no_args_is_help=True)
+app.add_typer(refine_app, name="refine")
+
+ENCODING_HELP = "Label encoding: auto (detect from the values), 0-1, 1-2 or 0-255 (no change, change)."
+
+
+def _bands(text: str | None) -> tuple[str, ...] | None:
+    return tuple(b.strip().upper() for b in text.split(",") if b.strip()) if text else None
+
+
+@app.command("detect")
+@handle_errors
+def detect(
+    t1: Path = typer.Argument(..., help="Date 1 scene: multi-band GeoTIFF or a one-file-per-band folder."),
+    t2: Path = typer.Argument(..., help="Date 2 scene (any CRS/resolution: warped onto date 1's grid)."),
+    out: Path = typer.Argument(..., help="Output folder: change_mask.tif, difference.tif, detect.json."),
+    method: str = typer.Option("SAVI", help="SAVI, NDVI, NDWI, BSI, MNDWI, NDBI (index T2 - T1) or CVA."),
+    direction: str = typer.Option("both", help="both, loss (index decrease) or gain (index increase)."),
+    threshold: str = typer.Option("otsu", help="otsu, fixed or percentile."),
+    value: float | None = typer.Option(None, help="Threshold for 'fixed'; percentile (0-100) for 'percentile'."),
+    opening: int = typer.Option(1, help="Opening disc radius (pixels); 0 = none."),
+    closing: int = typer.Option(1, help="Closing disc radius (pixels); 0 = none."),
+    min_area: float = typer.Option(0.0, help="Minimum change area (m², ellipsoidal)."),
+    cva_bands: str | None = typer.Option(None, help="Comma-separated bands for CVA (default: all common)."),
+    window: int = typer.Option(1024, help="Processing window (pixels): memory scales with it."),
+    truth: Path | None = typer.Option(None, help="Known change mask: print scores against it."),
+    truth_encoding: str = typer.Option("auto", help=ENCODING_HELP),
+) -> None:
+    """Change mask (0/1/255 with colour table) and difference raster of a pair, streamed by windows."""
+    from minescape.change.difference import DetectOptions, detect_files
+
+    options = DetectOptions(method=method, direction=direction, threshold=threshold, value=value,
+                            opening=opening, closing=closing, min_area_m2=min_area, cva_bands=_bands(cva_bands))
+    res = detect_files(t1, t2, out, options=options, window=window, progress=True)
+    s = res.stats
+    typer.echo(f"wrote {res.mask} and {res.difference}: threshold {s['threshold']:.4f}, "
+               f"{s['changed_pixels']} changed pixels ({s['changed_area_m2'] / 1e4:.2f} ha)")
+    if truth is not None:
+        from minescape.change.metrics import evaluate_files
+
+        sc = evaluate_files(res.mask, truth, truth_encoding=truth_encoding)
+        typer.echo(_scores_line("vs truth", sc))
+
+
+@refine_app.command("export")
+@handle_errors
+def refine_export(
+    mask: Path = typer.Argument(..., help="Change mask (0/1/255) from 'change detect'."),
+    out: Path = typer.Argument(..., help="GeoPackage to write (layer 'candidates')."),
+    difference: Path | None = typer.Option(None, help="Difference raster: adds mean_diff and direction."),
+    min_pixels: int = typer.Option(1, help="Skip candidate regions smaller than this (pixels)."),
+) -> None:
+    """Change candidates as polygons for editing in QGIS (delete, keep, redraw, add; status=reject drops)."""
+    from minescape.change.refine import export_candidates
+
+    path = export_candidates(mask, out, difference=difference, min_pixels=min_pixels)
+    import pyogrio
+
+    n = pyogrio.read_info(path)["features"]
+    typer.echo(f"wrote {path}: {n} candidate polygons (layer 'candidates')")
+
+
+@refine_app.command("burn")
+@handle_errors
+def refine_burn(
+    edited: Path = typer.Argument(..., help="Edited GeoPackage (or any polygon layer)."),
+    mask: Path = typer.Argument(..., help="The mask whose grid and nodata the result takes."),
+    out: Path = typer.Argument(..., help="Refined mask to write (0/1/255)."),
+    layer: str | None = typer.Option(None, help="Layer name (default 'candidates' or the only layer)."),
+) -> None:
+    """Burn the kept polygons of an edited layer into a final mask on the pair's grid."""
+    from minescape.change.refine import burn_edits
+
+    info = burn_edits(edited, mask, out, layer=layer)
+    typer.echo(f"wrote {out}: {info['features']} polygons, {info['changed_pixels']} changed pixels "
+               f"({info['changed_area_m2'] / 1e4:.2f} ha)")
+
+
+@app.command("patches")
+@handle_errors
+def patches(
+    t1: Path = typer.Argument(..., help="Date 1 scene."),
+    t2: Path = typer.Argument(..., help="Date 2 scene."),
+    mask: Path = typer.Argument(..., help="Change mask (any binary encoding, any grid: read onto the pair's)."),
+    out: Path = typer.Argument(..., help="Dataset folder (T1/, T2/, Change/, split.csv, manifest.json)."),
+    size: int = typer.Option(128, help="Patch side (pixels)."),
+    stride: int | None = typer.Option(None, help="Step between patches (pixels; default = size)."),
+    padding: str = typer.Option("flush", help="flush, nodata or reflect."),
+    max_nodata: float = typer.Option(0.5, help="Drop patches with a larger nodata share."),
+    balance: bool = typer.Option(False, help="Keep as many unchanged patches as changed ones."),
+    block: int | None = typer.Option(None, help="Split block side (pixels; default 4 x size)."),
+    fractions: str = typer.Option("0.7,0.15,0.15", help="train,val,test shares."),
+    seed: int = typer.Option(0, help="Seed of the split and balancing draws."),
+    prefix: str = typer.Option("", help="Prefix of patch names."),
+    bands: str | None = typer.Option(None, help="Comma-separated bands (default all common)."),
+    mask_encoding: str = typer.Option("auto", help=ENCODING_HELP),
+    compress: str = typer.Option("none", help="Image compression: none, deflate, lzw, zstd."),
+) -> None:
+    """Cut a pair and its mask into georeferenced patches with spatial-block train/val/test splits."""
+    from minescape.change.patches import PatchOptions, patches_from_files
+    from minescape.errors import ConfigError
+
+    try:
+        fr = tuple(float(x) for x in fractions.split(","))
+    except ValueError:
+        raise ConfigError(f"invalid fractions {fractions!r}; expected e.g. 0.7,0.15,0.15") from None
+    options = PatchOptions(size=size, stride=stride, padding=padding, max_nodata=max_nodata, balance=balance,
+                           block=block, fractions=fr, seed=seed, prefix=prefix, compress=compress)
+    s = patches_from_files(t1, t2, mask, out, options=options, bands=_bands(bands), mask_encoding=mask_encoding,
+                           progress=True)
+    typer.echo(f"wrote {s.n_patches} patches to {s.root} (train {s.counts['train']}, val {s.counts['val']}, "
+               f"test {s.counts['test']}; {s.changed} changed, {s.unchanged} unchanged; dropped "
+               f"{s.dropped_nodata} mostly nodata, {s.dropped_straddle} across splits, {s.dropped_balance} "
+               f"by balancing)")
+
+
+def _scores_line(name: str, s) -> str:
+    return (f"{name}: F1 {s.f1:.3f}  precision {s.precision:.3f}  recall {s.recall:.3f}  IoU {s.iou:.3f}  "
+            f"OA {s.overall_accuracy:.4f}  kappa {s.kappa:.3f}  ({s.n} px)")
+
+
+@app.command("evaluate")
+@handle_errors
+def evaluate(
+    pred: Path = typer.Argument(..., help="Predicted change mask, or a folder of masks."),
+    truth: Path = typer.Argument(..., help="Reference mask, or a folder (files matched by name)."),
+    pred_encoding: str = typer.Option("auto", help=ENCODING_HELP),
+    truth_encoding: str = typer.Option("auto", help=ENCODING_HELP),
+    out: Path | None = typer.Option(None, help="Write the scores as JSON here."),
+) -> None:
+    """Precision, recall, F1, IoU (change class), OA and kappa; per image and pooled for folders."""
+    from minescape.atomic import atomic_write_text
+    from minescape.change.metrics import evaluate_paths
+
+    ev = evaluate_paths(pred, truth, pred_encoding=pred_encoding, truth_encoding=truth_encoding)
+    if len(ev.per_image) > 1:
+        for name, s in ev.per_image.items():
+            typer.echo(_scores_line(name, s))
+        typer.echo(f"mean F1 over {len(ev.per_image)} images: {ev.mean_f1:.3f}")
+    typer.echo(_scores_line("pooled", ev.pooled))
+    if out is not None:
+        atomic_write_text(out, json.dumps(ev.to_dict(), indent=2))
+
 
 # The deep-learning commands (train, predict, export) live in minescape.cli.change_deep.
 try:
