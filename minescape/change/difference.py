@@ -173,8 +173,8 @@ def pixel_area_m2(grid: Grid) -> float:
 
     row, col = grid.height // 2, grid.width // 2
     t = grid.transform
-    x0, y0 = t * (col, row)
-    x1, y1 = t * (col + 1, row + 1)
+    x0, y0 = t @ (col, row)
+    x1, y1 = t @ (col + 1, row + 1)
     return float(geodesic_area([box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))], grid.crs)[0])
 
 

@@ -1,0 +1,82 @@
+"""Manual refinement: candidates exported to GPKG, edited like an analyst would in QGIS, burnt back."""
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+
+from minescape.change.difference import DetectOptions, detect_files
+from minescape.change.refine import burn_edits, export_candidates
+from minescape.errors import InputError
+from minescape.geo.raster import read_raster
+from minescape.geo.vector import write_gpkg
+
+
+@pytest.fixture(scope="module")
+def detected(small_region, tmp_path_factory):
+    out = tmp_path_factory.mktemp("refine")
+    return detect_files(small_region.t1, small_region.t2, out / "det", options=DetectOptions(min_area_m2=300))
+
+
+def test_export_is_one_feature_per_region_whatever_the_tiling(detected, tmp_path):
+    whole = gpd.read_file(export_candidates(detected.mask, tmp_path / "w.gpkg", difference=detected.difference))
+    tiled = gpd.read_file(export_candidates(detected.mask, tmp_path / "t.gpkg", tile=37))
+    assert len(whole) == len(tiled) > 3
+    assert whole.area.sum() == pytest.approx(tiled.area.sum())
+    assert whole.area.sum() == pytest.approx(detected.stats["changed_pixels"] * 100.0)
+    assert set(whole.columns) >= {"cand_id", "status", "pixels", "area_m2", "mean_diff", "direction", "geometry"}
+    assert set(whole.direction) == {"loss", "gain"}
+    # ellipsoidal areas: within 0.5 % of the UTM areas near the zone's edge
+    assert np.allclose(whole.area_m2, whole.area, rtol=5e-3)
+
+
+def test_edits_are_burnt_back(detected, tmp_path):
+    cand = gpd.read_file(export_candidates(detected.mask, tmp_path / "c.gpkg"), layer="candidates")
+    edited = cand.copy()
+    deleted = edited.iloc[0].geometry
+    rejected = edited.iloc[1].geometry
+    edited = edited.iloc[1:].copy()  # delete the first
+    edited.loc[edited.index[0], "status"] = "reject"  # reject the (new) first by attribute
+    redrawn_idx = edited.index[1]
+    edited.loc[redrawn_idx, "geometry"] = edited.loc[redrawn_idx, "geometry"].buffer(20)  # redraw larger
+    minx, miny, maxx, maxy = edited.total_bounds
+    added = shapely.box(minx + 10, miny + 10, minx + 60, miny + 60)  # a missed change
+    edited = gpd.GeoDataFrame(
+        [*edited.to_dict("records"), {"cand_id": 999, "status": None, "geometry": added}],
+        geometry="geometry", crs=cand.crs)
+    write_gpkg(edited, tmp_path / "edited.gpkg", layer="candidates")
+    info = burn_edits(tmp_path / "edited.gpkg", detected.mask, tmp_path / "final.tif")
+    final = read_raster(tmp_path / "final.tif")
+    original = read_raster(detected.mask)
+    assert final.transform == original.transform and final.crs == original.crs
+    assert np.array_equal(final.data[0] == 255, original.data[0] == 255)
+    grid = original.grid
+
+    def value_at(geom):
+        p = geom.representative_point()
+        r, c = grid.rowcol([p.x], [p.y])
+        return final.data[0, r[0], c[0]]
+
+    assert value_at(deleted) == 0 and value_at(rejected) == 0
+    assert value_at(added) == 1
+    grown = edited.loc[edited.index[edited.cand_id == cand.loc[redrawn_idx, "cand_id"]][0], "geometry"]
+    ring = grown.difference(cand.loc[redrawn_idx, "geometry"].buffer(5))
+    assert value_at(ring) == 1
+    assert info["features"] == len(edited) - 1
+
+
+def test_burn_rejects_points(detected, tmp_path):
+    pts = gpd.GeoDataFrame({"status": ["keep"]}, geometry=[shapely.Point(600500, 7499500)], crs="EPSG:32750")
+    write_gpkg(pts, tmp_path / "pts.gpkg")
+    with pytest.raises(InputError, match="pts.gpkg: 1 features are not polygons"):
+        burn_edits(tmp_path / "pts.gpkg", detected.mask, tmp_path / "x.tif")
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_polygons_in_another_crs_are_reprojected(detected, tmp_path):
+    cand = gpd.read_file(export_candidates(detected.mask, tmp_path / "c.gpkg"))
+    write_gpkg(cand.to_crs(4326), tmp_path / "wgs.gpkg", layer="candidates")
+    burn_edits(tmp_path / "wgs.gpkg", detected.mask, tmp_path / "b.tif")
+    a = read_raster(tmp_path / "b.tif").data[0]
+    b = read_raster(detected.mask).data[0]
+    assert (a == b).mean() > 0.999
