@@ -10,15 +10,16 @@ kept: a patch enclosing other classes has interior rings. ``connectivity=8`` joi
 (fewer, larger features) and the output is then made valid with ``shapely.make_valid``.
 
 Vertices are pixel corners in the raster's CRS; GDAL emits a vertex only where the boundary turns, so a
-rectangle of pixels has 5 (closed) coordinates.
+rectangle of pixels has 5 (closed) coordinates. Shells are counter-clockwise and holes clockwise (the
+orientation ``pyproj.Geod`` and RFC 7946 expect).
 
 Simplification
 --------------
 ``simplify`` is a tolerance in metres (projected CRS only). The class map's polygons form a coverage,
 so they are simplified together with ``shapely.coverage_simplify`` (shared edges stay shared: no gaps or
-overlaps appear between neighbouring patches). A simplified polygon that is invalid, empty, lost a hole
-or changed its area by more than half is replaced by its unsimplified self, so simplification never
-yields invalid or empty geometry.
+overlaps appear between neighbouring patches). A simplified polygon that is invalid, empty or lost a hole is
+replaced by its unsimplified self (it may then overlap a simplified neighbour slightly), so
+simplification never yields invalid or empty geometry. Tolerances below half a pixel change nothing.
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ def polygonize(
             geoms[bad] = [_largest_polygonal(shapely.make_valid(g)) for g in geoms[bad]]
     if simplify > 0 and len(geoms):
         geoms = simplify_coverage(geoms, simplify)
+    if len(geoms):
+        geoms = shapely.orient_polygons(geoms)
     return PolygonSet(geoms, codes, raster.crs)
 
 
@@ -136,12 +139,11 @@ def simplify_coverage(geoms: np.ndarray, tolerance: float) -> np.ndarray:
         simple = shapely.coverage_simplify(geoms, tolerance, simplify_boundary=True)
     except shapely.errors.GEOSException:  # not a valid coverage: simplify one by one
         simple = shapely.simplify(geoms, tolerance, preserve_topology=True)
-    area0 = shapely.area(geoms)
     ok = (
         ~shapely.is_empty(simple)
         & shapely.is_valid(simple)
         & np.isin(shapely.get_type_id(simple), (3, 6))
         & (shapely.get_num_interior_rings(simple) >= shapely.get_num_interior_rings(geoms))
-        & (np.abs(shapely.area(simple) - area0) <= 0.5 * area0)
+        & (shapely.area(simple) > 0)
     )
     return np.where(ok, simple, geoms)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import shapely
 from pyproj import CRS, Transformer
 
 from minescape import __version__
@@ -137,9 +138,12 @@ def site_features(
     order = np.argsort(polys.codes, kind="stable")
     geoms, codes = polys.geometries[order], polys.codes[order]
     area = ellipsoidal_area(geoms, raster.crs)
-    out = transform_geometries(geoms, raster.crs, crs)
-    if crs.is_geographic:
-        out = split_antimeridian(out)
+    lonlat = CRS.from_epsg(4326)
+    out = split_antimeridian(transform_geometries(geoms, raster.crs, lonlat))
+    if not crs.equals(lonlat):  # other output CRSs: exact PROJ transform from lon/lat
+        tf = Transformer.from_crs(lonlat, crs, always_xy=True)
+        out = shapely.transform(out, lambda c: np.column_stack(tf.transform(c[:, 0], c[:, 1])))
+    out = shapely.orient_polygons(out)  # shells counter-clockwise, holes clockwise (pyproj.Geod, RFC 7946)
     return SiteFeatures(out, codes, area, site)
 
 
@@ -328,6 +332,9 @@ def publish(
             continue
         seen[s.site_id, s.year] = p
         sites.append(s)
+    if not sites:
+        raise InputError(f"none of the {len(paths)} class maps can be published; first problem: {skipped[0]}",
+                         path=maps_dir)
     sites.sort(key=lambda s: (s.region, s.site_id, s.year, s.path.name))
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -350,6 +357,9 @@ def publish(
                     buf.add(feats)
                 bar.advance(task)
         buf.flush(final=True)
+        if buf.sites == 0:
+            raise InputError(f"none of the {len(paths)} class maps can be published; first problem: "
+                             f"{skipped[0]}", path=maps_dir)
         summary = _finish(tmp, shard_dir, buf, stats, name=name, legend=legend, out_crs=out_crs,
                           max_features=max_features, regions=regions, simplify=simplify,
                           connectivity=connectivity, extra_columns=extra_columns, skipped=skipped,
