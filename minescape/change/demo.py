@@ -10,10 +10,10 @@ from minescape.change.patches import PatchOptions, patches_from_files
 def run(ctx) -> list[str]:
     """Detect change between the synthetic T1 (2017) and T2 (2024), cut patches, score against the truth.
 
-    Writes under ``<out>/change``: ``detect/`` (mask, difference, detect.json), ``candidates.gpkg`` is not
-    written here (refinement is interactive), ``patches/`` (T1/, T2/, Change/, split.csv, manifest.json).
-    Sets ``ctx.outputs["change_patches"]`` (patch folder, labelled with the known change) and
-    ``ctx.outputs["change_pair"]`` (``{"t1", "t2", "truth", "mask"}`` paths).
+    Writes under ``<out>/change``: ``detect/`` (change_mask.tif, difference.tif, detect.json) and
+    ``patches/`` (T1/, T2/, Change/, split.csv, manifest.json; 128 px patches labelled with the known change).
+    Sets ``ctx.outputs["change_patches"]`` (the patch folder) and ``ctx.outputs["change_pair"]``
+    (``{"t1", "t2", "truth", "mask", "difference"}`` paths).
     """
     out = ctx.stage_dir("change")
     region = ctx.region

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from rasterio.windows import Window
 from scipy import ndimage
 
 from minescape.atomic import atomic_write_text
@@ -400,8 +399,3 @@ def _streamed(read_diff, grid: Grid, mask_path: Path, diff_path: Path, *, option
         "gain_pixels": n_gain if options.method != "CVA" else None,
         "changed_area_m2": n_change * pixel_area_m2(grid),
     }
-
-
-def window_of(grid: Grid) -> Window:
-    """The full window of ``grid``."""
-    return Window(0, 0, grid.width, grid.height)
