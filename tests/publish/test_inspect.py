@@ -1,0 +1,129 @@
+"""inspect: a good release passes; deliberately broken releases list every violation (file, fid, problem)."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pyogrio.raw
+import pytest
+import shapely
+from typer.testing import CliRunner
+
+from minescape.cli.app import app
+from minescape.errors import InputError
+from minescape.legend import MINING_LULC
+from minescape.publish.inspect import inspect_release
+from minescape.publish.shards import write_shard
+
+
+def _loose(release: Path, dest: Path) -> list[Path]:
+    """The release's GeoPackages extracted into ``dest`` (a release laid out without ZIPs or manifest)."""
+    dest.mkdir()
+    for z in sorted(release.glob("*.zip")):
+        with zipfile.ZipFile(z) as zf:
+            zf.extractall(dest)
+    return sorted(dest.glob("*.gpkg"))
+
+
+def _sql(path: Path, statement: str) -> None:
+    con = sqlite3.connect(path)
+    # GPKG R-tree triggers call SpatiaLite-style functions that plain sqlite lacks
+    con.create_function("ST_IsEmpty", 1, lambda g: 0)
+    for name in ("ST_MinX", "ST_MaxX", "ST_MinY", "ST_MaxY"):
+        con.create_function(name, 1, lambda g: 0.0)
+    with con:
+        con.execute(statement)
+    con.close()
+
+
+def test_good_release_passes(release):
+    report = inspect_release(release)
+    assert report.ok, report.violations
+    assert report.features == sum(n for n, _ in report.by_class_year.values())
+    assert len(report.files) >= 4
+    assert {y for _, y in report.by_class_year} == {2020, 2021}
+
+
+def test_broken_attributes_are_all_reported(release, tmp_path):
+    files = _loose(release, tmp_path / "broken")
+    a, b = files[0], files[1]
+    dup = pyogrio.raw.read(a, layer=a.stem, columns=["index_n"])[3][0][2]
+    _sql(b, f'UPDATE "{b.stem}" SET index_n = {dup} WHERE fid = 1')
+    _sql(a, f'UPDATE "{a.stem}" SET area_m2 = area_m2 * 1.01 WHERE fid = 3')
+    _sql(a, f'UPDATE "{a.stem}" SET class_name = \'Gold mine\' WHERE fid = 2')
+    _sql(a, f'UPDATE "{a.stem}" SET year = 1850 WHERE fid = 4')
+    _sql(a, f'UPDATE "{a.stem}" SET year = NULL WHERE fid = 5')
+    report = inspect_release(tmp_path / "broken")
+    got = {(v.file, v.fid, v.problem.split(" ")[0]) for v in report.violations}
+    assert got == {
+        (b.name, 1, "index_n"), (a.name, 3, "area_m2"), (a.name, 2, "class_name"), (a.name, 4, "year"),
+        (a.name, 5, "year"),
+    }
+    assert any(f"already used by {a.name} fid 3" in v.problem for v in report.violations)
+    # the cap, per file
+    capped = inspect_release(tmp_path / "broken", max_features=5)
+    assert sum("more than the cap of 5" in v.problem for v in capped.violations) == len(files)
+
+
+def test_bad_geometries_schema_and_fids(tmp_path):
+    folder = tmp_path / "rel"
+    folder.mkdir()
+    bowtie = shapely.Polygon([(10, 10), (10.01, 10.01), (10.01, 10), (10, 10.01)])
+    good = shapely.box(10, 10, 10.01, 10.01)
+    line = shapely.LineString([(0, 0), (1, 1)])
+    write_shard(folder / "a.gpkg", np.array([good, bowtie, line], dtype=object), index_n=np.array([1, 2, 3]),
+                class_name=np.array(["Open pit"] * 3, dtype=object), area_m2=np.full(3, 1.0),
+                year=np.full(3, 2020), crs=4326, legend=MINING_LULC)
+    # a file without 'year', with an extra field and an attribute 'fid' that repeats
+    pyogrio.raw.write(folder / "b.gpkg", shapely.to_wkb(np.array([good, good])),
+                      [np.array([4, 5]), np.array(["Vegetation"] * 2, dtype=object), np.array([1.0, 1.0]),
+                       np.array(["x", "y"], dtype=object), np.array([7, 7])],
+                      ["index_n", "class_name", "area_m2", "note", "fid"], layer="b", driver="GPKG",
+                      geometry_type="Polygon", crs="EPSG:4326", layer_options={"FID": "ogc_fid"})
+    report = inspect_release(folder)
+    lines = [str(v) for v in report.violations]
+    assert any(s.startswith("a.gpkg: fid 2: invalid geometry (Self-intersection") for s in lines)
+    assert any(s.startswith("a.gpkg: fid 3: geometry is a") for s in lines)
+    assert any(s.startswith("a.gpkg: fid 1: area_m2 1.000 differs") for s in lines)
+    assert "b.gpkg: missing field 'year' (integer)" in lines
+    assert any(s.startswith("b.gpkg: unexpected field 'note'") for s in lines)
+    assert any(s.startswith("b.gpkg: fid 7: fid column 7 is not unique") for s in lines)
+    assert inspect_release(folder, allow_extra_columns=True).violations != report.violations
+
+
+def test_tampered_release_and_cli(release, tmp_path):
+    broken = tmp_path / "copy"
+    shutil.copytree(release, broken)
+    (broken / "README.md").write_text("changed")
+    zips = sorted(broken.glob("*.zip"))
+    zips[-1].unlink()
+    runner = CliRunner()
+    res = runner.invoke(app, ["inspect", str(broken)])
+    assert res.exit_code == 1
+    assert "README.md: SHA-256 differs from manifest.json" in res.output
+    assert f"{zips[-1].name}: listed in manifest.json but missing" in res.output
+    ok = runner.invoke(app, ["inspect", *map(str, sorted(release.glob("*.zip")))])
+    assert ok.exit_code == 0, ok.output
+    assert "ok: no violations" in ok.output and "class_name" in ok.output
+    bad = runner.invoke(app, ["inspect", str(tmp_path / "nothing")])
+    assert bad.exit_code == 2
+    with pytest.raises(InputError):
+        inspect_release(tmp_path / "nothing")
+
+
+def test_cli_publish(site_maps, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["publish", str(site_maps), str(tmp_path / "r"), "--max-features", "100"])
+    assert res.exit_code == 0, res.output
+    assert "features from 5 sites" in res.output
+    res = runner.invoke(app, ["publish", str(site_maps), str(tmp_path / "r2"), "--connectivity", "6"])
+    assert res.exit_code == 2 and "choose one of: 4, 8" in res.output
+    maps = tmp_path / "maps"
+    shutil.copytree(site_maps, maps)
+    (maps / "bad.tif").write_bytes(b"xx")
+    res = runner.invoke(app, ["publish", str(maps), str(tmp_path / "r3")])
+    assert res.exit_code == 3 and "bad.tif" in res.output
