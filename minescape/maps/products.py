@@ -1,0 +1,349 @@
+"""Map products as SinoLC-1 published them: one GeoTIFF per administrative unit, ZIPs, versions, index, areas.
+
+Given a class map and administrative units (polygons with region / province / city attributes):
+
+* each unit is clipped from the map (pixels whose centre lies outside the polygon become nodata) and written
+  as ``tiles/Region_Province_City.tif`` (tiled GeoTIFF, legend colours and class names), streamed chunk by
+  chunk so memory does not grow with the unit;
+* per-unit class areas in km², computed on the WGS84 ellipsoid (:func:`pixel_areas_m2`), go to
+  ``class_areas.csv``;
+* the tiles of each province are packed into ``zips/Region_Province.zip``;
+* the provinces of each region are grouped, in name order, into versions ``Region_v1``, ``Region_v2``...
+  whose ZIPs sum to at most ``size_cap`` bytes (SinoLC-1 used 50 GB per Zenodo version): ``versions.csv``;
+* ``index.gpkg`` lists every tile with its attributes, file, ZIP, version, size and areas.
+
+A unit that cannot be produced (outside the map, map values outside the legend, no name) is reported with a
+one-line reason in ``failed.csv`` and the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pyproj import CRS, Geod, Transformer
+
+from minescape.atomic import atomic_path, atomic_write_text
+from minescape.errors import InputError, NoOverlapError
+from minescape.legend import Legend
+from minescape.runner import Unit, run_units
+
+NAME_FIELDS: tuple[str, str, str] = ("region", "province", "city")
+WGS84 = Geod(ellps="WGS84")
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: same tiles, same ZIP bytes
+
+
+def read_admin(path: str | Path, *, fields: Sequence[str] = NAME_FIELDS, layer: str | None = None):
+    """Read administrative units and check the naming attributes (InputError listing the missing ones)."""
+    from minescape.geo.vector import read_vector
+
+    gdf = read_vector(path, layer=layer)
+    return check_admin(gdf, fields=fields, source=str(path))[0]
+
+
+def check_admin(gdf, *, fields: Sequence[str] = NAME_FIELDS, source: str = "admin layer"):
+    """Check the naming attributes and repair geometries; returns ``(gdf, warnings)``."""
+    from minescape.geo.vector import repair_geometries
+
+    missing = [f for f in fields if f not in gdf.columns]
+    if missing:
+        have = [c for c in gdf.columns if c != gdf.geometry.name]
+        raise InputError(f"admin layer lacks naming attributes {missing} (it has {have}); name the fields with "
+                         f"--region-field/--province-field/--city-field", path=source)
+    return repair_geometries(gdf, source=source)
+
+
+def safe_name(text: object) -> str:
+    """A file-name-safe part: spaces, underscores and punctuation become '-' (letters of any script kept)."""
+    return re.sub(r"-+", "-", re.sub(r"[^\w-]|_", "-", str(text).strip())).strip("-")
+
+
+def unit_stem(region: object, province: object, city: object) -> str:
+    """``Region_Province_City`` with each part made file-name safe."""
+    return "_".join(safe_name(p) for p in (region, province, city))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# areas on the ellipsoid
+
+_A = 6378137.0
+_F = 1 / 298.257223563
+_E2 = _F * (2 - _F)
+_E = math.sqrt(_E2)
+
+
+def _q(lat_rad: np.ndarray) -> np.ndarray:
+    s = np.sin(lat_rad)
+    return (1 - _E2) * (s / (1 - _E2 * s * s) - 1 / (2 * _E) * np.log((1 - _E * s) / (1 + _E * s)))
+
+
+def latband_area_m2(lat_top: np.ndarray, lat_bottom: np.ndarray, dlon_deg: float) -> np.ndarray:
+    """Exact area in m² of WGS84 cells between two latitudes (degrees) and ``dlon_deg`` wide (Snyder 1987,
+    authalic latitude: ``A = a² dλ (q(φ2) - q(φ1)) / 2``)."""
+    q2 = _q(np.radians(np.asarray(lat_top, dtype=np.float64)))
+    q1 = _q(np.radians(np.asarray(lat_bottom, dtype=np.float64)))
+    return np.abs(_A**2 * np.radians(dlon_deg) * (q2 - q1) / 2)
+
+
+def pixel_areas_m2(transform, crs, *, rows: int, cols: int, step: int = 64) -> np.ndarray:
+    """Area in m² of each pixel of a ``rows`` x ``cols`` block with ``transform`` in ``crs`` on WGS84.
+
+    Geographic grids (lon/lat degrees): exact per-row areas, shape ``(rows, 1)``. Projected grids: the
+    geodesic area of ``step`` x ``step`` pixel blocks (corners transformed to lon/lat, ``pyproj.Geod``)
+    divided among their pixels, shape ``(rows, cols)``.
+    """
+    crs = CRS.from_user_input(crs)
+    if crs.is_geographic:
+        lat_edges = transform.f + transform.e * np.arange(rows + 1)
+        return latband_area_m2(lat_edges[:-1], lat_edges[1:], abs(transform.a))[:, None]
+    to_ll = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    out = np.empty((rows, cols), dtype=np.float64)
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        for c0 in range(0, cols, step):
+            c1 = min(cols, c0 + step)
+            xs = [c0, c1, c1, c0]
+            ys = [r0, r0, r1, r1]
+            px, py = zip(*(transform * (x, y) for x, y in zip(xs, ys, strict=True)), strict=True)
+            lon, lat = to_ll.transform(px, py)
+            area = abs(WGS84.polygon_area_perimeter(lon, lat)[0])
+            out[r0:r1, c0:c1] = area / ((r1 - r0) * (c1 - c0))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# one unit
+
+
+def clip_unit(unit: Unit) -> dict:
+    """Clip the map to one unit's polygon, write its GeoTIFF, return its class areas (runner function)."""
+    import rasterio.features
+    import shapely
+
+    from minescape.geo.grid import Grid
+    from minescape.geo.raster import open_raster, open_writer
+
+    a = unit.args
+    legend: Legend = a["legend"]
+    geom = shapely.from_wkb(a["geometry_wkb"])
+    tile = int(a["tile"])
+    counts_area = np.zeros(256, dtype=np.float64)
+    counts_px = np.zeros(256, dtype=np.int64)
+    with open_raster(a["map"]) as src:
+        grid = Grid(src.crs, src.transform, src.width, src.height)
+        try:
+            window = grid.window_of_bounds(geom.bounds)
+        except NoOverlapError:
+            raise InputError(f"unit {unit.id} lies outside the map (bounds {tuple(round(v, 5) for v in geom.bounds)}"
+                             f" vs map {tuple(round(v, 5) for v in grid.bounds)})") from None
+        ugrid = grid.window_grid(window)
+        with open_writer(a["out"], ugrid, count=1, dtype="uint8", nodata=legend.nodata, legend=legend,
+                         tags={"REGION": str(a["names"][0]), "PROVINCE": str(a["names"][1]),
+                               "CITY": str(a["names"][2])}) as dst:
+            for r0 in range(0, ugrid.height, tile):
+                for c0 in range(0, ugrid.width, tile):
+                    h, w = min(tile, ugrid.height - r0), min(tile, ugrid.width - c0)
+                    win = rasterio.windows.Window(int(window.col_off) + c0, int(window.row_off) + r0, w, h)
+                    block = src.read(1, window=win)
+                    transform = src.window_transform(win)
+                    inside = rasterio.features.geometry_mask([geom], out_shape=(h, w), transform=transform,
+                                                             invert=True)
+                    legend.check_codes(block[inside], source=f"{a['map']} (unit {unit.id})")
+                    block = np.where(inside, block, legend.nodata).astype(np.uint8)
+                    areas = np.broadcast_to(pixel_areas_m2(transform, src.crs, rows=h, cols=w), (h, w))
+                    counts_area += np.bincount(block.ravel(), weights=areas.ravel(), minlength=256)
+                    counts_px += np.bincount(block.ravel(), minlength=256)
+                    dst.write(block[None], window=rasterio.windows.Window(c0, r0, w, h))
+    valid_px = int(sum(counts_px[c] for c in legend.codes))
+    if valid_px == 0 and counts_px[legend.nodata] == 0:
+        raise InputError(f"unit {unit.id} covers no map pixel")
+    return {
+        "file": str(a["out"]),
+        "bytes": Path(a["out"]).stat().st_size,
+        "valid_pixels": valid_px,
+        "areas_km2": {int(c): float(counts_area[c] / 1e6) for c in legend.codes},
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the whole product set
+
+
+@dataclass
+class ProductsSummary:
+    """What :func:`make_products` wrote and which units failed (one-line reasons)."""
+
+    out: Path
+    tiles: dict[str, dict] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    zips: dict[str, Path] = field(default_factory=dict)
+    versions: dict[str, list[str]] = field(default_factory=dict)
+    areas_csv: Path | None = None
+    index: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def group_versions(sizes: dict[tuple[str, str], int], *, size_cap: int) -> dict[str, list[tuple[str, str]]]:
+    """Group provinces ``(region, province) -> bytes`` into versions ``Region_vN`` under ``size_cap`` bytes.
+
+    Provinces are taken in name order within each region and added to the current version until the next
+    would exceed the cap; a province larger than the cap alone forms its own version.
+    """
+    if size_cap <= 0:
+        raise InputError(f"size cap must be > 0 bytes (got {size_cap})")
+    versions: dict[str, list[tuple[str, str]]] = {}
+    for region in sorted({r for r, _ in sizes}):
+        n, used = 1, 0
+        for key in sorted(k for k in sizes if k[0] == region):
+            if used and used + sizes[key] > size_cap:
+                n, used = n + 1, 0
+            versions.setdefault(f"{safe_name(region)}_v{n}", []).append(key)
+            used += sizes[key]
+    return versions
+
+
+def write_zip(files: Sequence[Path], path: Path) -> Path:
+    """A deterministic ZIP (fixed timestamps, sorted names, stored: GeoTIFFs are already compressed)."""
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+        for f in sorted(files, key=lambda p: p.name):
+            info = zipfile.ZipInfo(f.name, date_time=_ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            with open(f, "rb") as src, zf.open(info, "w") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+    return path
+
+
+def make_products(map_path: str | Path, admin, out_dir: str | Path, *, legend: Legend,
+                  fields: Sequence[str] = NAME_FIELDS, size_cap: int = 50 * 10**9, tile: int = 2048) -> ProductsSummary:
+    """Clip ``map_path`` into the units of ``admin`` and write tiles, ZIPs, versions, index and areas.
+
+    Args:
+        map_path: class map GeoTIFF (legend codes; any CRS, geographic or projected).
+        admin: a GeoDataFrame or a vector file of unit polygons with region/province/city attributes.
+        out_dir: output folder (``tiles/``, ``zips/``, ``versions.csv``, ``index.gpkg``, ``class_areas.csv``,
+            ``failed.csv``, ``manifest.json``).
+        legend: the map's legend.
+        fields: names of the region, province and city attributes.
+        size_cap: maximum bytes of the ZIPs of one version.
+        tile: chunk size in pixels for clipping (memory ~ tile² x 9 bytes).
+    """
+    import geopandas as gpd
+    import pandas as pd
+
+    from minescape.geo.raster import open_raster
+    from minescape.geo.vector import read_vector, write_gpkg
+
+    out = Path(out_dir)
+    if isinstance(admin, str | Path):
+        gdf, notes = check_admin(read_vector(admin), fields=fields, source=str(admin))
+    else:
+        gdf, notes = check_admin(admin, fields=fields)
+    with open_raster(map_path) as src:
+        map_crs = src.crs
+    gdf_map = gdf.to_crs(map_crs) if map_crs is not None and gdf.crs is not None else gdf
+    summary = ProductsSummary(out=out, notes=list(notes))
+    units: list[Unit] = []
+    names_of: dict[str, tuple[str, str, str]] = {}
+    for idx, row in gdf_map.iterrows():
+        names = tuple(row[f] for f in fields)
+        if any(v is None or (isinstance(v, float) and np.isnan(v)) or not safe_name(v) for v in names):
+            summary.failed[f"feature {idx}"] = f"feature {idx}: empty {'/'.join(fields)} name {names}"
+            continue
+        stem = unit_stem(*names)
+        if stem in names_of:
+            summary.failed[f"{stem} (feature {idx})"] = f"duplicate unit name {stem}; only the first is produced"
+            continue
+        names_of[stem] = tuple(str(v) for v in names)
+        units.append(Unit(id=stem, args={"map": str(map_path), "geometry_wkb": row.geometry.wkb, "names": names,
+                                         "out": str(out / "tiles" / f"{stem}.tif"), "legend": legend, "tile": tile}))
+    run = run_units(units, clip_unit, description="clipping units")
+    summary.tiles = run.results
+    summary.failed.update(run.failed)
+
+    # ZIPs per province, versions per region
+    by_province: dict[tuple[str, str], list[Path]] = {}
+    for stem in sorted(run.results):
+        region, province, _ = names_of[stem]
+        by_province.setdefault((region, province), []).append(Path(run.results[stem]["file"]))
+    zip_of: dict[tuple[str, str], Path] = {}
+    for key, files in sorted(by_province.items()):
+        zip_of[key] = write_zip(files, out / "zips" / f"{safe_name(key[0])}_{safe_name(key[1])}.zip")
+    summary.zips = {f"{k[0]}/{k[1]}": v for k, v in zip_of.items()}
+    sizes = {k: p.stat().st_size for k, p in zip_of.items()}
+    versions = group_versions(sizes, size_cap=size_cap) if sizes else {}
+    version_of = {key: v for v, keys in versions.items() for key in keys}
+    summary.versions = {v: [f"{r}/{p}" for r, p in keys] for v, keys in versions.items()}
+    for key, size in sizes.items():
+        if size > size_cap:
+            summary.notes.append(f"province {key[0]}/{key[1]} ZIP ({size} bytes) alone exceeds the size cap "
+                                 f"({size_cap} bytes); it forms version {version_of[key]} by itself")
+    version_rows = [{"version": v, "region": k[0], "province": k[1], "zip": zip_of[k].name, "bytes": sizes[k]}
+                    for v, keys in versions.items() for k in keys]
+    _write_csv(pd.DataFrame(version_rows, columns=["version", "region", "province", "zip", "bytes"]),
+               out / "versions.csv")
+
+    # per-unit class areas and the index
+    area_rows, index_rows, geoms = [], [], []
+    wgs = gdf.to_crs(4326) if gdf.crs is not None else gdf
+    for (idx, row) in wgs.iterrows():
+        names = tuple(row[f] for f in fields)
+        if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in names):
+            continue
+        stem = unit_stem(*names)
+        res = run.results.get(stem)
+        if res is None or names_of.get(stem) != tuple(str(v) for v in names) or stem in {r["tile"] for r in index_rows}:
+            continue
+        areas = {legend.name_of(c): round(v, 6) for c, v in res["areas_km2"].items()}
+        area_rows.append({"unit": stem, "region": names[0], "province": names[1], "city": names[2], **areas,
+                          "total_km2": round(sum(res["areas_km2"].values()), 6)})
+        key = (str(names[0]), str(names[1]))
+        index_rows.append({"tile": stem, "region": str(names[0]), "province": str(names[1]), "city": str(names[2]),
+                           "file": f"tiles/{stem}.tif", "zip": zip_of[key].name, "version": version_of[key],
+                           "bytes": res["bytes"], "valid_pixels": res["valid_pixels"],
+                           "area_km2": round(sum(res["areas_km2"].values()), 6)})
+        geoms.append(row.geometry)
+    columns = ["unit", "region", "province", "city", *legend.names, "total_km2"]
+    summary.areas_csv = _write_csv(pd.DataFrame(area_rows, columns=columns), out / "class_areas.csv")
+    index = gpd.GeoDataFrame(index_rows, geometry=geoms, crs=4326 if gdf.crs is not None else None)
+    if index.empty:
+        index = gpd.GeoDataFrame({"tile": []}, geometry=gpd.GeoSeries([], crs=4326))
+    summary.index = write_gpkg(index, out / "index.gpkg", layer="tiles")
+    _write_csv(pd.DataFrame(sorted(summary.failed.items()), columns=["unit", "reason"]), out / "failed.csv")
+    atomic_write_text(out / "manifest.json", json.dumps({
+        "map": str(map_path), "legend": legend.name, "size_cap_bytes": size_cap,
+        "tiles": sorted(run.results), "versions": summary.versions,
+        "failed": summary.failed, "notes": summary.notes}, indent=2, sort_keys=True))
+    return summary
+
+
+def _write_csv(df, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6f")
+    return path
+
+
+def grid_units(bounds: tuple[float, float, float, float], *, nx: int, ny: int, crs="EPSG:4326",
+               regions: int = 2, provinces_per_region: int = 2):
+    """A synthetic admin layer: ``nx`` x ``ny`` rectangular cities over ``bounds``, grouped into provinces
+    (column bands) and regions, with ``region``/``province``/``city`` attributes (tests, demo, benchmarks)."""
+    import geopandas as gpd
+    import shapely
+
+    left, bottom, right, top = bounds
+    dx, dy = (right - left) / nx, (top - bottom) / ny
+    n_prov = regions * provinces_per_region
+    rows = []
+    for j in range(ny):
+        for i in range(nx):
+            p = min(n_prov - 1, i * n_prov // nx)
+            rows.append({"region": f"Region{p // provinces_per_region + 1}",
+                         "province": f"Province{p + 1}", "city": f"City{j * nx + i + 1:03d}",
+                         "geometry": shapely.box(left + i * dx, top - (j + 1) * dy, left + (i + 1) * dx, top - j * dy)})
+    return gpd.GeoDataFrame(rows, crs=crs)
