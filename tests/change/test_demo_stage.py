@@ -15,4 +15,5 @@ def test_stage_writes_detection_patches_and_scores(small_region, tmp_path):
     assert records and all(r.mask is not None for r in records)
     pair = ctx.outputs["change_pair"]
     assert pair["mask"].exists() and pair["difference"].exists() and pair["truth"] == small_region.truth_change
-    assert 0.0 <= ctx.outputs["change_index_test_f1"] <= 1.0
+    # 260 x 220 px is a single 512 px split block: all patches are train, no test F1
+    assert {r.split for r in records} == {"train"} and ctx.outputs["change_index_test_f1"] is None
