@@ -1,0 +1,211 @@
+"""Validation of a large-area map from interpreted sample points, per administrative unit and against area tables.
+
+* :func:`map_class_areas`: mapped area of each class in km² on the WGS84 ellipsoid (tile by tile), the
+  stratum sizes of the area-weighted estimators;
+* :func:`validate_sample`: confusion matrix, OA, kappa, user's and producer's accuracy of the sample
+  (:mod:`minescape.accuracy`) and the area-weighted accuracies and class areas with 95 % confidence intervals
+  of Olofsson et al. 2014 (:mod:`minescape.sampling`);
+* :func:`oa_per_unit`: agreement of the points falling in each administrative unit (with a Wilson 95 %
+  interval) and :func:`oa_map_figure`, a choropleth of it;
+* :func:`compare_areas`: mapped class areas per unit against a reference table (relative difference per class);
+* :func:`census_agreement`: for two full maps (e.g. WorldCover 2021 vs 2020), the pixel-count confusion matrix
+  of every pixel, tile by tile, to check the sampled estimates against the census.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from minescape.accuracy import Metrics, confusion_matrix, metrics_from_matrix
+from minescape.atomic import atomic_path, atomic_write_text
+from minescape.errors import InputError
+from minescape.legend import Legend
+from minescape.sampling import AreaEstimate, area_weighted_estimates, sample_metrics
+
+
+def map_class_areas(path: str | Path, legend: Legend, *, tile: int = 2048) -> np.ndarray:
+    """Area in km² of each legend class of a class map (legend order), ellipsoidal, read tile by tile."""
+    from rasterio.windows import Window
+
+    from minescape.geo.grid import iter_tiles
+    from minescape.geo.raster import open_raster
+    from minescape.maps.products import pixel_areas_m2
+
+    total = np.zeros(256, dtype=np.float64)
+    with open_raster(path) as src:
+        for t in iter_tiles(src.width, src.height, size=tile):
+            block = src.read(1, window=t.core)
+            h, w = block.shape
+            areas = pixel_areas_m2(src.window_transform(Window(t.core.col_off, t.core.row_off, w, h)), src.crs,
+                                   rows=h, cols=w)
+            total += np.bincount(block.ravel(), weights=np.broadcast_to(areas, (h, w)).ravel(), minlength=256)[:256]
+    return total[legend.codes] / 1e6
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Sample metrics (unweighted) and area-weighted estimates of one map."""
+
+    metrics: Metrics
+    estimates: AreaEstimate
+    legend_name: str
+
+    def to_dict(self, legend: Legend) -> dict:
+        """JSON-ready summary."""
+        return {"legend": self.legend_name, "sample": self.metrics.to_dict(legend.names),
+                "area_weighted": self.estimates.to_dict(legend.names), "area_unit": "km2"}
+
+
+def validate_sample(points, legend: Legend, class_areas_km2: np.ndarray) -> Validation:
+    """Validate from points with ``map_code`` and ``ref_code`` and the mapped class areas (km², legend order)."""
+    m = np.asarray(points["map_code"], dtype=np.int64)
+    r = np.asarray(points["ref_code"], dtype=np.int64)
+    if m.size == 0:
+        raise InputError("no interpreted point to validate with (every ref_code is empty)")
+    return Validation(metrics=sample_metrics(m, r, legend.codes),
+                      estimates=area_weighted_estimates(m, r, legend.codes, class_areas_km2, pixel_area=1.0),
+                      legend_name=legend.name)
+
+
+def wilson_interval(k: np.ndarray, n: np.ndarray, z: float = 1.959964) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of a proportion ``k / n`` (NaN where ``n`` is 0)."""
+    k, n = np.asarray(k, float), np.asarray(n, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        denom = 1 + z**2 / n
+        centre = (p + z**2 / (2 * n)) / denom
+        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
+    return centre - half, centre + half
+
+
+def oa_per_unit(points, units, *, name_field: str = "unit"):
+    """Share of points whose map and reference classes agree, per unit (GeoDataFrame of the units with ``n``,
+    ``oa``, ``oa_low``, ``oa_high``; NaN where a unit holds no point)."""
+    import geopandas as gpd
+
+    pts = points.to_crs(units.crs) if points.crs != units.crs else points
+    joined = gpd.sjoin(pts[["map_code", "ref_code", "geometry"]], units[[name_field, "geometry"]],
+                       how="inner", predicate="within")
+    joined["agree"] = (joined["map_code"] == joined["ref_code"]).astype(int)
+    stats = joined.groupby(name_field)["agree"].agg(["sum", "count"])
+    out = units.copy()
+    k = out[name_field].map(stats["sum"]).fillna(0).to_numpy()
+    n = out[name_field].map(stats["count"]).fillna(0).to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["n"] = n.astype(int)
+        out["oa"] = np.where(n > 0, k / n, np.nan)
+    out["oa_low"], out["oa_high"] = wilson_interval(k, n)
+    return out
+
+
+def oa_map_figure(per_unit, *, title: str = "Overall accuracy per unit (sample agreement)"):
+    """Choropleth of ``oa`` per unit (units without points grey, hatched); returns a matplotlib Figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 6))
+    has = per_unit["n"] > 0
+    if (~has).any():
+        per_unit[~has].plot(ax=ax, color="0.85", edgecolor="0.5", hatch="//", linewidth=0.5)
+    if has.any():
+        per_unit[has].plot(ax=ax, column="oa", cmap="RdYlGn", vmin=0.5, vmax=1.0, edgecolor="0.3", linewidth=0.5,
+                           legend=True, legend_kwds={"label": "overall accuracy", "shrink": 0.7})
+        for _, row in per_unit[has].iterrows():
+            c = row.geometry.representative_point()
+            ax.annotate(f"{row['oa']:.2f}\nn={row['n']}", (c.x, c.y), ha="center", va="center", fontsize=6)
+    ax.set_title(title)
+    ax.set_xlabel("x" if per_unit.crs is None or not per_unit.crs.is_geographic else "longitude (°)")
+    ax.set_ylabel("y" if per_unit.crs is None or not per_unit.crs.is_geographic else "latitude (°)")
+    return fig
+
+
+def compare_areas(mapped, reference, legend: Legend, *, key: str = "unit"):
+    """Relative difference ``(mapped - reference) / reference`` per unit and class (NaN where reference is 0).
+
+    Both tables have a ``key`` column and one column per class name (areas in the same unit, e.g. km²).
+    Returns a long table: ``unit, class, mapped, reference, difference, relative_difference``.
+    """
+    import pandas as pd
+
+    for name, table in (("mapped", mapped), ("reference", reference)):
+        if key not in table.columns:
+            raise InputError(f"{name} area table has no {key!r} column (columns: {list(table.columns)})")
+    classes = [c for c in legend.names if c in reference.columns and c in mapped.columns]
+    if not classes:
+        raise InputError(f"reference area table has no class column of the {legend.name} legend "
+                         f"({', '.join(legend.names)})")
+    m = mapped.set_index(key)[classes].stack().rename("mapped")
+    r = reference.set_index(key)[classes].stack().rename("reference")
+    both = pd.concat([m, r], axis=1, join="inner").reset_index()
+    both.columns = [key, "class", "mapped", "reference"]
+    both["difference"] = both["mapped"] - both["reference"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        both["relative_difference"] = np.where(both["reference"] > 0, both["difference"] / both["reference"], np.nan)
+    return both
+
+
+def census_agreement(map_path: str | Path, ref_path: str | Path, legend: Legend, *, tile: int = 2048) -> Metrics:
+    """Confusion matrix of every pixel of two maps on the same grid (rows reference, columns map), by tiles."""
+    from minescape.geo.grid import iter_tiles
+    from minescape.geo.raster import open_raster
+
+    cm = np.zeros((len(legend), len(legend)), dtype=np.int64)
+    with open_raster(map_path) as a, open_raster(ref_path) as b:
+        if (a.width, a.height, a.transform) != (b.width, b.height, b.transform):
+            raise InputError(f"reference grid {b.width}x{b.height} differs from the map's {a.width}x{a.height}",
+                             path=ref_path)
+        for t in iter_tiles(a.width, a.height, size=tile):
+            cm += confusion_matrix(b.read(1, window=t.core), a.read(1, window=t.core), legend.codes)
+    return metrics_from_matrix(cm, legend.codes)
+
+
+def write_validation(result: Validation, legend: Legend, out_dir: str | Path, *, per_unit=None) -> list[Path]:
+    """Write ``validation.json``, ``estimates.csv``, ``confusion_matrix.png`` and, with ``per_unit``,
+    ``oa_per_unit.csv`` and ``oa_per_unit.png``."""
+    import pandas as pd
+
+    from minescape.report import confusion_matrix_figure, save_figure
+
+    out = Path(out_dir)
+    written = [atomic_write_text(out / "validation.json",
+                                 json.dumps(_finite(result.to_dict(legend)), indent=2, sort_keys=True,
+                                            allow_nan=False, default=_json_default))]
+    e = result.estimates
+    table = pd.DataFrame({
+        "code": legend.codes, "class": legend.names, "n": e.n_per_stratum,
+        "mapped_km2": e.mapped_area, "estimated_km2": e.area, "estimated_km2_ci95": e.area_ci,
+        "users_accuracy": e.users_accuracy, "users_accuracy_ci95": e.users_accuracy_ci,
+        "producers_accuracy": e.producers_accuracy, "producers_accuracy_ci95": e.producers_accuracy_ci})
+    with atomic_path(out / "estimates.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+    written.append(out / "estimates.csv")
+    present = [i for i in range(len(legend)) if result.metrics.matrix[i].sum() or result.metrics.matrix[:, i].sum()]
+    cm = result.metrics.matrix[np.ix_(present, present)]
+    written.append(save_figure(confusion_matrix_figure(cm, [legend.names[i] for i in present],
+                                                       title="Sample confusion matrix"), out / "confusion_matrix.png"))
+    if per_unit is not None:
+        with atomic_path(out / "oa_per_unit.csv") as tmp:
+            per_unit.drop(columns="geometry").to_csv(tmp, index=False, float_format="%.6f")
+        written.append(out / "oa_per_unit.csv")
+        written.append(save_figure(oa_map_figure(per_unit), out / "oa_per_unit.png"))
+    return written
+
+
+def _finite(value):
+    """NaN/inf -> None, recursively (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float | np.floating) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(type(value).__name__)
