@@ -240,7 +240,8 @@ def stratified_points(path: str | Path, n: int, legend: Legend, *, allocation: s
         legend: the map's legend (nodata pixels are never sampled).
         allocation: ``proportional``, ``equal`` or ``olofsson`` (see :func:`allocate`).
         min_per_class: minimum per stratum for the ``olofsson`` allocation.
-        seed: seed of the ``numpy`` generator (same seed, same points).
+        seed: seed of the ``numpy`` generator (same seed and tile size, same points: ranks within a stratum
+            follow the tile order).
         tile: tile size in pixels for the two passes (memory ~ tile² bytes).
 
     Returns:
