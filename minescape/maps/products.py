@@ -108,9 +108,10 @@ def pixel_areas_m2(transform, crs, *, rows: int, cols: int, step: int = 64) -> n
         r1 = min(rows, r0 + step)
         for c0 in range(0, cols, step):
             c1 = min(cols, c0 + step)
-            xs = [c0, c1, c1, c0]
-            ys = [r0, r0, r1, r1]
-            px, py = zip(*(transform * (x, y) for x, y in zip(xs, ys, strict=True)), strict=True)
+            cc = np.array([c0, c1, c1, c0], dtype=np.float64)
+            rr = np.array([r0, r0, r1, r1], dtype=np.float64)
+            px = transform.a * cc + transform.b * rr + transform.c
+            py = transform.d * cc + transform.e * rr + transform.f
             lon, lat = to_ll.transform(px, py)
             area = abs(WGS84.polygon_area_perimeter(lon, lat)[0])
             out[r0:r1, c0:c1] = area / ((r1 - r0) * (c1 - c0))

@@ -1,0 +1,111 @@
+"""Products: per-unit tiles, province ZIPs, versions under a cap, index GPKG, ellipsoidal class areas."""
+
+import zipfile
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from affine import Affine
+from rasterio.crs import CRS
+
+from minescape.errors import InputError
+from minescape.geo.raster import Raster, read_raster, write_raster
+from minescape.geo.vector import geodesic_area
+from minescape.legend import WORLDCOVER
+from minescape.maps.products import (
+    grid_units,
+    group_versions,
+    latband_area_m2,
+    make_products,
+    pixel_areas_m2,
+    unit_stem,
+)
+
+
+@pytest.fixture
+def geo_map(tmp_path):
+    """A 0.02° x 0.015° WorldCover-like map at 1/1200° (about 9 m) near 45°N, all classes valid."""
+    rng = np.random.default_rng(0)
+    data = rng.choice([10, 30, 40, 80], size=(18, 24), p=[0.4, 0.3, 0.2, 0.1]).astype(np.uint8)
+    data = np.kron(data, np.ones((10, 10), dtype=np.uint8))  # 180 x 240 px
+    r = Raster(data, CRS.from_epsg(4326), Affine(1 / 12000, 0, 10.0, 0, -1 / 12000, 45.015), 0)
+    return write_raster(r, tmp_path / "map.tif", legend=WORLDCOVER), data
+
+
+def test_ellipsoidal_pixel_areas():
+    from pyproj import Geod
+
+    geod = Geod(ellps="WGS84")
+    exact = abs(geod.polygon_area_perimeter([6, 6.01, 6.01, 6], [59.99, 59.99, 60, 60])[0])
+    assert latband_area_m2(np.array([60.0]), np.array([59.99]), 0.01)[0] == pytest.approx(exact, rel=1e-6)
+    utm = pixel_areas_m2(Affine(10, 0, 500000, 0, -10, 5000000), "EPSG:32633", rows=100, cols=100, step=50)
+    assert utm.shape == (100, 100) and np.allclose(utm, 100 * 0.9996**-2, rtol=2e-3)  # UTM scale at the meridian
+
+
+def test_products_tiles_zips_versions_index_and_areas(geo_map, tmp_path):
+    path, data = geo_map
+    units = grid_units((10.0, 45.0, 10.02, 45.015), nx=4, ny=2, regions=2, provinces_per_region=2)
+    units.loc[len(units)] = {"region": "Region3", "province": "Nowhere", "city": "Outside",
+                             "geometry": shapely.box(50, 50, 51, 51)}
+    s = make_products(path, units, tmp_path / "out", legend=WORLDCOVER, size_cap=1)  # 1 byte: one province each
+    assert s.failed == {"Region3_Nowhere_Outside": "unit Region3_Nowhere_Outside lies outside the map "
+                        "(bounds (50.0, 50.0, 51.0, 51.0) vs map (10.0, 45.0, 10.02, 45.015))"}
+    assert len(s.tiles) == 8 and sorted(p.name for p in (tmp_path / "out" / "tiles").iterdir())[0] == \
+        "Region1_Province1_City001.tif"
+    tile = read_raster(tmp_path / "out" / "tiles" / "Region1_Province1_City001.tif")
+    np.testing.assert_array_equal(tile.data[0], data[:90, :60])  # units align with pixel edges here
+    with zipfile.ZipFile(tmp_path / "out" / "zips" / "Region1_Province1.zip") as zf:
+        assert sorted(zf.namelist()) == ["Region1_Province1_City001.tif", "Region1_Province1_City005.tif"]
+    assert s.versions == {"Region1_v1": ["Region1/Province1"], "Region1_v2": ["Region1/Province2"],
+                          "Region2_v1": ["Region2/Province3"], "Region2_v2": ["Region2/Province4"]}
+    index = gpd.read_file(tmp_path / "out" / "index.gpkg")
+    assert set(index.columns) >= {"tile", "region", "province", "city", "file", "zip", "version", "bytes"}
+    assert len(index) == 8
+    areas = pd.read_csv(tmp_path / "out" / "class_areas.csv")
+    unit_area = geodesic_area(units.geometry[:8]).sum() / 1e6
+    assert areas["total_km2"].sum() == pytest.approx(unit_area, rel=1e-4)
+    first = areas.set_index("unit").loc["Region1_Province1_City001"]
+    px = np.bincount(data[:90, :60].ravel(), minlength=256)
+    assert first["Tree cover"] / first["total_km2"] == pytest.approx(px[10] / px.sum(), rel=1e-3)
+    # re-running gives the same bytes
+    again = make_products(path, units, tmp_path / "again", legend=WORLDCOVER, size_cap=1)
+    assert (tmp_path / "again" / "zips" / "Region1_Province1.zip").read_bytes() == \
+        (tmp_path / "out" / "zips" / "Region1_Province1.zip").read_bytes()
+    assert again.versions == s.versions
+
+
+def test_polygon_clip_and_values_outside_the_legend(tmp_path):
+    data = np.full((100, 120), 10, dtype=np.uint8)
+    data[60:, 90:] = 77  # not a WorldCover code
+    r = Raster(data, CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 4100000), 0)
+    path = write_raster(r, tmp_path / "bad.tif")
+    units = gpd.GeoDataFrame({"region": ["R", "R"], "province": ["P", "P"], "city": ["Round", "Corner"]},
+                             geometry=[shapely.Point(500300, 4099500).buffer(200),
+                                       shapely.box(500900, 4099000, 501200, 4099400)], crs=32633)
+    s = make_products(path, units, tmp_path / "out", legend=WORLDCOVER)
+    assert list(s.tiles) == ["R_P_Round"]
+    assert "values [77] are not in the worldcover legend" in s.failed["R_P_Corner"]
+    disc = read_raster(tmp_path / "out" / "tiles" / "R_P_Round.tif").data[0]
+    assert disc[0, 0] == 0 and disc[20, 20] == 10  # outside the circle: nodata
+    km2 = pd.read_csv(tmp_path / "out" / "class_areas.csv")["Tree cover"].iloc[0]
+    assert km2 == pytest.approx(np.pi * 0.2**2, rel=0.03)
+
+
+def test_admin_layer_without_naming_attributes(geo_map, tmp_path):
+    path, _ = geo_map
+    units = grid_units((10.0, 45.0, 10.02, 45.015), nx=2, ny=1).rename(columns={"city": "name"})
+    units.to_file(tmp_path / "admin.gpkg")
+    with pytest.raises(InputError, match=r"admin.gpkg: admin layer lacks naming attributes \['city'\]"):
+        make_products(path, tmp_path / "admin.gpkg", tmp_path / "out", legend=WORLDCOVER)
+    s = make_products(path, tmp_path / "admin.gpkg", tmp_path / "out", legend=WORLDCOVER,
+                      fields=("region", "province", "name"))
+    assert len(s.tiles) == 2
+
+
+def test_versions_and_names():
+    sizes = {("A", "p1"): 40, ("A", "p2"): 30, ("A", "p3"): 30, ("A", "p4"): 90, ("B", "q"): 5}
+    assert group_versions(sizes, size_cap=70) == {"A_v1": [("A", "p1"), ("A", "p2")], "A_v2": [("A", "p3")],
+                                                  "A_v3": [("A", "p4")], "B_v1": [("B", "q")]}
+    assert unit_stem("North China", "He_bei", "Shí jiā/zhuāng") == "North-China_He-bei_Shí-jiā-zhuāng"
