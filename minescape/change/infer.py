@@ -3,9 +3,10 @@
 Tiles of ``tile`` x ``tile`` pixels overlap by ``overlap`` pixels. Each tile's probabilities are weighted by
 a separable ramp (1 in the tile's interior, falling linearly over ``overlap`` pixels towards its edges, never 0)
 and the weighted sum is divided by the summed weights, so tile edges leave no seams. :func:`predict_scene`
-streams: it reads one tile at a time from the two GeoTIFFs and keeps only one strip of ``tile`` rows of
-accumulators, so memory does not grow with the scene's height (it grows with its width: 8 bytes/pixel per
-strip row, 22 MB for a 10980-pixel-wide Sentinel-2 tile at ``tile=256``).
+streams: it reads one strip of ``tile`` rows at a time from the two inputs and keeps one strip of accumulators,
+so memory does not grow with the scene's height; it grows with its width (per strip: 8 bytes/pixel of
+accumulators plus 2 x 4 bytes/pixel/band of input, about 170 MB for a 10980-pixel-wide Sentinel-2 tile with
+13 bands at ``tile=256``).
 """
 
 from __future__ import annotations
@@ -143,23 +144,22 @@ def predict_scene(model, t1_path: str | Path, t2_path: str | Path, out_prob: str
                   tile: int = 256, overlap: int = 32, threshold: float | None = None, backend: str = "torch",
                   onnx_path: str | Path | None = None, threads: int | None = None,
                   progress: bool = True) -> PredictResult:
-    """Predict change for a pair of co-registered GeoTIFF stacks, streaming tile by tile.
+    """Predict change for a pair (reflectance stacks or Sentinel-2 scenes), streaming tile by tile.
 
     Args:
         model: a :class:`~minescape.change.models.ChangeModel` or the path of a ``model.pt``.
-        t1_path, t2_path: GeoTIFFs on one grid (same CRS, transform and size), reflectance (0-1) with band
-            descriptions naming Sentinel-2 bands (or exactly the model's band count, in the model's order).
+        t1_path, t2_path: the two dates, as read by :func:`open_pair`: float GeoTIFF reflectance stacks on one
+            grid (bands by description), or Sentinel-2 scenes (DN stacks or band folders; date 2 is warped
+            onto date 1's 10 m grid). Outputs are on date 1's grid.
         out_prob: probability of change, float32, NaN nodata, on the pair's grid.
         out_mask: binary mask in the CHANGE legend (0 no change, 1 change, 255 nodata) with its colour table.
         tile, overlap: tile size and overlap in pixels (tile a multiple of 16; the pair must hold one tile).
         threshold: decision threshold; default the model's (chosen on validation data).
         backend: ``torch`` or ``onnx`` (onnxruntime; ``onnx_path`` or ``<model>.onnx`` beside the model).
     """
-    import rasterio
     from rasterio.windows import Window
 
     from minescape.change.models import load_model
-    from minescape.geo.grid import Grid
     from minescape.geo.raster import open_writer
     from minescape.progress import make_progress
 
@@ -177,78 +177,136 @@ def predict_scene(model, t1_path: str | Path, t2_path: str | Path, out_prob: str
         runner = onnx_runner(onnx_file, threads=threads)
     else:
         runner = torch_runner(model.net, threads=threads)
-    for p in (t1_path, t2_path):
-        if not Path(p).is_file():
-            from minescape.errors import MissingInputError
-
-            raise MissingInputError("image not found", path=p)
-    with rasterio.open(t1_path) as s1, rasterio.open(t2_path) as s2:
-        if (s1.width, s1.height) != (s2.width, s2.height) or s1.transform != s2.transform or s1.crs != s2.crs:
-            raise CRSMismatchError(f"date 2 is not on date 1's grid ({s2.width}x{s2.height} vs "
-                                   f"{s1.width}x{s1.height}, or different transform/CRS); align the pair first",
-                                   path=t2_path)
-        if s1.width < tile or s1.height < tile:
-            raise InputError(f"pair is {s1.width}x{s1.height} pixels, smaller than one {tile}x{tile} tile; "
-                             f"use a smaller --tile (multiple of 16)", path=t1_path)
-        idx1 = band_indexes(model.bands, s1.descriptions, s1.count, t1_path)
-        idx2 = band_indexes(model.bands, s2.descriptions, s2.count, t2_path)
-        nod1, nod2 = s1.nodata, s2.nodata
-        grid = Grid(crs=s1.crs, transform=s1.transform, width=s1.width, height=s1.height)
-        h, w = s1.height, s1.width
-        stride = tile - overlap
-        rows, cols = tile_starts(h, tile, stride), tile_starts(w, tile, stride)
-        wc = [ramp(tile, overlap)] * 1
-        wgt = np.outer(wc[0], wc[0])
-        changed = valid_total = 0
-        with open_writer(out_prob, grid, count=1, dtype="float32", nodata=float("nan"),
-                         band_names=["change_probability"],
-                         tags={"model": str(model.path), "arch": model.arch, "threshold": f"{thr:.4f}"}) as dp, \
-                open_writer(out_mask, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE,
-                            tags={"model": str(model.path), "threshold": f"{thr:.4f}"}) as dm, \
-                make_progress() as bar:
-            task = bar.add_task(f"predict {Path(t1_path).name}", total=len(rows) * len(cols), extra="")
-            carry_num = carry_den = carry_valid = None
-            for i, r0 in enumerate(rows):
-                num = np.zeros((tile, w), np.float32)
-                den = np.zeros((tile, w), np.float32)
-                valid = np.zeros((tile, w), bool)
-                if carry_num is not None:
-                    k = carry_num.shape[0]
-                    num[:k] += carry_num
-                    den[:k] += carry_den
-                    valid[:k] = carry_valid
-                for c0 in cols:
-                    win = Window(c0, r0, tile, tile)
-                    a1 = _read(s1, idx1, win, nod1)
-                    a2 = _read(s2, idx2, win, nod2)
-                    v = np.isfinite(a1).all(0) & np.isfinite(a2).all(0)
-                    valid[:, c0:c0 + tile] = v
-                    if v.any():
-                        p = _run_tile(runner, normalise(a1, model.mean, model.std),
-                                      normalise(a2, model.mean, model.std))
-                    else:
-                        p = np.zeros((tile, tile), np.float32)
-                    num[:, c0:c0 + tile] += p * wgt
-                    den[:, c0:c0 + tile] += wgt
-                    bar.advance(task)
-                end = rows[i + 1] - r0 if i + 1 < len(rows) else tile
-                prob = num[:end] / den[:end]
-                vv = valid[:end]
-                prob[~vv] = np.nan
-                mask = np.where(vv, (prob >= thr).astype(np.uint8), np.uint8(CHANGE.nodata)).astype(np.uint8)
-                changed += int((mask == 1).sum())
-                valid_total += int(vv.sum())
-                out_win = Window(0, r0, w, end)
-                dp.write(prob[None], window=out_win)
-                dm.write(mask[None], window=out_win)
-                carry_num, carry_den, carry_valid = num[end:].copy(), den[end:].copy(), valid[end:].copy()
+    pair = open_pair(t1_path, t2_path, model.bands)
+    grid = pair.grid
+    if grid.width < tile or grid.height < tile:
+        raise InputError(f"pair is {grid.width}x{grid.height} pixels, smaller than one {tile}x{tile} tile; "
+                         f"use a smaller --tile (multiple of 16)", path=t1_path)
+    h, w = grid.height, grid.width
+    stride = tile - overlap
+    rows, cols = tile_starts(h, tile, stride), tile_starts(w, tile, stride)
+    wgt = np.outer(ramp(tile, overlap), ramp(tile, overlap))
+    changed = valid_total = 0
+    with open_writer(out_prob, grid, count=1, dtype="float32", nodata=float("nan"),
+                     band_names=["change_probability"],
+                     tags={"model": str(model.path), "arch": model.arch, "threshold": f"{thr:.4f}"}) as dp, \
+            open_writer(out_mask, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE,
+                        tags={"model": str(model.path), "threshold": f"{thr:.4f}"}) as dm, \
+            make_progress() as bar:
+        task = bar.add_task(f"predict {Path(t1_path).name}", total=len(rows) * len(cols), extra="")
+        carry_num = carry_den = carry_valid = None
+        for i, r0 in enumerate(rows):
+            num = np.zeros((tile, w), np.float32)
+            den = np.zeros((tile, w), np.float32)
+            valid = np.zeros((tile, w), bool)
+            if carry_num is not None:
+                k = carry_num.shape[0]
+                num[:k] += carry_num
+                den[:k] += carry_den
+                valid[:k] = carry_valid
+            # one read per strip of ``tile`` rows (fewer GDAL calls than per tile; memory still bounded by width)
+            s1, s2 = pair.read(Window(0, r0, w, tile))
+            for c0 in cols:
+                a1, a2 = s1[:, :, c0:c0 + tile], s2[:, :, c0:c0 + tile]
+                v = np.isfinite(a1).all(0) & np.isfinite(a2).all(0)
+                valid[:, c0:c0 + tile] = v
+                if v.any():
+                    p = _run_tile(runner, normalise(a1, model.mean, model.std),
+                                  normalise(a2, model.mean, model.std))
+                else:
+                    p = np.zeros((tile, tile), np.float32)
+                num[:, c0:c0 + tile] += p * wgt
+                den[:, c0:c0 + tile] += wgt
+                bar.advance(task)
+            end = rows[i + 1] - r0 if i + 1 < len(rows) else tile
+            prob = num[:end] / den[:end]
+            vv = valid[:end]
+            prob[~vv] = np.nan
+            mask = np.where(vv, (prob >= thr).astype(np.uint8), np.uint8(CHANGE.nodata)).astype(np.uint8)
+            changed += int((mask == 1).sum())
+            valid_total += int(vv.sum())
+            out_win = Window(0, r0, w, end)
+            dp.write(prob[None], window=out_win)
+            dm.write(mask[None], window=out_win)
+            carry_num, carry_den, carry_valid = num[end:].copy(), den[end:].copy(), valid[end:].copy()
     return PredictResult(Path(out_prob), Path(out_mask), thr, changed / max(valid_total, 1), h * w,
                          len(rows) * len(cols))
 
 
-def _read(src, indexes: list[int], window, nodata) -> np.ndarray:
-    """Read a window as float32 with nodata -> NaN."""
-    a = src.read(indexes, window=window).astype(np.float32)
-    if nodata is not None and not np.isnan(nodata):
-        a[a == nodata] = np.nan
-    return a
+@dataclass(frozen=True)
+class PairSource:
+    """Two co-registered inputs read window by window onto date 1's grid (reflectance, NaN nodata)."""
+
+    grid: object
+    read: Callable  # Window -> (a1, a2), each (C, h, w) float32
+    kind: str
+
+
+def _is_reflectance_stack(path: Path) -> bool:
+    import rasterio
+
+    if path.is_dir():
+        return False
+    with rasterio.open(path) as src:
+        return np.issubdtype(np.dtype(src.dtypes[0]), np.floating)
+
+
+def open_pair(t1_path: str | Path, t2_path: str | Path, bands: Sequence[str]) -> PairSource:
+    """Open a pair for windowed reading of ``bands``.
+
+    Float GeoTIFF stacks are taken as reflectance (bands found by description, else by count) and must share
+    one grid; anything else is read as a Sentinel-2 scene (stack file or one-file-per-band folder, e.g. an OSCD
+    ``imgs_1/``) through :func:`minescape.sentinel2.read_stack`: DN -> reflectance, date 2 warped onto date 1's
+    10 m grid window by window.
+
+    Raises:
+        MissingInputError: a path does not exist.
+        InputError: the imagery lacks a band the model needs (naming the file and both band lists).
+        CRSMismatchError: two reflectance stacks on different grids.
+    """
+    import rasterio
+
+    from minescape.errors import MissingInputError
+    from minescape.geo.grid import Grid
+    from minescape.sentinel2 import open_scene, read_stack
+
+    t1_path, t2_path = Path(t1_path), Path(t2_path)
+    for p in (t1_path, t2_path):
+        if not p.exists():
+            raise MissingInputError("image not found", path=p)
+    if _is_reflectance_stack(t1_path) and _is_reflectance_stack(t2_path):
+        with rasterio.open(t1_path) as s1, rasterio.open(t2_path) as s2:
+            if (s1.width, s1.height) != (s2.width, s2.height) or s1.transform != s2.transform or s1.crs != s2.crs:
+                raise CRSMismatchError(f"date 2 is not on date 1's grid ({s2.width}x{s2.height} vs "
+                                       f"{s1.width}x{s1.height}, or another transform/CRS); align the pair first",
+                                       path=t2_path)
+            idx1 = band_indexes(bands, s1.descriptions, s1.count, t1_path)
+            idx2 = band_indexes(bands, s2.descriptions, s2.count, t2_path)
+            grid = Grid(crs=s1.crs, transform=s1.transform, width=s1.width, height=s1.height)
+            nod = (s1.nodata, s2.nodata)
+
+        def read_float(window):
+            out = []
+            for path, idx, nd in ((t1_path, idx1, nod[0]), (t2_path, idx2, nod[1])):
+                with rasterio.open(path) as src:
+                    a = src.read(idx, window=window).astype(np.float32)
+                if nd is not None and not np.isnan(nd):
+                    a[a == nd] = np.nan
+                out.append(a)
+            return out[0], out[1]
+
+        return PairSource(grid, read_float, "reflectance stacks")
+    s1, s2 = open_scene(t1_path), open_scene(t2_path)
+    for scene, path in ((s1, t1_path), (s2, t2_path)):
+        missing = [b for b in bands if b not in scene.band_files]
+        if missing:
+            raise InputError(f"model needs bands {list(bands)} but the imagery has {scene.bands} "
+                             f"(missing {missing})", path=path)
+    grid = s1.grid
+
+    def read_scene(window):
+        a1 = read_stack(s1, bands=bands, window=window).data
+        a2 = read_stack(s2, bands=bands, grid=grid, window=window).data
+        return a1, a2
+
+    return PairSource(grid, read_scene, "Sentinel-2 scenes")

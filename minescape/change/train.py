@@ -279,14 +279,14 @@ def loss_fn(logits, target, *, kind: str, pos_weight: float):
 
 
 def best_threshold(prob: np.ndarray, truth: np.ndarray) -> tuple[float, float, dict]:
-    """Threshold in 0.05..0.95 maximising the F1 of change on pixels with truth 0/1 and finite prob.
+    """Threshold in 0.02..0.98 (step 0.02) maximising the F1 of change on pixels with truth 0/1 and finite prob.
 
     Returns ``(threshold, f1, {precision, recall, f1, iou})`` at that threshold.
     """
     ok = np.isfinite(prob) & (truth != 255)
     p, t = prob[ok], truth[ok] == 1
     best = (0.5, -1.0, {})
-    for thr in np.round(np.arange(0.05, 0.951, 0.05), 2):
+    for thr in np.round(np.arange(0.02, 0.981, 0.02), 2):
         m = change_scores(p >= thr, t)
         if m["f1"] > best[1] + 1e-12:
             best = (float(thr), m["f1"], m)

@@ -1,0 +1,124 @@
+"""ONNX export of change models and inference through onnxruntime (an optional backend).
+
+The exported graph takes ``t1`` and ``t2`` (``(N, C, H, W)`` float32, normalised as the model card says) and
+returns ``logits`` ``(N, 1, H, W)``; batch, height and width are dynamic (H and W multiples of 16). The model's
+bands, normalisation and threshold are also stored in the ONNX metadata, so the file is self-describing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from minescape.errors import InputError, MissingInputError
+
+OPSET = 17
+
+
+def export_onnx(model, out_path: str | Path | None = None, *, sample_size: int = 64, check: bool = True,
+                tolerance: float = 1e-4) -> Path:
+    """Export a :class:`~minescape.change.models.ChangeModel` (or a ``model.pt`` path) to ONNX, atomically.
+
+    Args:
+        model: the model or its file.
+        out_path: output ``.onnx``; default beside the model with the same stem.
+        sample_size: height/width in pixels of the example input used for tracing (multiple of 16).
+        check: run onnxruntime on a seeded random input and compare with torch.
+        tolerance: largest allowed absolute difference of logits when ``check`` is on.
+
+    Raises:
+        InputError: the outputs differ by more than ``tolerance`` (the file is not written).
+    """
+    import torch
+
+    from minescape.atomic import atomic_path
+    from minescape.change.models import load_model
+
+    if not hasattr(model, "net"):
+        model = load_model(model)
+    out_path = Path(out_path) if out_path else Path(model.path).with_suffix(".onnx")
+    net = model.net.eval()
+    c = len(model.bands)
+    gen = torch.Generator().manual_seed(0)
+    x1 = torch.randn(1, c, sample_size, sample_size, generator=gen)
+    x2 = torch.randn(1, c, sample_size, sample_size, generator=gen)
+    with atomic_path(out_path) as tmp:
+        with torch.no_grad():
+            torch.onnx.export(net, (x1, x2), str(tmp), input_names=["t1", "t2"], output_names=["logits"],
+                              dynamic_axes={"t1": {0: "n", 2: "h", 3: "w"}, "t2": {0: "n", 2: "h", 3: "w"},
+                                            "logits": {0: "n", 2: "h", 3: "w"}},
+                              opset_version=OPSET, dynamo=False)
+        _add_metadata(tmp, model)
+        if check:
+            diff = max_abs_difference(model, tmp, size=sample_size + 32)
+            if diff > tolerance:
+                raise InputError(f"ONNX output differs from torch by {diff:.2e} (> {tolerance:.0e})", path=out_path)
+    return out_path
+
+
+def _add_metadata(path: Path, model) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    meta = {"arch": model.arch, "bands": json.dumps(list(model.bands)),
+            "mean": json.dumps([float(v) for v in model.mean]), "std": json.dumps([float(v) for v in model.std]),
+            "threshold": str(model.threshold)}
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+
+
+def onnx_session(path: str | Path, *, threads: int | None = None):
+    """An onnxruntime InferenceSession on CPU; InputError naming the file if it cannot be loaded."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError("ONNX model not found; create it with `minescape change export MODEL`", path=path)
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise InputError(f"not a readable ONNX model: {' '.join(str(exc).split())[:120]}", path=path) from None
+
+
+def onnx_runner(path: str | Path, *, threads: int | None = None):
+    """A runner ``(x1, x2) -> logits`` on numpy arrays through onnxruntime (see :mod:`minescape.change.infer`)."""
+    sess = onnx_session(path, threads=threads)
+
+    def run(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+        return sess.run(["logits"], {"t1": np.ascontiguousarray(x1, np.float32),
+                                     "t2": np.ascontiguousarray(x2, np.float32)})[0]
+
+    return run
+
+
+def onnx_metadata(path: str | Path) -> dict:
+    """The model metadata stored in an exported ONNX file (arch, bands, mean, std, threshold)."""
+    sess = onnx_session(path)
+    meta = sess.get_modelmeta().custom_metadata_map
+    return {"arch": meta.get("arch"), "bands": json.loads(meta.get("bands", "[]")),
+            "mean": json.loads(meta.get("mean", "[]")), "std": json.loads(meta.get("std", "[]")),
+            "threshold": float(meta.get("threshold", "nan"))}
+
+
+def max_abs_difference(model, onnx_path: str | Path, *, size: int = 96, seed: int = 1) -> float:
+    """Largest absolute difference between torch and onnxruntime logits on a seeded random input."""
+    import torch
+
+    from minescape.change.infer import torch_runner
+
+    rng = np.random.default_rng(seed)
+    c = len(model.bands)
+    x1 = rng.standard_normal((1, c, size, size + 16)).astype(np.float32)
+    x2 = rng.standard_normal((1, c, size, size + 16)).astype(np.float32)
+    a = torch_runner(model.net)(x1, x2)
+    b = onnx_runner(onnx_path)(x1, x2)
+    del torch
+    return float(np.max(np.abs(a - b)))
