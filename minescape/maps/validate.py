@@ -117,8 +117,10 @@ def oa_map_figure(per_unit, *, title: str = "Overall accuracy per unit (sample a
             c = row.geometry.representative_point()
             ax.annotate(f"{row['oa']:.2f}\nn={row['n']}", (c.x, c.y), ha="center", va="center", fontsize=6)
     ax.set_title(title)
-    ax.set_xlabel("x" if per_unit.crs is None or not per_unit.crs.is_geographic else "longitude (°)")
-    ax.set_ylabel("y" if per_unit.crs is None or not per_unit.crs.is_geographic else "latitude (°)")
+    geographic = per_unit.crs is not None and per_unit.crs.is_geographic
+    ax.set_xlabel("longitude (°)" if geographic else "easting (CRS units)")
+    ax.set_ylabel("latitude (°)" if geographic else "northing (CRS units)")
+    ax.ticklabel_format(useOffset=False, style="plain")
     return fig
 
 
