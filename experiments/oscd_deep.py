@@ -45,7 +45,7 @@ from minescape.indices import savi  # noqa: E402
 from minescape.sentinel2 import ALL_BANDS  # noqa: E402
 
 # minutes of training per fold (wall time incl. validation) for each model, prioritising the strongest
-BUDGET = {"siam-att": 5.0, "fc-siam-diff": 4.0, "fc-ef": 1.0, "fc-siam-conc": 1.0}
+BUDGET = {"siam-att": 4.5, "fc-siam-diff": 4.0, "fc-ef": 1.0, "fc-siam-conc": 1.0}
 
 
 def index_method(pair) -> np.ndarray:

@@ -8,6 +8,7 @@ bands, normalisation and threshold are also stored in the ONNX metadata, so the 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,9 @@ def export_onnx(model, out_path: str | Path | None = None, *, sample_size: int =
     x1 = torch.randn(1, c, sample_size, sample_size, generator=gen)
     x2 = torch.randn(1, c, sample_size, sample_size, generator=gen)
     with atomic_path(out_path) as tmp:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # the TorchScript exporter is deprecated but needs no onnxscript; scope its warnings to this call
+            warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(net, (x1, x2), str(tmp), input_names=["t1", "t2"], output_names=["logits"],
                               dynamic_axes={"t1": {0: "n", 2: "h", 3: "w"}, "t2": {0: "n", 2: "h", 3: "w"},
                                             "logits": {0: "n", 2: "h", 3: "w"}},

@@ -56,6 +56,7 @@ class TrainConfig:
     epochs: int = 30
     steps_per_epoch: int = 50
     lr: float = 1e-3
+    lr_epochs: int = 50  # cosine decay of the learning rate over this many epochs (then 5 % of lr)
     weight_decay: float = 1e-4
     loss: str = "wce+dice"
     pos_weight: float | None = None  # None: sqrt of the training no-change/change ratio, clipped to [1, 30]
@@ -142,6 +143,41 @@ def samples_from_patches(root: str | Path, *, split: str | None = None,
     if not out:
         raise InputError(f"no patches in split {split!r}", path=root)
     return out
+
+
+def patch_band_names(root: str | Path) -> tuple[str, ...]:
+    """Band names of a patch dataset (from the first patch's band descriptions, else ``band1..bandN``)."""
+    from minescape.change.datasets import load_patch_dataset, read_patch
+
+    t1, _, _ = read_patch(load_patch_dataset(root)[0])
+    return tuple(t1.band_names) if t1.band_names else tuple(f"band{i + 1}" for i in range(t1.count))
+
+
+def samples_from_oscd(root: str | Path, cities: Sequence[str], *, bands: Sequence[str]) -> list[Sample]:
+    """Samples from OSCD cities (both dates on date 1's 10 m grid, reflectance)."""
+    from minescape.change.datasets import read_oscd_city
+
+    return samples_from_pairs([read_oscd_city(root, c, bands=bands) for c in cities])
+
+
+def samples_from_scenes(t1: str | Path, t2: str | Path, truth: str | Path, *,
+                        bands: Sequence[str] | None = None) -> tuple[list[Sample], tuple[str, ...]]:
+    """One sample from two Sentinel-2 scenes (date 2 warped onto date 1's 10 m grid) and a change raster
+    on date 1's grid (any binary encoding, decoded to the CHANGE legend). Returns ``(samples, bands)``."""
+    from minescape.change.labels import decode_binary
+    from minescape.geo.raster import read_raster
+    from minescape.sentinel2 import open_scene, read_stack
+
+    s1, s2 = open_scene(t1), open_scene(t2)
+    bands = tuple(bands) if bands else tuple(b for b in s1.bands if b in s2.band_files)
+    r1 = read_stack(s1, bands=bands)
+    r2 = read_stack(s2, bands=bands, grid=r1.grid)
+    lab = read_raster(truth)
+    if lab.shape != r1.shape:
+        raise InputError(f"change raster is {lab.shape} pixels but date 1 is {r1.shape}", path=truth)
+    nodata = int(lab.nodata) if lab.nodata is not None and float(lab.nodata).is_integer() else None
+    codes = decode_binary(lab.data[0], nodata=nodata, source=str(truth))
+    return [Sample(Path(t1).stem, r1.data, r2.data, _ignore_invalid(codes, r1.data, r2.data))], bands
 
 
 def holdout_split(samples: Sequence[Sample], *, fraction: float = 0.2) -> tuple[list[Sample], list[Sample]]:
@@ -319,6 +355,15 @@ def validate(net, samples: Sequence[Sample], mean, std, *, tile: int = 256) -> t
 
 
 # ------------------------------------------------------------------------------------------ training
+def lr_at(epoch: int, config: TrainConfig) -> float:
+    """Learning rate of ``epoch`` (0-based): cosine from ``lr`` to 5 % of it over ``lr_epochs`` epochs.
+
+    It does not depend on ``epochs``, so a run extended with ``resume`` continues the same schedule.
+    """
+    t = min(epoch / max(config.lr_epochs, 1), 1.0)
+    return config.lr * (0.05 + 0.95 * 0.5 * (1.0 + np.cos(np.pi * t)))
+
+
 def _seed_all(seed: int, epoch: int) -> np.random.Generator:
     import torch
 
@@ -375,7 +420,6 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
     torch.manual_seed(config.seed)
     net = build_model(config.arch, len(bands), **config.model_kwargs)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs, eta_min=config.lr * 0.05)
     state = {"epoch": 0, "best_f1": -1.0, "best_threshold": 0.5, "best_epoch": 0, "bad_epochs": 0,
              "history": [], "best_state": None, "elapsed": 0.0}
     cfg_dict = _config_dict(config)
@@ -391,7 +435,6 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
                              "folder or the same options", path=ckpt_path)
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
         state = ck["state"]
 
     stopped = "epochs"
@@ -408,6 +451,8 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
                 stopped = "time budget"
                 break
             rng = _seed_all(config.seed, epoch)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(epoch, config)
             net.train()
             losses = []
             for _ in range(config.steps_per_epoch):
@@ -420,7 +465,6 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
                 opt.step()
                 losses.append(float(loss.detach()))
                 bar.update(task, advance=1, extra=f"loss {np.mean(losses[-20:]):.3f}")
-            sched.step()
             thr, f1, scores = validate(net, val_samples, mean, std, tile=config.val_tile)
             rec = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_f1": f1, "val_threshold": thr,
                    "val_precision": scores.get("precision", 0.0), "val_recall": scores.get("recall", 0.0)}
@@ -438,7 +482,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
             with atomic_path(ckpt_path) as tmp:
                 torch.save({"format": CHECKPOINT_FORMAT, "config": cfg_dict, "bands": list(bands),
                             "model": net.state_dict(), "optimizer": opt.state_dict(),
-                            "scheduler": sched.state_dict(), "state": state}, tmp)
+                            "state": state}, tmp)
     state["elapsed"] += time.perf_counter() - t_start
     if state["best_state"] is not None:
         net.load_state_dict(state["best_state"])
@@ -468,5 +512,6 @@ def _config_dict(config: TrainConfig) -> dict:
 
 
 __all__ = ["LOSSES", "Sample", "TrainConfig", "TrainResult", "band_statistics", "best_threshold", "change_scores",
-           "holdout_split", "loss_fn", "make_batch", "replace", "samples_from_pairs", "samples_from_patches",
+           "holdout_split", "loss_fn", "make_batch", "patch_band_names", "replace", "samples_from_oscd",
+           "samples_from_pairs", "samples_from_patches", "samples_from_scenes",
            "train", "validate"]

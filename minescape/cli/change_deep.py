@@ -1,0 +1,146 @@
+"""``minescape change train|predict|export``: deep change networks (Siamese CNNs on CPU).
+
+Registered into the ``change`` group by :mod:`minescape.cli.change`. torch is imported inside the commands so
+``minescape --help`` stays fast. The commands only parse options and call :mod:`minescape.change`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from minescape.cli.common import handle_errors
+from minescape.errors import ConfigError
+
+
+def _list(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _threads(n: int | None) -> None:
+    if n is not None:
+        if n < 1:
+            raise ConfigError(f"--threads must be >= 1 (got {n})")
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined in one place
+    """Add ``train``, ``predict`` and ``export`` to the ``change`` group."""
+
+    @app.command("train")
+    @handle_errors
+    def train_cmd(
+        out: Path = typer.Argument(..., help="Output folder: model.pt, model.json (model card), checkpoint.pt."),
+        oscd: Optional[Path] = typer.Option(None, help="OSCD root (images/, train_labels/)."),
+        cities: Optional[str] = typer.Option(None, help="OSCD training cities, comma-separated (default all)."),
+        val_cities: Optional[str] = typer.Option(None, help="OSCD validation cities (default: bottom rows of "
+                                                            "each training city)."),
+        patches: Optional[Path] = typer.Option(None, help="Patch dataset (T1/, T2/, Change/ or Mudança/, "
+                                                          "split.csv)."),
+        t1: Optional[Path] = typer.Option(None, help="Date 1 scene (stack file or band folder)."),
+        t2: Optional[Path] = typer.Option(None, help="Date 2 scene (warped onto date 1's grid)."),
+        truth: Optional[Path] = typer.Option(None, help="Change raster on date 1's grid (with --t1/--t2)."),
+        bands: Optional[str] = typer.Option(None, help="Bands, comma-separated (default all available)."),
+        arch: str = typer.Option("siam-att", help="fc-ef, fc-siam-conc, fc-siam-diff or siam-att."),
+        epochs: int = typer.Option(30, help="Maximum epochs."),
+        steps: int = typer.Option(50, help="Steps (batches) per epoch."),
+        batch_size: int = typer.Option(8, help="Crops per batch."),
+        crop: int = typer.Option(64, help="Crop size in pixels (multiple of 16)."),
+        lr: float = typer.Option(1e-3, help="Learning rate (AdamW, cosine decay)."),
+        loss: str = typer.Option("wce+dice", help="wce, dice, focal or wce+dice."),
+        patience: int = typer.Option(8, help="Early stopping: epochs without a better validation F1."),
+        val_fraction: float = typer.Option(0.2, help="Held-out bottom fraction of rows when there is no "
+                                                     "validation set."),
+        max_minutes: Optional[float] = typer.Option(None, help="Stop after this much training time."),
+        seed: int = typer.Option(0, help="Random seed (same seed and data, same model)."),
+        resume: bool = typer.Option(False, help="Continue from OUT/checkpoint.pt."),
+        threads: Optional[int] = typer.Option(None, help="torch.set_num_threads."),
+    ) -> None:
+        """Train a change network; the decision threshold is chosen on validation data and stored."""
+        from minescape.change import train as T
+        from minescape.sentinel2 import ALL_BANDS
+
+        _threads(threads)
+        sources = [x is not None for x in (oscd, patches, t1)]
+        if sum(sources) != 1:
+            raise ConfigError("give exactly one training source: --oscd, --patches or --t1/--t2/--truth")
+        band_list = _list(bands)
+        val: list = []
+        if oscd is not None:
+            from minescape.change.datasets import oscd_cities
+
+            band_list = band_list or list(ALL_BANDS)
+            names = _list(cities) or [c for c in oscd_cities(oscd) if c not in (_list(val_cities) or [])]
+            samples = T.samples_from_oscd(oscd, names, bands=band_list)
+            if val_cities:
+                val = T.samples_from_oscd(oscd, _list(val_cities), bands=band_list)
+            data = {"dataset": "OSCD", "root": str(oscd), "train_cities": names,
+                    "val_cities": _list(val_cities) or f"bottom {val_fraction:.0%} of rows"}
+        elif patches is not None:
+            from minescape.change.datasets import load_patch_dataset
+
+            band_list = band_list or list(T.patch_band_names(patches))
+            splits = {r.split for r in load_patch_dataset(patches)}
+            samples = T.samples_from_patches(patches, split="train" if "train" in splits else None, bands=band_list)
+            if "val" in splits:
+                val = T.samples_from_patches(patches, split="val", bands=band_list)
+            data = {"dataset": "patches", "root": str(patches), "train_patches": len(samples),
+                    "val_patches": len(val) if val else f"bottom {val_fraction:.0%} of rows of each patch"}
+        else:
+            if t2 is None or truth is None:
+                raise ConfigError("--t1 needs --t2 and --truth")
+            samples, found = T.samples_from_scenes(t1, t2, truth, bands=band_list)
+            band_list = list(found)
+            data = {"dataset": "scene pair", "t1": str(t1), "t2": str(t2), "truth": str(truth),
+                    "validation": f"bottom {val_fraction:.0%} of rows"}
+        if not val:
+            samples, val = T.holdout_split(samples, fraction=val_fraction)
+        cfg = T.TrainConfig(arch=arch, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, crop=crop,
+                            lr=lr, loss=loss, patience=patience, max_minutes=max_minutes, seed=seed,
+                            threads=threads)
+        res = T.train(samples, val, out, bands=band_list, config=cfg, resume=resume, training_data=data)
+        typer.echo(f"wrote {res.model_path} and {res.card_path.name}: {arch}, {len(band_list)} bands, "
+                   f"{res.epochs_run} epochs (best {res.best_epoch}), validation F1 {res.val_f1:.3f} at "
+                   f"threshold {res.threshold:.2f}, {res.seconds:.0f} s")
+
+    @app.command("predict")
+    @handle_errors
+    def predict_cmd(
+        model: Path = typer.Argument(..., help="model.pt written by `minescape change train`."),
+        t1: Path = typer.Argument(..., help="Date 1: reflectance GeoTIFF stack or Sentinel-2 scene."),
+        t2: Path = typer.Argument(..., help="Date 2 (same kind; scenes are warped onto date 1's grid)."),
+        out: Path = typer.Argument(..., help="Output folder: change_probability.tif, change_mask.tif."),
+        tile: int = typer.Option(256, help="Tile size in pixels (multiple of 16)."),
+        overlap: int = typer.Option(32, help="Tile overlap in pixels (blended)."),
+        threshold: Optional[float] = typer.Option(None, help="Decision threshold (default: the model's)."),
+        backend: str = typer.Option("torch", help="torch or onnx (needs `minescape change export` first)."),
+        threads: Optional[int] = typer.Option(None, help="torch.set_num_threads / onnxruntime threads."),
+    ) -> None:
+        """Predict a change probability GeoTIFF and a 0/1/255 change mask on the pair's grid."""
+        from minescape.change.infer import predict_scene
+
+        _threads(threads)
+        res = predict_scene(model, t1, t2, out / "change_probability.tif", out / "change_mask.tif", tile=tile,
+                            overlap=overlap, threshold=threshold, backend=backend, threads=threads)
+        typer.echo(f"wrote {res.mask} and {res.probability.name}: {res.pixels} pixels in {res.tiles} tiles, "
+                   f"threshold {res.threshold:.2f}, {res.changed_fraction:.2%} changed")
+
+    @app.command("export")
+    @handle_errors
+    def export_cmd(
+        model: Path = typer.Argument(..., help="model.pt to export."),
+        out: Optional[Path] = typer.Option(None, help="Output .onnx (default beside the model)."),
+        tolerance: float = typer.Option(1e-4, help="Largest allowed torch/onnxruntime logit difference."),
+    ) -> None:
+        """Export a model to ONNX and check onnxruntime against torch."""
+        from minescape.change.models import load_model
+        from minescape.change.onnx_backend import export_onnx, max_abs_difference
+
+        m = load_model(model)
+        path = export_onnx(m, out, tolerance=tolerance)
+        typer.echo(f"wrote {path}: max |torch - onnxruntime| = {max_abs_difference(m, path):.1e} (tolerance "
+                   f"{tolerance:.0e})")

@@ -1,0 +1,171 @@
+"""Training: the loss goes down, seeds make runs identical, resume equals an uninterrupted run, patch data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from minescape.change.train import (
+    Sample,
+    TrainConfig,
+    band_statistics,
+    best_threshold,
+    holdout_split,
+    loss_fn,
+    make_batch,
+    samples_from_patches,
+    train,
+)
+from minescape.errors import ConfigError, InputError
+from tests.change_deep.conftest import BANDS4, toy_pair
+
+CFG = TrainConfig(arch="fc-siam-diff", crop=32, batch_size=4, epochs=2, steps_per_epoch=4, lr=3e-3, seed=5,
+                  val_tile=64)
+
+
+def _samples():
+    t1, t2, label = toy_pair(seed=1, height=80, width=96)
+    return holdout_split([Sample("toy", t1, t2, label)], fraction=0.25)
+
+
+def _fixed_loss(model_path, pos_weight: float) -> float:
+    import torch
+
+    from minescape.change.models import load_model
+    from minescape.change.train import _prepare
+
+    m = load_model(model_path)
+    t1, t2, label = toy_pair(seed=9, height=64, width=64)
+    prep = _prepare([Sample("fixed", t1, t2, label)], m.mean, m.std)
+    with torch.no_grad():
+        logits = m.net(torch.from_numpy(prep[0].x1[None]), torch.from_numpy(prep[0].x2[None]))
+        return float(loss_fn(logits, torch.from_numpy(label[None]), kind="wce+dice",
+                             pos_weight=pos_weight))
+
+
+def test_training_lowers_the_loss(tiny_model, tmp_path):
+    import torch
+
+    from minescape.change.models import build_model, save_model
+
+    torch.manual_seed(3)
+    untrained = build_model("fc-siam-diff", 4)
+    card = __import__("json").loads(tiny_model.card_path.read_text())
+    save_model(tmp_path / "untrained.pt", untrained, arch="fc-siam-diff", bands=BANDS4,
+               mean=card["normalisation"]["mean"], std=card["normalisation"]["std"], threshold=0.5)
+    pw = card["metrics"]["pos_weight"]
+    before, after = _fixed_loss(tmp_path / "untrained.pt", pw), _fixed_loss(tiny_model.model_path, pw)
+    assert after < 0.8 * before, (before, after, tiny_model.history)
+    assert tiny_model.val_f1 > 0.5
+    assert 0.0 < tiny_model.threshold < 1.0
+
+
+def test_same_seed_same_model_and_resume_matches(tmp_path):
+    import torch
+
+    tr, va = _samples()
+    a = train(tr, va, tmp_path / "a", bands=BANDS4, config=CFG)
+    b = train(tr, va, tmp_path / "b", bands=BANDS4, config=CFG)
+    sa = torch.load(a.model_path, weights_only=False)["state_dict"]
+    sb = torch.load(b.model_path, weights_only=False)["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a.threshold == b.threshold and a.history == b.history
+    # interrupted after 1 epoch, resumed to 2 == uninterrupted 2 epochs
+    from dataclasses import replace
+
+    train(tr, va, tmp_path / "c", bands=BANDS4, config=replace(CFG, epochs=1))
+    c = train(tr, va, tmp_path / "c", bands=BANDS4, config=CFG, resume=True)
+    sc = torch.load(c.model_path, weights_only=False)["state_dict"]
+    assert c.epochs_run == 2
+    assert all(torch.equal(sa[k], sc[k]) for k in sa)
+    ca = torch.load(a.checkpoint_path, weights_only=False)["model"]
+    cc = torch.load(c.checkpoint_path, weights_only=False)["model"]
+    assert all(torch.equal(ca[k], cc[k]) for k in ca)
+    assert [h["train_loss"] for h in c.history] == [h["train_loss"] for h in a.history]
+
+
+def test_resume_with_other_options_is_refused(tmp_path):
+    from dataclasses import replace
+
+    tr, va = _samples()
+    train(tr, va, tmp_path, bands=BANDS4, config=replace(CFG, epochs=1))
+    with pytest.raises(InputError, match="checkpoint.pt.*another configuration"):
+        train(tr, va, tmp_path, bands=BANDS4, config=replace(CFG, lr=1e-2), resume=True)
+
+
+def test_augmentation_is_identical_for_dates_and_mask():
+    from minescape.change.train import _prepare
+
+    t1, _, label = toy_pair(seed=2, height=64, width=64)
+    # date 2 = date 1 and the first band encodes the label: any mismatch of the transforms would show
+    t1 = t1.copy()
+    t1[0] = np.where(label == 1, 5.0, 0.0)
+    t1[:, :3, :3] = 0.0
+    prep = _prepare([Sample("s", t1, t1.copy(), label)], np.zeros(4, np.float32), np.ones(4, np.float32))
+    x1, x2, lab = make_batch(prep, np.array([1.0]), np.random.default_rng(0), size=32, batch=16,
+                             focus_change=0.5, swap_dates=True)
+    np.testing.assert_array_equal(x1, x2)
+    valid = lab != 255
+    np.testing.assert_array_equal(x1[:, 0][valid] == 5.0, lab[valid] == 1)
+
+
+def test_normalisation_and_threshold_helpers():
+    t1, t2, label = toy_pair()
+    mean, std = band_statistics([Sample("a", t1, t2, label)])
+    both = np.concatenate([t1, t2], axis=2)
+    np.testing.assert_allclose(mean, np.nanmean(both, axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(std, np.nanstd(both, axis=(1, 2)), rtol=1e-3)
+    prob = np.array([0.1, 0.2, 0.7, 0.9, np.nan])
+    truth = np.array([0, 0, 1, 1, 1], np.uint8)
+    thr, f1, _ = best_threshold(prob, truth)
+    assert f1 == 1.0 and 0.2 < thr <= 0.7
+
+
+def test_train_from_patch_dataset(tmp_path):
+    from minescape.geo.raster import Raster, write_raster
+    from tests.change_deep.conftest import CRS_UTM, TRANSFORM
+
+    t1, t2, label = toy_pair(seed=4, height=64, width=96)
+    for i, c in enumerate((0, 32, 64)):
+        name = f"p{i}"
+        sl = (slice(None), slice(0, 32), slice(c, c + 32))
+        for folder, arr in (("T1", t1), ("T2", t2)):
+            write_raster(Raster(arr[sl], CRS_UTM, TRANSFORM, np.nan, BANDS4), tmp_path / "ds" / folder / f"{name}.tif")
+        write_raster(Raster(label[sl[1:]], CRS_UTM, TRANSFORM, 255), tmp_path / "ds" / "Change" / f"{name}.tif")
+    (tmp_path / "ds" / "split.csv").write_text("name,split\np0,train\np1,train\np2,val\n")
+    tr = samples_from_patches(tmp_path / "ds", split="train", bands=BANDS4[::-1])
+    va = samples_from_patches(tmp_path / "ds", split="val")
+    assert [s.name for s in tr] == ["p0", "p1"] and len(va) == 1
+    np.testing.assert_array_equal(tr[0].t1[3], t1[0, 0:32, 0:32])  # bands reordered by name
+    res = train(tr, [Sample(s.name, s.t1[::-1], s.t2[::-1], s.label) for s in va], tmp_path / "m",
+                bands=BANDS4[::-1], config=TrainConfig(arch="fc-ef", crop=32, batch_size=2, epochs=1,
+                                                       steps_per_epoch=2, seed=0, val_tile=32))
+    assert res.model_path.exists() and res.epochs_run == 1
+
+
+def test_bad_training_input():
+    t1, t2, label = toy_pair()
+    with pytest.raises(InputError, match="shapes differ"):
+        Sample("x", t1, t2[:, :10], label)
+    with pytest.raises(ConfigError, match="multiple of 16"):
+        TrainConfig(crop=50)
+    with pytest.raises(ConfigError, match="wce, dice, focal"):
+        TrainConfig(loss="mse")
+    s = Sample("x", t1, t2, label)
+    with pytest.raises(InputError, match="3 band names"):
+        train([s], [s], "/tmp/unused", bands=BANDS4[:3], config=CFG)
+
+
+@pytest.mark.parametrize("kind", ["wce", "dice", "focal", "wce+dice"])
+def test_losses_ignore_nodata(kind):
+    import torch
+
+    logits = torch.zeros(1, 1, 4, 4, requires_grad=True)
+    target = torch.full((1, 4, 4), 255, dtype=torch.uint8)
+    target[0, 0, 0] = 1
+    target[0, 1, 1] = 0
+    loss = loss_fn(logits, target, kind=kind, pos_weight=2.0)
+    loss.backward()
+    g = logits.grad[0, 0]
+    assert float(loss.detach()) > 0
+    assert (g[target[0] == 255] == 0).all() and g[0, 0] < 0
