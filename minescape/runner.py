@@ -63,8 +63,8 @@ class Executor:
         workers: worker processes of the local cluster.
         scheduler: scheduler address for the ``scheduler`` mode.
         run_dir: folder recording each unit's state so an interrupted run resumes (None: no record).
-        max_in_flight: units submitted but not finished at any time (default 4 per worker); bounds the
-            client's memory whatever the number of units.
+        max_in_flight: units submitted but not finished at any time (default 4 per worker thread of the
+            cluster); bounds the client's memory whatever the number of units.
         allowed_failures: times a unit may be lost with a dying worker before it is reported as failed
             (the scheduler retries it on another worker meanwhile).
     """
@@ -84,11 +84,6 @@ class Executor:
             raise ConfigError("executor mode 'scheduler' needs a scheduler address (e.g. tcp://host:8786)")
         if self.run_dir is not None and not isinstance(self.run_dir, Path):
             object.__setattr__(self, "run_dir", Path(self.run_dir))
-
-    @property
-    def window(self) -> int:
-        """Units in flight at most."""
-        return self.max_in_flight or max(2, 4 * self.workers)
 
 
 @dataclass

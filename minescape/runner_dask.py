@@ -1,6 +1,6 @@
 """Running units on Dask: a local cluster of worker processes or an existing scheduler.
 
-Tasks are submitted through a sliding window (``Executor.window`` units in flight), so the client holds a
+Tasks are submitted through a sliding window (``Executor.max_in_flight`` units in flight), so the client holds a
 bounded number of futures whatever the number of units; each task returns only a small dict (the unit
 writes its outputs on the worker). A worker process that dies takes its tasks with it: the scheduler
 reruns them on another worker up to ``allowed_failures`` times; a unit that keeps killing workers is
@@ -53,7 +53,7 @@ def run_on_dask(
     """Run ``units`` on Dask; ``on_outcome(unit, outcome, attempts)`` is called in the client as each ends.
 
     Outcomes are the dicts of :func:`minescape.runner.execute_unit`. Units are submitted in order with at
-    most ``executor.window`` in flight.
+    most ``executor.max_in_flight`` (default 4 per worker thread of the cluster) in flight.
     """
     import dask
     from distributed import as_completed
@@ -72,7 +72,8 @@ def run_on_dask(
         try:
             pending = iter(enumerate(units))
             owner: dict[Any, tuple[Unit, int, int]] = {}  # future -> (unit, index, client attempts)
-            done_iter = as_completed(loop=client.loop)
+            # results are fetched in the event loop (with_results) and handled in batches: no per-task round trip
+            done_iter = as_completed(loop=client.loop, with_results=True, raise_errors=False)
 
             def submit(unit: Unit, index: int, attempt: int) -> None:
                 fut = client.submit(execute_unit, unit, func, key=f"minescape-unit-{run_token}-{index}-{attempt}",
@@ -80,33 +81,46 @@ def run_on_dask(
                 owner[fut] = (unit, index, attempt)
                 done_iter.add(fut)
 
-            for _ in range(executor.window):
+            window = executor.max_in_flight or max(2, 4 * _total_threads(client, executor))
+            for _ in range(window):
                 item = next(pending, None)
                 if item is None:
                     break
                 submit(item[1], item[0], 0)
-            for fut in done_iter:
-                unit, index, attempt = owner.pop(fut)
-                try:
-                    outcome = fut.result()
-                except KilledWorker:
-                    outcome = {"ok": False, "seconds": 0.0, "reason": (
-                        f"the worker process died {executor.allowed_failures + 1} times while running this unit "
-                        "(out of memory or a crash in native code?)")}
-                except Exception as exc:  # scheduler/connection trouble, not the unit's own error
-                    if attempt < CLIENT_RETRIES:
-                        fut.release()
-                        submit(unit, index, attempt + 1)
-                        continue
-                    from minescape.runner import failure_reason
+            for batch in done_iter.batches():
+                for fut, value in batch:
+                    unit, index, attempt = owner.pop(fut)
+                    fut.release()
+                    if isinstance(value, tuple) and len(value) == 3 and isinstance(value[1], BaseException):
+                        value = value[1]  # an errored future gives (type, exception, traceback)
+                    if isinstance(value, KilledWorker):
+                        value = {"ok": False, "seconds": 0.0, "reason": (
+                            f"the worker process died {executor.allowed_failures + 1} times while running this "
+                            "unit (out of memory or a crash in native code?)")}
+                    elif isinstance(value, BaseException) or not isinstance(value, dict):
+                        # scheduler/connection trouble, not the unit's own error (execute_unit never raises)
+                        if attempt < CLIENT_RETRIES:
+                            submit(unit, index, attempt + 1)
+                            continue
+                        from minescape.runner import failure_reason
 
-                    outcome = {"ok": False, "seconds": 0.0, "reason": f"lost by the cluster: {failure_reason(exc)}"}
-                fut.release()
-                on_outcome(unit, outcome, attempt + 1)
-                item = next(pending, None)
-                if item is not None:
-                    submit(item[1], item[0], 0)
+                        reason = failure_reason(value) if isinstance(value, BaseException) else repr(value)
+                        value = {"ok": False, "seconds": 0.0, "reason": f"lost by the cluster: {reason}"}
+                    on_outcome(unit, value, attempt + 1)
+                    item = next(pending, None)
+                    if item is not None:
+                        submit(item[1], item[0], 0)
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+def _total_threads(client, executor: Executor) -> int:
+    """Worker threads of the cluster (the local cluster's ``workers`` if the scheduler cannot tell yet)."""
+    try:
+        workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    except TypeError:  # older distributed without n_workers
+        workers = client.scheduler_info().get("workers", {})
+    threads = sum(int(w.get("nthreads", 1)) for w in workers.values())
+    return max(threads, executor.workers, 1)

@@ -45,7 +45,12 @@ def fault_job(unit: Unit) -> dict:
     if unit.args.get("crash_always"):
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(unit.args.get("sleep", 0))
-    return ndvi_tile(unit)
+    result = ndvi_tile(unit)
+    if unit.args.get("probe"):  # how many tasks the scheduler holds right now (bounded submission)
+        from distributed import get_client
+
+        result["scheduler_tasks"] = get_client().run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+    return result
 
 
 @pytest.fixture
@@ -174,7 +179,7 @@ def test_scheduler_mode_survives_external_worker_sigkill(tiles, tmp_path):
     from distributed import Client, LocalCluster
 
     run_units(tiles("ref"), ndvi_tile)
-    units = [Unit(u.id, {**u.args, "sleep": 0.15}, u.fingerprint) for u in tiles("dask")]
+    units = [Unit(u.id, {**u.args, "sleep": 0.15, "probe": True}, u.fingerprint) for u in tiles("dask")]
     run_dir = tmp_path / "run"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                       silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
@@ -197,6 +202,8 @@ def test_scheduler_mode_survives_external_worker_sigkill(tiles, tmp_path):
         thread.join()
     assert killed, "the worker was not killed during the run"
     assert summary.ok and len(summary.results) == 20
+    # never more than 4 units per worker thread (2 threads) held by the scheduler, of 20
+    assert max(r["scheduler_tasks"] for r in summary.results.values()) <= 8
     assert digests(tmp_path / "dask") == digests(tmp_path / "ref")
 
 
