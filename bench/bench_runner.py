@@ -100,7 +100,7 @@ def bench_overhead(n: int) -> None:
     run_units(units, trivial)
     t_in = time.perf_counter() - t0
     t0 = time.perf_counter()
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0",
                       silence_logs=logging.ERROR) as cluster:
         t_start = time.perf_counter() - t0
         ex = Executor(mode="scheduler", scheduler=cluster.scheduler_address)

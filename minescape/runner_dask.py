@@ -32,8 +32,8 @@ def _connect(executor: Executor):
             n_workers=executor.workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
+            dashboard_address=":0",
+            silence_logs=logging.CRITICAL,  # unit failures are reported by the summary
         )
         return Client(cluster, set_as_default=False), cluster
     try:

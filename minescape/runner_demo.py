@@ -2,11 +2,14 @@
 
 Each unit reads one tile window of a synthetic Sentinel-2 scene, computes NDVI and writes it as a GeoTIFF
 (:func:`ndvi_tile`). The run is made twice on the same run folder: the second run skips every finished
-unit. One unit points at a corrupted GeoTIFF: it is reported with its reason and the others complete.
+unit. One unit points at a corrupted GeoTIFF: it is reported with its reason and the others complete. Then
+ten outputs are deleted and the same command runs on a 2-worker local Dask cluster: it redoes exactly those
+ten (and retries the failed unit), with bytes identical to the in-process run.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +65,14 @@ def run(ctx) -> list[str]:
     executor = Executor(run_dir=run_dir)
     first = run_units(units, ndvi_tile, description="NDVI tiles (first run)", executor=executor)
     second = run_units(units, ndvi_tile, description="NDVI tiles (same command again)", executor=executor)
+    # lose ten outputs, then the same command on a 2-worker local Dask cluster redoes exactly those ten
+    lost = [Path(u.args["out"]) for u in units[:-1][::5][:10]]
+    before = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in lost}
+    for p in lost:
+        p.unlink()
+    third = run_units(units, ndvi_tile, description="NDVI tiles (2 Dask workers)",
+                      executor=Executor(mode="local", workers=2, run_dir=run_dir))
+    after = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in lost}
     ctx.outputs["runner_run_dir"] = run_dir
     reason = first.failed.get("tile_bad", "")
     return [
@@ -69,5 +80,8 @@ def run(ctx) -> list[str]:
         f"same command again: {len(second.skipped)} tiles skipped as already done, {second.ran} re-run "
         f"(only the failed one), {second.seconds:.2f} s vs {first.seconds:.2f} s",
         f"reported, not fatal: tile_bad: {reason}",
+        f"{len(lost)} outputs deleted, same command with --workers 2 (local Dask cluster): {third.ran - 1} tiles "
+        f"redone + the failed one, {len(third.skipped)} skipped, in {third.seconds:.1f} s; the redone files are "
+        f"{'byte-identical' if after == before else 'DIFFERENT'} to the in-process ones",
         f"inspect with: minescape runs status {run_dir}",
     ]

@@ -181,7 +181,7 @@ def test_scheduler_mode_survives_external_worker_sigkill(tiles, tmp_path):
     run_units(tiles("ref"), ndvi_tile)
     units = [Unit(u.id, {**u.args, "sleep": 0.15, "probe": True}, u.fingerprint) for u in tiles("dask")]
     run_dir = tmp_path / "run"
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
         pids = list(client.run(os.getpid).values())
         killed = []
