@@ -5,8 +5,9 @@
 2. With several products, a pixel is labelled only where they all agree; elsewhere it gets the ignore index
    (255) and does not enter the loss (:func:`agreement_labels`).
 3. A U-Net is trained on those labels, then one self-training round relabels the pixels the model is
-   confident about (max probability >= ``confidence``) with its own prediction, keeps the agreed label
-   elsewhere, and fine-tunes on the result (:func:`train_weak`).
+   confident about (max probability >= ``confidence``) with its own prediction — by default only pixels
+   without an agreed label (``fill_only``) — keeps the agreed label elsewhere, and fine-tunes on the result
+   at a tenth of the learning rate (:func:`train_weak`).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class WeakResult:
 
 def train_weak(image: Raster, products: Sequence[Raster], legend: Legend, *, config: TrainConfig | None = None,
                self_training: bool = True, confidence: float = 0.9, finetune_epochs: int | None = None,
-               names: Sequence[str] | None = None) -> WeakResult:
+               names: Sequence[str] | None = None, fill_only: bool = True) -> WeakResult:
     """Train a high-resolution U-Net from low-resolution label products (see the module docstring).
 
     Args:
@@ -85,6 +86,7 @@ def train_weak(image: Raster, products: Sequence[Raster], legend: Legend, *, con
         confidence: minimum max-probability for a pixel to take the model's own label.
         finetune_epochs: epochs of the self-training round (default: half of ``config.epochs``, at least 1).
         names: product names for error messages.
+        fill_only: relabel only pixels without an agreed label (otherwise every confident pixel).
     """
     cfg = config or TrainConfig()
     labels = agreement_labels(products, image.grid, legend, names=names)
@@ -98,11 +100,13 @@ def train_weak(image: Raster, products: Sequence[Raster], legend: Legend, *, con
         return WeakResult(first, first, labels, labels, share, 0.0)
     proba = predict_proba(first, data)
     confident = (proba.max(axis=0) >= confidence) & valid
+    if fill_only:
+        confident &= labels == IGNORE
     relabelled = labels.copy()
     relabelled[confident] = proba.argmax(axis=0)[confident].astype(np.uint8)
     changed = float((confident & (relabelled != labels)).sum() / max(valid.sum(), 1))
     epochs = finetune_epochs if finetune_epochs is not None else max(1, cfg.epochs // 2)
-    second_cfg = replace(cfg, epochs=epochs, lr=cfg.lr / 2, seed=cfg.seed + 1)
+    second_cfg = replace(cfg, epochs=epochs, lr=cfg.lr / 10, seed=cfg.seed + 1)
     model = train_unet(data, relabelled, legend, config=second_cfg, init=first, band_names=image.band_names,
                        description="weak supervision: self-training")
     return WeakResult(model, first, labels, relabelled, share, changed)
