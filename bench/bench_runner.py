@@ -158,6 +158,8 @@ def _spawn(n_sites: int, out: Path, run_dir: Path) -> subprocess.Popen:
 
 
 def bench_resume(n_sites: int) -> None:
+    from minescape.runstate import read_states
+
     region(n_sites)
     full_out, full_run = WORK / "resume-full", WORK / "resume-full-run"
     out, run_dir = WORK / "resume-out", WORK / "resume-run"
@@ -172,15 +174,13 @@ def bench_resume(n_sites: int) -> None:
     half = n_sites // 2
     t0 = time.perf_counter()
     while proc.poll() is None:
-        units = run_dir / "units"
-        if units.exists() and sum(1 for p in units.iterdir() if p.name.endswith(".json")
-                                  and not p.name.startswith(".tmp-")) >= half:
+        if len(read_states(run_dir)) >= half:
             break
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     t_killed = time.perf_counter() - t0
-    states = sum(1 for p in (run_dir / "units").glob("*.json"))
+    states = len(read_states(run_dir))
     t0 = time.perf_counter()
     proc = _spawn(n_sites, out, run_dir)
     resumed = json.loads(proc.communicate()[0])

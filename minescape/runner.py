@@ -28,12 +28,12 @@ from minescape.runstate import (
     UnitState,
     fingerprint,
     is_done,
+    load_for_run,
     locked,
     now,
-    read_states,
+    open_journal,
     unit_key,
     write_run_info,
-    write_state,
 )
 
 __all__ = ["Executor", "RunSummary", "Unit", "failure_reason", "fingerprint", "run_units"]
@@ -189,7 +189,7 @@ def run_units(
         summary.seconds = time.perf_counter() - t0
         return summary
     with locked(run_dir):
-        states = read_states(run_dir)
+        states = load_for_run(run_dir)
         todo = []
         for u in units:
             st = states.get(u.id)
@@ -202,7 +202,8 @@ def run_units(
                 "scheduler": executor.scheduler, "started": now(), "total": len(units),
                 "skipped": len(summary.skipped), "unit_ids": ids}
         write_run_info(run_dir, info)
-        _dispatch(todo, func, executor, description, summary, keys, run_dir, skipped=len(summary.skipped))
+        with open_journal(run_dir) as journal:
+            _dispatch(todo, func, executor, description, summary, keys, journal, skipped=len(summary.skipped))
         summary.seconds = time.perf_counter() - t0
         info.update(finished=now(), done=len(summary.results), failed=len(summary.failed),
                     seconds=round(summary.seconds, 3))
@@ -211,7 +212,7 @@ def run_units(
 
 
 def _dispatch(todo: list[Unit], func, executor: Executor, description: str, summary: RunSummary,
-              keys: dict[str, str], run_dir: Path | None, *, skipped: int) -> None:
+              keys: dict[str, str], journal: Callable[[UnitState], None] | None, *, skipped: int) -> None:
     """Run ``todo`` in the executor's mode, recording each outcome as it arrives."""
     with make_progress() as progress:
         extra = f"[dim]{skipped} already done" if skipped else ""
@@ -223,8 +224,8 @@ def _dispatch(todo: list[Unit], func, executor: Executor, description: str, summ
                 summary.failed.pop(unit.id, None)
             else:
                 summary.failed[unit.id] = outcome["reason"]
-            if run_dir is not None:
-                write_state(run_dir, UnitState(
+            if journal is not None:
+                journal(UnitState(
                     unit.id, keys[unit.id], "done" if outcome["ok"] else "failed", outcome.get("result"),
                     outcome.get("reason", ""), outcome.get("seconds", 0.0), attempts))
             parts = [f"[dim]{skipped} already done"] if skipped else []

@@ -1,16 +1,18 @@
-"""The run folder: one small JSON state per unit, so an interrupted or partly failed run resumes.
+"""The run folder: a journal of unit states, so an interrupted or partly failed run resumes.
 
 Layout of a run folder::
 
-    run.json            what the run is: description, mode, unit ids, start/finish times, counts
-    units/<id>.json     one per finished unit: {"id", "key", "status": "done"|"failed", "result"|"reason",
-                        "seconds", "attempts"}; written atomically (temporary file, then rename)
-    .lock               held (``flock``) while a run uses the folder
+    run.json        what the run is: description, mode, unit ids, start/finish times, counts (atomic rewrite)
+    units.jsonl     append-only journal, one JSON line per finished unit: {"id", "key", "status":
+                    "done"|"failed", "result"|"reason", "seconds", "attempts"}; the last line of an id wins
+    .lock           held (``flock``) while a run uses the folder
 
-A unit is *done* when its state says ``done`` with the same ``key`` (a hash of the unit's args, its
+A unit is *done* when its latest line says ``done`` with the same ``key`` (a hash of the unit's args, its
 ``fingerprint`` of inputs + config and the function), and every path its result lists under ``"outputs"``
-still exists. Anything else (no state, failed, other key, missing output) runs again. A SIGKILL can
-only lose states of units in flight: states and outputs are renamed into place, never half-written.
+still exists. Anything else (no line, failed, other key, missing output) runs again. Each line is written
+and flushed as its unit finishes; a SIGKILL can at worst cut the last line, which the reader ignores (and
+the next run starts on a fresh line). Outputs are renamed into place by the units, never half-written. The
+journal is compacted (one line per unit, atomic rewrite) when re-runs have made it more than twice as long.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ import fcntl
 import hashlib
 import json
 import os
-import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,7 @@ from minescape.atomic import atomic_write_text
 from minescape.errors import InputError, MissingInputError
 
 RUN_FILE = "run.json"
-UNITS_DIR = "units"
-_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+JOURNAL = "units.jsonl"
 
 
 def _canonical(value: Any) -> str:
@@ -82,14 +82,6 @@ def unit_key(unit_id: str, args: Mapping[str, Any], fingerprint_: str, func_name
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def state_name(unit_id: str) -> str:
-    """File name of a unit's state (ids with unsafe characters get a hash suffix)."""
-    safe = _SAFE.sub("_", unit_id)
-    if safe != unit_id or len(safe) > 100:
-        safe = f"{safe[:80]}-{hashlib.sha1(unit_id.encode()).hexdigest()[:10]}"
-    return f"{safe}.json"
-
-
 @dataclass(frozen=True)
 class UnitState:
     """A unit's recorded state."""
@@ -112,34 +104,75 @@ class UnitState:
         return all(Path(p).exists() for p in outputs)
 
 
-def write_state(run_dir: Path, state: UnitState) -> Path:
-    """Record a unit's state atomically under ``run_dir/units``."""
+def _line(state: UnitState) -> str:
     data = {"id": state.id, "key": state.key, "status": state.status, "seconds": round(state.seconds, 4),
             "attempts": state.attempts}
     if state.status == "done":
         data["result"] = state.result
     else:
         data["reason"] = state.reason
-    return atomic_write_text(run_dir / UNITS_DIR / state_name(state.id), json.dumps(data, default=str))
+    return json.dumps(data, default=str, separators=(",", ":")) + "\n"
+
+
+@contextlib.contextmanager
+def open_journal(run_dir: Path) -> Iterator[Callable[[UnitState], None]]:
+    """Yield ``record(state)``, which appends a unit's state to the journal and flushes it.
+
+    If a previous run was killed in the middle of a line, a newline is added first so that the cut line
+    stays unreadable (and ignored) instead of merging with the next record.
+    """
+    path = run_dir / JOURNAL
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as fh:
+        if fh.tell() > 0:
+            with open(path, "rb") as check:
+                check.seek(-1, os.SEEK_END)
+                if check.read(1) != b"\n":
+                    fh.write(b"\n")
+    with open(path, "a", encoding="utf-8") as fh:
+
+        def record(state: UnitState) -> None:
+            fh.write(_line(state))
+            fh.flush()
+
+        yield record
+
+
+def _parse(line: str) -> UnitState | None:
+    try:
+        d = json.loads(line)
+        return UnitState(d["id"], d["key"], d["status"], d.get("result"), d.get("reason", ""),
+                         d.get("seconds", 0.0), d.get("attempts", 1))
+    except (ValueError, KeyError, TypeError):
+        return None  # a line cut by a kill
 
 
 def read_states(run_dir: str | Path) -> dict[str, UnitState]:
-    """Every recorded unit state of a run folder, by unit id (unreadable files are ignored)."""
-    folder = Path(run_dir) / UNITS_DIR
+    """The latest recorded state of every unit of a run folder, by unit id (cut lines are ignored)."""
+    states, _ = _read_journal(Path(run_dir))
+    return states
+
+
+def _read_journal(run_dir: Path) -> tuple[dict[str, UnitState], int]:
+    path = run_dir / JOURNAL
     states: dict[str, UnitState] = {}
-    if not folder.is_dir():
-        return states
-    with os.scandir(folder) as it:
-        for entry in it:
-            if not entry.name.endswith(".json") or entry.name.startswith(".tmp-"):
-                continue
-            try:
-                with open(entry.path, encoding="utf-8") as fh:
-                    d = json.load(fh)
-                states[d["id"]] = UnitState(d["id"], d["key"], d["status"], d.get("result"), d.get("reason", ""),
-                                            d.get("seconds", 0.0), d.get("attempts", 1))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
+    lines = 0
+    if not path.exists():
+        return states, lines
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            lines += 1
+            state = _parse(line)
+            if state is not None:
+                states[state.id] = state
+    return states, lines
+
+
+def load_for_run(run_dir: Path) -> dict[str, UnitState]:
+    """Read the journal at the start of a run (lock held) and compact it if re-runs doubled its length."""
+    states, lines = _read_journal(run_dir)
+    if lines > 2 * len(states) + 100:
+        atomic_write_text(run_dir / JOURNAL, "".join(_line(s) for s in states.values()))
     return states
 
 

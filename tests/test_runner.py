@@ -240,8 +240,7 @@ def _start(script: Path, out: Path, run_dir: str, mode: str = "inprocess") -> su
 def _kill_after(proc: subprocess.Popen, run_dir: Path, n_states: int, extra_delay: float) -> None:
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        units = run_dir / "units"
-        if units.exists() and sum(1 for p in units.glob("*.json") if not p.name.startswith(".tmp-")) >= n_states:
+        if len(read_states(run_dir)) >= n_states:
             break
         time.sleep(0.005)
     time.sleep(extra_delay)
@@ -336,3 +335,30 @@ def test_demo_stage(small_region, tmp_path):
     assert sum(s.status == "done" for s in states.values()) == len(states) - 1 >= 4
     assert states["tile_bad"].status == "failed"
     assert np.isfinite(states["tile_00_00"].result["mean_ndvi"])
+
+
+def test_journal_survives_a_cut_line_and_is_compacted(tmp_path):
+    from minescape.runstate import JOURNAL
+
+    units = [Unit(f"u{i}", {"i": i}) for i in range(30)]
+    run_dir = tmp_path / "run"
+    run_units(units[:10], trivial_job, executor=Executor(run_dir=run_dir))
+    journal = run_dir / JOURNAL
+    with open(journal, "a") as fh:
+        fh.write('{"id": "u10", "key": "ab')  # a line cut by a SIGKILL mid-write
+    assert sorted(read_states(run_dir)) == sorted(u.id for u in units[:10])
+    summary = run_units(units, trivial_job, executor=Executor(run_dir=run_dir))
+    assert len(summary.skipped) == 10 and len(summary.results) == 30
+    assert len(read_states(run_dir)) == 30
+    for _ in range(5):  # failed units are appended again at every run ...
+        run_units([Unit(u.id, {"i": -1}) for u in units], trivial_job, executor=Executor(run_dir=run_dir))
+    lines = journal.read_text().splitlines()
+    assert len(lines) <= 2 * 30 + 100 + 30  # ... and the journal is compacted when it doubles
+    assert {s.status for s in read_states(run_dir).values()} == {"failed"}
+
+
+def trivial_job(unit: Unit) -> dict:
+    """Returns its number; negative numbers fail."""
+    if unit.args["i"] < 0:
+        raise ValueError("negative")
+    return {"i": unit.args["i"]}
