@@ -27,10 +27,10 @@ def run(ctx) -> list[str]:
     from minescape.maps.products import unit_stem
 
     out = ctx.stage_dir("maps")
-    scene = make_scene(HRConfig(seed=ctx.seed, width=240, height=210))
+    scene = make_scene(HRConfig(seed=ctx.seed, width=210, height=180))
     files = write_scene(scene, out / "scene")
     weak = train_weak(scene.image, [scene.label_10m, scene.label_30m], SINOLC1,
-                      config=TrainConfig(epochs=5, steps_per_epoch=20, seed=ctx.seed), finetune_epochs=2)
+                      config=TrainConfig(epochs=4, steps_per_epoch=20, seed=ctx.seed), finetune_epochs=1)
     ckpt = save_checkpoint(weak.model, out / "unet.pt")
     pred = predict_tiled(files["image"], unet_predictor(weak.model, window=96, stride=64), out / "map.tif",
                          legend=SINOLC1, tile=128)
