@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,7 +178,7 @@ def run_units(
     executor = executor or Executor()
     ids = [u.id for u in units]
     if len(set(ids)) != len(ids):
-        dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)[:5]
         raise ConfigError(f"unit ids must be unique; repeated: {dupes}")
     t0 = time.perf_counter()
     name = func_name(func)
@@ -187,7 +188,7 @@ def run_units(
     if run_dir is None:
         _dispatch(list(units), func, executor, description, summary, keys, None, skipped=0)
         summary.seconds = time.perf_counter() - t0
-        return summary
+        return _in_unit_order(summary, ids)
     with locked(run_dir):
         states = load_for_run(run_dir)
         todo = []
@@ -208,6 +209,13 @@ def run_units(
         info.update(finished=now(), done=len(summary.results), failed=len(summary.failed),
                     seconds=round(summary.seconds, 3))
         write_run_info(run_dir, info)
+    return _in_unit_order(summary, ids)
+
+
+def _in_unit_order(summary: RunSummary, ids: list[str]) -> RunSummary:
+    """Results, failures and skipped ids in the order of the units (the same in every mode)."""
+    summary.results = {i: summary.results[i] for i in ids if i in summary.results}
+    summary.failed = {i: summary.failed[i] for i in ids if i in summary.failed}
     return summary
 
 
