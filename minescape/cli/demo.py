@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         """Run every stage on the synthetic mining region and say where the outputs are."""
         from minescape.demo import run_demo
 
-        console = Console()
+        console = Console(soft_wrap=True)
         t0 = time.perf_counter()
         report = run_demo(out, seed=seed, console=console)
         total = time.perf_counter() - t0
