@@ -36,11 +36,26 @@ def _connect(executor: Executor):
             silence_logs=logging.CRITICAL,  # unit failures are reported by the summary
         )
         return Client(cluster, set_as_default=False), cluster
+    _check_reachable(executor.scheduler)
     try:
         return Client(executor.scheduler, timeout="10s", set_as_default=False), None
     except (OSError, TimeoutError) as exc:
         raise InputError(f"cannot reach the Dask scheduler ({' '.join(str(exc).split())[:160]})",
                          path=executor.scheduler) from None
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast (one line) when a ``tcp://host:port`` scheduler refuses connections."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme != "tcp" or not parts.hostname or not parts.port:
+        return
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=5).close()
+    except OSError as exc:
+        raise InputError(f"cannot reach the Dask scheduler ({exc.strerror or exc})", path=address) from None
 
 
 def run_on_dask(

@@ -1,0 +1,90 @@
+"""The executor through the CLI: --run-dir resume, --workers 2 byte-identical, bad inputs as one line + exit code."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from minescape.cli.app import app
+
+
+def _maps(out: Path) -> dict[str, str]:
+    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted((out / "maps").glob("*.tif"))}
+
+
+def _classify(region, out: Path, *extra: str, sites: Path | None = None, scenes: list[Path] | None = None):
+    args = ["lulc", "classify", str(sites or region.sites), str(out), "--dcm", str(region.dcm_dh),
+            "--dcm-year", str(region.dcm_year), "--no-quicklook"]
+    for scene in scenes or region.scenes:
+        args += ["-s", str(scene)]
+    return CliRunner().invoke(app, args + list(extra))
+
+
+def _one_error_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, output
+    assert "Traceback" not in output, output
+    return lines[0]
+
+
+def test_lulc_classify_resumes_and_matches_across_modes(small_region, tmp_path):
+    out, run_dir = tmp_path / "inproc", tmp_path / "inproc-run"
+    res = _classify(small_region, out, "--run-dir", str(run_dir))
+    assert res.exit_code == 0, res.output
+    first = _maps(out)
+    assert len(first) == 2
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "maps").glob("*.tif")}
+    res = _classify(small_region, out, "--run-dir", str(run_dir))
+    assert res.exit_code == 0, res.output
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "maps").glob("*.tif")} == mtimes  # nothing redone
+    status = CliRunner().invoke(app, ["runs", "status", str(run_dir), "--strict"])
+    assert status.exit_code == 0 and "2 total, 2 done, 0 failed, 0 not finished" in status.output
+    # a changed option invalidates every unit it touches
+    res = _classify(small_region, out, "--run-dir", str(run_dir), "--mmu", "900")
+    assert res.exit_code == 0
+    assert all(p.stat().st_mtime_ns != mtimes[p.name] for p in (out / "maps").glob("*.tif"))
+    # the same command on a local 2-worker Dask cluster writes the same bytes as in-process
+    ref = tmp_path / "ref"
+    assert _classify(small_region, ref).exit_code == 0
+    dask_out = tmp_path / "dask"
+    res = _classify(small_region, dask_out, "--workers", "2", "--run-dir", str(tmp_path / "dask-run"))
+    assert res.exit_code == 0, res.output
+    assert _maps(dask_out) == _maps(ref) and len(_maps(ref)) == 2
+
+
+def test_lulc_classify_bad_inputs(small_region, tmp_path):
+    sites = tmp_path / "sites.gpkg"
+    sites.write_bytes(small_region.sites.read_bytes()[:4000])
+    res = _classify(small_region, tmp_path / "o1", sites=sites)
+    assert res.exit_code == 2
+    line = _one_error_line(res.output)
+    assert str(sites) in line and "not a readable vector file" in line
+    bad_scene = tmp_path / "S2A_MSIL2A_20190715T022551_N0213_R046_T50KQB_bad.tif"
+    bad_scene.write_bytes(b"II*\x00" + b"\x05" * 2000)
+    res = _classify(small_region, tmp_path / "o2", scenes=[bad_scene])
+    assert res.exit_code == 2
+    line = _one_error_line(res.output)
+    assert str(bad_scene) in line and "not a readable raster" in line
+
+
+def test_bad_executor_options(small_region, tmp_path):
+    res = _classify(small_region, tmp_path / "o", "--workers", "0")
+    assert res.exit_code == 2 and "--workers" in res.output
+    res = _classify(small_region, tmp_path / "o", "--scheduler", "tcp://127.0.0.1:9")
+    assert res.exit_code == 2
+    line = _one_error_line(res.output)
+    assert "tcp://127.0.0.1:9: cannot reach the Dask scheduler" in line
+
+
+@pytest.mark.parametrize("which", ["t1", "t2"])
+def test_change_detect_names_a_corrupted_geotiff(small_region, tmp_path, which):
+    bad = tmp_path / "corrupt.tif"
+    bad.write_bytes(b"II*\x00" + b"\x09" * 3000)
+    pair = [str(bad), str(small_region.t2)] if which == "t1" else [str(small_region.t1), str(bad)]
+    res = CliRunner().invoke(app, ["change", "detect", *pair, str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    line = _one_error_line(res.output)
+    assert str(bad) in line and "not a readable raster" in line
