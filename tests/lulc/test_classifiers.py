@@ -60,7 +60,7 @@ def test_box_stats_and_fill():
     assert mean[2, 2] == pytest.approx(np.nanmean(a[1:4, 1:4]))
     assert std[2, 2] == pytest.approx(np.nanstd(a[1:4, 1:4]), rel=1e-5)
     filled, void = fill_voids(a)
-    assert void.sum() == 1 and np.isfinite(filled).all() and filled[2, 2] in (7, 11, 13, 17)
+    assert void.sum() == 1 and np.isfinite(filled).all() and filled[2, 2] in (6, 7, 8, 11, 13, 16, 17, 18)  # a chessboard neighbour
 
 
 def test_rules_recover_each_class_from_definitions():
