@@ -109,7 +109,7 @@ def main() -> None:
             t0 = time.perf_counter()
             train_cities = [c for c in cities if c not in test]
             samples = samples_from_pairs([pairs[c] for c in train_cities])
-            tr, va = holdout_split(samples, fraction=0.2)
+            tr, va = holdout_split(samples, fraction=0.2, side="bottom")
             cfg = TrainConfig(arch=arch, crop=64, batch_size=8, epochs=200, steps_per_epoch=30, lr=1e-3,
                               loss="wce+dice", patience=1000, seed=args.seed, max_minutes=minutes, threads=args.threads)
             r = train(tr, va, out / arch / f"fold{k}", bands=ALL_BANDS, config=cfg,

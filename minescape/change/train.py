@@ -180,19 +180,48 @@ def samples_from_scenes(t1: str | Path, t2: str | Path, truth: str | Path, *,
     return [Sample(Path(t1).stem, r1.data, r2.data, _ignore_invalid(codes, r1.data, r2.data))], bands
 
 
-def holdout_split(samples: Sequence[Sample], *, fraction: float = 0.2) -> tuple[list[Sample], list[Sample]]:
-    """Spatial hold-out: the bottom ``fraction`` of each scene's rows for validation, the rest for training.
+HOLDOUT_SIDES: tuple[str, ...] = ("auto", "bottom", "top", "left", "right")
 
-    Neighbouring pixels of the two parts touch only along one row, which keeps validation honest enough for
-    threshold choice and early stopping without losing whole scenes from training.
+
+def _strip(s: Sample, side: str, fraction: float) -> tuple[Sample, Sample]:
+    h, w = s.label.shape
+    if side in ("bottom", "top"):
+        cut = int(round(h * (1 - fraction))) if side == "bottom" else int(round(h * fraction))
+        a, b = (slice(None, cut), slice(cut, None)) if side == "bottom" else (slice(cut, None), slice(None, cut))
+        return (Sample(s.name, s.t1[:, a], s.t2[:, a], s.label[a]),
+                Sample(s.name + ":val", s.t1[:, b], s.t2[:, b], s.label[b]))
+    cut = int(round(w * (1 - fraction))) if side == "right" else int(round(w * fraction))
+    a, b = (slice(None, cut), slice(cut, None)) if side == "right" else (slice(cut, None), slice(None, cut))
+    return (Sample(s.name, s.t1[:, :, a], s.t2[:, :, a], s.label[:, a]),
+            Sample(s.name + ":val", s.t1[:, :, b], s.t2[:, :, b], s.label[:, b]))
+
+
+def holdout_split(samples: Sequence[Sample], *, fraction: float = 0.2,
+                  side: str = "auto") -> tuple[list[Sample], list[Sample]]:
+    """Spatial hold-out: a border strip of ``fraction`` of each scene for validation, the rest for training.
+
+    ``side`` is ``bottom``, ``top``, ``left``, ``right`` or ``auto``: per scene, the side whose strip's share of
+    changed pixels is closest to the scene's (so validation is not left without change; ties: that order).
+    The two parts touch along one line only, which keeps validation honest enough for the threshold choice and
+    early stopping without losing whole scenes from training.
     """
+    check_choice(side, HOLDOUT_SIDES, what="hold-out side")
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"validation fraction must be in (0, 1) (got {fraction})")
     tr, va = [], []
     for s in samples:
-        cut = int(round(s.t1.shape[1] * (1 - fraction)))
-        tr.append(Sample(s.name, s.t1[:, :cut], s.t2[:, :cut], s.label[:cut]))
-        va.append(Sample(s.name + ":val", s.t1[:, cut:], s.t2[:, cut:], s.label[cut:]))
+        if side == "auto":
+            def share(lab: np.ndarray) -> float:
+                ok = lab != 255
+                return float((lab[ok] == 1).mean()) if ok.any() else 0.0
+
+            whole = share(s.label)
+            best = min(HOLDOUT_SIDES[1:], key=lambda sd: abs(share(_strip(s, sd, fraction)[1].label) - whole))
+            a, b = _strip(s, best, fraction)
+        else:
+            a, b = _strip(s, side, fraction)
+        tr.append(a)
+        va.append(b)
     return tr, va
 
 
@@ -317,10 +346,13 @@ def loss_fn(logits, target, *, kind: str, pos_weight: float):
 def best_threshold(prob: np.ndarray, truth: np.ndarray) -> tuple[float, float, dict]:
     """Threshold in 0.02..0.98 (step 0.02) maximising the F1 of change on pixels with truth 0/1 and finite prob.
 
-    Returns ``(threshold, f1, {precision, recall, f1, iou})`` at that threshold.
+    Returns ``(threshold, f1, {precision, recall, f1, iou})`` at that threshold; ``(0.5, 0.0, ...)`` when the
+    truth has no changed pixel.
     """
     ok = np.isfinite(prob) & (truth != 255)
     p, t = prob[ok], truth[ok] == 1
+    if not t.any():  # no change to find: F1 is 0 at every threshold; keep the neutral 0.5
+        return 0.5, 0.0, change_scores(p >= 0.5, t)
     best = (0.5, -1.0, {})
     for thr in np.round(np.arange(0.02, 0.981, 0.02), 2):
         m = change_scores(p >= thr, t)

@@ -16,7 +16,7 @@ def test_train_predict_export(small_region, tmp_path):
     out = tmp_path / "model"
     r = runner.invoke(app, ["change", "train", str(out), "--t1", str(small_region.t1), "--t2",
                             str(small_region.t2), "--truth", str(small_region.truth_change), "--bands",
-                            "B02,B03,B04,B08", "--arch", "fc-siam-diff", "--epochs", "2", "--steps", "3",
+                            "B02,B03,B04,B08", "--arch", "fc-siam-diff", "--epochs", "1", "--steps", "2",
                             "--batch-size", "2", "--crop", "32", "--seed", "1", "--threads", "1"])
     assert r.exit_code == 0, r.output
     assert "validation F1" in r.output
