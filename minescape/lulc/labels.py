@@ -87,7 +87,10 @@ def read_vector_labels(path: str | Path, *, class_field: str | None = None, laye
 
 def vector_labels_on(labels: gpd.GeoDataFrame, grid: Grid) -> np.ndarray:
     """Rasterize labelled polygons (pixel centres) and points (their pixel) onto ``grid``; 0 = unlabelled."""
-    gdf = labels.to_crs(grid.crs) if not CRS.from_user_input(labels.crs).equals(grid.crs) else labels
+    from pyproj import CRS as ProjCRS
+
+    same = ProjCRS.from_user_input(labels.crs).equals(ProjCRS.from_user_input(grid.crs.to_wkt()))
+    gdf = labels if same else labels.to_crs(grid.crs.to_wkt())
     out = np.zeros(grid.shape, dtype=np.uint8)
     polys = gdf[gdf.geom_type.isin(["Polygon", "MultiPolygon"])]
     if len(polys):

@@ -218,3 +218,41 @@ def test_windowed_scene_matches_whole(small_region, tmp_path):
     b = read_raster(tmp_path / "tiled.tif").data[0]
     assert a.shape == (220, 260) and (a > 0).mean() > 0.95
     assert (a == b).mean() > 0.995
+
+
+def test_train_from_points_and_polygons_evaluate_on_points(small_region, tmp_path):
+    """Labels as class-named points (EPSG:4326) and as polygons with codes; reference as points."""
+    import rasterio.features
+
+    truth = read_raster(small_region.truth_lulc)
+    sites, _ = read_sites(small_region.sites)
+    rng = np.random.default_rng(0)
+    grid = truth.grid
+    pts = {}
+    for site in sites:
+        inside = np.argwhere(site.mask(grid) & (truth.data[0] > 0))
+        pick = inside[rng.choice(len(inside), 1500, replace=False)]
+        xs, ys = grid.xy(pick[:, 0], pick[:, 1])
+        names = [MINING_LULC.name_of(int(c)) for c in truth.data[0][pick[:, 0], pick[:, 1]]]
+        pts[site.id] = gpd.GeoDataFrame({"class": names}, geometry=gpd.points_from_xy(xs, ys), crs=grid.crs)
+    p_train = tmp_path / "train_points.geojson"
+    pts["S01"].to_crs(4326).to_file(p_train)
+    p_test = tmp_path / "test_points.gpkg"
+    pts["S02"].to_file(p_test)
+    res = train_from_sites(small_region.sites, [small_region.scene_dir], small_region.dcm_dh, small_region.dcm_year,
+                           labels=p_train, site_ids=["S01"])
+    model = save_model(res.model, tmp_path / "points.json")
+    classify_sites(small_region.sites, [small_region.scene_dir], small_region.dcm_dh, small_region.dcm_year,
+                   tmp_path / "run", classifier=model, site_ids=["S02"], config=QUIET)
+    score = evaluate_maps(tmp_path / "run", p_test, site_ids=["S02"])
+    assert 1200 < score["n"] <= 1500 and score["overall_accuracy"] >= 0.85
+    # polygons with integer codes in a field named 'code'
+    s1 = sites[0].mask(grid)
+    shapes = [(shapely.geometry.shape(g), int(v)) for g, v in rasterio.features.shapes(
+        truth.data[0], mask=s1 & (truth.data[0] > 0), transform=grid.transform)]
+    polys = gpd.GeoDataFrame({"code": [v for _, v in shapes]}, geometry=[g for g, _ in shapes], crs=grid.crs)
+    p_poly = tmp_path / "polys.gpkg"
+    polys.to_file(p_poly)
+    res = train_from_sites(small_region.sites, [small_region.scene_dir], small_region.dcm_dh, small_region.dcm_year,
+                           labels=p_poly, site_ids=["S01"])
+    assert set(res.model.meta["samples"]) >= {"Open pit", "Vegetation", "Bare soil"}
