@@ -19,7 +19,8 @@ Printed: Mpix/s, peak MB and the ratios streamed / whole (speed) and s2tile / ci
 the number of pixels, only with the tile-strip width).
 
 Run with ``flock /tmp/minescape-heavy.lock .venv/bin/python bench/bench_deep_change.py`` (the machine is shared).
-Options: ``--size N`` (default 10980), ``--threads N`` (default 2), ``--arch``, ``--keep`` (keep the pair),
+Options: ``--size N`` (default 10980), ``--rows N`` (a strip of the full width: same peak memory, less time),
+``--threads N`` (default 2), ``--arch``, ``--keep`` (keep the pair),
 ``--skip-big``.
 """
 
@@ -43,8 +44,9 @@ BANDS = ("B02", "B03", "B04", "B08")
 CITY = "abudhabi"
 
 
-def make_pair(size: int, folder: Path) -> tuple[Path, Path]:
-    """Write a deterministic synthetic 4-band uint16 pair strip by strip (memory: one 512-row strip)."""
+def make_pair(size: int, folder: Path, rows: int | None = None) -> tuple[Path, Path]:
+    """Write a deterministic synthetic 4-band uint16 pair (``rows`` x ``size`` px, default square) strip by
+    strip (memory: one 512-row strip)."""
     import numpy as np
     from affine import Affine
     from rasterio.crs import CRS
@@ -54,11 +56,12 @@ def make_pair(size: int, folder: Path) -> tuple[Path, Path]:
     from minescape.geo.grid import Grid
     from minescape.geo.raster import open_writer
 
-    t1, t2 = folder / f"t1_{size}.tif", folder / f"t2_{size}.tif"
+    rows = rows or size
+    t1, t2 = folder / f"t1_{rows}x{size}.tif", folder / f"t2_{rows}x{size}.tif"
     if t1.exists() and t2.exists():
         return t1, t2
     folder.mkdir(parents=True, exist_ok=True)
-    grid = Grid(CRS.from_epsg(32750), Affine(10, 0, 600000, 0, -10, 7500000), size, size)
+    grid = Grid(CRS.from_epsg(32750), Affine(10, 0, 600000, 0, -10, 7500000), size, rows)
     rng = np.random.default_rng(0)
     coarse = 64
     n = size // coarse + 3
@@ -67,12 +70,12 @@ def make_pair(size: int, folder: Path) -> tuple[Path, Path]:
     strip = 512
     with open_writer(t1, grid, count=4, dtype="uint16", nodata=0, band_names=BANDS, compress="none") as d1, \
             open_writer(t2, grid, count=4, dtype="uint16", nodata=0, band_names=BANDS, compress="none") as d2:
-        for r0 in range(0, size, strip):
-            h = min(strip, size - r0)
-            rows, cols = np.mgrid[r0:r0 + h, 0:size].astype(np.float32) / coarse
-            veg = 1 / (1 + np.exp(-2 * map_coordinates(veg_field, [rows, cols], order=1)))
-            cleared = map_coordinates(clear_field, [rows, cols], order=1) > 1.6
-            del rows, cols
+        for r0 in range(0, rows, strip):
+            h = min(strip, rows - r0)
+            yy, xx = np.mgrid[r0:r0 + h, 0:size].astype(np.float32) / coarse
+            veg = 1 / (1 + np.exp(-2 * map_coordinates(veg_field, [yy, xx], order=1)))
+            cleared = map_coordinates(clear_field, [yy, xx], order=1) > 1.6
+            del yy, xx
             srng = np.random.default_rng(1000 + r0)
             for k, (dst, v) in enumerate(((d1, veg), (d2, np.where(cleared, 0.02, veg)))):
                 blue = 0.05 + 0.06 * (1 - v) + srng.normal(0, 0.01, v.shape)
@@ -137,7 +140,8 @@ def run_case(case: str, args) -> dict:
         extra["tiles"] = res.tiles
     else:  # s2tile-streamed
         model = load_model(_model(args.arch, BANDS, WORK))
-        t1, t2 = WORK / f"t1_{args.size}.tif", WORK / f"t2_{args.size}.tif"
+        rows = args.rows or args.size
+        t1, t2 = WORK / f"t1_{rows}x{args.size}.tif", WORK / f"t2_{rows}x{args.size}.tif"
         res = predict_scene(model, t1, t2, out / "prob.tif", out / "mask.tif", tile=512, overlap=32)
         pixels = res.pixels
         extra.update(tiles=res.tiles, changed_fraction=res.changed_fraction)
@@ -147,7 +151,8 @@ def run_case(case: str, args) -> dict:
 
 
 def _subprocess(case: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--case", case, "--size", str(args.size), "--threads", str(args.threads),
+    cmd = [sys.executable, __file__, "--case", case, "--size", str(args.size), "--rows", str(args.rows or args.size),
+           "--threads", str(args.threads),
            "--arch", args.arch, "--oscd", str(args.oscd)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -159,6 +164,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case")
     ap.add_argument("--size", type=int, default=10980)
+    ap.add_argument("--rows", type=int, default=None, help="rows of the synthetic pair (default --size)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--arch", default="fc-siam-diff")
     ap.add_argument("--oscd", default=str(ROOT.parent / "shared" / "data" / "oscd"))
@@ -187,8 +193,8 @@ def main() -> None:
           f"{np.mean((whole[ok] >= 0.5) == (streamed[ok] >= 0.5)):.4%} of pixels")
     if not args.skip_big:
         t0 = time.perf_counter()
-        make_pair(args.size, WORK)
-        print(f"synthetic pair {args.size} x {args.size} x {len(BANDS)} bands ready ({time.perf_counter() - t0:.0f} s)",
+        make_pair(args.size, WORK, args.rows)
+        print(f"synthetic pair {args.rows or args.size} x {args.size} x {len(BANDS)} bands ready ({time.perf_counter() - t0:.0f} s)",
               flush=True)
         results["s2tile-streamed"] = r = _subprocess("s2tile-streamed", args)
         print(f"{'s2tile-streamed':16s} {r['pixels'] / 1e6:7.2f} Mpix  {r['seconds']:7.1f} s  "
