@@ -256,3 +256,17 @@ def test_train_from_points_and_polygons_evaluate_on_points(small_region, tmp_pat
     res = train_from_sites(small_region.sites, [small_region.scene_dir], small_region.dcm_dh, small_region.dcm_year,
                            labels=p_poly, site_ids=["S01"])
     assert set(res.model.meta["samples"]) >= {"Open pit", "Vegetation", "Bare soil"}
+
+
+def test_resume_with_run_dir(small_region, tmp_path):
+    from minescape.runner import Executor
+
+    ex = Executor(mode="inprocess", run_dir=tmp_path / "state")
+    args = (small_region.sites, [small_region.scene_dir], small_region.dcm_dh, small_region.dcm_year, tmp_path / "o")
+    first = classify_sites(*args, executor=ex, config=QUIET)
+    assert first.ok and not first.skipped
+    (tmp_path / "o" / "maps" / "S02.tif").unlink()  # a lost output is redone, the other site is skipped
+    again = classify_sites(*args, executor=ex, config=QUIET)
+    assert again.skipped == ["S01"] and (tmp_path / "o" / "maps" / "S02.tif").exists()
+    rows = json.loads((tmp_path / "o" / "sites.json").read_text())
+    assert [r["status"] for r in rows] == ["ok", "ok"]
