@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import shapely
-from pyproj import CRS, Transformer
+from pyproj import CRS
 
 from minescape import __version__
 from minescape.errors import ConfigError, InputError, MissingInputError
@@ -41,7 +41,13 @@ from minescape.geo.polygonize import polygonize
 from minescape.geo.raster import Raster, open_raster
 from minescape.legend import MINING_LULC, Legend
 from minescape.progress import make_progress
-from minescape.publish.geodesy import ellipsoidal_area, split_antimeridian, transform_geometries
+from minescape.publish.geodesy import (
+    as_crs,
+    ellipsoidal_area,
+    split_antimeridian,
+    transform_geometries,
+    transformer,
+)
 from minescape.publish.regions import WORLD9, make_region_resolver
 from minescape.publish.shards import FIELDS, write_shard
 
@@ -91,7 +97,7 @@ def scan_site(path: Path, resolve_region) -> SiteMap:
         except ValueError:
             raise InputError(f"YEAR tag must be an integer year, got {tags.get('YEAR')!r}", path=path) from None
         left, bottom, right, top = src.bounds
-        tf = Transformer.from_crs(src.crs, 4326, always_xy=True)
+        tf = transformer(as_crs(src.crs), as_crs("EPSG:4326"))
         lon, lat = tf.transform((left + right) / 2, (bottom + top) / 2)
     region = resolve_region(lon, lat, tags, str(path))
     return SiteMap(Path(path), site_id, year, region, float(lon), float(lat))
@@ -137,11 +143,12 @@ def site_features(
     polys = polygonize(raster, connectivity=connectivity, simplify=simplify)
     order = np.argsort(polys.codes, kind="stable")
     geoms, codes = polys.geometries[order], polys.codes[order]
-    area = ellipsoidal_area(geoms, raster.crs)
-    lonlat = CRS.from_epsg(4326)
-    out = split_antimeridian(transform_geometries(geoms, raster.crs, lonlat))
+    work = as_crs(raster.crs)
+    area = ellipsoidal_area(geoms, work)
+    lonlat = as_crs("EPSG:4326")
+    out = split_antimeridian(transform_geometries(geoms, work, lonlat))
     if not crs.equals(lonlat):  # other output CRSs: exact PROJ transform from lon/lat
-        tf = Transformer.from_crs(lonlat, crs, always_xy=True)
+        tf = transformer(lonlat, crs)
         out = shapely.transform(out, lambda c: np.column_stack(tf.transform(c[:, 0], c[:, 1])))
     out = shapely.orient_polygons(out)  # shells counter-clockwise, holes clockwise (pyproj.Geod, RFC 7946)
     return SiteFeatures(out, codes, area, site)

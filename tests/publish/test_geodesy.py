@@ -52,7 +52,7 @@ def test_large_tile_extent_and_multipolygons():
     holed = shapely.Polygon(shapely.box(700000, 7500000, 705000, 7504000).exterior.coords,
                             [shapely.box(701000, 7501000, 702000, 7502000).exterior.coords])
     multi = shapely.MultiPolygon([shapely.box(600000, 7509000, 601000, 7509500), holed])
-    geoms = np.array(boxes + [holed, multi], dtype=object)
+    geoms = shapely.orient_polygons(np.array(boxes + [holed, multi], dtype=object))
     area = ellipsoidal_area(geoms, 32750)
     ll = transform_geometries(geoms, 32750, 4326)
     ref = np.array([abs(GEOD.geometry_area_perimeter(g)[0]) for g in ll])
