@@ -18,15 +18,15 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def publish_cmd(
-    maps_dir: Path = typer.Argument(..., help="Folder of per-site class maps <site>.tif (SITE_ID and YEAR tags)."),
+    maps_dir: Path = typer.Argument(..., help="Folder of per-site class maps <site>.tif (SITE_ID, YEAR tags)."),
     out: Path = typer.Argument(..., help="Release folder (replaced atomically if it holds a release)."),
     max_features: int = typer.Option(5000, "--max-features", help="Features per GeoPackage at most."),
     crs: str = typer.Option("EPSG:4326", "--crs", help="Output CRS of the GeoPackages."),
     regions: str = typer.Option("world9", "--regions",
-                                help="world9 (nine default world regions), tag (REGION tag) or a regions layer path."),
-    simplify: float = typer.Option(0.0, "--simplify", help="Simplification tolerance in metres (0: pixel outlines)."),
+                                help="world9 (nine world regions), tag (REGION tag) or a regions layer path."),
+    simplify: float = typer.Option(0.0, "--simplify", help="Simplification tolerance in metres (0: none)."),
     connectivity: int = typer.Option(4, "--connectivity", help="Pixel connectivity of patches: 4 or 8."),
-    extra_columns: bool = typer.Option(False, "--extra-columns", help="Also write site_id and region columns."),
+    extra_columns: bool = typer.Option(False, "--extra-columns", help="Also write site_id and region."),
     name: str = typer.Option("mining_lulc", "--name", help="Dataset name (prefix of every file)."),
 ) -> None:
     """Publish per-site class maps as regional ZIPs of GeoPackage shards with a manifest and README."""
@@ -36,7 +36,7 @@ def publish_cmd(
     summary = publish(maps_dir, out, max_features=max_features, crs=crs, regions=regions, simplify=simplify,
                       connectivity=connectivity, extra_columns=extra_columns, name=name)
     typer.echo(f"{out}: {summary.features:,} features from {summary.manifest['sites']} sites in "
-               f"{len(summary.files)} GeoPackages, {len(summary.zips)} regional ZIPs, manifest.json, README.md")
+               f"{len(summary.files)} GeoPackages, {len(summary.zips)} regional ZIPs, manifest, README")
     if summary.skipped:
         for line in summary.skipped:
             err_console.print(f"skipped: {line}", markup=False)
@@ -47,9 +47,9 @@ def publish_cmd(
 @handle_errors
 def inspect_cmd(
     release: list[Path] = typer.Argument(..., help="Release folder, or ZIP / GPKG files."),
-    max_features: int = typer.Option(None, "--max-features", help="Cap per file (default: manifest, else 5000)."),
-    area_rtol: float = typer.Option(1e-4, "--area-rtol", help="Allowed relative area_m2 error vs the geometry."),
-    allow_extra_columns: bool = typer.Option(False, "--allow-extra-columns", help="Accept columns beyond the five."),
+    max_features: int = typer.Option(None, "--max-features", help="Cap per file (default: manifest or 5000)."),
+    area_rtol: float = typer.Option(1e-4, "--area-rtol", help="Allowed relative area_m2 error."),
+    allow_extra_columns: bool = typer.Option(False, "--allow-extra-columns", help="Accept extra columns."),
 ) -> None:
     """Check a release (schema, cap, fid and index_n uniqueness, geometry, area, classes, years).
 

@@ -103,20 +103,31 @@ def polygonize(
     return PolygonSet(geoms, codes, raster.crs)
 
 
-def _shapes_to_polygons(data, mask, transform, connectivity) -> tuple[np.ndarray, np.ndarray]:
-    """Run GDAL polygonize (via rasterio) and build shapely polygons from flat coordinate arrays."""
-    shapes = list(rasterio.features.shapes(data, mask=mask, connectivity=connectivity, transform=transform))
-    n = len(shapes)
-    if n == 0:
+def _shapes_to_polygons(data, mask, transform, connectivity, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Run GDAL polygonize (via rasterio) and build shapely polygons from flat coordinate arrays.
+
+    GDAL's output is consumed ``chunk`` polygons at a time, so the Python objects rasterio makes for
+    each vertex (about 100 bytes each) never exist for the whole map at once.
+    """
+    stream = rasterio.features.shapes(data, mask=mask, connectivity=connectivity, transform=transform)
+    geoms, codes = [], []
+    while batch := list(itertools.islice(stream, chunk)):
+        g, c = _batch_to_polygons(batch)
+        geoms.append(g)
+        codes.append(c)
+    if not geoms:
         return np.empty(0, dtype=object), np.empty(0, dtype=np.int64)
+    return np.concatenate(geoms), np.concatenate(codes)
+
+
+def _batch_to_polygons(shapes: list) -> tuple[np.ndarray, np.ndarray]:
+    n = len(shapes)
     codes = np.fromiter((int(v) for _, v in shapes), np.int64, n)
     rings = [ring for geom, _ in shapes for ring in geom["coordinates"]]
     n_rings = np.fromiter((len(geom["coordinates"]) for geom, _ in shapes), np.int64, n)
-    del shapes
     ring_len = np.fromiter(map(len, rings), np.int64, len(rings))
     chain = itertools.chain.from_iterable
     xy = np.fromiter(chain(chain(rings)), np.float64, 2 * int(ring_len.sum())).reshape(-1, 2)
-    del rings
     ring_offsets = np.concatenate([[0], np.cumsum(ring_len)])
     geom_offsets = np.concatenate([[0], np.cumsum(n_rings)])
     geoms = shapely.from_ragged_array(shapely.GeometryType.POLYGON, xy, (ring_offsets, geom_offsets))

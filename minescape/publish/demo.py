@@ -35,10 +35,11 @@ def run(ctx) -> list[str]:
     ctx.outputs["release"] = release
     lines = [
         f"{release}: {summary.features:,} polygons from {summary.manifest['sites']} sites ({source}) in "
-        f"{len(summary.files)} GeoPackages of <= 50 features, {len(summary.zips)} regional ZIP(s), manifest.json, "
-        "README.md; each GPKG has a QGIS style by class_name",
+        f"{len(summary.files)} GeoPackages of <= 50 features, {len(summary.zips)} regional ZIP(s), "
+        "manifest.json, README.md; each GPKG has a QGIS style by class_name",
         f"inspect: {len(report.files)} files, {report.features:,} features, "
-        + ("no violations" if report.ok else f"{len(report.violations)} violations, first: {report.violations[0]}"),
+        + ("no violations" if report.ok
+           else f"{len(report.violations)} violations, first: {report.violations[0]}"),
     ]
     areas = summary.manifest["summary"]["class"]
     top = sorted(areas.items(), key=lambda kv: -kv[1]["area_m2"])[:3]

@@ -179,7 +179,8 @@ def _check_file(label, path, report, *, cap, rtol, years, names, extras, allow_e
             if fname not in col:
                 bad(Violation(where, None, f"missing field {fname!r} ({kind})"))
             elif not dtypes[fields.index(fname)].startswith(_KIND[kind]):
-                bad(Violation(where, None, f"field {fname!r} is {dtypes[fields.index(fname)]}, expected {kind}"))
+                found = dtypes[fields.index(fname)]
+                bad(Violation(where, None, f"field {fname!r} is {found}, expected {kind}"))
         for fname in fields:
             if fname not in REQUIRED and fname != "fid" and fname not in extras and not allow_extra:
                 bad(Violation(where, None, f"unexpected field {fname!r} (published files have exactly "
@@ -192,7 +193,8 @@ def _check_file(label, path, report, *, cap, rtol, years, names, extras, allow_e
                 continue
             uniq, counts = np.unique(np.asarray(values), return_counts=True)
             for v in uniq[counts > 1]:
-                bad(Violation(where, int(v), f"{label_fid} {int(v)} is not unique in the file ({counts[uniq == v][0]}x)"))
+                times = counts[uniq == v][0]
+                bad(Violation(where, int(v), f"{label_fid} {int(v)} is not unique in the file ({times}x)"))
         geoms = shapely.from_wkb(wkb)
         _check_geometries(where, fids, geoms, col, meta, report, rtol=rtol)
         if "index_n" in col:
@@ -211,7 +213,8 @@ def _check_file(label, path, report, *, cap, rtol, years, names, extras, allow_e
         if cls is not None:
             for fid, v in zip(fids.tolist(), cls.tolist(), strict=True):
                 if v not in names:
-                    bad(Violation(where, fid, f"class_name {v!r} is not in the legend ({', '.join(sorted(names))})"))
+                    valid = ", ".join(sorted(names))
+                    bad(Violation(where, fid, f"class_name {v!r} is not in the legend ({valid})"))
         yr = col.get("year")
         if yr is not None:
             for fid, v in zip(fids.tolist(), np.asarray(yr).tolist(), strict=True):
@@ -220,7 +223,8 @@ def _check_file(label, path, report, *, cap, rtol, years, names, extras, allow_e
         if cls is not None and yr is not None and "area_m2" in col:
             area = np.asarray(col["area_m2"], dtype=float)
             for c, y, a in zip(cls.tolist(), np.asarray(yr).tolist(), area.tolist(), strict=True):
-                entry = report.by_class_year[(str(c), int(y) if y is not None and float(y).is_integer() else -1)]
+                year = int(y) if y is not None and float(y).is_integer() else -1
+                entry = report.by_class_year[(str(c), year)]
                 entry[0] += 1
                 entry[1] += a if np.isfinite(a) else 0.0
 
@@ -259,8 +263,8 @@ def _check_geometries(where, fids, geoms, col, meta, report, *, rtol) -> None:
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.abs(area - truth) / truth
     for i in np.nonzero(good & ~(rel <= rtol))[0]:
-        bad(Violation(where, int(fids[i]), f"area_m2 {area[i]:.3f} differs from the geometry's ellipsoidal area "
-                                           f"{truth[i]:.3f} m² (relative {rel[i]:.2e} > {rtol:g})"))
+        bad(Violation(where, int(fids[i]), f"area_m2 {area[i]:.3f} differs from the geometry's ellipsoidal "
+                                           f"area {truth[i]:.3f} m² (relative {rel[i]:.2e} > {rtol:g})"))
 
 
 def summary_table(report: InspectReport, title: str = "release"):
@@ -268,8 +272,9 @@ def summary_table(report: InspectReport, title: str = "release"):
     from rich.table import Table
 
     table = Table(title=f"{title}: {len(report.files)} files, {report.features:,} features")
-    for name, justify in (("class_name", "left"), ("year", "right"), ("features", "right"), ("area km²", "right")):
-        table.add_column(name, justify=justify)
+    table.add_column("class_name")
+    for name in ("year", "features", "area km²"):
+        table.add_column(name, justify="right")
     total_n, total_a = 0, 0.0
     for (cls, year), (n, area) in sorted(report.by_class_year.items()):
         table.add_row(cls, str(year), f"{n:,}", f"{area / 1e6:,.3f}")
