@@ -50,6 +50,8 @@ class Predictor:
         stride: distance between lattice windows in pixels (patch models).
         fill: per-band fill value for nodata pixels before prediction.
         name: for messages.
+        proba_batch: optional batched form of ``proba`` for patch models, ``(n, bands, s, s)`` ->
+            ``(n, n_classes, s, s)``.
     """
 
     proba: Callable[[np.ndarray], np.ndarray]
@@ -60,6 +62,7 @@ class Predictor:
     stride: int = 0
     fill: tuple[float, ...] | None = None
     name: str = "model"
+    proba_batch: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def raw_bands(block: np.ndarray) -> np.ndarray:
@@ -134,10 +137,8 @@ def unet_predictor(checkpoint, *, window: int = 256, stride: int | None = None, 
                 out.append(torch.softmax(net(torch.from_numpy(x[i:i + batch])), dim=1).numpy())
         return np.concatenate(out).reshape(len(blocks), n_classes, *blocks.shape[2:])
 
-    pred = Predictor(proba=proba, codes=tuple(ckpt.codes), n_bands=net.in_channels, window=window,
-                     stride=stride, fill=tuple(float(m) for m in ckpt.mean), name="U-Net")
-    object.__setattr__(pred, "proba_batch", proba_batch)
-    return pred
+    return Predictor(proba=proba, codes=tuple(ckpt.codes), n_bands=net.in_channels, window=window,
+                     stride=stride, fill=tuple(float(m) for m in ckpt.mean), name="U-Net", proba_batch=proba_batch)
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ def _predict_patch_tile(src, pred: Predictor, core: Window, n_classes: int) -> t
     taper = np.outer(_hann(pred.window), _hann(pred.window))
     s = pred.window
     starts = [(r - R0, c - C0) for r in rows for c in cols]
-    batcher = getattr(pred, "proba_batch", None)
+    batcher = pred.proba_batch
     for i in range(0, len(starts), 8):
         chunk = starts[i:i + 8]
         blocks = np.stack([data[:, r:r + s, c:c + s] for r, c in chunk])
