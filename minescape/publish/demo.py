@@ -5,19 +5,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from minescape.errors import InputError
 from minescape.geo.vector import read_vector
 from minescape.publish.inspect import inspect_release
 from minescape.publish.release import publish
 from minescape.publish.sample_maps import clip_truth_to_sites
 
 
-def _maps_dir(ctx, stage: Path) -> tuple[Path, str]:
-    """The LULC stage's per-site maps when it ran, else the truth clipped to each site."""
+def _lulc_maps(ctx) -> Path | None:
+    """The LULC stage's per-site maps folder, if it ran."""
     maps = ctx.outputs.get("lulc_maps")
     if maps:
         maps = Path(maps) if not isinstance(maps, (list, tuple)) else Path(maps[0]).parent
         if maps.is_dir() and any(maps.glob("*.tif")):
-            return maps, "the LULC stage's class maps"
+            return maps
+    return None
+
+
+def _truth_maps(ctx, stage: Path) -> tuple[Path, str]:
+    """The synthetic truth clipped to each site (the publish input contract)."""
     region = ctx.region
     year = json.loads(Path(region.manifest).read_text())["config"]["dcm_years"][-1]
     out = stage / "maps"
@@ -28,9 +34,17 @@ def _maps_dir(ctx, stage: Path) -> tuple[Path, str]:
 def run(ctx) -> list[str]:
     """Publish with a small cap (several shards per region) and inspect; returns summary lines."""
     stage = ctx.stage_dir("publish")
-    maps, source = _maps_dir(ctx, stage)
     release = stage / "release"
-    summary = publish(maps, release, max_features=50, progress=False)
+    maps, summary, note = _lulc_maps(ctx), None, []
+    if maps is not None:
+        try:
+            summary = publish(maps, release, max_features=50, progress=False)
+            source = "the LULC stage's class maps"
+        except InputError as exc:
+            note = [f"the LULC stage's maps could not be published ({exc}); used the truth instead"]
+    if summary is None:
+        maps, source = _truth_maps(ctx, stage)
+        summary = publish(maps, release, max_features=50, progress=False)
     report = inspect_release(release)
     ctx.outputs["release"] = release
     lines = [
@@ -44,4 +58,4 @@ def run(ctx) -> list[str]:
     areas = summary.manifest["summary"]["class"]
     top = sorted(areas.items(), key=lambda kv: -kv[1]["area_m2"])[:3]
     lines.append("largest classes: " + ", ".join(f"{k} {v['area_m2'] / 1e6:.2f} km²" for k, v in top))
-    return lines
+    return lines + note
