@@ -52,3 +52,12 @@ def test_cli_bad_input_one_line(small_region, tmp_path):
     assert r.exit_code == 2 and "invalid architecture 'resnet'; choose one of: fc-ef" in r.output
     r = runner.invoke(app, ["change", "export", str(tmp_path / "nope.pt")])
     assert r.exit_code == 2 and "nope.pt: model file not found" in r.output
+
+
+def test_cli_import_does_not_load_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, minescape.cli.app; print(sorted(m for m in ('torch', 'onnxruntime') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
