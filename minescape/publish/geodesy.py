@@ -49,22 +49,18 @@ def ragged(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     a shell (True) or a hole (False).
     """
     geoms = np.asarray(geoms, dtype=object)
-    kinds = shapely.get_type_id(geoms)
-    if np.all(kinds == 3):
-        _, xy, (ring_off, geom_off) = shapely.to_ragged_array(geoms)
-        n_rings = np.diff(geom_off)
-        ring_geom = np.repeat(np.arange(len(geoms)), n_rings)
-        first = np.zeros(len(ring_off) - 1, dtype=bool)
-        first[geom_off[:-1][n_rings > 0]] = True
-        return xy, ring_off, ring_geom, first
-    _, xy, (ring_off, part_off, geom_off) = shapely.to_ragged_array(geoms)
-    n_parts = np.diff(geom_off)
-    part_geom = np.repeat(np.arange(len(geoms)), n_parts)
-    rings_per_part = np.diff(part_off)
-    ring_geom = np.repeat(part_geom, rings_per_part)
-    first = np.zeros(len(ring_off) - 1, dtype=bool)
-    first[part_off[:-1][rings_per_part > 0]] = True
-    return xy, ring_off, ring_geom, first
+    if np.any(shapely.get_type_id(geoms) == 6):
+        parts, part_geom = shapely.get_parts(geoms, return_index=True)
+        rings, ring_part = shapely.get_rings(parts, return_index=True)
+        ring_geom = part_geom[ring_part]
+    else:
+        rings, ring_part = shapely.get_rings(geoms, return_index=True)
+        ring_geom = ring_part
+    xy, ring_idx = shapely.get_coordinates(rings, return_index=True)
+    ring_off = np.concatenate([[0], np.cumsum(np.bincount(ring_idx, minlength=len(rings)))])
+    shell = np.ones(len(rings), dtype=bool)
+    shell[1:] = ring_part[1:] != ring_part[:-1]
+    return xy, ring_off, ring_geom, shell
 
 
 def as_crs(crs) -> CRS:
