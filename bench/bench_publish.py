@@ -56,14 +56,14 @@ def class_map(n: int, sigma: float, seed: int = 0) -> np.ndarray:
     return out
 
 
-def site_maps(seed: int = 1) -> list[tuple[np.ndarray, tuple[float, float]]]:
-    """2,000 synthetic 200 x 200 px sites (uint8 codes, nodata 0 outside a blob), with their origins."""
+def site_maps(seed: int = 1, n_sites: int = N_SITES) -> list[tuple[np.ndarray, tuple[float, float]]]:
+    """``n_sites`` (2,000) synthetic 200 x 200 px sites (uint8 codes, nodata 0 outside a blob), with their origins."""
     from minescape.publish.sample_maps import draw_mine
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:SITE_PX, :SITE_PX]
     sites = []
-    for k in range(N_SITES):
+    for k in range(n_sites):
         r = np.hypot(xx - 100, yy - 100)
         ang = np.arctan2(yy - 100, xx - 100)
         mask = r < 85 + 12 * np.sin(3 * ang + k)
@@ -162,9 +162,9 @@ def area_check(files: list[Path], sample: int | None) -> float:
     return worst
 
 
-def worker(case: str, method: str) -> dict:
+def worker(case: str, method: str, n_sites: int = N_SITES) -> dict:
     if case == "sites":
-        maps = site_maps()
+        maps = site_maps(n_sites=n_sites)
     else:
         n, sigma = CASES[case]
         maps = [(class_map(n, sigma), ORIGIN)]
@@ -190,16 +190,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="4000,10980,sites")
     ap.add_argument("--methods", default="shapes,minescape,users")
+    ap.add_argument("--sites", type=int, default=N_SITES, help="number of small sites (default 2000)")
     ap.add_argument("--worker", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(*args.worker)))
+        print(json.dumps(worker(*args.worker, n_sites=args.sites)))
         return
     results: dict[tuple[str, str], dict] = {}
     for case in args.cases.split(","):
         for method in args.methods.split(","):
-            proc = subprocess.run([sys.executable, __file__, "--worker", case, method], capture_output=True,
-                                  text=True, check=False)
+            proc = subprocess.run([sys.executable, __file__, "--worker", case, method, "--sites", str(args.sites)],
+                                  capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 print(f"{case} {method}: failed\n{proc.stderr[-2000:]}")
                 continue
@@ -215,9 +216,13 @@ def main() -> None:
             print(f"{case:>6} minescape is {users['seconds'] / ours['seconds']:.2f}x faster than the users' path "
                   f"(goal >= 2.5x) and {ours['seconds'] / shapes['seconds']:.2f}x polygonize alone (goal <= 2x)")
         if case == "sites" and ours:
-            rate = N_SITES / ours["seconds"]
-            print(f" sites minescape {rate:.0f} sites/s -> 80,000 sites in {80000 / rate / 60:.1f} min "
-                  f"(users' path: {80000 / (N_SITES / users['seconds']) / 60:.1f} min)" if users else "")
+            rate = args.sites / ours["seconds"]
+            line = f" sites minescape {rate:.0f} sites/s -> 80,000 sites in {80000 / rate / 60:.1f} min"
+            if users:
+                line += f" (users' path: {80000 / (args.sites / users['seconds']) / 60:.1f} min)"
+            if shapes:
+                line += f" (polygonize alone: {80000 / (args.sites / shapes['seconds']) / 60:.1f} min)"
+            print(line)
 
 
 if __name__ == "__main__":
