@@ -225,6 +225,21 @@ def locked(run_dir: Path) -> Iterator[Path]:
         os.close(fd)
 
 
+def is_running(run_dir: str | Path) -> bool:
+    """True while a live process holds the run folder's lock."""
+    path = Path(run_dir) / ".lock"
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def summarize(run_dir: str | Path) -> dict[str, Any]:
     """Counts and failures of a run folder: ``{"info", "total", "done", "failed": {id: reason}, "missing"}``.
 
@@ -238,5 +253,5 @@ def summarize(run_dir: str | Path) -> dict[str, Any]:
     failed = {i: states[i].reason for i in ids if i in states and states[i].status == "failed"}
     missing = [i for i in ids if i not in states]
     seconds = sum(states[i].seconds for i in ids if i in states)
-    return {"info": info, "total": len(ids), "done": done, "failed": failed, "missing": missing,
+    return {"info": info, "running": is_running(run_dir), "total": len(ids), "done": done, "failed": failed, "missing": missing,
             "unit_seconds": seconds, "states": states}

@@ -364,3 +364,14 @@ def trivial_job(unit: Unit) -> dict:
     if unit.args["i"] < 0:
         raise ValueError("negative")
     return {"i": unit.args["i"]}
+
+
+def test_status_tells_a_running_run_from_an_interrupted_one(tmp_path):
+    from minescape.runstate import is_running, locked, write_run_info
+
+    run_dir = tmp_path / "run"
+    write_run_info(run_dir, {"description": "x", "unit_ids": ["a"]})
+    assert not is_running(run_dir)
+    with locked(run_dir):
+        assert is_running(run_dir) and summarize(run_dir)["running"]
+    assert not summarize(run_dir)["running"] and summarize(run_dir)["missing"] == ["a"]

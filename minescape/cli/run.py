@@ -38,7 +38,12 @@ def status(
     console(f"  job: {info.get('description', '?')} ({info.get('function', '?')}), mode {info.get('mode', '?')}"
             + (f", {info['workers']} workers" if info.get("mode") == "local" else "")
             + (f", scheduler {info['scheduler']}" if info.get("mode") == "scheduler" else ""))
-    state = "finished " + info["finished"] if info.get("finished") else "interrupted or still running"
+    if s["running"]:
+        state = "running now"
+    elif info.get("finished"):
+        state = "finished " + info["finished"]
+    else:
+        state = "interrupted (re-run the same command to resume)"
     console(f"  last started {info.get('started', '?')}, {state}")
     console(f"  units: {s['total']} total, {len(s['done'])} done, {len(s['failed'])} failed, "
             f"{len(s['missing'])} not finished; {s['unit_seconds']:.1f} s of unit time recorded")
