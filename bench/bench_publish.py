@@ -168,6 +168,12 @@ def worker(case: str, method: str, n_sites: int = N_SITES) -> dict:
     else:
         n, sigma = CASES[case]
         maps = [(class_map(n, sigma), ORIGIN)]
+    import geopandas  # noqa: F401  (imports are not what we measure)
+    import pyogrio  # noqa: F401
+    import rasterio.features  # noqa: F401
+
+    import minescape.publish.release  # noqa: F401
+
     with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp:
         out = Path(tmp)
         t0 = time.perf_counter()
