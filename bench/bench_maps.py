@@ -236,10 +236,22 @@ def main() -> None:
         result["peak_mb"] = _peak_mb()
         print(json.dumps(result))
         return
+    sys.stdout.reconfigure(line_buffering=True)
     SCRATCH.mkdir(parents=True, exist_ok=True)
     base = _run("baseline")["peak_mb"]
     print(f"baseline: a process importing numpy/rasterio/torch/lightgbm/sklearn/minescape peaks at {base:.0f} MB")
     try:
+        if ns.only in (None, "weak"):
+            w = _run("weak")
+            print(f"\n[low-to-high weak supervision, synthetic scene {w['scene']}, truth as reference; boundary F1 "
+                  f"with 1 and 2 px tolerance]")
+            for name in ("labels_10m", "labels_30m", "unet_round1", "unet_self_trained"):
+                s = w[name]
+                print(f"  {name:18s} OA {s['oa']:.3f}  BF1@1px {s['bf1_1px']:.3f}  BF1@2px {s['bf1_2px']:.3f}")
+            b, h = w["labels_10m"], w["unet_self_trained"]
+            print(f"  self-trained U-Net vs upsampled 10 m labels: OA x{h['oa'] / b['oa']:.3f}, BF1@2px "
+                  f"x{h['bf1_2px'] / b['bf1_2px']:.2f}; labels agree on {w['agreement_share']:.1%}, self-training "
+                  f"relabelled {w['relabel_share']:.1%}; training {w['train_seconds']:.0f} s, peak {w['peak_mb']:.0f} MB")
         if ns.only in (None, "memory"):
             small, big, tile = 2000, ns.big, 1024
             for side in (small, big):
@@ -254,25 +266,6 @@ def main() -> None:
                       f"{p['mpix'] / p['seconds']:.2f} Mpx/s")
             print(f"  pixels x{p_big['mpix'] / p_small['mpix']:.0f} -> peak memory x{p_big['peak_mb'] / p_small['peak_mb']:.2f}"
                   f" (over baseline x{(p_big['peak_mb'] - base) / max(p_small['peak_mb'] - base, 1):.2f})")
-            _run("make-input", "1000")
-            u_small = _run("unet", "1000", "512")
-            u_big = _run("unet", str(small), "512")
-            print("\n[tiled inference, U-Net patch model (window 256, stride 192, Hann blending), tile 512 px]")
-            for side, p in ((1000, u_small), (small, u_big)):
-                print(f"  {side}x{side} px: peak {p['peak_mb']:.0f} MB, {p['tiles']} tiles, {p['seconds']:.1f} s "
-                      f"({p['mpix'] / p['seconds']:.3f} Mpx/s)")
-            print(f"  pixels x{u_big['mpix'] / u_small['mpix']:.0f} -> peak memory x{u_big['peak_mb'] / u_small['peak_mb']:.2f}")
-        if ns.only in (None, "weak"):
-            w = _run("weak")
-            print(f"\n[low-to-high weak supervision, synthetic scene {w['scene']}, truth as reference; boundary F1 "
-                  f"with 1 and 2 px tolerance]")
-            for name in ("labels_10m", "labels_30m", "unet_round1", "unet_self_trained"):
-                s = w[name]
-                print(f"  {name:18s} OA {s['oa']:.3f}  BF1@1px {s['bf1_1px']:.3f}  BF1@2px {s['bf1_2px']:.3f}")
-            b, h = w["labels_10m"], w["unet_self_trained"]
-            print(f"  self-trained U-Net vs upsampled 10 m labels: OA x{h['oa'] / b['oa']:.3f}, BF1@2px "
-                  f"x{h['bf1_2px'] / b['bf1_2px']:.2f}; labels agree on {w['agreement_share']:.1%}, self-training "
-                  f"relabelled {w['relabel_share']:.1%}; training {w['train_seconds']:.0f} s, peak {w['peak_mb']:.0f} MB")
         if ns.only in (None, "worldcover"):
             if not WORLDCOVER_DIR.exists():
                 print(f"\n[worldcover] skipped: {WORLDCOVER_DIR} not found")
@@ -294,6 +287,15 @@ def main() -> None:
                       f"{r['median_abs_rel_diff_units_gt_1km2']:.3f} (classes > 1 km² in 2020)")
                 print(f"  seconds: {r['seconds']}; peak memory {r['peak_mb']:.0f} MB (limit 3072 MB, baseline "
                       f"{base:.0f} MB)")
+        if ns.only in (None, "memory"):
+            _run("make-input", "1000")
+            u_small = _run("unet", "1000", "512")
+            u_big = _run("unet", str(small), "512")
+            print("\n[tiled inference, U-Net patch model (window 256, stride 192, Hann blending), tile 512 px]")
+            for side, p in ((1000, u_small), (small, u_big)):
+                print(f"  {side}x{side} px: peak {p['peak_mb']:.0f} MB, {p['tiles']} tiles, {p['seconds']:.1f} s "
+                      f"({p['mpix'] / p['seconds']:.3f} Mpx/s)")
+            print(f"  pixels x{u_big['mpix'] / u_small['mpix']:.0f} -> peak memory x{u_big['peak_mb'] / u_small['peak_mb']:.2f}")
     finally:
         if not ns.keep:
             shutil.rmtree(SCRATCH, ignore_errors=True)
