@@ -5,6 +5,8 @@ Methods, each timed in its own subprocess on the same seeded class map (peak RSS
 * ``users``: ``rasterio.features.shapes`` -> ``shapely.geometry.shape`` per feature -> GeoDataFrame ->
   ``to_crs(4326)`` -> ``pyproj.Geod`` area per feature -> ``to_file`` (GPKG, pyogrio);
 * ``shapes``: polygonize alone (``list(rasterio.features.shapes(...))``, no conversion);
+* ``publish`` / ``publish_x2`` (optional): ``minescape publish`` end to end from GeoTIFFs (read, vectorise,
+  write shards, ZIPs, manifest) with 1 or 2 worker processes;
 * ``minescape``: :func:`minescape.publish.release.site_features` (polygonize, ellipsoidal area, lon/lat)
   and GPKG shards of <= 5,000 features with the QGIS style (:class:`_ShardBuffer`), i.e. what
   ``minescape publish`` does per site, minus reading the GeoTIFF and zipping.
@@ -141,6 +143,34 @@ def run_minescape(maps, out: Path) -> tuple[int, list]:
     return n, [out / s["name"] for s in buf.written["oceania"]]
 
 
+def write_maps(maps, folder: Path) -> Path:
+    """The maps as publish input GeoTIFFs (not timed)."""
+    from rasterio.crs import CRS
+
+    from minescape.geo.raster import Raster, write_raster
+    from minescape.legend import MINING_LULC
+
+    for k, (codes, (x0, y0)) in enumerate(maps):
+        write_raster(Raster(codes, CRS.from_epsg(UTM), _transform(x0, y0), 0), folder / f"S{k:05d}.tif",
+                     legend=MINING_LULC, tags={"SITE_ID": f"S{k:05d}", "YEAR": "2020"})
+    return folder
+
+
+def run_publish(maps_dir: Path, out: Path, workers: int) -> tuple[int, list]:
+    """``minescape publish`` end to end: read GeoTIFFs, ..., ZIPs, manifest, README."""
+    from minescape.publish.release import publish
+
+    summary = publish(maps_dir, out / "release", progress=False, workers=workers)
+    import zipfile
+
+    files = []
+    for z in sorted((out / "release").glob("*.zip")):
+        with zipfile.ZipFile(z) as zf:
+            zf.extractall(out / "x")
+            files += [out / "x" / n for n in zf.namelist()]
+    return summary.features, files
+
+
 def area_check(files: list[Path], sample: int | None) -> float:
     """Max relative difference area_m2 vs pyproj.Geod over the written features (or a sample)."""
     import pyogrio
@@ -176,16 +206,21 @@ def worker(case: str, method: str, n_sites: int = N_SITES) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp:
         out = Path(tmp)
+        if method.startswith("publish"):
+            (out / "maps").mkdir()
+            maps_dir = write_maps(maps, out / "maps")
         t0 = time.perf_counter()
         extra = {}
         if method == "users":
             n_poly = run_users(maps, out)
         elif method == "shapes":
             n_poly = run_shapes(maps, out)
+        elif method.startswith("publish"):
+            n_poly, files = run_publish(maps_dir, out, workers=2 if method == "publish_x2" else 1)
         else:
             n_poly, files = run_minescape(maps, out)
         seconds = time.perf_counter() - t0
-        if method == "minescape":
+        if method in ("minescape", "publish", "publish_x2"):
             extra["files"] = len(files)
             extra["max_rel_area_err"] = area_check(files, 20000 if case == "10980" else None)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -221,6 +256,13 @@ def main() -> None:
         if ours and users and shapes:
             print(f"{case:>6} minescape is {users['seconds'] / ours['seconds']:.2f}x faster than the users' path "
                   f"(goal >= 2.5x) and {ours['seconds'] / shapes['seconds']:.2f}x polygonize alone (goal <= 2x)")
+        for m in ("publish", "publish_x2"):
+            if (case, m) in results and shapes:
+                r = results[case, m]
+                print(f"{case:>6} {m} (end to end, {'2 processes' if m.endswith('x2') else '1 process'}): "
+                      f"{shapes['seconds'] / r['seconds'] * args.sites / shapes['seconds']:.0f} sites/s, "
+                      f"{r['seconds'] / shapes['seconds']:.2f}x polygonize alone" if case == "sites" else
+                      f"{case:>6} {m}: {r['seconds'] / shapes['seconds']:.2f}x polygonize alone")
         if case == "sites" and ours:
             rate = args.sites / ours["seconds"]
             line = f" sites minescape {rate:.0f} sites/s -> 80,000 sites in {80000 / rate / 60:.1f} min"

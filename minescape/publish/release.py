@@ -21,6 +21,7 @@ interrupted publish leaves ``OUT`` as it was (a previous release, or nothing).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -152,6 +153,29 @@ def site_features(
         out = shapely.transform(out, lambda c: np.column_stack(tf.transform(c[:, 0], c[:, 1])))
     out = shapely.orient_polygons(out)  # shells counter-clockwise, holes clockwise (pyproj.Geod, RFC 7946)
     return SiteFeatures(out, codes, area, site)
+
+
+def _site_job(site: SiteMap, **options) -> SiteFeatures | str:
+    """:func:`site_features`, or the one-line problem if the site cannot be published."""
+    try:
+        return site_features(site, **options)
+    except InputError as exc:
+        return str(exc)
+
+
+@contextlib.contextmanager
+def _mapper(workers: int):
+    """An order-preserving ``map``: the builtin, or a process pool's with small chunks."""
+    if workers == 1:
+        yield map
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                                      else "spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        yield lambda fn, items: pool.map(fn, items, chunksize=4)
 
 
 class _ShardBuffer:
@@ -286,6 +310,7 @@ def publish(
     name: str = "mining_lulc",
     legend: Legend = MINING_LULC,
     progress: bool = True,
+    workers: int = 1,
 ) -> ReleaseSummary:
     """Publish the class maps ``maps_dir/*.tif`` as a release in ``out`` (replaced atomically).
 
@@ -301,6 +326,7 @@ def publish(
         name: dataset name, the prefix of every file.
         legend: class legend (names in ``class_name``, colours of the QGIS style).
         progress: show a progress bar.
+        workers: processes vectorising sites in parallel (the output is the same for any number).
 
     Returns:
         A :class:`ReleaseSummary`; sites that could not be published are listed in ``skipped``
@@ -309,6 +335,8 @@ def publish(
     maps_dir, out = Path(maps_dir), Path(out)
     if max_features < 1:
         raise ConfigError(f"max_features must be >= 1 (got {max_features})")
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1 (got {workers})")
     if not all(c.isalnum() or c in "_-" for c in name) or not name:
         raise ConfigError(f"dataset name {name!r} must be letters, digits, '_' or '-'")
     try:
@@ -352,14 +380,13 @@ def publish(
         stats = _Stats()
         buf = _ShardBuffer(shard_dir, name, cap=max_features, crs=out_crs, legend=legend,
                            extra=extra_columns, stats=stats)
-        with make_progress() as bar:
+        job = functools.partial(_site_job, legend=legend, crs=out_crs, simplify=simplify,
+                                connectivity=connectivity)
+        with make_progress() as bar, _mapper(workers) as mapper:
             task = bar.add_task("publishing sites", total=len(sites), extra="", visible=progress)
-            for s in sites:
-                try:
-                    feats = site_features(s, legend=legend, crs=out_crs, simplify=simplify,
-                                          connectivity=connectivity)
-                except InputError as exc:
-                    skipped.append(str(exc))
+            for feats in mapper(job, sites):  # in input order whatever the number of workers
+                if isinstance(feats, str):
+                    skipped.append(feats)
                 else:
                     buf.add(feats)
                 bar.advance(task)
