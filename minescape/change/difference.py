@@ -305,10 +305,12 @@ class DetectFiles:
 
 
 def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options: DetectOptions | None = None,
-                 window: int = 1024, progress: bool = False) -> DetectFiles:
+                 window: int = 1024, progress: bool = False, cache_mb: int = 64) -> DetectFiles:
     """Streamed change detection of a pair on disk (T2 warped onto T1's grid, common footprint).
 
-    Memory is bounded by ``window`` (pixels per side) and the bands of the method, never by the scene.
+    Memory is bounded by ``window`` (pixels per side), the bands of the method and ``cache_mb`` (GDAL's
+    block cache, scoped to this call: left at GDAL's default of 5 % of RAM it grows with the scene), never by
+    the scene.
 
     Writes (each atomically) ``change_mask.tif`` (uint8 0/1/255, CHANGE colour table),
     ``difference.tif`` (float32, NaN nodata; the signed index difference or the CVA magnitude) and
@@ -324,8 +326,11 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
     mask_path, diff_path, summary = out_dir / "change_mask.tif", out_dir / "difference.tif", out_dir / "detect.json"
     for stale in (mask_path, summary):  # a failed re-run must not leave an old mask beside a new difference
         stale.unlink(missing_ok=True)
-    stats = detect_pair_streamed(pair, mask_path, diff_path, options=options, bands=bands, window=window,
-                                 progress=progress)
+    import rasterio
+
+    with rasterio.Env(GDAL_CACHEMAX=int(cache_mb) * 2**20):
+        stats = detect_pair_streamed(pair, mask_path, diff_path, options=options, bands=bands, window=window,
+                                     progress=progress)
     stats.update(t1=str(Path(t1)), t2=str(Path(t2)), crs=pair.grid.crs.to_string(),
                  width=pair.grid.width, height=pair.grid.height, options=asdict(options))
     atomic_write_text(summary, json.dumps(stats, indent=2, default=str))

@@ -392,8 +392,12 @@ def patches_from_files(t1: str | Path, t2: str | Path, mask: str | Path, out_dir
     """Patch dataset from two scenes and a change mask on disk (T2 and the mask are aligned onto T1's grid)."""
     from minescape.change.pairs import open_datasets, open_pair
 
+    import rasterio
+
     pair = open_pair(t1, t2, bands=bands)
-    with open_datasets() as handles:
+    # open handles keep decoded blocks between patches; GDAL's block cache is capped (scoped) so memory
+    # does not grow with the scene
+    with rasterio.Env(GDAL_CACHEMAX=128 * 2**20), open_datasets() as handles:
         reader = pair_reader(pair, mask, mask_encoding=mask_encoding, handles=handles)
         return make_patches(reader, pair.grid, out_dir, options=options, band_names=pair.bands,
                             sources={"t1": str(t1), "t2": str(t2), "mask": str(mask)}, progress=progress)
