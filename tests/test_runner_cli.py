@@ -88,3 +88,35 @@ def test_change_detect_names_a_corrupted_geotiff(small_region, tmp_path, which):
     assert res.exit_code == 2, res.output
     line = _one_error_line(res.output)
     assert str(bad) in line and "not a readable raster" in line
+
+
+def _class_map(region, path: Path, site_id: str, *, bad_code: int | None = None) -> Path:
+    """A per-site class map like `lulc classify` writes (legend, SITE_ID and YEAR tags)."""
+    from rasterio.windows import Window
+
+    from minescape.geo.raster import read_raster, write_raster
+    from minescape.legend import MINING_LULC
+
+    ras = read_raster(region.truth_lulc, window=Window(40, 30, 60, 50))
+    data = ras.data.copy()
+    if bad_code is not None:
+        data[0, 5, 5] = bad_code
+    return write_raster(ras.with_data(data), path, legend=MINING_LULC, tags={"SITE_ID": site_id, "YEAR": "2019"})
+
+
+@pytest.mark.parametrize("problem", ["corrupt", "unexpected-values"])
+def test_publish_reports_a_bad_class_map_and_publishes_the_rest(small_region, tmp_path, problem):
+    maps = tmp_path / "maps"
+    _class_map(small_region, maps / "S01.tif", "S01")
+    bad = maps / "S02.tif"
+    if problem == "corrupt":
+        bad.write_bytes(b"II*\x00" + b"\x03" * 1000)
+    else:
+        _class_map(small_region, bad, "S02", bad_code=42)
+    res = CliRunner().invoke(app, ["publish", str(maps), str(tmp_path / "release")])
+    assert res.exit_code == 3, res.output
+    assert "1 sites" in res.output  # the good map is published
+    skipped = [line for line in res.output.splitlines() if line.startswith("skipped:")]
+    assert len(skipped) == 1 and "S02.tif" in skipped[0]
+    assert ("not a readable raster" if problem == "corrupt" else "values [42] are not in the mining_lulc legend") \
+        in skipped[0]
