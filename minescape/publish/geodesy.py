@@ -220,16 +220,12 @@ def transform_geometries(
         ox = np.where(ox < 0, ox + 360.0, ox)
 
     def interp(coords: np.ndarray) -> np.ndarray:
-        fx = (coords[:, 0] - left) / hx
-        fy = (coords[:, 1] - bottom) / hy
-        i = np.clip(np.floor(fx).astype(np.int64), 0, nx - 1)
-        j = np.clip(np.floor(fy).astype(np.int64), 0, ny - 1)
-        tx, ty = fx - i, fy - j
+        from scipy.ndimage import map_coordinates
+
+        at = [(coords[:, 1] - bottom) / hy, (coords[:, 0] - left) / hx]  # (row, col) in node units
         out = np.empty_like(coords)
         for k, grid in enumerate((ox, oy)):
-            g00, g01 = grid[j, i], grid[j, i + 1]
-            g10, g11 = grid[j + 1, i], grid[j + 1, i + 1]
-            out[:, k] = (g00 * (1 - tx) + g01 * tx) * (1 - ty) + (g10 * (1 - tx) + g11 * tx) * ty
+            out[:, k] = map_coordinates(grid, at, order=1, mode="nearest", prefilter=False)
         return out
 
     return shapely.transform(geoms, interp)

@@ -89,3 +89,20 @@ def test_transform_across_the_antimeridian_is_continuous():
     area = ellipsoidal_area(geoms, crs)
     ref = np.array([abs(GEOD.geometry_area_perimeter(g)[0]) for g in out])
     assert np.all(np.abs(area / ref - 1) < 1e-4)
+
+
+@pytest.mark.parametrize("epsg", [32750, 32633])
+def test_interpolated_transform_on_large_extents(epsg):
+    # polygons spread over 40 km (beyond the single-polynomial size): bilinear grid interpolation
+    rng = np.random.default_rng(1)
+    x = 300000 + rng.uniform(0, 40000, 300)
+    y = (7500000 if epsg == 32750 else 7800000) + rng.uniform(0, 40000, 300)
+    geoms = shapely.box(x, y, x + rng.uniform(10, 500, 300), y + rng.uniform(10, 500, 300))
+    ll = transform_geometries(geoms, epsg, 4326)
+    tf = Transformer.from_crs(epsg, 4326, always_xy=True)
+    c = shapely.get_coordinates(geoms)
+    exact = np.column_stack(tf.transform(c[:, 0], c[:, 1]))
+    assert np.abs(shapely.get_coordinates(ll) - exact).max() < 2e-8  # degrees (~2 mm)
+    area = ellipsoidal_area(geoms, epsg)
+    ref = np.array([abs(GEOD.geometry_area_perimeter(g)[0]) for g in shapely.orient_polygons(ll)])
+    assert np.all(np.abs(area / ref - 1) < 1e-4)
