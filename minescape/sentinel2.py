@@ -299,8 +299,13 @@ def read_stack(
         raise ConfigError(f"invalid resampling {resampling!r}") from None
     out = np.empty((len(bands), target.height, target.width), dtype=np.float32)
     offset = scene.info.radiometric_offset
+    # group bands by file: a multi-band stack is opened once and, when aligned, read in one call
+    # (one decompression of pixel-interleaved blocks instead of one per band)
+    by_file: dict[Path, list[int]] = {}
     for i, band in enumerate(bands):
-        path, idx = scene.band_files[band]
+        by_file.setdefault(scene.band_files[band][0], []).append(i)
+    for path, positions in by_file.items():
+        indexes = [scene.band_files[bands[i]][1] for i in positions]
         with open_raster(path) as src:
             if src.crs is None:
                 raise InputError("band file has no CRS", path=path)
@@ -308,23 +313,28 @@ def read_stack(
             win = _aligned_window(src, target)
             try:
                 if win is not None:
+                    inside = (win.col_off >= 0 and win.row_off >= 0 and win.col_off + win.width <= src.width
+                              and win.row_off + win.height <= src.height)
                     fill = src_nodata if src_nodata is not None else 0
-                    dn = src.read(idx, window=win, boundless=True, fill_value=fill)
+                    dn = src.read(indexes, window=win) if inside else \
+                        src.read(indexes, window=win, boundless=True, fill_value=fill)
                 else:
                     with WarpedVRT(src, crs=target.crs, transform=target.transform, width=target.width,
                                    height=target.height, resampling=method, src_nodata=src_nodata,
                                    nodata=src_nodata) as vrt:
-                        dn = vrt.read(idx)
+                        dn = vrt.read(indexes)
             except RasterioIOError as exc:  # a truncated or corrupt file whose header still opens
-                raise InputError(f"corrupt or truncated raster, band {band} "
+                names = ",".join(bands[i] for i in positions)
+                raise InputError(f"corrupt or truncated raster, band {names} "
                                  f"({str(exc).splitlines()[0][:120]})", path=path) from None
-        if reflectance:
-            out[i] = dn_to_reflectance(dn, offset=offset, nodata=src_nodata)
-        else:
-            band_out = dn.astype(np.float32)
-            if src_nodata is not None:
-                band_out[dn == src_nodata] = np.nan
-            out[i] = band_out
+        for k, i in enumerate(positions):
+            if reflectance:
+                out[i] = dn_to_reflectance(dn[k], offset=offset, nodata=src_nodata)
+            else:
+                band_out = dn[k].astype(np.float32)
+                if src_nodata is not None:
+                    band_out[dn[k] == src_nodata] = np.nan
+                out[i] = band_out
     return Raster(out, target.crs, target.transform, np.nan, tuple(bands))
 
 

@@ -275,35 +275,9 @@ def clearest_scene(refs: Sequence[SceneRef], site: Site, year: int) -> tuple[Sce
 
 
 def read_stack_on(scene: Scene, grid: Grid, *, bands: Sequence[str]) -> Raster:
-    """Reflectance of ``bands`` on ``grid``: like :func:`minescape.sentinel2.read_stack`, but a multi-band
-    stack aligned with ``grid`` is read in one call (one decompression of pixel-interleaved blocks instead
-    of one per band); other layouts and CRSs go through ``read_stack`` (warped)."""
-    import rasterio
-    from rasterio.windows import Window
-
-    from minescape.sentinel2 import dn_to_reflectance
-
-    bands = [b.upper() for b in bands]
-    files = {scene.band_files[b][0] for b in bands if b in scene.band_files}
-    if len(files) == 1 and all(b in scene.band_files for b in bands):
-        path = next(iter(files))
-        with open_raster(path) as src:
-            st, tt = src.transform, grid.transform
-            aligned = (src.crs == grid.crs and np.isclose(st.a, tt.a) and np.isclose(st.e, tt.e)
-                       and st.b == tt.b == 0)
-            col, row = ((tt.c - st.c) / st.a, (tt.f - st.f) / st.e) if aligned else (0.0, 0.0)
-            if aligned and abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6:
-                nodata = src.nodata if src.nodata is not None else scene.nodata
-                idx = [scene.band_files[b][1] for b in bands]
-                try:
-                    dn = src.read(idx, window=Window(round(col), round(row), grid.width, grid.height),
-                                  boundless=True, fill_value=nodata if nodata is not None else 0)
-                except rasterio.errors.RasterioIOError as exc:
-                    raise InputError(f"corrupt or truncated raster ({str(exc).splitlines()[0][:120]})",
-                                     path=path) from None
-                refl = dn_to_reflectance(dn, offset=scene.info.radiometric_offset, nodata=nodata)
-                return Raster(refl, grid.crs, grid.transform, np.nan, tuple(bands))
-    return read_stack(scene, bands=bands, grid=grid)
+    """Reflectance of ``bands`` on ``grid`` (scenes in other CRSs are warped); see
+    :func:`minescape.sentinel2.read_stack`, which reads an aligned multi-band stack in one call."""
+    return read_stack(scene, bands=[b.upper() for b in bands], grid=grid)
 
 
 def load_stack(ref: SceneRef, site: Site, *, bands: Sequence[str]) -> Raster:

@@ -35,6 +35,7 @@ from minescape.lulc.model import LulcModel, load_model, sample_pixels, train_mod
 from minescape.lulc.postprocess import postprocess
 from minescape.lulc.rules import classify_rules, load_rules
 from minescape.runner import Executor, RunSummary, Unit, run_units
+from minescape.runstate import fingerprint
 from minescape.sites import Site, SiteYear, make_site, read_sites, site_year
 
 DEFAULT_CONFIG: dict = {
@@ -210,13 +211,16 @@ def write_quicklook(inputs: SiteInputs, classes: np.ndarray, path: Path) -> Path
     return save_figure(fig, path, dpi=80)
 
 
-def _fingerprint(args: dict) -> str:
-    extra = ""
-    clf = args.get("classifier", "rules")
-    if clf != "rules" and Path(clf).exists():
-        st = Path(clf).stat()
-        extra = f"{st.st_size}:{st.st_mtime_ns}"
-    return hashlib.sha256((json.dumps(args, sort_keys=True, default=str) + extra).encode()).hexdigest()[:16]
+def _fingerprint(args: dict, inputs: str) -> str:
+    """A unit's fingerprint: its args plus ``inputs``, the fingerprint of every input file (scenes, DCM,
+    model), so a file rewritten in place invalidates the sites that read it."""
+    return hashlib.sha256((json.dumps(args, sort_keys=True, default=str) + inputs).encode()).hexdigest()[:16]
+
+
+def _inputs_fingerprint(scenes: Sequence[SceneRef], dcm_dh, dcm_year, classifier) -> str:
+    paths = [Path(s.source) for s in scenes] + [Path(f) for s in scenes for _, f, _ in (s.band_files or ())]
+    paths += [Path(p) for p in (dcm_dh, dcm_year, classifier) if p is not None and str(p) != "rules"]
+    return fingerprint([p for p in paths if p.exists()])
 
 
 _DROPPED = re.compile(r"feature (?P<idx>\S+) (?P<why>.*); dropped$")
@@ -226,13 +230,14 @@ def build_units(sites: Sequence[Site], scenes: Sequence[SceneRef], dcm_dh, dcm_y
                 classifier: str | Path, config: dict) -> list[Unit]:
     """One :class:`~minescape.runner.Unit` per site (picklable args, fingerprint of inputs + config)."""
     scene_json = [s.to_json() for s in scenes]
+    inputs = _inputs_fingerprint(scenes, dcm_dh, dcm_year, classifier)
     units = []
     for site in sites:
         args = {"site": site_to_args(site), "scenes": scene_json,
                 "dcm_dh": None if dcm_dh is None else str(dcm_dh),
                 "dcm_year": None if dcm_year is None else str(dcm_year), "out_dir": str(out_dir),
                 "classifier": str(classifier), "config": config}
-        units.append(Unit(site.id, args, _fingerprint(args)))
+        units.append(Unit(site.id, args, _fingerprint(args, inputs)))
     return units
 
 
