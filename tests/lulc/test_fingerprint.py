@@ -8,8 +8,7 @@ from minescape.sites import read_sites
 
 
 def _fingerprints(region, tmp_path):
-    sites = read_sites(region.sites)
-    sites = sites[0] if isinstance(sites, tuple) else sites
+    sites, _ = read_sites(region.sites)
     scenes = discover_scenes([region.scene_dir])
     units = build_units(sites, scenes, region.dcm_dh, region.dcm_year, tmp_path, classifier="rules", config={})
     return {u.id: u.fingerprint for u in units}
