@@ -27,7 +27,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from minescape.errors import ConfigError, InputError, MissingInputError
-from minescape.geo.grid import Grid
+from minescape.geo.grid import Grid, aligned_window
 from minescape.geo.raster import Raster, open_raster
 
 
@@ -340,13 +340,4 @@ def read_stack(
 
 def _aligned_window(src: rasterio.io.DatasetReader, target: Grid) -> Window | None:
     """The window of ``src`` matching ``target`` pixel for pixel, or None if a warp is needed."""
-    if src.crs != target.crs:
-        return None
-    st, tt = src.transform, target.transform
-    if not (np.isclose(st.a, tt.a, rtol=1e-9) and np.isclose(st.e, tt.e, rtol=1e-9) and st.b == tt.b == 0):
-        return None
-    col = (tt.c - st.c) / st.a
-    row = (tt.f - st.f) / st.e
-    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
-        return None
-    return Window(round(col), round(row), target.width, target.height)
+    return aligned_window(src.crs, src.transform, target)

@@ -52,3 +52,16 @@ def test_reproject_to_other_crs_keeps_values(utm_raster):
     assert vals.size == 0 or np.isin(vals, utm_raster.data).all()
     with pytest.raises(ConfigError, match="nearest"):
         reproject_to_grid(utm_raster, target, resampling="fancy")
+
+
+def test_window_starts_and_aligned_window():
+    from rasterio.windows import Window
+
+    from minescape.geo.grid import aligned_window, window_starts
+
+    assert window_starts(300, size=128, stride=128) == [0, 128, 172]
+    assert window_starts(100, size=128, stride=64) == [0]
+    g = Grid("EPSG:32633", Affine(10, 0, 1000, 0, -10, 2000), 5, 4)
+    assert aligned_window(g.crs, Affine(10, 0, 900, 0, -10, 2100), g) == Window(10, 10, 5, 4)
+    assert aligned_window(g.crs, Affine(10, 0, 905, 0, -10, 2100), g) is None  # half-pixel shift
+    assert aligned_window(g.crs, Affine(20, 0, 900, 0, -20, 2100), g) is None  # other pixel size

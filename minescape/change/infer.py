@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from minescape.errors import ConfigError, CRSMismatchError, InputError, check_choice
+from minescape.geo.grid import window_starts
 from minescape.legend import CHANGE
 
 BACKENDS: tuple[str, ...] = ("torch", "onnx")
@@ -32,12 +33,7 @@ def normalise(stack: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarra
 
 def tile_starts(n: int, tile: int, stride: int) -> list[int]:
     """Tile origins along one axis: every ``stride`` pixels, the last flush with the edge (pixels)."""
-    if n <= tile:
-        return [0]
-    s = list(range(0, n - tile + 1, stride))
-    if s[-1] != n - tile:
-        s.append(n - tile)
-    return s
+    return window_starts(n, size=tile, stride=stride)
 
 
 def ramp(n: int, overlap: int) -> np.ndarray:

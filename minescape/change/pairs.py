@@ -21,7 +21,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from minescape.errors import ConfigError, InputError, NoOverlapError
-from minescape.geo.grid import Grid, bounds_in
+from minescape.geo.grid import Grid, aligned_window, bounds_in
 from minescape.geo.raster import Raster, open_raster
 from minescape.sentinel2 import Scene, dn_to_reflectance, open_scene, read_stack
 
@@ -238,13 +238,4 @@ def read_on_grid(path: str | Path, grid: Grid, *, window: Window | None = None, 
 
 
 def _aligned(src: rasterio.io.DatasetReader, target: Grid) -> Window | None:
-    if src.crs != target.crs:
-        return None
-    st, tt = src.transform, target.transform
-    if not (np.isclose(st.a, tt.a, rtol=1e-9) and np.isclose(st.e, tt.e, rtol=1e-9) and st.b == tt.b == 0):
-        return None
-    col = (tt.c - st.c) / st.a
-    row = (tt.f - st.f) / st.e
-    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
-        return None
-    return Window(round(col), round(row), target.width, target.height)
+    return aligned_window(src.crs, src.transform, target)

@@ -36,7 +36,7 @@ from rasterio.windows import Window
 
 from minescape.atomic import atomic_write_text
 from minescape.errors import ConfigError, InputError, check_choice
-from minescape.geo.grid import Grid
+from minescape.geo.grid import Grid, window_starts
 from minescape.geo.raster import Raster, write_raster
 from minescape.legend import CHANGE
 
@@ -128,12 +128,7 @@ def patch_windows(width: int, height: int, *, options: PatchOptions) -> list[Pat
 
     def starts(n: int) -> list[int]:
         if options.padding == "flush":
-            if n <= size:
-                return [0]
-            s = list(range(0, n - size + 1, step))
-            if s[-1] != n - size:
-                s.append(n - size)
-            return s
+            return window_starts(n, size=size, stride=step)
         return list(range(0, n, step)) if n > size else [0]
 
     return [PatchWindow(r, c, size) for r in starts(height) for c in starts(width)]

@@ -229,14 +229,33 @@ def sliding_windows(
     if size <= 0 or stride <= 0:
         raise ConfigError(f"window size and stride must be > 0 (got {size}, {stride})")
 
-    def starts(n: int) -> list[int]:
-        if n <= size:
-            return [0]
-        s = list(range(0, n - size + 1, stride))
-        if s[-1] != n - size:
-            s.append(n - size)
-        return s
-
-    for r in starts(height):
-        for c in starts(width):
+    for r in window_starts(height, size=size, stride=stride):
+        for c in window_starts(width, size=size, stride=stride):
             yield Window(c, r, min(size, width - c), min(size, height - r))
+
+
+def window_starts(n: int, *, size: int, stride: int) -> list[int]:
+    """Window origins along one axis of ``n`` pixels: every ``stride`` pixels, the last one flush with the
+    edge (``[0]`` when ``n <= size``). Sizes in pixels."""
+    if n <= size:
+        return [0]
+    starts = list(range(0, n - size + 1, stride))
+    if starts[-1] != n - size:
+        starts.append(n - size)
+    return starts
+
+
+def aligned_window(src_crs: CRS | None, src_transform: Affine, target: Grid) -> Window | None:
+    """The window of a raster (``src_crs``, ``src_transform``) that matches ``target`` pixel for pixel, or None
+    when a warp is needed (other CRS, pixel size, rotation, or a sub-pixel shift). The window may extend
+    beyond the raster (read it boundless)."""
+    if src_crs != target.crs:
+        return None
+    st, tt = src_transform, target.transform
+    if not (np.isclose(st.a, tt.a, rtol=1e-9) and np.isclose(st.e, tt.e, rtol=1e-9) and st.b == tt.b == 0):
+        return None
+    col = (tt.c - st.c) / st.a
+    row = (tt.f - st.f) / st.e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    return Window(round(col), round(row), target.width, target.height)
