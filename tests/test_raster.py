@@ -87,3 +87,19 @@ def test_truncated_geotiff_is_reported(tmp_path, utm_raster):
     Path(path).write_bytes(data[: len(data) // 3])
     with pytest.raises(InputError, match="t.tif"):
         read_raster(path)
+
+
+def test_gpkg_writes_are_reproducible(tmp_path):
+    import geopandas as gpd
+    import shapely
+
+    from minescape.geo.vector import write_gpkg
+
+    gdf = gpd.GeoDataFrame({"site_id": ["a", "b"]}, geometry=[shapely.box(0, 0, 1, 1), shapely.box(2, 2, 3, 4)],
+                           crs=32633)
+    a = write_gpkg(gdf, tmp_path / "a.gpkg", layer="sites").read_bytes()
+    import time
+
+    time.sleep(1.1)  # GDAL would otherwise stamp a different write time
+    b = write_gpkg(gdf, tmp_path / "b.gpkg", layer="sites").read_bytes()
+    assert a == b

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import geopandas as gpd
@@ -15,6 +17,19 @@ from minescape.atomic import atomic_path
 from minescape.errors import InputError, MissingInputError
 
 WGS84_GEOD = Geod(ellps="WGS84")
+# GDAL stamps the write time into ``gpkg_contents.last_change``; pinning it makes GPKG bytes reproducible.
+GPKG_FIXED_DATE = "2000-01-01T00:00:00.000Z"
+
+
+@contextlib.contextmanager
+def gdal_config(**options: str) -> Iterator[None]:
+    """Set GDAL config options for pyogrio's GDAL inside the block and restore them after."""
+    old = {k: pyogrio.get_gdal_config_option(k) for k in options}
+    pyogrio.set_gdal_config_options(options)
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options(old)
 
 
 def read_vector(path: str | Path, *, layer: str | int | None = None) -> gpd.GeoDataFrame:
@@ -94,9 +109,9 @@ def geodesic_area(geometries, crs: CRS | str | int = "EPSG:4326") -> np.ndarray:
 
 
 def write_gpkg(gdf: gpd.GeoDataFrame, path: str | Path, *, layer: str | None = None) -> Path:
-    """Write a GeoPackage atomically (temporary file, then rename)."""
+    """Write a GeoPackage atomically (temporary file, then rename); same frame, same bytes."""
     path = Path(path)
-    with atomic_path(path) as tmp, warnings.catch_warnings():
+    with atomic_path(path) as tmp, warnings.catch_warnings(), gdal_config(OGR_CURRENT_DATE=GPKG_FIXED_DATE):
         warnings.simplefilter("ignore", RuntimeWarning)
         gdf.to_file(tmp, layer=layer or path.stem, driver="GPKG", engine="pyogrio")
     return path

@@ -9,9 +9,7 @@ scoped to the write, so the same features always give the same bytes.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,22 +18,12 @@ import pyogrio.raw
 import shapely
 from pyproj import CRS
 
+from minescape.geo.vector import gdal_config
 from minescape.legend import Legend
 from minescape.publish.style import STYLE_TIME, add_layer_style
 
 FIELDS = ("index_n", "class_name", "area_m2", "year")
 FIXED_DATE = STYLE_TIME + ".000Z"
-
-
-@contextlib.contextmanager
-def gdal_config(**options: str) -> Iterator[None]:
-    """Set GDAL config options for pyogrio's GDAL inside the block and restore them after."""
-    old = {k: pyogrio.get_gdal_config_option(k) for k in options}
-    pyogrio.set_gdal_config_options(options)
-    try:
-        yield
-    finally:
-        pyogrio.set_gdal_config_options(old)
 
 
 def write_shard(
