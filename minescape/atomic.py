@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,3 +45,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def replace_dir(tmp: str | Path, final: str | Path) -> Path:
+    """Move the finished folder ``tmp`` to ``final`` with renames only, replacing an earlier ``final``.
+
+    The old folder is first renamed aside (``.old-*``), restored if the move fails, and removed after, so
+    ``final`` never holds a mix of old and new files. Both must be on one file system.
+    """
+    tmp, final = Path(tmp), Path(final)
+    old = None
+    if final.exists():
+        old = final.with_name(f".old-{uuid.uuid4().hex[:12]}-{final.name}")
+        os.replace(final, old)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        if old is not None:
+            os.replace(old, final)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final

@@ -154,6 +154,32 @@ def dn_to_reflectance(
     return refl
 
 
+def decode_dn(dn: np.ndarray, *, reflectance: bool, offset: float, nodata: float | None) -> np.ndarray:
+    """One band of DN as float32: reflectance (see :func:`dn_to_reflectance`) or DN, NaN where ``nodata``."""
+    if reflectance:
+        return dn_to_reflectance(dn, offset=offset, nodata=nodata)
+    out = dn.astype(np.float32)
+    if nodata is not None:
+        out[dn == nodata] = np.nan
+    return out
+
+
+def read_window_filled(src: rasterio.io.DatasetReader, indexes: list[int], window: Window, *,
+                       fill: float) -> np.ndarray:
+    """Read ``indexes`` over an integer pixel ``window`` that may reach past the file; pixels outside are
+    ``fill``. Only the part inside the file is read (GDAL's boundless reads are much slower)."""
+    h, w = int(window.height), int(window.width)
+    r0, c0 = int(window.row_off), int(window.col_off)
+    rr0, rr1 = max(r0, 0), min(r0 + h, src.height)
+    cc0, cc1 = max(c0, 0), min(c0 + w, src.width)
+    if (rr0, rr1, cc0, cc1) == (r0, r0 + h, c0, c0 + w):
+        return src.read(indexes, window=window)
+    dn = np.full((len(indexes), h, w), fill, dtype=src.dtypes[indexes[0] - 1])
+    if rr1 > rr0 and cc1 > cc0:
+        dn[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = src.read(indexes, window=Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
+    return dn
+
+
 def find_band_files(folder: str | Path) -> dict[str, Path]:
     """Map band name -> file for a one-file-per-band folder (InputError if none or duplicates)."""
     folder = Path(folder)
@@ -313,11 +339,7 @@ def read_stack(
             win = _aligned_window(src, target)
             try:
                 if win is not None:
-                    inside = (win.col_off >= 0 and win.row_off >= 0 and win.col_off + win.width <= src.width
-                              and win.row_off + win.height <= src.height)
-                    fill = src_nodata if src_nodata is not None else 0
-                    dn = src.read(indexes, window=win) if inside else \
-                        src.read(indexes, window=win, boundless=True, fill_value=fill)
+                    dn = read_window_filled(src, indexes, win, fill=src_nodata if src_nodata is not None else 0)
                 else:
                     with WarpedVRT(src, crs=target.crs, transform=target.transform, width=target.width,
                                    height=target.height, resampling=method, src_nodata=src_nodata,
@@ -328,13 +350,7 @@ def read_stack(
                 raise InputError(f"corrupt or truncated raster, band {names} "
                                  f"({str(exc).splitlines()[0][:120]})", path=path) from None
         for k, i in enumerate(positions):
-            if reflectance:
-                out[i] = dn_to_reflectance(dn[k], offset=offset, nodata=src_nodata)
-            else:
-                band_out = dn[k].astype(np.float32)
-                if src_nodata is not None:
-                    band_out[dn[k] == src_nodata] = np.nan
-                out[i] = band_out
+            out[i] = decode_dn(dn[k], reflectance=reflectance, offset=offset, nodata=src_nodata)
     return Raster(out, target.crs, target.transform, np.nan, tuple(bands))
 
 

@@ -103,3 +103,30 @@ def test_gpkg_writes_are_reproducible(tmp_path):
     time.sleep(1.1)  # GDAL would otherwise stamp a different write time
     b = write_gpkg(gdf, tmp_path / "b.gpkg", layer="sites").read_bytes()
     assert a == b
+
+
+def test_replace_dir_swaps_whole_folders(tmp_path):
+    from minescape.atomic import replace_dir
+
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    new = tmp_path / ".tmp-new"
+    new.mkdir()
+    (new / "new.txt").write_text("new")
+    replace_dir(new, final)
+    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_read_window_filled_matches_boundless_read(tmp_path, utm_raster):
+    import rasterio
+
+    from minescape.sentinel2 import read_window_filled
+
+    data = (np.arange(17 * 23, dtype=np.uint16).reshape(1, 17, 23) + 1)
+    path = write_raster(utm_raster.with_data(data, nodata=0), tmp_path / "u.tif")
+    with rasterio.open(path) as src:
+        for win in (Window(-3, -2, 10, 8), Window(15, 10, 12, 12), Window(2, 3, 5, 4), Window(40, 40, 3, 3)):
+            expected = src.read([1], window=win, boundless=True, fill_value=0)
+            np.testing.assert_array_equal(read_window_filled(src, [1], win, fill=0), expected)

@@ -23,7 +23,7 @@ from rasterio.windows import Window
 from minescape.errors import ConfigError, InputError, NoOverlapError
 from minescape.geo.grid import Grid, aligned_window, bounds_in
 from minescape.geo.raster import Raster, open_raster
-from minescape.sentinel2 import Scene, dn_to_reflectance, open_scene, read_stack
+from minescape.sentinel2 import Scene, decode_dn, open_scene, read_stack, read_window_filled
 
 
 @dataclass(frozen=True)
@@ -152,22 +152,9 @@ def read_scene(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Window
                 slow.extend(i for i, _ in items)
                 continue
             nodata = src.nodata if src.nodata is not None else scene.nodata
-            fill = nodata if nodata is not None else 0
-            dn = np.full((len(items), target.height, target.width), fill, dtype=src.dtypes[0])
-            r0, c0 = int(win.row_off), int(win.col_off)
-            rr0, rr1 = max(r0, 0), min(r0 + target.height, src.height)
-            cc0, cc1 = max(c0, 0), min(c0 + target.width, src.width)
-            if rr1 > rr0 and cc1 > cc0:
-                part = src.read([idx for _, idx in items], window=Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
-                dn[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = part
+            dn = read_window_filled(src, [idx for _, idx in items], win, fill=nodata if nodata is not None else 0)
         for k, (i, _) in enumerate(items):
-            if reflectance:
-                out[i] = dn_to_reflectance(dn[k], offset=offset, nodata=nodata)
-            else:
-                band_out = dn[k].astype(np.float32)
-                if nodata is not None:
-                    band_out[dn[k] == nodata] = np.nan
-                out[i] = band_out
+            out[i] = decode_dn(dn[k], reflectance=reflectance, offset=offset, nodata=nodata)
     if slow:
         warped = read_stack(scene, bands=[bands[i] for i in slow], grid=grid, window=window,
                             reflectance=reflectance)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ from typing import Literal
 import numpy as np
 from rasterio.windows import Window
 
-from minescape.atomic import atomic_write_text
+from minescape.atomic import atomic_write_text, replace_dir
 from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.grid import Grid, window_starts
 from minescape.geo.raster import Raster, write_raster
@@ -313,21 +312,10 @@ def make_patches(read_window, grid: Grid, out_dir: str | Path, *, options: Patch
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
-    """Move the finished folder ``tmp`` to ``final``, replacing an earlier one (old one removed after)."""
-    old = None
-    if final.exists():
-        if not final.is_dir():
-            raise InputError("exists and is not a folder", path=final)
-        old = final.with_name(f".old-{uuid.uuid4().hex[:12]}-{final.name}")
-        os.replace(final, old)
-    try:
-        os.replace(tmp, final)
-    except OSError:
-        if old is not None:
-            os.replace(old, final)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """Move the finished folder ``tmp`` to ``final``, replacing an earlier folder (never a file)."""
+    if final.exists() and not final.is_dir():
+        raise InputError("exists and is not a folder", path=final)
+    replace_dir(tmp, final)
 
 
 def raster_reader(t1: Raster, t2: Raster, mask: Raster):

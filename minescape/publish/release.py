@@ -24,7 +24,6 @@ import contextlib
 import functools
 import hashlib
 import json
-import os
 import shutil
 import uuid
 import zipfile
@@ -37,6 +36,7 @@ import shapely
 from pyproj import CRS
 
 from minescape import __version__
+from minescape.atomic import replace_dir
 from minescape.errors import ConfigError, InputError, MissingInputError
 from minescape.geo.polygonize import polygonize
 from minescape.geo.raster import Raster, open_raster
@@ -398,7 +398,7 @@ def publish(
                           max_features=max_features, regions=regions, simplify=simplify,
                           connectivity=connectivity, extra_columns=extra_columns, skipped=skipped,
                           n_sites=len(sites))
-        _swap_into_place(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -446,23 +446,6 @@ def _finish(tmp: Path, shard_dir: Path, buf: _ShardBuffer, stats: _Stats, *, nam
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     summary.manifest = manifest
     return summary
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Replace ``out`` by ``tmp`` with renames only (never a mix of old and new files)."""
-    old = None
-    if out.exists():
-        old = out.parent / f".old-{uuid.uuid4().hex[:12]}-{out.name}"
-        os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        if old is not None:
-            os.replace(old, out)
-        raise
-    if old is not None:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(old)
 
 
 def render_readme(manifest: dict, legend: Legend) -> str:
