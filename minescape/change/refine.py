@@ -28,6 +28,7 @@ from rasterio.windows import Window
 from minescape.errors import InputError
 from minescape.geo.grid import Grid, iter_tiles
 from minescape.geo.raster import open_raster, open_writer, read_raster
+from minescape.geo.trace import trace_polygons
 from minescape.geo.vector import geodesic_area, read_vector, repair_geometries, write_gpkg
 from minescape.legend import CHANGE
 
@@ -68,11 +69,8 @@ def export_candidates(mask: str | Path, out: str | Path, *, difference: str | Pa
         if not change.any():
             continue
         transform = rasterio.windows.transform(t.core, grid.transform)
-        edge = np.zeros_like(change)
-        edge[[0, -1], :] = True
-        edge[:, [0, -1]] = True
-        for geom, _ in rasterio.features.shapes(change.astype(np.uint8), mask=change, transform=transform):
-            poly = shapely.geometry.shape(geom)
+        tile_polys = trace_polygons(change.view(np.uint8), transform, nodata=0).to_shapely()
+        for poly in tile_polys:
             parts.append(poly)
             interior_parts.append(_touches_tile_edge(poly, t.core, grid, transform))
     polys = [p for p, e in zip(parts, interior_parts, strict=True) if not e]

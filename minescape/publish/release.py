@@ -9,7 +9,8 @@ Output (``OUT/``)::
     manifest.json                 features and area per class / year / region, SHA-256 of every file
     <name>_<region>.zip           one per region, holding <name>_<region>_<NNN>.gpkg shards
 
-Features are ordered by region, site id, year, class code and then GDAL's raster scan order, and
+Features are ordered by region, site id, year, class code and then the raster-scan order of each
+patch's first pixel, and
 numbered ``index_n`` = 1, 2, ... in that order across the whole release, so publishing the same input
 again gives the same numbers (and the same bytes). Shards hold at most ``max_features`` features
 (default 5,000); ``fid`` is 1..n within each shard.
@@ -38,15 +39,17 @@ from pyproj import CRS
 from minescape import __version__
 from minescape.atomic import replace_dir
 from minescape.errors import ConfigError, InputError, MissingInputError
-from minescape.geo.polygonize import polygonize
+from minescape.geo.polygonize import polygonize, polygonize_ragged
 from minescape.geo.raster import Raster, open_raster
 from minescape.legend import MINING_LULC, Legend
 from minescape.progress import make_progress
 from minescape.publish.geodesy import (
     as_crs,
     ellipsoidal_area,
+    ellipsoidal_area_ragged,
     split_antimeridian,
     transform_geometries,
+    transform_xy,
     transformer,
 )
 from minescape.publish.regions import WORLD9, make_region_resolver
@@ -128,7 +131,7 @@ def read_class_map(site: SiteMap, legend: Legend) -> Raster:
 
 @dataclass
 class SiteFeatures:
-    """Polygons of one site in the output CRS with their attributes (publication order)."""
+    """Polygons of one site in the output CRS (little-endian WKB) with their attributes (publication order)."""
 
     geometries: np.ndarray
     codes: np.ndarray
@@ -139,20 +142,51 @@ class SiteFeatures:
 def site_features(
     site: SiteMap, *, legend: Legend, crs: CRS, simplify: float = 0.0, connectivity: int = 4
 ) -> SiteFeatures:
-    """Vectorise one site, compute ellipsoidal areas in its working CRS, transform to ``crs``."""
+    """Vectorise one site, compute ellipsoidal areas in its working CRS, transform to ``crs``.
+
+    Exact 4-connected outlines in lon/lat that stay within ±180° (nearly every site) go from flat
+    arrays straight to WKB; simplification, 8-connectivity, other CRSs and antimeridian sites take the
+    shapely path.
+    """
     raster = read_class_map(site, legend)
+    work = as_crs(raster.crs)
+    lonlat = as_crs("EPSG:4326")
+    if simplify == 0 and connectivity == 4 and work.is_projected:
+        polys = polygonize_ragged(raster)
+        polys = polys.take(np.argsort(polys.codes, kind="stable"))
+        area = ellipsoidal_area_ragged(polys, work)
+        ll = polys.with_xy(transform_xy(polys.xy, work, lonlat))
+        if crs.equals(lonlat) and (len(ll.xy) == 0 or ll.xy[:, 0].max() <= 180.0):
+            if len(ll.xy) and _mirrors(work, lonlat, ll.xy.mean(axis=0), polys.xy.mean(axis=0)):
+                ll = ll.reversed_rings()
+            return SiteFeatures(ll.to_wkb(), polys.codes, area, site)
+        return SiteFeatures(_to_output(ll.to_shapely(), lonlat, crs), polys.codes, area, site)
     polys = polygonize(raster, connectivity=connectivity, simplify=simplify)
     order = np.argsort(polys.codes, kind="stable")
     geoms, codes = polys.geometries[order], polys.codes[order]
-    work = as_crs(raster.crs)
     area = ellipsoidal_area(geoms, work)
-    lonlat = as_crs("EPSG:4326")
-    out = split_antimeridian(transform_geometries(geoms, work, lonlat))
+    return SiteFeatures(_to_output(transform_geometries(geoms, work, lonlat), lonlat, crs), codes, area, site)
+
+
+def _to_output(lonlat_geoms: np.ndarray, lonlat: CRS, crs: CRS) -> np.ndarray:
+    """Lon/lat polygons (longitudes possibly beyond 180°) as WKB in ``crs``: split at the antimeridian,
+    transformed exactly, shells counter-clockwise and holes clockwise (pyproj.Geod, RFC 7946)."""
+    out = split_antimeridian(lonlat_geoms)
     if not crs.equals(lonlat):  # other output CRSs: exact PROJ transform from lon/lat
         tf = transformer(lonlat, crs)
         out = shapely.transform(out, lambda c: np.column_stack(tf.transform(c[:, 0], c[:, 1])))
-    out = shapely.orient_polygons(out)  # shells counter-clockwise, holes clockwise (pyproj.Geod, RFC 7946)
-    return SiteFeatures(out, codes, area, site)
+    out = shapely.orient_polygons(out)
+    return shapely.to_wkb(out, output_dimension=2, byte_order=1)
+
+
+def _mirrors(src: CRS, dst: CRS, dst_xy: np.ndarray, src_xy: np.ndarray) -> bool:
+    """Whether the src -> dst transform reverses orientation near ``src_xy`` (sign of its Jacobian)."""
+    tf = transformer(src, dst)
+    x, y = src_xy
+    h = 1.0
+    xs, ys = tf.transform(np.array([x, x + h, x]), np.array([y, y, y + h]))
+    det = (xs[1] - xs[0]) * (ys[2] - ys[0]) - (xs[2] - xs[0]) * (ys[1] - ys[0])
+    return bool(det < 0)
 
 
 def _site_job(site: SiteMap, **options) -> SiteFeatures | str:
@@ -484,7 +518,7 @@ def render_readme(manifest: dict, legend: Legend) -> str:
         lines.append(f"| {region} | {info['zip']} | {len(info['files'])} | {info['features']:,} |")
     lines += ["", "## Method", "",
               f"One polygon per {manifest['polygonize']['connectivity']}-connected patch of one class "
-              "(GDAL polygonize); "
+              "(the polygons of GDAL polygonize); "
               + (f"simplified with a {manifest['polygonize']['simplify_m']} m tolerance (coverage-preserving)."
                  if manifest["polygonize"]["simplify_m"] else "exact pixel outlines."),
               "Areas are computed in each site's UTM zone with the exact areal scale of the projection and "

@@ -9,6 +9,7 @@ scoped to the write, so the same features always give the same bytes.
 
 from __future__ import annotations
 
+import struct
 import warnings
 from pathlib import Path
 
@@ -24,6 +25,16 @@ from minescape.publish.style import STYLE_TIME, add_layer_style
 
 FIELDS = ("index_n", "class_name", "area_m2", "year")
 FIXED_DATE = STYLE_TIME + ".000Z"
+MULTI_ONE = struct.pack("<BII", 1, 6, 1)  # little-endian WKB header of a MultiPolygon with one part
+
+
+def _polygonal_wkb(geoms: np.ndarray) -> np.ndarray:
+    """Little-endian 2-D WKB of shapely geometries (WKB bytes are passed through)."""
+    if len(geoms) and not isinstance(geoms[0], bytes | bytearray):
+        return shapely.to_wkb(geoms, output_dimension=2, byte_order=1)
+    if any(g[0] != 1 for g in geoms):
+        return shapely.to_wkb(shapely.from_wkb(geoms), output_dimension=2, byte_order=1)
+    return geoms
 
 
 def write_shard(
@@ -42,7 +53,7 @@ def write_shard(
 
     Args:
         path: output ``.gpkg`` (must not exist); the layer is named after its stem.
-        geometries: shapely Polygon/MultiPolygon array in ``crs``.
+        geometries: Polygon/MultiPolygon array in ``crs``: shapely geometries or little-endian WKB bytes.
         index_n, class_name, area_m2, year: the published attributes, one per geometry.
         crs: the output CRS (EPSG:4326 by default in releases).
         legend: colours of the QGIS default style.
@@ -50,11 +61,10 @@ def write_shard(
     """
     path = Path(path)
     layer = path.stem
-    geoms = np.asarray(geometries, dtype=object)
-    multi = bool(np.any(shapely.get_type_id(geoms) == 6))
-    if multi:
-        geoms = np.array([g if g.geom_type == "MultiPolygon" else shapely.MultiPolygon([g]) for g in geoms],
-                         dtype=object)
+    wkb = _polygonal_wkb(np.asarray(geometries, dtype=object))
+    multi = any(g[1] == 6 for g in wkb)
+    if multi:  # one layer type: wrap Polygons as one-part MultiPolygons
+        wkb = np.array([g if g[1] == 6 else MULTI_ONE + g for g in wkb], dtype=object)
     fields = list(FIELDS)
     data = [
         np.asarray(index_n, dtype=np.int64),
@@ -65,7 +75,6 @@ def write_shard(
     for name, values in (extra or {}).items():
         fields.append(name)
         data.append(np.asarray(values, dtype=object))
-    wkb = shapely.to_wkb(geoms, output_dimension=2, byte_order=1)
     crs_wkt = CRS.from_user_input(crs).to_wkt()
     with gdal_config(OGR_CURRENT_DATE=FIXED_DATE), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
