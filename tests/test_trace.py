@@ -101,3 +101,20 @@ def test_ragged_take_reverse_and_wkb_match_shapely():
     rev = ps.reversed_rings().to_shapely()
     assert shapely.equals(rev, geoms).all()
     assert not shapely.is_ccw(shapely.get_exterior_ring(rev)).any()
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 300, 5000])
+def test_both_ring_walks_agree(n):
+    from minescape.geo.trace import _walk_dfs, _walk_jumping
+
+    rng = np.random.default_rng(n)
+    succ = rng.permutation(n)  # a random permutation: cycles of every length
+    seq_a, pos_a = _walk_jumping(succ)
+    seq_b, pos_b = _walk_dfs(succ)
+    assert seq_a.tolist() == seq_b.tolist() and pos_a.tolist() == pos_b.tolist()
+    assert sorted(seq_a.tolist()) == list(range(n))
+    ends = np.append(pos_a[1:], n)
+    for start, end in zip(pos_a, ends, strict=True):  # each cycle is walked along succ from its lowest element
+        cycle = seq_a[start:end]
+        assert cycle[0] == cycle.min()
+        assert np.all(succ[cycle[:-1]] == cycle[1:]) and succ[cycle[-1]] == cycle[0]

@@ -70,7 +70,7 @@ class RaggedPolygons:
         """A shapely Polygon array."""
         if len(self.codes) == 0:
             return np.empty(0, dtype=object)
-        return shapely.from_ragged_array(shapely.GeometryType.POLYGON, self.xy,
+        return shapely.from_ragged_array(shapely.GeometryType.POLYGON, np.ascontiguousarray(self.xy),
                                          (self.ring_offsets, self.geom_offsets))
 
     def to_wkb(self) -> np.ndarray:

@@ -286,13 +286,19 @@ def _bilinear(xy: np.ndarray, grids: tuple[np.ndarray, ...], left: float, bottom
 
 
 def _poly_terms(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Monomials u^i v^j with i + j <= POLY_DEGREE (columns)."""
-    up, vp = [np.ones_like(u)], [np.ones_like(v)]
-    for _ in range(POLY_DEGREE):
+    """Monomials u^i v^j with i + j <= POLY_DEGREE: one row per monomial, one column per point."""
+    up, vp = [np.ones_like(u), u], [np.ones_like(v), v]
+    for _ in range(POLY_DEGREE - 1):
         up.append(up[-1] * u)
         vp.append(vp[-1] * v)
-    deg = POLY_DEGREE
-    return np.column_stack([up[i] * vp[j] for i in range(deg + 1) for j in range(deg + 1 - i)])
+    n_terms = (POLY_DEGREE + 1) * (POLY_DEGREE + 2) // 2
+    out = np.empty((n_terms, len(u)))
+    k = 0
+    for i in range(POLY_DEGREE + 1):
+        for j in range(POLY_DEGREE + 1 - i):
+            np.multiply(up[i], vp[j], out=out[k])
+            k += 1
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -302,7 +308,7 @@ def _poly_nodes() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     c = (g[:-1] + g[1:]) / 2
     uu, vv = (a.ravel() for a in np.meshgrid(g, g))
     cu, cv = (a.ravel() for a in np.meshgrid(c, c))
-    return np.r_[uu, cu], np.r_[vv, cv], np.linalg.pinv(_poly_terms(uu, vv)), _poly_terms(cu, cv)
+    return np.r_[uu, cu], np.r_[vv, cv], np.linalg.pinv(_poly_terms(uu, vv).T), _poly_terms(cu, cv).T
 
 
 def _transform_poly(xy: np.ndarray, tf: Transformer, bounds, *, unwrap: bool) -> np.ndarray | None:
@@ -318,15 +324,15 @@ def _transform_poly(xy: np.ndarray, tf: Transformer, bounds, *, unwrap: bool) ->
     if unwrap and np.ptp(ox) > 180:
         ox = np.where(ox < 0, ox + 360.0, ox)
     n = pinv.shape[1]
-    coefs = []
-    for values in (ox, oy):
-        base = values[:n].mean()
-        coef = pinv @ (values[:n] - base)
-        if np.max(np.abs(check @ coef + base - values[n:])) > POLY_TOLERANCE:
-            return None
-        coefs.append((coef, base))
-    terms = _poly_terms((xy[:, 0] - x0) / s, (xy[:, 1] - y0) / s)
-    return np.column_stack([terms @ coef + base for coef, base in coefs])
+    values = np.column_stack([ox, oy])
+    base = values[:n].mean(axis=0)
+    coefs = pinv @ (values[:n] - base)  # (terms, 2): x and y at once
+    if np.max(np.abs(check @ coefs + base - values[n:])) > POLY_TOLERANCE:
+        return None
+    out = np.empty((len(xy), 2))
+    np.matmul(_poly_terms((xy[:, 0] - x0) / s, (xy[:, 1] - y0) / s).T, coefs, out=out)
+    out += base
+    return out
 
 
 def _transform_exact(xy: np.ndarray, tf: Transformer, *, unwrap: bool) -> np.ndarray:

@@ -157,7 +157,7 @@ def site_features(
         area = ellipsoidal_area_ragged(polys, work)
         ll = polys.with_xy(transform_xy(polys.xy, work, lonlat))
         if crs.equals(lonlat) and (len(ll.xy) == 0 or ll.xy[:, 0].max() <= 180.0):
-            if len(ll.xy) and _mirrors(work, lonlat, ll.xy.mean(axis=0), polys.xy.mean(axis=0)):
+            if len(ll.xy) and _mirrors(work, lonlat, polys.xy[0]):
                 ll = ll.reversed_rings()
             return SiteFeatures(ll.to_wkb(), polys.codes, area, site)
         return SiteFeatures(_to_output(ll.to_shapely(), lonlat, crs), polys.codes, area, site)
@@ -179,7 +179,7 @@ def _to_output(lonlat_geoms: np.ndarray, lonlat: CRS, crs: CRS) -> np.ndarray:
     return shapely.to_wkb(out, output_dimension=2, byte_order=1)
 
 
-def _mirrors(src: CRS, dst: CRS, dst_xy: np.ndarray, src_xy: np.ndarray) -> bool:
+def _mirrors(src: CRS, dst: CRS, src_xy: np.ndarray) -> bool:
     """Whether the src -> dst transform reverses orientation near ``src_xy`` (sign of its Jacobian)."""
     tf = transformer(src, dst)
     x, y = src_xy
