@@ -24,7 +24,8 @@ from minescape.legend import Legend
 from minescape.publish.style import STYLE_TIME, add_layer_style
 
 FIELDS = ("index_n", "class_name", "area_m2", "year")
-FIXED_DATE = STYLE_TIME + ".000Z"
+FIXED_DATE = STYLE_TIME
+GPKG_VERSION = "1.2"  # readable without warnings by the GDAL of older QGIS releases (3.22 LTR: GDAL 3.6)
 MULTI_ONE = struct.pack("<BII", 1, 6, 1)  # little-endian WKB header of a MultiPolygon with one part
 
 
@@ -81,6 +82,7 @@ def write_shard(
         pyogrio.raw.write(
             path, wkb, data, fields, layer=layer, driver="GPKG",
             geometry_type="MultiPolygon" if multi else "Polygon", crs=crs_wkt,
+            dataset_options={"VERSION": GPKG_VERSION},
             layer_options={"FID": "fid", "GEOMETRY_NAME": "geom", "SPATIAL_INDEX": "YES"},
         )
     add_layer_style(path, layer, legend)

@@ -14,7 +14,7 @@ from xml.sax.saxutils import quoteattr
 from minescape.legend import Legend
 
 STYLE_NAME = "class_name"
-STYLE_TIME = "2000-01-01T00:00:00"  # fixed so republishing gives the same bytes
+STYLE_TIME = "2000-01-01T00:00:00.000Z"  # fixed so republishing gives the same bytes (GPKG datetime format)
 
 _LAYER_STYLES_DDL = """
 CREATE TABLE IF NOT EXISTS layer_styles (
@@ -100,7 +100,7 @@ def add_layer_style(gpkg: str | Path, layer: str, legend: Legend) -> None:
             con.execute(
                 "INSERT OR REPLACE INTO gpkg_contents (table_name, data_type, identifier, description, "
                 "last_change) VALUES ('layer_styles', 'attributes', 'layer_styles', '', ?)",
-                (STYLE_TIME + ".000Z",),
+                (STYLE_TIME,),
             )
     finally:
         con.close()
