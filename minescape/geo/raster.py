@@ -133,6 +133,17 @@ def _bounds(transform: Affine, width: int, height: int) -> tuple[float, float, f
     return min(xs), min(ys), max(xs), max(ys)
 
 
+def many_files() -> rasterio.Env:
+    """A GDAL environment for opening many rasters that sit in one big folder.
+
+    GDAL lists a raster's folder on every open to look for side-car files (``.aux.xml``, ``.ovr``,
+    ``.msk``); with tens of thousands of per-site maps in one folder that listing dominates (600 maps:
+    2.2 -> 1.4 ms per open, and it grows with the folder). Inside this block it does not look, so
+    side-car files are ignored: use it for rasters minescape wrote itself.
+    """
+    return rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR")
+
+
 def open_raster(path: str | Path):
     """``rasterio.open`` with a one-line InputError for missing or unreadable files."""
     path = Path(path)
