@@ -118,3 +118,13 @@ def test_both_ring_walks_agree(n):
         cycle = seq_a[start:end]
         assert cycle[0] == cycle.min()
         assert np.all(succ[cycle[:-1]] == cycle[1:]) and succ[cycle[-1]] == cycle[0]
+
+
+def test_by_code_order_is_a_stable_sort_of_the_scan_order():
+    rng = np.random.default_rng(11)
+    data = ndimage.zoom(rng.integers(0, 5, (15, 17)).astype(np.uint8), 2, order=0)
+    scan = trace_polygons(data, NORTH_UP, 0)
+    by_code = trace_polygons(data, NORTH_UP, 0, by_code=True)
+    expected = scan.take(np.argsort(scan.codes, kind="stable"))
+    assert by_code.codes.tolist() == expected.codes.tolist()
+    assert np.array_equal(by_code.xy, expected.xy) and np.array_equal(by_code.ring_offsets, expected.ring_offsets)

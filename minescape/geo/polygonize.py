@@ -114,11 +114,12 @@ def polygonize(
     return PolygonSet(geoms, codes, raster.crs)
 
 
-def polygonize_ragged(raster: Raster, *, band: int = 0) -> RaggedPolygons:
+def polygonize_ragged(raster: Raster, *, band: int = 0, by_code: bool = False) -> RaggedPolygons:
     """Vectorise a class raster (4-connectivity, exact pixel outlines) into flat coordinate arrays.
 
     Same polygons as :func:`polygonize` (in the raster's CRS, raster-scan order of each patch's first
-    pixel, shells counter-clockwise), without making one shapely object per polygon.
+    pixel, or by class code first with ``by_code``; shells counter-clockwise), without making one
+    shapely object per polygon.
     """
     data = _class_band(raster, band)
     nodata = raster.nodata
@@ -132,7 +133,7 @@ def polygonize_ragged(raster: Raster, *, band: int = 0) -> RaggedPolygons:
             nodata = int(nodata)
     if raster.data.shape[0] > 1 and nodata is not None:  # nodata in any band hides the pixel
         data = np.where(raster.valid_mask(), data, data.dtype.type(nodata))
-    return trace_polygons(data, raster.transform, nodata)
+    return trace_polygons(data, raster.transform, nodata, by_code=by_code)
 
 
 def _class_band(raster: Raster, band: int) -> np.ndarray:

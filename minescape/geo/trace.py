@@ -23,7 +23,7 @@ Algorithm
    counter-clockwise shell, the others are its holes.
 
 Vertices are pixel corners mapped through the affine transform. Polygons come in the raster-scan order
-of each patch's first pixel, each shell first and then its holes.
+of each patch's first pixel (optionally by value first), each shell first and then its holes.
 """
 
 from __future__ import annotations
@@ -96,13 +96,16 @@ def _line_blocks(labels: np.ndarray, transpose: bool):
         yield block, r0
 
 
-def trace_polygons(data: np.ndarray, transform: Affine, nodata: int | None = None) -> RaggedPolygons:
+def trace_polygons(data: np.ndarray, transform: Affine, nodata: int | None = None, *,
+                   by_code: bool = False) -> RaggedPolygons:
     """Vectorise a 2-D class array: one polygon per 4-connected patch of one value, holes kept.
 
     Args:
         data: 2-D integer class array.
         transform: the raster's affine transform (pixel corners -> CRS coordinates).
         nodata: value of pixels outside the map (no polygons), or None.
+        by_code: order polygons by value first (then, as always, by the raster-scan order of each
+            patch's first pixel).
 
     Returns:
         :class:`RaggedPolygons` in the raster's CRS; shells counter-clockwise and holes clockwise
@@ -166,11 +169,17 @@ def trace_polygons(data: np.ndarray, transform: Affine, nodata: int | None = Non
     nxt = np.arange(1, len(cols) + 1)
     nxt[off[1:] - 1] = off[:-1]
     area2 = np.add.reduceat(rows * cols[nxt] - cols * rows[nxt], off[:-1])
-    owner = h_owner[seq[ring_pos]]
+    first = seq[ring_pos]  # first run of each ring
+    owner = h_owner[first]
     is_hole = area2 < 0
     if np.count_nonzero(~is_hole) != n_patches or len(np.unique(owner[~is_hole])) != n_patches:
         raise RuntimeError("boundary tracing failed: a patch without exactly one shell")
-    order = np.lexsort((is_hole, owner))  # by patch, shell first, then holes in walking order
+    # class value of each ring's patch: the pixel beside its first run (above an eastward run, below a westward one)
+    si, sj = h_start[first] // stride, h_start[first] % stride
+    east = h_east[first]
+    ring_code = np.asarray(data[np.where(east, si - 1, si), np.where(east, sj, sj - 1)], dtype=np.int64)
+    keys = (is_hole, owner, ring_code) if by_code else (is_hole, owner)
+    order = np.lexsort(keys)  # by (value,) patch, shell first, then holes in walking order
 
     # gather the rings in that order, closing each (first vertex repeated)
     open_len = np.diff(off)[order]
@@ -188,12 +197,7 @@ def trace_polygons(data: np.ndarray, transform: Affine, nodata: int | None = Non
     xy[:, 1] = f + d * cols + e * rows
     patch = owner[order]
     geom_offsets = np.append(np.flatnonzero(np.r_[True, patch[1:] != patch[:-1]]), n_rings).astype(np.int64)
-    # class value of each patch: the pixel beside the first run of its shell
-    first = seq[ring_pos[order[geom_offsets[:-1]]]]
-    si, sj = h_start[first] // stride, h_start[first] % stride
-    east = h_east[first]
-    codes = np.asarray(data[np.where(east, si - 1, si), np.where(east, sj, sj - 1)], dtype=np.int64)
-    return RaggedPolygons(xy, ring_offsets, geom_offsets, codes)
+    return RaggedPolygons(xy, ring_offsets, geom_offsets, ring_code[order][geom_offsets[:-1]])
 
 
 def _turn(table: np.ndarray, at: np.ndarray, preferred: np.ndarray, owner: np.ndarray,

@@ -153,8 +153,7 @@ def site_features(
     work = as_crs(raster.crs)
     lonlat = as_crs("EPSG:4326")
     if simplify == 0 and connectivity == 4 and work.is_projected:
-        polys = polygonize_ragged(raster)
-        polys = polys.take(np.argsort(polys.codes, kind="stable"))
+        polys = polygonize_ragged(raster, by_code=True)  # publication order: class code, then scan order
         area = ellipsoidal_area_ragged(polys, work)
         ll = polys.with_xy(transform_xy(polys.xy, work, lonlat))
         if crs.equals(lonlat) and (len(ll.xy) == 0 or ll.xy[:, 0].max() <= 180.0):
