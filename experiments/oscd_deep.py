@@ -11,7 +11,17 @@ Not run by CI. Run in the background with one thread::
 
     nohup .venv/bin/python experiments/oscd_deep.py --out /tmp/deep6/oscd > /tmp/deep6/oscd.log 2>&1 &
 
-It writes ``results.json`` (per city, per fold, per model) and prints a table.
+The issue-6 configuration (one model, 13.5 min/fold, 55 min of training in all; pooled F1 0.230)::
+
+    nohup .venv/bin/python experiments/oscd_deep.py --out /tmp/deep6/final --models fc-siam-diff --budget 13.5 \
+        --lr-by-time --epochs 500 --steps 40 --ema 0.99 --tta --bands all --threads 1 --save-probs \
+        > /tmp/deep6/final.log 2>&1 &
+
+It writes ``results.json`` (per city, per fold, per model) and prints a table. Options select the input
+normalisation (``--norm per-image``), bands, crop/batch, a fixed epoch count with a cosine learning-rate schedule
+over it (``--epochs``), a weight EMA, flip test-time augmentation, and one training budget for every model
+(``--budget`` minutes per fold, a hard wall-time cap). ``--save-probs`` keeps each fold's validation and test
+probability maps (``probs.npz``) for later analysis of threshold rules, which must be chosen on validation only.
 """
 
 from __future__ import annotations
@@ -43,6 +53,9 @@ from minescape.change.train import (  # noqa: E402
 )
 from minescape.indices import savi  # noqa: E402
 from minescape.sentinel2 import ALL_BANDS  # noqa: E402
+
+BAND_SETS = {"all": tuple(ALL_BANDS), "rgbn": ("B02", "B03", "B04", "B08"),
+             "10m20m": ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")}
 
 # minutes of training per fold (wall time incl. validation) for each model, prioritising the strongest
 BUDGET = {"siam-att": 4.5, "fc-siam-diff": 4.0, "fc-ef": 1.0, "fc-siam-conc": 1.0}
@@ -77,7 +90,26 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every training budget")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--budget", type=float, default=None,
+                    help="training minutes per fold for every model (hard cap; default: the BUDGET table)")
+    ap.add_argument("--norm", default="global", choices=("global", "per-image"))
+    ap.add_argument("--bands", default="all", choices=sorted(BAND_SETS))
+    ap.add_argument("--crop", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=30, help="training steps per epoch (one validation per epoch)")
+    ap.add_argument("--epochs", type=int, default=200,
+                    help="epochs; the cosine learning-rate schedule runs over them (default 200, schedule 50)")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr-by-time", action="store_true",
+                    help="cosine learning-rate decay over the time budget (completes whatever the machine load)")
+    ap.add_argument("--loss", default="wce+dice")
+    ap.add_argument("--ema", type=float, default=0.0, help="weight EMA decay per step (0 = off)")
+    ap.add_argument("--tta", action="store_true", help="flip TTA for the final threshold choice and the test")
+    ap.add_argument("--dropout", type=float, default=None)
+    ap.add_argument("--only-folds", default=None, help="comma-separated fold numbers to run (screens)")
+    ap.add_argument("--save-probs", action="store_true")
     args = ap.parse_args()
+    bands = BAND_SETS[args.bands]
 
     import torch
 
@@ -86,12 +118,15 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     cities = oscd_cities(args.root)
     pairs = {c: read_oscd_city(args.root, c, bands=ALL_BANDS) for c in cities}
+    print(f"config: {vars(args)}", flush=True)
     order = [cities[i] for i in np.random.default_rng(args.seed).permutation(len(cities))]
     per_fold = int(np.ceil(len(order) / args.folds))
     folds = [order[i * per_fold:(i + 1) * per_fold] for i in range(args.folds)]
     print(f"folds (test cities): {folds}", flush=True)
 
-    results: dict = {"folds": folds, "index": {}, "models": {}, "budget_minutes": {}}
+    run_folds = [int(k) for k in args.only_folds.split(",")] if args.only_folds else list(range(len(folds)))
+    results: dict = {"folds": folds, "run_folds": run_folds, "config": vars(args), "threads": args.threads,
+                     "index": {}, "models": {}, "budget_minutes": {}}
     for c in cities:
         pred = index_method(pairs[c])
         lab = pairs[c].label.data[0]
@@ -102,42 +137,67 @@ def main() -> None:
 
     models = args.models.split(",")
     for arch in models:
-        minutes = BUDGET.get(arch, 2.0) * args.scale
+        minutes = (args.budget if args.budget is not None else BUDGET.get(arch, 2.0)) * args.scale
         results["budget_minutes"][arch] = minutes
         res = results["models"].setdefault(arch, {"cities": {}, "oracle_cities": {}, "folds": []})
         for k, test in enumerate(folds):
+            if k not in run_folds:
+                continue
             t0 = time.perf_counter()
             train_cities = [c for c in cities if c not in test]
-            samples = samples_from_pairs([pairs[c] for c in train_cities])
+            samples = samples_from_pairs([pairs[c] for c in train_cities], bands=bands)
             tr, va = holdout_split(samples, fraction=0.2, side="bottom")
-            cfg = TrainConfig(arch=arch, crop=64, batch_size=8, epochs=200, steps_per_epoch=30, lr=1e-3,
-                              loss="wce+dice", patience=1000, seed=args.seed, max_minutes=minutes, threads=args.threads)
-            r = train(tr, va, out / arch / f"fold{k}", bands=ALL_BANDS, config=cfg,
+            cfg = TrainConfig(arch=arch, crop=args.crop, batch_size=args.batch, epochs=args.epochs,
+                              steps_per_epoch=args.steps, lr=args.lr,
+                              lr_epochs=args.epochs if args.epochs < 200 else 50,
+                              loss=args.loss, patience=1000, seed=args.seed, max_minutes=minutes,
+                              threads=args.threads, norm=args.norm, ema=args.ema, tta=args.tta,
+                              lr_schedule="time" if args.lr_by_time else "epochs",
+                              model_kwargs={} if args.dropout is None else {"dropout": args.dropout})
+            r = train(tr, va, out / arch / f"fold{k}", bands=bands, config=cfg,
                       training_data={"dataset": "OSCD", "train_cities": train_cities,
                                      "validation": "bottom 20% rows of each training city", "test_cities": test})
             model = load_model(r.model_path)
             runner = torch_runner(model.net)
+            saved = {}
+            if args.save_probs:  # validation maps of the final model (for threshold-rule analysis on validation)
+                for s in va:
+                    saved["val:" + s.name] = predict_arrays(runner, s.t1, s.t2, mean=model.mean, std=model.std,
+                                                            tile=256, overlap=32, norm=model.norm,
+                                                            tta=model.tta).astype(np.float16)
+                    saved["vallab:" + s.name] = s.label
             for c in test:
                 p = pairs[c]
-                prob = predict_arrays(runner, p.t1.data, p.t2.data, mean=model.mean, std=model.std, tile=256,
-                                      overlap=32)
+                x1, x2 = p.t1.select(bands).data, p.t2.select(bands).data
+                prob = predict_arrays(runner, x1, x2, mean=model.mean, std=model.std, tile=256,
+                                      overlap=32, norm=model.norm, tta=model.tta)
+                if args.save_probs:
+                    saved["test:" + c] = prob.astype(np.float16)
                 lab = p.label.data[0]
                 ok = (lab != 255) & np.isfinite(prob)
                 res["cities"][c] = change_scores(prob[ok] >= model.threshold, lab[ok] == 1)
                 # oracle: the threshold that would be best on this test city (NOT a valid result; context only)
                 ot, _, om = best_threshold(prob, lab)
                 res["oracle_cities"][c] = dict(om, threshold=ot)
-            res["folds"].append({"test": test, "val_f1": r.val_f1, "threshold": r.threshold,
+            if saved:
+                np.savez_compressed(out / arch / f"fold{k}" / "probs.npz", **saved)
+            res["folds"].append({"fold": k, "test": test, "val_f1": r.val_f1, "threshold": r.threshold,
                                  "epochs": r.epochs_run, "best_epoch": r.best_epoch, "seconds": r.seconds,
                                  "test_f1": {c: res["cities"][c]["f1"] for c in test}})
             print(f"{arch} fold {k} test {test}: val F1 {r.val_f1:.3f} thr {r.threshold:.2f} epochs {r.epochs_run} "
                   f"(best {r.best_epoch}) test F1 {[round(res['cities'][c]['f1'], 3) for c in test]} "
                   f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+            res["train_minutes_total"] = sum(f["seconds"] for f in res["folds"]) / 60
             res["pooled"] = pooled([res["cities"][c] for c in res["cities"]])
             res["pooled_oracle"] = pooled([res["oracle_cities"][c] for c in res["oracle_cities"]])
             (out / "results.json").write_text(json.dumps(results, indent=2))
-        print(f"{arch}: pooled F1 {res['pooled']['f1']:.3f} (index {results['index']['pooled']['f1']:.3f}, "
-              f"ratio {res['pooled']['f1'] / max(results['index']['pooled']['f1'], 1e-9):.1f}x)", flush=True)
+        idx = pooled([results["index"][c] for c in res["cities"]])  # same test cities as the model
+        results["index"]["pooled_" + arch] = idx
+        print(f"{arch}: pooled F1 {res['pooled']['f1']:.3f} P {res['pooled']['precision']:.3f} "
+              f"R {res['pooled']['recall']:.3f} (index on the same cities {idx['f1']:.3f}, "
+              f"ratio {res['pooled']['f1'] / max(idx['f1'], 1e-9):.1f}x); oracle-threshold F1 "
+              f"{res['pooled_oracle']['f1']:.3f} (context only); training {res['train_minutes_total']:.1f} min "
+              f"on {args.threads} thread(s)", flush=True)
 
     print("\ncity           index  " + "  ".join(f"{m:>12s}" for m in models))
     for c in cities:

@@ -22,6 +22,10 @@ from minescape.geo.grid import window_starts
 from minescape.legend import CHANGE
 
 BACKENDS: tuple[str, ...] = ("torch", "onnx")
+# input normalisation: "global" = the training set's per-band mean/std (stored with the model);
+# "per-image" = each date of each pair standardised by its own per-band mean/std (pixels valid in both dates),
+# a relative radiometric normalisation that removes most of the level/contrast differences between scenes.
+NORMS: tuple[str, ...] = ("global", "per-image")
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (N,C,H,W) x2 normalised -> (N,1,H,W) logits
 
 
@@ -29,6 +33,56 @@ def normalise(stack: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarra
     """``(C,H,W)`` reflectance -> float32 z-scores; NaN (nodata) becomes 0 (the training mean)."""
     out = (stack.astype(np.float32, copy=False) - mean[:, None, None]) / std[:, None, None]
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32, copy=False)
+
+
+def image_statistics(stack: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and standard deviation of one ``(C,H,W)`` stack over ``valid`` pixels (default: pixels
+    finite in every band); float64 sums, std floored at 1e-6. All-invalid input gives mean 0, std 1."""
+    c = stack.shape[0]
+    if valid is None:
+        valid = np.isfinite(stack).all(0)
+    acc = _StatsAccumulator(c)
+    acc.add(stack, valid)
+    return acc.result()
+
+
+class _StatsAccumulator:
+    """Streaming per-band sums for :func:`image_statistics` (float64)."""
+
+    def __init__(self, bands: int) -> None:
+        self.s = np.zeros(bands)
+        self.ss = np.zeros(bands)
+        self.n = 0
+
+    def add(self, stack: np.ndarray, valid: np.ndarray) -> None:
+        v = stack[:, valid].astype(np.float64)
+        self.s += v.sum(1)
+        self.ss += (v * v).sum(1)
+        self.n += v.shape[1]
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.n == 0:
+            return np.zeros(len(self.s), np.float32), np.ones(len(self.s), np.float32)
+        mean = self.s / self.n
+        std = np.sqrt(np.maximum(self.ss / self.n - mean * mean, 0.0))
+        return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+
+
+def pair_statistics(t1: np.ndarray, t2: np.ndarray):
+    """Per-image statistics of a pair: ``((mean1, std1), (mean2, std2))`` over pixels valid in both dates."""
+    valid = np.isfinite(t1).all(0) & np.isfinite(t2).all(0)
+    return image_statistics(t1, valid), image_statistics(t2, valid)
+
+
+def normalise_pair(t1: np.ndarray, t2: np.ndarray, *, mean: np.ndarray, std: np.ndarray,
+                   norm: str = "global") -> tuple[np.ndarray, np.ndarray]:
+    """Normalise both dates: with the model's ``mean``/``std`` (``global``) or each date by its own
+    statistics over the pixels valid in both dates (``per-image``)."""
+    check_choice(norm, NORMS, what="normalisation")
+    if norm == "per-image":
+        (m1, s1), (m2, s2) = pair_statistics(t1, t2)
+        return normalise(t1, m1, s1), normalise(t2, m2, s2)
+    return normalise(t1, mean, std), normalise(t2, mean, std)
 
 
 def tile_starts(n: int, tile: int, stride: int) -> list[int]:
@@ -71,6 +125,17 @@ def _run_tile(runner: Runner, x1: np.ndarray, x2: np.ndarray, stride: int = 16) 
     return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
 
 
+def _run_tile_tta(runner: Runner, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+    """Mean probability over the identity and the horizontal, vertical and double flips of one tile."""
+    out = np.zeros(x1.shape[1:], np.float32)
+    for axes in ((), (-1,), (-2,), (-2, -1)):
+        a1 = np.ascontiguousarray(np.flip(x1, axes)) if axes else x1
+        a2 = np.ascontiguousarray(np.flip(x2, axes)) if axes else x2
+        p = _run_tile(runner, a1, a2)
+        out += np.flip(p, axes) if axes else p
+    return out / 4.0
+
+
 def _check_tiling(tile: int, overlap: int) -> None:
     if tile < 16 or tile % 16:
         raise ConfigError(f"tile must be a multiple of 16 pixels and >= 16 (got {tile})")
@@ -79,25 +144,27 @@ def _check_tiling(tile: int, overlap: int) -> None:
 
 
 def predict_arrays(runner: Runner, t1: np.ndarray, t2: np.ndarray, *, mean: np.ndarray, std: np.ndarray,
-                   tile: int = 256, overlap: int = 32) -> np.ndarray:
+                   tile: int = 256, overlap: int = 32, norm: str = "global", tta: bool = False) -> np.ndarray:
     """Change probability for two in-memory ``(C,H,W)`` reflectance stacks on one grid.
 
     Scenes smaller than a tile are run as one padded tile. Pixels with NaN in either date get NaN.
-    ``overlap=0`` with ``tile`` >= the scene is whole-image inference.
+    ``overlap=0`` with ``tile`` >= the scene is whole-image inference. ``norm`` is the model's normalisation
+    (:data:`NORMS`); ``tta`` averages each tile's probability over 4 flips (4x the compute).
     """
     _check_tiling(tile, overlap)
     if t1.shape != t2.shape:
         raise InputError(f"the two dates differ in shape: {t1.shape} vs {t2.shape}")
     _, h, w = t1.shape
     valid = np.isfinite(t1).all(0) & np.isfinite(t2).all(0)
-    n1, n2 = normalise(t1, mean, std), normalise(t2, mean, std)
+    n1, n2 = normalise_pair(t1, t2, mean=mean, std=std, norm=norm)
+    run = _run_tile_tta if tta else _run_tile
     num = np.zeros((h, w), np.float32)
     den = np.zeros((h, w), np.float32)
     stride = tile - overlap
     for r in tile_starts(h, tile, stride):
         for c in tile_starts(w, tile, stride):
             sl = (slice(None), slice(r, r + tile), slice(c, c + tile))
-            p = _run_tile(runner, n1[sl], n2[sl])
+            p = run(runner, n1[sl], n2[sl])
             wgt = np.outer(ramp(p.shape[0], overlap), ramp(p.shape[1], overlap))
             num[sl[1:]] += p * wgt
             den[sl[1:]] += wgt
@@ -139,7 +206,7 @@ def band_indexes(model_bands: Sequence[str], file_bands: Sequence[str | None], c
 def predict_scene(model, t1_path: str | Path, t2_path: str | Path, out_prob: str | Path, out_mask: str | Path, *,
                   tile: int = 256, overlap: int = 32, threshold: float | None = None, backend: str = "torch",
                   onnx_path: str | Path | None = None, threads: int | None = None,
-                  progress: bool = True) -> PredictResult:
+                  progress: bool = True, tta: bool | None = None) -> PredictResult:
     """Predict change for a pair (reflectance stacks or Sentinel-2 scenes), streaming tile by tile.
 
     Args:
@@ -152,6 +219,10 @@ def predict_scene(model, t1_path: str | Path, t2_path: str | Path, out_prob: str
         tile, overlap: tile size and overlap in pixels (tile a multiple of 16; the pair must hold one tile).
         threshold: decision threshold; default the model's (chosen on validation data).
         backend: ``torch`` or ``onnx`` (onnxruntime; ``onnx_path`` or ``<model>.onnx`` beside the model).
+        tta: average each tile over 4 flips (default: as the model's threshold was chosen, ``model.tta``).
+
+    The model's normalisation is applied: ``global`` (its stored mean/std) or ``per-image`` (each date by its
+    own per-band statistics over the pixels valid in both dates; this reads the pair twice).
     """
     from rasterio.windows import Window
 
@@ -164,6 +235,7 @@ def predict_scene(model, t1_path: str | Path, t2_path: str | Path, out_prob: str
     if not hasattr(model, "net"):
         model = load_model(model)
     thr = model.threshold if threshold is None else float(threshold)
+    tta = bool(getattr(model, "tta", False)) if tta is None else bool(tta)
     if not 0.0 < thr < 1.0:
         raise ConfigError(f"threshold must be in (0, 1) (got {thr})")
     if backend == "onnx":
@@ -182,6 +254,14 @@ def predict_scene(model, t1_path: str | Path, t2_path: str | Path, out_prob: str
     stride = tile - overlap
     rows, cols = tile_starts(h, tile, stride), tile_starts(w, tile, stride)
     wgt = np.outer(ramp(tile, overlap), ramp(tile, overlap))
+    norm = getattr(model, "norm", "global")
+    check_choice(norm, NORMS, what="model normalisation")
+    if norm == "per-image":  # a first streaming pass: each date's statistics over pixels valid in both
+        (m1, sd1), (m2, sd2) = _stream_pair_statistics(pair, tile)
+    else:
+        m1 = m2 = model.mean
+        sd1 = sd2 = model.std
+    run = _run_tile_tta if tta else _run_tile
     changed = valid_total = 0
     with open_writer(out_prob, grid, count=1, dtype="float32", nodata=float("nan"),
                      band_names=["change_probability"],
@@ -207,8 +287,7 @@ def predict_scene(model, t1_path: str | Path, t2_path: str | Path, out_prob: str
                 v = np.isfinite(a1).all(0) & np.isfinite(a2).all(0)
                 valid[:, c0:c0 + tile] = v
                 if v.any():
-                    p = _run_tile(runner, normalise(a1, model.mean, model.std),
-                                  normalise(a2, model.mean, model.std))
+                    p = run(runner, normalise(a1, m1, sd1), normalise(a2, m2, sd2))
                 else:
                     p = np.zeros((tile, tile), np.float32)
                 num[:, c0:c0 + tile] += p * wgt
@@ -227,6 +306,23 @@ def predict_scene(model, t1_path: str | Path, t2_path: str | Path, out_prob: str
             carry_num, carry_den, carry_valid = num[end:].copy(), den[end:].copy(), valid[end:].copy()
     return PredictResult(Path(out_prob), Path(out_mask), thr, changed / max(valid_total, 1), h * w,
                          len(rows) * len(cols))
+
+
+def _stream_pair_statistics(pair, rows: int):
+    """Per-band statistics of both dates of a :class:`PairSource` over pixels valid in both, read in strips of
+    ``rows`` rows (memory bounded by the width)."""
+    from rasterio.windows import Window
+
+    acc1 = acc2 = None
+    h, w = pair.grid.height, pair.grid.width
+    for r0 in range(0, h, rows):
+        a1, a2 = pair.read(Window(0, r0, w, min(rows, h - r0)))
+        if acc1 is None:
+            acc1, acc2 = _StatsAccumulator(a1.shape[0]), _StatsAccumulator(a2.shape[0])
+        v = np.isfinite(a1).all(0) & np.isfinite(a2).all(0)
+        acc1.add(a1, v)
+        acc2.add(a2, v)
+    return acc1.result(), acc2.result()
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ def versions() -> dict[str, str]:
 
 def write_model_card(model_path: str | Path, *, arch: str, bands: Sequence[str], mean, std, threshold: float,
                      training_data: dict, metrics: dict, config: dict, seed: int, parameters: int,
-                     history: list[dict] | None = None) -> Path:
+                     history: list[dict] | None = None, norm: str = "global", tta: bool = False) -> Path:
     """Write ``<model>.json`` atomically and return its path (mean/std in reflectance units, per band)."""
     card = {
         "format": CARD_FORMAT,
@@ -47,11 +47,17 @@ def write_model_card(model_path: str | Path, *, arch: str, bands: Sequence[str],
         "bands": list(bands),
         "input": "two co-registered Sentinel-2 reflectance stacks (0-1) on one 10 m grid, bands in this order",
         "output": "probability of change per pixel; mask = probability >= threshold (CHANGE legend 0/1/255)",
-        "normalisation": {"mean": [round(float(v), 7) for v in np.asarray(mean)],
+        "normalisation": {"mode": norm,
+                          "applied": ("each date of a pair standardised by its own per-band mean/std over the "
+                                      "pixels valid in both dates" if norm == "per-image" else
+                                      "(reflectance - mean) / std with the mean/std below"),
+                          "mean": [round(float(v), 7) for v in np.asarray(mean)],
                           "std": [round(float(v), 7) for v in np.asarray(std)],
                           "computed_on": "valid training pixels of both dates"},
         "threshold": float(threshold),
-        "threshold_chosen_on": "validation pixels (pooled F1 of change, grid 0.02..0.98)",
+        "threshold_chosen_on": "validation pixels (pooled F1 of change, grid 0.02..0.98)"
+                               + (", probabilities averaged over 4 flips (TTA)" if tta else ""),
+        "tta": bool(tta),
         "training_data": training_data,
         "metrics": metrics,
         "config": config,

@@ -237,7 +237,7 @@ MODEL_FORMAT = "minescape-change-model/1"
 
 
 def save_model(path, net, *, arch: str, bands, mean, std, threshold: float, model_kwargs: dict | None = None,
-               extra: dict | None = None):
+               extra: dict | None = None, norm: str = "global", tta: bool = False):
     """Write a trained network with everything inference needs (atomic ``torch.save``).
 
     Args:
@@ -249,6 +249,11 @@ def save_model(path, net, *, arch: str, bands, mean, std, threshold: float, mode
         threshold: decision threshold on the change probability, chosen on validation data.
         model_kwargs: keyword arguments given to :func:`build_model`.
         extra: anything else to keep (training summary).
+        norm: input normalisation (:data:`minescape.change.infer.NORMS`): ``global`` uses ``mean``/``std``,
+            ``per-image`` standardises each date of a pair by its own statistics (``mean``/``std`` are then
+            informative only).
+        tta: whether ``threshold`` was chosen on flip-averaged (test-time augmented) probabilities; inference
+            does the same by default.
     """
     import torch
 
@@ -262,6 +267,8 @@ def save_model(path, net, *, arch: str, bands, mean, std, threshold: float, mode
         "mean": [float(v) for v in mean],
         "std": [float(v) for v in std],
         "threshold": float(threshold),
+        "norm": str(norm),
+        "tta": bool(tta),
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "extra": dict(extra or {}),
     }
@@ -304,6 +311,11 @@ def load_model(path):
     if payload["format"] != MODEL_FORMAT:
         raise InputError("this is a training checkpoint, not a model; use the model.pt written beside it",
                          path=path)
+    from minescape.change.infer import NORMS
+
+    if payload.get("norm", "global") not in NORMS:
+        raise InputError(f"model uses normalisation {payload.get('norm')!r}, unknown to this version "
+                         f"(known: {', '.join(NORMS)})", path=path)
     net = build_model(payload["arch"], len(payload["bands"]), **payload["model_kwargs"])
     try:
         net.load_state_dict(payload["state_dict"])
@@ -314,7 +326,8 @@ def load_model(path):
     return ChangeModel(net=net, arch=payload["arch"], bands=tuple(payload["bands"]),
                        mean=np.asarray(payload["mean"], np.float32), std=np.asarray(payload["std"], np.float32),
                        threshold=float(payload["threshold"]), path=Path(path),
-                       model_kwargs=payload["model_kwargs"], extra=payload.get("extra", {}))
+                       model_kwargs=payload["model_kwargs"], extra=payload.get("extra", {}),
+                       norm=str(payload.get("norm", "global")), tta=bool(payload.get("tta", False)))
 
 
 from dataclasses import dataclass, field  # noqa: E402
@@ -334,3 +347,5 @@ class ChangeModel:
     path: Path | None = None
     model_kwargs: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    norm: str = "global"  # files written before the option existed are "global"
+    tta: bool = False

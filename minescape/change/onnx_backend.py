@@ -67,7 +67,7 @@ def _add_metadata(path: Path, model) -> None:
     proto = onnx.load(str(path))
     meta = {"arch": model.arch, "bands": json.dumps(list(model.bands)),
             "mean": json.dumps([float(v) for v in model.mean]), "std": json.dumps([float(v) for v in model.std]),
-            "threshold": str(model.threshold)}
+            "threshold": str(model.threshold), "norm": getattr(model, "norm", "global")}
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

@@ -57,6 +57,7 @@ class TrainConfig:
     steps_per_epoch: int = 50
     lr: float = 1e-3
     lr_epochs: int = 50  # cosine decay of the learning rate over this many epochs (then 5 % of lr)
+    lr_schedule: str = "epochs"  # "epochs" (over lr_epochs) or "time" (over max_minutes of training time)
     weight_decay: float = 1e-4
     loss: str = "wce+dice"
     pos_weight: float | None = None  # None: sqrt of the training no-change/change ratio, clipped to [1, 30]
@@ -67,6 +68,9 @@ class TrainConfig:
     max_minutes: float | None = None
     val_tile: int = 256
     threads: int | None = None
+    norm: str = "global"  # "global" (training-set mean/std) or "per-image" (each date by its own statistics)
+    ema: float = 0.0  # > 0: validate and keep an exponential moving average of the weights (decay per step)
+    tta: bool = False  # final threshold on flip-averaged validation probabilities (stored; predict does the same)
 
     def __post_init__(self) -> None:
         from minescape.change.models import ARCHITECTURES
@@ -80,6 +84,14 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1 (got {getattr(self, name)})")
         if not 0.0 <= self.focus_change <= 1.0:
             raise ConfigError(f"focus_change must be in [0, 1] (got {self.focus_change})")
+        from minescape.change.infer import NORMS
+
+        check_choice(self.norm, NORMS, what="normalisation")
+        check_choice(self.lr_schedule, ("epochs", "time"), what="learning-rate schedule")
+        if self.lr_schedule == "time" and not self.max_minutes:
+            raise ConfigError("lr_schedule 'time' needs max_minutes")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"ema must be in [0, 1) (got {self.ema})")
 
 
 @dataclass(frozen=True)
@@ -256,13 +268,13 @@ class _Prepared:
     change_rc: np.ndarray  # (k, 2) row/col of changed pixels
 
 
-def _prepare(samples: Sequence[Sample], mean, std) -> list[_Prepared]:
-    from minescape.change.infer import normalise
+def _prepare(samples: Sequence[Sample], mean, std, norm: str = "global") -> list[_Prepared]:
+    from minescape.change.infer import normalise_pair
 
     out = []
     for s in samples:
-        out.append(_Prepared(normalise(s.t1, mean, std), normalise(s.t2, mean, std), s.label,
-                             np.argwhere(s.label == 1)))
+        n1, n2 = normalise_pair(s.t1, s.t2, mean=mean, std=std, norm=norm)
+        out.append(_Prepared(n1, n2, s.label, np.argwhere(s.label == 1)))
     return out
 
 
@@ -373,7 +385,8 @@ def change_scores(pred: np.ndarray, truth: np.ndarray) -> dict:
     return {"precision": prec, "recall": rec, "f1": f1, "iou": iou, "tp": tp, "fp": fp, "fn": fn}
 
 
-def validate(net, samples: Sequence[Sample], mean, std, *, tile: int = 256) -> tuple[float, float, dict]:
+def validate(net, samples: Sequence[Sample], mean, std, *, tile: int = 256, norm: str = "global",
+             tta: bool = False) -> tuple[float, float, dict]:
     """Predict every validation sample (tiled) and pick the F1-maximising threshold on the pooled pixels."""
     from minescape.change.infer import predict_arrays, torch_runner
 
@@ -381,18 +394,23 @@ def validate(net, samples: Sequence[Sample], mean, std, *, tile: int = 256) -> t
     probs, truths = [], []
     for s in samples:
         probs.append(predict_arrays(runner, s.t1, s.t2, mean=mean, std=std, tile=tile,
-                                    overlap=min(32, tile // 4)).ravel())
+                                    overlap=min(32, tile // 4), norm=norm, tta=tta).ravel())
         truths.append(s.label.ravel())
     return best_threshold(np.concatenate(probs), np.concatenate(truths))
 
 
 # ------------------------------------------------------------------------------------------ training
-def lr_at(epoch: int, config: TrainConfig) -> float:
+def lr_at(epoch: int, config: TrainConfig, elapsed: float = 0.0) -> float:
     """Learning rate of ``epoch`` (0-based): cosine from ``lr`` to 5 % of it over ``lr_epochs`` epochs.
 
-    It does not depend on ``epochs``, so a run extended with ``resume`` continues the same schedule.
+    It does not depend on ``epochs``, so a run extended with ``resume`` continues the same schedule. With
+    ``lr_schedule="time"`` the cosine runs over the training-time budget instead (``elapsed`` seconds of
+    ``max_minutes``), so the decay completes whatever the machine's speed (not reproducible, like the budget).
     """
-    t = min(epoch / max(config.lr_epochs, 1), 1.0)
+    if config.lr_schedule == "time":
+        t = min(elapsed / (config.max_minutes * 60.0), 1.0)
+    else:
+        t = min(epoch / max(config.lr_epochs, 1), 1.0)
     return config.lr * (0.05 + 0.95 * 0.5 * (1.0 + np.cos(np.pi * t)))
 
 
@@ -443,7 +461,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
     n_neg = sum(int((s.label == 0).sum()) for s in train_samples)
     pos_weight = config.pos_weight if config.pos_weight is not None else \
         float(np.clip(np.sqrt(n_neg / max(n_pos, 1)), 1.0, 30.0))
-    prepared = _prepare(train_samples, mean, std)
+    prepared = _prepare(train_samples, mean, std, config.norm)
     area = np.array([float((p.label != 255).sum()) for p in prepared])
     if area.sum() == 0:
         raise InputError("training samples have no labelled pixels")
@@ -452,6 +470,13 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
     torch.manual_seed(config.seed)
     net = build_model(config.arch, len(bands), **config.model_kwargs)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    ema_net = None
+    if config.ema > 0:
+        import copy
+
+        ema_net = copy.deepcopy(net)
+        for q in ema_net.parameters():
+            q.requires_grad_(False)
     state = {"epoch": 0, "best_f1": -1.0, "best_threshold": 0.5, "best_epoch": 0, "bad_epochs": 0,
              "history": [], "best_state": None, "elapsed": 0.0}
     cfg_dict = _config_dict(config)
@@ -459,14 +484,16 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
         ck = load_payload(ckpt_path)
         if ck.get("format") != CHECKPOINT_FORMAT:
             raise InputError("not a training checkpoint", path=ckpt_path)
-        def same(a: dict) -> dict:
-            return {k: v for k, v in a.items() if k not in ("epochs", "patience")}
+        def same(a: dict) -> dict:  # options added later take their defaults in older checkpoints
+            return {**_NEW_OPTION_DEFAULTS, **{k: v for k, v in a.items() if k not in ("epochs", "patience")}}
 
         if same(ck["config"]) != same(cfg_dict) or ck["bands"] != list(bands):
             raise InputError("checkpoint was written with another configuration or bands; use another output "
                              "folder or the same options", path=ckpt_path)
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        if ema_net is not None:
+            ema_net.load_state_dict(ck["ema"])
         state = ck["state"]
 
     stopped = "epochs"
@@ -484,7 +511,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
                 break
             rng = _seed_all(config.seed, epoch)
             for group in opt.param_groups:
-                group["lr"] = lr_at(epoch, config)
+                group["lr"] = lr_at(epoch, config, state["elapsed"] + (time.perf_counter() - t_start))
             net.train()
             losses = []
             for _ in range(config.steps_per_epoch):
@@ -495,15 +522,18 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if ema_net is not None:
+                    _ema_update(ema_net, net, config.ema)
                 losses.append(float(loss.detach()))
                 bar.update(task, advance=1, extra=f"loss {np.mean(losses[-20:]):.3f}")
-            thr, f1, scores = validate(net, val_samples, mean, std, tile=config.val_tile)
+            eval_net = ema_net if ema_net is not None else net
+            thr, f1, scores = validate(eval_net, val_samples, mean, std, tile=config.val_tile, norm=config.norm)
             rec = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_f1": f1, "val_threshold": thr,
                    "val_precision": scores.get("precision", 0.0), "val_recall": scores.get("recall", 0.0)}
             state["history"].append(rec)
             if f1 > state["best_f1"] + 1e-6:
                 state.update(best_f1=f1, best_threshold=thr, best_epoch=epoch + 1, bad_epochs=0,
-                             best_state={k: v.detach().clone() for k, v in net.state_dict().items()})
+                             best_state={k: v.detach().clone() for k, v in eval_net.state_dict().items()})
             else:
                 state["bad_epochs"] += 1
             state["epoch"] = epoch + 1
@@ -513,27 +543,48 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
             t_start = now
             with atomic_path(ckpt_path) as tmp:
                 torch.save({"format": CHECKPOINT_FORMAT, "config": cfg_dict, "bands": list(bands),
-                            "model": net.state_dict(), "optimizer": opt.state_dict(),
-                            "state": state}, tmp)
+                            "model": net.state_dict(), "optimizer": opt.state_dict(), "state": state,
+                            **({"ema": ema_net.state_dict()} if ema_net is not None else {})}, tmp)
     state["elapsed"] += time.perf_counter() - t_start
+    t_start = time.perf_counter()
     if state["best_state"] is not None:
         net.load_state_dict(state["best_state"])
     net.eval()
+    threshold, val_f1 = state["best_threshold"], state["best_f1"]
+    if config.tta:  # the threshold for flip-averaged probabilities, chosen on the same validation pixels
+        threshold, val_f1, _ = validate(net, val_samples, mean, std, tile=config.val_tile, norm=config.norm,
+                                        tta=True)
+        state["elapsed"] += time.perf_counter() - t_start
     model_path = out_dir / "model.pt"
-    metrics = {"val_f1": state["best_f1"], "val_threshold": state["best_threshold"],
+    metrics = {"val_f1": val_f1, "val_threshold": threshold,
                "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_by": stopped,
                "train_seconds": round(state["elapsed"], 1), "pos_weight": pos_weight,
                "train_pixels_change": n_pos, "train_pixels_nochange": n_neg}
     save_model(model_path, net, arch=config.arch, bands=bands, mean=mean, std=std,
-               threshold=state["best_threshold"], model_kwargs=config.model_kwargs,
-               extra={"config": cfg_dict, "metrics": metrics})
+               threshold=threshold, model_kwargs=config.model_kwargs,
+               extra={"config": cfg_dict, "metrics": metrics}, norm=config.norm, tta=config.tta)
     card = write_model_card(model_path, arch=config.arch, bands=list(bands), mean=mean, std=std,
-                            threshold=state["best_threshold"], training_data=training_data or {
+                            threshold=threshold, norm=config.norm, tta=config.tta, training_data=training_data or {
                                 "train": [s.name for s in train_samples], "val": [s.name for s in val_samples]},
                             metrics=metrics, config=cfg_dict, seed=config.seed, parameters=count_parameters(net),
                             history=state["history"])
-    return TrainResult(model_path, card, ckpt_path, state["best_threshold"], state["best_f1"], state["epoch"],
+    return TrainResult(model_path, card, ckpt_path, threshold, val_f1, state["epoch"],
                        state["best_epoch"], state["history"], state["elapsed"])
+
+
+_NEW_OPTION_DEFAULTS = {"norm": "global", "ema": 0.0, "tta": False, "lr_schedule": "epochs"}
+
+
+def _ema_update(ema_net, net, decay: float) -> None:
+    """``ema = decay * ema + (1 - decay) * net`` for float parameters and buffers (BN statistics); others copied."""
+    import torch
+
+    with torch.no_grad():
+        for e, v in zip(ema_net.state_dict().values(), net.state_dict().values()):
+            if e.dtype.is_floating_point:
+                e.mul_(decay).add_(v.detach(), alpha=1.0 - decay)
+            else:
+                e.copy_(v)
 
 
 def _config_dict(config: TrainConfig) -> dict:

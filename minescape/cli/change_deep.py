@@ -51,6 +51,15 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         batch_size: int = typer.Option(8, help="Crops per batch."),
         crop: int = typer.Option(64, help="Crop size in pixels (multiple of 16)."),
         lr: float = typer.Option(1e-3, help="Learning rate (AdamW, cosine decay)."),
+        lr_epochs: int = typer.Option(50, help="Epochs of the cosine learning-rate decay (then 5 % of --lr)."),
+        lr_schedule: str = typer.Option("epochs", help="Cosine decay over --lr-epochs (epochs) or over "
+                                                       "--max-minutes of training time (time)."),
+        norm: str = typer.Option("global", help="Input normalisation, stored with the model: global (training "
+                                                "mean/std) or per-image (each date by its own statistics)."),
+        ema: float = typer.Option(0.0, help="Validate and keep an EMA of the weights (decay per step, e.g. "
+                                            "0.99; 0 = off)."),
+        tta: bool = typer.Option(False, help="Choose the threshold on flip-averaged validation probabilities; "
+                                             "predict then averages 4 flips by default."),
         loss: str = typer.Option("wce+dice", help="wce, dice, focal or wce+dice."),
         patience: int = typer.Option(8, help="Early stopping: epochs without a better validation F1."),
         val_fraction: float = typer.Option(0.2, help="Held-out bottom fraction of rows when there is no "
@@ -100,8 +109,8 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         if not val:
             samples, val = T.holdout_split(samples, fraction=val_fraction)
         cfg = T.TrainConfig(arch=arch, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, crop=crop,
-                            lr=lr, loss=loss, patience=patience, max_minutes=max_minutes, seed=seed,
-                            threads=threads)
+                            lr=lr, lr_epochs=lr_epochs, lr_schedule=lr_schedule, loss=loss, patience=patience,
+                            max_minutes=max_minutes, seed=seed, threads=threads, norm=norm, ema=ema, tta=tta)
         res = T.train(samples, val, out, bands=band_list, config=cfg, resume=resume, training_data=data)
         typer.echo(f"wrote {res.model_path} and {res.card_path.name}: {arch}, {len(band_list)} bands, "
                    f"{res.epochs_run} epochs (best {res.best_epoch}), validation F1 {res.val_f1:.3f} at "
@@ -119,13 +128,17 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         threshold: Optional[float] = typer.Option(None, help="Decision threshold (default: the model's)."),
         backend: str = typer.Option("torch", help="torch or onnx (needs `minescape change export` first)."),
         threads: Optional[int] = typer.Option(None, help="torch.set_num_threads / onnxruntime threads."),
+        tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Average 4 flips per tile (default: "
+                                                                        "as the model's threshold was chosen)."),
     ) -> None:
-        """Predict a change probability GeoTIFF and a 0/1/255 change mask on the pair's grid."""
+        """Predict a change probability GeoTIFF and a 0/1/255 change mask on the pair's grid.
+
+        The model's stored normalisation (global or per-image) is applied."""
         from minescape.change.infer import predict_scene
 
         _threads(threads)
         res = predict_scene(model, t1, t2, out / "change_probability.tif", out / "change_mask.tif", tile=tile,
-                            overlap=overlap, threshold=threshold, backend=backend, threads=threads)
+                            overlap=overlap, threshold=threshold, backend=backend, threads=threads, tta=tta)
         typer.echo(f"wrote {res.mask} and {res.probability.name}: {res.pixels} pixels in {res.tiles} tiles, "
                    f"threshold {res.threshold:.2f}, {res.changed_fraction:.2%} changed")
 

@@ -61,3 +61,28 @@ def test_cli_import_does_not_load_torch():
     code = "import sys, minescape.cli.app; print(sorted(m for m in ('torch', 'onnxruntime') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_train_options_per_image_ema_tta_stored_and_used(small_region, tmp_path):
+    out = tmp_path / "model"
+    r = runner.invoke(app, ["change", "train", str(out), "--t1", str(small_region.t1), "--t2",
+                            str(small_region.t2), "--truth", str(small_region.truth_change), "--bands",
+                            "B02,B03,B04,B08", "--arch", "fc-siam-diff", "--epochs", "1", "--steps", "2",
+                            "--batch-size", "2", "--crop", "32", "--seed", "1", "--threads", "1",
+                            "--norm", "per-image", "--ema", "0.9", "--tta", "--lr-epochs", "1"])
+    assert r.exit_code == 0, r.output
+    card = json.loads((out / "model.json").read_text())
+    assert card["normalisation"]["mode"] == "per-image" and card["tta"] is True
+    assert card["config"]["ema"] == 0.9 and card["config"]["lr_epochs"] == 1
+    probs = {}
+    for flag in ("--tta", "--no-tta"):
+        r = runner.invoke(app, ["change", "predict", str(out / "model.pt"), str(small_region.t1),
+                                str(small_region.t2), str(tmp_path / flag), "--tile", "128", "--overlap", "16",
+                                "--threads", "1", flag])
+        assert r.exit_code == 0, r.output
+        probs[flag] = read_raster(tmp_path / flag / "change_probability.tif").data
+    ok = probs["--tta"] == probs["--tta"]
+    assert 0 < abs(probs["--tta"] - probs["--no-tta"])[ok].max() < 0.5
+    r = runner.invoke(app, ["change", "train", str(tmp_path / "m"), "--t1", str(small_region.t1), "--t2",
+                            str(small_region.t2), "--truth", str(small_region.truth_change), "--norm", "sideways"])
+    assert r.exit_code == 2 and "invalid normalisation 'sideways'" in r.output
