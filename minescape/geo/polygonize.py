@@ -92,25 +92,13 @@ def polygonize(
         raise ConfigError(f"simplify tolerance must be >= 0 metres (got {simplify})")
     if simplify > 0 and (raster.crs is None or not raster.crs.is_projected):
         raise ConfigError("simplify needs a projected CRS in metres (e.g. the site's UTM zone)")
-    if connectivity == 4:
+    if connectivity == 4:  # traced polygons are valid and already oriented
         ragged = polygonize_ragged(raster, band=band)
         geoms, codes = ragged.to_shapely(), ragged.codes
-        if simplify > 0 and len(geoms):
-            geoms = shapely.orient_polygons(simplify_coverage(geoms, simplify))
-        return PolygonSet(geoms, codes, raster.crs)
-    data = _class_band(raster, band)
-    if data.dtype.name not in SHAPES_DTYPES:
-        data = data.astype(np.int32)
-    mask = raster.valid_mask() if raster.nodata is not None else None
-    geoms, codes = _shapes_to_polygons(data, mask, raster.transform, connectivity)
-    if connectivity == 8 and len(geoms):
-        bad = ~shapely.is_valid(geoms)
-        if bad.any():
-            geoms[bad] = [_largest_polygonal(shapely.make_valid(g)) for g in geoms[bad]]
+    else:
+        geoms, codes = _gdal_polygons(raster, band, connectivity)
     if simplify > 0 and len(geoms):
-        geoms = simplify_coverage(geoms, simplify)
-    if len(geoms):
-        geoms = shapely.orient_polygons(geoms)
+        geoms = shapely.orient_polygons(simplify_coverage(geoms, simplify))
     return PolygonSet(geoms, codes, raster.crs)
 
 
@@ -134,6 +122,22 @@ def polygonize_ragged(raster: Raster, *, band: int = 0, by_code: bool = False) -
     if raster.data.shape[0] > 1 and nodata is not None:  # nodata in any band hides the pixel
         data = np.where(raster.valid_mask(), data, data.dtype.type(nodata))
     return trace_polygons(data, raster.transform, nodata, by_code=by_code)
+
+
+def _gdal_polygons(raster: Raster, band: int, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
+    """GDAL's polygonize (through rasterio), repaired with ``make_valid`` where diagonal joins make a
+    polygon invalid, shells counter-clockwise."""
+    data = _class_band(raster, band)
+    if data.dtype.name not in SHAPES_DTYPES:
+        data = data.astype(np.int32)
+    mask = raster.valid_mask() if raster.nodata is not None else None
+    geoms, codes = _shapes_to_polygons(data, mask, raster.transform, connectivity)
+    if len(geoms):
+        bad = ~shapely.is_valid(geoms)
+        if bad.any():
+            geoms[bad] = [_largest_polygonal(shapely.make_valid(g)) for g in geoms[bad]]
+        geoms = shapely.orient_polygons(geoms)
+    return geoms, codes
 
 
 def _class_band(raster: Raster, band: int) -> np.ndarray:

@@ -394,18 +394,19 @@ def publish(
     skipped: list[str] = []
     sites: list[SiteMap] = []
     seen: dict[tuple[str, int], Path] = {}
-    for p in paths:
-        try:
-            with many_files():
+    with many_files():  # one folder of many class maps
+        for p in paths:
+            try:
                 s = scan_site(p, resolve)
-        except InputError as exc:
-            skipped.append(str(exc))
-            continue
-        if (s.site_id, s.year) in seen:
-            skipped.append(f"{p}: site {s.site_id} year {s.year} already published from {seen[s.site_id, s.year]}")
-            continue
-        seen[s.site_id, s.year] = p
-        sites.append(s)
+            except InputError as exc:
+                skipped.append(str(exc))
+                continue
+            if (s.site_id, s.year) in seen:
+                skipped.append(f"{p}: site {s.site_id} year {s.year} already published from "
+                               f"{seen[s.site_id, s.year]}")
+                continue
+            seen[s.site_id, s.year] = p
+            sites.append(s)
     if not sites:
         raise InputError(f"none of the {len(paths)} class maps can be published; first problem: {skipped[0]}",
                          path=maps_dir)

@@ -19,12 +19,11 @@ import pyogrio.raw
 import shapely
 from pyproj import CRS
 
-from minescape.geo.vector import gdal_config
+from minescape.geo.vector import GPKG_FIXED_DATE, gdal_config
 from minescape.legend import Legend
-from minescape.publish.style import STYLE_TIME, add_layer_style
+from minescape.publish.style import add_layer_style
 
 FIELDS = ("index_n", "class_name", "area_m2", "year")
-FIXED_DATE = STYLE_TIME
 GPKG_VERSION = "1.2"  # readable without warnings by the GDAL of older QGIS releases (3.22 LTR: GDAL 3.6)
 MULTI_ONE = struct.pack("<BII", 1, 6, 1)  # little-endian WKB header of a MultiPolygon with one part
 
@@ -77,7 +76,7 @@ def write_shard(
         fields.append(name)
         data.append(np.asarray(values, dtype=object))
     crs_wkt = CRS.from_user_input(crs).to_wkt()
-    with gdal_config(OGR_CURRENT_DATE=FIXED_DATE), warnings.catch_warnings():
+    with gdal_config(OGR_CURRENT_DATE=GPKG_FIXED_DATE), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         pyogrio.raw.write(
             path, wkb, data, fields, layer=layer, driver="GPKG",

@@ -11,10 +11,10 @@ import sqlite3
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
+from minescape.geo.vector import GPKG_FIXED_DATE
 from minescape.legend import Legend
 
 STYLE_NAME = "class_name"
-STYLE_TIME = "2000-01-01T00:00:00.000Z"  # fixed so republishing gives the same bytes (GPKG datetime format)
 
 _LAYER_STYLES_DDL = """
 CREATE TABLE IF NOT EXISTS layer_styles (
@@ -95,12 +95,12 @@ def add_layer_style(gpkg: str | Path, layer: str, legend: Legend) -> None:
                 "styleName, styleQML, styleSLD, useAsDefault, description, owner, ui, update_time) "
                 "VALUES ('', '', ?, 'geom', ?, ?, ?, 1, ?, '', NULL, ?)",
                 (layer, STYLE_NAME, qml(legend), sld(legend, layer),
-                 f"{legend.name} classes by class_name", STYLE_TIME),
+                 f"{legend.name} classes by class_name", GPKG_FIXED_DATE),
             )
             con.execute(
                 "INSERT OR REPLACE INTO gpkg_contents (table_name, data_type, identifier, description, "
                 "last_change) VALUES ('layer_styles', 'attributes', 'layer_styles', '', ?)",
-                (STYLE_TIME,),
+                (GPKG_FIXED_DATE,),
             )
     finally:
         con.close()
