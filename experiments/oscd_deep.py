@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from minescape.change.coregister import coregister_pair  # noqa: E402
 from minescape.change.datasets import oscd_cities, read_oscd_city  # noqa: E402
 from minescape.change.infer import predict_arrays, torch_runner  # noqa: E402
 from minescape.change.models import load_model  # noqa: E402
@@ -108,6 +109,9 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=None)
     ap.add_argument("--only-folds", default=None, help="comma-separated fold numbers to run (screens)")
     ap.add_argument("--save-probs", action="store_true")
+    ap.add_argument("--coreg", action="store_true",
+                    help="co-register date 2 onto date 1 (sub-pixel phase correlation) for every method")
+    ap.add_argument("--jitter", type=float, default=0.0, help="radiometric augmentation (per-date gain/offset)")
     args = ap.parse_args()
     bands = BAND_SETS[args.bands]
 
@@ -119,6 +123,10 @@ def main() -> None:
     cities = oscd_cities(args.root)
     pairs = {c: read_oscd_city(args.root, c, bands=ALL_BANDS) for c in cities}
     print(f"config: {vars(args)}", flush=True)
+    if args.coreg:
+        for c in cities:
+            pairs[c], shift = coregister_pair(pairs[c])
+            print(f"co-registered {c}: date 2 moved by ({shift[0]:+.2f}, {shift[1]:+.2f}) px", flush=True)
     order = [cities[i] for i in np.random.default_rng(args.seed).permutation(len(cities))]
     per_fold = int(np.ceil(len(order) / args.folds))
     folds = [order[i * per_fold:(i + 1) * per_fold] for i in range(args.folds)]
@@ -151,7 +159,7 @@ def main() -> None:
                               steps_per_epoch=args.steps, lr=args.lr,
                               lr_epochs=args.epochs if args.epochs < 200 else 50,
                               loss=args.loss, patience=1000, seed=args.seed, max_minutes=minutes,
-                              threads=args.threads, norm=args.norm, ema=args.ema, tta=args.tta,
+                              threads=args.threads, norm=args.norm, ema=args.ema, tta=args.tta, jitter=args.jitter,
                               lr_schedule="time" if args.lr_by_time else "epochs",
                               model_kwargs={} if args.dropout is None else {"dropout": args.dropout})
             r = train(tr, va, out / arch / f"fold{k}", bands=bands, config=cfg,

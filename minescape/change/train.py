@@ -71,6 +71,7 @@ class TrainConfig:
     norm: str = "global"  # "global" (training-set mean/std) or "per-image" (each date by its own statistics)
     ema: float = 0.0  # > 0: validate and keep an exponential moving average of the weights (decay per step)
     tta: bool = False  # final threshold on flip-averaged validation probabilities (stored; predict does the same)
+    jitter: float = 0.0  # > 0: per-date, per-band random gain and offset (in std units) on normalised crops
 
     def __post_init__(self) -> None:
         from minescape.change.models import ARCHITECTURES
@@ -90,6 +91,8 @@ class TrainConfig:
         check_choice(self.lr_schedule, ("epochs", "time"), what="learning-rate schedule")
         if self.lr_schedule == "time" and not self.max_minutes:
             raise ConfigError("lr_schedule 'time' needs max_minutes")
+        if not 0.0 <= self.jitter < 1.0:
+            raise ConfigError(f"jitter must be in [0, 1) (got {self.jitter})")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"ema must be in [0, 1) (got {self.ema})")
 
@@ -295,8 +298,14 @@ def _crop(p: _Prepared, r: int, c: int, size: int):
 
 
 def make_batch(prepared: list[_Prepared], weights: np.ndarray, rng: np.random.Generator, *, size: int,
-               batch: int, focus_change: float, swap_dates: bool):
-    """One augmented batch: ``(x1, x2, label)`` arrays ``(B,C,S,S)``, ``(B,C,S,S)``, ``(B,S,S)``."""
+               batch: int, focus_change: float, swap_dates: bool, jitter: float = 0.0):
+    """One augmented batch: ``(x1, x2, label)`` arrays ``(B,C,S,S)``, ``(B,C,S,S)``, ``(B,S,S)``.
+
+    ``jitter`` > 0 adds radiometric augmentation: each date's bands get their own random gain
+    ``1 + jitter * N(0,1)`` and offset ``jitter * N(0,1)`` (normalised units), so the network learns to
+    ignore the illumination and atmosphere differences between dates and cities. With 0 the random stream
+    is the same as without the option.
+    """
     xs1, xs2, labs = [], [], []
     for _ in range(batch):
         k = int(rng.choice(len(prepared), p=weights))
@@ -319,6 +328,12 @@ def make_batch(prepared: list[_Prepared], weights: np.ndarray, rng: np.random.Ge
             x1, x2, lab = (a[..., ::-1] for a in (x1, x2, lab))
         if swap_dates and rng.integers(2):
             x1, x2 = x2, x1
+        if jitter > 0:
+            ch = x1.shape[0]
+            g = 1.0 + jitter * rng.standard_normal((2, ch, 1, 1))
+            o = jitter * rng.standard_normal((2, ch, 1, 1))
+            x1 = (x1 * g[0] + o[0]).astype(np.float32)
+            x2 = (x2 * g[1] + o[1]).astype(np.float32)
         xs1.append(x1)
         xs2.append(x2)
         labs.append(lab)
@@ -516,7 +531,8 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
             losses = []
             for _ in range(config.steps_per_epoch):
                 x1, x2, lab = make_batch(prepared, weights, rng, size=config.crop, batch=config.batch_size,
-                                         focus_change=config.focus_change, swap_dates=config.swap_dates)
+                                         focus_change=config.focus_change, swap_dates=config.swap_dates,
+                                         jitter=config.jitter)
                 logits = net(torch.from_numpy(x1), torch.from_numpy(x2))
                 loss = loss_fn(logits, torch.from_numpy(lab), kind=config.loss, pos_weight=pos_weight)
                 opt.zero_grad(set_to_none=True)
@@ -572,7 +588,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
                        state["best_epoch"], state["history"], state["elapsed"])
 
 
-_NEW_OPTION_DEFAULTS = {"norm": "global", "ema": 0.0, "tta": False, "lr_schedule": "epochs"}
+_NEW_OPTION_DEFAULTS = {"norm": "global", "ema": 0.0, "tta": False, "lr_schedule": "epochs", "jitter": 0.0}
 
 
 def _ema_update(ema_net, net, decay: float) -> None:
