@@ -159,7 +159,8 @@ def main() -> None:
                               steps_per_epoch=args.steps, lr=args.lr,
                               lr_epochs=args.epochs if args.epochs < 200 else 50,
                               loss=args.loss, patience=1000, seed=args.seed, max_minutes=minutes,
-                              threads=args.threads, norm=args.norm, ema=args.ema, tta=args.tta, jitter=args.jitter,
+                              threads=args.threads, norm=args.norm, ema=args.ema, tta=args.tta,
+                              jitter=args.jitter, coregister=args.coreg,
                               lr_schedule="time" if args.lr_by_time else "epochs",
                               model_kwargs={} if args.dropout is None else {"dropout": args.dropout})
             r = train(tr, va, out / arch / f"fold{k}", bands=bands, config=cfg,

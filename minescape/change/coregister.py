@@ -66,23 +66,82 @@ def shift_bands(data: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
     return out
 
 
-def coregister_pair(pair, *, bands: Sequence[str] = REFERENCE_BANDS, max_shift: float = 5.0,
-                    min_shift: float = 0.05):
+#: Largest shift (px) accepted: beyond it the dates probably do not cover the same place, or change
+#: dominates the scene, and a translation is not the fix.
+MAX_SHIFT = 5.0
+#: Shifts below this (px) leave date 2 untouched (no resampling blur for nothing).
+MIN_SHIFT = 0.05
+
+
+def reference_indexes(band_names: Sequence[str | None] | None, count: int) -> list[int]:
+    """0-based indexes of :data:`REFERENCE_BANDS` among ``band_names``; every band when none is there."""
+    names = list(band_names or ())
+    return [names.index(b) for b in REFERENCE_BANDS if b in names] or list(range(count))
+
+
+def checked_shift(shift: tuple[float, float], what: str, path=None) -> tuple[float, float]:
+    """``shift`` if within :data:`MAX_SHIFT`; InputError naming ``what`` (and ``path``) otherwise."""
+    if max(abs(shift[0]), abs(shift[1])) > MAX_SHIFT:
+        raise InputError(f"{what}: estimated misregistration ({shift[0]:.2f}, {shift[1]:.2f}) px exceeds "
+                         f"{MAX_SHIFT:g} px; the dates may not cover the same place", path=path)
+    return shift
+
+
+def needs_shift(shift: tuple[float, float]) -> bool:
+    """Whether ``shift`` is large enough (:data:`MIN_SHIFT`) to resample for."""
+    return max(abs(shift[0]), abs(shift[1])) >= MIN_SHIFT
+
+
+def coregister_pair(pair):
     """``(pair with date 2 resampled onto date 1, (dy, dx))``; the label and date 1 are untouched.
 
-    Raises InputError when the estimated shift exceeds ``max_shift`` px (the dates are probably not the
-    same place, or change dominates the scene). Shifts below ``min_shift`` px leave date 2 as it is.
+    Raises InputError when the estimated shift exceeds :data:`MAX_SHIFT` px. Shifts below
+    :data:`MIN_SHIFT` px leave date 2 as it is.
     """
     t1, t2 = pair.t1, pair.t2
-    names = t1.band_names or ()
-    idx = [names.index(b) for b in bands if b in names] or list(range(t1.data.shape[0]))
-    dy, dx = estimate_shift(t1.data[idx], t2.data[idx])
-    if max(abs(dy), abs(dx)) > max_shift:
-        raise InputError(f"pair {pair.name!r}: estimated misregistration ({dy:.2f}, {dx:.2f}) px exceeds "
-                         f"{max_shift} px; the dates may not cover the same place")
-    if max(abs(dy), abs(dx)) < min_shift:
-        return pair, (dy, dx)
-    return replace(pair, t2=replace(t2, data=shift_bands(t2.data, (dy, dx)))), (dy, dx)
+    idx = reference_indexes(t1.band_names, t1.data.shape[0])
+    shift = checked_shift(estimate_shift(t1.data[idx], t2.data[idx]), f"pair {pair.name!r}")
+    if not needs_shift(shift):
+        return pair, shift
+    return replace(pair, t2=replace(t2, data=shift_bands(t2.data, shift))), shift
 
 
-__all__ = ["REFERENCE_BANDS", "coregister_pair", "estimate_shift", "shift_bands"]
+def estimate_source_shift(source, bands: Sequence[str], *, max_size: int = 1024) -> tuple[float, float]:
+    """Shift of date 2 onto date 1 for a windowed pair (``minescape.change.infer.PairSource``), estimated on
+    the central ``max_size`` x ``max_size`` window (the only part read)."""
+    from rasterio.windows import Window
+
+    h, w = source.grid.height, source.grid.width
+    sh, sw = min(h, max_size), min(w, max_size)
+    a1, a2 = source.read(Window((w - sw) // 2, (h - sh) // 2, sw, sh))
+    idx = reference_indexes(bands, a1.shape[0])
+    return estimate_shift(a1[idx], a2[idx], max_size=max_size)
+
+
+def shifted_source(source, shift: tuple[float, float]):
+    """A windowed pair whose date 2 is moved by ``shift`` px: each window is read with a halo, shifted
+    bilinearly and cropped, so the result equals shifting the whole scene (NaN where the shift brings in
+    pixels from outside it)."""
+    import math
+
+    from rasterio.windows import Window
+
+    halo = int(math.ceil(max(abs(shift[0]), abs(shift[1])))) + 1
+    h, w = source.grid.height, source.grid.width
+
+    def read(window):
+        r0, c0 = int(window.row_off), int(window.col_off)
+        nr, nc = int(window.height), int(window.width)
+        top, left = max(r0 - halo, 0), max(c0 - halo, 0)
+        bottom, right = min(r0 + nr + halo, h), min(c0 + nc + halo, w)
+        a1, a2 = source.read(Window(left, top, right - left, bottom - top))
+        pad = ((0, 0), (top - (r0 - halo), r0 + nr + halo - bottom), (left - (c0 - halo), c0 + nc + halo - right))
+        a2 = shift_bands(np.pad(a2, pad, constant_values=np.nan), shift)
+        a1 = a1[:, r0 - top:r0 - top + nr, c0 - left:c0 - left + nc]
+        return a1, a2[:, halo:halo + nr, halo:halo + nc]
+
+    return type(source)(source.grid, read, source.kind + ", date 2 co-registered")
+
+
+__all__ = ["MAX_SHIFT", "MIN_SHIFT", "REFERENCE_BANDS", "checked_shift", "coregister_pair", "estimate_shift",
+           "estimate_source_shift", "needs_shift", "reference_indexes", "shift_bands", "shifted_source"]

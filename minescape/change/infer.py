@@ -183,6 +183,7 @@ class PredictResult:
     changed_fraction: float
     pixels: int
     tiles: int
+    shift: tuple[float, float] | None = None  # date 2 co-registration shift (rows, cols) in px, if applied
 
 
 def band_indexes(model_bands: Sequence[str], file_bands: Sequence[str | None], count: int, path) -> list[int]:
@@ -206,7 +207,7 @@ def band_indexes(model_bands: Sequence[str], file_bands: Sequence[str | None], c
 def predict_scene(model, t1_path: str | Path, t2_path: str | Path, out_prob: str | Path, out_mask: str | Path, *,
                   tile: int = 256, overlap: int = 32, threshold: float | None = None, backend: str = "torch",
                   onnx_path: str | Path | None = None, threads: int | None = None,
-                  progress: bool = True, tta: bool | None = None) -> PredictResult:
+                  progress: bool = True, tta: bool | None = None, coregister: bool | None = None) -> PredictResult:
     """Predict change for a pair (reflectance stacks or Sentinel-2 scenes), streaming tile by tile.
 
     Args:
@@ -220,6 +221,8 @@ def predict_scene(model, t1_path: str | Path, t2_path: str | Path, out_prob: str
         threshold: decision threshold; default the model's (chosen on validation data).
         backend: ``torch`` or ``onnx`` (onnxruntime; ``onnx_path`` or ``<model>.onnx`` beside the model).
         tta: average each tile over 4 flips (default: as the model's threshold was chosen, ``model.tta``).
+        coregister: move date 2 onto date 1 by a sub-pixel shift estimated by phase correlation on the
+            central 1024 x 1024 window (:mod:`minescape.change.coregister`); default: as the model was trained.
 
     The model's normalisation is applied: ``global`` (its stored mean/std) or ``per-image`` (each date by its
     own per-band statistics over the pixels valid in both dates; this reads the pair twice).
@@ -250,6 +253,14 @@ def predict_scene(model, t1_path: str | Path, t2_path: str | Path, out_prob: str
     if grid.width < tile or grid.height < tile:
         raise InputError(f"pair is {grid.width}x{grid.height} pixels, smaller than one {tile}x{tile} tile; "
                          f"use a smaller --tile (multiple of 16)", path=t1_path)
+    shift = None
+    if (bool(getattr(model, "coregister", False)) if coregister is None else coregister):
+        from minescape.change.coregister import checked_shift, estimate_source_shift, needs_shift, shifted_source
+
+        shift = checked_shift(estimate_source_shift(pair, model.bands), "pair", path=t2_path)
+        if needs_shift(shift):
+            pair = shifted_source(pair, shift)
+    extra_tags = {} if shift is None else {"coregistration_shift_px": f"{shift[0]:.2f} {shift[1]:.2f}"}
     h, w = grid.height, grid.width
     stride = tile - overlap
     rows, cols = tile_starts(h, tile, stride), tile_starts(w, tile, stride)
@@ -263,11 +274,11 @@ def predict_scene(model, t1_path: str | Path, t2_path: str | Path, out_prob: str
         sd1 = sd2 = model.std
     run = _run_tile_tta if tta else _run_tile
     changed = valid_total = 0
+    tags = {"model": str(model.path), "threshold": f"{thr:.4f}", **extra_tags}
     with open_writer(out_prob, grid, count=1, dtype="float32", nodata=float("nan"),
-                     band_names=["change_probability"],
-                     tags={"model": str(model.path), "arch": model.arch, "threshold": f"{thr:.4f}"}) as dp, \
+                     band_names=["change_probability"], tags={**tags, "arch": model.arch}) as dp, \
             open_writer(out_mask, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE,
-                        tags={"model": str(model.path), "threshold": f"{thr:.4f}"}) as dm, \
+                        tags=tags) as dm, \
             make_progress() as bar:
         task = bar.add_task(f"predict {Path(t1_path).name}", total=len(rows) * len(cols), extra="")
         carry_num = carry_den = carry_valid = None
@@ -305,7 +316,7 @@ def predict_scene(model, t1_path: str | Path, t2_path: str | Path, out_prob: str
             dm.write(mask[None], window=out_win)
             carry_num, carry_den, carry_valid = num[end:].copy(), den[end:].copy(), valid[end:].copy()
     return PredictResult(Path(out_prob), Path(out_mask), thr, changed / max(valid_total, 1), h * w,
-                         len(rows) * len(cols))
+                         len(rows) * len(cols), shift)
 
 
 def _stream_pair_statistics(pair, rows: int):

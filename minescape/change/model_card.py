@@ -37,7 +37,8 @@ def versions() -> dict[str, str]:
 
 def write_model_card(model_path: str | Path, *, arch: str, bands: Sequence[str], mean, std, threshold: float,
                      training_data: dict, metrics: dict, config: dict, seed: int, parameters: int,
-                     history: list[dict] | None = None, norm: str = "global", tta: bool = False) -> Path:
+                     history: list[dict] | None = None, norm: str = "global", tta: bool = False,
+                     coregister: bool = False) -> Path:
     """Write ``<model>.json`` atomically and return its path (mean/std in reflectance units, per band)."""
     card = {
         "format": CARD_FORMAT,
@@ -58,6 +59,10 @@ def write_model_card(model_path: str | Path, *, arch: str, bands: Sequence[str],
         "threshold_chosen_on": "validation pixels (pooled F1 of change, grid 0.02..0.98)"
                                + (", probabilities averaged over 4 flips (TTA)" if tta else ""),
         "tta": bool(tta),
+        "coregister": bool(coregister),
+        "coregistration": ("date 2 moved onto date 1 by its sub-pixel shift (phase correlation on the 10 m bands, "
+                           "bilinear) before training; predict does the same by default" if coregister else
+                           "none: the dates are used as read"),
         "training_data": training_data,
         "metrics": metrics,
         "config": config,

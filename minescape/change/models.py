@@ -237,7 +237,7 @@ MODEL_FORMAT = "minescape-change-model/1"
 
 
 def save_model(path, net, *, arch: str, bands, mean, std, threshold: float, model_kwargs: dict | None = None,
-               extra: dict | None = None, norm: str = "global", tta: bool = False):
+               extra: dict | None = None, norm: str = "global", tta: bool = False, coregister: bool = False):
     """Write a trained network with everything inference needs (atomic ``torch.save``).
 
     Args:
@@ -254,6 +254,8 @@ def save_model(path, net, *, arch: str, bands, mean, std, threshold: float, mode
             informative only).
         tta: whether ``threshold`` was chosen on flip-averaged (test-time augmented) probabilities; inference
             does the same by default.
+        coregister: whether the training pairs' date 2 was co-registered onto date 1
+            (:mod:`minescape.change.coregister`); inference does the same by default.
     """
     import torch
 
@@ -269,6 +271,7 @@ def save_model(path, net, *, arch: str, bands, mean, std, threshold: float, mode
         "threshold": float(threshold),
         "norm": str(norm),
         "tta": bool(tta),
+        "coregister": bool(coregister),
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "extra": dict(extra or {}),
     }
@@ -327,7 +330,8 @@ def load_model(path):
                        mean=np.asarray(payload["mean"], np.float32), std=np.asarray(payload["std"], np.float32),
                        threshold=float(payload["threshold"]), path=Path(path),
                        model_kwargs=payload["model_kwargs"], extra=payload.get("extra", {}),
-                       norm=str(payload.get("norm", "global")), tta=bool(payload.get("tta", False)))
+                       norm=str(payload.get("norm", "global")), tta=bool(payload.get("tta", False)),
+                       coregister=bool(payload.get("coregister", False)))
 
 
 from dataclasses import dataclass, field  # noqa: E402
@@ -349,3 +353,4 @@ class ChangeModel:
     extra: dict = field(default_factory=dict)
     norm: str = "global"  # files written before the option existed are "global"
     tta: bool = False
+    coregister: bool = False  # co-register date 2 onto date 1 before inference (as in training)

@@ -72,6 +72,7 @@ class TrainConfig:
     ema: float = 0.0  # > 0: validate and keep an exponential moving average of the weights (decay per step)
     tta: bool = False  # final threshold on flip-averaged validation probabilities (stored; predict does the same)
     jitter: float = 0.0  # > 0: per-date, per-band random gain and offset (in std units) on normalised crops
+    coregister: bool = False  # the samples' date 2 was co-registered (recorded; predict then does the same)
 
     def __post_init__(self) -> None:
         from minescape.change.models import ARCHITECTURES
@@ -193,6 +194,28 @@ def samples_from_scenes(t1: str | Path, t2: str | Path, truth: str | Path, *,
     nodata = int(lab.nodata) if lab.nodata is not None and float(lab.nodata).is_integer() else None
     codes = decode_binary(lab.data[0], nodata=nodata, source=str(truth))
     return [Sample(Path(t1).stem, r1.data, r2.data, _ignore_invalid(codes, r1.data, r2.data))], bands
+
+
+def coregister_samples(samples: Sequence[Sample], bands: Sequence[str]) -> tuple[list[Sample], dict]:
+    """Each sample's date 2 moved onto date 1 by its own sub-pixel shift (phase correlation, bilinear).
+
+    Pixels that the shift brings in from outside a scene become NaN and their label 255 (ignored).
+    Returns ``(samples, {name: (dy, dx) px})``; InputError naming the sample if a shift exceeds
+    :data:`minescape.change.coregister.MAX_SHIFT`.
+    """
+    from minescape.change.coregister import checked_shift, estimate_shift, needs_shift, reference_indexes, \
+        shift_bands
+
+    out, shifts = [], {}
+    for s in samples:
+        idx = reference_indexes(bands, s.t1.shape[0])
+        shift = checked_shift(estimate_shift(s.t1[idx], s.t2[idx]), f"sample {s.name!r}")
+        shifts[s.name] = shift
+        if needs_shift(shift):
+            t2 = shift_bands(s.t2, shift)
+            s = Sample(s.name, s.t1, t2, _ignore_invalid(s.label, s.t1, t2))
+        out.append(s)
+    return out, shifts
 
 
 HOLDOUT_SIDES: tuple[str, ...] = ("auto", "bottom", "top", "left", "right")
@@ -578,9 +601,11 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
                "train_pixels_change": n_pos, "train_pixels_nochange": n_neg}
     save_model(model_path, net, arch=config.arch, bands=bands, mean=mean, std=std,
                threshold=threshold, model_kwargs=config.model_kwargs,
-               extra={"config": cfg_dict, "metrics": metrics}, norm=config.norm, tta=config.tta)
+               extra={"config": cfg_dict, "metrics": metrics}, norm=config.norm, tta=config.tta,
+               coregister=config.coregister)
     card = write_model_card(model_path, arch=config.arch, bands=list(bands), mean=mean, std=std,
-                            threshold=threshold, norm=config.norm, tta=config.tta, training_data=training_data or {
+                            threshold=threshold, norm=config.norm, tta=config.tta, coregister=config.coregister,
+                            training_data=training_data or {
                                 "train": [s.name for s in train_samples], "val": [s.name for s in val_samples]},
                             metrics=metrics, config=cfg_dict, seed=config.seed, parameters=count_parameters(net),
                             history=state["history"])
@@ -588,7 +613,8 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
                        state["best_epoch"], state["history"], state["elapsed"])
 
 
-_NEW_OPTION_DEFAULTS = {"norm": "global", "ema": 0.0, "tta": False, "lr_schedule": "epochs", "jitter": 0.0}
+_NEW_OPTION_DEFAULTS = {"norm": "global", "ema": 0.0, "tta": False, "lr_schedule": "epochs", "jitter": 0.0,
+                        "coregister": False}
 
 
 def _ema_update(ema_net, net, decay: float) -> None:
@@ -610,7 +636,7 @@ def _config_dict(config: TrainConfig) -> dict:
     return json.loads(json.dumps(d))
 
 
-__all__ = ["LOSSES", "Sample", "TrainConfig", "TrainResult", "band_statistics", "best_threshold", "change_scores",
+__all__ = ["LOSSES", "Sample", "TrainConfig", "TrainResult", "band_statistics", "best_threshold", "change_scores", "coregister_samples",
            "holdout_split", "loss_fn", "make_batch", "patch_band_names", "replace", "samples_from_oscd",
            "samples_from_pairs", "samples_from_patches", "samples_from_scenes",
            "train", "validate"]

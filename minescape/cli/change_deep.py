@@ -68,6 +68,11 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         seed: int = typer.Option(0, help="Random seed (same seed and data, same model)."),
         resume: bool = typer.Option(False, help="Continue from OUT/checkpoint.pt."),
         threads: Optional[int] = typer.Option(None, help="torch.set_num_threads."),
+        coregister: bool = typer.Option(False, help="Move each pair's date 2 onto date 1 by its sub-pixel shift "
+                                                    "(phase correlation) before training; stored, so predict "
+                                                    "does the same (--oscd, --t1/--t2)."),
+        jitter: float = typer.Option(0.0, help="Radiometric augmentation: per-date, per-band random gain and "
+                                               "offset of this size (normalised units, e.g. 0.1; 0 = off)."),
     ) -> None:
         """Train a change network; the decision threshold is chosen on validation data and stored."""
         from minescape.change import train as T
@@ -77,6 +82,8 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         sources = [x is not None for x in (oscd, patches, t1)]
         if sum(sources) != 1:
             raise ConfigError("give exactly one training source: --oscd, --patches or --t1/--t2/--truth")
+        if coregister and patches is not None:
+            raise ConfigError("--coregister works on scenes (--oscd, --t1/--t2), not on cut patches")
         band_list = _list(bands)
         val: list = []
         if oscd is not None:
@@ -106,11 +113,20 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
             band_list = list(found)
             data = {"dataset": "scene pair", "t1": str(t1), "t2": str(t2), "truth": str(truth),
                     "validation": f"bottom {val_fraction:.0%} of rows"}
+        if coregister:
+            samples, shifts = T.coregister_samples(samples, band_list)
+            if val:
+                val, more = T.coregister_samples(val, band_list)
+                shifts.update(more)
+            data["coregistration_shift_px"] = {k: [round(v[0], 2), round(v[1], 2)] for k, v in shifts.items()}
+            for name, (dy, dx) in shifts.items():
+                typer.echo(f"co-registered {name}: date 2 moved by ({dy:+.2f}, {dx:+.2f}) px")
         if not val:
             samples, val = T.holdout_split(samples, fraction=val_fraction)
         cfg = T.TrainConfig(arch=arch, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, crop=crop,
                             lr=lr, lr_epochs=lr_epochs, lr_schedule=lr_schedule, loss=loss, patience=patience,
-                            max_minutes=max_minutes, seed=seed, threads=threads, norm=norm, ema=ema, tta=tta)
+                            max_minutes=max_minutes, seed=seed, threads=threads, norm=norm, ema=ema, tta=tta,
+                            jitter=jitter, coregister=coregister)
         res = T.train(samples, val, out, bands=band_list, config=cfg, resume=resume, training_data=data)
         typer.echo(f"wrote {res.model_path} and {res.card_path.name}: {arch}, {len(band_list)} bands, "
                    f"{res.epochs_run} epochs (best {res.best_epoch}), validation F1 {res.val_f1:.3f} at "
@@ -130,6 +146,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         threads: Optional[int] = typer.Option(None, help="torch.set_num_threads / onnxruntime threads."),
         tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Average 4 flips per tile (default: "
                                                                         "as the model's threshold was chosen)."),
+        coregister: Optional[bool] = typer.Option(None, "--coregister/--no-coregister",
+                                                  help="Move date 2 onto date 1 by its sub-pixel shift first "
+                                                       "(default: as the model was trained)."),
     ) -> None:
         """Predict a change probability GeoTIFF and a 0/1/255 change mask on the pair's grid.
 
@@ -138,9 +157,11 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
 
         _threads(threads)
         res = predict_scene(model, t1, t2, out / "change_probability.tif", out / "change_mask.tif", tile=tile,
-                            overlap=overlap, threshold=threshold, backend=backend, threads=threads, tta=tta)
+                            overlap=overlap, threshold=threshold, backend=backend, threads=threads, tta=tta,
+                            coregister=coregister)
+        moved = "" if res.shift is None else f", date 2 moved by ({res.shift[0]:+.2f}, {res.shift[1]:+.2f}) px"
         typer.echo(f"wrote {res.mask} and {res.probability.name}: {res.pixels} pixels in {res.tiles} tiles, "
-                   f"threshold {res.threshold:.2f}, {res.changed_fraction:.2%} changed")
+                   f"threshold {res.threshold:.2f}, {res.changed_fraction:.2%} changed{moved}")
 
     @app.command("export")
     @handle_errors

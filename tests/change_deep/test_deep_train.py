@@ -109,6 +109,30 @@ def test_augmentation_is_identical_for_dates_and_mask():
     np.testing.assert_array_equal(x1[:, 0][valid] == 5.0, lab[valid] == 1)
 
 
+def test_radiometric_jitter_changes_each_date_by_its_own_gain_and_offset():
+    from minescape.change.train import _prepare
+
+    t1, t2, label = toy_pair(seed=3, height=64, width=64)
+    prep = _prepare([Sample("s", t1, t2, label)], np.full(4, 0.2, np.float32), np.full(4, 0.1, np.float32))
+    kw = dict(size=32, batch=6, focus_change=0.5, swap_dates=True)
+    plain = make_batch(prep, np.array([1.0]), np.random.default_rng(5), **kw)
+    zero = make_batch(prep, np.array([1.0]), np.random.default_rng(5), jitter=0.0, **kw)
+    for a, b in zip(plain, zero):  # 0 = off, with the same random stream as before the option
+        np.testing.assert_array_equal(a, b)
+    kw["batch"] = 1  # the jitter draws follow each crop's own draws: the first crop is the same crop
+    for seed in range(4):
+        ref1, ref2, ref_lab = make_batch(prep, np.array([1.0]), np.random.default_rng(seed), **kw)
+        j1, j2, lab = make_batch(prep, np.array([1.0]), np.random.default_rng(seed), jitter=0.1, **kw)
+        np.testing.assert_array_equal(lab, ref_lab)  # only the values move
+        for x, ref in ((j1, ref1), (j2, ref2)):
+            for c in range(4):  # per band an exact affine map x = g * ref + o, with g near 1
+                r, v = ref[0, c].ravel().astype(np.float64), x[0, c].ravel().astype(np.float64)
+                g, o = np.polyfit(r, v, 1)
+                np.testing.assert_allclose(v, g * r + o, atol=1e-4)
+                assert 0.5 < g < 1.5 and g != 1.0
+        assert not np.allclose(j1 - ref1, j2 - ref2)  # the two dates get different draws
+
+
 def test_normalisation_and_threshold_helpers():
     t1, t2, label = toy_pair()
     mean, std = band_statistics([Sample("a", t1, t2, label)])
