@@ -38,6 +38,13 @@ def write_pair(folder, t1, t2, band_names=BANDS4):
     return p1, p2
 
 
+def quick_train_args(region, out, *extra: str) -> list[str]:
+    """``minescape change train`` arguments for a few-step FC-Siam-diff on the small region's scene pair."""
+    return ["change", "train", str(out), "--t1", str(region.t1), "--t2", str(region.t2), "--truth",
+            str(region.truth_change), "--bands", "B02,B03,B04,B08", "--arch", "fc-siam-diff", "--epochs", "1",
+            "--steps", "2", "--batch-size", "2", "--crop", "32", "--seed", "1", "--threads", "1", *extra]
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """A FC-Siam-diff trained for a few steps on the toy pair (TrainResult)."""

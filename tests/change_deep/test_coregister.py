@@ -23,7 +23,7 @@ from minescape.change.coregister import (
 )
 from minescape.errors import InputError
 
-from .conftest import write_pair
+from .conftest import quick_train_args, write_pair
 
 OSCD = Path(__file__).resolve().parents[3] / "shared" / "data" / "oscd"
 runner = CliRunner()
@@ -140,11 +140,7 @@ def test_cli_train_coregister_is_stored_and_predict_follows(small_region, tmp_pa
     from minescape.cli.app import app
 
     out = tmp_path / "model"
-    r = runner.invoke(app, ["change", "train", str(out), "--t1", str(small_region.t1), "--t2",
-                            str(small_region.t2), "--truth", str(small_region.truth_change), "--bands",
-                            "B02,B03,B04,B08", "--arch", "fc-siam-diff", "--epochs", "1", "--steps", "2",
-                            "--batch-size", "2", "--crop", "32", "--seed", "1", "--threads", "1",
-                            "--coregister", "--jitter", "0.1"])
+    r = runner.invoke(app, quick_train_args(small_region, out, "--coregister", "--jitter", "0.1"))
     assert r.exit_code == 0, r.output
     assert "co-registered" in r.output
     card = json.loads((out / "model.json").read_text())

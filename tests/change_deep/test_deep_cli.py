@@ -8,16 +8,14 @@ from typer.testing import CliRunner
 
 from minescape.cli.app import app
 from minescape.geo.raster import read_raster
+from tests.change_deep.conftest import quick_train_args
 
 runner = CliRunner()
 
 
 def test_train_predict_export(small_region, tmp_path):
     out = tmp_path / "model"
-    r = runner.invoke(app, ["change", "train", str(out), "--t1", str(small_region.t1), "--t2",
-                            str(small_region.t2), "--truth", str(small_region.truth_change), "--bands",
-                            "B02,B03,B04,B08", "--arch", "fc-siam-diff", "--epochs", "1", "--steps", "2",
-                            "--batch-size", "2", "--crop", "32", "--seed", "1", "--threads", "1"])
+    r = runner.invoke(app, quick_train_args(small_region, out))
     assert r.exit_code == 0, r.output
     assert "validation F1" in r.output
     card = json.loads((out / "model.json").read_text())
@@ -65,11 +63,8 @@ def test_cli_import_does_not_load_torch():
 
 def test_train_options_per_image_ema_tta_stored_and_used(small_region, tmp_path):
     out = tmp_path / "model"
-    r = runner.invoke(app, ["change", "train", str(out), "--t1", str(small_region.t1), "--t2",
-                            str(small_region.t2), "--truth", str(small_region.truth_change), "--bands",
-                            "B02,B03,B04,B08", "--arch", "fc-siam-diff", "--epochs", "1", "--steps", "2",
-                            "--batch-size", "2", "--crop", "32", "--seed", "1", "--threads", "1",
-                            "--norm", "per-image", "--ema", "0.9", "--tta", "--lr-epochs", "1"])
+    r = runner.invoke(app, quick_train_args(small_region, out, "--norm", "per-image", "--ema", "0.9", "--tta",
+                                                   "--lr-epochs", "1"))
     assert r.exit_code == 0, r.output
     card = json.loads((out / "model.json").read_text())
     assert card["normalisation"]["mode"] == "per-image" and card["tta"] is True
