@@ -17,7 +17,14 @@ The issue-6 configuration (one model, 13.5 min/fold, 55 min of training in all; 
         --lr-by-time --epochs 500 --steps 40 --ema 0.99 --tta --bands all --threads 1 --save-probs \
         > /tmp/deep6/final.log 2>&1 &
 
-It writes ``results.json`` (per city, per fold, per model) and prints a table. Options select the input
+The session-3 configuration adds co-registration of date 2 and radiometric jitter (pooled F1 0.269)::
+
+    nohup .venv/bin/python experiments/oscd_deep.py --out /tmp/deep7/B --models fc-siam-diff --budget 13.5 \
+        --lr-by-time --epochs 500 --steps 40 --ema 0.99 --tta --bands all --threads 1 --save-probs \
+        --coreg --jitter 0.1 > /tmp/deep7/B.log 2>&1 &
+
+It writes ``results.json`` (per city, per fold, per model) and ``f1_by_city.png`` and prints a table
+(``--plot RESULTS.json`` redraws the figure of an earlier run). Options select the input
 normalisation (``--norm per-image``), bands, crop/batch, a fixed epoch count with a cosine learning-rate schedule
 over it (``--epochs``), a weight EMA, flip test-time augmentation, and one training budget for every model
 (``--budget`` minutes per fold, a hard wall-time cap). ``--save-probs`` keeps each fold's validation and test
@@ -82,6 +89,36 @@ def pooled(rows: list[dict]) -> dict:
             "iou": tp / (tp + fp + fn) if tp + fp + fn else 0.0, "tp": tp, "fp": fp, "fn": fn}
 
 
+def plot_results(results: dict, path: Path) -> Path:
+    """Bar chart of F1 per test city and pooled: the index method and each model (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(results["models"])
+    cities = sorted(c for c in results["index"] if not c.startswith("pooled"))
+    names = cities + ["pooled"]
+    series = {"index (SAVI + Otsu)": [results["index"][c]["f1"] for c in cities] + [results["index"]["pooled"]["f1"]]}
+    for m in models:
+        r = results["models"][m]
+        series[m] = [r["cities"].get(c, {}).get("f1", np.nan) for c in cities] + [r.get("pooled", {}).get("f1", np.nan)]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.8 / len(series)
+    for i, (label, vals) in enumerate(series.items()):
+        ax.bar(np.arange(len(names)) + (i - (len(series) - 1) / 2) * width, vals, width, label=label)
+    ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
+    ax.set_ylabel("F1 of change (unseen city)")
+    ax.set_ylim(0, 1)
+    ax.axhline(0.45, color="grey", lw=0.8, ls="--", label="goal: pooled F1 0.45")
+    ax.set_title("OSCD leave-cities-out: F1 per test city")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=str(ROOT.parent / "shared" / "data" / "oscd"))
@@ -112,7 +149,11 @@ def main() -> None:
     ap.add_argument("--coreg", action="store_true",
                     help="co-register date 2 onto date 1 (sub-pixel phase correlation) for every method")
     ap.add_argument("--jitter", type=float, default=0.0, help="radiometric augmentation (per-date gain/offset)")
+    ap.add_argument("--plot", default=None, help="only redraw f1_by_city.png beside this results.json")
     args = ap.parse_args()
+    if args.plot:
+        print(plot_results(json.loads(Path(args.plot).read_text()), Path(args.plot).with_name("f1_by_city.png")))
+        return
     bands = BAND_SETS[args.bands]
 
     import torch
@@ -215,6 +256,7 @@ def main() -> None:
     print(f"{'pooled':14s} {results['index']['pooled']['f1']:.3f}  " +
           "  ".join(f"{results['models'][m]['pooled']['f1']:12.3f}" for m in models))
     (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"figure: {plot_results(results, out / 'f1_by_city.png')}")
 
 
 if __name__ == "__main__":

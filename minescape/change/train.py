@@ -636,7 +636,7 @@ def _config_dict(config: TrainConfig) -> dict:
     return json.loads(json.dumps(d))
 
 
-__all__ = ["LOSSES", "Sample", "TrainConfig", "TrainResult", "band_statistics", "best_threshold", "change_scores", "coregister_samples",
-           "holdout_split", "loss_fn", "make_batch", "patch_band_names", "replace", "samples_from_oscd",
+__all__ = ["LOSSES", "Sample", "TrainConfig", "TrainResult", "band_statistics", "best_threshold", "change_scores",
+           "coregister_samples", "holdout_split", "loss_fn", "make_batch", "patch_band_names", "replace", "samples_from_oscd",
            "samples_from_pairs", "samples_from_patches", "samples_from_scenes",
            "train", "validate"]
