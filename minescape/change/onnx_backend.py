@@ -67,7 +67,9 @@ def _add_metadata(path: Path, model) -> None:
     proto = onnx.load(str(path))
     meta = {"arch": model.arch, "bands": json.dumps(list(model.bands)),
             "mean": json.dumps([float(v) for v in model.mean]), "std": json.dumps([float(v) for v in model.std]),
-            "threshold": str(model.threshold), "norm": getattr(model, "norm", "global")}
+            "threshold": str(model.threshold), "norm": getattr(model, "norm", "global"),
+            "tta": json.dumps(bool(getattr(model, "tta", False))),
+            "coregister": json.dumps(bool(getattr(model, "coregister", False)))}
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -103,12 +105,14 @@ def onnx_runner(path: str | Path, *, threads: int | None = None):
 
 
 def onnx_metadata(path: str | Path) -> dict:
-    """The model metadata stored in an exported ONNX file (arch, bands, mean, std, threshold)."""
+    """The model metadata stored in an exported ONNX file (arch, bands, mean, std, threshold, norm, and whether
+    the threshold assumes flip TTA and the pair co-registered; files from before those keys say ``False``)."""
     sess = onnx_session(path)
     meta = sess.get_modelmeta().custom_metadata_map
     return {"arch": meta.get("arch"), "bands": json.loads(meta.get("bands", "[]")),
             "mean": json.loads(meta.get("mean", "[]")), "std": json.loads(meta.get("std", "[]")),
-            "threshold": float(meta.get("threshold", "nan"))}
+            "threshold": float(meta.get("threshold", "nan")), "norm": meta.get("norm", "global"),
+            "tta": json.loads(meta.get("tta", "false")), "coregister": json.loads(meta.get("coregister", "false"))}
 
 
 def max_abs_difference(model, onnx_path: str | Path, *, size: int = 96, seed: int = 1) -> float:

@@ -151,6 +151,11 @@ def test_cli_train_coregister_is_stored_and_predict_follows(small_region, tmp_pa
                             "--threads", "1"])
     assert r.exit_code == 0, r.output
     assert "date 2 moved by" in r.output
+    r = runner.invoke(app, ["change", "export", str(out / "model.pt")])
+    assert r.exit_code == 0, r.output
+    from minescape.change.onnx_backend import onnx_metadata
+
+    assert onnx_metadata(out / "model.onnx")["coregister"] is True
     r = runner.invoke(app, ["change", "predict", str(out / "model.pt"), str(small_region.t1),
                             str(small_region.t2), str(tmp_path / "pred2"), "--tile", "128", "--overlap", "16",
                             "--threads", "1", "--no-coregister"])
