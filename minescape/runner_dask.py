@@ -5,6 +5,11 @@ bounded number of futures whatever the number of units; each task returns only a
 writes its outputs on the worker). A worker process that dies takes its tasks with it: the scheduler
 reruns them on another worker up to ``allowed_failures`` times; a unit that keeps killing workers is
 reported as failed with that reason and the run goes on.
+
+Dask blames every task assigned to a dying worker, including one merely queued behind the unit that killed it.
+So that such a bystander is not reported as a killer, the local cluster assigns a worker no more tasks than it
+has threads (``worker-saturation`` 1.0), and a unit given up as ``KilledWorker`` is resubmitted once more
+(:data:`KILLED_RETRIES`): a real killer dies again, a bystander then runs.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ if TYPE_CHECKING:
 
 # Client-side resubmissions after scheduler/connection errors that are not the unit's fault.
 CLIENT_RETRIES = 2
+# Client-side resubmissions of a unit the scheduler gave up on as KilledWorker (it may have been a bystander).
+KILLED_RETRIES = 1
 
 
 def _connect(executor: Executor):
@@ -81,19 +88,21 @@ def run_on_dask(
         "distributed.scheduler.allowed-failures": executor.allowed_failures,
         "distributed.nanny.environ": {"MINESCAPE_PROGRESS": "0"},
         "distributed.comm.timeouts.connect": "20s",
+        "distributed.scheduler.worker-saturation": 1.0,
     }
     with dask.config.set(config):
         client, cluster = _connect(executor)
         try:
             pending = iter(enumerate(units))
-            owner: dict[Any, tuple[Unit, int, int]] = {}  # future -> (unit, index, client attempts)
+            owner: dict[Any, tuple[Unit, int, int, int]] = {}  # future -> (unit, index, attempts, kills)
             # results are fetched in the event loop (with_results) and handled in batches: no per-task round trip
             done_iter = as_completed(loop=client.loop, with_results=True, raise_errors=False)
 
-            def submit(unit: Unit, index: int, attempt: int) -> None:
-                fut = client.submit(execute_unit, unit, func, key=f"minescape-unit-{run_token}-{index}-{attempt}",
-                                    pure=False, retries=0)
-                owner[fut] = (unit, index, attempt)
+            def submit(unit: Unit, index: int, attempt: int, killed: int = 0) -> None:
+                fut = client.submit(execute_unit, unit, func,
+                                    key=f"minescape-unit-{run_token}-{index}-{attempt}-{killed}", pure=False,
+                                    retries=0)
+                owner[fut] = (unit, index, attempt, killed)
                 done_iter.add(fut)
 
             window = executor.max_in_flight or max(2, 4 * _total_threads(client, executor))
@@ -104,18 +113,22 @@ def run_on_dask(
                 submit(item[1], item[0], 0)
             for batch in done_iter.batches():
                 for fut, value in batch:
-                    unit, index, attempt = owner.pop(fut)
+                    unit, index, attempt, killed = owner.pop(fut)
                     fut.release()
                     if isinstance(value, tuple) and len(value) == 3 and isinstance(value[1], BaseException):
                         value = value[1]  # an errored future gives (type, exception, traceback)
                     if isinstance(value, KilledWorker):
+                        if killed < KILLED_RETRIES:
+                            submit(unit, index, attempt, killed + 1)
+                            continue
+                        deaths = (executor.allowed_failures + 1) * (KILLED_RETRIES + 1)
                         value = {"ok": False, "seconds": 0.0, "reason": (
-                            f"the worker process died {executor.allowed_failures + 1} times while running this "
+                            f"the worker process died {deaths} times while running this "
                             "unit (out of memory or a crash in native code?)")}
                     elif isinstance(value, BaseException) or not isinstance(value, dict):
                         # scheduler/connection trouble, not the unit's own error (execute_unit never raises)
                         if attempt < CLIENT_RETRIES:
-                            submit(unit, index, attempt + 1)
+                            submit(unit, index, attempt + 1, killed)
                             continue
                         from minescape.runner import failure_reason
 
