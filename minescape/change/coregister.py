@@ -38,6 +38,12 @@ def _reference_image(data: np.ndarray, window: tuple[slice, slice]) -> np.ndarra
     return out / max(len(data), 1)
 
 
+def central_window(h: int, w: int, max_size: int) -> tuple[int, int, int, int]:
+    """``(row_off, col_off, height, width)`` of the central window of at most ``max_size`` x ``max_size`` px."""
+    sh, sw = min(h, max_size), min(w, max_size)
+    return (h - sh) // 2, (w - sw) // 2, sh, sw
+
+
 def estimate_shift(ref: np.ndarray, mov: np.ndarray, *, max_size: int = 1024,
                    upsample: int = 20) -> tuple[float, float]:
     """Translation ``(dy, dx)`` in pixels that moves ``mov`` onto ``ref`` (both ``(C,H,W)``, same grid).
@@ -48,9 +54,8 @@ def estimate_shift(ref: np.ndarray, mov: np.ndarray, *, max_size: int = 1024,
         raise ValueError(f"estimate_shift needs two (C,H,W) arrays of one shape, got {ref.shape} and {mov.shape}")
     from skimage.registration import phase_cross_correlation
 
-    _, h, w = ref.shape
-    sh, sw = min(h, max_size), min(w, max_size)
-    window = (slice((h - sh) // 2, (h - sh) // 2 + sh), slice((w - sw) // 2, (w - sw) // 2 + sw))
+    top, left, sh, sw = central_window(ref.shape[1], ref.shape[2], max_size)
+    window = (slice(top, top + sh), slice(left, left + sw))
     a, b = _reference_image(ref, window), _reference_image(mov, window)
     shift, _, _ = phase_cross_correlation(a, b, upsample_factor=upsample, normalization=None)
     return float(shift[0]), float(shift[1])
@@ -92,18 +97,28 @@ def needs_shift(shift: tuple[float, float]) -> bool:
     return max(abs(shift[0]), abs(shift[1])) >= MIN_SHIFT
 
 
+def coregister_arrays(t1: np.ndarray, t2: np.ndarray, band_names: Sequence[str | None] | None,
+                      what: str) -> tuple[np.ndarray, tuple[float, float]]:
+    """``(date 2 moved onto date 1, (dy, dx))`` for two in-memory ``(C,H,W)`` stacks on one grid.
+
+    ``t2`` itself is returned when the shift is below :data:`MIN_SHIFT` px; InputError naming ``what`` when it
+    exceeds :data:`MAX_SHIFT` px.
+    """
+    idx = reference_indexes(band_names, t1.shape[0])
+    shift = checked_shift(estimate_shift(t1[idx], t2[idx]), what)
+    return (shift_bands(t2, shift) if needs_shift(shift) else t2), shift
+
+
 def coregister_pair(pair):
     """``(pair with date 2 resampled onto date 1, (dy, dx))``; the label and date 1 are untouched.
 
     Raises InputError when the estimated shift exceeds :data:`MAX_SHIFT` px. Shifts below
     :data:`MIN_SHIFT` px leave date 2 as it is.
     """
-    t1, t2 = pair.t1, pair.t2
-    idx = reference_indexes(t1.band_names, t1.data.shape[0])
-    shift = checked_shift(estimate_shift(t1.data[idx], t2.data[idx]), f"pair {pair.name!r}")
-    if not needs_shift(shift):
+    t2, shift = coregister_arrays(pair.t1.data, pair.t2.data, pair.t1.band_names, f"pair {pair.name!r}")
+    if t2 is pair.t2.data:
         return pair, shift
-    return replace(pair, t2=replace(t2, data=shift_bands(t2.data, shift))), shift
+    return replace(pair, t2=replace(pair.t2, data=t2)), shift
 
 
 def estimate_source_shift(source, bands: Sequence[str], *, max_size: int = 1024) -> tuple[float, float]:
@@ -111,9 +126,8 @@ def estimate_source_shift(source, bands: Sequence[str], *, max_size: int = 1024)
     the central ``max_size`` x ``max_size`` window (the only part read)."""
     from rasterio.windows import Window
 
-    h, w = source.grid.height, source.grid.width
-    sh, sw = min(h, max_size), min(w, max_size)
-    a1, a2 = source.read(Window((w - sw) // 2, (h - sh) // 2, sw, sh))
+    top, left, sh, sw = central_window(source.grid.height, source.grid.width, max_size)
+    a1, a2 = source.read(Window(left, top, sw, sh))
     idx = reference_indexes(bands, a1.shape[0])
     return estimate_shift(a1[idx], a2[idx], max_size=max_size)
 
@@ -143,5 +157,6 @@ def shifted_source(source, shift: tuple[float, float]):
     return type(source)(source.grid, read, source.kind + ", date 2 co-registered")
 
 
-__all__ = ["MAX_SHIFT", "MIN_SHIFT", "REFERENCE_BANDS", "checked_shift", "coregister_pair", "estimate_shift",
+__all__ = ["MAX_SHIFT", "MIN_SHIFT", "REFERENCE_BANDS", "central_window", "checked_shift", "coregister_arrays",
+           "coregister_pair", "estimate_shift",
            "estimate_source_shift", "needs_shift", "reference_indexes", "shift_bands", "shifted_source"]

@@ -253,6 +253,7 @@ def predict_scene(model, t1_path: str | Path, t2_path: str | Path, out_prob: str
     if grid.width < tile or grid.height < tile:
         raise InputError(f"pair is {grid.width}x{grid.height} pixels, smaller than one {tile}x{tile} tile; "
                          f"use a smaller --tile (multiple of 16)", path=t1_path)
+    tags = {"model": str(model.path), "threshold": f"{thr:.4f}"}
     shift = None
     if (bool(getattr(model, "coregister", False)) if coregister is None else coregister):
         from minescape.change.coregister import checked_shift, estimate_source_shift, needs_shift, shifted_source
@@ -260,7 +261,7 @@ def predict_scene(model, t1_path: str | Path, t2_path: str | Path, out_prob: str
         shift = checked_shift(estimate_source_shift(pair, model.bands), "pair", path=t2_path)
         if needs_shift(shift):
             pair = shifted_source(pair, shift)
-    extra_tags = {} if shift is None else {"coregistration_shift_px": f"{shift[0]:.2f} {shift[1]:.2f}"}
+        tags["coregistration_shift_px"] = f"{shift[0]:.2f} {shift[1]:.2f}"
     h, w = grid.height, grid.width
     stride = tile - overlap
     rows, cols = tile_starts(h, tile, stride), tile_starts(w, tile, stride)
@@ -274,7 +275,6 @@ def predict_scene(model, t1_path: str | Path, t2_path: str | Path, out_prob: str
         sd1 = sd2 = model.std
     run = _run_tile_tta if tta else _run_tile
     changed = valid_total = 0
-    tags = {"model": str(model.path), "threshold": f"{thr:.4f}", **extra_tags}
     with open_writer(out_prob, grid, count=1, dtype="float32", nodata=float("nan"),
                      band_names=["change_probability"], tags={**tags, "arch": model.arch}) as dp, \
             open_writer(out_mask, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE,

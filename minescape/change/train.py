@@ -203,18 +203,12 @@ def coregister_samples(samples: Sequence[Sample], bands: Sequence[str]) -> tuple
     Returns ``(samples, {name: (dy, dx) px})``; InputError naming the sample if a shift exceeds
     :data:`minescape.change.coregister.MAX_SHIFT`.
     """
-    from minescape.change.coregister import checked_shift, estimate_shift, needs_shift, reference_indexes, \
-        shift_bands
+    from minescape.change.coregister import coregister_arrays
 
     out, shifts = [], {}
     for s in samples:
-        idx = reference_indexes(bands, s.t1.shape[0])
-        shift = checked_shift(estimate_shift(s.t1[idx], s.t2[idx]), f"sample {s.name!r}")
-        shifts[s.name] = shift
-        if needs_shift(shift):
-            t2 = shift_bands(s.t2, shift)
-            s = Sample(s.name, s.t1, t2, _ignore_invalid(s.label, s.t1, t2))
-        out.append(s)
+        t2, shifts[s.name] = coregister_arrays(s.t1, s.t2, bands, f"sample {s.name!r}")
+        out.append(s if t2 is s.t2 else Sample(s.name, s.t1, t2, _ignore_invalid(s.label, s.t1, t2)))
     return out, shifts
 
 
@@ -637,6 +631,6 @@ def _config_dict(config: TrainConfig) -> dict:
 
 
 __all__ = ["LOSSES", "Sample", "TrainConfig", "TrainResult", "band_statistics", "best_threshold", "change_scores",
-           "coregister_samples", "holdout_split", "loss_fn", "make_batch", "patch_band_names", "replace", "samples_from_oscd",
-           "samples_from_pairs", "samples_from_patches", "samples_from_scenes",
-           "train", "validate"]
+           "coregister_samples", "holdout_split", "loss_fn", "make_batch", "patch_band_names", "replace",
+           "samples_from_oscd", "samples_from_pairs", "samples_from_patches", "samples_from_scenes", "train",
+           "validate"]
