@@ -120,6 +120,77 @@ def plot_results(results: dict, path: Path) -> Path:
     return path
 
 
+def load_pairs(args: argparse.Namespace) -> dict:
+    """All OSCD cities (13 bands), date 2 co-registered onto date 1 with ``--coreg``."""
+    cities = oscd_cities(args.root)
+    pairs = {c: read_oscd_city(args.root, c, bands=ALL_BANDS) for c in cities}
+    if args.coreg:
+        for c in cities:
+            pairs[c], shift = coregister_pair(pairs[c])
+            print(f"co-registered {c}: date 2 moved by ({shift[0]:+.2f}, {shift[1]:+.2f}) px", flush=True)
+    return pairs
+
+
+def run_fold(args: argparse.Namespace, folds: list[list[str]], arch: str, k: int, minutes: float,
+             pairs: dict | None = None) -> dict:
+    """Train ``arch`` on every city outside fold ``k``, predict the fold's test cities; return the fold's scores.
+
+    Runs in the main process or in a worker process (then ``pairs`` is None and the cities are read here).
+    """
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if pairs is None:
+        pairs = load_pairs(args)
+    bands = BAND_SETS[args.bands]
+    out = Path(args.out)
+    test = folds[k]
+    t0 = time.perf_counter()
+    train_cities = [c for c in pairs if c not in test]
+    samples = samples_from_pairs([pairs[c] for c in train_cities], bands=bands)
+    tr, va = holdout_split(samples, fraction=0.2, side="bottom")
+    cfg = TrainConfig(arch=arch, crop=args.crop, batch_size=args.batch, epochs=args.epochs,
+                      steps_per_epoch=args.steps, lr=args.lr,
+                      lr_epochs=args.epochs if args.epochs < 200 else 50,
+                      loss=args.loss, patience=1000, seed=args.seed, max_minutes=minutes,
+                      threads=args.threads, norm=args.norm, ema=args.ema, tta=args.tta,
+                      jitter=args.jitter, coregister=args.coreg,
+                      lr_schedule="time" if args.lr_by_time else "epochs",
+                      model_kwargs={} if args.dropout is None else {"dropout": args.dropout})
+    r = train(tr, va, out / arch / f"fold{k}", bands=bands, config=cfg, progress=False,
+              training_data={"dataset": "OSCD", "train_cities": train_cities,
+                             "validation": "bottom 20% rows of each training city", "test_cities": test})
+    model = load_model(r.model_path)
+    runner = torch_runner(model.net)
+    saved = {}
+    if args.save_probs:  # validation maps of the final model (for threshold-rule analysis on validation)
+        for s in va:
+            saved["val:" + s.name] = predict_arrays(runner, s.t1, s.t2, mean=model.mean, std=model.std,
+                                                    tile=256, overlap=32, norm=model.norm,
+                                                    tta=model.tta).astype(np.float16)
+            saved["vallab:" + s.name] = s.label
+    cities, oracle = {}, {}
+    for c in test:
+        p = pairs[c]
+        x1, x2 = p.t1.select(bands).data, p.t2.select(bands).data
+        prob = predict_arrays(runner, x1, x2, mean=model.mean, std=model.std, tile=256,
+                              overlap=32, norm=model.norm, tta=model.tta)
+        if args.save_probs:
+            saved["test:" + c] = prob.astype(np.float16)
+        lab = p.label.data[0]
+        ok = (lab != 255) & np.isfinite(prob)
+        cities[c] = change_scores(prob[ok] >= model.threshold, lab[ok] == 1)
+        # oracle: the threshold that would be best on this test city (NOT a valid result; context only)
+        ot, _, om = best_threshold(prob, lab)
+        oracle[c] = dict(om, threshold=ot)
+    if saved:
+        np.savez_compressed(out / arch / f"fold{k}" / "probs.npz", **saved)
+    return {"fold": k, "test": test, "val_f1": r.val_f1, "threshold": r.threshold,
+            "epochs": r.epochs_run, "best_epoch": r.best_epoch, "seconds": r.seconds,
+            "wall_seconds": time.perf_counter() - t0, "test_f1": {c: cities[c]["f1"] for c in test},
+            "cities": cities, "oracle_cities": oracle}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=str(ROOT.parent / "shared" / "data" / "oscd"))
@@ -128,7 +199,9 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every training budget")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per training process")
+    ap.add_argument("--parallel", type=int, default=1,
+                    help="folds trained at once, one process each (2 x 1 thread uses both cores of this CPU)")
     ap.add_argument("--budget", type=float, default=None,
                     help="training minutes per fold for every model (hard cap; default: the BUDGET table)")
     ap.add_argument("--norm", default="global", choices=("global", "per-image"))
@@ -155,20 +228,15 @@ def main() -> None:
     if args.plot:
         print(plot_results(json.loads(Path(args.plot).read_text()), Path(args.plot).with_name("f1_by_city.png")))
         return
-    bands = BAND_SETS[args.bands]
 
     import torch
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cities = oscd_cities(args.root)
-    pairs = {c: read_oscd_city(args.root, c, bands=ALL_BANDS) for c in cities}
     print(f"config: {vars(args)}", flush=True)
-    if args.coreg:
-        for c in cities:
-            pairs[c], shift = coregister_pair(pairs[c])
-            print(f"co-registered {c}: date 2 moved by ({shift[0]:+.2f}, {shift[1]:+.2f}) px", flush=True)
+    pairs = load_pairs(args)
+    cities = list(pairs)
     order = [cities[i] for i in np.random.default_rng(args.seed).permutation(len(cities))]
     per_fold = int(np.ceil(len(order) / args.folds))
     folds = [order[i * per_fold:(i + 1) * per_fold] for i in range(args.folds)]
@@ -186,69 +254,47 @@ def main() -> None:
     print(f"index method (SAVI diff + Otsu) pooled F1 {results['index']['pooled']['f1']:.3f}", flush=True)
 
     models = args.models.split(",")
+    jobs = []
     for arch in models:
         minutes = (args.budget if args.budget is not None else BUDGET.get(arch, 2.0)) * args.scale
         results["budget_minutes"][arch] = minutes
-        res = results["models"].setdefault(arch, {"cities": {}, "oracle_cities": {}, "folds": []})
-        for k, test in enumerate(folds):
-            if k not in run_folds:
-                continue
-            t0 = time.perf_counter()
-            train_cities = [c for c in cities if c not in test]
-            samples = samples_from_pairs([pairs[c] for c in train_cities], bands=bands)
-            tr, va = holdout_split(samples, fraction=0.2, side="bottom")
-            cfg = TrainConfig(arch=arch, crop=args.crop, batch_size=args.batch, epochs=args.epochs,
-                              steps_per_epoch=args.steps, lr=args.lr,
-                              lr_epochs=args.epochs if args.epochs < 200 else 50,
-                              loss=args.loss, patience=1000, seed=args.seed, max_minutes=minutes,
-                              threads=args.threads, norm=args.norm, ema=args.ema, tta=args.tta,
-                              jitter=args.jitter, coregister=args.coreg,
-                              lr_schedule="time" if args.lr_by_time else "epochs",
-                              model_kwargs={} if args.dropout is None else {"dropout": args.dropout})
-            r = train(tr, va, out / arch / f"fold{k}", bands=bands, config=cfg,
-                      training_data={"dataset": "OSCD", "train_cities": train_cities,
-                                     "validation": "bottom 20% rows of each training city", "test_cities": test})
-            model = load_model(r.model_path)
-            runner = torch_runner(model.net)
-            saved = {}
-            if args.save_probs:  # validation maps of the final model (for threshold-rule analysis on validation)
-                for s in va:
-                    saved["val:" + s.name] = predict_arrays(runner, s.t1, s.t2, mean=model.mean, std=model.std,
-                                                            tile=256, overlap=32, norm=model.norm,
-                                                            tta=model.tta).astype(np.float16)
-                    saved["vallab:" + s.name] = s.label
-            for c in test:
-                p = pairs[c]
-                x1, x2 = p.t1.select(bands).data, p.t2.select(bands).data
-                prob = predict_arrays(runner, x1, x2, mean=model.mean, std=model.std, tile=256,
-                                      overlap=32, norm=model.norm, tta=model.tta)
-                if args.save_probs:
-                    saved["test:" + c] = prob.astype(np.float16)
-                lab = p.label.data[0]
-                ok = (lab != 255) & np.isfinite(prob)
-                res["cities"][c] = change_scores(prob[ok] >= model.threshold, lab[ok] == 1)
-                # oracle: the threshold that would be best on this test city (NOT a valid result; context only)
-                ot, _, om = best_threshold(prob, lab)
-                res["oracle_cities"][c] = dict(om, threshold=ot)
-            if saved:
-                np.savez_compressed(out / arch / f"fold{k}" / "probs.npz", **saved)
-            res["folds"].append({"fold": k, "test": test, "val_f1": r.val_f1, "threshold": r.threshold,
-                                 "epochs": r.epochs_run, "best_epoch": r.best_epoch, "seconds": r.seconds,
-                                 "test_f1": {c: res["cities"][c]["f1"] for c in test}})
-            print(f"{arch} fold {k} test {test}: val F1 {r.val_f1:.3f} thr {r.threshold:.2f} epochs {r.epochs_run} "
-                  f"(best {r.best_epoch}) test F1 {[round(res['cities'][c]['f1'], 3) for c in test]} "
-                  f"[{time.perf_counter() - t0:.0f} s]", flush=True)
-            res["train_minutes_total"] = sum(f["seconds"] for f in res["folds"]) / 60
-            res["pooled"] = pooled([res["cities"][c] for c in res["cities"]])
-            res["pooled_oracle"] = pooled([res["oracle_cities"][c] for c in res["oracle_cities"]])
-            (out / "results.json").write_text(json.dumps(results, indent=2))
+        results["models"].setdefault(arch, {"cities": {}, "oracle_cities": {}, "folds": []})
+        jobs += [(arch, k, minutes) for k in run_folds]
+
+    def collect(arch: str, fold: dict) -> None:
+        res = results["models"][arch]
+        res["cities"].update(fold.pop("cities"))
+        res["oracle_cities"].update(fold.pop("oracle_cities"))
+        res["folds"].append(fold)
+        res["folds"].sort(key=lambda f: f["fold"])
+        res["train_minutes_total"] = sum(f["seconds"] for f in res["folds"]) / 60
+        res["pooled"] = pooled([res["cities"][c] for c in res["cities"]])
+        res["pooled_oracle"] = pooled([res["oracle_cities"][c] for c in res["oracle_cities"]])
+        print(f"{arch} fold {fold['fold']} test {fold['test']}: val F1 {fold['val_f1']:.3f} "
+              f"thr {fold['threshold']:.2f} epochs {fold['epochs']} (best {fold['best_epoch']}) test F1 "
+              f"{[round(v, 3) for v in fold['test_f1'].values()]} [{fold['wall_seconds']:.0f} s]", flush=True)
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+
+    if args.parallel > 1:  # one process per fold, args.threads each: uses the whole CPU for the budget
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(args.parallel, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(run_fold, args, folds, arch, k, minutes): arch for arch, k, minutes in jobs}
+            for fut in as_completed(futures):
+                collect(futures[fut], fut.result())
+    else:
+        for arch, k, minutes in jobs:
+            collect(arch, run_fold(args, folds, arch, k, minutes, pairs))
+    for arch in models:
+        res = results["models"][arch]
         idx = pooled([results["index"][c] for c in res["cities"]])  # same test cities as the model
         results["index"]["pooled_" + arch] = idx
         print(f"{arch}: pooled F1 {res['pooled']['f1']:.3f} P {res['pooled']['precision']:.3f} "
               f"R {res['pooled']['recall']:.3f} (index on the same cities {idx['f1']:.3f}, "
               f"ratio {res['pooled']['f1'] / max(idx['f1'], 1e-9):.1f}x); oracle-threshold F1 "
               f"{res['pooled_oracle']['f1']:.3f} (context only); training {res['train_minutes_total']:.1f} min "
-              f"on {args.threads} thread(s)", flush=True)
+              f"in {args.parallel} process(es) of {args.threads} thread(s)", flush=True)
 
     print("\ncity           index  " + "  ".join(f"{m:>12s}" for m in models))
     for c in cities:

@@ -15,7 +15,7 @@ translation is all this corrects: rotation, scale and terrain-dependent residual
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -121,42 +121,63 @@ def coregister_pair(pair):
     return replace(pair, t2=replace(pair.t2, data=t2)), shift
 
 
-def estimate_source_shift(source, bands: Sequence[str], *, max_size: int = 1024) -> tuple[float, float]:
-    """Shift of date 2 onto date 1 for a windowed pair (``minescape.change.infer.PairSource``), estimated on
-    the central ``max_size`` x ``max_size`` window (the only part read)."""
+def estimate_reader_shift(read: Callable, shape: tuple[int, int], bands: Sequence[str] | None, *,
+                          max_size: int = 1024) -> tuple[float, float]:
+    """Shift of date 2 onto date 1 for a windowed pair, estimated on its central ``max_size`` x ``max_size``
+    window (the only part read).
+
+    Args:
+        read: ``Window -> (a1, a2)``, both ``(C, h, w)`` float arrays on date 1's grid (NaN nodata).
+        shape: ``(height, width)`` of the pair grid in pixels.
+        bands: band names of the arrays' channels (the 10 m :data:`REFERENCE_BANDS` among them are used).
+    """
     from rasterio.windows import Window
 
-    top, left, sh, sw = central_window(source.grid.height, source.grid.width, max_size)
-    a1, a2 = source.read(Window(left, top, sw, sh))
+    top, left, sh, sw = central_window(shape[0], shape[1], max_size)
+    a1, a2 = read(Window(left, top, sw, sh))
     idx = reference_indexes(bands, a1.shape[0])
     return estimate_shift(a1[idx], a2[idx], max_size=max_size)
 
 
-def shifted_source(source, shift: tuple[float, float]):
-    """A windowed pair whose date 2 is moved by ``shift`` px: each window is read with a halo, shifted
-    bilinearly and cropped, so the result equals shifting the whole scene (NaN where the shift brings in
-    pixels from outside it)."""
+def shifted_reader(read: Callable, shape: tuple[int, int], shift: tuple[float, float]) -> Callable:
+    """A window reader like ``read`` whose date 2 is moved by ``shift`` px.
+
+    Each window is read with a halo of ``ceil(max |shift|) + 1`` px, date 2 is shifted bilinearly and both are
+    cropped back, so the result equals shifting the whole scene (NaN where the shift brings in pixels from
+    outside it) while memory stays that of one window.
+    """
     import math
 
     from rasterio.windows import Window
 
     halo = int(math.ceil(max(abs(shift[0]), abs(shift[1])))) + 1
-    h, w = source.grid.height, source.grid.width
+    h, w = shape
 
-    def read(window):
+    def shifted(window):
         r0, c0 = int(window.row_off), int(window.col_off)
         nr, nc = int(window.height), int(window.width)
         top, left = max(r0 - halo, 0), max(c0 - halo, 0)
         bottom, right = min(r0 + nr + halo, h), min(c0 + nc + halo, w)
-        a1, a2 = source.read(Window(left, top, right - left, bottom - top))
+        a1, a2 = read(Window(left, top, right - left, bottom - top))
         pad = ((0, 0), (top - (r0 - halo), r0 + nr + halo - bottom), (left - (c0 - halo), c0 + nc + halo - right))
         a2 = shift_bands(np.pad(a2, pad, constant_values=np.nan), shift)
         a1 = a1[:, r0 - top:r0 - top + nr, c0 - left:c0 - left + nc]
         return a1, a2[:, halo:halo + nr, halo:halo + nc]
 
+    return shifted
+
+
+def estimate_source_shift(source, bands: Sequence[str], *, max_size: int = 1024) -> tuple[float, float]:
+    """:func:`estimate_reader_shift` for a ``minescape.change.infer.PairSource``."""
+    return estimate_reader_shift(source.read, (source.grid.height, source.grid.width), bands, max_size=max_size)
+
+
+def shifted_source(source, shift: tuple[float, float]):
+    """A ``PairSource`` whose date 2 is moved by ``shift`` px (:func:`shifted_reader`)."""
+    read = shifted_reader(source.read, (source.grid.height, source.grid.width), shift)
     return type(source)(source.grid, read, source.kind + ", date 2 co-registered")
 
 
 __all__ = ["MAX_SHIFT", "MIN_SHIFT", "REFERENCE_BANDS", "central_window", "checked_shift", "coregister_arrays",
-           "coregister_pair", "estimate_shift",
-           "estimate_source_shift", "needs_shift", "reference_indexes", "shift_bands", "shifted_source"]
+           "coregister_pair", "estimate_reader_shift", "estimate_shift", "estimate_source_shift", "needs_shift",
+           "reference_indexes", "shift_bands", "shifted_reader", "shifted_source"]

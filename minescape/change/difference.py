@@ -305,8 +305,14 @@ class DetectFiles:
 
 
 def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options: DetectOptions | None = None,
-                 window: int = 1024, progress: bool = False, cache_mb: int = 64) -> DetectFiles:
+                 window: int = 1024, progress: bool = False, cache_mb: int = 64,
+                 coregister: bool = False) -> DetectFiles:
     """Streamed change detection of a pair on disk (T2 warped onto T1's grid, common footprint).
+
+    With ``coregister``, date 2 is first moved onto date 1 by a sub-pixel translation estimated by phase
+    correlation on the central 1024 x 1024 window (:mod:`minescape.change.coregister`); the shift (rows, cols,
+    px) goes into ``detect.json`` and both GeoTIFFs' tags (``coregistration_shift_px``). A shift above
+    5 px is refused with an InputError naming ``t2``.
 
     Memory is bounded by ``window`` (pixels per side), the bands of the method and ``cache_mb`` (GDAL's
     block cache, scoped to this call: left at GDAL's default of 5 % of RAM it grows with the scene), never by
@@ -330,7 +336,7 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
 
     with rasterio.Env(GDAL_CACHEMAX=int(cache_mb) * 2**20):
         stats = detect_pair_streamed(pair, mask_path, diff_path, options=options, bands=bands, window=window,
-                                     progress=progress)
+                                     progress=progress, coregister=coregister, t2_path=Path(t2))
     stats.update(t1=str(Path(t1)), t2=str(Path(t2)), crs=pair.grid.crs.to_string(),
                  width=pair.grid.width, height=pair.grid.height, options=asdict(options))
     atomic_write_text(summary, json.dumps(stats, indent=2, default=str))
@@ -338,23 +344,44 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
 
 
 def detect_pair_streamed(pair, mask_path: Path, diff_path: Path, *, options: DetectOptions,
-                         bands: tuple[str, ...], window: int = 1024, progress: bool = False) -> dict:
-    """The two streamed passes over a :class:`~minescape.change.pairs.Pair` (see module docs)."""
+                         bands: tuple[str, ...], window: int = 1024, progress: bool = False,
+                         coregister: bool = False, t2_path: Path | None = None) -> dict:
+    """The two streamed passes over a :class:`~minescape.change.pairs.Pair` (see module docs); with
+    ``coregister``, date 2 is shifted onto date 1 first (window by window, with a halo)."""
+    from rasterio.windows import transform as window_transform
+
     from minescape.change.pairs import open_datasets, read_pair
 
+    grid = pair.grid
     with open_datasets() as handles:
-        return _streamed(lambda w: _diff_window(read_pair(pair, window=w, bands=bands, handles=handles), options),
-                         pair.grid, mask_path, diff_path, options=options, n_bands=len(bands), window=window,
-                         progress=progress)
+        def arrays(w):
+            t1, t2 = read_pair(pair, window=w, bands=bands, handles=handles)
+            return t1.data, t2.data
 
+        shift, tags = None, None
+        if coregister:
+            from minescape.change.coregister import checked_shift, estimate_reader_shift, needs_shift, shifted_reader
 
-def _diff_window(dates, options):
-    t1, t2 = dates
-    return difference(t1, t2, options=options)
+            shape = (grid.height, grid.width)
+            shift = checked_shift(estimate_reader_shift(arrays, shape, bands), "pair", path=t2_path)
+            if needs_shift(shift):
+                arrays = shifted_reader(arrays, shape, shift)
+            tags = {"coregistration_shift_px": f"{shift[0]:.2f} {shift[1]:.2f}"}
+
+        def read_diff(w):
+            a1, a2 = arrays(w)
+            tr = window_transform(w, grid.transform)
+            return difference(Raster(a1, grid.crs, tr, np.nan, bands), Raster(a2, grid.crs, tr, np.nan, bands),
+                              options=options)
+
+        stats = _streamed(read_diff, grid, mask_path, diff_path, options=options, n_bands=len(bands),
+                          window=window, progress=progress, tags=tags)
+    stats["coregistration_shift_px"] = list(shift) if shift is not None else None
+    return stats
 
 
 def _streamed(read_diff, grid: Grid, mask_path: Path, diff_path: Path, *, options: DetectOptions, n_bands: int,
-              window: int, progress: bool) -> dict:
+              window: int, progress: bool, tags: dict[str, str] | None = None) -> dict:
     """Pass 1: difference by windows + histogram; pass 2: threshold + clean-up by haloed tiles."""
     from minescape.progress import make_progress
 
@@ -370,7 +397,7 @@ def _streamed(read_diff, grid: Grid, mask_path: Path, diff_path: Path, *, option
     with make_progress(transient=True) as bar:
         task = bar.add_task("change: difference", total=len(tiles) + len(tiles2), extra="", visible=progress)
         with open_writer(diff_path, grid, count=1, dtype="float32", nodata=float("nan"), band_names=(name,),
-                         blocksize=256) as dst:
+                         blocksize=256, tags=tags) as dst:
             for tile in tiles:
                 diff = read_diff(tile.core)
                 dst.write(diff, 1, window=tile.core)
@@ -380,7 +407,7 @@ def _streamed(read_diff, grid: Grid, mask_path: Path, diff_path: Path, *, option
         bar.update(task, description="change: threshold + clean-up")
         n_change = n_valid = n_loss = n_gain = 0
         with open_writer(mask_path, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE,
-                         blocksize=256) as dst:
+                         blocksize=256, tags=tags) as dst:
             for tile in tiles2:
                 d = read_raster(diff_path, window=tile.read).data[0]
                 r = tile.read

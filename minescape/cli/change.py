@@ -37,6 +37,8 @@ def detect(
     min_area: float = typer.Option(0.0, help="Minimum change area (m², ellipsoidal)."),
     cva_bands: str | None = typer.Option(None, help="Comma-separated bands for CVA (default: all common)."),
     window: int = typer.Option(1024, help="Processing window (pixels): memory scales with it."),
+    coregister: bool = typer.Option(False, "--coregister/--no-coregister",
+                                    help="Move date 2 onto date 1 by a sub-pixel shift (phase correlation) first."),
     truth: Path | None = typer.Option(None, help="Known change mask: print scores against it."),
     truth_encoding: str = typer.Option("auto", help=ENCODING_HELP),
 ) -> None:
@@ -45,8 +47,11 @@ def detect(
 
     options = DetectOptions(method=method, direction=direction, threshold=threshold, value=value,
                             opening=opening, closing=closing, min_area_m2=min_area, cva_bands=_bands(cva_bands))
-    res = detect_files(t1, t2, out, options=options, window=window, progress=True)
+    res = detect_files(t1, t2, out, options=options, window=window, progress=True, coregister=coregister)
     s = res.stats
+    if s.get("coregistration_shift_px") is not None:
+        dy, dx = s["coregistration_shift_px"]
+        typer.echo(f"co-registration: date 2 moved by ({dy:+.2f}, {dx:+.2f}) px (rows, cols)")
     typer.echo(f"wrote {res.mask} and {res.difference}: threshold {s['threshold']:.4f}, "
                f"{s['changed_pixels']} changed pixels ({s['changed_area_m2'] / 1e4:.2f} ha)")
     if truth is not None:
