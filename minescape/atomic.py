@@ -1,7 +1,8 @@
 """Atomic output: write under a temporary name beside the target, rename on success.
 
-Nothing half-written ever sits under a final name: a crash leaves at most a ``.tmp-*`` file
-that the next run overwrites or ignores.
+Nothing half-written ever sits under a final name. A temporary name carries the writer's host and process
+id (``.tmp-<host>-<pid>-<random>-<name>``), so a writer that was killed outright (SIGKILL, out of memory)
+leaves a file the next write of the same target recognises as stale and removes: its process is gone.
 """
 
 from __future__ import annotations
@@ -9,9 +10,59 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+
+
+#: Short id of this host in temporary names (a process id means nothing on another host of a shared disk).
+HOST = format(zlib.crc32(socket.gethostname().encode()), "08x")[:6]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def sweep_stale(path: str | Path) -> list[Path]:
+    """Remove the temporary files of ``path`` left by dead writers on this host; return what was removed.
+
+    Only ``.tmp-<this host>-<pid>-*-<name>`` files (and their GDAL sidecars) whose process no longer exists are
+    touched: a live writer's file, another host's, or another target's are left alone.
+    """
+    path = Path(path)
+    removed = []
+    prefix = f".tmp-{HOST}-"
+    if not path.parent.is_dir():
+        return removed
+    for f in path.parent.glob(f"{prefix}*-{path.name}*"):
+        parts = f.name[len(prefix):].split("-", 2)
+        if len(parts) < 3 or not parts[0].isdigit() or not parts[2].startswith(path.name):
+            continue
+        if _alive(int(parts[0])):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if f.is_dir():
+                shutil.rmtree(f, ignore_errors=True)
+            else:
+                f.unlink()
+            removed.append(f)
+    return removed
+
+
+def temp_path(path: str | Path) -> Path:
+    """A fresh temporary name beside ``path`` (file or folder) that :func:`sweep_stale` can attribute to this
+    process; stale ones of the same target are swept first."""
+    path = Path(path)
+    sweep_stale(path)
+    return path.with_name(f".tmp-{HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")
 
 
 @contextlib.contextmanager
@@ -19,11 +70,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the same folder; rename it to ``path`` when the block succeeds.
 
     The suffix is kept so drivers chosen by extension (``.tif``, ``.gpkg``) still work. On error the
-    temporary file is removed and the exception propagates.
+    temporary file is removed and the exception propagates. Temporary files of the same target left by
+    writers that were killed (see :func:`sweep_stale`) are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:12]}-{path.name}")
+    tmp = temp_path(path)
     try:
         yield tmp
         os.replace(tmp, path)

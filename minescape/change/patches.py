@@ -24,7 +24,6 @@ import csv
 import io
 import json
 import shutil
-import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Literal
 import numpy as np
 from rasterio.windows import Window
 
-from minescape.atomic import atomic_write_text, replace_dir
+from minescape.atomic import atomic_write_text, replace_dir, temp_path
 from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.grid import Grid, window_starts
 from minescape.geo.raster import Raster, write_raster
@@ -255,7 +254,7 @@ def make_patches(read_window, grid: Grid, out_dir: str | Path, *, options: Patch
             raise InputError(f"no patch kept out of {len(windows)} (all dropped: {dropped_nodata} mostly nodata, "
                              f"{dropped_straddle} across splits); lower max_nodata or the patch size", path=out_dir)
         bar.update(task, description="patches: write", completed=0, total=len(entries))
-        tmp = out_dir.with_name(f".tmp-{uuid.uuid4().hex[:12]}-{out_dir.name}")
+        tmp = temp_path(out_dir)
         try:
             for e in entries:
                 w = e["window"]

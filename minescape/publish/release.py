@@ -26,7 +26,6 @@ import functools
 import hashlib
 import json
 import shutil
-import uuid
 import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ import shapely
 from pyproj import CRS
 
 from minescape import __version__
-from minescape.atomic import replace_dir
+from minescape.atomic import replace_dir, temp_path
 from minescape.errors import ConfigError, InputError, MissingInputError
 from minescape.geo.polygonize import polygonize, polygonize_ragged
 from minescape.geo.raster import Raster, many_files, open_raster
@@ -413,7 +412,7 @@ def publish(
     sites.sort(key=lambda s: (s.region, s.site_id, s.year, s.path.name))
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".tmp-{uuid.uuid4().hex[:12]}-{out.name}"
+    tmp = temp_path(out)
     shard_dir = tmp / ".shards"
     shard_dir.mkdir(parents=True)
     try:
