@@ -36,45 +36,10 @@ BANDS = ("B04", "B08")
 
 
 def make_pair(size: int, folder: Path) -> tuple[Path, Path]:
-    """Write the synthetic pair window by window (memory: one 1024-row strip). Deterministic."""
-    import numpy as np
-    from affine import Affine
-    from rasterio.crs import CRS
-    from rasterio.windows import Window
-    from scipy.ndimage import map_coordinates
+    """The synthetic B04/B08 pair (``synthetic_pair.write_pair``, 1024-row strips). Deterministic."""
+    from synthetic_pair import write_pair
 
-    from minescape.geo.grid import Grid
-    from minescape.geo.raster import open_writer
-
-    t1, t2 = folder / f"t1_{size}.tif", folder / f"t2_{size}.tif"
-    if t1.exists() and t2.exists():
-        return t1, t2
-    grid = Grid(CRS.from_epsg(32750), Affine(10, 0, 600000, 0, -10, 7500000), size, size)
-    rng = np.random.default_rng(0)
-    coarse = 64  # smooth fields: one value per 64 px, interpolated
-    n = size // coarse + 3
-    veg_field = rng.standard_normal((n, n)).astype(np.float32)
-    clear_field = rng.standard_normal((n, n)).astype(np.float32)
-    strip = 1024
-    with open_writer(t1, grid, count=2, dtype="uint16", nodata=0, band_names=BANDS, compress="none") as d1, \
-            open_writer(t2, grid, count=2, dtype="uint16", nodata=0, band_names=BANDS, compress="none") as d2:
-        for r0 in range(0, size, strip):
-            h = min(strip, size - r0)
-            rows, cols = np.mgrid[r0:r0 + h, 0:size].astype(np.float32) / coarse
-            veg = 1 / (1 + np.exp(-2 * map_coordinates(veg_field, [rows, cols], order=1)))
-            cleared = map_coordinates(clear_field, [rows, cols], order=1) > 1.6
-            del rows, cols
-            srng = np.random.default_rng(1000 + r0)
-            for k, (dst, v) in enumerate(((d1, veg), (d2, np.where(cleared, 0.02, veg)))):
-                red = 0.08 + 0.14 * (1 - v) + srng.normal(0, 0.01, v.shape)
-                nir = 0.20 + 0.28 * v + srng.normal(0, 0.01, v.shape)
-                dn = np.clip(np.stack([red, nir]) * 10000, 1, 65535).astype(np.uint16)
-                if k == 1:  # swath edge: a nodata triangle in T2's top-left corner
-                    rr = np.arange(r0, r0 + h)[:, None]
-                    cc = np.arange(size)[None, :]
-                    dn[:, (rr + cc) < size // 10] = 0
-                dst.write(dn, window=Window(0, r0, size, h))
-    return t1, t2
+    return write_pair(folder, size, bands=BANDS, strip=1024, stem=str(size))
 
 
 def run_case(case: str, t1: str, t2: str, out: str, window: int) -> dict:

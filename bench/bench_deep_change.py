@@ -47,50 +47,10 @@ CITY = "abudhabi"
 
 
 def make_pair(size: int, folder: Path, rows: int | None = None) -> tuple[Path, Path]:
-    """Write a deterministic synthetic 4-band uint16 pair (``rows`` x ``size`` px, default square) strip by
-    strip (memory: one 512-row strip)."""
-    import numpy as np
-    from affine import Affine
-    from rasterio.crs import CRS
-    from rasterio.windows import Window
-    from scipy.ndimage import map_coordinates
+    """The synthetic 4-band pair (``synthetic_pair.write_pair``, ``rows`` x ``size`` px, 512-row strips)."""
+    from synthetic_pair import write_pair
 
-    from minescape.geo.grid import Grid
-    from minescape.geo.raster import open_writer
-
-    rows = rows or size
-    t1, t2 = folder / f"t1_{rows}x{size}.tif", folder / f"t2_{rows}x{size}.tif"
-    if t1.exists() and t2.exists():
-        return t1, t2
-    folder.mkdir(parents=True, exist_ok=True)
-    grid = Grid(CRS.from_epsg(32750), Affine(10, 0, 600000, 0, -10, 7500000), size, rows)
-    rng = np.random.default_rng(0)
-    coarse = 64
-    n = size // coarse + 3
-    veg_field = rng.standard_normal((n, n)).astype(np.float32)
-    clear_field = rng.standard_normal((n, n)).astype(np.float32)
-    strip = 512
-    with open_writer(t1, grid, count=4, dtype="uint16", nodata=0, band_names=BANDS, compress="none") as d1, \
-            open_writer(t2, grid, count=4, dtype="uint16", nodata=0, band_names=BANDS, compress="none") as d2:
-        for r0 in range(0, rows, strip):
-            h = min(strip, rows - r0)
-            yy, xx = np.mgrid[r0:r0 + h, 0:size].astype(np.float32) / coarse
-            veg = 1 / (1 + np.exp(-2 * map_coordinates(veg_field, [yy, xx], order=1)))
-            cleared = map_coordinates(clear_field, [yy, xx], order=1) > 1.6
-            del yy, xx
-            srng = np.random.default_rng(1000 + r0)
-            for k, (dst, v) in enumerate(((d1, veg), (d2, np.where(cleared, 0.02, veg)))):
-                blue = 0.05 + 0.06 * (1 - v) + srng.normal(0, 0.01, v.shape)
-                green = 0.07 + 0.08 * (1 - v) + srng.normal(0, 0.01, v.shape)
-                red = 0.08 + 0.14 * (1 - v) + srng.normal(0, 0.01, v.shape)
-                nir = 0.20 + 0.28 * v + srng.normal(0, 0.01, v.shape)
-                dn = np.clip(np.stack([blue, green, red, nir]) * 10000, 1, 65535).astype(np.uint16)
-                if k == 1:  # swath edge: a nodata triangle in T2's top-left corner
-                    rr = np.arange(r0, r0 + h)[:, None]
-                    cc = np.arange(size)[None, :]
-                    dn[:, (rr + cc) < size // 10] = 0
-                dst.write(dn, window=Window(0, r0, size, h))
-    return t1, t2
+    return write_pair(folder, size, rows=rows, bands=BANDS, strip=512)
 
 
 def _model(arch: str, bands, folder: Path) -> Path:
