@@ -30,6 +30,7 @@ from typing import Any
 
 from minescape.atomic import atomic_write_text
 from minescape.errors import InputError, MissingInputError
+from minescape.jsonfile import read_json
 
 RUN_FILE = "run.json"
 JOURNAL = "units.jsonl"
@@ -199,10 +200,7 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
     path = run_dir / RUN_FILE
     if not path.exists():
         raise InputError("not a run folder (no run.json); pass the --run-dir of a run", path=run_dir)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise InputError(f"unreadable run.json ({exc})", path=path) from None
+    return read_json(path, "run.json")
 
 
 @contextlib.contextmanager

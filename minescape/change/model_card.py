@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from minescape.atomic import atomic_write_text
-from minescape.errors import InputError, MissingInputError
+from minescape.errors import InputError
+from minescape.jsonfile import read_json
 
 CARD_FORMAT = "minescape-model-card/1"
 REQUIRED = ("format", "arch", "bands", "normalisation", "threshold", "training_data", "metrics", "seed", "versions")
@@ -78,12 +79,7 @@ def read_model_card(path: str | Path) -> dict:
     path = Path(path)
     if path.suffix != ".json":
         path = card_path(path)
-    if not path.is_file():
-        raise MissingInputError("model card not found", path=path)
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"model card is not valid JSON ({exc})", path=path) from None
+    card = read_json(path, "model card")
     missing = [k for k in REQUIRED if k not in card]
     if missing:
         raise InputError(f"model card lacks {missing}", path=path)

@@ -19,14 +19,9 @@ ScenesOpt = typer.Option(..., "--scenes", "-s", help="Scene file, folder or STAC
 def _config(mmu: float, majority: int, window: int, rules: Optional[Path], quicklook: bool = True) -> dict:
     cfg: dict = {"mmu_m2": mmu, "majority": majority, "window": window, "quicklook": quicklook}
     if rules is not None:
-        from minescape.errors import InputError
+        from minescape.jsonfile import read_json
 
-        try:
-            cfg["rules"] = json.loads(rules.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError("rules file not found", path=rules) from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON ({exc})", path=rules) from None
+        cfg["rules"] = read_json(rules, "rules file")
     return cfg
 
 

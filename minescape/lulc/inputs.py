@@ -11,7 +11,6 @@ the GeoTIFF tag ``CLOUDY_PIXEL_PERCENTAGE``.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 from rasterio.crs import CRS
 
 from minescape.errors import InputError, MissingInputError, NoOverlapError
+from minescape.jsonfile import read_json
 from minescape.geo.grid import Grid, bounds_in, reproject_to_grid
 from minescape.geo.raster import Raster, open_raster, read_raster
 from minescape.sentinel2 import BAND_FILE, BANDS, Scene, SceneInfo, open_scene, parse_scene_name, read_stack
@@ -121,10 +121,7 @@ def _is_band_folder(folder: Path) -> bool:
 def _stac_scenes(path: Path) -> list[SceneRef]:
     import pystac
 
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"not a readable JSON file ({exc})", path=path) from None
+    data = read_json(path, "STAC file")
     kind = data.get("type")
     try:
         if kind == "FeatureCollection":

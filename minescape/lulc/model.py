@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from minescape.atomic import atomic_write_text
-from minescape.errors import InputError, MissingInputError
+from minescape.errors import InputError
+from minescape.jsonfile import read_json
 from minescape.legend import MINING_LULC, Legend
 
 FORMAT = "minescape-lulc-lightgbm"
@@ -154,12 +155,7 @@ def load_model(path: str | Path) -> LulcModel:
     import lightgbm as lgb
 
     path = Path(path)
-    if not path.exists():
-        raise MissingInputError("model file not found", path=path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"not a minescape LULC model (invalid JSON: {exc})", path=path) from None
+    doc = read_json(path, "model file")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise InputError(f"not a minescape LULC model (format is not {FORMAT!r})", path=path)
     if doc.get("version") != VERSION:

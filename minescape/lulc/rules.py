@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from minescape.errors import ConfigError, InputError
+from minescape.errors import ConfigError
+from minescape.jsonfile import read_json
 from minescape.geo.raster import Raster
 from minescape.legend import MINING_LULC
 
@@ -50,13 +51,7 @@ def load_rules(config: dict | str | Path | None = None) -> dict:
     if config is None:
         return rules
     if isinstance(config, (str, Path)):
-        path = Path(config)
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError("rules file not found", path=path) from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON ({exc})", path=path) from None
+        config = read_json(config, "rules file")
     rules = copy.deepcopy(rules)
     for section, values in config.items():
         if section.startswith("_"):
