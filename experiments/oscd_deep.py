@@ -120,6 +120,34 @@ def plot_results(results: dict, path: Path) -> Path:
     return path
 
 
+def plot_curves(out: Path, models: list[str], folds: list[list[str]]) -> Path:
+    """Validation F1 per epoch of every fold's training (from each model card's history), one panel per model
+    (PNG beside results.json): shows whether a fold was still improving when its budget ran out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 3.6), squeeze=False)
+    for ax, arch in zip(axes[0], models):
+        for k, test in enumerate(folds):
+            card = out / arch / f"fold{k}" / "model.json"
+            if not card.exists():
+                continue
+            history = json.loads(card.read_text()).get("history") or []
+            f1 = [h.get("val_f1", np.nan) for h in history]
+            ax.plot(np.arange(1, len(f1) + 1), f1, label=f"fold {k} (test {'+'.join(test)})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation F1 (held-out rows of the training cities)")
+        ax.set_title(arch)
+        ax.set_ylim(0, max(0.5, ax.get_ylim()[1]))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "val_f1_by_epoch.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
 def load_pairs(args: argparse.Namespace) -> dict:
     """All OSCD cities (13 bands), date 2 co-registered onto date 1 with ``--coreg``."""
     cities = oscd_cities(args.root)
@@ -226,7 +254,9 @@ def main() -> None:
     ap.add_argument("--plot", default=None, help="only redraw f1_by_city.png beside this results.json")
     args = ap.parse_args()
     if args.plot:
-        print(plot_results(json.loads(Path(args.plot).read_text()), Path(args.plot).with_name("f1_by_city.png")))
+        done = json.loads(Path(args.plot).read_text())
+        print(plot_results(done, Path(args.plot).with_name("f1_by_city.png")))
+        print(plot_curves(Path(args.plot).parent, list(done["models"]), done["folds"]))
         return
 
     import torch
@@ -303,7 +333,7 @@ def main() -> None:
     print(f"{'pooled':14s} {results['index']['pooled']['f1']:.3f}  " +
           "  ".join(f"{results['models'][m]['pooled']['f1']:12.3f}" for m in models))
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"figure: {plot_results(results, out / 'f1_by_city.png')}")
+    print(f"figures: {plot_results(results, out / 'f1_by_city.png')}, {plot_curves(out, models, folds)}")
 
 
 if __name__ == "__main__":
