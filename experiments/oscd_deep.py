@@ -24,7 +24,15 @@ The session-3 configuration adds co-registration of date 2 and radiometric jitte
         --lr-by-time --epochs 500 --steps 40 --ema 0.99 --tta --bands all --threads 1 --save-probs \
         --coreg --jitter 0.1 > /tmp/deep7/B.log 2>&1 &
 
-It writes ``results.json`` (per city, per fold, per model) and ``f1_by_city.png`` and prints a table
+Session 4 uses the whole 2-core CPU for the 60-minute budget: ``--parallel 2`` trains two folds at once, one
+process and one thread each (earlier runs trained one fold at a time on 1 thread, half the CPU)::
+
+    nohup .venv/bin/python experiments/oscd_deep.py --out /tmp/deep8/X --models fc-siam-diff --budget 27 \
+        --lr-by-time --epochs 1000 --steps 40 --ema 0.99 --tta --bands all --threads 1 --parallel 2 \
+        --save-probs --coreg --jitter 0.1 > /tmp/deep8/X.log 2>&1 &
+
+It writes ``results.json`` (per city, per fold, per model), ``f1_by_city.png`` and ``val_f1_by_epoch.png`` and
+prints a table
 (``--plot RESULTS.json`` redraws the figure of an earlier run). Options select the input
 normalisation (``--norm per-image``), bands, crop/batch, a fixed epoch count with a cosine learning-rate schedule
 over it (``--epochs``), a weight EMA, flip test-time augmentation, and one training budget for every model

@@ -256,9 +256,17 @@ def predict_scene(model, t1_path: str | Path, t2_path: str | Path, out_prob: str
     tags = {"model": str(model.path), "threshold": f"{thr:.4f}"}
     shift = None
     if (bool(getattr(model, "coregister", False)) if coregister is None else coregister):
-        from minescape.change.coregister import checked_shift, estimate_source_shift, needs_shift, shifted_source
+        from minescape.change.coregister import (
+            REFERENCE_BANDS,
+            checked_shift,
+            estimate_source_shift,
+            needs_shift,
+            shifted_source,
+        )
 
-        shift = checked_shift(estimate_source_shift(pair, model.bands), "pair", path=t2_path)
+        ref = [b for b in REFERENCE_BANDS if b in model.bands]  # read only the 10 m bands for the estimate
+        est = open_pair(t1_path, t2_path, ref) if ref else pair
+        shift = checked_shift(estimate_source_shift(est, ref or model.bands), "pair", path=t2_path)
         if needs_shift(shift):
             pair = shifted_source(pair, shift)
         tags["coregistration_shift_px"] = f"{shift[0]:.2f} {shift[1]:.2f}"
