@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import socket
+import threading
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -31,29 +32,54 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: Per folder, the temporary files of this host found there by this process's first write into it:
+#: ``[(pid, name after "<pid>-<random>-", path)]``. One listing per folder and process, so writing n files
+#: into a folder stays O(n), not O(n²).
+_LEFTOVERS: dict[str, list[tuple[int, str, Path]]] = {}
+_LEFTOVERS_LOCK = threading.Lock()
+
+
+def _leftovers(folder: Path) -> list[tuple[int, str, Path]]:
+    key = os.path.abspath(folder)
+    found = _LEFTOVERS.get(key)
+    if found is None:
+        prefix = f".tmp-{HOST}-"
+        found = []
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if not entry.name.startswith(prefix):
+                        continue
+                    parts = entry.name[len(prefix):].split("-", 2)
+                    if len(parts) == 3 and parts[0].isdigit():
+                        found.append((int(parts[0]), parts[2], folder / entry.name))
+        _LEFTOVERS[key] = found
+    return found
+
+
 def sweep_stale(path: str | Path) -> list[Path]:
     """Remove the temporary files of ``path`` left by dead writers on this host; return what was removed.
 
     Only ``.tmp-<this host>-<pid>-*-<name>`` files (and their GDAL sidecars) whose process no longer exists are
-    touched: a live writer's file, another host's, or another target's are left alone.
+    touched: a live writer's file, another host's, or another target's are left alone. The folder is listed
+    once per process (at its first write there); leftovers of writers that die later are the next run's.
     """
     path = Path(path)
     removed = []
-    prefix = f".tmp-{HOST}-"
-    if not path.parent.is_dir():
-        return removed
-    for f in path.parent.glob(f"{prefix}*-{path.name}*"):
-        parts = f.name[len(prefix):].split("-", 2)
-        if len(parts) < 3 or not parts[0].isdigit() or not parts[2].startswith(path.name):
-            continue
-        if _alive(int(parts[0])):
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            if f.is_dir():
-                shutil.rmtree(f, ignore_errors=True)
-            else:
-                f.unlink()
-            removed.append(f)
+    with _LEFTOVERS_LOCK:
+        found = _leftovers(path.parent)
+        keep = []
+        for pid, rest, f in found:
+            if not rest.startswith(path.name) or _alive(pid):
+                keep.append((pid, rest, f))
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if f.is_dir():
+                    shutil.rmtree(f, ignore_errors=True)
+                else:
+                    f.unlink()
+                removed.append(f)
+        found[:] = keep
     return removed
 
 

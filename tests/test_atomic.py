@@ -49,3 +49,17 @@ def test_killed_writer_leftover_is_swept_by_the_next_write(tmp_path):
         live.wait(30)
     assert sweep_stale(target) == [live_tmp]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.tif"]
+
+
+def test_a_folder_is_listed_once_per_process_not_once_per_write(tmp_path, monkeypatch):
+    """Writing n files into one folder must not list it n times (O(n²) for a folder of patches or site maps)."""
+    import os
+
+    import minescape.atomic as atomic
+
+    calls = []
+    real = os.scandir
+    monkeypatch.setattr(atomic.os, "scandir", lambda p: calls.append(p) or real(p))
+    for i in range(50):
+        atomic_write_text(tmp_path / f"f{i}.json", "{}")
+    assert calls == [tmp_path] and len(list(tmp_path.iterdir())) == 50
