@@ -25,6 +25,10 @@ def test_read_json_errors_name_the_file_and_the_problem(tmp_path):
         read_json(binary, "STAC file")
     with pytest.raises(InputError, match="is not valid JSON"):
         read_json(tmp_path, "rules file")  # a folder
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(InputError, match=r"list.json: rules file is not a JSON object \(its top level is a list\)"):
+        read_json(listed, "rules file")
 
 
 def test_cli_binary_rules_file_is_a_one_line_error(tmp_path):

@@ -19,9 +19,9 @@ import numpy as np
 from rasterio.crs import CRS
 
 from minescape.errors import InputError, MissingInputError, NoOverlapError
-from minescape.jsonfile import read_json
 from minescape.geo.grid import Grid, bounds_in, reproject_to_grid
 from minescape.geo.raster import Raster, open_raster, read_raster
+from minescape.jsonfile import read_json
 from minescape.sentinel2 import BAND_FILE, BANDS, Scene, SceneInfo, open_scene, parse_scene_name, read_stack
 from minescape.sites import Site, site_bounds_in
 

@@ -156,7 +156,7 @@ def load_model(path: str | Path) -> LulcModel:
 
     path = Path(path)
     doc = read_json(path, "model file")
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+    if doc.get("format") != FORMAT:
         raise InputError(f"not a minescape LULC model (format is not {FORMAT!r})", path=path)
     if doc.get("version") != VERSION:
         raise InputError(f"model version {doc.get('version')} is not supported (expected {VERSION})", path=path)

@@ -31,8 +31,8 @@ import numpy as np
 from scipy import ndimage
 
 from minescape.errors import ConfigError
-from minescape.jsonfile import read_json
 from minescape.geo.raster import Raster
+from minescape.jsonfile import read_json
 from minescape.legend import MINING_LULC
 
 PIT, DUMP, DISTURBED, WATER, FACILITY, BARE, VEG = (MINING_LULC.code_of(n) for n in MINING_LULC.names)
