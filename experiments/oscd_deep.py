@@ -167,17 +167,23 @@ def load_pairs(args: argparse.Namespace) -> dict:
     return pairs
 
 
+_WORKER_PAIRS: dict | None = None  # a worker process's cities, read at its first fold
+
+
 def run_fold(args: argparse.Namespace, folds: list[list[str]], arch: str, k: int, minutes: float,
              pairs: dict | None = None) -> dict:
     """Train ``arch`` on every city outside fold ``k``, predict the fold's test cities; return the fold's scores.
 
-    Runs in the main process or in a worker process (then ``pairs`` is None and the cities are read here).
+    Runs in the main process or in a worker process (then ``pairs`` is None and the cities are read once per
+    worker, at its first fold).
     """
     import torch
 
+    global _WORKER_PAIRS
     torch.set_num_threads(args.threads)
     if pairs is None:
-        pairs = load_pairs(args)
+        _WORKER_PAIRS = _WORKER_PAIRS or load_pairs(args)
+        pairs = _WORKER_PAIRS
     bands = BAND_SETS[args.bands]
     out = Path(args.out)
     test = folds[k]
