@@ -9,7 +9,8 @@ from minescape.change.labels import decode_binary
 from minescape.errors import InputError
 from minescape.sentinel2 import ALL_BANDS
 
-CITIES = ["abudhabi", "aguasclaras", "bercy", "bordeaux", "nantes", "paris", "rennes", "saclay_e"]
+CITIES = ["abudhabi", "aguasclaras", "beirut", "bercy", "bordeaux", "cupertino", "nantes", "paris", "rennes",
+          "saclay_e"]
 
 
 def test_all_cities_present(oscd_root):
