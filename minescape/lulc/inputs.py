@@ -172,12 +172,14 @@ def _scene_from_item(item, source: Path) -> SceneRef:
     raise InputError(f"STAC item {item.id} has no raster band assets", path=source)
 
 
-def discover_scenes(sources: Sequence[str | Path]) -> list[SceneRef]:
+def discover_scenes(sources: Sequence[str | Path], *, exclude: Sequence[str | Path] = ()) -> list[SceneRef]:
     """Find scenes in files, folders and STAC JSON files; sorted by (date, path), duplicates removed.
 
     A folder is a scene when it holds band files (``*_B02.tif`` ...); otherwise its raster files, band
-    sub-folders and ``*.json`` STAC files are scenes (one level deep).
+    sub-folders and ``*.json`` STAC files are scenes (one level deep). Entries of a folder that are in
+    ``exclude`` (a run's own outputs, when its output folder is also a scene folder) are never read as scenes.
     """
+    skip = {Path(p).absolute() for p in exclude}
     found: dict[str, SceneRef] = {}
     for src in sources:
         path = Path(src)
@@ -189,7 +191,7 @@ def discover_scenes(sources: Sequence[str | Path]) -> list[SceneRef]:
                 refs.append(_scene_from_band_folder(path))
             else:
                 for child in sorted(path.iterdir()):
-                    if child.name.startswith("."):
+                    if child.name.startswith(".") or child.absolute() in skip:
                         continue
                     if child.is_file() and child.suffix.lower() in RASTER_SUFFIXES:
                         refs.append(_scene_from_file(child))
