@@ -209,6 +209,10 @@ def make_patches(read_window, grid: Grid, out_dir: str | Path, *, options: Patch
 
     options = options or PatchOptions()
     out_dir = Path(out_dir)
+    from minescape.limits import check_alloc
+
+    # one patch of both dates (float32, all bands) and its mask is held at a time
+    check_alloc(options.size**2 * (8 * max(len(band_names or ()), 1) + 1), f"a {options.size:,} px patch")
     windows = patch_windows(grid.width, grid.height, options=options)
     blocks = assign_blocks(windows, options=options)
     b = options.block_size

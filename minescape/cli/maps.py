@@ -28,14 +28,21 @@ def predict(
     tile: int = typer.Option(1024, help="Core tile size in pixels (memory is bounded by it)."),
     window: int = typer.Option(256, help="Network window in pixels."),
     stride: int = typer.Option(0, help="Window lattice step in pixels (0 = 3/4 of the window)."),
+    force: bool = typer.Option(False, "--force", help="Run even when the image is estimated to take longer "
+                                                      "than 24 h (the estimate is printed first)."),
 ) -> None:
     """Classify IMAGE tile by tile with blended overlapping windows and write a COG with overviews."""
-    from minescape.maps.tiled import predict_tiled, unet_predictor
+    from minescape.limits import check_positive
+    from minescape.maps.tiled import predict_plan, predict_tiled, unet_predictor
     from minescape.maps.train import load_checkpoint
 
+    check_positive(tile, "--tile (core tile size in pixels)")
+    check_positive(window, "--window (pixels)", minimum=8)
+    check_positive(stride, "--stride (pixels; 0 = 3/4 of the window)", minimum=0)
+    err_console.print(predict_plan(image, force=force).line(str(image)), markup=False, highlight=False)
     ckpt = load_checkpoint(model)
     res = predict_tiled(image, unet_predictor(ckpt, window=window, stride=stride or None), out,
-                        legend=ckpt.legend, tile=tile)
+                        legend=ckpt.legend, tile=tile, force=force)
     shares = ", ".join(f"{ckpt.legend.name_of(c)} {n}" for c, n in res.class_pixels.items())
     typer.echo(f"wrote {res.path} ({res.width}x{res.height} px, {res.tiles} tiles; pixels: {shares}; "
                f"nodata {res.nodata_pixels})")

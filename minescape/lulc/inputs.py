@@ -133,14 +133,59 @@ def _stac_scenes(path: Path) -> list[SceneRef]:
         elif kind == "Feature":
             items = [pystac.Item.from_file(str(path))]
         elif kind in ("Catalog", "Collection"):
-            cat = pystac.read_file(str(path))
-            items = list(cat.get_items(recursive=True))
+            items = _catalog_items(path, data)
         else:
             raise InputError(f"JSON is not a STAC Catalog, Collection, ItemCollection or Item (type {kind!r})",
                              path=path)
     except pystac.STACError as exc:
         raise InputError(f"invalid STAC ({exc})", path=path) from None
     return [_scene_from_item(item, path) for item in items]
+
+
+#: Most STAC documents (catalogues, collections, items) one catalogue walk reads.
+MAX_STAC_DOCUMENTS = 100_000
+
+
+def _catalog_items(path: Path, data: dict) -> list:
+    """The items of a local STAC Catalog/Collection, following ``child`` and ``item`` links breadth first.
+
+    Each document is read once (a catalogue listing itself, or a cycle of children, is read once, not
+    forever); links must be local files inside the catalogue's folder (no network, no escape through ``..``
+    or absolute paths), and a walk stops with an error past :data:`MAX_STAC_DOCUMENTS` documents.
+    """
+    import pystac
+
+    root = path.parent.resolve()
+    seen = {path.resolve()}
+    queue = [(path, data)]
+    items = []
+    while queue:
+        doc_path, doc = queue.pop(0)
+        for link in doc.get("links") or []:
+            if not isinstance(link, dict) or link.get("rel") not in ("child", "item"):
+                continue
+            href = str(link.get("href", ""))
+            if "://" in href:
+                raise InputError(f"STAC link {href!r} is not a local file (catalogues are read from disk only)",
+                                 path=doc_path)
+            target = (doc_path.parent / href).resolve()
+            if not target.is_relative_to(root):
+                raise InputError(f"STAC link {href!r} leaves the catalogue's folder {root}", path=doc_path)
+            if target in seen:
+                continue  # a catalogue listing itself or an ancestor: read once
+            seen.add(target)
+            if len(seen) > MAX_STAC_DOCUMENTS:
+                raise InputError(f"STAC catalogue links more than {MAX_STAC_DOCUMENTS:,} documents", path=path)
+            child = read_json(target, "STAC file")
+            if child.get("type") == "Feature":
+                item = pystac.Item.from_dict(child, href=str(target), preserve_dict=False)
+                items.append(item)
+            elif child.get("type") in ("Catalog", "Collection"):
+                queue.append((target, child))
+            else:
+                raise InputError(f"linked document is not a STAC Catalog, Collection or Item (type "
+                                 f"{child.get('type')!r})", path=target)
+    return items
 
 
 def _scene_from_item(item, source: Path) -> SceneRef:

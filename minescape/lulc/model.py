@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from minescape.atomic import atomic_write_text
-from minescape.errors import InputError
+from minescape.errors import ConfigError, InputError
 from minescape.jsonfile import read_json
 from minescape.legend import MINING_LULC, Legend
 
@@ -108,6 +108,8 @@ def train_model(
     """
     import lightgbm as lgb
 
+    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
+        raise ConfigError(f"rounds must be a whole number of boosting rounds >= 1 (got {rounds!r})")
     x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y)
     if x.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[1] != len(features):

@@ -427,6 +427,8 @@ def train_from_sites(
     from minescape.lulc.weak import weak_labels
 
     cfg = make_config(config)
+    if rounds < 1 or per_class < 1:  # checked before any site is read
+        raise ConfigError(f"--rounds and --per-class must be >= 1 (got {rounds} and {per_class})")
     rules = load_rules(cfg["rules"])
     sites, _ = read_sites(sites_path, layer=layer, id_field=id_field)
     sites = select_sites(sites, site_ids, path=sites_path)

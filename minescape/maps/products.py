@@ -30,7 +30,7 @@ import numpy as np
 from pyproj import CRS, Geod, Transformer
 
 from minescape.atomic import atomic_path, atomic_write_text
-from minescape.errors import InputError, NoOverlapError
+from minescape.errors import ConfigError, InputError, NoOverlapError
 from minescape.legend import Legend
 from minescape.runner import Unit, run_units
 
@@ -240,7 +240,12 @@ def make_products(map_path: str | Path, admin, out_dir: str | Path, *, legend: L
 
     from minescape.geo.raster import open_raster
     from minescape.geo.vector import read_vector, write_gpkg
+    from minescape.limits import check_alloc, check_positive
 
+    check_positive(tile, "--tile (chunk size in pixels)")  # a bad option for the whole run, before any unit
+    check_alloc(tile * tile * 9, f"a {tile:,} px chunk")
+    if size_cap < 1:
+        raise ConfigError(f"size cap must be > 0 bytes (got {size_cap})")
     out = Path(out_dir)
     if isinstance(admin, str | Path):
         gdf, notes = check_admin(read_vector(admin), fields=fields, source=str(admin))
