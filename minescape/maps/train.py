@@ -215,10 +215,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        if "Weights only load failed" in str(exc):  # pickled Python objects: refused, never run
+        if "Unsupported global" in str(exc):  # pickled Python objects: refused, never run
             raise InputError("not a minescape U-Net checkpoint: it holds pickled Python objects, which are never "
                              "loaded (only tensors, numbers and strings are)", path=path) from None
-        first = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines()[0][:100] if str(exc) else type(exc).__name__
+        if "Weights only load failed" in str(exc):  # bytes that are no torch file at all
+            first = "the bytes are not a torch file"
+        else:
+            first = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines()[0][:100] if str(exc) else type(exc).__name__
         raise InputError(f"not a readable torch checkpoint ({first})", path=path) from None
     if not isinstance(data, dict) or data.get("format") != "minescape-unet-1":
         raise InputError("not a minescape U-Net checkpoint (missing format 'minescape-unet-1')", path=path)
