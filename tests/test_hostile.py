@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -157,3 +158,221 @@ def test_resume_verifies_a_finished_units_output_before_skipping_it(small_region
     s01.write_bytes(bytes(len(good)))
     assert _cli(*_lulc_args(small_region, out, "--run-dir", run)).exit_code == 0
     assert s01.read_bytes() == good
+
+
+# ----------------------------------------------------------------------------- 3. wrong output never exit 0
+
+@pytest.fixture(scope="module")
+def classified(small_region, tmp_path_factory) -> Path:
+    """A lulc classify output folder of the small region (maps/ and sites.json)."""
+    out = tmp_path_factory.mktemp("classified") / "out"
+    res = _cli(*_lulc_args(small_region, out))
+    assert res.exit_code == 0, res.output
+    return out
+
+
+@pytest.mark.parametrize("crs, kind", [("EPSG:4978", "geocentric"), ("EPSG:4979", "3D"),
+                                       ("EPSG:9518", "compound"), ("EPSG:5773", "vertical")])
+def test_publish_refuses_a_crs_that_is_not_2d_geographic_or_projected(classified, tmp_path, crs, kind):
+    res = _cli("publish", classified / "maps", tmp_path / "rel", "--crs", crs)
+    assert res.exit_code == 2
+    line = one_error_line(res.output)
+    assert f"is {kind}" in line and "EPSG:4326" in line and "projected" in line
+    assert not (tmp_path / "rel").exists()
+    ok = _cli("publish", classified / "maps", tmp_path / "rel", "--crs", "EPSG:32750")  # the valid kind works
+    assert ok.exit_code == 0, ok.output
+
+
+@pytest.fixture(scope="module")
+def lulc_model(small_region, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "model.json"
+    res = _cli("lulc", "train", small_region.sites, path, "-s", small_region.scenes[0].parent, "--dcm",
+               small_region.dcm_dh, "--dcm-year", small_region.dcm_year, "--rounds", "3")
+    assert res.exit_code == 0, res.output
+    return path
+
+
+def _edited(model: Path, tmp_path: Path, name: str, edit) -> Path:
+    doc = json.loads(model.read_text())
+    edit(doc)
+    path = tmp_path / name
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.parametrize("name, edit, phrase", [
+    ("zero_std.json", lambda d: d["normalisation"]["std"].__setitem__(3, 0.0), "standard deviation of features"),
+    ("swapped.json", lambda d: d["features"].insert(0, d["features"].pop(1)), "do not match the booster"),
+    ("short.json", lambda d: d["features"].pop(), "normalisation mean has"),
+    ("unknown.json", lambda d: d.__setitem__("features", [f + "_X" for f in d["features"]]), "do not match"),
+    ("no_booster.json", lambda d: d.pop("booster"), "'booster' must be"),
+    ("bad_norm.json", lambda d: d.__setitem__("normalisation", "zscore"), "'normalisation' must be"),
+])
+def test_lulc_model_that_does_not_fit_is_refused_where_it_enters(small_region, lulc_model, tmp_path, name, edit,
+                                                                  phrase):
+    path = _edited(lulc_model, tmp_path, name, edit)
+    res = _cli(*_lulc_args(small_region, tmp_path / "out", "--model", path))
+    assert res.exit_code == 2, res.output
+    line = one_error_line(res.output)
+    assert str(path) in line and phrase in line, line
+    assert not list((tmp_path / "out").glob("maps/*.tif"))
+    good = _cli(*_lulc_args(small_region, tmp_path / "good", "--model", lulc_model))  # the unedited model works
+    assert good.exit_code == 0 and len(list((tmp_path / "good").glob("maps/*.tif"))) == 2
+
+
+# ------------------------------------------------------------------------------ 4. every user error one line
+
+def test_disk_full_is_one_line_naming_the_users_path(small_region, tmp_path):
+    with small_fs(tmp_path / "full", kib=64) as full:
+        _fill(full / "filler")
+        res = _cli("lulc", "train", small_region.sites, full / "model.json", "-s", small_region.scenes[0].parent,
+                   "--dcm", small_region.dcm_dh, "--dcm-year", small_region.dcm_year, "--rounds", "3")
+        assert res.exit_code == 2, res.output
+        line = one_error_line(res.output)
+        assert f"{full / 'model.json'}: cannot write (no space left on the device)" in line
+        assert sorted(p.name for p in full.iterdir()) == ["filler"]  # nothing half-written left
+        res = _cli("synth", full / "region")  # a GDAL/SQLite writer (GeoPackage) that loses the OS error
+        assert res.exit_code == 2 and "no space left on the device" in one_error_line(res.output)
+
+
+def _fill(path: Path) -> None:
+    """Write ``path`` until the file system is full (a real ENOSPC)."""
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as exc:
+        assert exc.errno == 28  # ENOSPC: the disk really is full
+    finally:
+        os.close(fd)
+
+
+def test_read_only_file_system_is_one_line(small_region, tmp_path):
+    with small_fs(tmp_path / "ro", readonly=True) as ro:
+        assert not _writable(ro)  # really read-only (root ignores chmod, not a read-only mount)
+        res = _cli(*_lulc_args(small_region, ro / "out"))
+        assert res.exit_code == 2
+        assert "read-only file system" in one_error_line(res.output) and str(ro / "out") in res.output
+        res = _cli("synth", ro / "region")
+        assert res.exit_code == 2 and "read-only file system" in one_error_line(res.output)
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        (folder / "probe").write_text("x")
+    except OSError:
+        return False
+    return True
+
+
+def test_output_path_of_the_wrong_kind(small_region, image, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    res = _cli(*_lulc_args(small_region, afile))
+    assert res.exit_code == 2 and one_error_line(res.output) == f"error: {afile}: exists and is a file; give a folder"
+    assert afile.read_text() == "not a folder"
+    res = _cli("synth", afile / "region")  # a parent that is a file
+    assert res.exit_code == 2 and str(afile) in one_error_line(res.output)
+    folder = tmp_path / "model_dir"
+    folder.mkdir()
+    res = _cli("lulc", "train", small_region.sites, folder, "-s", small_region.scenes[0].parent, "--dcm",
+               small_region.dcm_dh, "--dcm-year", small_region.dcm_year, "--rounds", "3")
+    assert res.exit_code == 2
+    assert one_error_line(res.output) == f"error: {folder}: is a folder; give a file name"
+
+
+def test_malformed_release_manifest_given_to_inspect(classified, tmp_path):
+    rel = tmp_path / "rel"
+    assert _cli("publish", classified / "maps", rel).exit_code == 0
+    good = (rel / "manifest.json").read_text()
+    cases = {
+        '{"sha256": ': "release manifest is not valid JSON",
+        json.dumps({**json.loads(good), "max_features_per_file": "many"}): "'max_features_per_file' must be",
+        json.dumps({**json.loads(good), "sha256": ["a"]}): "'sha256' must be an object",
+        json.dumps({**json.loads(good), "sha256": {"../../etc/passwd": "0" * 64}}): "leaves the release folder",
+        json.dumps({**json.loads(good), "extra_columns": 5}): "'extra_columns' must be",
+    }
+    for text, phrase in cases.items():
+        (rel / "manifest.json").write_text(text)
+        res = _cli("inspect", rel)
+        assert res.exit_code == 2, res.output
+        line = one_error_line(res.output)
+        assert str(rel / "manifest.json") in line and phrase in line, line
+    (rel / "manifest.json").write_text(good)
+    assert _cli("inspect", rel).exit_code == 0
+
+
+def test_points_csv_empty_binary_or_not_numbers(small_region, tmp_path):
+    cases = {"empty.csv": b"", "binary.csv": bytes(range(256)) * 4,
+             "letters.csv": b"point_id,map_code,ref_code,x,y,crs\n1,2,2,abc,7500000,EPSG:32750\n"}
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        res = _cli("map", "validate", small_region.truth_lulc, path, tmp_path / "v", "--legend", "mining_lulc")
+        assert res.exit_code == 2, res.output
+        assert str(path) in one_error_line(res.output)
+    assert not (tmp_path / "v").exists()
+
+
+def test_stac_catalogue_that_lists_itself_as_a_child(small_region, tmp_path):
+    cat = tmp_path / "catalog.json"
+    links = [{"rel": "self", "href": "./catalog.json"}, {"rel": "child", "href": "./catalog.json"},
+             {"rel": "child", "href": "./sub/catalog.json"}]
+    cat.write_text(json.dumps({"type": "Catalog", "id": "loop", "stac_version": "1.0.0", "description": "d",
+                               "links": links}))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "catalog.json").write_text(json.dumps(  # and a cycle through a sub-catalogue
+        {"type": "Catalog", "id": "sub", "stac_version": "1.0.0", "description": "d",
+         "links": [{"rel": "child", "href": "../catalog.json"}]}))
+    res = _cli("lulc", "classify", small_region.sites, tmp_path / "out", "-s", cat, "--dcm", small_region.dcm_dh,
+               "--dcm-year", small_region.dcm_year)
+    assert res.exit_code == 2 and "no Sentinel-2 scenes found" in one_error_line(res.output)
+    outside = tmp_path / "out.json"
+    outside.write_text(json.dumps({"type": "Catalog", "id": "x", "stac_version": "1.0.0", "description": "d",
+                                   "links": [{"rel": "child", "href": "../../etc/catalog.json"}]}))
+    res = _cli("lulc", "classify", small_region.sites, tmp_path / "out", "-s", outside, "--dcm",
+               small_region.dcm_dh, "--dcm-year", small_region.dcm_year)
+    assert res.exit_code == 2 and "leaves the catalogue's folder" in one_error_line(res.output)
+
+
+def test_lulc_train_rounds_zero(small_region, tmp_path):
+    res = _cli("lulc", "train", small_region.sites, tmp_path / "m.json", "-s", small_region.scenes[0].parent,
+               "--dcm", small_region.dcm_dh, "--dcm-year", small_region.dcm_year, "--rounds", "0")
+    assert res.exit_code == 2 and "--rounds" in one_error_line(res.output)
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_change_detect_all_nodata_date_names_the_file_and_leaves_nothing(small_region, tmp_path):
+    import rasterio
+
+    from minescape.geo.raster import read_raster, write_raster
+
+    t2 = read_raster(small_region.t2)
+    empty = write_raster(t2.with_data(np.full(t2.data.shape, np.nan, np.float32), nodata=np.nan,
+                                      band_names=t2.band_names), tmp_path / small_region.t2.name)
+    with rasterio.open(empty) as src:
+        assert not src.read_masks().any() or not np.isfinite(src.read()).any()  # really all nodata
+    out = tmp_path / "cd"
+    out.mkdir()
+    (out / "difference.tif").write_bytes(b"from an earlier run")
+    res = _cli("change", "detect", small_region.t1, empty, out)
+    assert res.exit_code == 2, res.output
+    line = one_error_line(res.output)
+    assert str(empty) in line and "every pixel is nodata" in line
+    assert list(out.iterdir()) == []  # no output, not even an earlier run's
+
+
+def test_map_products_tile_zero_is_a_bad_option_before_any_unit(small_region, tmp_path):
+    import geopandas as gpd
+
+    from minescape.geo.vector import write_gpkg
+
+    admin = gpd.read_file(small_region.sites).assign(region="R", province="P", city=["A", "B"])
+    path = write_gpkg(admin, tmp_path / "admin.gpkg")
+    res = _cli("map", "products", small_region.truth_lulc, path, tmp_path / "prod", "--legend", "mining_lulc",
+               "--tile", "0")
+    assert res.exit_code == 2
+    assert "--tile" in one_error_line(res.output) and "failed" not in res.output
+    assert not (tmp_path / "prod").exists()
