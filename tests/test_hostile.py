@@ -376,3 +376,101 @@ def test_map_products_tile_zero_is_a_bad_option_before_any_unit(small_region, tm
     assert res.exit_code == 2
     assert "--tile" in one_error_line(res.output) and "failed" not in res.output
     assert not (tmp_path / "prod").exists()
+
+
+# ------------------------------------------------------------------------------------- 5. bounded resources
+
+def test_sizes_users_type_are_checked_before_allocating(small_region, tmp_path):
+    res = _cli("change", "patches", small_region.t1, small_region.t2, small_region.truth_change, tmp_path / "p",
+               "--size", "100000")
+    assert res.exit_code == 2
+    line = one_error_line(res.output)
+    assert "100,000 px patch needs" in line and "GiB of memory, above the limit of" in line
+    res = _cli("synth", tmp_path / "s", "--width", "200000", "--height", "200000")
+    assert res.exit_code == 2
+    assert "200,000 x 200,000 px synthetic region needs" in one_error_line(res.output)
+    assert not (tmp_path / "p").exists() and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "fifo", "huge"])
+def test_user_json_is_read_only_from_a_regular_file_under_a_cap(small_region, tmp_path, source):
+    import os
+
+    from minescape import jsonfile
+
+    if source == "fifo":
+        path = tmp_path / "rules.json"
+        os.mkfifo(path)  # a reader that opened it would wait forever
+    elif source == "huge":
+        path = tmp_path / "rules.json"
+        with open(path, "wb") as fh:  # sparse: declares more than the cap without using the disk
+            fh.truncate(jsonfile.MAX_JSON_BYTES + 1)
+    else:
+        path = Path(source)
+    res = _cli(*_lulc_args(small_region, tmp_path / "out", "--rules", path))
+    assert res.exit_code == 2
+    line = one_error_line(res.output)
+    assert str(path) in line and ("not a regular file" in line or "larger than the limit" in line), line
+
+
+def test_inspect_refuses_a_zip_bomb_before_extracting(tmp_path):
+    import zipfile
+
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("mining_lulc_africa_001.gpkg", "w", force_zip64=True) as member:
+            for _ in range(16):
+                member.write(b"\0" * (16 << 20))  # 256 MiB of zeros: ~250 KiB compressed
+    info = zipfile.ZipFile(bomb).infolist()[0]
+    assert info.file_size == 256 << 20 and info.file_size / info.compress_size > 500  # really a bomb
+    res = _cli("inspect", bomb)
+    assert res.exit_code == 2
+    line = one_error_line(res.output)
+    assert str(bomb) in line and "expands" in line and "not extracted" in line
+
+
+def test_inspect_refuses_a_member_declaring_more_than_the_limit(tmp_path, monkeypatch):
+    import zipfile
+
+    from minescape.publish import inspect as insp
+
+    path = tmp_path / "big.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("a.gpkg", b"x" * 4096)
+    monkeypatch.setattr(insp, "MAX_MEMBER_BYTES", 1024)  # the limit, lowered to a size a test can write
+    res = _cli("inspect", path)
+    assert res.exit_code == 2 and "declares 4,096 bytes uncompressed, above the limit" in one_error_line(res.output)
+
+
+def test_raster_declaring_a_million_by_a_million_pixels(image, tmp_path):
+    """A VRT declares 10^6 x 10^6 px in a few hundred bytes: the size and the estimate are given before
+    anything starts, and the run is refused above 24 h unless --force."""
+    vrt = tmp_path / "huge.vrt"
+    bands = "".join(f'<VRTRasterBand dataType="Float32" band="{i}"><NoDataValue>0</NoDataValue></VRTRasterBand>'
+                    for i in (1, 2, 3))
+    vrt.write_text(f'<VRTDataset rasterXSize="1000000" rasterYSize="1000000"><SRS>EPSG:32650</SRS>'
+                   f"<GeoTransform>500000, 10, 0, 7500000, 0, -10</GeoTransform>{bands}</VRTDataset>")
+    ckpt = tmp_path / "none.pt"
+    ckpt.write_bytes(b"not read before the plan")
+    res = _cli("map", "predict", vrt, ckpt, tmp_path / "out.tif")
+    assert res.exit_code == 2
+    line = one_error_line(res.output)
+    assert "1,000,000 x 1,000,000 px" in line and "estimated" in line and "days" in line and "--force" in line
+    forced = _cli("map", "predict", vrt, ckpt, tmp_path / "out.tif", "--force")  # past the plan: the next check
+    assert forced.exit_code == 2 and "1,000,000 x 1,000,000 px" in forced.output
+    assert "not a readable torch checkpoint" in one_error_line(forced.output)
+    small = _cli("map", "predict", image, ckpt, tmp_path / "out.tif")  # a small image: the plan line, then on
+    assert "17 px" in small.output and "estimated" in small.output
+    assert not (tmp_path / "out.tif").exists()
+
+
+# ----------------------------------------------------------------------------------- 6. same bytes, always
+
+def test_lulc_classify_outputs_hold_no_wall_time(small_region, tmp_path):
+    for name in ("a", "b"):
+        assert _cli(*_lulc_args(small_region, tmp_path / name)).exit_code == 0
+    for rel in ("sites.json", "report/run.json"):
+        a, b = (tmp_path / "a" / rel).read_text(), (tmp_path / "b" / rel).read_text()
+        assert a.replace(str(tmp_path / "a"), "OUT") == b.replace(str(tmp_path / "b"), "OUT"), rel
+        assert '"seconds"' not in a
+    assert "seconds" in json.loads((tmp_path / "a" / "report" / "timings.json").read_text())
