@@ -222,7 +222,7 @@ def test_lulc_model_that_does_not_fit_is_refused_where_it_enters(small_region, l
 
 # ------------------------------------------------------------------------------ 4. every user error one line
 
-def test_disk_full_is_one_line_naming_the_users_path(small_region, tmp_path):
+def test_disk_full_is_one_line_naming_the_users_path(small_region, classified, tmp_path):
     with small_fs(tmp_path / "full", kib=64) as full:
         _fill(full / "filler")
         res = _cli("lulc", "train", small_region.sites, full / "model.json", "-s", small_region.scenes[0].parent,
@@ -233,6 +233,10 @@ def test_disk_full_is_one_line_naming_the_users_path(small_region, tmp_path):
         assert sorted(p.name for p in full.iterdir()) == ["filler"]  # nothing half-written left
         res = _cli("synth", full / "region")  # a GDAL/SQLite writer (GeoPackage) that loses the OS error
         assert res.exit_code == 2 and "no space left on the device" in one_error_line(res.output)
+        res = _cli("publish", classified / "maps", full / "release")  # a folder built under a temporary name
+        assert res.exit_code == 2
+        assert one_error_line(res.output) == f"error: {full / 'release'}: cannot write (no space left on the device)"
+        assert sorted(p.name for p in full.iterdir() if p.name != "region") == ["filler"]
 
 
 def _fill(path: Path) -> None:

@@ -36,7 +36,7 @@ import shapely
 from pyproj import CRS
 
 from minescape import __version__
-from minescape.atomic import replace_dir, temp_path
+from minescape.atomic import output_error, replace_dir, temp_path
 from minescape.errors import ConfigError, InputError, MissingInputError
 from minescape.geo.polygonize import polygonize, polygonize_ragged
 from minescape.geo.raster import Raster, many_files, open_raster
@@ -436,8 +436,11 @@ def publish(
                           connectivity=connectivity, extra_columns=extra_columns, skipped=skipped,
                           n_sites=len(sites))
         replace_dir(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        err = output_error(exc, out)  # a full or read-only disk under GDAL/SQLite: name the release folder
+        if err is not None and err is not exc:
+            raise err from exc
         raise
     summary.out = out
     return summary
