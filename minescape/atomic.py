@@ -282,3 +282,24 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise err from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def prune(folder: str | Path, pattern: str, keep: set[Path] | list[Path], *, protect: tuple = ()) -> list[Path]:
+    """Remove the files of ``folder`` matching ``pattern`` that a run did not produce (not in ``keep``): the run
+    owns its output folder, so outputs of an earlier run (a unit since removed, renamed or failed) never sit
+    beside the new ones. Files in ``protect`` (the run's inputs) and anything under a protected folder are never
+    touched, nor hidden files (temporary names are the sweep's). Returns the removed paths."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    kept = {Path(p).absolute() for p in keep}
+    guarded = [Path(p).absolute() for p in protect]
+    removed = []
+    for f in sorted(folder.glob(pattern)):
+        a = f.absolute()
+        if f.name.startswith(".") or not f.is_file() or a in kept or any(a == g or a.is_relative_to(g)
+                                                                          for g in guarded):
+            continue
+        f.unlink(missing_ok=True)
+        removed.append(f)
+    return removed

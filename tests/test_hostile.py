@@ -126,6 +126,22 @@ def test_rerun_after_sites_changed_keeps_no_old_map_and_publish_follows_sites_js
     assert not (tmp_path / "release2").exists()
 
 
+def test_map_products_rerun_after_units_changed_keeps_no_old_tile(small_region, tmp_path):
+    import geopandas as gpd
+
+    from minescape.geo.vector import write_gpkg
+
+    admin = gpd.read_file(small_region.sites).assign(region="R", province=["P", "Q"], city=["A", "B"])
+    two, one = write_gpkg(admin, tmp_path / "two.gpkg"), write_gpkg(admin.iloc[:1], tmp_path / "one.gpkg")
+    out = tmp_path / "prod"
+    for admin_file, tiles, zips in ((two, ["R_P_A.tif", "R_Q_B.tif"], ["R_P.zip", "R_Q.zip"]),
+                                    (one, ["R_P_A.tif"], ["R_P.zip"])):
+        res = _cli("map", "products", small_region.truth_lulc, admin_file, out, "--legend", "mining_lulc")
+        assert res.exit_code == 0, res.output
+        assert sorted(p.name for p in (out / "tiles").iterdir()) == tiles
+        assert sorted(p.name for p in (out / "zips").iterdir()) == zips
+
+
 def test_output_folder_that_is_the_scene_folder_reruns_safely(small_region, tmp_path):
     import shutil
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from minescape.atomic import atomic_write_text, prepare_output
+from minescape.atomic import atomic_write_text, prepare_output, prune
 from minescape.errors import ConfigError, InputError
 from minescape.geo.raster import Raster, write_raster
 from minescape.legend import MINING_LULC
@@ -329,21 +329,11 @@ def run_outputs(out_dir: Path) -> list[Path]:
 def remove_stale(out_dir: Path, summary: RunSummary, *, keep: Sequence[Path] = ()) -> list[Path]:
     """Remove the class maps and quicklooks in ``out_dir`` that this run did not produce (sites no longer in
     the layer, renamed, failed this time, or left out by ``--site``): the run owns its output folder, so
-    ``maps/`` holds exactly the maps ``sites.json`` lists. Files in ``keep`` (the run's inputs) are never
-    touched, nor anything but ``maps/*.tif`` and ``report/quicklooks/*.png``. Returns the removed paths."""
-    produced = {Path(p).absolute() for res in summary.results.values() for p in res.get("outputs", [])}
-    protected = {Path(p).absolute() for p in keep}
-    removed = []
-    for folder, pattern in ((out_dir / "maps", "*.tif"), (out_dir / "report" / "quicklooks", "*.png")):
-        if not folder.is_dir():
-            continue
-        for f in sorted(folder.glob(pattern)):
-            a = f.absolute()
-            if a in produced or a in protected or any(a.is_relative_to(p) for p in protected if p.is_dir()):
-                continue
-            f.unlink(missing_ok=True)
-            removed.append(f)
-    return removed
+    ``maps/`` holds exactly the maps ``sites.json`` lists (:func:`minescape.atomic.prune`). Files in ``keep``
+    (the run's inputs) are never touched, nor anything but ``maps/*.tif`` and ``report/quicklooks/*.png``."""
+    produced = {Path(p) for res in summary.results.values() for p in res.get("outputs", [])}
+    return (prune(out_dir / "maps", "*.tif", produced, protect=tuple(keep))
+            + prune(out_dir / "report" / "quicklooks", "*.png", produced, protect=tuple(keep)))
 
 
 def select_sites(sites: list[Site], site_ids: Sequence[str] | None, *, path) -> list[Site]:
