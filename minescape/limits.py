@@ -96,3 +96,11 @@ def plan_run(width: int, height: int, *, px_per_second: float, name: str, force:
         raise ResourceLimitError(f"{plan.line(name)}, above the limit of {max_hours:g} h; pass --force to run "
                                  "it anyway, or cut the raster into parts")
     return plan
+
+
+def plan_raster(path, *, px_per_second: float, force: bool = False) -> RunPlan:
+    """:func:`plan_run` for the raster file ``path`` from its declared size (only the header is read)."""
+    from minescape.geo.raster import open_raster
+
+    with open_raster(path) as src:
+        return plan_run(src.width, src.height, px_per_second=px_per_second, name=str(path), force=force)

@@ -214,11 +214,11 @@ def stratum_counts(path: str | Path, legend: Legend, *, tile: int = 2048, source
     Raises InputError when the map holds codes that are neither classes nor nodata.
     """
     from minescape.geo.grid import iter_tiles
-    from minescape.geo.raster import open_raster
+    from minescape.geo.raster import open_class_map
 
     codes = np.asarray(legend.codes)
     counts = np.zeros(max(max(legend.codes), legend.nodata, 255) + 1, dtype=np.int64)
-    with open_raster(path) as src:
+    with open_class_map(path) as src:
         for t in iter_tiles(src.width, src.height, size=tile):
             block = src.read(1, window=t.core)
             counts += np.bincount(block.ravel(), minlength=counts.size)[: counts.size]

@@ -494,3 +494,35 @@ def test_lulc_classify_outputs_hold_no_wall_time(small_region, tmp_path):
         assert a.replace(str(tmp_path / "a"), "OUT") == b.replace(str(tmp_path / "b"), "OUT"), rel
         assert '"seconds"' not in a
     assert "seconds" in json.loads((tmp_path / "a" / "report" / "timings.json").read_text())
+
+
+def _huge_vrt(path: Path, *, bands: list[str] | None = None, dtype: str = "Float32", side: int = 1_000_000) -> Path:
+    """A VRT declaring ``side`` x ``side`` px (a few hundred bytes on disk)."""
+    names = bands or ["", "", ""]
+    body = "".join(f'<VRTRasterBand dataType="{dtype}" band="{i}">' + (f"<Description>{n}</Description>" if n else "")
+                   + "<NoDataValue>0</NoDataValue></VRTRasterBand>" for i, n in enumerate(names, start=1))
+    path.write_text(f'<VRTDataset rasterXSize="{side}" rasterYSize="{side}"><SRS>EPSG:32650</SRS>'
+                    f"<GeoTransform>500000, 10, 0, 7500000, 0, -10</GeoTransform>{body}</VRTDataset>")
+    return path
+
+
+def test_huge_pair_and_huge_map_are_planned_before_anything_runs(small_region, tmp_path):
+    from minescape.sentinel2 import TEN_BANDS
+
+    t1 = _huge_vrt(tmp_path / "S2A_MSIL2A_20190715T022551_N0213_R046_T50KQB_20190715T061234.vrt",
+                   bands=list(TEN_BANDS), dtype="UInt16")
+    t2 = _huge_vrt(tmp_path / "S2A_MSIL2A_20200715T022551_N0213_R046_T50KQB_20200715T061234.vrt",
+                   bands=list(TEN_BANDS), dtype="UInt16")
+    for args in (["change", "detect", t1, t2, tmp_path / "cd"],
+                 ["change", "patches", t1, t2, small_region.truth_change, tmp_path / "p"]):
+        res = _cli(*args)
+        assert res.exit_code == 2, res.output
+        line = one_error_line(res.output)
+        assert "1,000,000 x 1,000,000 px" in line and "days" in line and "--force" in line
+    huge_map = _huge_vrt(tmp_path / "map.vrt", dtype="Byte", bands=[""], side=10_000_000)
+    res = _cli("map", "sample", huge_map, tmp_path / "pts", "--legend", "mining_lulc")
+    assert res.exit_code == 2 and "10,000,000 x 10,000,000 px" in one_error_line(res.output)
+    float_map = _huge_vrt(tmp_path / "float.vrt", bands=[""], side=1000)  # imagery given as a class map
+    res = _cli("map", "sample", float_map, tmp_path / "pts", "--legend", "mining_lulc")
+    assert res.exit_code == 2 and "not a class map: band 1 is float32" in one_error_line(res.output)
+    assert not list(tmp_path.glob("pts*")) and not (tmp_path / "cd").exists() and not (tmp_path / "p").exists()

@@ -117,6 +117,8 @@ def patches(
     bands: str | None = typer.Option(None, help="Comma-separated bands (default all common)."),
     mask_encoding: str = typer.Option("auto", help=ENCODING_HELP),
     compress: str = typer.Option("none", help="Image compression: none, deflate, lzw, zstd."),
+    force: bool = typer.Option(False, "--force", help="Run even when the pair is estimated to take longer "
+                                                      "than 24 h."),
 ) -> None:
     """Cut a pair and its mask into georeferenced patches with spatial-block train/val/test splits."""
     from minescape.change.patches import PatchOptions, patches_from_files
@@ -129,7 +131,7 @@ def patches(
     options = PatchOptions(size=size, stride=stride, padding=padding, max_nodata=max_nodata, balance=balance,
                            block=block, fractions=fr, seed=seed, prefix=prefix, compress=compress)
     s = patches_from_files(t1, t2, mask, out, options=options, bands=_bands(bands), mask_encoding=mask_encoding,
-                           progress=True)
+                           progress=True, force=force)
     typer.echo(f"wrote {s.n_patches} patches to {s.root} (train {s.counts['train']}, val {s.counts['val']}, "
                f"test {s.counts['test']}; {s.changed} changed, {s.unchanged} unchanged; dropped "
                f"{s.dropped_nodata} mostly nodata, {s.dropped_straddle} across splits, {s.dropped_balance} "

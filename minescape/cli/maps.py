@@ -15,6 +15,10 @@ app = typer.Typer(help="Large-area land-cover maps: predict (tiled COG), train (
                   no_args_is_help=True)
 
 
+#: Rough throughput of a whole-map class count (uint8 read by blocks), pixels per second on one core.
+SCAN_PX_PER_S = 20_000_000
+
+
 def _fields(region: str, province: str, city: str) -> tuple[str, str, str]:
     return region, province, city
 
@@ -123,9 +127,14 @@ def sample(
     legend: str = typer.Option("sinolc1", help="Legend of the map."),
     seed: int = typer.Option(0, help="Random seed (same seed, same points)."),
     reference: Path = typer.Option(None, help="Optional reference map: fill ref_code from it instead of by eye."),
+    force: bool = typer.Option(False, "--force", help="Run even when the map is estimated to take longer than 24 h."),
 ) -> None:
     """Draw a stratified random sample for visual interpretation (fill ref_code or ref_class, then validate)."""
     from minescape.legend import get_legend
+    from minescape.limits import plan_raster
+
+    err_console.print(plan_raster(map_path, px_per_second=SCAN_PX_PER_S, force=force).line(str(map_path)),
+                      markup=False, highlight=False)
     from minescape.sampling import export_points, read_reference_at, stratified_points
 
     lg = get_legend(legend)
@@ -151,6 +160,7 @@ def validate(
     city_field: str = typer.Option("city", help="City attribute of the units."),
     mapped_areas: Path = typer.Option(None, help="class_areas.csv from 'minescape map products'."),
     reference_areas: Path = typer.Option(None, help="Reference area table per unit (unit + class columns, km²)."),
+    force: bool = typer.Option(False, "--force", help="Run even when the map is estimated to take longer than 24 h."),
 ) -> None:
     """Confusion matrix, OA, kappa, UA/PA, area-weighted estimates with 95 % CIs, OA per unit, area comparison."""
     import pandas as pd
@@ -166,10 +176,12 @@ def validate(
         validate_sample,
         write_validation,
     )
+    from minescape.limits import plan_raster
     from minescape.sampling import import_points
 
     lg = get_legend(legend)
     pts = import_points(points, lg)
+    plan_raster(map_path, px_per_second=SCAN_PX_PER_S, force=force)  # the class areas scan the whole map
     result = validate_sample(pts, lg, map_class_areas(map_path, lg))
     per_unit = None
     if admin is not None:
