@@ -2,13 +2,22 @@
 
 Nothing half-written ever sits under a final name. A temporary name carries the writer's host and process
 id (``.tmp-<host>-<pid>-<random>-<name>``), so a writer that was killed outright (SIGKILL, out of memory)
-leaves a file the next write of the same target recognises as stale and removes: its process is gone.
+leaves a file the next write into the same folder recognises as stale and removes: its process is gone.
+Every temporary name of every writer (files, folders, a temporary file's own temporary files such as the
+streamed GeoTIFF of a COG, GDAL sidecars, the old copy of a replaced folder) starts with that prefix, so one
+sweep finds them all.
+
+A write that fails because of where it goes (disk full, read-only file system, no permission, a folder where
+a file is expected, a file where a folder is expected) raises :class:`~minescape.errors.OutputError` naming
+the final path the user gave, never the temporary name.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno as _errno
 import os
+import re
 import shutil
 import socket
 import threading
@@ -16,6 +25,8 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+
+from minescape.errors import MinescapeError, OutputError
 
 
 #: Short id of this host in temporary names (a process id means nothing on another host of a shared disk).
@@ -58,11 +69,13 @@ def _leftovers(folder: Path) -> list[tuple[int, str, Path]]:
 
 
 def sweep_stale(path: str | Path) -> list[Path]:
-    """Remove the temporary files of ``path`` left by dead writers on this host; return what was removed.
+    """Remove the temporary files and folders left by dead writers on this host in ``path``'s folder; return
+    what was removed.
 
-    Only ``.tmp-<this host>-<pid>-*-<name>`` files (and their GDAL sidecars) whose process no longer exists are
-    touched: a live writer's file, another host's, or another target's are left alone. The folder is listed
-    once per process (at its first write there); leftovers of writers that die later are the next run's.
+    Only ``.tmp-<this host>-<pid>-*`` entries whose process no longer exists are touched, whatever target they
+    were for (a dead writer's file is never renamed into place; its nested temporary files and sidecars carry
+    the same prefix): a live writer's file and another host's are left alone. The folder is listed once per
+    process (at its first write there); leftovers of writers that die later are the next run's.
     """
     path = Path(path)
     removed = []
@@ -70,7 +83,7 @@ def sweep_stale(path: str | Path) -> list[Path]:
         found = _leftovers(path.parent)
         keep = []
         for pid, rest, f in found:
-            if not rest.startswith(path.name) or _alive(pid):
+            if _alive(pid):
                 keep.append((pid, rest, f))
                 continue
             with contextlib.suppress(FileNotFoundError):
@@ -81,6 +94,98 @@ def sweep_stale(path: str | Path) -> list[Path]:
                 removed.append(f)
         found[:] = keep
     return removed
+
+
+#: A temporary-name prefix in any text (``.tmp-<host>-<pid>-<random>-``).
+_TMP_PREFIX = re.compile(r"\.tmp-[0-9a-f]{6}-\d+-[0-9a-f]{8}-")
+#: Temporary suffixes a writer adds to a temporary name (the streamed GeoTIFF of a COG, GDAL sidecars).
+_TMP_SUFFIX = re.compile(r"(\.stream\.tif|\.aux\.xml|\.ovr\.tmp|\.msk)+(?=$|[\s:'\")])")
+
+
+def public_name(text: str | Path) -> str:
+    """``text`` with every temporary name replaced by the final name it stands for (for messages)."""
+    text = str(text)
+    if not _TMP_PREFIX.search(text):
+        return text
+    parts = _TMP_PREFIX.split(text)
+    return parts[0] + "".join(_TMP_SUFFIX.sub("", p, count=1) for p in parts[1:])
+
+
+#: errno -> the cause in words, for outputs.
+_CAUSES = {
+    _errno.ENOSPC: "no space left on the device",
+    _errno.EDQUOT: "disk quota exceeded",
+    _errno.EROFS: "read-only file system",
+    _errno.EACCES: "permission denied",
+    _errno.EPERM: "operation not permitted",
+    _errno.EFBIG: "file too large for the file system",
+    _errno.EISDIR: "is a folder; give a file name",
+    _errno.ENOTDIR: "a parent of the path is a file, not a folder",
+    _errno.EEXIST: "exists and is a file; give a folder",
+}
+
+
+def output_cause(folder: str | Path) -> tuple[int, str] | None:
+    """Why nothing can be written into ``folder`` (errno, words), or None when it looks writable.
+
+    Used after a write failed with a library error that lost the OS error (GDAL, SQLite): a file system with
+    less than 1 MiB free is full, one mounted read-only is read-only, one the user cannot write is denied.
+    """
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    if st.f_flag & os.ST_RDONLY:
+        return _errno.EROFS, _CAUSES[_errno.EROFS]
+    if st.f_bavail * st.f_frsize < (1 << 20):
+        return _errno.ENOSPC, _CAUSES[_errno.ENOSPC]
+    if not os.access(folder, os.W_OK):
+        return _errno.EACCES, _CAUSES[_errno.EACCES]
+    return None
+
+
+def output_error(exc: BaseException, final: str | Path) -> OutputError | None:
+    """The :class:`OutputError` naming ``final`` that ``exc`` (raised while writing it) stands for, or None
+    when the failure is not about where the output goes (then the original error stands)."""
+    if isinstance(exc, OutputError):
+        return exc
+    if isinstance(exc, MinescapeError) or not isinstance(exc, Exception):
+        return None  # the user's input, not the output's place
+    final = Path(final)
+    if isinstance(exc, OSError):
+        name = exc.filename
+        if name is not None and os.path.abspath(Path(public_name(name)).parent) != os.path.abspath(final.parent) \
+                and os.path.abspath(public_name(name)) != os.path.abspath(final):
+            return None  # about another file (an input read inside the block)
+        if exc.errno in _CAUSES:
+            return OutputError(f"cannot write ({_CAUSES[exc.errno]})", path=final, errno=exc.errno)
+    cause = output_cause(final.parent)
+    if cause is not None:
+        return OutputError(f"cannot write ({cause[1]})", path=final, errno=cause[0])
+    return None
+
+
+def prepare_output(path: str | Path, *, folder: bool = False) -> Path:
+    """Check that ``path`` can be an output file (or, with ``folder``, an output folder) and create its parent
+    folders (or itself, for a folder).
+
+    Raises:
+        OutputError: a folder where a file is expected, a file where a folder is expected, a parent that is a
+            file, a read-only or full file system, no permission.
+    """
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise OutputError("exists and is a file; give a folder", path=path, errno=_errno.EEXIST)
+    if not folder and path.is_dir():
+        raise OutputError("is a folder; give a file name", path=path, errno=_errno.EISDIR)
+    try:
+        (path if folder else path.parent).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise (output_error(exc, path) or exc) from None
+    return path
 
 
 def temp_path(path: str | Path) -> Path:
@@ -99,12 +204,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     temporary file is removed and the exception propagates. Temporary files of the same target left by
     writers that were killed (see :func:`sweep_stale`) are removed first.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = prepare_output(path)
     tmp = temp_path(path)
     try:
         yield tmp
         os.replace(tmp, path)
+    except Exception as exc:
+        err = output_error(exc, path)
+        if err is None or err is exc:
+            raise
+        raise err from exc
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + ".aux.xml")):
             with contextlib.suppress(FileNotFoundError):
@@ -128,13 +237,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def replace_dir(tmp: str | Path, final: str | Path) -> Path:
     """Move the finished folder ``tmp`` to ``final`` with renames only, replacing an earlier ``final``.
 
-    The old folder is first renamed aside (``.old-*``), restored if the move fails, and removed after, so
+    The old folder is first renamed aside (under a temporary name), restored if the move fails, and removed after, so
     ``final`` never holds a mix of old and new files. Both must be on one file system.
     """
     tmp, final = Path(tmp), Path(final)
     old = None
+    if final.exists() and not final.is_dir():
+        raise OutputError("exists and is a file; give a folder", path=final, errno=_errno.EEXIST)
     if final.exists():
-        old = final.with_name(f".old-{uuid.uuid4().hex[:12]}-{final.name}")
+        old = temp_path(final)  # the old copy carries a temporary name: swept if a kill leaves it
         os.replace(final, old)
     try:
         os.replace(tmp, final)
@@ -145,3 +256,50 @@ def replace_dir(tmp: str | Path, final: str | Path) -> Path:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``path``; on success it replaces ``path`` whole
+    (:func:`replace_dir`), on error it is removed. Write failures become :class:`OutputError` naming ``path``.
+    """
+    path = Path(path)
+    prepare_output(path.parent, folder=True)
+    if path.exists() and not path.is_dir():
+        raise OutputError("exists and is a file; give a folder", path=path, errno=_errno.EEXIST)
+    tmp = temp_path(path)
+    try:
+        try:
+            tmp.mkdir()
+        except OSError as exc:
+            raise (output_error(exc, path) or exc) from None
+        yield tmp
+        replace_dir(tmp, path)
+    except Exception as exc:
+        err = output_error(exc, path)
+        if err is None or err is exc:
+            raise
+        raise err from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def prune(folder: str | Path, pattern: str, keep: set[Path] | list[Path], *, protect: tuple = ()) -> list[Path]:
+    """Remove the files of ``folder`` matching ``pattern`` that a run did not produce (not in ``keep``): the run
+    owns its output folder, so outputs of an earlier run (a unit since removed, renamed or failed) never sit
+    beside the new ones. Files in ``protect`` (the run's inputs) and anything under a protected folder are never
+    touched, nor hidden files (temporary names are the sweep's). Returns the removed paths."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    kept = {Path(p).absolute() for p in keep}
+    guarded = [Path(p).absolute() for p in protect]
+    removed = []
+    for f in sorted(folder.glob(pattern)):
+        a = f.absolute()
+        if f.name.startswith(".") or not f.is_file() or a in kept or any(a == g or a.is_relative_to(g)
+                                                                          for g in guarded):
+            continue
+        f.unlink(missing_ok=True)
+        removed.append(f)
+    return removed

@@ -41,6 +41,27 @@ class ConfigError(InputError):
     """An invalid configuration value (the message lists the valid choices)."""
 
 
+class OutputError(MinescapeError, OSError):
+    """An output that cannot be written: disk full, read-only file system, no permission, a file where a
+    folder is expected or a folder where a file is expected. The message names the user's path (never an
+    internal temporary name) and the cause."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None, errno: int | None = None) -> None:
+        self.path = None if path is None else Path(path)
+        text = f"{path}: {message}" if path is not None else message
+        super().__init__(text)
+        self.errno = errno
+        self.strerror = text
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+class ResourceLimitError(InputError):
+    """A size the user asked for (pixels, bytes, patches) above the limit the machine can hold or the run
+    can finish; the message gives the size, the limit and how to go past it where one may."""
+
+
 class UnitFailed(MinescapeError, RuntimeError):
     """One unit (site, tile, city) of a multi-unit run failed; the run goes on."""
 

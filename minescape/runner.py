@@ -33,6 +33,7 @@ from minescape.runstate import (
     locked,
     now,
     open_journal,
+    output_checks,
     unit_key,
     write_run_info,
 )
@@ -235,7 +236,8 @@ def _dispatch(todo: list[Unit], func, executor: Executor, description: str, summ
             if journal is not None:
                 journal(UnitState(
                     unit.id, keys[unit.id], "done" if outcome["ok"] else "failed", outcome.get("result"),
-                    outcome.get("reason", ""), outcome.get("seconds", 0.0), attempts))
+                    outcome.get("reason", ""), outcome.get("seconds", 0.0), attempts,
+                    output_checks(outcome.get("result")) if outcome["ok"] else None))
             parts = [f"[dim]{skipped} already done"] if skipped else []
             if summary.failed:
                 parts.append(f"[red]{len(summary.failed)} failed")

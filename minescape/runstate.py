@@ -9,7 +9,8 @@ Layout of a run folder::
 
 A unit is *done* when its latest line says ``done`` with the same ``key`` (a hash of the unit's args, its
 ``fingerprint`` of inputs + config and the function), and every path its result lists under ``"outputs"``
-still exists. Anything else (no line, failed, other key, missing output) runs again. Each line is written
+still holds what the unit wrote: the line records each output's size and SHA-256 (``"checks"``), verified
+before the unit is skipped, so an output truncated, overwritten or deleted after the run is made again. Anything else (no line, failed, other key, missing output) runs again. Each line is written
 and flushed as its unit finishes; a SIGKILL can at worst cut the last line, which the reader ignores (and
 the next run starts on a fresh line). Outputs are renamed into place by the units, never half-written. The
 journal is compacted (one line per unit, atomic rewrite) when re-runs have made it more than twice as long.
@@ -94,15 +95,46 @@ class UnitState:
     reason: str = ""
     seconds: float = 0.0
     attempts: int = 1
+    checks: dict[str, list] | None = None  # output path -> [size in bytes, SHA-256 hex] when the unit finished
 
     def outputs_exist(self) -> bool:
-        """True unless the result lists ``outputs`` of which one is missing."""
-        outputs = self.result.get("outputs") if isinstance(self.result, dict) else None
-        if not outputs:
-            return True
-        if isinstance(outputs, (str, Path)):
-            outputs = [outputs]
-        return all(Path(p).exists() for p in outputs)
+        """True unless the result lists ``outputs`` of which one is missing, or (when the journal recorded
+        their sizes and checksums) one whose size or SHA-256 changed since the unit wrote it."""
+        outputs = result_outputs(self.result)
+        if not all(Path(p).exists() for p in outputs):
+            return False
+        if self.checks is None:
+            return True  # a journal line of an older version: existence is all it can tell
+        return all(self.checks.get(str(p)) == list(file_check(p)) for p in outputs)
+
+
+def result_outputs(result: Any) -> list[str]:
+    """The paths a unit's result lists under ``"outputs"`` (a path or a list of paths)."""
+    outputs = result.get("outputs") if isinstance(result, dict) else None
+    if not outputs:
+        return []
+    if isinstance(outputs, (str, Path)):
+        outputs = [outputs]
+    return [str(p) for p in outputs]
+
+
+def file_check(path: str | Path) -> tuple[int, str]:
+    """``(size in bytes, SHA-256 hex)`` of a file; a folder contributes every file under it (sorted)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    size = 0
+    for f in files:
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):  # noqa: B023
+                h.update(chunk)
+                size += len(chunk)
+    return size, h.hexdigest()
+
+
+def output_checks(result: Any) -> dict[str, list]:
+    """``{path: [size, SHA-256]}`` of the outputs a finished unit's result lists (missing ones left out)."""
+    return {p: list(file_check(p)) for p in result_outputs(result) if Path(p).exists()}
 
 
 def _line(state: UnitState) -> str:
@@ -110,6 +142,8 @@ def _line(state: UnitState) -> str:
             "attempts": state.attempts}
     if state.status == "done":
         data["result"] = state.result
+        if state.checks is not None:
+            data["checks"] = state.checks
     else:
         data["reason"] = state.reason
     return json.dumps(data, default=str, separators=(",", ":")) + "\n"
@@ -142,8 +176,9 @@ def open_journal(run_dir: Path) -> Iterator[Callable[[UnitState], None]]:
 def _parse(line: str) -> UnitState | None:
     try:
         d = json.loads(line)
+        checks = d.get("checks")
         return UnitState(d["id"], d["key"], d["status"], d.get("result"), d.get("reason", ""),
-                         d.get("seconds", 0.0), d.get("attempts", 1))
+                         d.get("seconds", 0.0), d.get("attempts", 1), checks if isinstance(checks, dict) else None)
     except (ValueError, KeyError, TypeError):
         return None  # a line cut by a kill
 

@@ -214,11 +214,11 @@ def stratum_counts(path: str | Path, legend: Legend, *, tile: int = 2048, source
     Raises InputError when the map holds codes that are neither classes nor nodata.
     """
     from minescape.geo.grid import iter_tiles
-    from minescape.geo.raster import open_raster
+    from minescape.geo.raster import open_class_map
 
     codes = np.asarray(legend.codes)
     counts = np.zeros(max(max(legend.codes), legend.nodata, 255) + 1, dtype=np.int64)
-    with open_raster(path) as src:
+    with open_class_map(path) as src:
         for t in iter_tiles(src.width, src.height, size=tile):
             block = src.read(1, window=t.core)
             counts += np.bincount(block.ravel(), minlength=counts.size)[: counts.size]
@@ -358,10 +358,25 @@ def import_points(path: str | Path, legend: Legend):
     if not path.exists():
         raise MissingInputError("file not found", path=path)
     if path.suffix.lower() == ".csv":
-        table = pd.read_csv(path)
+        if not path.is_file():
+            raise InputError("points CSV is not a regular file", path=path)
+        try:
+            table = pd.read_csv(path, encoding="utf-8", encoding_errors="strict")
+        except pd.errors.EmptyDataError:
+            raise InputError("points CSV is empty (expected a header with x, y, crs, map_code and ref_code or "
+                             "ref_class)", path=path) from None
+        except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
+            why = "not UTF-8 text (a binary file?)" if isinstance(exc, UnicodeDecodeError) else \
+                " ".join(str(exc).split())[:120]
+            raise InputError(f"points CSV cannot be read ({why})", path=path) from None
         need = {"x", "y", "crs"}
         if not need <= set(table.columns):
             raise InputError(f"CSV lacks columns {sorted(need - set(table.columns))}", path=path)
+        for axis in ("x", "y"):
+            coords = pd.to_numeric(table[axis], errors="coerce")
+            if coords.isna().any():
+                rows = list(table.index[coords.isna()][:5])
+                raise InputError(f"column {axis!r} has missing or non-numeric values (rows {rows})", path=path)
         crs = table["crs"].dropna().iloc[0] if table["crs"].notna().any() else None
         gdf = gpd.GeoDataFrame(table.drop(columns=["crs"]), geometry=gpd.points_from_xy(table["x"], table["y"]),
                                crs=crs)
@@ -379,8 +394,14 @@ def import_points(path: str | Path, legend: Legend):
     if "ref_code" not in gdf.columns:
         raise InputError("no 'ref_code' or 'ref_class' column (the interpreted reference labels)", path=path)
     gdf = gdf[pd.to_numeric(gdf["ref_code"], errors="coerce").notna()].copy()
+    if gdf.empty:
+        raise InputError("no interpreted points (every ref_code / ref_class is empty)", path=path)
     gdf["ref_code"] = pd.to_numeric(gdf["ref_code"]).astype(np.int64)
-    gdf["map_code"] = pd.to_numeric(gdf["map_code"]).astype(np.int64)
+    mapped = pd.to_numeric(gdf["map_code"], errors="coerce")
+    if mapped.isna().any():
+        raise InputError(f"map_code has missing or non-numeric values (rows {list(gdf.index[mapped.isna()][:5])})",
+                         path=path)
+    gdf["map_code"] = mapped.astype(np.int64)
     for column in ("ref_code", "map_code"):
         bad_rows = ~gdf[column].isin(legend.codes)
         if bad_rows.any():

@@ -78,6 +78,10 @@ class RegionConfig:
             raise ConfigError(f"the synthetic region needs at least 64 x 64 pixels (got {self.width} x {self.height})")
         if self.n_sites < 1:
             raise ConfigError(f"n_sites must be >= 1 (got {self.n_sites})")
+        from minescape.limits import check_alloc
+
+        # the region is built in memory: ~450 bytes per pixel at its peak (scenes, DCM, truth; measured)
+        check_alloc(self.width * self.height * 450, f"a {self.width:,} x {self.height:,} px synthetic region")
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""Atomic outputs: a writer killed outright leaves a temporary file that the next write of the same target
-removes; live writers' and other targets' temporary files are left alone."""
+"""Atomic outputs: a writer killed outright leaves a temporary file that the next write into the same folder
+removes, whatever its target; live writers' temporary files are left alone."""
 
 from __future__ import annotations
 
@@ -30,20 +30,19 @@ def _writer(target: Path, mode: str) -> tuple[subprocess.Popen, Path]:
 
 def test_killed_writer_leftover_is_swept_by_the_next_write(tmp_path):
     target, other = tmp_path / "map.tif", tmp_path / "other.tif"
-    live, live_tmp = _writer(target, "sleep")  # first: a writer sweeps the target's dead leftovers itself
+    live, live_tmp = _writer(target, "sleep")  # first: a writer sweeps the folder's dead leftovers itself
     killed, stale = _writer(target, "kill")
     killed.wait(30)
-    killed_other, stale_other = _writer(other, "kill")
-    killed_other.wait(30)
     try:
-        assert stale.exists() and stale_other.exists() and live_tmp.exists()
+        assert stale.exists() and live_tmp.exists()
         assert not target.exists()  # nothing half-written under the final name
+        killed_other, stale_other = _writer(other, "kill")  # its first write swept the dead writer of map.tif
+        killed_other.wait(30)
+        assert not stale.exists() and stale_other.exists() and live_tmp.exists()
         atomic_write_text(target, "done")
         assert target.read_text() == "done"
-        assert not stale.exists()  # dead writer of this target: removed
         assert live_tmp.exists()  # a live writer's file is not touched
-        assert stale_other.exists()  # another target's leftover waits for that target's next write
-        assert sweep_stale(other) == [stale_other] and not stale_other.exists()
+        assert not stale_other.exists()  # a dead writer of another target: removed by the same sweep
     finally:
         live.kill()
         live.wait(30)
@@ -63,3 +62,26 @@ def test_a_folder_is_listed_once_per_process_not_once_per_write(tmp_path, monkey
     for i in range(50):
         atomic_write_text(tmp_path / f"f{i}.json", "{}")
     assert calls == [tmp_path] and len(list(tmp_path.iterdir())) == 50
+
+
+def test_a_killed_writers_nested_temporary_files_are_swept_by_any_later_write(tmp_path):
+    """``map predict`` streams into ``<tmp>.stream.tif`` before the COG; a kill leaves both, under another
+    name than any later run's target. The next write into the folder (any target) removes every one of them,
+    the old copy of a replaced folder included."""
+    from minescape.atomic import HOST, replace_dir
+
+    dead = 2**22 + 12345  # above the default pid_max: no live process has it
+    names = [f".tmp-{HOST}-{dead}-abcd1234-{n}" for n in
+             ("map.tif", "map.tif.stream.tif", "map.tif.stream.tif.aux.xml", "map.tif.ovr.tmp")]
+    for n in names:
+        (tmp_path / n).write_text("half")
+    (tmp_path / f".tmp-{HOST}-{dead}-abcd1234-release").mkdir()
+    assert len(list(tmp_path.iterdir())) == 5
+    atomic_write_text(tmp_path / "other.json", "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.json"]
+    # replace_dir's aside copy carries the same prefix (a kill between its renames leaves a sweepable name)
+    (tmp_path / "new").mkdir()
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "a").write_text("old")
+    replace_dir(tmp_path / "new", tmp_path / "final")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final", "other.json"]

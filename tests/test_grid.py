@@ -3,7 +3,7 @@ import pytest
 from affine import Affine
 
 from minescape.errors import ConfigError, NoOverlapError
-from minescape.geo.grid import Grid, iter_tiles, reproject_to_grid, sliding_windows, utm_crs
+from minescape.geo.grid import Grid, bounds_in, iter_tiles, reproject_to_grid, sliding_windows, utm_crs
 
 
 @pytest.mark.parametrize(("lon", "lat", "epsg"), [
@@ -45,11 +45,33 @@ def test_from_bounds_and_windows():
 
 
 def test_reproject_to_other_crs_keeps_values(utm_raster):
-    target = Grid("EPSG:4326", Affine(1e-4, 0, 15.0, 0, -1e-4, 37.04), 40, 30)
+    """Nearest resampling onto a WGS84 grid over the raster: every output pixel holds the value of the source
+    pixel under its centre (located independently with pyproj), and many pixels are compared."""
+    from pyproj import Transformer
+
+    t = utm_raster.transform
+    utm_bounds = (t.c, t.f + t.e * utm_raster.shape[-2], t.c + t.a * utm_raster.shape[-1], t.f)
+    left, bottom, right, top = bounds_in(utm_bounds, utm_raster.crs, "EPSG:4326")
+    res = 2e-5  # degrees, about 2 m: finer than the 10 m source, inside its footprint
+    target = Grid("EPSG:4326", Affine(res, 0, left, 0, -res, top), int((right - left) / res), int((top - bottom) / res))
     out = reproject_to_grid(utm_raster, target, resampling="nearest")
-    assert out.crs.to_epsg() == 4326 and out.shape == (30, 40)
-    vals = out.data[np.isfinite(out.data)]
-    assert vals.size == 0 or np.isin(vals, utm_raster.data).all()
+    assert out.crs.to_epsg() == 4326 and out.shape == (target.height, target.width)
+    # where each output pixel centre falls in the source, by pyproj (not by the code under test)
+    rows, cols = np.mgrid[0:target.height, 0:target.width]
+    lon, lat = left + (cols + 0.5) * res, top - (rows + 0.5) * res
+    x, y = Transformer.from_crs("EPSG:4326", utm_raster.crs, always_xy=True).transform(lon, lat)
+    inv = ~utm_raster.transform
+    fc, fr = inv.a * x + inv.b * y + inv.c, inv.d * x + inv.e * y + inv.f  # fractional source column, row
+    sr, sc = np.floor(fr).astype(int), np.floor(fc).astype(int)
+    # pixel centres close to a source pixel edge may go either way: compare those well inside a pixel
+    frac_r, frac_c = fr % 1, fc % 1
+    inside = (sr >= 0) & (sr < utm_raster.height) & (sc >= 0) & (sc < utm_raster.width)
+    clear = inside & (np.abs(frac_r - 0.5) < 0.4) & (np.abs(frac_c - 0.5) < 0.4)
+    expected = np.full(out.data.shape, np.nan, dtype=np.float32)
+    expected[:, clear] = utm_raster.data[:, sr[clear], sc[clear]]
+    compared = clear & np.isfinite(expected[0])
+    assert compared.sum() > 1000  # the target overlaps the raster: values are really compared
+    np.testing.assert_array_equal(out.data[:, compared], expected[:, compared])
     with pytest.raises(ConfigError, match="nearest"):
         reproject_to_grid(utm_raster, target, resampling="fancy")
 

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import rasterio
 
@@ -34,6 +36,11 @@ def test_written_region_is_deterministic_and_georeferenced(tmp_path, small_regio
     b = write_region(make_region(small_region_config), tmp_path / "b")
     for pa, pb in [(a.dcm_dh, b.dcm_dh), (a.t2, b.t2), (a.truth_change, b.truth_change)]:
         assert pa.read_bytes() == pb.read_bytes()
+    # the bytes follow the seed (a constant writer would pass the loop above)
+    other = replace(small_region_config, seed=small_region_config.seed + 1)
+    c = write_region(make_region(other), tmp_path / "c")
+    for pa, pc in [(a.dcm_dh, c.dcm_dh), (a.t2, c.t2), (a.truth_change, c.truth_change)]:
+        assert pa.read_bytes() != pc.read_bytes()
     with rasterio.open(a.dcm_dh) as src:
         assert src.crs.to_epsg() == 32750 and src.nodata == DCM_NODATA and src.res == (10.0, 10.0)
     sites = read_vector(a.sites)

@@ -304,9 +304,14 @@ class DetectFiles:
     stats: dict
 
 
+#: Rough throughput of streamed index change detection on one CPU core, pixels per second (the basis of the
+#: time estimate printed before a run; a loaded 2-core machine, conservative).
+DETECT_PX_PER_S = 1_000_000
+
+
 def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options: DetectOptions | None = None,
                  window: int = 1024, progress: bool = False, cache_mb: int = 64,
-                 coregister: bool = False) -> DetectFiles:
+                 coregister: bool = False, force: bool = False) -> DetectFiles:
     """Streamed change detection of a pair on disk (T2 warped onto T1's grid, common footprint).
 
     With ``coregister``, date 2 is first moved onto date 1 by a sub-pixel translation estimated by phase
@@ -321,26 +326,65 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
     Writes (each atomically) ``change_mask.tif`` (uint8 0/1/255, CHANGE colour table),
     ``difference.tif`` (float32, NaN nodata; the signed index difference or the CVA magnitude) and
     ``detect.json`` (options and statistics). Both rasters are on the pair grid (T1's CRS).
+
+    A pair estimated (from its size and :data:`DETECT_PX_PER_S`) to take more than
+    :data:`~minescape.limits.MAX_RUN_HOURS` is refused unless ``force``; a window that does not fit in memory is
+    refused before anything is read.
     """
     from minescape.change.pairs import open_pair
+    from minescape.limits import check_alloc, check_positive, plan_run
 
     options = options or DetectOptions()
     out_dir = Path(out_dir)
+    check_positive(window, "--window (pixels)", minimum=16)
     pair = open_pair(t1, t2, bands=None if options.method == "CVA" and not options.cva_bands
                      else method_bands(options, ()))
     bands = method_bands(options, pair.bands)
+    check_alloc(window * window * 4 * (2 * len(bands) + 6), f"a {window:,} px window")
+    plan_run(pair.grid.width, pair.grid.height, px_per_second=DETECT_PX_PER_S, name=str(t1), force=force)
     mask_path, diff_path, summary = out_dir / "change_mask.tif", out_dir / "difference.tif", out_dir / "detect.json"
     for stale in (mask_path, summary):  # a failed re-run must not leave an old mask beside a new difference
         stale.unlink(missing_ok=True)
     import rasterio
 
-    with rasterio.Env(GDAL_CACHEMAX=int(cache_mb) * 2**20):
-        stats = detect_pair_streamed(pair, mask_path, diff_path, options=options, bands=bands, window=window,
-                                     progress=progress, coregister=coregister, t2_path=Path(t2))
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=int(cache_mb) * 2**20):
+            stats = detect_pair_streamed(pair, mask_path, diff_path, options=options, bands=bands,
+                                         window=window, progress=progress, coregister=coregister,
+                                         t2_path=Path(t2))
+    except BaseException as exc:
+        diff_path.unlink(missing_ok=True)  # no output without its mask: the run owns out_dir
+        if isinstance(exc, InputError) and "no valid pixel" in str(exc):
+            empty = [p for p in (Path(t1), Path(t2)) if all_nodata(p)]
+            if empty:
+                raise InputError("every pixel is nodata (this date has no data: nothing to compare)",
+                                 path=empty[0]) from None
+        raise
     stats.update(t1=str(Path(t1)), t2=str(Path(t2)), crs=pair.grid.crs.to_string(),
                  width=pair.grid.width, height=pair.grid.height, options=asdict(options))
     atomic_write_text(summary, json.dumps(stats, indent=2, default=str))
     return DetectFiles(mask_path, diff_path, summary, stats)
+
+
+def all_nodata(path: Path) -> bool:
+    """True when the raster file ``path`` has no valid pixel in any band (GDAL's dataset mask, read block by
+    block, stopping at the first valid pixel; memory is one block). False for folders and unreadable files."""
+    import rasterio
+
+    if not path.is_file():
+        return False
+    try:
+        with rasterio.open(path) as src:
+            nan_is_nodata = src.nodata is None and np.dtype(src.dtypes[0]).kind == "f"
+            for _, w in src.block_windows(1):
+                if nan_is_nodata:
+                    if np.isfinite(src.read(window=w)).any():
+                        return False
+                elif src.dataset_mask(window=w).any():
+                    return False
+    except rasterio.errors.RasterioError:
+        return False
+    return True
 
 
 def detect_pair_streamed(pair, mask_path: Path, diff_path: Path, *, options: DetectOptions,

@@ -209,6 +209,10 @@ def make_patches(read_window, grid: Grid, out_dir: str | Path, *, options: Patch
 
     options = options or PatchOptions()
     out_dir = Path(out_dir)
+    from minescape.limits import check_alloc
+
+    # one patch of both dates (float32, all bands) and its mask is held at a time
+    check_alloc(options.size**2 * (8 * max(len(band_names or ()), 1) + 1), f"a {options.size:,} px patch")
     windows = patch_windows(grid.width, grid.height, options=options)
     blocks = assign_blocks(windows, options=options)
     b = options.block_size
@@ -368,15 +372,25 @@ def pair_reader(pair, mask_path: str | Path, *, bands: Sequence[str] | None = No
     return read
 
 
+#: Rough throughput of cutting patches (both dates and the mask read, patches written), pixels per second on
+#: one core: the basis of the time estimate before a run.
+PATCH_PX_PER_S = 1_000_000
+
+
 def patches_from_files(t1: str | Path, t2: str | Path, mask: str | Path, out_dir: str | Path, *,
                        options: PatchOptions | None = None, bands: Sequence[str] | None = None,
-                       mask_encoding: str = "auto", progress: bool = False) -> PatchSummary:
-    """Patch dataset from two scenes and a change mask on disk (T2 and the mask are aligned onto T1's grid)."""
+                       mask_encoding: str = "auto", progress: bool = False, force: bool = False) -> PatchSummary:
+    """Patch dataset from two scenes and a change mask on disk (T2 and the mask are aligned onto T1's grid).
+
+    A pair estimated above :data:`~minescape.limits.MAX_RUN_HOURS` is refused unless ``force``.
+    """
     from minescape.change.pairs import open_datasets, open_pair
+    from minescape.limits import plan_run
 
     import rasterio
 
     pair = open_pair(t1, t2, bands=bands)
+    plan_run(pair.grid.width, pair.grid.height, px_per_second=PATCH_PX_PER_S, name=str(t1), force=force)
     # open handles keep decoded blocks between patches; GDAL's block cache is capped (scoped) so memory
     # does not grow with the scene
     with rasterio.Env(GDAL_CACHEMAX=128 * 2**20), open_datasets() as handles:

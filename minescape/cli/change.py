@@ -41,13 +41,16 @@ def detect(
                                     help="Move date 2 onto date 1 by a sub-pixel shift (phase correlation) first."),
     truth: Path | None = typer.Option(None, help="Known change mask: print scores against it."),
     truth_encoding: str = typer.Option("auto", help=ENCODING_HELP),
+    force: bool = typer.Option(False, "--force", help="Run even when the pair is estimated to take longer "
+                                                      "than 24 h."),
 ) -> None:
     """Change mask (0/1/255 with colour table) and difference raster of a pair, streamed by windows."""
     from minescape.change.difference import DetectOptions, detect_files
 
     options = DetectOptions(method=method, direction=direction, threshold=threshold, value=value,
                             opening=opening, closing=closing, min_area_m2=min_area, cva_bands=_bands(cva_bands))
-    res = detect_files(t1, t2, out, options=options, window=window, progress=True, coregister=coregister)
+    res = detect_files(t1, t2, out, options=options, window=window, progress=True, coregister=coregister,
+                       force=force)
     s = res.stats
     if s.get("coregistration_shift_px") is not None:
         dy, dx = s["coregistration_shift_px"]
@@ -114,6 +117,8 @@ def patches(
     bands: str | None = typer.Option(None, help="Comma-separated bands (default all common)."),
     mask_encoding: str = typer.Option("auto", help=ENCODING_HELP),
     compress: str = typer.Option("none", help="Image compression: none, deflate, lzw, zstd."),
+    force: bool = typer.Option(False, "--force", help="Run even when the pair is estimated to take longer "
+                                                      "than 24 h."),
 ) -> None:
     """Cut a pair and its mask into georeferenced patches with spatial-block train/val/test splits."""
     from minescape.change.patches import PatchOptions, patches_from_files
@@ -126,7 +131,7 @@ def patches(
     options = PatchOptions(size=size, stride=stride, padding=padding, max_nodata=max_nodata, balance=balance,
                            block=block, fractions=fr, seed=seed, prefix=prefix, compress=compress)
     s = patches_from_files(t1, t2, mask, out, options=options, bands=_bands(bands), mask_encoding=mask_encoding,
-                           progress=True)
+                           progress=True, force=force)
     typer.echo(f"wrote {s.n_patches} patches to {s.root} (train {s.counts['train']}, val {s.counts['val']}, "
                f"test {s.counts['test']}; {s.changed} changed, {s.unchanged} unchanged; dropped "
                f"{s.dropped_nodata} mostly nodata, {s.dropped_straddle} across splits, {s.dropped_balance} "

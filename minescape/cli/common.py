@@ -9,7 +9,7 @@ from typing import Annotated, Optional, TypeVar
 
 import typer
 
-from minescape.errors import InputError, MinescapeError, UnitFailed
+from minescape.errors import MinescapeError, UnitFailed
 from minescape.progress import err_console
 
 F = TypeVar("F", bound=Callable)
@@ -31,8 +31,34 @@ def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _os_error_line(exc: OSError) -> str:
+    """One line for an OS error: the user's path(s) (never a temporary name) and the cause in words."""
+    from minescape.atomic import _CAUSES, public_name
+
+    names = [public_name(n) for n in (exc.filename, exc.filename2) if n is not None]
+    cause = _CAUSES.get(exc.errno) or exc.strerror or str(exc)
+    return public_name(f"{' -> '.join(names)}: {cause}" if names else cause)
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line a user sees for ``exc`` (whitespace folded, temporary names replaced by final ones)."""
+    from minescape.atomic import public_name
+
+    if isinstance(exc, OSError) and not isinstance(exc, MinescapeError):
+        text = _os_error_line(exc)
+    else:
+        text = public_name(str(exc))
+    return " ".join(text.split())
+
+
 def handle_errors(func: F) -> F:
-    """Turn user errors into one stderr line and exit code 2 (a traceback only with --debug)."""
+    """Turn user errors into one stderr line and exit code 2 (a traceback only with --debug).
+
+    User errors are the project's :class:`~minescape.errors.InputError` and
+    :class:`~minescape.errors.OutputError`, and every ``OSError`` (missing file, no permission, disk full,
+    read-only file system, a file where a folder is expected and the reverse): the line names the user's path
+    and the cause. A :class:`~minescape.errors.UnitFailed` exits with 3.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -40,20 +66,14 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
-        except (InputError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-            if state.debug:
-                raise
-            msg = str(exc) if isinstance(exc, InputError) else f"{getattr(exc, 'filename', '') or ''}: " \
-                f"{exc.strerror or exc}".lstrip(": ")
-            raise fail(" ".join(msg.split())) from None
         except UnitFailed as exc:
             if state.debug:
                 raise
-            raise fail(" ".join(str(exc).split()), EXIT_PARTIAL) from None
-        except MinescapeError as exc:
+            raise fail(error_line(exc), EXIT_PARTIAL) from None
+        except (MinescapeError, OSError) as exc:
             if state.debug:
                 raise
-            raise fail(" ".join(str(exc).split())) from None
+            raise fail(error_line(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 

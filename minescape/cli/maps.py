@@ -15,6 +15,10 @@ app = typer.Typer(help="Large-area land-cover maps: predict (tiled COG), train (
                   no_args_is_help=True)
 
 
+#: Rough throughput of a whole-map class count (uint8 read by blocks), pixels per second on one core.
+SCAN_PX_PER_S = 20_000_000
+
+
 def _fields(region: str, province: str, city: str) -> tuple[str, str, str]:
     return region, province, city
 
@@ -28,14 +32,21 @@ def predict(
     tile: int = typer.Option(1024, help="Core tile size in pixels (memory is bounded by it)."),
     window: int = typer.Option(256, help="Network window in pixels."),
     stride: int = typer.Option(0, help="Window lattice step in pixels (0 = 3/4 of the window)."),
+    force: bool = typer.Option(False, "--force", help="Run even when the image is estimated to take longer "
+                                                      "than 24 h (the estimate is printed first)."),
 ) -> None:
     """Classify IMAGE tile by tile with blended overlapping windows and write a COG with overviews."""
-    from minescape.maps.tiled import predict_tiled, unet_predictor
+    from minescape.limits import check_positive
+    from minescape.maps.tiled import predict_plan, predict_tiled, unet_predictor
     from minescape.maps.train import load_checkpoint
 
+    check_positive(tile, "--tile (core tile size in pixels)")
+    check_positive(window, "--window (pixels)", minimum=8)
+    check_positive(stride, "--stride (pixels; 0 = 3/4 of the window)", minimum=0)
+    err_console.print(predict_plan(image, force=force).line(str(image)), markup=False, highlight=False)
     ckpt = load_checkpoint(model)
     res = predict_tiled(image, unet_predictor(ckpt, window=window, stride=stride or None), out,
-                        legend=ckpt.legend, tile=tile)
+                        legend=ckpt.legend, tile=tile, force=force)
     shares = ", ".join(f"{ckpt.legend.name_of(c)} {n}" for c, n in res.class_pixels.items())
     typer.echo(f"wrote {res.path} ({res.width}x{res.height} px, {res.tiles} tiles; pixels: {shares}; "
                f"nodata {res.nodata_pixels})")
@@ -116,9 +127,14 @@ def sample(
     legend: str = typer.Option("sinolc1", help="Legend of the map."),
     seed: int = typer.Option(0, help="Random seed (same seed, same points)."),
     reference: Path = typer.Option(None, help="Optional reference map: fill ref_code from it instead of by eye."),
+    force: bool = typer.Option(False, "--force", help="Run even when the map is estimated to take longer than 24 h."),
 ) -> None:
     """Draw a stratified random sample for visual interpretation (fill ref_code or ref_class, then validate)."""
     from minescape.legend import get_legend
+    from minescape.limits import plan_raster
+
+    err_console.print(plan_raster(map_path, px_per_second=SCAN_PX_PER_S, force=force).line(str(map_path)),
+                      markup=False, highlight=False)
     from minescape.sampling import export_points, read_reference_at, stratified_points
 
     lg = get_legend(legend)
@@ -144,6 +160,7 @@ def validate(
     city_field: str = typer.Option("city", help="City attribute of the units."),
     mapped_areas: Path = typer.Option(None, help="class_areas.csv from 'minescape map products'."),
     reference_areas: Path = typer.Option(None, help="Reference area table per unit (unit + class columns, km²)."),
+    force: bool = typer.Option(False, "--force", help="Run even when the map is estimated to take longer than 24 h."),
 ) -> None:
     """Confusion matrix, OA, kappa, UA/PA, area-weighted estimates with 95 % CIs, OA per unit, area comparison."""
     import pandas as pd
@@ -159,10 +176,12 @@ def validate(
         validate_sample,
         write_validation,
     )
+    from minescape.limits import plan_raster
     from minescape.sampling import import_points
 
     lg = get_legend(legend)
     pts = import_points(points, lg)
+    plan_raster(map_path, px_per_second=SCAN_PX_PER_S, force=force)  # the class areas scan the whole map
     result = validate_sample(pts, lg, map_class_areas(map_path, lg))
     per_unit = None
     if admin is not None:

@@ -157,6 +157,17 @@ def open_raster(path: str | Path):
         raise InputError(f"not a readable raster ({str(exc).splitlines()[0][:120]})", path=path) from None
 
 
+def open_class_map(path: str | Path):
+    """:func:`open_raster` for a class map: InputError (one line) unless its first band holds integers
+    (class codes are integer; a float or complex band is imagery, not a class map)."""
+    src = open_raster(path)
+    if np.dtype(src.dtypes[0]).kind not in "ui":
+        src.close()
+        raise InputError(f"not a class map: band 1 is {src.dtypes[0]}, class codes are integers (uint8)",
+                         path=path)
+    return src
+
+
 def read_raster(
     path: str | Path,
     *,

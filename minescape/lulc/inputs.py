@@ -133,14 +133,59 @@ def _stac_scenes(path: Path) -> list[SceneRef]:
         elif kind == "Feature":
             items = [pystac.Item.from_file(str(path))]
         elif kind in ("Catalog", "Collection"):
-            cat = pystac.read_file(str(path))
-            items = list(cat.get_items(recursive=True))
+            items = _catalog_items(path, data)
         else:
             raise InputError(f"JSON is not a STAC Catalog, Collection, ItemCollection or Item (type {kind!r})",
                              path=path)
     except pystac.STACError as exc:
         raise InputError(f"invalid STAC ({exc})", path=path) from None
     return [_scene_from_item(item, path) for item in items]
+
+
+#: Most STAC documents (catalogues, collections, items) one catalogue walk reads.
+MAX_STAC_DOCUMENTS = 100_000
+
+
+def _catalog_items(path: Path, data: dict) -> list:
+    """The items of a local STAC Catalog/Collection, following ``child`` and ``item`` links breadth first.
+
+    Each document is read once (a catalogue listing itself, or a cycle of children, is read once, not
+    forever); links must be local files inside the catalogue's folder (no network, no escape through ``..``
+    or absolute paths), and a walk stops with an error past :data:`MAX_STAC_DOCUMENTS` documents.
+    """
+    import pystac
+
+    root = path.parent.resolve()
+    seen = {path.resolve()}
+    queue = [(path, data)]
+    items = []
+    while queue:
+        doc_path, doc = queue.pop(0)
+        for link in doc.get("links") or []:
+            if not isinstance(link, dict) or link.get("rel") not in ("child", "item"):
+                continue
+            href = str(link.get("href", ""))
+            if "://" in href:
+                raise InputError(f"STAC link {href!r} is not a local file (catalogues are read from disk only)",
+                                 path=doc_path)
+            target = (doc_path.parent / href).resolve()
+            if not target.is_relative_to(root):
+                raise InputError(f"STAC link {href!r} leaves the catalogue's folder {root}", path=doc_path)
+            if target in seen:
+                continue  # a catalogue listing itself or an ancestor: read once
+            seen.add(target)
+            if len(seen) > MAX_STAC_DOCUMENTS:
+                raise InputError(f"STAC catalogue links more than {MAX_STAC_DOCUMENTS:,} documents", path=path)
+            child = read_json(target, "STAC file")
+            if child.get("type") == "Feature":
+                item = pystac.Item.from_dict(child, href=str(target), preserve_dict=False)
+                items.append(item)
+            elif child.get("type") in ("Catalog", "Collection"):
+                queue.append((target, child))
+            else:
+                raise InputError(f"linked document is not a STAC Catalog, Collection or Item (type "
+                                 f"{child.get('type')!r})", path=target)
+    return items
 
 
 def _scene_from_item(item, source: Path) -> SceneRef:
@@ -172,12 +217,14 @@ def _scene_from_item(item, source: Path) -> SceneRef:
     raise InputError(f"STAC item {item.id} has no raster band assets", path=source)
 
 
-def discover_scenes(sources: Sequence[str | Path]) -> list[SceneRef]:
+def discover_scenes(sources: Sequence[str | Path], *, exclude: Sequence[str | Path] = ()) -> list[SceneRef]:
     """Find scenes in files, folders and STAC JSON files; sorted by (date, path), duplicates removed.
 
     A folder is a scene when it holds band files (``*_B02.tif`` ...); otherwise its raster files, band
-    sub-folders and ``*.json`` STAC files are scenes (one level deep).
+    sub-folders and ``*.json`` STAC files are scenes (one level deep). Entries of a folder that are in
+    ``exclude`` (a run's own outputs, when its output folder is also a scene folder) are never read as scenes.
     """
+    skip = {Path(p).absolute() for p in exclude}
     found: dict[str, SceneRef] = {}
     for src in sources:
         path = Path(src)
@@ -189,7 +236,7 @@ def discover_scenes(sources: Sequence[str | Path]) -> list[SceneRef]:
                 refs.append(_scene_from_band_folder(path))
             else:
                 for child in sorted(path.iterdir()):
-                    if child.name.startswith("."):
+                    if child.name.startswith(".") or child.absolute() in skip:
                         continue
                     if child.is_file() and child.suffix.lower() in RASTER_SUFFIXES:
                         refs.append(_scene_from_file(child))

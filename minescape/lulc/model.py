@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from minescape.atomic import atomic_write_text
-from minescape.errors import InputError
+from minescape.errors import ConfigError, InputError
 from minescape.jsonfile import read_json
 from minescape.legend import MINING_LULC, Legend
 
@@ -108,6 +108,8 @@ def train_model(
     """
     import lightgbm as lgb
 
+    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
+        raise ConfigError(f"rounds must be a whole number of boosting rounds >= 1 (got {rounds!r})")
     x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y)
     if x.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[1] != len(features):
@@ -151,7 +153,17 @@ def save_model(model: LulcModel, path: str | Path) -> Path:
 
 
 def load_model(path: str | Path) -> LulcModel:
-    """Read a model written by :func:`save_model` (InputError for other files or versions)."""
+    """Read a model written by :func:`save_model`.
+
+    The file is plain JSON (never unpickled or evaluated); every field is checked where it enters: the feature
+    list (unique names, as many as the booster's features, in the booster's order), the classes (legend codes,
+    as many as the booster's classes), the normalisation (one finite mean and one finite standard deviation
+    > 0 per feature) and the booster text.
+
+    Raises:
+        InputError: another file, another version, or a malformed or inconsistent model (one line naming the
+            file and the field).
+    """
     import lightgbm as lgb
 
     path = Path(path)
@@ -160,11 +172,60 @@ def load_model(path: str | Path) -> LulcModel:
         raise InputError(f"not a minescape LULC model (format is not {FORMAT!r})", path=path)
     if doc.get("version") != VERSION:
         raise InputError(f"model version {doc.get('version')} is not supported (expected {VERSION})", path=path)
-    booster = lgb.Booster(model_str=doc["booster"])
-    norm = doc["normalisation"]
-    return LulcModel(booster, tuple(doc["features"]), Legend.from_dict(doc["legend"]),
-                     tuple(int(c) for c in doc["classes"]), np.asarray(norm["mean"], dtype=np.float32),
-                     np.asarray(norm["std"], dtype=np.float32), dict(doc["importance"]), dict(doc.get("meta", {})))
+
+    def bad(what: str) -> InputError:
+        return InputError(f"malformed model file: {what}", path=path)
+
+    features, classes, norm = doc.get("features"), doc.get("classes"), doc.get("normalisation")
+    if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
+        raise bad("'features' must be a non-empty list of feature names")
+    if len(set(features)) != len(features):
+        raise bad(f"'features' repeats names {sorted({f for f in features if features.count(f) > 1})}")
+    if not isinstance(classes, list) or len(classes) < 2 or not all(type(c) is int for c in classes):
+        raise bad("'classes' must be a list of at least 2 integer class codes")
+    if not isinstance(norm, dict) or norm.get("method") != "zscore":
+        raise bad("'normalisation' must be {\"method\": \"zscore\", \"mean\": [...], \"std\": [...]}")
+    try:
+        legend = Legend.from_dict(doc["legend"])
+        mean = np.asarray(norm["mean"], dtype=np.float64)
+        std = np.asarray(norm["std"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise bad(f"legend or normalisation unreadable ({type(exc).__name__}: {exc})") from None
+    for name, arr in (("mean", mean), ("std", std)):
+        if arr.shape != (len(features),):
+            raise bad(f"normalisation {name} has {arr.size} values for {len(features)} features")
+        if not np.isfinite(arr).all():
+            raise bad(f"normalisation {name} of {features[int(np.flatnonzero(~np.isfinite(arr))[0])]!r} "
+                      "is not finite")
+    if (std <= 0).any():
+        zero = [f for f, v in zip(features, std, strict=True) if v <= 0]
+        raise bad(f"standard deviation of features {zero} is {std.min():g} (must be > 0; the features would "
+                  "divide by zero)")
+    unknown = sorted(set(classes) - set(legend.codes))
+    if unknown or len(set(classes)) != len(classes):
+        raise bad(f"'classes' {classes} must be distinct codes of the {legend.name} legend {list(legend.codes)}")
+    text = doc.get("booster")
+    if not isinstance(text, str) or not text.startswith("tree"):
+        raise bad("'booster' must be the LightGBM model text (starting with 'tree')")
+    try:
+        booster = lgb.Booster(model_str=text)
+    except Exception as exc:  # LightGBMError and others for damaged model text
+        raise bad(f"the booster text cannot be read ({str(exc).splitlines()[0][:100]})") from None
+    names = list(booster.feature_name())
+    if names != list(features):
+        i = next((i for i, (a, b) in enumerate(zip(features, names)) if a != b), min(len(features), len(names)))
+        raise bad(f"'features' ({len(features)}) do not match the booster's features ({len(names)}): first "
+                  f"difference at position {i}: {features[i] if i < len(features) else None!r} vs "
+                  f"{names[i] if i < len(names) else None!r}")
+    n_class = int(booster.params.get("num_class", 0) or 0) if hasattr(booster, "params") else 0
+    n_trees_class = booster.num_model_per_iteration()
+    if n_trees_class != len(classes) or (n_class and n_class != len(classes)):
+        raise bad(f"'classes' lists {len(classes)} classes but the booster predicts {n_trees_class}")
+    importance, meta = doc.get("importance", {}), doc.get("meta", {})
+    if not isinstance(importance, dict) or not isinstance(meta, dict):
+        raise bad("'importance' and 'meta' must be JSON objects")
+    return LulcModel(booster, tuple(features), legend, tuple(classes), mean.astype(np.float32),
+                     std.astype(np.float32), dict(importance), dict(meta))
 
 
 def sample_pixels(labels: np.ndarray, valid: np.ndarray, *, per_class: int, rng: np.random.Generator

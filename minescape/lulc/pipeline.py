@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from minescape.atomic import atomic_write_text
+from minescape.atomic import atomic_write_text, prepare_output, prune
 from minescape.errors import ConfigError, InputError
 from minescape.geo.raster import Raster, write_raster
 from minescape.legend import MINING_LULC
@@ -98,8 +98,8 @@ def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | No
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_model(path: str, mtime: float) -> LulcModel:
-    return load_model(path)
+def _cached_model(path: str, mtime: float, shown: str) -> LulcModel:
+    return load_model(shown)  # errors name the path the user gave
 
 
 def get_classifier(classifier: str | Path | LulcModel) -> str | LulcModel:
@@ -112,7 +112,12 @@ def get_classifier(classifier: str | Path | LulcModel) -> str | LulcModel:
     if not path.exists():
         raise InputError("model file not found (give 'rules' or a model JSON from 'minescape lulc train')",
                          path=path)
-    return _cached_model(str(path.resolve()), path.stat().st_mtime)
+    model = _cached_model(str(path.resolve()), path.stat().st_mtime, str(path))
+    unknown = [f for f in model.features if f not in FEATURES]
+    if unknown:
+        raise InputError(f"the model needs features {unknown} that this version does not compute (it computes "
+                         f"{', '.join(FEATURES)})", path=path)
+    return model
 
 
 def classify_features(features: Raster, mask: np.ndarray, classifier: str | LulcModel, *, rules: dict) -> np.ndarray:
@@ -143,13 +148,37 @@ def site_from_args(args: dict) -> Site:
 
 
 def map_path(out_dir: str | Path, site_id: str) -> Path:
-    """``OUT/maps/<site_id>.tif`` (ids made file-name safe)."""
-    return Path(out_dir) / "maps" / f"{safe_name(site_id)}.tif"
+    """``OUT/maps/<stem>.tif`` with the site's file stem (:func:`site_stem`)."""
+    return Path(out_dir) / "maps" / f"{site_stem(site_id)}.tif"
 
 
 def safe_name(text: str) -> str:
-    """A file-name-safe version of an id."""
+    """A file-name-safe version of an id (letters, digits, ``.``, ``_``, ``-``; other runs become ``_``)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)) or "site"
+
+
+def site_stem(site_id: str) -> str:
+    """The file stem of a site's outputs: the id itself when it is already file-name safe, else its safe name
+    plus ``-`` and 8 hex digits of the id's SHA-256, so ids that differ only in unsafe characters (``a/b`` and
+    ``a_b``, two CJK names) never share a file. It depends on the id alone (stable across runs)."""
+    text = str(site_id)
+    safe = safe_name(text)
+    if safe == text and not text.startswith("."):
+        return text
+    return f"{safe.lstrip('.') or 'site'}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def site_stems(site_ids: Sequence[str], *, path=None) -> dict[str, str]:
+    """Site id -> file stem for one run; InputError (one line) when two stems would still name one file on a
+    case-insensitive file system (``S1`` and ``s1``), listing the ids."""
+    stems = {sid: site_stem(sid) for sid in site_ids}
+    seen: dict[str, str] = {}
+    for sid, stem in stems.items():
+        other = seen.setdefault(stem.casefold(), sid)
+        if other != sid:
+            raise InputError(f"site ids {other!r} and {sid!r} would write the same file {stem}.tif (file names "
+                             "ignore case on some systems); make the ids distinct", path=path)
+    return stems
 
 
 def classify_site(unit: Unit) -> dict:
@@ -159,9 +188,9 @@ def classify_site(unit: Unit) -> dict:
     ``dcm_year`` (paths or None), ``out_dir``, ``classifier`` (``"rules"`` or a model path), ``config``.
 
     Returns:
-        ``{site_id, year, year_rule, scene, path, pixels, classes, seconds, ...}``.
+        ``{site_id, year, year_rule, scene, path, pixels, classes, ...}`` (no wall time: the result goes into
+        reproducible files; the run folder's journal and ``report/timings.json`` keep the times).
     """
-    t0 = time.perf_counter()
     a = unit.args
     config = make_config(a.get("config"))
     rules = load_rules(config["rules"])
@@ -182,7 +211,7 @@ def classify_site(unit: Unit) -> dict:
     counts = np.bincount(classes.ravel(), minlength=8)
     outputs = [str(path)]
     if config.get("quicklook", True):
-        ql = write_quicklook(inputs, classes, Path(a["out_dir"]) / "report" / "quicklooks" / f"{safe_name(site.id)}.png")
+        ql = write_quicklook(inputs, classes, Path(a["out_dir"]) / "report" / "quicklooks" / f"{site_stem(site.id)}.png")
         outputs.append(str(ql))
     return {
         "site_id": site.id,
@@ -195,7 +224,6 @@ def classify_site(unit: Unit) -> dict:
         "path": str(path),
         "pixels": int((classes > 0).sum()),
         "area_m2": {MINING_LULC.name_of(c): float(counts[c] * site.grid.pixel_area()) for c in MINING_LULC.codes},
-        "seconds": round(time.perf_counter() - t0, 3),
         "outputs": outputs,
     }
 
@@ -274,18 +302,38 @@ def classify_sites(
     cfg = make_config(config)
     if classifier != "rules":
         get_classifier(classifier)  # fail early on a bad model
-    out_dir = Path(out_dir)
+    out_dir = prepare_output(out_dir, folder=True)
     sites, notes = read_sites(sites_path, layer=layer, id_field=id_field)
     sites = select_sites(sites, site_ids, path=sites_path)
-    refs = discover_scenes(scenes)
+    site_stems([s.id for s in sites], path=sites_path)  # refuse before any unit runs
+    refs = discover_scenes(scenes, exclude=run_outputs(out_dir))
     units = build_units(sites, refs, dcm_dh, dcm_year, out_dir, classifier=classifier, config=cfg)
     summary = run_units(units, classify_site, description="classify sites", executor=executor)
     for line in notes:
         m = _DROPPED.search(line)
         if m:
             summary.failed[f"feature {m.group('idx')}"] = m.group("why")
+    inputs = [Path(sites_path), *(Path(p) for p in scenes), *(Path(p) for p in (dcm_dh, dcm_year) if p)]
+    if str(classifier) != "rules":
+        inputs.append(Path(classifier))
+    remove_stale(out_dir, summary, keep=inputs)
     write_run_files(out_dir, sites, summary, config=cfg, classifier=str(classifier), notes=notes)
     return summary
+
+
+def run_outputs(out_dir: Path) -> list[Path]:
+    """What a ``classify_sites`` run owns in ``out_dir``: ``maps/``, ``report/``, ``sites.json``."""
+    return [out_dir / "maps", out_dir / "report", out_dir / "sites.json"]
+
+
+def remove_stale(out_dir: Path, summary: RunSummary, *, keep: Sequence[Path] = ()) -> list[Path]:
+    """Remove the class maps and quicklooks in ``out_dir`` that this run did not produce (sites no longer in
+    the layer, renamed, failed this time, or left out by ``--site``): the run owns its output folder, so
+    ``maps/`` holds exactly the maps ``sites.json`` lists (:func:`minescape.atomic.prune`). Files in ``keep``
+    (the run's inputs) are never touched, nor anything but ``maps/*.tif`` and ``report/quicklooks/*.png``."""
+    produced = {Path(p) for res in summary.results.values() for p in res.get("outputs", [])}
+    return (prune(out_dir / "maps", "*.tif", produced, protect=tuple(keep))
+            + prune(out_dir / "report" / "quicklooks", "*.png", produced, protect=tuple(keep)))
 
 
 def select_sites(sites: list[Site], site_ids: Sequence[str] | None, *, path) -> list[Site]:
@@ -325,6 +373,9 @@ def write_run_files(out_dir: Path, sites: Sequence[Site], summary: RunSummary, *
            "ok": sum(r["status"] == "ok" for r in rows), "failed": {k: v for k, v in summary.failed.items()},
            "read_notes": list(notes), "results": summary.results}
     atomic_write_text(out_dir / "report" / "run.json", json.dumps(run, indent=1, default=str))
+    # wall time is not reproducible: it lives in its own log, never in sites.json or run.json
+    atomic_write_text(out_dir / "report" / "timings.json",
+                      json.dumps({"seconds": round(summary.seconds, 3), "sites": len(rows)}, indent=1))
 
 
 # ------------------------------------------------------------------------------------------- training
@@ -366,6 +417,8 @@ def train_from_sites(
     from minescape.lulc.weak import weak_labels
 
     cfg = make_config(config)
+    if rounds < 1 or per_class < 1:  # checked before any site is read
+        raise ConfigError(f"--rounds and --per-class must be >= 1 (got {rounds} and {per_class})")
     rules = load_rules(cfg["rules"])
     sites, _ = read_sites(sites_path, layer=layer, id_field=id_field)
     sites = select_sites(sites, site_ids, path=sites_path)

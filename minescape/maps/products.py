@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 from pyproj import CRS, Geod, Transformer
 
-from minescape.atomic import atomic_path, atomic_write_text
-from minescape.errors import InputError, NoOverlapError
+from minescape.atomic import atomic_path, atomic_write_text, prune
+from minescape.errors import ConfigError, InputError, NoOverlapError
 from minescape.legend import Legend
 from minescape.runner import Unit, run_units
 
@@ -240,7 +240,12 @@ def make_products(map_path: str | Path, admin, out_dir: str | Path, *, legend: L
 
     from minescape.geo.raster import open_raster
     from minescape.geo.vector import read_vector, write_gpkg
+    from minescape.limits import check_alloc, check_positive
 
+    check_positive(tile, "--tile (chunk size in pixels)")  # a bad option for the whole run, before any unit
+    check_alloc(tile * tile * 9, f"a {tile:,} px chunk")
+    if size_cap < 1:
+        raise ConfigError(f"size cap must be > 0 bytes (got {size_cap})")
     out = Path(out_dir)
     if isinstance(admin, str | Path):
         gdf, notes = check_admin(read_vector(admin), fields=fields, source=str(admin))
@@ -277,6 +282,10 @@ def make_products(map_path: str | Path, admin, out_dir: str | Path, *, legend: L
     for key, files in sorted(by_province.items()):
         zip_of[key] = write_zip(files, out / "zips" / f"{safe_name(key[0])}_{safe_name(key[1])}.zip")
     summary.zips = {f"{k[0]}/{k[1]}": v for k, v in zip_of.items()}
+    # the run owns its folder: tiles and ZIPs of units no longer in the layer (or failed now) are removed
+    inputs = (Path(map_path),) + ((Path(admin),) if isinstance(admin, str | Path) else ())
+    prune(out / "tiles", "*.tif", [Path(r["file"]) for r in run.results.values()], protect=inputs)
+    prune(out / "zips", "*.zip", list(zip_of.values()), protect=inputs)
     sizes = {k: p.stat().st_size for k, p in zip_of.items()}
     versions = group_versions(sizes, size_cap=size_cap) if sizes else {}
     version_of = {key: v for v, keys in versions.items() for key in keys}

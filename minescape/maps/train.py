@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -214,13 +215,28 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise InputError(f"not a readable torch checkpoint ({str(exc).splitlines()[0][:100]})", path=path) from None
+        if "Unsupported global" in str(exc):  # pickled Python objects: refused, never run
+            raise InputError("not a minescape U-Net checkpoint: it holds pickled Python objects, which are never "
+                             "loaded (only tensors, numbers and strings are)", path=path) from None
+        if "Weights only load failed" in str(exc):  # bytes that are no torch file at all
+            first = "the bytes are not a torch file"
+        else:
+            first = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines()[0][:100] if str(exc) else type(exc).__name__
+        raise InputError(f"not a readable torch checkpoint ({first})", path=path) from None
     if not isinstance(data, dict) or data.get("format") != "minescape-unet-1":
         raise InputError("not a minescape U-Net checkpoint (missing format 'minescape-unet-1')", path=path)
-    net = UNet(**data["net"])
-    net.load_state_dict(data["state_dict"])
-    net.eval()
-    return Checkpoint(net=net, legend=Legend.from_dict(data["legend"]),
-                      mean=np.asarray(data["mean"], np.float32), std=np.asarray(data["std"], np.float32),
-                      band_names=tuple(data["band_names"]) if data["band_names"] else None,
-                      history=list(data["history"]), config=dict(data["config"]))
+    try:
+        net = UNet(**data["net"])
+        net.load_state_dict(data["state_dict"])
+        net.eval()
+        ckpt = Checkpoint(net=net, legend=Legend.from_dict(data["legend"]),
+                          mean=np.asarray(data["mean"], np.float32), std=np.asarray(data["std"], np.float32),
+                          band_names=tuple(data["band_names"]) if data["band_names"] else None,
+                          history=list(data["history"]), config=dict(data["config"]))
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a damaged or hand-edited checkpoint
+        first = str(exc).splitlines()[0][:100] if str(exc) else ""
+        raise InputError(f"malformed U-Net checkpoint ({type(exc).__name__}: {first})", path=path) from None
+    if ckpt.mean.shape != ckpt.std.shape or not (np.isfinite(ckpt.std).all() and (ckpt.std > 0).all()):
+        raise InputError("malformed U-Net checkpoint: the normalisation std must be finite and > 0 per band",
+                         path=path)
+    return ckpt

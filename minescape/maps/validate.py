@@ -32,11 +32,11 @@ def map_class_areas(path: str | Path, legend: Legend, *, tile: int = 2048) -> np
     from rasterio.windows import Window
 
     from minescape.geo.grid import iter_tiles
-    from minescape.geo.raster import open_raster
+    from minescape.geo.raster import open_class_map
     from minescape.maps.products import pixel_areas_m2
 
     total = np.zeros(256, dtype=np.float64)
-    with open_raster(path) as src:
+    with open_class_map(path) as src:
         for t in iter_tiles(src.width, src.height, size=tile):
             block = src.read(1, window=t.core)
             h, w = block.shape

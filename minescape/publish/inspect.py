@@ -7,7 +7,6 @@ GPKG files. Every violation is reported with its file, fid and problem; nothing 
 
 from __future__ import annotations
 
-import json
 import tempfile
 import zipfile
 from collections import defaultdict
@@ -22,6 +21,7 @@ import shapely
 from pyproj import CRS
 
 from minescape.errors import InputError, MissingInputError
+from minescape.jsonfile import read_json
 from minescape.geo.vector import geodesic_area
 from minescape.legend import MINING_LULC, Legend
 from minescape.publish.release import MANIFEST, README, sha256_file
@@ -72,26 +72,87 @@ def _gpkg_sources(paths: list[Path], tmp: Path) -> Iterator[tuple[str, Path]]:
         if f.suffix.lower() == ".gpkg":
             yield f.name, f
         elif zipfile.is_zipfile(f):
-            with zipfile.ZipFile(f) as zf:
-                for member in sorted(n for n in zf.namelist() if n.lower().endswith(".gpkg")):
-                    target = tmp / "x.gpkg"
-                    with zf.open(member) as src, open(target, "wb") as dst:
-                        while chunk := src.read(1 << 20):
-                            dst.write(chunk)
-                    yield f"{f.name}/{member}", target
-                    target.unlink()
+            try:
+                with zipfile.ZipFile(f) as zf:
+                    members = sorted((i for i in zf.infolist() if i.filename.lower().endswith(".gpkg")),
+                                     key=lambda i: i.filename)
+                    for info in members:
+                        check_member(f, info, tmp)  # before a byte is extracted
+                        target = tmp / "x.gpkg"
+                        with zf.open(info) as src, open(target, "wb") as dst:
+                            written = 0
+                            while chunk := src.read(1 << 20):
+                                written += len(chunk)
+                                if written > info.file_size:  # zipfile stops at the declared size; be sure
+                                    raise InputError(f"member {info.filename} holds more than it declares",
+                                                     path=f)
+                                dst.write(chunk)
+                        yield f"{f.name}/{info.filename}", target
+                        target.unlink()
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
+                raise InputError(f"damaged ZIP file ({exc})", path=f) from None
         else:
             raise InputError("not a ZIP or GeoPackage file", path=f)
+
+
+#: Largest GeoPackage inside a ZIP that ``inspect`` extracts (declared uncompressed bytes). A shard of 5,000
+#: features is a few MB; larger members are refused before anything is extracted.
+MAX_MEMBER_BYTES = 4 * 1024**3
+#: Largest compression ratio (uncompressed / compressed) accepted for a member: GeoPackage shards compress
+#: about 5-10 times; DEFLATE bombs reach ~1000.
+MAX_RATIO = 200
+
+
+def check_member(zip_path: Path, info: zipfile.ZipInfo, tmp: Path) -> None:
+    """Refuse a ZIP member before extracting it: a declared size above :data:`MAX_MEMBER_BYTES`, a
+    compression ratio above :data:`MAX_RATIO` (a ZIP bomb), or more bytes than the extraction folder has free.
+    """
+    import shutil
+
+    name = f"member {info.filename}"
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise InputError(f"{name} declares {info.file_size:,} bytes uncompressed, above the limit of "
+                         f"{MAX_MEMBER_BYTES:,} bytes; not extracted", path=zip_path)
+    ratio = info.file_size / max(info.compress_size, 1)
+    if info.file_size > (1 << 20) and ratio > MAX_RATIO:
+        raise InputError(f"{name} expands {ratio:,.0f} times ({info.compress_size:,} -> {info.file_size:,} bytes), "
+                         f"above the limit of {MAX_RATIO} (a ZIP bomb?); not extracted", path=zip_path)
+    free = shutil.disk_usage(tmp).free
+    if info.file_size > free:
+        raise InputError(f"{name} needs {info.file_size:,} bytes to check, the temporary folder {tmp} has "
+                         f"{free:,} free; not extracted", path=zip_path)
 
 
 def _manifest(paths: list[Path]) -> tuple[dict | None, Path | None]:
     for p in paths:
         if p.is_dir() and (p / MANIFEST).exists():
-            try:
-                return json.loads((p / MANIFEST).read_text()), p
-            except json.JSONDecodeError as exc:
-                raise InputError(f"manifest is not valid JSON ({exc.msg})", path=p / MANIFEST) from None
+            return check_manifest(read_json(p / MANIFEST, "release manifest"), p / MANIFEST), p
     return None, None
+
+
+def check_manifest(manifest: dict, path: Path) -> dict:
+    """The manifest if the fields ``inspect`` reads have their published types (InputError naming the field
+    otherwise): ``max_features_per_file`` an integer >= 1, ``extra_columns`` a list of names, ``sha256`` an
+    object of relative file names (inside the release; no ``..``, no absolute path) to 64-hex digests."""
+    def bad(what: str) -> InputError:
+        return InputError(f"malformed release manifest: {what}", path=path)
+
+    cap = manifest.get("max_features_per_file")
+    if cap is not None and (type(cap) is not int or cap < 1):
+        raise bad(f"'max_features_per_file' must be an integer >= 1 (got {cap!r})")
+    extra = manifest.get("extra_columns", [])
+    if not isinstance(extra, list) or not all(isinstance(c, str) for c in extra):
+        raise bad("'extra_columns' must be a list of column names")
+    digests = manifest.get("sha256", {})
+    if not isinstance(digests, dict):
+        raise bad("'sha256' must be an object of file name -> SHA-256")
+    for name, digest in digests.items():
+        parts = Path(name).parts
+        if Path(name).is_absolute() or ".." in parts or not parts:
+            raise bad(f"file name {name!r} in 'sha256' leaves the release folder")
+        if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise bad(f"'sha256' of {name!r} is not a 64-digit hex digest")
+    return manifest
 
 
 def inspect_release(

@@ -36,7 +36,7 @@ import shapely
 from pyproj import CRS
 
 from minescape import __version__
-from minescape.atomic import replace_dir, temp_path
+from minescape.atomic import output_error, replace_dir, temp_path
 from minescape.errors import ConfigError, InputError, MissingInputError
 from minescape.geo.polygonize import polygonize, polygonize_ragged
 from minescape.geo.raster import Raster, many_files, open_raster
@@ -376,15 +376,13 @@ def publish(
         raise ConfigError(f"workers must be >= 1 (got {workers})")
     if not all(c.isalnum() or c in "_-" for c in name) or not name:
         raise ConfigError(f"dataset name {name!r} must be letters, digits, '_' or '-'")
-    try:
-        out_crs = CRS.from_user_input(crs)
-    except Exception:
-        raise ConfigError(f"invalid output CRS {crs!r} (e.g. EPSG:4326)") from None
+    out_crs = check_output_crs(crs)
     if not maps_dir.is_dir():
         raise MissingInputError("class map folder not found", path=maps_dir)
-    paths = sorted(maps_dir.glob("*.tif"))
+    paths = sorted(p for p in maps_dir.glob("*.tif") if not p.name.startswith("."))
     if not paths:
         raise InputError("no class maps (*.tif) in the folder", path=maps_dir)
+    check_run_listing(maps_dir, paths)
     if out.exists() and not (out.is_dir() and ((out / MANIFEST).exists() or not any(out.iterdir()))):
         raise InputError("exists and is not a minescape release (no manifest.json); choose another folder",
                          path=out)
@@ -438,11 +436,64 @@ def publish(
                           connectivity=connectivity, extra_columns=extra_columns, skipped=skipped,
                           n_sites=len(sites))
         replace_dir(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        err = output_error(exc, out)  # a full or read-only disk under GDAL/SQLite: name the release folder
+        if err is not None and err is not exc:
+            raise err from exc
         raise
     summary.out = out
     return summary
+
+
+def check_output_crs(crs: str) -> CRS:
+    """The release CRS for ``crs`` (any pyproj input); ConfigError unless it is a 2D geographic or projected
+    CRS, the kinds GeoPackage polygons with ellipsoidal areas can carry (a geocentric, 3D, compound, vertical
+    or engineering CRS is refused with the valid choices)."""
+    import pyproj
+
+    try:
+        p = pyproj.CRS.from_user_input(crs)
+    except Exception:
+        raise ConfigError(f"invalid output CRS {crs!r}; give a 2D geographic or projected CRS, e.g. EPSG:4326 "
+                          "or a UTM zone such as EPSG:32650") from None
+    axes = len(p.axis_info)
+    if not (p.is_geographic or p.is_projected) or p.is_compound or p.is_geocentric or axes != 2:
+        kind = ("geocentric" if p.is_geocentric else "compound" if p.is_compound else "vertical" if p.is_vertical
+                else f"{axes}D" if axes != 2 else p.type_name)
+        raise ConfigError(f"output CRS {crs!r} is {kind} ({p.name}); choose one of: a 2D geographic CRS "
+                          "(e.g. EPSG:4326) or a 2D projected CRS (e.g. EPSG:3857, EPSG:32650)")
+    return CRS.from_user_input(crs)
+
+
+def check_run_listing(maps_dir: Path, paths: list[Path]) -> None:
+    """When ``maps_dir`` is the ``maps/`` folder of a ``lulc classify`` run (a ``sites.json`` beside it), the
+    class maps in it must be exactly those ``sites.json`` lists as ``ok``: a map left by an earlier run, or a
+    listed map that is missing, refuses the release in one line (nothing is published that the run did not
+    produce). A folder of maps without ``sites.json`` is published as it is."""
+    from minescape.jsonfile import read_json
+
+    listing = maps_dir.parent / "sites.json"
+    if maps_dir.name != "maps" or not listing.is_file():
+        return
+    try:
+        rows = json.loads(listing.read_text(encoding="utf-8")) if listing.stat().st_size < 64 << 20 else None
+    except (ValueError, UnicodeDecodeError):
+        rows = None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        read_json(listing, "sites.json")  # raises the one-line reason for a non-list file
+        raise InputError("sites.json is not a list of sites (as written by 'minescape lulc classify')",
+                         path=listing)
+    listed = {(maps_dir.parent / r["map"]).absolute() for r in rows if r.get("status") == "ok" and r.get("map")}
+    present = {p.absolute() for p in paths}
+    extra, missing = sorted(present - listed), sorted(listed - present)
+    if extra:
+        raise InputError(f"{len(extra)} class map(s) in the folder are not listed in {listing} (left by an earlier "
+                         f"run?), e.g. {extra[0].name}; re-run 'minescape lulc classify' into this folder or remove "
+                         "them", path=maps_dir)
+    if missing:
+        raise InputError(f"{len(missing)} class map(s) listed in {listing} are missing, e.g. {missing[0].name}; "
+                         "re-run 'minescape lulc classify' into this folder", path=maps_dir)
 
 
 def _finish(tmp: Path, shard_dir: Path, buf: _ShardBuffer, stats: _Stats, *, name, legend, out_crs,

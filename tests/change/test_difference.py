@@ -62,6 +62,10 @@ def test_output_files_legend_and_reproducible_bytes(small_region, tmp_path):
     b = detect_files(small_region.t1, small_region.t2, tmp_path / "b", options=DetectOptions(min_area_m2=500))
     for pa, pb in ((a.mask, b.mask), (a.difference, b.difference)):
         assert hashlib.sha256(pa.read_bytes()).digest() == hashlib.sha256(pb.read_bytes()).digest()
+    # the bytes follow the input (a constant writer would pass the loop above): another option, another mask
+    c = detect_files(small_region.t1, small_region.t2, tmp_path / "c", options=DetectOptions(min_area_m2=50_000))
+    assert a.stats["changed_pixels"] > c.stats["changed_pixels"] >= 0
+    assert c.mask.read_bytes() != a.mask.read_bytes()
     with rasterio.open(a.mask) as src:
         assert src.dtypes[0] == "uint8" and src.nodata == 255 and src.crs.to_epsg() == 32750
         cmap = src.colormap(1)

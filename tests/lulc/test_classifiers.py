@@ -103,6 +103,8 @@ def test_model_train_save_load_roundtrip(tmp_path):
     again = train_model(x, truth[keep], features=FEATURES, rounds=30, seed=5)
     p2 = save_model(again, tmp_path / "m2.json")
     assert p1.read_bytes() == p2.read_bytes()  # deterministic training and file
+    other = save_model(train_model(x, truth[keep], features=FEATURES, rounds=30, seed=6), tmp_path / "m3.json")
+    assert other.read_bytes() != p1.read_bytes()  # the bytes follow the seed: not a constant writer
     loaded = load_model(p1)
     assert loaded.features == FEATURES and loaded.legend == MINING_LULC and loaded.classes == model.classes
     np.testing.assert_array_equal(loaded.predict(x), pred)

@@ -103,6 +103,10 @@ def test_reproducible_bytes(small_region, tmp_path, trained):
     for sid in ("S01", "S02"):
         assert (tmp_path / "a" / "maps" / f"{sid}.tif").read_bytes() == \
             (tmp_path / "b" / "maps" / f"{sid}.tif").read_bytes()
+    # a constant writer would pass the loop above: the two sites' maps differ and hold several classes
+    s01, s02 = (read_raster(tmp_path / "a" / "maps" / f"{sid}.tif").data[0] for sid in ("S01", "S02"))
+    assert s01.shape != s02.shape or not np.array_equal(s01, s02)
+    assert all(len(np.unique(m[m > 0])) >= 3 for m in (s01, s02))
 
 
 def _crop_scene(src_path, dst_path, window: Window):

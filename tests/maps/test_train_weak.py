@@ -14,9 +14,23 @@ from minescape.maps.weak import agreement_labels, train_weak, upsample_labels
 
 
 def test_unet_any_bands_and_odd_sizes():
+    """Shape, and what the shape cannot show: at odd sizes the output stays aligned with the input (shifting
+    the input by whole 8-pixel steps shifts the output's interior by the same pixels: skip connections and
+    upsampling put each value back where it came from), the output varies with the input, and samples of a
+    batch do not leak into one another."""
+    torch.manual_seed(0)
     net = UNet(7, 5, base=4, depth=3).eval()
     with torch.inference_mode():
         assert net(torch.zeros(2, 7, 37, 50)).shape == (2, 5, 37, 50)
+        x = torch.randn(2, 7, 157, 161)
+        y = net(x)
+        moved = net(torch.roll(x, shifts=(8, 16), dims=(2, 3)))
+        m = 40  # beyond the reach of the zero padding at the borders
+        interior, shifted = y[..., m:157 - m - 8, m:161 - m - 16], moved[..., m + 8:157 - m, m + 16:161 - m]
+        assert interior.numel() > 5 * 60 * 60 and interior.std() > 0.05  # many values, not a constant
+        torch.testing.assert_close(shifted, interior, atol=1e-5, rtol=0)
+        assert (shifted - y[..., m + 8:157 - m, m + 16:161 - m]).abs().max() > 1e-3  # the shift is visible
+        torch.testing.assert_close(net(x[1:]), y[1:], atol=1e-5, rtol=0)  # batch samples are independent
 
 
 def test_training_is_deterministic_and_checkpoints_roundtrip(hr_scene, tmp_path):

@@ -106,10 +106,20 @@ def test_republish_gives_identical_bytes_and_is_atomic(site_maps, release, tmp_p
 
 
 def test_index_n_order_is_deterministic(release, tmp_path):
+    """Every file, not only the first: regions in alphabetical order, index_n consecutive from 1 across the
+    files in that order, and in each file fid 1..n follows index_n."""
     files = _gpkgs(release, tmp_path)
-    first = pyogrio.read_dataframe(files[0], layer=files[0].stem)
-    assert first["index_n"].iloc[0] == 1
-    assert "africa" in files[0].name  # regions in alphabetical order
+    assert len(files) >= 2
+    regions = [f.stem.split("_")[-2] for f in files]
+    assert "africa" in files[0].name and regions == sorted(regions)
+    expected = 1
+    for f in sorted(files, key=lambda p: p.name):
+        df = pyogrio.read_dataframe(f, layer=f.stem, fid_as_index=True)
+        assert len(df) > 0
+        assert df["index_n"].tolist() == list(range(expected, expected + len(df))), f.name
+        assert df.index.tolist() == list(range(1, len(df) + 1)), f.name
+        expected += len(df)
+    assert expected - 1 == json.loads((release / "manifest.json").read_text())["features"]
 
 
 def test_options_extra_columns_crs_simplify_and_tag_regions(site_maps, tmp_path):
