@@ -92,8 +92,8 @@ def tile_layers(tile: TileName, kind: MapKind, field: Field, boxes: Sequence[tup
     cim = np.zeros((height, width), dtype=np.uint8)
     inv = ~transform
     for west, south, east, north in boxes:
-        c0, r0 = inv * (west, north)
-        c1, r1 = inv * (east, south)
+        c0, r0 = inv @ (west, north)
+        c1, r1 = inv @ (east, south)
         c0, r0 = max(0, int(np.floor(c0)) - 2), max(0, int(np.floor(r0)) - 2)
         c1, r1 = min(width, int(np.ceil(c1)) + 2), min(height, int(np.ceil(r1)) + 2)
         if c1 <= c0 or r1 <= r0:
@@ -197,12 +197,12 @@ def region_field(region: Region) -> Field:
     cim_noise /= cim_noise.std() + 1e-12
     years = np.asarray(region.config.dcm_years)
     to_region = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
-    inv = ~grid.transform
+    t = grid.transform
 
     def field(lon: np.ndarray, lat: np.ndarray, kind: MapKind) -> TileLayers:
         x, y = to_region.transform(lon, lat)
-        col, row = inv * (x, y)
-        col, row = np.floor(col).astype(np.int64), np.floor(row).astype(np.int64)
+        col = np.floor((np.asarray(x) - t.c) / t.a).astype(np.int64)
+        row = np.floor((np.asarray(y) - t.f) / t.e).astype(np.int64)
         inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
         r, c = np.clip(row, 0, h - 1), np.clip(col, 0, w - 1)
         dh = np.where(inside, dh30[r, c], np.nan).astype(np.float32)
