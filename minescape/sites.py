@@ -36,9 +36,10 @@ from minescape.geo.vector import read_vector, repair_geometries
 WGS84 = CRS.from_epsg(4326)
 DEFAULT_RES = 10.0  # metres
 # fields used as the site id when ``id_field`` is not given, first present wins: our own ``site_id``; ``id`` (the
-# merged Maus + Tang layers); ``OBJECTID`` (Tang & Werner 2023 shapefile); ``tile_id`` (mine-segmentation layers,
-# one multipolygon per tile). Maus et al. 2022 v2 (ISO3_CODE, COUNTRY_NAME, AREA) has no id: geometry hash.
-ID_FIELDS = ("site_id", "id", "OBJECTID", "tile_id")
+# merged Maus + Tang layers); ``OBJECTID`` (Tang & Werner 2023 shapefile). Maus et al. 2022 v2 (ISO3_CODE,
+# COUNTRY_NAME, AREA) has no id field, and the mine-segmentation layers' ``tile_id`` names a tile, not a site
+# (it repeats): those get geometry hashes.
+ID_FIELDS = ("site_id", "id", "OBJECTID")
 YEAR_RULES = ("centroid", "nearest-valid")
 
 
