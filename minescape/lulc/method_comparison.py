@@ -52,7 +52,7 @@ def comparison_table(result: dict) -> str:
     def f(v):
         return "–" if v is None else f"{v:.3f}"
 
-    lines = ["| metric | default (LightGBM + rules' features, MMU) | published preset (RF, 11 features, 7x7 "
+    lines = ["| metric | default (LightGBM, 25 features, MMU) | published preset (RF, 11 features, 7x7 "
              "majority) |", "|---|---|---|"]
     for key, name in (("overall_accuracy", "OA"), ("kappa", "kappa")):
         lines.append(f"| {name} | {f(result['default'][key])} | {f(result['published'][key])} |")
