@@ -70,7 +70,8 @@ def main() -> None:
     t0 = time.perf_counter()
     folders = deliveries()
     print(f"deliveries ready in {time.perf_counter() - t0:.1f} s: "
-          + ", ".join(f"{k} ZIPs {sum(p.stat().st_size for p in v.glob('*.zip')) / 1e6:.1f} MB" for k, v in folders.items()))
+          + ", ".join(f"{k} ZIPs {sum(p.stat().st_size for p in v.glob('*.zip')) / 1e6:.1f} MB"
+                      for k, v in folders.items()))
     site = make_site("BENCH", box(*SITE_BOX))
     indexes = {k: build_index(v) for k, v in folders.items()}
     for k, idx in indexes.items():

@@ -19,7 +19,8 @@ from enum import Enum
 from minescape.dcm.tiles import TileName
 
 LAYER_FILE = re.compile(
-    r"^TDM1_DCM__10_(?P<tile>[NS]\d{2}[EW]\d{3})_(?P<code>DCM_|DATE|HAI_|CIM_).*?(?P<kind>FIRST|LAST)1622_.*\.tiff?$",
+    r"^TDM1_DCM__10_(?P<tile>[NS]\d{2}[EW]\d{3})_(?P<code>DCM_|DATE|HAI_|CIM_)"
+    r".*?(?P<kind>FIRST|LAST)1622_.*\.tiff?$",
     re.IGNORECASE,
 )
 DCM_VOID = -32767.0  # DLR's void value of the DCM (and HAI) layers

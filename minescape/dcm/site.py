@@ -76,7 +76,8 @@ def read_site_dcm(dcm: str | Path | DcmIndex, site: Site, options: DcmOptions | 
         if counts[NO_DATE]:
             raise InputError(f"{what}: DATE is 0 (no acquisition date) at every DCM pixel under the site in "
                              f"{', '.join(win.tiles)}; the change cannot be dated")
-        raise InputError(f"{what}: no DCM pixel inside the site has data (all void -32767) in {', '.join(win.tiles)}")
+        raise InputError(f"{what}: no DCM pixel inside the site has data (all void -32767) in "
+                         f"{', '.join(win.tiles)}")
     if not counts[VALID]:
         raise InputError(f"{what}: no valid DCM pixel inside the site ({void / n:.0%} void, {hai / n:.0%} with HAI "
                          f"above the limit, {cim / n:.0%} in an excluded CIM class) in {', '.join(win.tiles)}")

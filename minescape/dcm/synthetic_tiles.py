@@ -68,7 +68,8 @@ def tile_grid(tile: TileName) -> tuple[Affine, int, int]:
 
 def _tif_bytes(data: np.ndarray, transform: Affine, nodata, dtype: str) -> bytes:
     profile = {"driver": "GTiff", "width": data.shape[1], "height": data.shape[0], "count": 1, "dtype": dtype,
-               "crs": "EPSG:4326", "transform": transform, "nodata": nodata, "compress": "deflate", "zlevel": 1, "sparse_ok": True, "tiled": True,
+               "crs": "EPSG:4326", "transform": transform, "nodata": nodata, "compress": "deflate", "zlevel": 1,
+               "sparse_ok": True, "tiled": True,
                "blockxsize": 256, "blockysize": 256}
     with rasterio.Env(GDAL_PAM_ENABLED="NO"), MemoryFile() as mem:
         with mem.open(**profile) as dst:

@@ -194,3 +194,16 @@ def test_region_writes_dlr_layout_with_a_straddling_site(dcm_region, dcm_sites):
             assert src.nodata == -32767 and (data == -32767).any()  # DLR voids
             assert src.crs.to_epsg() == 4326
     assert rasterio  # imported
+
+
+def test_unsafe_zip_members_and_reproducible_bytes(tmp_path):
+    from minescape.dcm.discover import scan_zip
+
+    bad = tmp_path / "evil.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("../TDM1_DCM__10_S23E117_DATE_LAST1622_V01_C.tif", b"x")
+    tiles, problems = scan_zip(bad)
+    assert tiles == [] and "unsafe member path" in problems[0].reason
+    a = write_dcm_tiles(tmp_path / "a", [(117.5, -22.6, 117.51, -22.59)], analytic_field(), kinds=(MapKind.LAST,))
+    b = write_dcm_tiles(tmp_path / "b", [(117.5, -22.6, 117.51, -22.59)], analytic_field(), kinds=(MapKind.LAST,))
+    assert a[0].read_bytes() == b[0].read_bytes() and len(a[0].read_bytes()) > 10_000

@@ -38,7 +38,8 @@ def test_layer_names_match_by_pattern():
         for kind in MapKind:
             name = layer_file_name(TileName.parse("N28E076"), kind, layer)
             assert parse_layer_name(name) == (TileName(28, 76), kind, layer)
-    assert layer_file_name(TileName(28, 76), MapKind.LAST, Layer.DATE) == "TDM1_DCM__10_N28E076_DATE_LAST1622_V01_C.tif"
+    date_name = layer_file_name(TileName(28, 76), MapKind.LAST, Layer.DATE)
+    assert date_name == "TDM1_DCM__10_N28E076_DATE_LAST1622_V01_C.tif"
     # another version suffix and an extra token still match the pattern ..._<CODE>*<KIND>1622_*.tif
     assert parse_layer_name("TDM1_DCM__10_S23E116_HAI_X_FIRST1622_V02_C.tif")[2] == Layer.HAI
     assert parse_layer_name("TDM1_DCM__10_S23E116_LAST1622_V01_C.xml") is None
