@@ -295,6 +295,7 @@ def classify_sites(
     cfg = make_config(config)
     if classifier != "rules":
         get_classifier(classifier)  # fail early on a bad model
+    check_dcm(dcm_dh, dcm_year)
     out_dir = Path(out_dir)
     sites, notes = read_sites(sites_path, layer=layer, id_field=id_field)
     sites = select_sites(sites, site_ids, path=sites_path)
@@ -310,6 +311,16 @@ def classify_sites(
             summary.failed[f"dcm {problem.path.name}"] = problem.reason
     write_run_files(out_dir, sites, summary, config=cfg, classifier=str(classifier), notes=notes)
     return summary
+
+
+def check_dcm(dcm_dh, dcm_year) -> None:
+    """Fail early (InputError) on a DCM that is neither a DLR delivery nor a raster with its year raster."""
+    if dcm_dh is None or dcm_year is not None:
+        return
+    if not is_delivery(dcm_dh):
+        raise InputError("a prepared DEM-change raster needs --dcm-year; or give --dcm a DLR delivery (a folder "
+                         "or ZIP of TanDEM-X DCM tiles)", path=dcm_dh)
+    dcm_index(dcm_dh)  # index once here; raises when the delivery does not exist
 
 
 def select_sites(sites: list[Site], site_ids: Sequence[str] | None, *, path) -> list[Site]:
@@ -393,6 +404,7 @@ def train_from_sites(
 
     cfg = make_config(config)
     rules = load_rules(cfg["rules"])
+    check_dcm(dcm_dh, dcm_year)
     sites, _ = read_sites(sites_path, layer=layer, id_field=id_field)
     sites = select_sites(sites, site_ids, path=sites_path)
     refs = discover_scenes(scenes)

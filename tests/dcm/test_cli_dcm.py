@@ -45,6 +45,10 @@ def test_classify_with_delivery_first_and_last(dcm_region, tmp_path):
     assert res.exit_code == 0, res.output
     res = _run(["classify", r.sites, tmp_path / "bad", "-s", r.scene_dir, "--dcm", r.dcm, "--dcm-map", "middle"])
     assert res.exit_code == EXIT_USER_ERROR and "last, first" in res.output
+    res = _run(["classify", r.sites, tmp_path / "bad2", "-s", r.scene_dir, "--dcm", r.dcm_dh])
+    assert res.exit_code == EXIT_USER_ERROR and "needs --dcm-year" in res.output
+    res = _run(["classify", r.sites, tmp_path / "bad3", "-s", r.scene_dir, "--dcm", tmp_path / "nowhere.zip"])
+    assert res.exit_code == EXIT_USER_ERROR and "DCM delivery not found" in res.output
 
 
 def test_one_zip_and_published_train(dcm_region, tmp_path):
