@@ -38,6 +38,7 @@ from minescape.runner import Executor, RunSummary, Unit, run_units
 from minescape.runstate import fingerprint
 from minescape.sites import Site, SiteYear, make_site, read_sites, site_year
 from minescape.dcm.index import dcm_index
+from minescape.dcm.mosaic import read_dcm_on_grid
 from minescape.dcm.options import DcmOptions
 from minescape.dcm.site import SiteDcm, is_delivery, read_site_dcm
 
@@ -500,7 +501,8 @@ def classify_scene(
             tgrid = grid.window_grid(t.read)
             stack = read_stack_on(sc, tgrid, bands=SPECTRAL_BANDS)
             try:
-                dh = dh_on_grid(dcm_dh, tgrid, what="tile")
+                dh = read_dcm_on_grid(dcm_index(dcm_dh), tgrid, DcmOptions.from_config(cfg), what="tile").dh \
+                    if is_delivery(dcm_dh) else dh_on_grid(dcm_dh, tgrid, what="tile")
             except InputError:
                 dh = Raster(np.full((1, *tgrid.shape), np.nan, np.float32), tgrid.crs, tgrid.transform, np.nan)
             valid = np.isfinite(stack.data).all(axis=0)
