@@ -26,7 +26,11 @@ import numpy as np
 import shapely
 
 from minescape.atomic import atomic_write_text
-from minescape.errors import ConfigError, InputError
+from minescape.dcm.index import dcm_index
+from minescape.dcm.mosaic import read_dcm_on_grid
+from minescape.dcm.options import DcmOptions
+from minescape.dcm.site import SiteDcm, is_delivery, read_site_dcm
+from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.raster import Raster, write_raster
 from minescape.legend import MINING_LULC
 from minescape.lulc.features import DEFAULT_WINDOW, FEATURES, SPECTRAL_BANDS, compute_features, feature_matrix
@@ -37,10 +41,6 @@ from minescape.lulc.rules import classify_rules, load_rules
 from minescape.runner import Executor, RunSummary, Unit, run_units
 from minescape.runstate import fingerprint
 from minescape.sites import Site, SiteYear, make_site, read_sites, site_year
-from minescape.dcm.index import dcm_index
-from minescape.dcm.mosaic import read_dcm_on_grid
-from minescape.dcm.options import DcmOptions
-from minescape.dcm.site import SiteDcm, is_delivery, read_site_dcm
 
 DEFAULT_CONFIG: dict = {
     "window": DEFAULT_WINDOW,  # neighbourhood statistics, pixels
@@ -66,9 +66,6 @@ def make_config(config: dict | None = None) -> dict:
     if int(out["window"]) < 1 or int(out["window"]) % 2 == 0:
         raise ConfigError(f"window must be an odd number of pixels >= 1 (got {out['window']})")
     load_rules(out["rules"])  # validate
-    from minescape.dcm.options import DcmOptions
-    from minescape.errors import check_choice
-
     DcmOptions.from_config(out)  # validate
     check_choice(out["method"], ("default", "published"), what="LULC method")
     check_choice(out["composite"], ("clearest", "median"), what="composite")
@@ -285,7 +282,8 @@ def classify_sites(
     Args:
         sites_path: mining-area polygons (GPKG, GeoJSON, Shapefile).
         scenes: scene files, folders or STAC JSON files.
-        dcm_dh: DEM-change raster (m); dcm_year: its later-acquisition-year raster.
+        dcm_dh: a DLR TanDEM-X DCM delivery (folder or ZIP of tiles, :mod:`minescape.dcm`; ``dcm_year`` None) or a
+            prepared DEM-change raster (m) with ``dcm_year``, its later-acquisition-year raster.
         out_dir: output folder.
         classifier: ``"rules"`` or a model JSON path.
         config: options overriding :data:`DEFAULT_CONFIG`.
