@@ -35,7 +35,11 @@ from minescape.geo.vector import read_vector, repair_geometries
 
 WGS84 = CRS.from_epsg(4326)
 DEFAULT_RES = 10.0  # metres
-ID_FIELDS = ("site_id", "id")  # fields used as the site id when ``id_field`` is not given
+# fields used as the site id when ``id_field`` is not given, first present wins: our own ``site_id``; ``id`` (the
+# merged Maus + Tang layers); ``OBJECTID`` (Tang & Werner 2023 shapefile). Maus et al. 2022 v2 (ISO3_CODE,
+# COUNTRY_NAME, AREA) has no id field, and the mine-segmentation layers' ``tile_id`` names a tile, not a site
+# (it repeats): those get geometry hashes.
+ID_FIELDS = ("site_id", "id", "OBJECTID")
 YEAR_RULES = ("centroid", "nearest-valid")
 
 
@@ -265,6 +269,30 @@ def site_year(site: Site, dcm_year: str | Path) -> SiteYear:
     k = int(np.argmin((xs - centroid.x) ** 2 + (ys - centroid.y) ** 2))
     return SiteYear(int(data[rows[k], cols[k]]), "nearest-valid", int(rows[k] + window.row_off),
                     int(cols[k] + window.col_off))
+
+
+def site_year_from_grid(site: Site, years: np.ndarray) -> SiteYear:
+    """The site year from a year array on the site's own grid (0 = no year), by the same rules as
+    :func:`site_year`: the centroid pixel when it is inside the polygon and valid, else the nearest valid
+    pixel inside. ``row``/``col`` index the site grid. InputError when no pixel inside has a year."""
+    if years.shape != site.grid.shape:
+        raise InputError(f"site {site.id}: year array {years.shape} is not on the site grid {site.grid.shape}")
+    inside = site.mask()
+    if not inside.any():
+        inside = rasterio.features.geometry_mask([site.geometry_utm], out_shape=site.grid.shape,
+                                                 transform=site.grid.transform, invert=True, all_touched=True)
+    candidates = (years > 0) & inside
+    centroid = _centroid_in(site, site.crs)
+    r, c = (int(v) for v in site.grid.rowcol(centroid.x, centroid.y))
+    if 0 <= r < site.grid.height and 0 <= c < site.grid.width and candidates[r, c] \
+            and site.geometry_utm.contains(centroid):
+        return SiteYear(int(years[r, c]), "centroid", r, c)
+    if not candidates.any():
+        raise InputError(f"site {site.id}: no valid DCM year pixel inside the site")
+    rows, cols = np.nonzero(candidates)
+    xs, ys = site.grid.xy(rows, cols)
+    k = int(np.argmin((xs - centroid.x) ** 2 + (ys - centroid.y) ** 2))
+    return SiteYear(int(years[rows[k], cols[k]]), "nearest-valid", int(rows[k]), int(cols[k]))
 
 
 def _grow(window: Window, grid: Grid, n: int) -> Window:

@@ -133,6 +133,7 @@ class RegionFiles:
     truth_lulc_t2: Path
     truth_change: Path
     manifest: Path
+    dcm: Path | None = None  # DLR-layout DCM tile ZIPs (minescape.dcm.synthetic_tiles)
 
     @property
     def scene_dir(self) -> Path:
@@ -407,8 +408,9 @@ def _write_scene(scene: SyntheticScene, grid: Grid, folder: Path) -> Path:
 def write_region(region: Region, out_dir: str | Path) -> RegionFiles:
     """Write the region as GeoTIFF/GPKG files under ``out_dir`` (each file written atomically).
 
-    Layout: ``sites.gpkg``, ``dcm_dh.tif`` (float32 m, nodata -9999), ``dcm_year.tif`` (uint16,
-    nodata 0), ``scenes/*.tif`` (uint16 DN stacks named like S2 products), ``truth/lulc.tif``,
+    Layout: ``sites.gpkg``, ``dcm/`` (the DCM as DLR delivers it: tile ZIPs, LAST and FIRST, see
+    :mod:`minescape.dcm.synthetic_tiles`), ``dcm_dh.tif`` (float32 m, nodata -9999) and ``dcm_year.tif`` (uint16,
+    nodata 0) (the same DCM as two prepared rasters), ``scenes/*.tif`` (uint16 DN stacks named like S2 products), ``truth/lulc.tif``,
     ``truth/lulc_t2.tif``, ``truth/change.tif`` and ``region.json``.
     """
     root = Path(out_dir)
@@ -419,6 +421,9 @@ def write_region(region: Region, out_dir: str | Path) -> RegionFiles:
                           tags={"UNITS": "metre", "DESCRIPTION": "elevation change since the 2011-14 baseline"})
     dcm_year = write_raster(Raster(region.dcm_year, grid.crs, grid.transform, YEAR_NODATA, ("year",)),
                             root / "dcm_year.tif", tags={"DESCRIPTION": "later acquisition year"})
+    from minescape.dcm.synthetic_tiles import write_region_tiles
+
+    write_region_tiles(region, root / "dcm")
     scene_dir = root / "scenes"
     scenes = tuple(_write_scene(s, grid, scene_dir) for s in region.scenes)
     t1 = _write_scene(region.t1, grid, scene_dir)
@@ -439,6 +444,7 @@ def write_region(region: Region, out_dir: str | Path) -> RegionFiles:
         "sites": "sites.gpkg",
         "dcm_dh": "dcm_dh.tif",
         "dcm_year": "dcm_year.tif",
+        "dcm": "dcm",
         "scenes": [str(p.relative_to(root)) for p in scenes],
         "t1": str(t1.relative_to(root)),
         "t2": str(t2.relative_to(root)),
@@ -447,7 +453,7 @@ def write_region(region: Region, out_dir: str | Path) -> RegionFiles:
         "truth_change": "truth/change.tif",
     }
     atomic_write_text(manifest, json.dumps(info, indent=2))
-    return RegionFiles(root, sites, dcm_dh, dcm_year, scenes, t1, t2, lulc, lulc_t2, chg, manifest)
+    return RegionFiles(root, sites, dcm_dh, dcm_year, scenes, t1, t2, lulc, lulc_t2, chg, manifest, root / "dcm")
 
 
 def load_region_files(root: str | Path) -> RegionFiles:
@@ -461,6 +467,7 @@ def load_region_files(root: str | Path) -> RegionFiles:
         root, root / info["sites"], root / info["dcm_dh"], root / info["dcm_year"],
         tuple(root / p for p in info["scenes"]), root / info["t1"], root / info["t2"],
         root / info["truth_lulc"], root / info["truth_lulc_t2"], root / info["truth_change"], manifest,
+        root / info["dcm"] if "dcm" in info else None,
     )
 
 

@@ -16,6 +16,33 @@ app = typer.Typer(help="Mining land use/land cover per site: classify (rules or 
 ScenesOpt = typer.Option(..., "--scenes", "-s", help="Scene file, folder or STAC JSON (repeatable).")
 
 
+DcmOpt = typer.Option(..., "--dcm", help="DEM change: a DLR TanDEM-X DCM delivery (folder searched recursively "
+                                          "for tile ZIPs or unzipped tiles, or one tile ZIP), or a prepared "
+                                          "change raster in metres (then give --dcm-year).")
+DcmYearOpt = typer.Option(None, "--dcm-year", help="Later-acquisition-year raster, with a prepared --dcm raster "
+                                                    "(a DLR delivery carries its DATE layer).")
+DcmMapOpt = typer.Option("last", "--dcm-map", help="DLR delivery: 'last' (change to the newest acquisition) or "
+                                                    "'first' (to the oldest).")
+DcmHaiOpt = typer.Option(5.0, "--dcm-max-hai", help="DLR delivery: mask pixels whose height accuracy "
+                                                     "indication (HAI) exceeds this many metres.")
+DcmCimOpt = typer.Option(None, "--dcm-keep-cim", help="DLR delivery: change-indication-mask (CIM) class to keep "
+                                                       "(repeatable; default 1 and 4).")
+MethodOpt = typer.Option("default", "--method", help="'default' (LightGBM, neighbourhood features, rules, MMU) or "
+                                                      "'published' (the published method as a preset: "
+                                                      "docs/lulc.md).")
+
+
+def _dcm_config(dcm_map: str, max_hai: float, keep_cim: Optional[list[int]], method: str) -> dict:
+    cfg = {"dcm_map": dcm_map, "dcm_max_hai": max_hai, "method": method}
+    if keep_cim:
+        cfg["dcm_keep_cim"] = list(keep_cim)
+    if method == "published":
+        from minescape.lulc.published import PRESET_CONFIG
+
+        cfg.update(PRESET_CONFIG)
+    return cfg
+
+
 def _config(mmu: float, majority: int, window: int, rules: Optional[Path], quicklook: bool = True) -> dict:
     cfg: dict = {"mmu_m2": mmu, "majority": majority, "window": window, "quicklook": quicklook}
     if rules is not None:
@@ -31,8 +58,12 @@ def classify_cmd(
     sites: Path = typer.Argument(..., help="Mining-area polygons (GPKG, GeoJSON, Shapefile)."),
     out: Path = typer.Argument(..., help="Output folder: maps/<site>.tif, sites.json, report/."),
     scenes: list[Path] = ScenesOpt,
-    dcm: Path = typer.Option(..., "--dcm", help="DEM-change raster, elevation change in metres."),
-    dcm_year: Path = typer.Option(..., "--dcm-year", help="DCM later-acquisition-year raster."),
+    dcm: Path = DcmOpt,
+    dcm_year: Optional[Path] = DcmYearOpt,
+    dcm_map: str = DcmMapOpt,
+    dcm_max_hai: float = DcmHaiOpt,
+    dcm_keep_cim: Optional[list[int]] = DcmCimOpt,
+    method: str = MethodOpt,
     model: str = typer.Option("rules", "--model", help="'rules' (knowledge-based) or a model JSON from 'lulc train'."),
     layer: Optional[str] = typer.Option(None, "--layer", help="Layer of a multi-layer GPKG (e.g. maus_polygons)."),
     id_field: Optional[str] = typer.Option(None, "--id-field", help="Field holding site ids (default site_id/id, "
@@ -55,7 +86,8 @@ def classify_cmd(
     from minescape.progress import err_console
 
     summary = classify_sites(sites, scenes, dcm, dcm_year, out, classifier=model,
-                             config=_config(mmu, majority, window, rules, quicklook),
+                             config={**_config(mmu, majority, window, rules, quicklook),
+                                     **_dcm_config(dcm_map, dcm_max_hai, dcm_keep_cim, method)},
                              executor=executor_from_options(workers, scheduler, run_dir), layer=layer,
                              id_field=id_field, site_ids=site or None)
     typer.echo(f"{out / 'maps'}: {len(summary.results)} class maps; {out / 'sites.json'}; {out / 'report'}")
@@ -70,8 +102,12 @@ def train_cmd(
     sites: Path = typer.Argument(..., help="Mining-area polygons."),
     model_out: Path = typer.Argument(..., help="Model JSON to write."),
     scenes: list[Path] = ScenesOpt,
-    dcm: Path = typer.Option(..., "--dcm", help="DEM-change raster (m)."),
-    dcm_year: Path = typer.Option(..., "--dcm-year", help="DCM later-acquisition-year raster."),
+    dcm: Path = DcmOpt,
+    dcm_year: Optional[Path] = DcmYearOpt,
+    dcm_map: str = DcmMapOpt,
+    dcm_max_hai: float = DcmHaiOpt,
+    dcm_keep_cim: Optional[list[int]] = DcmCimOpt,
+    method: str = MethodOpt,
     labels: Optional[Path] = typer.Option(None, "--labels", help="Label raster, labelled polygons or points; "
                                                                  "without it the rules' confident pixels (weak labels)."),
     class_field: Optional[str] = typer.Option(None, "--class-field", help="Class field of vector labels (codes or names)."),
@@ -91,8 +127,12 @@ def train_cmd(
 
     res = train_from_sites(sites, scenes, dcm, dcm_year, labels=labels, class_field=class_field,
                            site_ids=site or None, layer=layer, id_field=id_field, per_class=per_class,
-                           rounds=rounds, seed=seed, config=_config(0.0, 1, window, rules))
-    save_model(res.model, model_out)
+                           rounds=rounds, seed=seed, config={**_config(0.0, 1, window, rules),
+                                                             **_dcm_config(dcm_map, dcm_max_hai, dcm_keep_cim,
+                                                                           method)})
+    from minescape.lulc.forest import ForestModel, save_forest
+
+    (save_forest if isinstance(res.model, ForestModel) else save_model)(res.model, model_out)
     samples = ", ".join(f"{k} {v}" for k, v in res.model.meta["samples"].items())
     typer.echo(f"{model_out}: trained on {len(res.sites_used)} sites ({samples})")
     typer.echo("feature importance (gain share): " + ", ".join(f"{f} {v:.3f}"

@@ -29,12 +29,14 @@ def run(ctx) -> list[str]:
     sites, _ = read_sites(region.sites)
     train_ids, test_ids = split_sites([s.id for s in sites])
     scenes = [region.scene_dir]
+    # the DCM as DLR delivers it (tile ZIPs); a region written before minescape.dcm has only the two rasters
+    dcm, dcm_year = (region.dcm, None) if region.dcm is not None else (region.dcm_dh, region.dcm_year)
 
-    rules_run = classify_sites(region.sites, scenes, region.dcm_dh, region.dcm_year, out / "rules")
-    trained = train_from_sites(region.sites, scenes, region.dcm_dh, region.dcm_year, labels=region.truth_lulc,
+    rules_run = classify_sites(region.sites, scenes, dcm, dcm_year, out / "rules")
+    trained = train_from_sites(region.sites, scenes, dcm, dcm_year, labels=region.truth_lulc,
                                site_ids=train_ids, seed=ctx.seed)
     model_path = save_model(trained.model, out / "model.json")
-    model_run = classify_sites(region.sites, scenes, region.dcm_dh, region.dcm_year, out / "model",
+    model_run = classify_sites(region.sites, scenes, dcm, dcm_year, out / "model",
                                classifier=model_path, site_ids=test_ids)
     rules_eval = evaluate_maps(out / "rules", region.truth_lulc, site_ids=test_ids, out_dir=out / "rules" / "report",
                                title="Rules, held-out sites")

@@ -26,7 +26,11 @@ import numpy as np
 import shapely
 
 from minescape.atomic import atomic_write_text, prepare_output, prune
-from minescape.errors import ConfigError, InputError
+from minescape.dcm.index import dcm_index
+from minescape.dcm.mosaic import read_dcm_on_grid
+from minescape.dcm.options import DcmOptions
+from minescape.dcm.site import SiteDcm, is_delivery, read_site_dcm
+from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.raster import Raster, write_raster
 from minescape.legend import MINING_LULC
 from minescape.lulc.features import DEFAULT_WINDOW, FEATURES, SPECTRAL_BANDS, compute_features, feature_matrix
@@ -44,6 +48,11 @@ DEFAULT_CONFIG: dict = {
     "majority": 1,  # majority filter window in pixels (1 = off)
     "rules": {},  # overrides of minescape/config/lulc_rules.json
     "quicklook": True,  # write report/quicklooks/<site>.png
+    "dcm_map": "last",  # DLR delivery: LAST or FIRST change map (minescape.dcm)
+    "dcm_max_hai": 5.0,  # DLR delivery: mask pixels whose HAI exceeds this (m)
+    "dcm_keep_cim": [1, 4],  # DLR delivery: CIM classes kept
+    "method": "default",  # "default" or "published" (minescape.lulc.published)
+    "composite": "clearest",  # scene per site and year: "clearest" (today) or "median" (composite engine)
 }
 
 
@@ -57,6 +66,9 @@ def make_config(config: dict | None = None) -> dict:
     if int(out["window"]) < 1 or int(out["window"]) % 2 == 0:
         raise ConfigError(f"window must be an odd number of pixels >= 1 (got {out['window']})")
     load_rules(out["rules"])  # validate
+    DcmOptions.from_config(out)  # validate
+    check_choice(out["method"], ("default", "published"), what="LULC method")
+    check_choice(out["composite"], ("clearest", "median"), what="composite")
     return out
 
 
@@ -71,16 +83,20 @@ class SiteInputs:
     stack: Raster
     features: Raster
     mask: np.ndarray  # inside the polygon and every feature valid
+    dcm: SiteDcm | None = None  # read from a DLR delivery (None for the two-raster form)
 
 
 def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | None, dcm_year: str | Path | None,
                  *, config: dict) -> SiteInputs:
     """Year, clearest scene, clipped stack and DEM change, features for one site (InputError = one-line reason)."""
-    if dcm_year is None:
+    sdcm = None
+    if dcm_year is None and is_delivery(dcm_dh):  # DLR tiles: change, DATE and quality layers together
+        sdcm = read_site_dcm(dcm_dh, site, DcmOptions.from_config(config))
+    elif dcm_year is None:
         raise InputError(f"site {site.id}: no DCM year raster given")
     if dcm_dh is None:
         raise InputError(f"site {site.id}: no DEM-change raster given")
-    year = site_year(site, dcm_year)
+    year = sdcm.year if sdcm is not None else site_year(site, dcm_year)
     ref, share, _ = clearest_scene(scenes, site, year.year)
     stack = load_stack(ref, site, bands=SPECTRAL_BANDS)
     inside = site.mask()
@@ -89,17 +105,20 @@ def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | No
     valid = np.isfinite(stack.data).all(axis=0) & inside
     if not valid.any():
         raise InputError(f"site {site.id}: all pixels are nodata in {ref.source.name}")
-    dh = load_dh(dcm_dh, site)
+    dh = sdcm.dh if sdcm is not None else load_dh(dcm_dh, site)
     if not np.isfinite(dh.data[0][inside]).any():
         raise InputError(f"site {site.id}: the DEM-change map has no data inside the site")
     features = compute_features(stack, dh, window=int(config["window"]))
     mask = inside & np.isfinite(features.data).all(axis=0)
-    return SiteInputs(site, year, ref, share, stack, features, mask)
+    return SiteInputs(site, year, ref, share, stack, features, mask, sdcm)
 
 
 @functools.lru_cache(maxsize=4)
 def _cached_model(path: str, mtime: float, shown: str) -> LulcModel:
-    return load_model(shown)  # errors name the path the user gave
+    from minescape.lulc.forest import FORMAT as FOREST_FORMAT, load_forest, model_format
+
+    # errors name the path the user gave
+    return load_forest(shown) if model_format(shown) == FOREST_FORMAT else load_model(shown)
 
 
 def get_classifier(classifier: str | Path | LulcModel) -> str | LulcModel:
@@ -225,6 +244,7 @@ def classify_site(unit: Unit) -> dict:
         "pixels": int((classes > 0).sum()),
         "area_m2": {MINING_LULC.name_of(c): float(counts[c] * site.grid.pixel_area()) for c in MINING_LULC.codes},
         "outputs": outputs,
+        **(inputs.dcm.report() if inputs.dcm is not None else {}),
     }
 
 
@@ -291,7 +311,8 @@ def classify_sites(
     Args:
         sites_path: mining-area polygons (GPKG, GeoJSON, Shapefile).
         scenes: scene files, folders or STAC JSON files.
-        dcm_dh: DEM-change raster (m); dcm_year: its later-acquisition-year raster.
+        dcm_dh: a DLR TanDEM-X DCM delivery (folder or ZIP of tiles, :mod:`minescape.dcm`; ``dcm_year`` None) or a
+            prepared DEM-change raster (m) with ``dcm_year``, its later-acquisition-year raster.
         out_dir: output folder.
         classifier: ``"rules"`` or a model JSON path.
         config: options overriding :data:`DEFAULT_CONFIG`.
@@ -302,6 +323,7 @@ def classify_sites(
     cfg = make_config(config)
     if classifier != "rules":
         get_classifier(classifier)  # fail early on a bad model
+    check_dcm(dcm_dh, dcm_year)
     out_dir = prepare_output(out_dir, folder=True)
     sites, notes = read_sites(sites_path, layer=layer, id_field=id_field)
     sites = select_sites(sites, site_ids, path=sites_path)
@@ -313,6 +335,9 @@ def classify_sites(
         m = _DROPPED.search(line)
         if m:
             summary.failed[f"feature {m.group('idx')}"] = m.group("why")
+    if dcm_year is None and is_delivery(dcm_dh):  # files in the DCM delivery that are not tiles
+        for problem in dcm_index(dcm_dh).problems:
+            summary.failed[f"dcm {problem.path.name}"] = problem.reason
     inputs = [Path(sites_path), *(Path(p) for p in scenes), *(Path(p) for p in (dcm_dh, dcm_year) if p)]
     if str(classifier) != "rules":
         inputs.append(Path(classifier))
@@ -334,6 +359,16 @@ def remove_stale(out_dir: Path, summary: RunSummary, *, keep: Sequence[Path] = (
     produced = {Path(p) for res in summary.results.values() for p in res.get("outputs", [])}
     return (prune(out_dir / "maps", "*.tif", produced, protect=tuple(keep))
             + prune(out_dir / "report" / "quicklooks", "*.png", produced, protect=tuple(keep)))
+
+
+def check_dcm(dcm_dh, dcm_year) -> None:
+    """Fail early (InputError) on a DCM that is neither a DLR delivery nor a raster with its year raster."""
+    if dcm_dh is None or dcm_year is not None:
+        return
+    if not is_delivery(dcm_dh):
+        raise InputError("a prepared DEM-change raster needs --dcm-year; or give --dcm a DLR delivery (a folder "
+                         "or ZIP of TanDEM-X DCM tiles)", path=dcm_dh)
+    dcm_index(dcm_dh)  # index once here; raises when the delivery does not exist
 
 
 def select_sites(sites: list[Site], site_ids: Sequence[str] | None, *, path) -> list[Site]:
@@ -358,6 +393,8 @@ def write_run_files(out_dir: Path, sites: Sequence[Site], summary: RunSummary, *
             rows.append({"id": site.id, "year": res["year"], "rule": res["year_rule"], "status": "ok",
                          "reason": None, "scene": res["scene"], "map": str(Path(res["path"]).relative_to(out_dir))
                          if Path(res["path"]).is_relative_to(out_dir) else res["path"]})
+            if "dcm_masked_share" in res:  # DLR delivery: share of the site's DCM pixels void / masked
+                rows[-1].update(dcm_void_share=res["dcm_void_share"], dcm_masked_share=res["dcm_masked_share"])
         elif site.id in summary.failed:
             rows.append({"id": site.id, "year": None, "rule": None, "status": "failed",
                          "reason": summary.failed[site.id], "scene": None, "map": None})
@@ -365,7 +402,7 @@ def write_run_files(out_dir: Path, sites: Sequence[Site], summary: RunSummary, *
             rows.append({"id": site.id, "year": None, "rule": None, "status": "skipped", "reason": None,
                          "scene": None, "map": None})
     for key, reason in summary.failed.items():
-        if key.startswith("feature "):
+        if key.startswith(("feature ", "dcm ")):
             rows.append({"id": key, "year": None, "rule": None, "status": "failed", "reason": reason,
                          "scene": None, "map": None})
     atomic_write_text(out_dir / "sites.json", json.dumps(rows, indent=1))
@@ -420,6 +457,7 @@ def train_from_sites(
     if rounds < 1 or per_class < 1:  # checked before any site is read
         raise ConfigError(f"--rounds and --per-class must be >= 1 (got {rounds} and {per_class})")
     rules = load_rules(cfg["rules"])
+    check_dcm(dcm_dh, dcm_year)
     sites, _ = read_sites(sites_path, layer=layer, id_field=id_field)
     sites = select_sites(sites, site_ids, path=sites_path)
     refs = discover_scenes(scenes)
@@ -439,6 +477,10 @@ def train_from_sites(
             else:
                 lab = labels_on(label_src, site.grid)
             lab = np.where(inputs.mask, lab, 0)
+            if cfg["method"] == "published":  # keep only samples meeting the published thresholds
+                from minescape.lulc.published import sample_mask
+
+                lab = np.where(sample_mask(inputs.features, lab), lab, 0)
             if not (lab > 0).any():
                 raise InputError(f"site {site.id}: no labelled pixel inside the site")
         except InputError as exc:
@@ -455,7 +497,15 @@ def train_from_sites(
     y = np.concatenate(ys)
     meta = {"sites": used, "labels": str(labels) if labels is not None else "weak (rules' confident pixels)",
             "per_class": per_class, "config": cfg}
-    model = train_model(x, y, features=FEATURES, rounds=rounds, seed=seed, meta=meta)
+    if cfg["method"] == "published":
+        from minescape.lulc import published
+        from minescape.lulc.forest import train_forest
+
+        cols = [FEATURES.index(f) for f in published.FEATURES]
+        model = train_forest(x[:, cols], y, features=published.FEATURES, n_trees=published.N_TREES,
+                             max_features=published.MAX_FEATURES, seed=seed, meta=meta)
+    else:
+        model = train_model(x, y, features=FEATURES, rounds=rounds, seed=seed, meta=meta)
     return TrainResult(model, used, failed)
 
 
@@ -503,7 +553,8 @@ def classify_scene(
             tgrid = grid.window_grid(t.read)
             stack = read_stack_on(sc, tgrid, bands=SPECTRAL_BANDS)
             try:
-                dh = dh_on_grid(dcm_dh, tgrid, what="tile")
+                dh = read_dcm_on_grid(dcm_index(dcm_dh), tgrid, DcmOptions.from_config(cfg), what="tile").dh \
+                    if is_delivery(dcm_dh) else dh_on_grid(dcm_dh, tgrid, what="tile")
             except InputError:
                 dh = Raster(np.full((1, *tgrid.shape), np.nan, np.float32), tgrid.crs, tgrid.transform, np.nan)
             valid = np.isfinite(stack.data).all(axis=0)

@@ -1,0 +1,63 @@
+"""A DCM delivery's tile index: built once per delivery (walk the folder, list each ZIP's members), then
+looked up per site by the integer tile keys its bounds touch, so the per-site cost does not grow with the
+number of tiles in the delivery.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from minescape.dcm.discover import SourceProblem, TileSource, discover_tiles
+from minescape.dcm.layers import MapKind
+from minescape.dcm.tiles import TileName, tiles_covering
+
+
+@dataclass(frozen=True)
+class DcmIndex:
+    """Tiles of a delivery by ``(kind, tile)``; several entries per key when a tile was delivered twice.
+
+    Attributes:
+        root: the folder or ZIP indexed.
+        entries: ``{(kind, tile): (TileSource, ...)}`` in path order.
+        problems: files that are not usable DCM tiles.
+    """
+
+    root: Path
+    entries: dict[tuple[MapKind, TileName], tuple[TileSource, ...]]
+    problems: tuple[SourceProblem, ...]
+
+    def lookup(self, bounds: tuple[float, float, float, float], kind: MapKind) -> list[TileSource]:
+        """Tile products of ``kind`` whose 1° cell touches ``bounds`` (west, south, east, north; degrees)."""
+        out: list[TileSource] = []
+        for tile in tiles_covering(bounds):
+            out.extend(self.entries.get((kind, tile), ()))
+        return out
+
+    def tiles(self, kind: MapKind) -> list[TileName]:
+        """Every tile delivered for ``kind``, sorted."""
+        return sorted(t for k, t in self.entries if k == kind)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.entries.values())
+
+
+def build_index(path: str | Path) -> DcmIndex:
+    """Index the delivery at ``path`` (folder or ZIP); see :func:`minescape.dcm.discover.discover_tiles`."""
+    tiles, problems = discover_tiles(path)
+    entries: dict[tuple[MapKind, TileName], list[TileSource]] = {}
+    for t in tiles:
+        entries.setdefault((t.kind, t.tile), []).append(t)
+    return DcmIndex(Path(path), {k: tuple(v) for k, v in entries.items()}, tuple(problems))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(path: str, mtime_ns: int) -> DcmIndex:
+    return build_index(path)
+
+
+def dcm_index(path: str | Path) -> DcmIndex:
+    """:func:`build_index`, cached per process (rebuilt when the folder or ZIP's modification time changes)."""
+    p = Path(path).resolve()
+    return _cached(str(p), p.stat().st_mtime_ns if p.exists() else 0)
