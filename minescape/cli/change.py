@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from minescape.cli.common import handle_errors
+from minescape.cli.report import NoReportOpt, write_run_report
 
 app = typer.Typer(help="Bi-temporal change detection: detect, refine, patches, evaluate; deep models: "
                        "train, predict, export.", no_args_is_help=True)
@@ -41,6 +42,7 @@ def detect(
                                     help="Move date 2 onto date 1 by a sub-pixel shift (phase correlation) first."),
     truth: Path | None = typer.Option(None, help="Known change mask: print scores against it."),
     truth_encoding: str = typer.Option("auto", help=ENCODING_HELP),
+    report: bool = NoReportOpt,
 ) -> None:
     """Change mask (0/1/255 with colour table) and difference raster of a pair, streamed by windows."""
     from minescape.change.difference import DetectOptions, detect_files
@@ -59,6 +61,8 @@ def detect(
 
         sc = evaluate_files(res.mask, truth, truth_encoding=truth_encoding)
         typer.echo(_scores_line("vs truth", sc))
+    if report:
+        write_run_report(out)
 
 
 @refine_app.command("export")
