@@ -104,14 +104,14 @@ def render_overlay(path: str | Path, *, name: str, style: Style, max_px: int = 1
         h, w = max(1, round(src.height / scale)), max(1, round(src.width / scale))
         data = src.read(1, out_shape=(h, w), resampling=Resampling.nearest if categorical else Resampling.average,
                         masked=True)
-        transform = src.transform * src.transform.scale(src.width / w, src.height / h)
+        transform = src.transform @ src.transform.scale(src.width / w, src.height / h)
         crs, nodata = src.crs, src.nodata
     dst_crs = rasterio.crs.CRS.from_epsg(3857)
     left, bottom, right, top = rasterio.transform.array_bounds(h, w, transform)
     dst_t, dw, dh = calculate_default_transform(crs, dst_crs, w, h, left, bottom, right, top)
     k = max(1.0, max(dw, dh) / max_px)
     dw, dh = max(1, round(dw / k)), max(1, round(dh / k))
-    dst_t = dst_t * dst_t.scale(k, k)
+    dst_t = dst_t @ dst_t.scale(k, k)
     # Every style becomes palette indexes (0 = transparent): a paletted PNG stays small even for a ramp.
     palette: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)]
     if categorical:

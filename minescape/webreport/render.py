@@ -86,9 +86,9 @@ def render_page(contents: RunContents, report_dir: Path, overlay_src: dict[int, 
     if missing:
         parts.append('<section id="missing" class="missing"><h2>What is missing</h2><ul>' + "".join(
             f"<li><b>{_e(m.what)}</b>: {_e(m.why)}</li>" for m in missing) + "</ul></section>")
-    parts.append('<div id="layout"><div id="map"></div><aside><div id="legend"></div>'
+    parts.append('<div id="layout"><div id="map"></div><aside>'
                  '<div id="site-info"><p class="note">Click a site on the map to see its attributes.</p></div>'
-                 "</aside></div>")
+                 '<div id="legend"></div></aside></div>')
     for sec in contents.sections:
         parts.append(f'<section class="part" data-kind="{_e(sec.kind)}"><h2>{_e(sec.title)}</h2>')
         parts.append(f'<p class="note">folder <code>{_e(_rel(sec.folder, report_dir))}</code></p>')

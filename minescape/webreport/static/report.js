@@ -49,8 +49,12 @@
       row("area (m²)", fmt(p.area_m2, 1)) + row("area (ha)", fmt(p.area_m2 / 1e4, 2)) + row("year", p.year) +
       row("region", p.region) + "</table>";
   }
-  function show(kind, p) {
+  var selected = null;
+  function show(kind, p, l, g) {
     document.getElementById("site-info").innerHTML = kind === "sites" ? siteHtml(p) : classHtml(p);
+    if (selected) selected.g.resetStyle(selected.l);
+    l.setStyle({ weight: 4, color: "#111" });
+    selected = { l: l, g: g };
   }
 
   D.images.forEach(function (im, i) {
@@ -69,7 +73,7 @@
                  fillOpacity: layer.kind === "sites" ? 0.12 : 0.6, dashArray: p.status && p.status !== "ok" ? "4 3" : null };
       },
       onEachFeature: function (f, l) {
-        l.on("click", function () { show(layer.kind, f.properties); });
+        l.on("click", function () { show(layer.kind, f.properties, l, g); });
       }
     });
     g.minescapeKind = layer.kind;
