@@ -6,13 +6,15 @@ so keep the report inside its run folder (the default) or copy the run folder wh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from minescape.webreport.contents import Missing
+from minescape.webreport.contents import Missing, RunContents, Section
 
 REPORT_NAME = "report.html"
 FILES_DIR = "report_files"
+MAX_PAGE_FEATURES = 50_000  # class polygons of a release on one page; more: one page per region (docs/report.md)
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,36 @@ def _put(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def write_report(run_dir: str | Path, *, out_dir: str | Path | None = None) -> ReportResult:
-    """Collect ``run_dir`` and write ``OUT/report.html`` + ``OUT/report_files/`` (OUT defaults to ``run_dir``).
+def region_pages(contents: RunContents, *, max_features: int) -> list[tuple[str, str, RunContents]]:
+    """Move the region layers of a release with more than ``max_features`` class polygons to pages of their own.
+
+    Returns ``(label, file name, contents)`` per region page (each with the release's tables) and leaves the
+    main page with the release's tables and a link list; a small release stays on the main page.
+    """
+    pages = []
+    for i, sec in enumerate(contents.sections):
+        classes = [layer for layer in sec.layers if layer.kind == "classes"]
+        if sec.kind != "release" or sum(len(layer.features) for layer in classes) <= max_features:
+            continue
+        for layer in classes:
+            region = layer.name.rsplit(": ", 1)[-1]
+            name = f"report_{i:02d}_{re.sub(r'[^A-Za-z0-9_-]+', '_', region)}.html"
+            page_sec = Section(title=layer.name, kind=sec.kind, folder=sec.folder, facts=list(sec.facts),
+                               tables=list(sec.tables), layers=[layer])
+            pages.append((layer.name, name, replace(contents, title=f"{contents.title}: {region}",
+                                                    sections=[page_sec], missing=[])))
+        sec.layers = [layer for layer in sec.layers if layer.kind != "classes"]
+        sec.facts.append(("class polygons", f"one page per region ({len(classes)} pages: over {max_features} "
+                                            "polygons in all)"))
+    return pages
+
+
+def write_report(run_dir: str | Path, *, out_dir: str | Path | None = None,
+                 max_page_features: int = MAX_PAGE_FEATURES,
+                 max_region_features: int = MAX_PAGE_FEATURES) -> ReportResult:
+    """Collect ``run_dir`` and write ``OUT/report.html`` + ``OUT/report_files/`` (OUT defaults to ``run_dir``);
+    a release with more than ``max_page_features`` class polygons gets ``OUT/report_NN_<region>.html`` per region
+    (a region with more than ``max_region_features`` is summarised in the tables, not drawn).
 
     A re-run replaces both atomically. A folder without outputs, or a failed run, still gets a page that
     lists what is missing.
@@ -46,7 +76,8 @@ def write_report(run_dir: str | Path, *, out_dir: str | Path | None = None) -> R
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir
-    contents = collect_run(run_dir, report_dir=out)
+    contents = collect_run(run_dir, report_dir=out, max_release_features=max_region_features)
+    pages = region_pages(contents, max_features=max_page_features)
     out.mkdir(parents=True, exist_ok=True)
     final_files = out / FILES_DIR
     tmp = temp_path(final_files)
@@ -64,12 +95,20 @@ def write_report(run_dir: str | Path, *, out_dir: str | Path | None = None) -> R
                     rel = f"sites/{i:02d}_{j:02d}/{n:06d}.png"
                     _put(tmp / rel, ov.png)
                     src[id(ov)] = f"{FILES_DIR}/{rel}"
-        page = render_page(contents, out, src, files_dir=FILES_DIR)
+        links = [(label, name) for label, name, _ in pages]
+        page = render_page(contents, out, src, files_dir=FILES_DIR, links=links)
+        extra = {name: render_page(c, out, src, files_dir=FILES_DIR, links=[("main report", REPORT_NAME)])
+                 for _, name, c in pages}
         replace_dir(tmp, final_files)
     finally:
         if tmp.exists():
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
+    for old in out.glob("report_[0-9][0-9]_*.html"):  # region pages of an earlier report
+        if old.name not in extra:
+            old.unlink()
+    for name, text in extra.items():
+        atomic_write_text(out / name, text)
     path = atomic_write_text(out / REPORT_NAME, page)
     return ReportResult(path=path, sites=contents.n_site_features, missing=tuple(contents.all_missing))

@@ -123,3 +123,20 @@ def test_failed_and_empty_reports_in_browser(browser, failed_run, tmp_path):
     assert severe(logs) == [], logs
     assert "What is missing" in browser.find_element("id", "missing").text
     assert browser.execute_script("return window.minescapeReport.featureCount()") == 0
+
+
+def test_release_region_page_in_browser(browser, lulc_run, tmp_path):
+    from minescape.publish.release import publish
+    from minescape.webreport.write import write_report
+
+    publish(lulc_run / "maps", tmp_path / "release", max_features=40, progress=False)
+    n = json.loads((tmp_path / "release" / "manifest.json").read_text())["features"]
+    res = write_report(tmp_path / "release", max_page_features=10)  # one page per region
+    logs = open_report(browser, res.path)
+    assert severe(logs) == [], logs
+    assert browser.execute_script("return window.minescapeReport.featureCount('classes')") == 0
+    link = browser.find_element("css selector", "nav.pages a")
+    page = tmp_path / "release" / link.get_attribute("href").rsplit("/", 1)[-1]
+    logs = open_report(browser, page)
+    assert severe(logs) == [], logs
+    assert n > 10 and browser.execute_script("return window.minescapeReport.featureCount('classes')") == n

@@ -143,3 +143,20 @@ def test_rerun_replaces_report(lulc_run, tmp_path):
     assert first.path.read_bytes() == second.path.read_bytes()  # reproducible
     assert sorted(p.relative_to(out) for p in (out / "report_files").rglob("*")) == files
     assert not [p for p in Path(out).iterdir() if p.name.startswith((".tmp", ".old"))]
+
+
+def test_big_release_gets_region_pages(lulc_run, tmp_path):
+    from minescape.publish.release import publish
+
+    publish(lulc_run / "maps", tmp_path / "release", max_features=40, progress=False)
+    n = json.loads((tmp_path / "release" / "manifest.json").read_text())["features"]
+    assert n > 10
+    res = write_report(tmp_path / "release", max_page_features=10)  # as if the release were too big for a page
+    # (one region here, so the per-region cap stays at its default)
+    main = page_data(res.path.read_text())
+    assert not [layer for layer in main["layers"] if layer["kind"] == "classes"]
+    pages = sorted(tmp_path.joinpath("release").glob("report_*_*.html"))
+    assert pages and f'href="{pages[0].name}"' in res.path.read_text()
+    drawn = sum(len(layer["features"]["features"]) for p in pages for layer in page_data(p.read_text())["layers"])
+    assert drawn == n  # every polygon is on its region's page (one region here, under the per-region cap)
+    assert 'href="report.html"' in pages[0].read_text()
