@@ -28,6 +28,16 @@ def collect_change(folder: Path, *, title: str) -> Section:
                 sec.overlays.append(render_overlay(path, name=f"{title}: {label}", style=style))
             except InputError as exc:
                 sec.missing.append(Missing(name, str(exc)))
+    prob = folder / "change_probability.tif"
+    if prob.exists():  # a deep model's output: its tags name the model and its threshold
+        import rasterio
+
+        try:
+            with rasterio.open(prob) as src:
+                tags = src.tags()
+        except rasterio.errors.RasterioIOError:
+            tags = {}
+        sec.facts += [(k, tags[k]) for k in ("arch", "threshold", "model") if tags.get(k)]
     if not (folder / "change_mask.tif").exists():
         sec.missing.append(Missing(f"{title}: change_mask.tif", "not found (the run did not finish?)"))
     stats_path = folder / "detect.json"

@@ -162,7 +162,7 @@ def collect_lulc(folder: Path, report_dir: Path, *, title: str) -> Section:
              f"{100 * area_total.get(name, 0.0) / total:.1f} %") for name in MINING_LULC.names)))
     if years:
         sec.tables.append(Table("Year distribution (sites per year)", ("year", "sites"),
-                                tuple((y, n) for y, n in sorted(years.items())),
+                                tuple((str(y), n) for y, n in sorted(years.items())),
                                 note="year rules: " + ", ".join(f"{k} {v}" for k, v in sorted(rules.items()))))
     if failures or run.get("read_notes"):
         sec.tables.append(Table("Failures", ("site", "status", "reason"), tuple(failures),

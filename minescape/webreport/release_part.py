@@ -58,7 +58,7 @@ def collect_release(folder: Path, *, title: str, max_features: int) -> Section:
     years = (manifest.get("summary") or {}).get("year") or {}
     if years:
         sec.tables.append(Table("Year distribution", ("year", "features", "area (ha)"),
-                                tuple((y, v.get("features"), round(float(v.get("area_m2", 0)) / 1e4, 2))
+                                tuple((str(y), v.get("features"), round(float(v.get("area_m2", 0)) / 1e4, 2))
                                       for y, v in sorted(years.items()))))
     skipped = manifest.get("skipped") or []
     if skipped:

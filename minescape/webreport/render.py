@@ -22,13 +22,18 @@ def _e(value) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def format_number(value: int | float) -> str:
+    """Numbers in tables: thousands separated; floats of 1,000 or more to 0.1, smaller ones to 6 digits."""
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.6g}"
+
+
 def _cell(value) -> str:
     if value is None:
         return '<td class="na">–</td>'
-    if isinstance(value, float):
-        return f'<td class="num">{value:,.6g}</td>' if abs(value) < 1e6 else f'<td class="num">{value:,.1f}</td>'
-    if isinstance(value, int):
-        return f'<td class="num">{value:,}</td>'
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f'<td class="num">{format_number(value)}</td>'
     return f"<td>{_e(value)}</td>"
 
 

@@ -16,6 +16,7 @@ from minescape.cli.app import app
 from minescape.legend import MINING_LULC
 from minescape.webreport.collect import collect_run
 from minescape.webreport.overlay import render_overlay
+from minescape.webreport.render import format_number
 from minescape.webreport.write import write_report
 
 runner = CliRunner()
@@ -49,7 +50,7 @@ def test_lulc_report_contents(lulc_run):
     total = {c: sum(r["area_m2"][c] for r in run["results"].values()) for c in MINING_LULC.names}
     assert total["Vegetation"] > 0
     for c in MINING_LULC.names:
-        assert f"<td>{c}</td><td class=\"num\">{total[c]:,.6g}</td>" in html
+        assert f"<td>{c}</td><td class=\"num\">{format_number(round(total[c], 1))}</td>" in html
     assert "Year distribution" in html and "Confusion matrix" in html and "kappa" in html
     assert 'src="report/confusion_matrix.png"' in html
     # every resource the page loads is a relative local path: no scheme, no CDN
@@ -160,3 +161,13 @@ def test_big_release_gets_region_pages(lulc_run, tmp_path):
     drawn = sum(len(layer["features"]["features"]) for p in pages for layer in page_data(p.read_text())["layers"])
     assert drawn == n  # every polygon is on its region's page (one region here, under the per-region cap)
     assert 'href="report.html"' in pages[0].read_text()
+
+
+def test_lulc_classify_no_report(small_region, tmp_path):
+    from tests.webreport.conftest import lulc_args
+
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["lulc", "classify", str(small_region.sites), str(out), *lulc_args(small_region),
+                              "--site", "S01", "--no-quicklook", "--no-report"], env={"MINESCAPE_PROGRESS": "0"})
+    assert res.exit_code == 0, res.output
+    assert (out / "sites.json").exists() and not (out / "report.html").exists() and "report:" not in res.output
