@@ -45,7 +45,8 @@ def report_cmd(
     from minescape.webreport.write import write_report
 
     res = write_report(run_dir, out_dir=out)
-    typer.echo(f"wrote {res.path}: {res.sites} sites on the map")
+    typer.echo(f"wrote {res.path}: {res.sites} sites on the map"
+               + (f", one page per region ({len(res.pages)} pages)" if res.pages else ""))
     for m in res.missing:
         typer.echo(f"  missing: {m.what}: {m.why}")
 

@@ -149,8 +149,12 @@ def collect_lulc(folder: Path, report_dir: Path, *, title: str) -> Section:
                 sec.missing.append(Missing(_rel(map_path, report_dir), "class map not found"))
         features.append({"type": "Feature", "properties": props})
         geom_list.append(geom)
-    for f, g in zip(features, geometries_geojson(geom_list), strict=True):
+    from minescape.publish.regions import world9_region
+
+    points = shapely.point_on_surface(geom_list) if geom_list else []
+    for f, g, pt in zip(features, geometries_geojson(geom_list), points, strict=True):
         f["geometry"] = g
+        f["properties"]["region"] = world9_region(pt.x, pt.y)  # the page of a run too big for one
     note = f"{footprints} site(s) drawn as their class map's bounds" if footprints else ""
     if features:
         sec.layers.append(FeatureLayer(name=f"{title}: sites", features=features, kind="sites",

@@ -10,20 +10,22 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from minescape.webreport.contents import Missing, RunContents, Section
+from minescape.webreport.contents import FeatureLayer, Missing, RunContents, Section
 
 REPORT_NAME = "report.html"
 FILES_DIR = "report_files"
-MAX_PAGE_FEATURES = 50_000  # class polygons of a release on one page; more: one page per region (docs/report.md)
+MAX_PAGE_FEATURES = 20_000  # map features of a part on one page; more: one page per region (docs/report.md)
 
 
 @dataclass(frozen=True)
 class ReportResult:
-    """What :func:`write_report` wrote: the page, the site polygons on its map and what is missing."""
+    """What :func:`write_report` wrote: the page, the site polygons on the map(s), what is missing, and the
+    region pages of a run too big for one page."""
 
     path: Path
     sites: int
     missing: tuple[Missing, ...]
+    pages: tuple[Path, ...] = ()
 
 
 def _put(path: Path, data: bytes) -> None:
@@ -32,27 +34,46 @@ def _put(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def region_pages(contents: RunContents, *, max_features: int) -> list[tuple[str, str, RunContents]]:
-    """Move the region layers of a release with more than ``max_features`` class polygons to pages of their own.
+def _page_name(i: int, region: str) -> str:
+    return f"report_{i:02d}_{re.sub(r'[^A-Za-z0-9_-]+', '_', region)}.html"
 
-    Returns ``(label, file name, contents)`` per region page (each with the release's tables) and leaves the
-    main page with the release's tables and a link list; a small release stays on the main page.
+
+def region_pages(contents: RunContents, *, max_features: int) -> list[tuple[str, str, RunContents]]:
+    """Move the map features of a part with more than ``max_features`` of them to one page per region.
+
+    Sites (an LULC run) are grouped by the world region of a point on their polygon (``world9``, as releases
+    are), with their class maps; a release's class polygons by its regions. Each page gets the part's tables;
+    the main page keeps the tables and links to the pages. A part that fits stays on the main page.
+
+    Returns:
+        ``(label, file name, contents)`` per region page.
     """
     pages = []
     for i, sec in enumerate(contents.sections):
-        classes = [layer for layer in sec.layers if layer.kind == "classes"]
-        if sec.kind != "release" or sum(len(layer.features) for layer in classes) <= max_features:
+        if sum(len(layer.features) for layer in sec.layers) <= max_features:
             continue
-        for layer in classes:
-            region = layer.name.rsplit(": ", 1)[-1]
-            name = f"report_{i:02d}_{re.sub(r'[^A-Za-z0-9_-]+', '_', region)}.html"
-            page_sec = Section(title=layer.name, kind=sec.kind, folder=sec.folder, facts=list(sec.facts),
-                               tables=list(sec.tables), layers=[layer])
-            pages.append((layer.name, name, replace(contents, title=f"{contents.title}: {region}",
-                                                    sections=[page_sec], missing=[])))
-        sec.layers = [layer for layer in sec.layers if layer.kind != "classes"]
-        sec.facts.append(("class polygons", f"one page per region ({len(classes)} pages: over {max_features} "
-                                            "polygons in all)"))
+        by_region: dict[str, list[FeatureLayer]] = {}
+        for layer in sec.layers:
+            if layer.kind == "classes":  # a release: one layer per region already
+                by_region.setdefault(layer.name.rsplit(": ", 1)[-1], []).append(layer)
+                continue
+            groups: dict[str, list[dict]] = {}
+            for f in layer.features:
+                groups.setdefault(str(f["properties"].get("region", "all")), []).append(f)
+            for region, feats in sorted(groups.items()):
+                ids = {f["properties"]["id"] for f in feats}
+                by_region.setdefault(region, []).append(replace(
+                    layer, name=f"{layer.name}: {region}", features=feats,
+                    site_overlays={k: v for k, v in layer.site_overlays.items() if k in ids}))
+        for region, layers in sorted(by_region.items()):
+            label = f"{sec.title}: {region} ({sum(len(layer.features) for layer in layers)} features)"
+            page_sec = Section(title=f"{sec.title}: {region}", kind=sec.kind, folder=sec.folder,
+                               facts=list(sec.facts), tables=list(sec.tables), layers=layers)
+            pages.append((label, _page_name(i, region), replace(contents, title=f"{contents.title}: {region}",
+                                                                sections=[page_sec], missing=[])))
+        sec.layers = []
+        sec.facts.append(("map", f"one page per region ({len(by_region)} pages): more than {max_features} "
+                                 "features in all"))
     return pages
 
 
@@ -60,8 +81,9 @@ def write_report(run_dir: str | Path, *, out_dir: str | Path | None = None,
                  max_page_features: int = MAX_PAGE_FEATURES,
                  max_region_features: int = MAX_PAGE_FEATURES) -> ReportResult:
     """Collect ``run_dir`` and write ``OUT/report.html`` + ``OUT/report_files/`` (OUT defaults to ``run_dir``);
-    a release with more than ``max_page_features`` class polygons gets ``OUT/report_NN_<region>.html`` per region
-    (a region with more than ``max_region_features`` is summarised in the tables, not drawn).
+    a part with more than ``max_page_features`` map features (sites, or a release's class polygons) gets
+    ``OUT/report_NN_<region>.html`` per region (a release region with more than ``max_region_features`` class
+    polygons is summarised in the tables, not drawn).
 
     A re-run replaces both atomically. A folder without outputs, or a failed run, still gets a page that
     lists what is missing.
@@ -77,7 +99,6 @@ def write_report(run_dir: str | Path, *, out_dir: str | Path | None = None,
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir
     contents = collect_run(run_dir, report_dir=out, max_release_features=max_region_features)
-    pages = region_pages(contents, max_features=max_page_features)
     out.mkdir(parents=True, exist_ok=True)
     final_files = out / FILES_DIR
     tmp = temp_path(final_files)
@@ -95,6 +116,8 @@ def write_report(run_dir: str | Path, *, out_dir: str | Path | None = None,
                     rel = f"sites/{i:02d}_{j:02d}/{n:06d}.png"
                     _put(tmp / rel, ov.png)
                     src[id(ov)] = f"{FILES_DIR}/{rel}"
+        n_sites = contents.n_site_features
+        pages = region_pages(contents, max_features=max_page_features)  # after every PNG is written
         links = [(label, name) for label, name, _ in pages]
         page = render_page(contents, out, src, files_dir=FILES_DIR, links=links)
         extra = {name: render_page(c, out, src, files_dir=FILES_DIR, links=[("main report", REPORT_NAME)])
@@ -111,4 +134,5 @@ def write_report(run_dir: str | Path, *, out_dir: str | Path | None = None,
     for name, text in extra.items():
         atomic_write_text(out / name, text)
     path = atomic_write_text(out / REPORT_NAME, page)
-    return ReportResult(path=path, sites=contents.n_site_features, missing=tuple(contents.all_missing))
+    return ReportResult(path=path, sites=n_sites, missing=tuple(contents.all_missing),
+                        pages=tuple(out / name for name in extra))

@@ -171,3 +171,16 @@ def test_lulc_classify_no_report(small_region, tmp_path):
                               "--site", "S01", "--no-quicklook", "--no-report"], env={"MINESCAPE_PROGRESS": "0"})
     assert res.exit_code == 0, res.output
     assert (out / "sites.json").exists() and not (out / "report.html").exists() and "report:" not in res.output
+
+
+def test_big_run_gets_region_pages(lulc_run, tmp_path):
+    rows = json.loads((lulc_run / "sites.json").read_text())
+    res = write_report(lulc_run, out_dir=tmp_path / "r", max_page_features=1)  # as if the run were too big
+    main = page_data(res.path.read_text())
+    assert main["layers"] == [] and "one page per region" in res.path.read_text()
+    pages = sorted((tmp_path / "r").glob("report_*_*.html"))
+    assert [p.name for p in pages] == ["report_00_oceania.html"]  # the synthetic region lies in Western Australia
+    data = page_data(pages[0].read_text())
+    feats = [f for layer in data["layers"] for f in layer["features"]["features"]]
+    assert sorted(f["properties"]["id"] for f in feats) == sorted(r["id"] for r in rows)
+    assert sum(len(layer["overlays"]) for layer in data["layers"]) == len(rows)  # class maps go with them
