@@ -1,6 +1,7 @@
 """The files a report loads beside ``report.html``: the vendored Leaflet and the page's own script and style.
 
-Leaflet comes from the npm registry (``leaflet@LEAFLET_VERSION``, BSD-2-Clause; see ``vendor/leaflet/README.md``)
+Leaflet comes from the npm registry (``leaflet@LEAFLET_VERSION``, BSD-2-Clause; see
+``vendor/leaflet/README.md``)
 and ships as package data, so a report needs no network when it is written or viewed.
 """
 
@@ -17,7 +18,7 @@ LEAFLET_FILES = ("leaflet.js", "leaflet.css", "LICENSE", "README.md")
 
 
 def copy_assets(files_dir: Path) -> None:
-    """Copy Leaflet (``leaflet/``, its images and licence) and ``report.js``/``report.css`` into ``files_dir``.
+    """Copy Leaflet (``leaflet/``, images, licence) and ``report.js``/``report.css`` into ``files_dir``.
 
     Raises:
         FileNotFoundError: the package data is missing (a broken install).

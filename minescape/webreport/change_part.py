@@ -1,5 +1,6 @@
 """The change part of a run folder (``change detect`` or ``change predict`` OUT): the change mask, the change
-probability and the index difference as overlays, and the run's figures from ``detect.json``."""
+probability and the index difference as overlays, and the run's figures from ``detect.json``.
+"""
 
 from __future__ import annotations
 
@@ -48,17 +49,29 @@ def collect_change(folder: Path, *, title: str) -> Section:
             sec.missing.append(Missing("detect.json", f"not readable JSON ({exc})"))
             s = {}
         if isinstance(s, dict) and s:
-            rows = [("method", s.get("method")), ("direction", s.get("direction")),
-                    ("threshold rule", s.get("threshold_rule")), ("threshold", s.get("threshold")),
-                    ("changed area (ha)", None if s.get("changed_area_m2") is None
-                     else round(float(s["changed_area_m2"]) / 1e4, 2)),
-                    ("changed area (m²)", s.get("changed_area_m2")),
-                    ("changed / loss / gain pixels", f"{s.get('changed_pixels')} / {s.get('loss_pixels')} / "
-                                                     f"{s.get('gain_pixels')}"),
-                    ("valid pixels", s.get("valid_pixels")),
-                    ("co-registration shift (px)", s.get("coregistration_shift_px")),
-                    ("date 1", Path(str(s.get("t1", ""))).name), ("date 2", Path(str(s.get("t2", ""))).name),
-                    ("CRS", s.get("crs"))]
-            sec.tables.append(Table("Change detection", ("measure", "value"),
-                                    tuple((k, v) for k, v in rows if v is not None)))
+            rows = [
+                ("method", s.get("method")),
+                ("direction", s.get("direction")),
+                ("threshold rule", s.get("threshold_rule")),
+                ("threshold", s.get("threshold")),
+                (
+                    "changed area (ha)",
+                    None if s.get("changed_area_m2") is None else round(float(s["changed_area_m2"]) / 1e4, 2),
+                ),
+                ("changed area (m²)", s.get("changed_area_m2")),
+                (
+                    "changed / loss / gain pixels",
+                    f"{s.get('changed_pixels')} / {s.get('loss_pixels')} / {s.get('gain_pixels')}",
+                ),
+                ("valid pixels", s.get("valid_pixels")),
+                ("co-registration shift (px)", s.get("coregistration_shift_px")),
+                ("date 1", Path(str(s.get("t1", ""))).name),
+                ("date 2", Path(str(s.get("t2", ""))).name),
+                ("CRS", s.get("crs")),
+            ]
+            sec.tables.append(
+                Table(
+                    "Change detection", ("measure", "value"), tuple((k, v) for k, v in rows if v is not None)
+                )
+            )
     return sec

@@ -47,12 +47,16 @@ def _is_release(folder: Path) -> bool:
 
 
 def find_parts(run_dir: Path) -> list[tuple[str, Path]]:
-    """``(kind, folder)`` of every recognised part, in folder order (kinds: lulc, change, release, validation)."""
+    """``(kind, folder)`` of every recognised part in folder order (lulc, change, release, validation)."""
     parts: list[tuple[str, Path]] = []
     for root, dirs, files in os.walk(run_dir):
         folder = Path(root)
         depth = len(folder.relative_to(run_dir).parts)
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith(".")) if depth < MAX_DEPTH else []
+        dirs[:] = (
+            sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+            if depth < MAX_DEPTH
+            else []
+        )
         names = set(files)
         if "sites.json" in names:
             parts.append(("lulc", folder))
@@ -65,8 +69,12 @@ def find_parts(run_dir: Path) -> list[tuple[str, Path]]:
     return parts
 
 
-def collect_run(run_dir: str | Path, *, report_dir: str | Path | None = None,
-                max_release_features: int = MAX_RELEASE_FEATURES) -> RunContents:
+def collect_run(
+    run_dir: str | Path,
+    *,
+    report_dir: str | Path | None = None,
+    max_release_features: int = MAX_RELEASE_FEATURES,
+) -> RunContents:
     """Everything a report of ``run_dir`` shows.
 
     Args:
@@ -86,9 +94,14 @@ def collect_run(run_dir: str | Path, *, report_dir: str | Path | None = None,
     contents = RunContents(run_dir=run_dir, title=f"minescape report: {run_dir.resolve().name}")
     parts = find_parts(run_dir)
     if not parts:
-        contents.missing.append(Missing(str(run_dir), "no run outputs found: none of sites.json (lulc classify), "
-                                        "detect.json / change_mask.tif (change detect, predict), manifest.json "
-                                        "(publish), validation.json (map validate) in the folder or below"))
+        contents.missing.append(
+            Missing(
+                str(run_dir),
+                "no run outputs found: none of sites.json (lulc classify), "
+                "detect.json / change_mask.tif (change detect, predict), manifest.json "
+                "(publish), validation.json (map validate) in the folder or below",
+            )
+        )
     for kind, folder in parts:
         rel = folder.relative_to(run_dir).as_posix()
         title = f"{kind}: {rel}" if rel != "." else kind

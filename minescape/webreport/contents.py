@@ -1,4 +1,4 @@
-"""What a report shows, as plain values: collected from a run folder, rendered to HTML without reading files."""
+"""What a report shows, as plain values: collected from a run folder, rendered without reading files."""
 
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ class FeatureLayer:
         name: layer name in the layer switcher.
         features: GeoJSON Feature dicts (coordinates rounded to 1e-6 degrees, about 0.1 m); ``properties``
             hold what a click shows (``id``, ``status``, ``color``, ...).
-        kind: ``sites`` (one polygon per mining site, a click shows the site) or ``classes`` (class polygons of
-            a release, a click shows class, area and year).
+        kind: ``sites`` (one polygon per mining site, a click shows the site) or ``classes`` (class polygons
+            of a release, a click shows class, area and year).
         site_overlays: per-site class maps ``{site id: Overlay}``, drawn when the site is in view.
         note: how the polygons were obtained when not from the run's own source (shown under the map).
     """

@@ -9,8 +9,10 @@ def run(ctx) -> list[str]:
 
     res = write_report(ctx.out)
     ctx.outputs["report"] = res.path
-    lines = [f"{res.path}: one offline page (Leaflet map of the {res.sites} site polygons of the LULC runs, class "
-             "maps, change mask and probability, release polygons; area, year, failure and accuracy panels); "
-             "open it in any browser"]
+    lines = [
+        f"{res.path}: one offline page (Leaflet map of the {res.sites} site polygons of the LULC runs, class "
+        "maps, change mask and probability, release polygons; area, year, failure and accuracy panels); "
+        "open it in any browser"
+    ]
     lines += [f"listed as missing: {m.what}: {m.why}" for m in res.missing]
     return lines

@@ -46,20 +46,30 @@ def _site_geometries(source: dict | None, missing: list[Missing], title: str) ->
     from minescape.sites import read_sites
 
     if not source or not source.get("sites"):
-        missing.append(Missing(f"{title}: site polygons", "run.json does not record the sites file (older run); "
-                                                "class-map footprints are drawn instead"))
+        missing.append(
+            Missing(
+                f"{title}: site polygons",
+                "run.json does not record the sites file (older run); class-map footprints are drawn instead",
+            )
+        )
         return {}
     path = Path(source["sites"])
     if not path.exists():
-        missing.append(Missing(f"{title}: site polygons", f"sites file {path} not found; class-map footprints are drawn "
-                                                "instead"))
+        missing.append(
+            Missing(
+                f"{title}: site polygons",
+                f"sites file {path} not found; class-map footprints are drawn instead",
+            )
+        )
         return {}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sites, _ = read_sites(path, layer=source.get("layer"), id_field=source.get("id_field"))
     except (InputError, OSError) as exc:
-        missing.append(Missing(f"{title}: site polygons", f"{path}: {exc}; class-map footprints are drawn instead"))
+        missing.append(
+            Missing(f"{title}: site polygons", f"{path}: {exc}; class-map footprints are drawn instead")
+        )
         return {}
     return {s.id: s.geometry for s in sites}
 
@@ -89,16 +99,23 @@ def collect_lulc(folder: Path, report_dir: Path, *, title: str) -> Section:
     """The section of an LULC run folder (see module docstring); ``report_dir`` is where report.html goes."""
     sec = Section(title=title, kind="lulc", folder=folder)
     rows = _read_json(folder / "sites.json", f"{_rel(folder / 'sites.json', report_dir)}", sec.missing)
-    run = _read_json(folder / "report" / "run.json", _rel(folder / "report" / "run.json", report_dir), sec.missing)
+    run = _read_json(
+        folder / "report" / "run.json", _rel(folder / "report" / "run.json", report_dir), sec.missing
+    )
     if not isinstance(rows, list):
-        rows = [] if rows is None else (sec.missing.append(Missing("sites.json", "not a list of sites")) or [])
+        rows = (
+            [] if rows is None else (sec.missing.append(Missing("sites.json", "not a list of sites")) or [])
+        )
     run = run if isinstance(run, dict) else {}
     results = run.get("results") if isinstance(run.get("results"), dict) else {}
     rows = [r for r in rows if isinstance(r, dict) and r.get("id") is not None]
     if not rows and not results:
         sec.missing.append(Missing(title, "no sites recorded (the run wrote no sites.json rows)"))
-    sec.facts += [("classifier", str(run.get("classifier", "unknown"))),
-                  ("sites", str(len(rows))), ("classified", str(sum(r.get("status") == "ok" for r in rows)))]
+    sec.facts += [
+        ("classifier", str(run.get("classifier", "unknown"))),
+        ("sites", str(len(rows))),
+        ("classified", str(sum(r.get("status") == "ok" for r in rows))),
+    ]
     geoms = _site_geometries(run.get("source"), sec.missing, title) if rows else {}
     features, geom_list, overlays = [], [], {}
     failures: list[tuple] = []
@@ -128,11 +145,19 @@ def collect_lulc(folder: Path, report_dir: Path, *, title: str) -> Section:
             years[int(r["year"])] += 1
             rules[str(r.get("rule"))] += 1
         dom = _dominant(areas)
-        props = {"id": sid, "status": status, "year": r.get("year"), "rule": r.get("rule"),
-                 "reason": r.get("reason"), "scene": r.get("scene") or res.get("scene"),
-                 "scene_date": res.get("scene_date"), "cloud_share": res.get("cloud_share"),
-                 "areas": areas, "dominant": dom,
-                 "color": MINING_LULC.by_name(dom).hex if dom in MINING_LULC.names else FAILED_COLOR}
+        props = {
+            "id": sid,
+            "status": status,
+            "year": r.get("year"),
+            "rule": r.get("rule"),
+            "reason": r.get("reason"),
+            "scene": r.get("scene") or res.get("scene"),
+            "scene_date": res.get("scene_date"),
+            "cloud_share": res.get("cloud_share"),
+            "areas": areas,
+            "dominant": dom,
+            "color": MINING_LULC.by_name(dom).hex if dom in MINING_LULC.names else FAILED_COLOR,
+        }
         for key in EXTRA_KEYS:
             if res.get(key) is not None:
                 props[key] = res[key]
@@ -157,20 +182,46 @@ def collect_lulc(folder: Path, report_dir: Path, *, title: str) -> Section:
         f["properties"]["region"] = world9_region(pt.x, pt.y)  # the page of a run too big for one
     note = f"{footprints} site(s) drawn as their class map's bounds" if footprints else ""
     if features:
-        sec.layers.append(FeatureLayer(name=f"{title}: sites", features=features, kind="sites",
-                                       site_overlays=overlays, note=note))
+        sec.layers.append(
+            FeatureLayer(
+                name=f"{title}: sites", features=features, kind="sites", site_overlays=overlays, note=note
+            )
+        )
     if area_total:
         total = sum(area_total.values()) or 1.0
-        sec.tables.append(Table("Area per class", ("class", "area (m²)", "area (ha)", "share"), tuple(
-            (name, round(area_total.get(name, 0.0), 1), round(area_total.get(name, 0.0) / 1e4, 2),
-             f"{100 * area_total.get(name, 0.0) / total:.1f} %") for name in MINING_LULC.names)))
+        sec.tables.append(
+            Table(
+                "Area per class",
+                ("class", "area (m²)", "area (ha)", "share"),
+                tuple(
+                    (
+                        name,
+                        round(area_total.get(name, 0.0), 1),
+                        round(area_total.get(name, 0.0) / 1e4, 2),
+                        f"{100 * area_total.get(name, 0.0) / total:.1f} %",
+                    )
+                    for name in MINING_LULC.names
+                ),
+            )
+        )
     if years:
-        sec.tables.append(Table("Year distribution (sites per year)", ("year", "sites"),
-                                tuple((str(y), n) for y, n in sorted(years.items())),
-                                note="year rules: " + ", ".join(f"{k} {v}" for k, v in sorted(rules.items()))))
+        sec.tables.append(
+            Table(
+                "Year distribution (sites per year)",
+                ("year", "sites"),
+                tuple((str(y), n) for y, n in sorted(years.items())),
+                note="year rules: " + ", ".join(f"{k} {v}" for k, v in sorted(rules.items())),
+            )
+        )
     if failures or run.get("read_notes"):
-        sec.tables.append(Table("Failures", ("site", "status", "reason"), tuple(failures),
-                                note="; ".join(map(str, run.get("read_notes") or []))[:2000]))
+        sec.tables.append(
+            Table(
+                "Failures",
+                ("site", "status", "reason"),
+                tuple(failures),
+                note="; ".join(map(str, run.get("read_notes") or []))[:2000],
+            )
+        )
     metrics = folder / "report" / "metrics.json"
     if metrics.exists():
         m = _read_json(metrics, _rel(metrics, report_dir), sec.missing)

@@ -75,8 +75,9 @@ def render_overlay(path: str | Path, *, name: str, style: Style, max_px: int = 1
         path: a single-band GeoTIFF with a CRS.
         name: layer name.
         style: ``classes`` (the raster's ``LEGEND`` tag colours, nodata transparent), ``change`` (a 0/1/255
-            mask: 1 in red, the rest transparent), ``ramp`` (a probability in [0, 1], viridis) or ``diverging``
-            (a difference, symmetric around 0 at its 98th percentile of absolute values, RdBu).
+            mask: 1 in red, the rest transparent), ``ramp`` (a probability in [0, 1], viridis) or
+            ``diverging`` (a difference, symmetric around 0 at its 98th percentile of absolute values,
+            RdBu).
         max_px: the PNG's longer side at most (pixels).
 
     Raises:
@@ -102,8 +103,12 @@ def render_overlay(path: str | Path, *, name: str, style: Style, max_px: int = 1
             raise InputError("class raster has no LEGEND tag; cannot colour it", path=path)
         scale = max(1.0, max(src.width, src.height) / max_px)
         h, w = max(1, round(src.height / scale)), max(1, round(src.width / scale))
-        data = src.read(1, out_shape=(h, w), resampling=Resampling.nearest if categorical else Resampling.average,
-                        masked=True)
+        data = src.read(
+            1,
+            out_shape=(h, w),
+            resampling=Resampling.nearest if categorical else Resampling.average,
+            masked=True,
+        )
         transform = src.transform @ src.transform.scale(src.width / w, src.height / h)
         crs, nodata = src.crs, src.nodata
     dst_crs = rasterio.crs.CRS.from_epsg(3857)
@@ -118,8 +123,17 @@ def render_overlay(path: str | Path, *, name: str, style: Style, max_px: int = 1
         fill = 255 if nodata is None else int(nodata)
         src_arr = np.where(np.ma.getmaskarray(data), fill, data.filled(fill)).astype(np.int32)
         out = np.full((dh, dw), fill, np.int32)
-        reproject(src_arr, out, src_transform=transform, src_crs=crs, dst_transform=dst_t, dst_crs=dst_crs,
-                  src_nodata=fill, dst_nodata=fill, resampling=Resampling.nearest)
+        reproject(
+            src_arr,
+            out,
+            src_transform=transform,
+            src_crs=crs,
+            dst_transform=dst_t,
+            dst_crs=dst_crs,
+            src_nodata=fill,
+            dst_nodata=fill,
+            resampling=Resampling.nearest,
+        )
         index = np.zeros((dh, dw), np.uint8)
         if style == "change":
             index[out == 1] = 1
@@ -136,8 +150,17 @@ def render_overlay(path: str | Path, *, name: str, style: Style, max_px: int = 1
     else:
         src_arr = data.astype(np.float32).filled(np.nan)
         out = np.full((dh, dw), np.nan, np.float32)
-        reproject(src_arr, out, src_transform=transform, src_crs=crs, dst_transform=dst_t, dst_crs=dst_crs,
-                  src_nodata=np.nan, dst_nodata=np.nan, resampling=Resampling.bilinear)
+        reproject(
+            src_arr,
+            out,
+            src_transform=transform,
+            src_crs=crs,
+            dst_transform=dst_t,
+            dst_crs=dst_crs,
+            src_nodata=np.nan,
+            dst_nodata=np.nan,
+            resampling=Resampling.bilinear,
+        )
         valid = np.isfinite(out)
         if style == "ramp":
             lo, hi, cmap = 0.0, 1.0, "viridis"
@@ -146,15 +169,25 @@ def render_overlay(path: str | Path, *, name: str, style: Style, max_px: int = 1
             lo, hi, cmap = -(m or 1.0), (m or 1.0), "RdBu"
         levels = np.linspace(lo, hi, RAMP_LEVELS)
         palette += [(*rgb[:3], 200) for rgb in _ramp(levels, lo, hi, cmap)]
-        bins = np.clip(np.round((np.nan_to_num(out) - lo) / (hi - lo) * (RAMP_LEVELS - 1)), 0, RAMP_LEVELS - 1)
+        bins = np.clip(
+            np.round((np.nan_to_num(out) - lo) / (hi - lo) * (RAMP_LEVELS - 1)), 0, RAMP_LEVELS - 1
+        )
         index = np.where(valid, bins.astype(np.uint8) + 1, 0).astype(np.uint8)
         fmt = "{:.1f}" if style == "ramp" else "{:+.2f}"
-        keys = tuple((fmt.format(v), _hex(_ramp(np.array([v]), lo, hi, cmap)[0])) for v in (lo, (lo + hi) / 2, hi))
+        keys = tuple(
+            (fmt.format(v), _hex(_ramp(np.array([v]), lo, hi, cmap)[0])) for v in (lo, (lo + hi) / 2, hi)
+        )
     img = Image.fromarray(index, "P")
     img.putpalette([v for rgba in palette for v in rgba[:3]])
     l3, b3, r3, t3 = rasterio.transform.array_bounds(dh, dw, dst_t)
     west, south, east, north = transform_bounds(dst_crs, "EPSG:4326", l3, b3, r3, t3)
     buf = io.BytesIO()
     img.save(buf, format="PNG", transparency=bytes(rgba[3] for rgba in palette))
-    return Overlay(name=name, png=buf.getvalue(), bounds=(south, west, north, east), style=style, legend=keys,
-                   source=path)
+    return Overlay(
+        name=name,
+        png=buf.getvalue(),
+        bounds=(south, west, north, east),
+        style=style,
+        legend=keys,
+        source=path,
+    )

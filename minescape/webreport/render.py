@@ -1,4 +1,4 @@
-"""A :class:`RunContents` as HTML: the map's data inline (one JSON object), panels as tables, figures as images.
+"""A :class:`RunContents` as HTML: the map's data inline (one JSON object), tables, figures as images.
 
 The page loads ``report_files/leaflet/leaflet.js``, ``report_files/report.js`` and the overlay PNGs by
 relative paths, so it opens from disk (``file://``) with no network; nothing is fetched with XHR (browsers
@@ -43,8 +43,10 @@ def render_table(t: Table) -> str:
     body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in t.rows)
     note = f'<p class="note">{_e(t.note)}</p>' if t.note else ""
     empty = '<p class="note">none</p>' if not t.rows else ""
-    return (f'<div class="table"><h3>{_e(t.title)}</h3><table><thead><tr>{head}</tr></thead>'
-            f"<tbody>{body}</tbody></table>{empty}{note}</div>")
+    return (
+        f'<div class="table"><h3>{_e(t.title)}</h3><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table>{empty}{note}</div>"
+    )
 
 
 def _rel(path: Path, report_dir: Path) -> str:
@@ -52,61 +54,101 @@ def _rel(path: Path, report_dir: Path) -> str:
 
 
 def page_data(contents: RunContents, overlay_src: dict[int, str]) -> dict:
-    """The JSON the page script reads: feature layers, raster overlays (by ``id(overlay)`` -> file) and legends."""
+    """The JSON the page script reads: feature layers, raster overlays (``id(overlay)`` -> file), legends."""
     layers, images = [], []
-    legends = [{"title": "Mining LULC classes (site colour: its largest class)",
-                "items": [[c.name, c.hex] for c in MINING_LULC]}]
+    legends = [
+        {
+            "title": "Mining LULC classes (site colour: its largest class)",
+            "items": [[c.name, c.hex] for c in MINING_LULC],
+        }
+    ]
     for sec in contents.sections:
         for ov in sec.overlays:
-            images.append({"name": ov.name, "src": overlay_src[id(ov)], "bounds": list(ov.bounds),
-                           "style": ov.style})
+            images.append(
+                {"name": ov.name, "src": overlay_src[id(ov)], "bounds": list(ov.bounds), "style": ov.style}
+            )
             legends.append({"title": ov.name, "items": [list(k) for k in ov.legend]})
         for layer in sec.layers:
-            layers.append({"name": layer.name, "kind": layer.kind, "note": layer.note,
-                           "features": {"type": "FeatureCollection", "features": layer.features},
-                           "overlays": {sid: {"src": overlay_src[id(ov)], "bounds": list(ov.bounds)}
-                                        for sid, ov in layer.site_overlays.items()}})
+            layers.append(
+                {
+                    "name": layer.name,
+                    "kind": layer.kind,
+                    "note": layer.note,
+                    "features": {"type": "FeatureCollection", "features": layer.features},
+                    "overlays": {
+                        sid: {"src": overlay_src[id(ov)], "bounds": list(ov.bounds)}
+                        for sid, ov in layer.site_overlays.items()
+                    },
+                }
+            )
     return {"layers": layers, "images": images, "legends": legends, "sites": contents.n_site_features}
 
 
-def render_page(contents: RunContents, report_dir: Path, overlay_src: dict[int, str], *,
-                files_dir: str = "report_files", links: list[tuple[str, str]] | None = None) -> str:
+def render_page(
+    contents: RunContents,
+    report_dir: Path,
+    overlay_src: dict[int, str],
+    *,
+    files_dir: str = "report_files",
+    links: list[tuple[str, str]] | None = None,
+) -> str:
     """The whole page. ``overlay_src`` maps ``id(overlay)`` to its PNG path relative to the page; ``links``
-    (label, href) are listed at the top (the region pages of a large release)."""
+    (label, href) are listed at the top (the region pages of a large release).
+    """
     data = json.dumps(page_data(contents, overlay_src), separators=(",", ":"), ensure_ascii=False)
     data = data.replace("</", "<\\/")
     missing = contents.all_missing
-    parts = [f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+    parts = [
+        f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_e(contents.title)}</title>
-<link rel="stylesheet" href="{files_dir}/leaflet/leaflet.css"><link rel="stylesheet" href="{files_dir}/report.css">
+<link rel="stylesheet" href="{files_dir}/leaflet/leaflet.css">
+<link rel="stylesheet" href="{files_dir}/report.css">
 </head><body>
 <header><h1>{_e(contents.title)}</h1>
 <p class="note">minescape {_e(__version__)} · run folder <code>{_e(contents.run_dir)}</code> ·
 {len(contents.sections)} part(s) · {contents.n_site_features} site(s) on the map · opens offline</p></header>
-"""]
+"""
+    ]
     if links:
-        parts.append('<nav class="pages"><h2>Pages</h2><ul>' + "".join(
-            f'<li><a href="{_e(h)}">{_e(label)}</a></li>' for label, h in links) + "</ul></nav>")
+        parts.append(
+            '<nav class="pages"><h2>Pages</h2><ul>'
+            + "".join(f'<li><a href="{_e(h)}">{_e(label)}</a></li>' for label, h in links)
+            + "</ul></nav>"
+        )
     if missing:
-        parts.append('<section id="missing" class="missing"><h2>What is missing</h2><ul>' + "".join(
-            f"<li><b>{_e(m.what)}</b>: {_e(m.why)}</li>" for m in missing) + "</ul></section>")
-    parts.append('<div id="layout"><div id="map"></div><aside>'
-                 '<div id="site-info"><p class="note">Click a site on the map to see its attributes.</p></div>'
-                 '<div id="legend"></div></aside></div>')
+        parts.append(
+            '<section id="missing" class="missing"><h2>What is missing</h2><ul>'
+            + "".join(f"<li><b>{_e(m.what)}</b>: {_e(m.why)}</li>" for m in missing)
+            + "</ul></section>"
+        )
+    parts.append(
+        '<div id="layout"><div id="map"></div><aside>'
+        '<div id="site-info"><p class="note">Click a site on the map to see its attributes.</p></div>'
+        '<div id="legend"></div></aside></div>'
+    )
     for sec in contents.sections:
         parts.append(f'<section class="part" data-kind="{_e(sec.kind)}"><h2>{_e(sec.title)}</h2>')
         parts.append(f'<p class="note">folder <code>{_e(_rel(sec.folder, report_dir))}</code></p>')
         if sec.facts:
-            parts.append("<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in sec.facts) + "</dl>")
+            parts.append(
+                "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in sec.facts) + "</dl>"
+            )
         parts += [render_table(t) for t in sec.tables]
         for layer in sec.layers:
             if layer.note:
                 parts.append(f'<p class="note">{_e(layer.name)}: {_e(layer.note)}</p>')
         if sec.figures:
-            parts.append('<div class="figures">' + "".join(
-                f'<figure><img src="{_e(_rel(f.path, report_dir))}" alt="{_e(f.title)}" loading="lazy">'
-                f"<figcaption>{_e(f.title)}</figcaption></figure>" for f in sec.figures) + "</div>")
+            parts.append(
+                '<div class="figures">'
+                + "".join(
+                    f'<figure><img src="{_e(_rel(f.path, report_dir))}" alt="{_e(f.title)}" loading="lazy">'
+                    f"<figcaption>{_e(f.title)}</figcaption></figure>"
+                    for f in sec.figures
+                )
+                + "</div>"
+            )
         parts.append("</section>")
     parts.append(f"""<script src="{files_dir}/leaflet/leaflet.js"></script>
 <script>window.MINESCAPE_REPORT = {data};</script>

@@ -20,7 +20,8 @@ MAX_PAGE_FEATURES = 20_000  # map features of a part on one page; more: one page
 @dataclass(frozen=True)
 class ReportResult:
     """What :func:`write_report` wrote: the page, the site polygons on the map(s), what is missing, and the
-    region pages of a run too big for one page."""
+    region pages of a run too big for one page.
+    """
 
     path: Path
     sites: int
@@ -62,25 +63,46 @@ def region_pages(contents: RunContents, *, max_features: int) -> list[tuple[str,
                 groups.setdefault(str(f["properties"].get("region", "all")), []).append(f)
             for region, feats in sorted(groups.items()):
                 ids = {f["properties"]["id"] for f in feats}
-                by_region.setdefault(region, []).append(replace(
-                    layer, name=f"{layer.name}: {region}", features=feats,
-                    site_overlays={k: v for k, v in layer.site_overlays.items() if k in ids}))
+                by_region.setdefault(region, []).append(
+                    replace(
+                        layer,
+                        name=f"{layer.name}: {region}",
+                        features=feats,
+                        site_overlays={k: v for k, v in layer.site_overlays.items() if k in ids},
+                    )
+                )
         for region, layers in sorted(by_region.items()):
             label = f"{sec.title}: {region} ({sum(len(layer.features) for layer in layers)} features)"
-            page_sec = Section(title=f"{sec.title}: {region}", kind=sec.kind, folder=sec.folder,
-                               facts=list(sec.facts), tables=list(sec.tables), layers=layers)
-            pages.append((label, _page_name(i, region), replace(contents, title=f"{contents.title}: {region}",
-                                                                sections=[page_sec], missing=[])))
+            page_sec = Section(
+                title=f"{sec.title}: {region}",
+                kind=sec.kind,
+                folder=sec.folder,
+                facts=list(sec.facts),
+                tables=list(sec.tables),
+                layers=layers,
+            )
+            pages.append(
+                (
+                    label,
+                    _page_name(i, region),
+                    replace(contents, title=f"{contents.title}: {region}", sections=[page_sec], missing=[]),
+                )
+            )
         sec.layers = []
-        sec.facts.append(("map", f"one page per region ({len(by_region)} pages): more than {max_features} "
-                                 "features in all"))
+        sec.facts.append(
+            ("map", f"one page per region ({len(by_region)} pages): more than {max_features} features in all")
+        )
     return pages
 
 
-def write_report(run_dir: str | Path, *, out_dir: str | Path | None = None,
-                 max_page_features: int = MAX_PAGE_FEATURES,
-                 max_region_features: int = MAX_PAGE_FEATURES) -> ReportResult:
-    """Collect ``run_dir`` and write ``OUT/report.html`` + ``OUT/report_files/`` (OUT defaults to ``run_dir``);
+def write_report(
+    run_dir: str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    max_page_features: int = MAX_PAGE_FEATURES,
+    max_region_features: int = MAX_PAGE_FEATURES,
+) -> ReportResult:
+    """Collect ``run_dir``; write ``OUT/report.html`` and ``OUT/report_files/`` (OUT defaults to ``run_dir``);
     a part with more than ``max_page_features`` map features (sites, or a release's class polygons) gets
     ``OUT/report_NN_<region>.html`` per region (a release region with more than ``max_region_features`` class
     polygons is summarised in the tables, not drawn).
@@ -120,8 +142,10 @@ def write_report(run_dir: str | Path, *, out_dir: str | Path | None = None,
         pages = region_pages(contents, max_features=max_page_features)  # after every PNG is written
         links = [(label, name) for label, name, _ in pages]
         page = render_page(contents, out, src, files_dir=FILES_DIR, links=links)
-        extra = {name: render_page(c, out, src, files_dir=FILES_DIR, links=[("main report", REPORT_NAME)])
-                 for _, name, c in pages}
+        extra = {
+            name: render_page(c, out, src, files_dir=FILES_DIR, links=[("main report", REPORT_NAME)])
+            for _, name, c in pages
+        }
         replace_dir(tmp, final_files)
     finally:
         if tmp.exists():
@@ -134,5 +158,9 @@ def write_report(run_dir: str | Path, *, out_dir: str | Path | None = None,
     for name, text in extra.items():
         atomic_write_text(out / name, text)
     path = atomic_write_text(out / REPORT_NAME, page)
-    return ReportResult(path=path, sites=n_sites, missing=tuple(contents.all_missing),
-                        pages=tuple(out / name for name in extra))
+    return ReportResult(
+        path=path,
+        sites=n_sites,
+        missing=tuple(contents.all_missing),
+        pages=tuple(out / name for name in extra),
+    )

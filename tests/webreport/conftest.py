@@ -1,5 +1,6 @@
 """Fixtures of the report tests: real run folders (the small synthetic region through the CLI) and a headless
-Chromium from Debian's packages driven by Selenium (skipped, with the missing binary named, when absent)."""
+Chromium from Debian's packages driven by Selenium (skipped, with the missing binary named, when absent).
+"""
 
 from __future__ import annotations
 
@@ -23,10 +24,13 @@ def lulc_args(region) -> list[str]:
 
 @pytest.fixture(scope="session")
 def lulc_run(small_region, tmp_path_factory) -> Path:
-    """``lulc classify`` (rules, quicklooks, the report written by default) + ``lulc evaluate`` + ``report``."""
+    """``lulc classify`` (rules, quicklooks, report by default), then ``lulc evaluate`` and ``report``."""
     out = tmp_path_factory.mktemp("lulc") / "run"
-    res = runner.invoke(app, ["lulc", "classify", str(small_region.sites), str(out), *lulc_args(small_region)],
-                        env={"MINESCAPE_PROGRESS": "0"})
+    res = runner.invoke(
+        app,
+        ["lulc", "classify", str(small_region.sites), str(out), *lulc_args(small_region)],
+        env={"MINESCAPE_PROGRESS": "0"},
+    )
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["lulc", "evaluate", str(out), str(small_region.truth_lulc)])
     assert res.exit_code == 0, res.output
@@ -42,8 +46,9 @@ def failed_run(small_region, tmp_path_factory) -> Path:
     args = lulc_args(small_region)
     args[args.index("--dcm") + 1] = str(root / "no_dcm.tif")
     out = root / "run"
-    res = runner.invoke(app, ["lulc", "classify", str(small_region.sites), str(out), *args],
-                        env={"MINESCAPE_PROGRESS": "0"})
+    res = runner.invoke(
+        app, ["lulc", "classify", str(small_region.sites), str(out), *args], env={"MINESCAPE_PROGRESS": "0"}
+    )
     assert res.exit_code == 3, res.output
     return out
 
@@ -77,8 +82,15 @@ def browser():
     os.environ.setdefault("SE_AVOID_STATS", "true")
     opts = webdriver.ChromeOptions()
     opts.binary_location = shutil.which("chromium")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,1000", "--no-first-run", "--disable-extensions"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        "--no-first-run",
+        "--disable-extensions",
+    ):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=opts)

@@ -21,7 +21,8 @@ def open_report(driver, path):
     url = path.resolve().as_uri()
     driver.get(url)
     deadline = time.time() + 10
-    probe = "return [document.URL, document.readyState, !!(window.minescapeReport && window.minescapeReport.ready)]"
+    probe = ("return [document.URL, document.readyState,"
+             " !!(window.minescapeReport && window.minescapeReport.ready)]")
     state = driver.execute_script(probe)
     while state != [url, "complete", True] and time.time() < deadline:
         time.sleep(0.05)
@@ -35,17 +36,22 @@ def severe(logs):
 
 
 def click_site(driver, site_id):
-    """Click the site's polygon where the map canvas (not a control) is under the pointer; returns the point."""
+    """Click the site's polygon where the map canvas (not a control) is under the pointer; returns it."""
     from selenium.webdriver.common.action_chains import ActionChains
 
     geo = driver.execute_script(
         "var out = null; window.minescapeReport.layers.forEach(function (g) { g.eachLayer(function (l) {"
         " if (l.feature.properties.id === arguments[0]) out = l.toGeoJSON(); }); }); return out;".replace(
-            "arguments[0]", json.dumps(site_id)))
+            "arguments[0]", json.dumps(site_id)
+        )
+    )
     assert geo is not None, f"site {site_id} not on the map"
     poly = shape(geo["geometry"])
-    candidates = [poly.representative_point()] + list(shapely.points(
-        np.array(poly.exterior.coords if poly.geom_type == "Polygon" else poly.geoms[0].exterior.coords)))
+    candidates = [poly.representative_point()] + list(
+        shapely.points(
+            np.array(poly.exterior.coords if poly.geom_type == "Polygon" else poly.geoms[0].exterior.coords)
+        )
+    )
     map_el = driver.find_element("id", "map")
     rect = driver.execute_script("return arguments[0].getBoundingClientRect().toJSON()", map_el)
     for pt in candidates:
@@ -53,12 +59,19 @@ def click_site(driver, site_id):
             continue
         xy = driver.execute_script(
             "var p = window.minescapeReport.map.latLngToContainerPoint([arguments[0], arguments[1]]);"
-            "return [p.x, p.y];", pt.y, pt.x)
-        hit = driver.execute_script("var e = document.elementFromPoint(arguments[0], arguments[1]);"
-                                    "return e ? e.tagName : null;", rect["left"] + xy[0], rect["top"] + xy[1])
+            "return [p.x, p.y];",
+            pt.y,
+            pt.x,
+        )
+        hit = driver.execute_script(
+            "var e = document.elementFromPoint(arguments[0], arguments[1]);return e ? e.tagName : null;",
+            rect["left"] + xy[0],
+            rect["top"] + xy[1],
+        )
         if hit == "CANVAS":
             ActionChains(driver).move_to_element_with_offset(
-                map_el, int(xy[0] - rect["width"] / 2), int(xy[1] - rect["height"] / 2)).click().perform()
+                map_el, int(xy[0] - rect["width"] / 2), int(xy[1] - rect["height"] / 2)
+            ).click().perform()
             return xy
     raise AssertionError(f"no clickable point of site {site_id} in view")
 
@@ -73,7 +86,8 @@ def test_lulc_report_in_browser(browser, lulc_run, tmp_path):
     # every per-site class map and the quicklook-free page loaded its images (no broken file links)
     loaded = browser.execute_script(
         "return Array.from(document.querySelectorAll('img.leaflet-image-layer'))"
-        ".filter(function (i) { return i.complete && i.naturalWidth > 0; }).length")
+        ".filter(function (i) { return i.complete && i.naturalWidth > 0; }).length"
+    )
     assert loaded >= len(rows)
     site = rows[0]["id"]
     res = run["results"][site]
@@ -90,13 +104,17 @@ def test_lulc_report_in_browser(browser, lulc_run, tmp_path):
     assert "area (m²)" in text and "area (ha)" in text
     veg = res["area_m2"]["Vegetation"]
     assert f"{veg:,.1f}".rstrip("0").rstrip(".") in text.replace(",", ",") and f"{veg / 1e4:,.2f}" in text
-    ql = browser.execute_script("var i = document.querySelector('#site-info img.quicklook');"
-                                "return i ? [i.complete, i.naturalWidth] : null;")
+    ql = browser.execute_script(
+        "var i = document.querySelector('#site-info img.quicklook');"
+        "return i ? [i.complete, i.naturalWidth] : null;"
+    )
     deadline = time.time() + 5
     while (ql is None or not ql[0]) and time.time() < deadline:
         time.sleep(0.05)
-        ql = browser.execute_script("var i = document.querySelector('#site-info img.quicklook');"
-                                    "return i ? [i.complete, i.naturalWidth] : null;")
+        ql = browser.execute_script(
+            "var i = document.querySelector('#site-info img.quicklook');"
+            "return i ? [i.complete, i.naturalWidth] : null;"
+        )
     assert ql is not None and ql[1] > 0, "quicklook not shown"
     assert severe(browser.get_log("browser")) == []
     shot = tmp_path / "report.png"

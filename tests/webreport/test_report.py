@@ -43,14 +43,17 @@ def test_lulc_report_contents(lulc_run):
         assert p["areas"] == res["area_m2"] and sum(p["areas"].values()) > 0
         assert (lulc_run / p["quicklook"]).exists()
         # coordinates rounded to 1e-6 degrees
-        xy = np.array(f["geometry"]["coordinates"][0] if f["geometry"]["type"] == "Polygon"
-                      else f["geometry"]["coordinates"][0][0])
+        xy = np.array(
+            f["geometry"]["coordinates"][0]
+            if f["geometry"]["type"] == "Polygon"
+            else f["geometry"]["coordinates"][0][0]
+        )
         assert len(xy) > 4 and np.allclose(xy, np.round(xy, 6), atol=1e-9)
     # the area table sums the run's areas, per class, in m2 and ha
     total = {c: sum(r["area_m2"][c] for r in run["results"].values()) for c in MINING_LULC.names}
     assert total["Vegetation"] > 0
     for c in MINING_LULC.names:
-        assert f"<td>{c}</td><td class=\"num\">{format_number(round(total[c], 1))}</td>" in html
+        assert f'<td>{c}</td><td class="num">{format_number(round(total[c], 1))}</td>' in html
     assert "Year distribution" in html and "Confusion matrix" in html and "kappa" in html
     assert 'src="report/confusion_matrix.png"' in html
     # every resource the page loads is a relative local path: no scheme, no CDN
@@ -83,8 +86,10 @@ def test_change_report(small_region, tmp_path):
     mask_png = next(out / im["src"] for im in data["images"] if im["style"] == "change")
     img = np.array(Image.open(mask_png).convert("RGBA"))
     assert (img[..., 3] > 0).sum() > 0  # changed pixels drawn
-    res = runner.invoke(app, ["change", "detect", str(small_region.t1), str(small_region.t2),
-                              str(tmp_path / "c2"), "--no-report"])
+    res = runner.invoke(
+        app,
+        ["change", "detect", str(small_region.t1), str(small_region.t2), str(tmp_path / "c2"), "--no-report"],
+    )
     assert res.exit_code == 0 and not (tmp_path / "c2" / "report.html").exists()
 
 
@@ -95,7 +100,9 @@ def test_release_report(lulc_run, tmp_path):
     manifest = json.loads((tmp_path / "release" / "manifest.json").read_text())
     res = write_report(tmp_path / "release")
     data = page_data(res.path.read_text())
-    feats = [f for layer in data["layers"] if layer["kind"] == "classes" for f in layer["features"]["features"]]
+    feats = [
+        f for layer in data["layers"] if layer["kind"] == "classes" for f in layer["features"]["features"]
+    ]
     assert len(feats) == manifest["features"] > 0
     html = res.path.read_text()
     assert "Area per class and region (ha)" in html and "Year distribution" in html
@@ -133,7 +140,9 @@ def test_bad_run_dir(tmp_path, what):
         target.write_text("x")
     res = runner.invoke(app, ["report", str(target)])
     assert res.exit_code == 2 and "Traceback" not in res.output
-    assert str(target) in res.output and ("not found" if what == "missing" else "not a run folder") in res.output
+    assert (
+        str(target) in res.output and ("not found" if what == "missing" else "not a run folder") in res.output
+    )
 
 
 def test_rerun_replaces_report(lulc_run, tmp_path):
@@ -152,13 +161,17 @@ def test_big_release_gets_region_pages(lulc_run, tmp_path):
     publish(lulc_run / "maps", tmp_path / "release", max_features=40, progress=False)
     n = json.loads((tmp_path / "release" / "manifest.json").read_text())["features"]
     assert n > 10
-    res = write_report(tmp_path / "release", max_page_features=10)  # as if the release were too big for a page
+    res = write_report(
+        tmp_path / "release", max_page_features=10
+    )  # as if the release were too big for a page
     # (one region here, so the per-region cap stays at its default)
     main = page_data(res.path.read_text())
     assert not [layer for layer in main["layers"] if layer["kind"] == "classes"]
     pages = sorted(tmp_path.joinpath("release").glob("report_*_*.html"))
     assert pages and f'href="{pages[0].name}"' in res.path.read_text()
-    drawn = sum(len(layer["features"]["features"]) for p in pages for layer in page_data(p.read_text())["layers"])
+    drawn = sum(
+        len(layer["features"]["features"]) for p in pages for layer in page_data(p.read_text())["layers"]
+    )
     assert drawn == n  # every polygon is on its region's page (one region here, under the per-region cap)
     assert 'href="report.html"' in pages[0].read_text()
 
@@ -167,10 +180,25 @@ def test_lulc_classify_no_report(small_region, tmp_path):
     from tests.webreport.conftest import lulc_args
 
     out = tmp_path / "run"
-    res = runner.invoke(app, ["lulc", "classify", str(small_region.sites), str(out), *lulc_args(small_region),
-                              "--site", "S01", "--no-quicklook", "--no-report"], env={"MINESCAPE_PROGRESS": "0"})
+    res = runner.invoke(
+        app,
+        [
+            "lulc",
+            "classify",
+            str(small_region.sites),
+            str(out),
+            *lulc_args(small_region),
+            "--site",
+            "S01",
+            "--no-quicklook",
+            "--no-report",
+        ],
+        env={"MINESCAPE_PROGRESS": "0"},
+    )
     assert res.exit_code == 0, res.output
-    assert (out / "sites.json").exists() and not (out / "report.html").exists() and "report:" not in res.output
+    assert (
+        (out / "sites.json").exists() and not (out / "report.html").exists() and "report:" not in res.output
+    )
 
 
 def test_big_run_gets_region_pages(lulc_run, tmp_path):
@@ -179,7 +207,9 @@ def test_big_run_gets_region_pages(lulc_run, tmp_path):
     main = page_data(res.path.read_text())
     assert main["layers"] == [] and "one page per region" in res.path.read_text()
     pages = sorted((tmp_path / "r").glob("report_*_*.html"))
-    assert [p.name for p in pages] == ["report_00_oceania.html"]  # the synthetic region lies in Western Australia
+    assert [p.name for p in pages] == [
+        "report_00_oceania.html"
+    ]  # the synthetic region lies in Western Australia
     data = page_data(pages[0].read_text())
     feats = [f for layer in data["layers"] for f in layer["features"]["features"]]
     assert sorted(f["properties"]["id"] for f in feats) == sorted(r["id"] for r in rows)
