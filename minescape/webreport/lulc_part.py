@@ -102,10 +102,10 @@ def collect_lulc(folder: Path, report_dir: Path, *, title: str) -> Section:
     run = _read_json(
         folder / "report" / "run.json", _rel(folder / "report" / "run.json", report_dir), sec.missing
     )
+    if rows is not None and not isinstance(rows, list):
+        sec.missing.append(Missing("sites.json", "not a list of sites"))
     if not isinstance(rows, list):
-        rows = (
-            [] if rows is None else (sec.missing.append(Missing("sites.json", "not a list of sites")) or [])
-        )
+        rows = []
     run = run if isinstance(run, dict) else {}
     results = run.get("results") if isinstance(run.get("results"), dict) else {}
     rows = [r for r in rows if isinstance(r, dict) and r.get("id") is not None]
@@ -117,7 +117,9 @@ def collect_lulc(folder: Path, report_dir: Path, *, title: str) -> Section:
         ("classified", str(sum(r.get("status") == "ok" for r in rows))),
     ]
     geoms = _site_geometries(run.get("source"), sec.missing, title) if rows else {}
-    features, geom_list, overlays = [], [], {}
+    features: list[dict] = []
+    geom_list: list[shapely.Geometry] = []
+    overlays: dict[str, Overlay] = {}
     failures: list[tuple] = []
     area_total: Counter = Counter()
     years: Counter = Counter()
@@ -161,9 +163,10 @@ def collect_lulc(folder: Path, report_dir: Path, *, title: str) -> Section:
         for key in EXTRA_KEYS:
             if res.get(key) is not None:
                 props[key] = res[key]
-        ql = folder / "report" / "quicklooks" / (Path(r["map"]).stem + ".png" if r.get("map") else "")
-        if r.get("map") and ql.exists():
-            props["quicklook"] = _rel(ql, report_dir)
+        if r.get("map"):  # quicklooks are named like the maps: report/quicklooks/<safe id>.png
+            ql = folder / "report" / "quicklooks" / f"{Path(r['map']).stem}.png"
+            if ql.exists():
+                props["quicklook"] = _rel(ql, report_dir)
         if status == "ok" and map_path is not None:
             if map_path.exists():
                 try:
@@ -230,5 +233,3 @@ def collect_lulc(folder: Path, report_dir: Path, *, title: str) -> Section:
     sec.figures += [Figure(p.stem.replace("_", " "), p) for p in sorted((folder / "report").glob("*.png"))]
     return sec
 
-
-__all__ = ["collect_lulc", "Overlay"]
