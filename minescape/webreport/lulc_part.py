@@ -23,7 +23,7 @@ from minescape.webreport.geojson import geometries_geojson
 from minescape.webreport.overlay import Overlay, render_overlay
 
 # result keys that, when a pipeline records them, the popup shows as they are
-EXTRA_KEYS = ("composite", "scenes", "clear_observations", "clear_obs", "n_clear", "clear_count")
+EXTRA_KEYS = ("composite", "n_scenes", "scenes", "clear_observations")
 FAILED_COLOR = "#7f7f7f"
 
 
@@ -84,6 +84,38 @@ def _footprint(map_path: Path) -> shapely.Geometry | None:
             return shapely.box(*transform_bounds(src.crs, "EPSG:4326", *src.bounds))
     except Exception:  # noqa: BLE001 - an unreadable map is reported by the overlay step
         return None
+
+
+def composite_info(map_path: Path, clear_count: Path) -> dict:
+    """What a site's class map says about an annual composite, for the click panel.
+
+    The map's ``COMPOSITE`` and ``SCENES`` tags give the method and the scenes used; ``clear_count`` (per pixel,
+    the clear observations the composite had, written beside the maps as ``clear_count/<site>.tif``) gives
+    ``clear_observations`` as ``"min / median / max"`` over the pixels that have any. Empty for a single scene.
+    """
+    import numpy as np
+    import rasterio
+
+    info: dict = {}
+    try:
+        with rasterio.open(map_path) as src:
+            tags = src.tags()
+    except rasterio.errors.RasterioIOError:
+        return info
+    if tags.get("COMPOSITE"):
+        info["composite"] = tags["COMPOSITE"]
+        info["scenes"] = [t for t in tags.get("SCENES", "").split(",") if t]
+    if clear_count.exists():
+        try:
+            with rasterio.open(clear_count) as src:
+                counts = src.read(1, masked=True).compressed()
+        except rasterio.errors.RasterioIOError:
+            return info
+        counts = counts[counts > 0]
+        if counts.size:
+            info["clear_observations"] = (f"{int(counts.min())} / {float(np.median(counts)):g} / "
+                                          f"{int(counts.max())} (min / median / max per pixel)")
+    return info
 
 
 def _dominant(areas: dict[str, float]) -> str | None:
@@ -160,6 +192,8 @@ def collect_lulc(folder: Path, report_dir: Path, *, title: str) -> Section:
             "dominant": dom,
             "color": MINING_LULC.by_name(dom).hex if dom in MINING_LULC.names else FAILED_COLOR,
         }
+        if map_path is not None and map_path.exists():
+            props.update(composite_info(map_path, folder / "clear_count" / f"{map_path.stem}.tif"))
         for key in EXTRA_KEYS:
             if res.get(key) is not None:
                 props[key] = res[key]

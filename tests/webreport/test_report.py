@@ -214,3 +214,31 @@ def test_big_run_gets_region_pages(lulc_run, tmp_path):
     feats = [f for layer in data["layers"] for f in layer["features"]["features"]]
     assert sorted(f["properties"]["id"] for f in feats) == sorted(r["id"] for r in rows)
     assert sum(len(layer["overlays"]) for layer in data["layers"]) == len(rows)  # class maps go with them
+
+
+def test_composite_and_clear_observations(lulc_run, tmp_path):
+    """A site classified from an annual composite: the map's COMPOSITE/SCENES tags and the per-pixel clear
+    count raster beside the maps (``clear_count/<site>.tif``) reach the click panel."""
+    import shutil
+
+    import rasterio
+
+    from minescape.geo.raster import Raster, read_raster, write_raster
+
+    run = tmp_path / "run"
+    shutil.copytree(lulc_run, run, ignore=shutil.ignore_patterns("report.html", "report_files"))
+    site = json.loads((run / "sites.json").read_text())[0]
+    with rasterio.open(run / site["map"], "r+") as dst:
+        dst.update_tags(COMPOSITE="median", SCENES="a.tif,b.tif,c.tif")
+    cls = read_raster(run / site["map"])
+    counts = np.where(cls.data[0] > 0, 1 + (np.arange(cls.data[0].size).reshape(cls.data[0].shape) % 3), 0)
+    assert set(np.unique(counts[counts > 0])) == {1, 2, 3}
+    write_raster(Raster(counts.astype(np.uint8), cls.crs, cls.transform, 0),
+                 run / "clear_count" / f"{Path(site['map']).stem}.tif")
+    data = page_data(write_report(run).path.read_text())
+    props = {f["properties"]["id"]: f["properties"] for layer in data["layers"] for f in layer["features"]["features"]}
+    p = props[site["id"]]
+    assert p["composite"] == "median" and p["scenes"] == ["a.tif", "b.tif", "c.tif"]
+    assert p["clear_observations"].startswith("1 / 2 / 3")
+    other = [v for k, v in props.items() if k != site["id"]]
+    assert other and all("composite" not in v and "clear_observations" not in v for v in other)

@@ -28,8 +28,10 @@
     h += row("status", p.status) + row("reason", p.reason) + row("year", p.year) + row("year rule", p.rule);
     h += row("scene", p.scene) + row("scene date", p.scene_date);
     h += row("cloud share", p.cloud_share === null || p.cloud_share === undefined ? null : fmt(p.cloud_share, 4));
-    ["composite", "scenes", "clear_observations", "clear_obs", "n_clear", "clear_count"].forEach(function (k) {
-      if (p[k] !== undefined) h += row(k.replace(/_/g, " "), Array.isArray(p[k]) ? p[k].join(", ") : p[k]);
+    [["composite", "composite"], ["n_scenes", "scenes in composite"], ["scenes", "scenes used"],
+     ["clear_observations", "clear observations"]].forEach(function (k) {
+      var v = p[k[0]];
+      if (v !== undefined && v !== null) h += row(k[1], Array.isArray(v) ? v.join(", ") : v);
     });
     h += row("largest class", p.dominant) + "</table>";
     var names = Object.keys(p.areas || {});
