@@ -33,7 +33,8 @@ from minescape.webreport.release_part import collect_release
 
 MAX_DEPTH = 3
 REPORT_FILES = "report_files"
-SKIP_DIRS = {REPORT_FILES, "maps", "quicklooks", "clear_count", "T1", "T2", "Change", "scenes", "tiles", "ndvi_tiles"}
+SKIP_DIRS = {REPORT_FILES, "maps", "quicklooks", "clear_count", "T1", "T2", "Change", "scenes", "tiles",
+             "ndvi_tiles"}
 CHANGE_MARKERS = ("detect.json", "change_mask.tif", "change_probability.tif")
 MAX_RELEASE_FEATURES = 20_000  # class polygons of one release region drawn (measured: see docs/report.md)
 

@@ -91,7 +91,8 @@ def composite_info(map_path: Path, clear_count: Path) -> dict:
 
     The map's ``COMPOSITE`` and ``SCENES`` tags give the method and the scenes used; ``clear_count`` (per pixel,
     the clear observations the composite had, written beside the maps as ``clear_count/<site>.tif``) gives
-    ``clear_observations`` as ``"min / median / max"`` over the pixels that have any. Empty for a single scene.
+    ``clear_observations`` as ``"min / median / max"`` over the pixels that have any.
+    Empty for a single scene.
     """
     import numpy as np
     import rasterio

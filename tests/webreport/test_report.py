@@ -236,7 +236,8 @@ def test_composite_and_clear_observations(lulc_run, tmp_path):
     write_raster(Raster(counts.astype(np.uint8), cls.crs, cls.transform, 0),
                  run / "clear_count" / f"{Path(site['map']).stem}.tif")
     data = page_data(write_report(run).path.read_text())
-    props = {f["properties"]["id"]: f["properties"] for layer in data["layers"] for f in layer["features"]["features"]}
+    feats = [f for layer in data["layers"] for f in layer["features"]["features"]]
+    props = {f["properties"]["id"]: f["properties"] for f in feats}
     p = props[site["id"]]
     assert p["composite"] == "median" and p["scenes"] == ["a.tif", "b.tif", "c.tif"]
     assert p["clear_observations"].startswith("1 / 2 / 3")
