@@ -89,10 +89,10 @@ def _footprint(map_path: Path) -> shapely.Geometry | None:
 def composite_info(map_path: Path, clear_count: Path) -> dict:
     """What a site's class map says about an annual composite, for the click panel.
 
-    The map's ``COMPOSITE`` and ``SCENES`` tags give the method and the scenes used; ``clear_count`` (per pixel,
-    the clear observations the composite had, written beside the maps as ``clear_count/<site>.tif``) gives
-    ``clear_observations`` as ``"min / median / max"`` over the pixels that have any.
-    Empty for a single scene.
+    The map's ``COMPOSITE`` and ``SCENES`` tags give the method and the scenes used; ``clear_count`` (per
+    pixel, the clear observations the composite had, written beside the maps as ``clear_count/<site>.tif``)
+    gives ``clear_observations`` as ``"min / median / max"`` over the pixels that have any. Empty for a single
+    scene.
     """
     import numpy as np
     import rasterio
