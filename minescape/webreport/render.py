@@ -56,12 +56,11 @@ def _rel(path: Path, report_dir: Path) -> str:
 def page_data(contents: RunContents, overlay_src: dict[int, str]) -> dict:
     """The JSON the page script reads: feature layers, raster overlays (``id(overlay)`` -> file), legends."""
     layers, images = [], []
-    legends = [
-        {
-            "title": "Mining LULC classes (site colour: its largest class)",
-            "items": [[c.name, c.hex] for c in MINING_LULC],
-        }
-    ]
+    legends = []
+    kinds = {layer.kind for sec in contents.sections for layer in sec.layers if layer.features}
+    if kinds:
+        note = " (site colour: its largest class)" if "sites" in kinds else ""
+        legends.append({"title": f"Mining LULC classes{note}", "items": [[c.name, c.hex] for c in MINING_LULC]})
     for sec in contents.sections:
         for ov in sec.overlays:
             images.append(
