@@ -122,11 +122,11 @@ def render_page(
             + "".join(f"<li><b>{_e(m.what)}</b>: {_e(m.why)}</li>" for m in missing)
             + "</ul></section>"
         )
-    parts.append(
-        '<div id="layout"><div id="map"></div><aside>'
-        '<div id="site-info"><p class="note">Click a site on the map to see its attributes.</p></div>'
-        '<div id="legend"></div></aside></div>'
-    )
+    hint = ("Click a site on the map to see its attributes." if contents.n_site_features
+            else "No site polygons in this run; the map shows its raster layers.")
+    parts.append('<div id="layout"><div id="map"></div><aside>'
+                 f'<div id="site-info"><p class="note">{hint}</p></div>'
+                 '<div id="legend"></div></aside></div>')
     for sec in contents.sections:
         parts.append(f'<section class="part" data-kind="{_e(sec.kind)}"><h2>{_e(sec.title)}</h2>')
         parts.append(f'<p class="note">folder <code>{_e(_rel(sec.folder, report_dir))}</code></p>')
