@@ -123,6 +123,7 @@ def render_page(
             + "</ul></section>"
         )
     hint = ("Click a site on the map to see its attributes." if contents.n_site_features
+            else "The map features are on the region pages listed above." if links
             else "No site polygons in this run; the map shows its raster layers.")
     parts.append('<div id="layout"><div id="map"></div><aside>'
                  f'<div id="site-info"><p class="note">{hint}</p></div>'
