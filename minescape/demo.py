@@ -24,6 +24,7 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("deep change detection", "minescape.change.demo_deep"),
     ("large-area map", "minescape.maps.demo"),
     ("executor and resume", "minescape.runner_demo"),
+    ("offline report", "minescape.webreport.demo"),
 )
 
 

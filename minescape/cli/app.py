@@ -45,6 +45,7 @@ _GROUPS = (
     ("minescape.cli.change", "change"),
     ("minescape.cli.maps", "map"),
     ("minescape.cli.run", None),
+    ("minescape.cli.report", None),
 )
 
 for _module, _name in _GROUPS:

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from minescape.cli.common import handle_errors
+from minescape.cli.report import NoReportOpt, write_run_report
 
 app = typer.Typer(help="Bi-temporal change detection: detect, refine, patches, evaluate; deep models: "
                        "train, predict, export.", no_args_is_help=True)
@@ -43,6 +44,7 @@ def detect(
     truth_encoding: str = typer.Option("auto", help=ENCODING_HELP),
     force: bool = typer.Option(False, "--force", help="Run even when the pair is estimated to take longer "
                                                       "than 24 h."),
+    report: bool = NoReportOpt,
 ) -> None:
     """Change mask (0/1/255 with colour table) and difference raster of a pair, streamed by windows."""
     from minescape.change.difference import DetectOptions, detect_files
@@ -62,6 +64,8 @@ def detect(
 
         sc = evaluate_files(res.mask, truth, truth_encoding=truth_encoding)
         typer.echo(_scores_line("vs truth", sc))
+    if report:
+        write_run_report(out)
 
 
 @refine_app.command("export")

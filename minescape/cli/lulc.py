@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from minescape.cli.common import RunDirOpt, SchedulerOpt, WorkersOpt, executor_from_options, handle_errors
+from minescape.cli.report import NoReportOpt, write_run_report
 
 app = typer.Typer(help="Mining land use/land cover per site: classify (rules or a LightGBM model), train, "
                        "evaluate.", no_args_is_help=True)
@@ -77,6 +78,7 @@ def classify_cmd(
     workers: WorkersOpt = 1,
     scheduler: SchedulerOpt = None,
     run_dir: RunDirOpt = None,
+    report: bool = NoReportOpt,
 ) -> None:
     """Classify each site into the 7 mining classes: one class-map GeoTIFF per site with the legend colours.
 
@@ -93,6 +95,8 @@ def classify_cmd(
     typer.echo(f"{out / 'maps'}: {len(summary.results)} class maps; {out / 'sites.json'}; {out / 'report'}")
     for sid, reason in summary.failed.items():
         err_console.print(f"failed: {sid}: {reason}", markup=False, highlight=False)
+    if report:
+        write_run_report(out)
     summary.raise_for_failures("sites")
 
 

@@ -342,7 +342,8 @@ def classify_sites(
     if str(classifier) != "rules":
         inputs.append(Path(classifier))
     remove_stale(out_dir, summary, keep=inputs)
-    write_run_files(out_dir, sites, summary, config=cfg, classifier=str(classifier), notes=notes)
+    write_run_files(out_dir, sites, summary, config=cfg, classifier=str(classifier), notes=notes,
+                    source={"sites": str(Path(sites_path).resolve()), "layer": layer, "id_field": id_field})
     return summary
 
 
@@ -384,8 +385,12 @@ def select_sites(sites: list[Site], site_ids: Sequence[str] | None, *, path) -> 
 
 
 def write_run_files(out_dir: Path, sites: Sequence[Site], summary: RunSummary, *, config: dict, classifier: str,
-                    notes: Sequence[str]) -> None:
-    """``OUT/sites.json`` (per site: id, year, rule, status, reason) and ``OUT/report/run.json``."""
+                    notes: Sequence[str], source: dict | None = None) -> None:
+    """``OUT/sites.json`` (per site: id, year, rule, status, reason) and ``OUT/report/run.json``.
+
+    ``source`` (``{"sites": path, "layer", "id_field"}``) records where the site polygons were read, so that
+    ``minescape report`` can draw them.
+    """
     rows = []
     for site in sites:
         res = summary.results.get(site.id)
@@ -408,7 +413,7 @@ def write_run_files(out_dir: Path, sites: Sequence[Site], summary: RunSummary, *
     atomic_write_text(out_dir / "sites.json", json.dumps(rows, indent=1))
     run = {"classifier": classifier, "config": config, "sites": len(rows),
            "ok": sum(r["status"] == "ok" for r in rows), "failed": {k: v for k, v in summary.failed.items()},
-           "read_notes": list(notes), "results": summary.results}
+           "read_notes": list(notes), "source": source, "results": summary.results}
     atomic_write_text(out_dir / "report" / "run.json", json.dumps(run, indent=1, default=str))
     # wall time is not reproducible: it lives in its own log, never in sites.json or run.json
     atomic_write_text(out_dir / "report" / "timings.json",

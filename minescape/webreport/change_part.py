@@ -1,0 +1,77 @@
+"""The change part of a run folder (``change detect`` or ``change predict`` OUT): the change mask, the change
+probability and the index difference as overlays, and the run's figures from ``detect.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from minescape.errors import InputError
+from minescape.webreport.contents import Missing, Section, Table
+from minescape.webreport.overlay import Style, render_overlay
+
+# file, layer name, style: drawn in this order (the mask last, on top)
+CHANGE_RASTERS: tuple[tuple[str, str, Style], ...] = (
+    ("difference.tif", "index difference (T2 - T1)", "diverging"),
+    ("change_probability.tif", "change probability", "ramp"),
+    ("change_mask.tif", "change mask", "change"),
+)
+
+
+def collect_change(folder: Path, *, title: str) -> Section:
+    """The section of a change output folder: overlays of the rasters present, detect.json's figures."""
+    sec = Section(title=title, kind="change", folder=folder)
+    for name, label, style in CHANGE_RASTERS:
+        path = folder / name
+        if path.exists():
+            try:
+                sec.overlays.append(render_overlay(path, name=f"{title}: {label}", style=style))
+            except InputError as exc:
+                sec.missing.append(Missing(name, str(exc)))
+    prob = folder / "change_probability.tif"
+    if prob.exists():  # a deep model's output: its tags name the model and its threshold
+        import rasterio
+
+        try:
+            with rasterio.open(prob) as src:
+                tags = src.tags()
+        except rasterio.errors.RasterioIOError:
+            tags = {}
+        sec.facts += [(k, tags[k]) for k in ("arch", "threshold", "model") if tags.get(k)]
+    if not (folder / "change_mask.tif").exists():
+        sec.missing.append(Missing(f"{title}: change_mask.tif", "not found (the run did not finish?)"))
+    stats_path = folder / "detect.json"
+    if stats_path.exists():
+        try:
+            s = json.loads(stats_path.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as exc:
+            sec.missing.append(Missing("detect.json", f"not readable JSON ({exc})"))
+            s = {}
+        if isinstance(s, dict) and s:
+            rows = [
+                ("method", s.get("method")),
+                ("direction", s.get("direction")),
+                ("threshold rule", s.get("threshold_rule")),
+                ("threshold", s.get("threshold")),
+                (
+                    "changed area (ha)",
+                    None if s.get("changed_area_m2") is None else round(float(s["changed_area_m2"]) / 1e4, 2),
+                ),
+                ("changed area (m²)", s.get("changed_area_m2")),
+                (
+                    "changed / loss / gain pixels",
+                    f"{s.get('changed_pixels')} / {s.get('loss_pixels')} / {s.get('gain_pixels')}",
+                ),
+                ("valid pixels", s.get("valid_pixels")),
+                ("co-registration shift (px)", s.get("coregistration_shift_px")),
+                ("date 1", Path(str(s.get("t1", ""))).name),
+                ("date 2", Path(str(s.get("t2", ""))).name),
+                ("CRS", s.get("crs")),
+            ]
+            sec.tables.append(
+                Table(
+                    "Change detection", ("measure", "value"), tuple((k, v) for k, v in rows if v is not None)
+                )
+            )
+    return sec

@@ -1,0 +1,117 @@
+"""Find what a run folder holds and gather it into a :class:`RunContents` value.
+
+A run folder is recognised by its marker files, in the folder itself and in sub-folders up to
+``MAX_DEPTH`` levels down (so the demo's output folder gives one report of every stage):
+
+========================  ==============================================================
+marker                    part
+========================  ==============================================================
+``sites.json``            LULC run (``lulc classify``)
+``detect.json``,          change run (``change detect``, ``change predict``)
+``change_mask.tif``,
+``change_probability.tif``
+``manifest.json`` with    release (``publish``)
+``regions``
+``validation.json``       validation of a large-area map (``map validate``)
+========================  ==============================================================
+
+Nothing here raises on a broken or partial run: what cannot be shown becomes a :class:`Missing` row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from minescape.errors import InputError, MissingInputError
+from minescape.webreport.accuracy_part import collect_validation
+from minescape.webreport.change_part import collect_change
+from minescape.webreport.contents import Missing, RunContents
+from minescape.webreport.lulc_part import collect_lulc
+from minescape.webreport.release_part import collect_release
+
+MAX_DEPTH = 3
+REPORT_FILES = "report_files"
+SKIP_DIRS = {REPORT_FILES, "maps", "quicklooks", "clear_count", "T1", "T2", "Change", "scenes", "tiles",
+             "ndvi_tiles"}
+CHANGE_MARKERS = ("detect.json", "change_mask.tif", "change_probability.tif")
+MAX_RELEASE_FEATURES = 20_000  # class polygons of one release region drawn (measured: see docs/report.md)
+
+
+def _is_release(folder: Path) -> bool:
+    try:
+        m = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return False
+    return isinstance(m, dict) and "regions" in m and "legend" in m
+
+
+def find_parts(run_dir: Path) -> list[tuple[str, Path]]:
+    """``(kind, folder)`` of every recognised part in folder order (lulc, change, release, validation)."""
+    parts: list[tuple[str, Path]] = []
+    for root, dirs, files in os.walk(run_dir):
+        folder = Path(root)
+        depth = len(folder.relative_to(run_dir).parts)
+        dirs[:] = (
+            sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+            if depth < MAX_DEPTH
+            else []
+        )
+        names = set(files)
+        if "sites.json" in names:
+            parts.append(("lulc", folder))
+        if names.intersection(CHANGE_MARKERS):
+            parts.append(("change", folder))
+        if "manifest.json" in names and _is_release(folder):
+            parts.append(("release", folder))
+        if "validation.json" in names:
+            parts.append(("validation", folder))
+    return parts
+
+
+def collect_run(
+    run_dir: str | Path,
+    *,
+    report_dir: str | Path | None = None,
+    max_release_features: int = MAX_RELEASE_FEATURES,
+) -> RunContents:
+    """Everything a report of ``run_dir`` shows.
+
+    Args:
+        run_dir: the output folder of a run (or a folder holding several, like the demo's).
+        report_dir: where the report is written (relative links to quicklooks start there); default run_dir.
+        max_release_features: class polygons of a release region drawn on the main page at most.
+
+    Raises:
+        MissingInputError: ``run_dir`` does not exist. InputError: it is not a folder.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise MissingInputError("run folder not found", path=run_dir)
+    if not run_dir.is_dir():
+        raise InputError("not a run folder (a file)", path=run_dir)
+    report_dir = Path(report_dir) if report_dir is not None else run_dir
+    contents = RunContents(run_dir=run_dir, title=f"minescape report: {run_dir.resolve().name}")
+    parts = find_parts(run_dir)
+    if not parts:
+        contents.missing.append(
+            Missing(
+                str(run_dir),
+                "no run outputs found: none of sites.json (lulc classify), "
+                "detect.json / change_mask.tif (change detect, predict), manifest.json "
+                "(publish), validation.json (map validate) in the folder or below",
+            )
+        )
+    for kind, folder in parts:
+        rel = folder.relative_to(run_dir).as_posix()
+        title = f"{kind}: {rel}" if rel != "." else kind
+        if kind == "lulc":
+            contents.sections.append(collect_lulc(folder, report_dir, title=title))
+        elif kind == "change":
+            contents.sections.append(collect_change(folder, title=title))
+        elif kind == "release":
+            contents.sections.append(collect_release(folder, title=title, max_features=max_release_features))
+        else:
+            contents.sections.append(collect_validation(folder, title=title))
+    return contents

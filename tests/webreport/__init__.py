@@ -1,0 +1,1 @@
+"""Tests of minescape.webreport (the offline run report)."""
