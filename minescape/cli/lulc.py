@@ -9,11 +9,22 @@ from typing import Optional
 import typer
 
 from minescape.cli.common import RunDirOpt, SchedulerOpt, WorkersOpt, executor_from_options, handle_errors
+from minescape.cli.stac_options import (
+    CollectionOpt,
+    CompositeOpt,
+    MaxCloudOpt,
+    MinClearOpt,
+    StacOpt,
+    check_scenes,
+    imagery_config,
+    stac_query,
+)
 
 app = typer.Typer(help="Mining land use/land cover per site: classify (rules or a LightGBM model), train, "
                        "evaluate.", no_args_is_help=True)
 
-ScenesOpt = typer.Option(..., "--scenes", "-s", help="Scene file, folder or STAC JSON (repeatable).")
+ScenesOpt = typer.Option(None, "--scenes", "-s", help="Scene file, folder or local STAC JSON (repeatable); or "
+                                                     "use --stac.")
 
 
 def _config(mmu: float, majority: int, window: int, rules: Optional[Path], quicklook: bool = True) -> dict:
@@ -30,7 +41,7 @@ def _config(mmu: float, majority: int, window: int, rules: Optional[Path], quick
 def classify_cmd(
     sites: Path = typer.Argument(..., help="Mining-area polygons (GPKG, GeoJSON, Shapefile)."),
     out: Path = typer.Argument(..., help="Output folder: maps/<site>.tif, sites.json, report/."),
-    scenes: list[Path] = ScenesOpt,
+    scenes: Optional[list[Path]] = ScenesOpt,
     dcm: Path = typer.Option(..., "--dcm", help="DEM-change raster, elevation change in metres."),
     dcm_year: Path = typer.Option(..., "--dcm-year", help="DCM later-acquisition-year raster."),
     model: str = typer.Option("rules", "--model", help="'rules' (knowledge-based) or a model JSON from 'lulc train'."),
@@ -43,6 +54,11 @@ def classify_cmd(
     window: int = typer.Option(5, "--window", help="Neighbourhood statistics window in pixels (odd)."),
     rules: Optional[Path] = typer.Option(None, "--rules", help="JSON overriding rule thresholds."),
     quicklook: bool = typer.Option(True, help="Write report/quicklooks/<site>.png."),
+    stac: StacOpt = None,
+    collection: CollectionOpt = None,
+    max_cloud: MaxCloudOpt = 20.0,
+    composite: CompositeOpt = "auto",
+    min_clear: MinClearOpt = None,
     workers: WorkersOpt = 1,
     scheduler: SchedulerOpt = None,
     run_dir: RunDirOpt = None,
@@ -54,10 +70,12 @@ def classify_cmd(
     from minescape.lulc.pipeline import classify_sites
     from minescape.progress import err_console
 
-    summary = classify_sites(sites, scenes, dcm, dcm_year, out, classifier=model,
-                             config=_config(mmu, majority, window, rules, quicklook),
+    scenes = check_scenes(scenes, stac)
+    cfg = {**_config(mmu, majority, window, rules, quicklook), **imagery_config(composite, max_cloud, min_clear)}
+    summary = classify_sites(sites, scenes, dcm, dcm_year, out, classifier=model, config=cfg,
                              executor=executor_from_options(workers, scheduler, run_dir), layer=layer,
-                             id_field=id_field, site_ids=site or None)
+                             id_field=id_field, site_ids=site or None,
+                             stac=stac_query(stac, collection, max_cloud))
     typer.echo(f"{out / 'maps'}: {len(summary.results)} class maps; {out / 'sites.json'}; {out / 'report'}")
     for sid, reason in summary.failed.items():
         err_console.print(f"failed: {sid}: {reason}", markup=False, highlight=False)
@@ -69,7 +87,7 @@ def classify_cmd(
 def train_cmd(
     sites: Path = typer.Argument(..., help="Mining-area polygons."),
     model_out: Path = typer.Argument(..., help="Model JSON to write."),
-    scenes: list[Path] = ScenesOpt,
+    scenes: Optional[list[Path]] = ScenesOpt,
     dcm: Path = typer.Option(..., "--dcm", help="DEM-change raster (m)."),
     dcm_year: Path = typer.Option(..., "--dcm-year", help="DCM later-acquisition-year raster."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Label raster, labelled polygons or points; "
@@ -83,15 +101,24 @@ def train_cmd(
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     window: int = typer.Option(5, "--window", help="Neighbourhood statistics window in pixels (odd)."),
     rules: Optional[Path] = typer.Option(None, "--rules", help="JSON overriding rule thresholds (weak labels)."),
+    stac: StacOpt = None,
+    collection: CollectionOpt = None,
+    max_cloud: MaxCloudOpt = 20.0,
+    composite: CompositeOpt = "auto",
+    min_clear: MinClearOpt = None,
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Folder caching windows fetched from --stac."),
 ) -> None:
     """Train a LightGBM pixel classifier from labels (or weak labels) on the chosen sites; print importances."""
     from minescape.lulc.model import importance_table, save_model
     from minescape.lulc.pipeline import train_from_sites
     from minescape.progress import err_console
 
+    scenes = check_scenes(scenes, stac)
     res = train_from_sites(sites, scenes, dcm, dcm_year, labels=labels, class_field=class_field,
                            site_ids=site or None, layer=layer, id_field=id_field, per_class=per_class,
-                           rounds=rounds, seed=seed, config=_config(0.0, 1, window, rules))
+                           rounds=rounds, seed=seed,
+                           config={**_config(0.0, 1, window, rules), **imagery_config(composite, max_cloud, min_clear)},
+                           stac=stac_query(stac, collection, max_cloud), cache_dir=cache)
     save_model(res.model, model_out)
     samples = ", ".join(f"{k} {v}" for k, v in res.model.meta["samples"].items())
     typer.echo(f"{model_out}: trained on {len(res.sites_used)} sites ({samples})")
