@@ -101,6 +101,7 @@ class Loopback:
     stac_port: int
     assets_root: Path
     log: Path | None
+    items: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def stop(self, which: str | None = None) -> None:
@@ -115,6 +116,12 @@ class Loopback:
         self.stop("assets")
         self.procs["assets"] = start_asset_server(self.assets_root, port=self.asset_port, log=self.log,
                                                   fail_first=fail_first)
+
+    def restart(self) -> None:
+        """Start both servers again on the same ports (a resumed run sees the same URLs)."""
+        self.stop()
+        self.procs["assets"] = start_asset_server(self.assets_root, port=self.asset_port, log=self.log)
+        self.procs["stac"] = start_stac_server(self.items, port=self.stac_port)
 
     def __enter__(self) -> Loopback:
         return self
@@ -138,4 +145,4 @@ def serve_catalogue(items: str | Path, assets_root: str | Path, workdir: str | P
         procs["assets"].kill()
         raise
     return Loopback(f"http://127.0.0.1:{stac_port}", assets_url, asset_port, stac_port, Path(assets_root),
-                    Path(log) if log else None, procs)
+                    Path(log) if log else None, served, procs)

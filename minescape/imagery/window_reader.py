@@ -13,6 +13,7 @@ transform, size) and the resampling, so a rerun reads nothing twice.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -105,6 +106,31 @@ class WindowCache:
             np.save(fh, array, allow_pickle=False)
 
 
+@functools.lru_cache(maxsize=1)
+def _gdal_clear_cache():
+    """GDAL's ``VSICurlPartialClearCache`` (rasterio does not expose it), or None where it cannot be found."""
+    import ctypes
+    import glob
+
+    libs = sorted(glob.glob(str(Path(rasterio.__file__).parent.parent / "rasterio.libs" / "libgdal*")))
+    for name in [*libs, "libgdal.so"]:
+        try:
+            func = ctypes.CDLL(name).VSICurlPartialClearCache
+        except (OSError, AttributeError):
+            continue
+        func.argtypes = [ctypes.c_char_p]
+        return func
+    return None
+
+
+def forget_url(url: str) -> None:
+    """Drop what GDAL cached about ``url`` (after a failed open it remembers the file as absent, so a retry
+    would fail without asking the server again)."""
+    func = _gdal_clear_cache()
+    if func is not None and "://" in url:
+        func(("/vsicurl/" + url).encode())
+
+
 def _is_missing(message: str) -> bool:
     text = message.lower()
     return "404" in text or "does not exist" in text or "no such file" in text
@@ -150,6 +176,7 @@ def read_window(asset: BandAsset, grid: Grid, *, resampling: str = "bilinear", o
             last = " ".join(str(exc).split())[:160]
             if _is_missing(last):
                 raise InputError(f"asset {asset.band} not found (HTTP 404 or missing file): {href}") from None
+            forget_url(url)
             if attempt + 1 < options.retries:
                 time.sleep(options.backoff_s * 2**attempt)
     else:
