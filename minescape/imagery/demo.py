@@ -24,7 +24,8 @@ def run(ctx) -> list[str]:
     from minescape.synthetic_stac import write_stac_region
 
     out = Path(ctx.stage_dir("stac"))
-    region = make_region(RegionConfig(seed=ctx.seed))
+    cfg = json.loads(ctx.region.manifest.read_text())["config"]  # the demo region's own config, redrawn
+    region = make_region(RegionConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}))
     stac = write_stac_region(region, out / "catalogue", scenes_per_year=4, years=tuple(region.config.dcm_years))
     files = ctx.region
     scores = {}
