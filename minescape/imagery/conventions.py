@@ -129,7 +129,7 @@ def offset_dn(baseline: str | None, *, offset_applied: bool | None, raster_offse
     3. no baseline: the ``raster:bands`` offset when given, else 0.
 
     Catalogues known to mislabel scenes are also checked on the pixels by
-    :func:`minescape.imagery.window_reader.check_offset` (DN below 1000 cannot carry the offset).
+    :func:`minescape.imagery.window_reader.pixels_carry_offset` (DN below 1000 cannot carry the offset).
     """
     if baseline is None:
         return (raster_offset / scale if raster_offset else 0.0), None

@@ -2,7 +2,7 @@
 
 Run as ``python -m minescape.imagery.range_server --root DIR --port N [--log FILE] [--fail-first K]``. It binds
 127.0.0.1 only, serves ``DIR`` (query strings such as SAS tokens are ignored), appends one JSON line per response
-to ``FILE`` (``{"path", "status", "bytes", "range"}``: how bench/ measures bytes transferred per site), and with
+to ``FILE`` (``{"path", "status", "bytes", "range", "signed"}``: how bench/ measures bytes transferred per site), and with
 ``--fail-first K`` answers the first K requests with HTTP 503 (to exercise the readers' retries).
 """
 
@@ -42,7 +42,7 @@ class LoggingRangeHandler(RangeRequestHandler):
         if self.log_path is None:
             return
         line = json.dumps({"path": self.path.split("?")[0], "status": status, "bytes": nbytes,
-                           "range": self.headers.get("Range")})
+                           "range": self.headers.get("Range"), "signed": "?" in self.path})
         with self.lock, open(self.log_path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
 

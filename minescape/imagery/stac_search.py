@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from minescape.errors import InputError, MinescapeError
+from minescape.errors import InputError
 from minescape.imagery.conventions import StacScene, scene_from_item
 from minescape.jsonfile import read_json
 
@@ -172,6 +172,3 @@ def search_scenes(query: StacQuery, bbox_lonlat: tuple[float, float, float, floa
             continue
         scenes.setdefault(scene.id, scene)
     return sorted(scenes.values(), key=lambda s: (s.date, s.id))
-
-
-__all__ = ["CatalogueUnreachable", "MinescapeError", "StacQuery", "check_catalogue", "search_scenes"]

@@ -282,6 +282,8 @@ def build_units(sites: Sequence[Site], scenes: Sequence[SceneRef], dcm_dh, dcm_y
     ``stac`` each unit searches the catalogue for its own site and year."""
     scene_json = [s.to_json() for s in scenes]
     inputs = _inputs_fingerprint(scenes, dcm_dh, dcm_year, classifier)
+    if stac is not None and not stac.is_api:  # a saved ItemCollection rewritten in place reruns its sites
+        inputs += fingerprint([Path(stac.source)])
     units = []
     for site in sites:
         args = {"site": site_to_args(site), "scenes": scene_json,

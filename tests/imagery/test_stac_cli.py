@@ -79,6 +79,15 @@ def test_composite_choices_and_train(stac_region, tmp_path, monkeypatch):
         assert res.exit_code == 0, res.output
         with rasterio.open(out / "maps" / "S01.tif") as src:
             assert src.tags()["COMPOSITE"] == method
+    # local scenes through the same engine: --composite median over every local scene of the site's year
+    res = runner.invoke(app, ["lulc", "classify", str(files.sites), str(tmp_path / "local"), "-s",
+                              str(files.scene_dir), "--composite", "median", "--site", "S01", *_args(files)])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "local" / "maps" / "S01.tif") as src:
+        assert src.tags()["COMPOSITE"] == "median" and int(src.tags()["N_SCENES"]) >= 1
+    res = runner.invoke(app, ["lulc", "classify", str(files.sites), str(tmp_path / "both"), "-s",
+                              str(files.scene_dir), "--stac", str(stac.planetary_computer), *_args(files)])
+    assert res.exit_code == EXIT_USER_ERROR and "either --scenes or --stac" in res.output
     model = tmp_path / "model.json"
     res = runner.invoke(app, ["lulc", "train", str(files.sites), str(model), "--stac", str(stac.planetary_computer),
                               "--dcm", str(files.dcm_dh), "--dcm-year", str(files.dcm_year), "--labels",

@@ -72,3 +72,28 @@ def test_404_and_dead_server(server, stac_region):
     scene = sorted(p.name for p in stac.assets.iterdir())[1]
     with pytest.raises(AssetUnreachable, match=rf"asset B11 unreachable after 2 tries: {url}/{scene}/B11.tif"):
         read_window(BandAsset("B11", f"{url}/{scene}/B11.tif"), grid, options=opts)
+
+
+def test_signer_hook(server, stac_region, tmp_path):
+    """A signer's token reaches the server; the cache key is the unsigned href (a new token reuses the window)."""
+    from minescape.imagery.signing import default_signer, no_signing
+
+    url, log, _, stac = server
+    _, files, _ = stac_region
+    grid = read_sites(files.sites)[0][0].grid
+    scene = sorted(p.name for p in stac.assets.iterdir())[2]
+    asset = BandAsset("B03", f"{url}/{scene}/B03.tif")
+    cache = WindowCache(tmp_path / "cache")
+    opts = ReadOptions(retries=4, backoff_s=0.05)
+    a = read_window(asset, grid, options=opts, cache=cache, signer=lambda h: h + "?se=2030&sig=token1")
+    entries = _log(log)
+    assert any(e["signed"] and e["status"] == 206 for e in entries)
+    n = len(entries)
+    b = read_window(asset, grid, options=opts, cache=cache, signer=lambda h: h + "?se=2031&sig=token2")
+    assert len(_log(log)) == n and np.array_equal(a, b)
+    assert default_signer("https://earth-search.aws.element84.com/v1") is no_signing
+    try:
+        import planetary_computer  # noqa: F401
+    except ModuleNotFoundError:
+        with pytest.raises(InputError, match="install the 'planetary-computer' package"):
+            default_signer("https://planetarycomputer.microsoft.com/api/stac/v1")
