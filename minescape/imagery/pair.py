@@ -4,7 +4,8 @@ the change pipeline reads like any pair (:func:`minescape.change.difference.dete
 The area is a WGS84 bbox; its grid is the WGS84 UTM zone of the bbox centre at 10 m. The composites are built
 tile by tile (memory follows ``tile``, not the area), each tile from every scene of the year, and written as
 uint16 DN stacks (reflectance x 10000, 0 = no clear observation) with band descriptions, a ``DATE`` tag
-(``YEAR-07-01``) and the scenes used; beside each, ``clear_count_<YEAR>.tif``.
+(``YEAR-07-01``) and the scenes used; beside each, ``clear_count_<YEAR>.tif``. Median and medoid are per
+pixel, so tiling does not change them; ``clearest`` ranks the scenes per tile.
 """
 
 from __future__ import annotations

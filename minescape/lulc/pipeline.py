@@ -63,8 +63,6 @@ def make_config(config: dict | None = None) -> dict:
     if int(out["window"]) < 1 or int(out["window"]) % 2 == 0:
         raise ConfigError(f"window must be an odd number of pixels >= 1 (got {out['window']})")
     load_rules(out["rules"])  # validate
-    from minescape.imagery.settings import ImagerySettings, resolve_method
-
     resolve_method(out["composite"], from_catalogue=False)  # validate
     ImagerySettings.from_dict(out["imagery"])
     return out
