@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from minescape.cli.common import handle_errors
-from minescape.cli.stac_options import CollectionOpt, CompositeOpt, MaxCloudOpt, MinClearOpt, StacOpt
+from minescape.cli.stac_options import CollectionOpt, CompositeOpt, MaxCloudOpt, MinClearOpt, SclMaskOpt, StacOpt
 
 app = typer.Typer(help="Bi-temporal change detection: detect, refine, patches, evaluate; deep models: "
                        "train, predict, export.", no_args_is_help=True)
@@ -48,6 +48,7 @@ def detect(
     max_cloud: MaxCloudOpt = 20.0,
     composite: CompositeOpt = "median",
     min_clear: MinClearOpt = None,
+    scl_mask: SclMaskOpt = None,
     bbox: str | None = typer.Option(None, "--bbox", help="With --stac: area as west,south,east,north (degrees)."),
     year1: int | None = typer.Option(None, "--t1", help="With --stac: year of date 1 (e.g. 2017)."),
     year2: int | None = typer.Option(None, "--t2", help="With --stac: year of date 2 (e.g. 2024)."),
@@ -60,7 +61,8 @@ def detect(
     from minescape.change.difference import DetectOptions, detect_files
 
     if stac is not None:
-        t1, t2, out = _stac_pair(paths, stac, collection, max_cloud, composite, min_clear, bbox, year1, year2)
+        t1, t2, out = _stac_pair(paths, stac, collection, max_cloud, composite, min_clear, scl_mask, bbox, year1,
+                                 year2)
     elif len(paths) != 3:
         from minescape.errors import InputError
 
@@ -156,9 +158,10 @@ def patches(
                f"by balancing)")
 
 
-def _stac_pair(paths, stac, collection, max_cloud, composite, min_clear, bbox, year1, year2):
+def _stac_pair(paths, stac, collection, max_cloud, composite, min_clear, scl_mask, bbox, year1,
+                                 year2):
     """Build both composites from the catalogue; returns ``(t1_path, t2_path, out)``."""
-    from minescape.cli.stac_options import stac_query
+    from minescape.cli.stac_options import scl_classes, stac_query
     from minescape.errors import ConfigError, InputError
     from minescape.imagery.pair import composite_pair
     from minescape.imagery.settings import ImagerySettings, make_source, resolve_method
@@ -178,7 +181,8 @@ def _stac_pair(paths, stac, collection, max_cloud, composite, min_clear, bbox, y
     query = stac_query(stac, collection, max_cloud)
     check_catalogue(query)  # unreachable: one line, exit 2, nothing written
     settings = ImagerySettings.from_dict({"max_cloud": max_cloud, "cache_dir": str(out / ".window-cache"),
-                                          **({"min_clear": min_clear} if min_clear is not None else {})})
+                                          **({"min_clear": min_clear} if min_clear is not None else {}),
+                                          **({"scl_mask": scl_classes(scl_mask)} if scl_mask else {})})
     source = make_source({"source": query.source, "collection": query.collection}, [], settings)
     pc = composite_pair(source, box, year1, year2, out, method=resolve_method(composite, from_catalogue=True),
                         min_clear=settings.min_clear)

@@ -14,6 +14,7 @@ from minescape.cli.stac_options import (
     CompositeOpt,
     MaxCloudOpt,
     MinClearOpt,
+    SclMaskOpt,
     StacOpt,
     check_scenes,
     imagery_config,
@@ -59,6 +60,7 @@ def classify_cmd(
     max_cloud: MaxCloudOpt = 20.0,
     composite: CompositeOpt = "auto",
     min_clear: MinClearOpt = None,
+    scl_mask: SclMaskOpt = None,
     workers: WorkersOpt = 1,
     scheduler: SchedulerOpt = None,
     run_dir: RunDirOpt = None,
@@ -71,7 +73,7 @@ def classify_cmd(
     from minescape.progress import err_console
 
     scenes = check_scenes(scenes, stac)
-    cfg = {**_config(mmu, majority, window, rules, quicklook), **imagery_config(composite, max_cloud, min_clear)}
+    cfg = {**_config(mmu, majority, window, rules, quicklook), **imagery_config(composite, max_cloud, min_clear, scl_mask)}
     summary = classify_sites(sites, scenes, dcm, dcm_year, out, classifier=model, config=cfg,
                              executor=executor_from_options(workers, scheduler, run_dir), layer=layer,
                              id_field=id_field, site_ids=site or None,
@@ -106,6 +108,7 @@ def train_cmd(
     max_cloud: MaxCloudOpt = 20.0,
     composite: CompositeOpt = "auto",
     min_clear: MinClearOpt = None,
+    scl_mask: SclMaskOpt = None,
     cache: Optional[Path] = typer.Option(None, "--cache", help="Folder caching windows fetched from --stac."),
 ) -> None:
     """Train a LightGBM pixel classifier from labels (or weak labels) on the chosen sites; print importances."""
@@ -117,7 +120,7 @@ def train_cmd(
     res = train_from_sites(sites, scenes, dcm, dcm_year, labels=labels, class_field=class_field,
                            site_ids=site or None, layer=layer, id_field=id_field, per_class=per_class,
                            rounds=rounds, seed=seed,
-                           config={**_config(0.0, 1, window, rules), **imagery_config(composite, max_cloud, min_clear)},
+                           config={**_config(0.0, 1, window, rules), **imagery_config(composite, max_cloud, min_clear, scl_mask)},
                            stac=stac_query(stac, collection, max_cloud), cache_dir=cache)
     save_model(res.model, model_out)
     samples = ", ".join(f"{k} {v}" for k, v in res.model.meta["samples"].items())

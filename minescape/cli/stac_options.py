@@ -31,6 +31,11 @@ MinClearOpt = Annotated[
                                      "below it the site is reported and the run goes on."),
 ]
 
+SclMaskOpt = Annotated[
+    Optional[str],  # noqa: UP007
+    typer.Option("--scl-mask", help="SCL classes masked per pixel, comma-separated (default 0,1,3,8,9,10)."),
+]
+
 
 def stac_query(stac: str | None, collection: str | None, max_cloud: float):
     """The :class:`~minescape.imagery.stac_search.StacQuery` of the options, or None without ``--stac``."""
@@ -52,9 +57,24 @@ def check_scenes(scenes: list[Path] | None, stac: str | None) -> list[Path]:
     return list(scenes or [])
 
 
-def imagery_config(composite: str, max_cloud: float, min_clear: float | None) -> dict:
+def scl_classes(text: str | None) -> list[int] | None:
+    """``--scl-mask 0,1,3`` as a list of ints (ConfigError naming the option when not numbers)."""
+    if text is None:
+        return None
+    from minescape.errors import ConfigError
+
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"invalid --scl-mask {text!r}; expected comma-separated SCL codes such as 0,1,3,8,9,10") \
+            from None
+
+
+def imagery_config(composite: str, max_cloud: float, min_clear: float | None, scl_mask: str | None = None) -> dict:
     """The pipeline config keys ``composite`` and ``imagery`` from the options."""
     imagery: dict = {"max_cloud": max_cloud}
     if min_clear is not None:
         imagery["min_clear"] = min_clear
+    if scl_mask is not None:
+        imagery["scl_mask"] = scl_classes(scl_mask)
     return {"composite": composite, "imagery": imagery}

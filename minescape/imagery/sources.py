@@ -99,9 +99,19 @@ class StacSource:
                            cache=self.cache)
 
     def observe(self, scene: StacScene, grid: Grid, bands: Sequence[str]) -> Observation:
-        """Reflectance of ``bands`` (bilinear onto ``grid``) and the SCL clear mask (nearest)."""
+        """Reflectance of ``bands`` (bilinear onto ``grid``) and the SCL clear mask (nearest).
+
+        SCL is read first: a scene with no clear pixel on ``grid`` is not read further (its reflectance is NaN),
+        which saves the requests of the 10 other assets for scenes clouded over the site.
+        """
         scene.require([*bands, SCL])
         notes = list(scene.notes)
+        scl = self._band(scene.assets[SCL], grid, "nearest")
+        scl_ok = scl_clear(scl, masked=self.scl_classes)
+        if not scl_ok.any():
+            empty = np.full((len(bands), *grid.shape), np.nan, dtype=np.float32)
+            return Observation(scene.id, scene.date, empty, scl_ok, (*notes, f"{scene.id}: no clear pixel; bands "
+                                                                          "not read"))
         dns = {b: self._band(scene.assets[b], grid, "bilinear") for b in bands}
         assets = dict(scene.assets)
         blue = "B02" if "B02" in dns else None
@@ -111,8 +121,7 @@ class StacSource:
                          "offset (the catalogue's flag is wrong for this item)")
             assets = {b: BandAsset(a.band, a.href, a.scale, 0.0, a.nodata) for b, a in assets.items()}
         refl = np.stack([to_reflectance(dns[b], assets[b]) for b in bands])
-        scl = self._band(scene.assets[SCL], grid, "nearest")
-        clear = scl_clear(scl, masked=self.scl_classes) & np.isfinite(refl).all(axis=0)
+        clear = scl_ok & np.isfinite(refl).all(axis=0)
         return Observation(scene.id, scene.date, refl, clear, tuple(notes))
 
 

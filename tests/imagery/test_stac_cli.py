@@ -94,6 +94,13 @@ def test_composite_choices_and_train(stac_region, tmp_path, monkeypatch):
                               str(files.truth_lulc), "--rounds", "10", "--cache", str(tmp_path / "cache")])
     assert res.exit_code == 0, res.output
     assert model.exists() and any((tmp_path / "cache").rglob("*.npy"))
+    res = runner.invoke(app, ["lulc", "classify", str(files.sites), str(tmp_path / "scl"), "--stac",
+                              str(stac.planetary_computer), "--scl-mask", "0,1,3,8,9,10,4,5,6", "--site", "S01",
+                              *_args(files)])  # everything masked: the site is reported, the run goes on
+    assert res.exit_code == EXIT_PARTIAL and "site S01: clear fraction 0.00" in res.output
+    res = runner.invoke(app, ["lulc", "classify", str(files.sites), str(tmp_path / "scl2"), "--stac",
+                              str(stac.planetary_computer), "--scl-mask", "0,12", *_args(files)])
+    assert res.exit_code == EXIT_USER_ERROR and "invalid SCL classes [12]" in res.output
     res = runner.invoke(app, ["lulc", "classify", str(files.sites), str(tmp_path / "x"), "--composite", "mean",
                               "--stac", str(stac.planetary_computer), *_args(files)])
     assert res.exit_code == EXIT_USER_ERROR and "auto, median, clearest, medoid" in res.output

@@ -97,3 +97,24 @@ def test_signer_hook(server, stac_region, tmp_path):
     except ModuleNotFoundError:
         with pytest.raises(InputError, match="install the 'planetary-computer' package"):
             default_signer("https://planetarycomputer.microsoft.com/api/stac/v1")
+
+
+def test_clouded_scene_reads_only_scl(stac_region, loopback):
+    """A scene without a clear pixel on the site grid costs only its SCL window: no band is requested."""
+    from minescape.imagery.sources import StacSource
+    from minescape.imagery.stac_search import StacQuery
+    from minescape.lulc.features import SPECTRAL_BANDS
+
+    _, files, _ = stac_region
+    grid = read_sites(files.sites)[0][0].grid
+    everything = StacSource(StacQuery(loopback.stac_url, "sentinel-2-l2a", 100), scl_classes=range(12))
+    scene = everything.scenes(grid, 2019)[0]
+    before = len(_log(loopback.log))
+    obs = everything.observe(scene, grid, SPECTRAL_BANDS)
+    paths = {e["path"].rsplit("/", 1)[-1] for e in _log(loopback.log)[before:]}
+    assert paths == {"SCL.tif"} and not obs.clear.any() and np.isnan(obs.reflectance).all()
+    normal = StacSource(StacQuery(loopback.stac_url, "sentinel-2-l2a", 100))
+    before = len(_log(loopback.log))
+    obs = normal.observe(scene, grid, SPECTRAL_BANDS)
+    paths = {e["path"].rsplit("/", 1)[-1] for e in _log(loopback.log)[before:]}
+    assert paths >= {f"{b}.tif" for b in SPECTRAL_BANDS} and obs.clear.mean() > 0.5  # (SCL: GDAL's cache)
