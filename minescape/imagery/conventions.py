@@ -212,6 +212,7 @@ def scene_from_item(item: dict[str, Any], *, base: str | None = None) -> StacSce
         if band is None or band in assets or not asset.get("href"):
             continue
         href = resolve_href(str(asset["href"]), base)
+        check_href(href, iid)
         rb = (asset.get("raster:bands") or [{}])[0] or {}
         nodata = _float(rb.get("nodata"))
         if band == SCL:
@@ -226,6 +227,20 @@ def scene_from_item(item: dict[str, Any], *, base: str | None = None) -> StacSce
     return StacScene(iid, date, _float(props.get("eo:cloud_cover")), epsg, baseline,
                      tuple(float(v) for v in bbox[:4]) if isinstance(bbox, list) and len(bbox) >= 4 else None,
                      assets, convention, tuple(notes))
+
+
+ALLOWED_SCHEMES = ("http", "https", "s3", "gs", "az")
+
+
+def check_href(href: str, item_id: str) -> None:
+    """InputError naming the item for an href GDAL should not be handed from an untrusted catalogue: a GDAL
+    virtual path (``/vsi...``), a VRT or an unknown URL scheme (only http(s), s3, gs, az and local files)."""
+    low = href.lower()
+    scheme = low.split("://", 1)[0] if "://" in low else None
+    if low.startswith("/vsi") or "/vsi" in low.split("?")[0] or low.split("?")[0].endswith(".vrt") or (
+            scheme is not None and scheme not in ALLOWED_SCHEMES):
+        raise InputError(f"STAC item {item_id}: asset href {href[:120]!r} is not allowed (use http(s), s3, gs, az "
+                         "URLs or local GeoTIFF files)")
 
 
 def resolve_href(href: str, base: str | None) -> str:

@@ -17,6 +17,7 @@ from minescape.errors import InputError
 from minescape.imagery.conventions import StacScene, scene_from_item
 from minescape.jsonfile import read_json
 
+MAX_FILE_BYTES = 512 * 2**20  # a saved ItemCollection larger than this is refused before it is read
 MAX_ITEMS = 2000  # per search: a year of one site is ~150 items on Earth Search; more means a wrong bbox
 
 
@@ -110,6 +111,9 @@ def check_catalogue(query: StacQuery) -> str:
 
 def _file_items(query: StacQuery) -> list[dict[str, Any]]:
     path = Path(query.source)
+    if path.is_file() and path.stat().st_size > MAX_FILE_BYTES:
+        raise InputError(f"ItemCollection is {path.stat().st_size / 2**20:.0f} MiB (> {MAX_FILE_BYTES // 2**20} MiB); "
+                         "search a smaller area", path=path)
     data = read_json(path, "STAC ItemCollection")
     if data.get("type") == "Feature":
         features = [data]

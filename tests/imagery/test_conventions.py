@@ -127,3 +127,14 @@ def test_item_errors_name_the_item(stac_region, tmp_path):
     bad.write_bytes(b"\x89PNG not json")
     with pytest.raises(InputError, match="items.json: STAC ItemCollection is not valid JSON"):
         search_scenes(StacQuery(str(bad), None, 100), (-180, -90, 180, 90), 2017)
+
+
+def test_untrusted_hrefs_refused(stac_region):
+    _, _, stac = stac_region
+    item = json.loads(stac.planetary_computer.read_text())["features"][0]
+    for bad in ("/vsicurl/http://example.com/x.tif", "ftp://example.com/B02.tif", "scene.vrt"):
+        item["assets"]["B02"]["href"] = bad
+        with pytest.raises(InputError, match=rf"STAC item {item['id']}: asset href .* is not allowed"):
+            scene_from_item(item, base=str(stac.planetary_computer.parent))
+    item["assets"]["B02"]["href"] = "https://example.com/B02.tif"
+    assert scene_from_item(item).assets["B02"].href == "https://example.com/B02.tif"
