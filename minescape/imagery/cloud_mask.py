@@ -38,8 +38,8 @@ def scl_clear(scl: np.ndarray, *, masked: Sequence[int] = DEFAULT_SCL_MASK) -> n
 
 def spectral_clear(blue: np.ndarray, swir16: np.ndarray, *, blue_min: float = 0.3,
                    swir_max_ratio: float = 1.0) -> np.ndarray:
-    """Clear pixels of a scene without SCL: not bright in the blue with SWIR1 no brighter than blue (the test
-    :func:`minescape.lulc.inputs.estimate_cloud` applies), and finite. Reflectance in, bool out."""
+    """Clear pixels of a scene without SCL: not bright in the blue with SWIR1 no brighter than blue, and finite
+    (:func:`minescape.lulc.inputs.estimate_cloud` ranks local scenes by it). Reflectance in, bool out."""
     with np.errstate(invalid="ignore", divide="ignore"):
         cloud = (blue > blue_min) & (swir16 / np.maximum(blue, 1e-4) < swir_max_ratio)
     return np.isfinite(blue) & np.isfinite(swir16) & ~cloud
