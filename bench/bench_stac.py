@@ -10,6 +10,8 @@ cloud, one 60 % cloudy) for the DCM years. Cases:
 * ``speed``: sites per minute for ``lulc classify`` (rules, median of 10 scenes a year) through the loopback
   server vs the same items from local files (ItemCollection with file hrefs); >= 3 alternating runs, each a
   fresh process and output folder (cold caches); median, min, max; the projection for 80,000 sites.
+* ``latency``: the same through an asset server that waits 50 ms before each answer (an emulated internet round
+  trip), 2 sites: what the 80,000-site projection looks like off loopback.
 * ``accuracy``: overall accuracy against the region's truth of the median composite vs the clearest scene (both
   from the catalogue, --max-cloud 20).
 * ``odc``: read the 10 bands + SCL of one year onto each site grid with minescape's reader vs ``odc.stac.load``
@@ -165,6 +167,26 @@ def case_speed(files, stac, runs: int) -> dict:
     return out
 
 
+def case_latency(files, stac, delay_ms: float = 50.0, n_sites: int = 2) -> dict:
+    """Sites per minute when every asset request waits ``delay_ms`` (an emulated internet round trip), 1 and 2
+    worker processes, on the first ``n_sites`` sites."""
+    from minescape.imagery.loopback import serve_catalogue
+    from minescape.sites import read_sites
+
+    sites, _ = read_sites(files.sites)
+    ids = [s.id for s in sites[:n_sites]]
+    work = SCRATCH / "latency"
+    work.mkdir(parents=True, exist_ok=True)
+    out = {"delay_ms": delay_ms, "sites": ids}
+    with serve_catalogue(stac.earth_search, stac.assets, work, delay_ms=delay_ms) as lb:
+        r = _run_child(_task(files, lb.stac_url, work / f"l-{time.time_ns()}", collection="sentinel-2-l2a",
+                             site_ids=ids))
+    out["seconds"] = r["seconds"]
+    out["sites_per_min"] = 60 * len(ids) / r["seconds"]
+    out["hours_80000_sites_1_process"] = 80000 / out["sites_per_min"] / 60
+    return out
+
+
 def case_accuracy(files, stac) -> dict:
     from minescape.lulc.evaluate import evaluate_maps
 
@@ -275,7 +297,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--child", default=None)
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--cases", default="bytes,speed,accuracy,odc")
+    p.add_argument("--cases", default="bytes,speed,latency,accuracy,odc")
     p.add_argument("--figure", default=str(ROOT / "docs" / "img" / "stac_bench.png"))
     a = p.parse_args()
     if a.child:
@@ -288,6 +310,8 @@ def main() -> None:
         res["bytes"] = case_bytes(files, stac)
     if "speed" in cases:
         res["speed"] = case_speed(files, stac, a.runs)
+    if "latency" in cases:
+        res["latency"] = case_latency(files, stac)
     if "accuracy" in cases:
         res["accuracy"] = case_accuracy(files, stac)
     if "odc" in cases:

@@ -56,13 +56,15 @@ def rustac_executable() -> str:
 
 
 def start_asset_server(root: str | Path, *, port: int, log: str | Path | None = None,
-                       fail_first: int = 0) -> subprocess.Popen:
+                       fail_first: int = 0, delay_ms: float = 0.0) -> subprocess.Popen:
     """Start :mod:`minescape.imagery.range_server` on 127.0.0.1:``port`` serving ``root``."""
     cmd = [sys.executable, "-m", "minescape.imagery.range_server", "--root", str(root), "--port", str(port)]
     if log is not None:
         cmd += ["--log", str(log)]
     if fail_first:
         cmd += ["--fail-first", str(fail_first)]
+    if delay_ms:
+        cmd += ["--delay-ms", str(delay_ms)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_http(f"http://127.0.0.1:{port}/", proc=proc)
     return proc
@@ -131,14 +133,15 @@ class Loopback:
 
 
 def serve_catalogue(items: str | Path, assets_root: str | Path, workdir: str | Path, *,
-                    log: str | Path | None = None, fail_first: int = 0) -> Loopback:
+                    log: str | Path | None = None, fail_first: int = 0, delay_ms: float = 0.0) -> Loopback:
     """Serve ``items`` (an ItemCollection with local hrefs under ``assets_root``) on loopback: the assets over
     HTTP range requests, the items through a STAC API whose hrefs point at the asset server."""
     workdir = Path(workdir)
     asset_port, stac_port = free_port(), free_port()
     assets_url = f"http://127.0.0.1:{asset_port}"
     served = served_items(items, assets_root, assets_url, workdir / f"served-{Path(items).parent.name}.json")
-    procs = {"assets": start_asset_server(assets_root, port=asset_port, log=log, fail_first=fail_first)}
+    procs = {"assets": start_asset_server(assets_root, port=asset_port, log=log, fail_first=fail_first,
+                                          delay_ms=delay_ms)}
     try:
         procs["stac"] = start_stac_server(served, port=stac_port)
     except Exception:

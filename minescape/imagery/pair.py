@@ -20,7 +20,7 @@ from rasterio.crs import CRS
 from minescape.errors import InputError
 from minescape.geo.grid import Grid, bounds_in, iter_tiles, utm_crs
 from minescape.geo.raster import open_writer
-from minescape.imagery.composite import Method, reduce_observations
+from minescape.imagery.composite import Method, observe_all, reduce_observations
 from minescape.imagery.sources import ImagerySource
 from minescape.sentinel2 import TEN_BANDS
 
@@ -61,7 +61,7 @@ def composite_year(source: ImagerySource, grid: Grid, year: int, path: Path, *, 
                         tags={"YEAR": str(year), "UNITS": "clear observations per pixel"}) as cdst:
         for t in tiles:
             tgrid = grid.window_grid(t.core)
-            obs = [source.observe(s, tgrid, bands) for s in scenes]
+            obs = observe_all(source, scenes, tgrid, bands)
             comp = reduce_observations(obs, tgrid, bands, method=method)
             refl = comp.raster.data
             dn = np.where(np.isfinite(refl), np.clip(np.round(refl * 10000.0), 1, 65535), 0).astype(np.uint16)

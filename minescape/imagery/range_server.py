@@ -3,7 +3,8 @@
 Run as ``python -m minescape.imagery.range_server --root DIR --port N [--log FILE] [--fail-first K]``. It binds
 127.0.0.1 only, serves ``DIR`` (query strings such as SAS tokens are ignored), appends one JSON line per response
 to ``FILE`` (``{"path", "status", "bytes", "range", "signed"}``: how bench/ measures bytes transferred per site), and with
-``--fail-first K`` answers the first K requests with HTTP 503 (to exercise the readers' retries).
+``--fail-first K`` answers the first K requests with HTTP 503 (to exercise the readers' retries); ``--delay-ms D``
+waits D ms before answering each request (an emulated network round trip, for the benchmark).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import functools
 import json
 import threading
+import time
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -33,6 +35,7 @@ class LoggingRangeHandler(RangeRequestHandler):
 
     log_path: Path | None = None
     fail_left = 0
+    delay_s = 0.0
     lock = threading.Lock()
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (stdlib signature); quiet
@@ -47,6 +50,8 @@ class LoggingRangeHandler(RangeRequestHandler):
             fh.write(line + "\n")
 
     def _maybe_fail(self) -> bool:
+        if self.delay_s:  # emulated network round trip
+            time.sleep(self.delay_s)
         with self.lock:
             if LoggingRangeHandler.fail_left > 0:
                 LoggingRangeHandler.fail_left -= 1
@@ -88,9 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--log", default=None)
     p.add_argument("--fail-first", type=int, default=0)
+    p.add_argument("--delay-ms", type=float, default=0.0)
     a = p.parse_args(argv)
     LoggingRangeHandler.log_path = Path(a.log) if a.log else None
     LoggingRangeHandler.fail_left = a.fail_first
+    LoggingRangeHandler.delay_s = a.delay_ms / 1000.0
     handler = functools.partial(LoggingRangeHandler, directory=str(Path(a.root).resolve()))
     with ThreadingHTTPServer(("127.0.0.1", a.port), handler) as httpd:
         httpd.serve_forever()

@@ -98,8 +98,18 @@ class StacSource:
         return read_window(asset, grid, resampling=resampling, options=self.read, signer=self.signer,
                            cache=self.cache)
 
+    def _bands(self, assets: list[BandAsset], grid: Grid) -> dict[str, np.ndarray]:
+        """Several assets' windows, fetched by ``read.threads`` threads (GDAL releases the GIL while it waits)."""
+        if self.read.threads <= 1 or len(assets) == 1:
+            return {a.band: self._band(a, grid, "bilinear") for a in assets}
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(self.read.threads, len(assets))) as pool:
+            arrays = list(pool.map(lambda a: self._band(a, grid, "bilinear"), assets))
+        return {a.band: arr for a, arr in zip(assets, arrays, strict=True)}
+
     def observe(self, scene: StacScene, grid: Grid, bands: Sequence[str]) -> Observation:
-        """Reflectance of ``bands`` (bilinear onto ``grid``) and the SCL clear mask (nearest).
+        """Reflectance of ``bands`` (bilinear onto ``grid``, fetched in parallel) and the SCL clear mask (nearest).
 
         SCL is read first: a scene with no clear pixel on ``grid`` is not read further (its reflectance is NaN),
         which saves the requests of the 10 other assets for scenes clouded over the site.
@@ -112,7 +122,7 @@ class StacSource:
             empty = np.full((len(bands), *grid.shape), np.nan, dtype=np.float32)
             return Observation(scene.id, scene.date, empty, scl_ok, (*notes, f"{scene.id}: no clear pixel; bands "
                                                                           "not read"))
-        dns = {b: self._band(scene.assets[b], grid, "bilinear") for b in bands}
+        dns = self._bands([scene.assets[b] for b in bands], grid)
         assets = dict(scene.assets)
         blue = "B02" if "B02" in dns else None
         if (scene.convention.startswith("earth-search") and blue and assets[blue].offset_dn != 0

@@ -47,12 +47,14 @@ class ReadOptions:
         backoff_s: first sleep, seconds.
         timeout_s: GDAL HTTP timeout per request, seconds.
         cache_dir: folder of cached windows (None: no cache).
+        threads: assets of one scene read at the same time (requests wait on the network, not the CPU).
     """
 
     retries: int = 4
     backoff_s: float = 0.5
     timeout_s: float = 30.0
     cache_dir: Path | None = None
+    threads: int = 8
 
 
 def gdal_env(options: ReadOptions) -> rasterio.Env:
