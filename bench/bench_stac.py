@@ -83,6 +83,7 @@ def _task(files, stac_source: str, out: Path, *, collection=None, composite="med
 
 
 def _log_bytes(log: Path) -> tuple[int, int]:
+    time.sleep(0.3)  # the server writes a line after its response went out
     if not log.exists():
         return 0, 0
     rows = [json.loads(line) for line in log.read_text().splitlines()]

@@ -60,13 +60,15 @@ def test_classify_server_equals_files(stac_region, loopback, tmp_path, monkeypat
     with rasterio.open(http / "clear_count" / "S01.tif") as src:
         cc = src.read(1)
     assert cc.max() == 3 and (cc < 3).any()  # per-pixel counts: clouds and shadows took some observations
-    log = [json.loads(line) for line in loopback.log.read_text().splitlines()]
+    from tests.imagery.test_window_reader import _log
+
+    log = _log(loopback.log)
     assert log and all(e["status"] in (200, 206) for e in log)
     # a rerun into the same folder reads nothing twice (window cache)
     n = len(log)
     res = runner.invoke(app, ["lulc", "classify", str(files.sites), str(http), "--stac", loopback.stac_url,
                               "--collection", "sentinel-2-l2a", *_args(files)])
-    assert res.exit_code == 0 and len(loopback.log.read_text().splitlines()) == n
+    assert res.exit_code == 0 and len(_log(loopback.log)) == n
 
 
 def test_composite_choices_and_train(stac_region, tmp_path, monkeypatch):

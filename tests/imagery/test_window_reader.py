@@ -17,7 +17,20 @@ from minescape.sites import read_sites
 
 
 def _log(path):
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    """The server's log once it has settled (it writes each line after the response went out)."""
+    import time
+
+    def read():
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    rows, t0 = read(), time.monotonic()
+    while time.monotonic() - t0 < 5:
+        time.sleep(0.15)
+        again = read()
+        if len(again) == len(rows):
+            return again
+        rows = again
+    return rows
 
 
 @pytest.fixture
