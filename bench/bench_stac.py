@@ -63,7 +63,8 @@ def _child(task: dict) -> dict:
 
     t0 = time.perf_counter()
     summary = classify_sites(task["sites"], [], task["dcm_dh"], task["dcm_year"], task["out"],
-                             config={"quicklook": False, "composite": task["composite"]},
+                             config={"quicklook": False, "composite": task["composite"],
+                                     "imagery": {"threads": task.get("threads")}},
                              site_ids=task.get("site_ids"),
                              stac=StacQuery(task["stac"], task.get("collection"), 20.0))
     return {"seconds": time.perf_counter() - t0, "ok": len(summary.results), "failed": summary.failed}
@@ -76,10 +77,11 @@ def _run_child(task: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _task(files, stac_source: str, out: Path, *, collection=None, composite="median", site_ids=None) -> dict:
+def _task(files, stac_source: str, out: Path, *, collection=None, composite="median", site_ids=None,
+          threads: int | None = 8) -> dict:
     return {"sites": str(files.sites), "dcm_dh": str(files.dcm_dh), "dcm_year": str(files.dcm_year),
             "out": str(out), "stac": stac_source, "collection": collection, "composite": composite,
-            "site_ids": site_ids}
+            "site_ids": site_ids, "threads": threads}
 
 
 def _log_bytes(log: Path) -> tuple[int, int]:
@@ -149,21 +151,23 @@ def case_speed(files, stac, runs: int) -> dict:
 
     work = SCRATCH / "speed"
     work.mkdir(parents=True, exist_ok=True)
-    http, disk = [], []
+    times: dict[str, list[float]] = {"loopback": [], "loopback_1_thread": [], "files": []}
     with serve_catalogue(stac.earth_search, stac.assets, work) as lb:
-        for k in range(runs):  # alternate: loopback, files
-            r = _run_child(_task(files, lb.stac_url, work / f"http-{k}-{time.time_ns()}", collection="sentinel-2-l2a"))
-            http.append(r["seconds"])
-            r2 = _run_child(_task(files, str(stac.earth_search), work / f"disk-{k}-{time.time_ns()}"))
-            disk.append(r2["seconds"])
+        for k in range(runs):  # alternating, each a fresh process and output folder (cold caches)
+            for name, src, coll, threads in (("loopback", lb.stac_url, "sentinel-2-l2a", 8),
+                                             ("loopback_1_thread", lb.stac_url, "sentinel-2-l2a", 1),
+                                             ("files", str(stac.earth_search), None, 8)):
+                r = _run_child(_task(files, src, work / f"{name}-{k}-{time.time_ns()}", collection=coll,
+                                     threads=threads))
+                times[name].append(r["seconds"])
     n = r["ok"]
 
     def stats(v):
         spm = [60 * n / s for s in v]
         return {"seconds": v, "sites_per_min_median": statistics.median(spm), "min": min(spm), "max": max(spm)}
 
-    out = {"sites": n, "loopback": stats(http), "files": stats(disk)}
-    out["ratio_loopback_vs_files"] = statistics.median(http) / statistics.median(disk)
+    out = {"sites": n, **{k: stats(v) for k, v in times.items()}}
+    out["ratio_loopback_vs_files"] = statistics.median(times["loopback"]) / statistics.median(times["files"])
     out["hours_80000_sites_loopback_1_process"] = 80000 / out["loopback"]["sites_per_min_median"] / 60
     return out
 
@@ -180,8 +184,12 @@ def case_latency(files, stac, delay_ms: float = 50.0, n_sites: int = 2) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     out = {"delay_ms": delay_ms, "sites": ids}
     with serve_catalogue(stac.earth_search, stac.assets, work, delay_ms=delay_ms) as lb:
+        r1 = _run_child(_task(files, lb.stac_url, work / f"l1-{time.time_ns()}", collection="sentinel-2-l2a",
+                              site_ids=ids, threads=1))
         r = _run_child(_task(files, lb.stac_url, work / f"l-{time.time_ns()}", collection="sentinel-2-l2a",
                              site_ids=ids))
+    out["seconds_1_thread"] = r1["seconds"]
+    out["sites_per_min_1_thread"] = 60 * len(ids) / r1["seconds"]
     out["seconds"] = r["seconds"]
     out["sites_per_min"] = 60 * len(ids) / r["seconds"]
     out["hours_80000_sites_1_process"] = 80000 / out["sites_per_min"] / 60
@@ -272,14 +280,24 @@ def figure(res: dict, path: Path) -> None:
     if "speed" in res:
         s = res["speed"]
         ax = axes[1]
-        names = ["loopback STAC + HTTP", "local files"]
-        med = [s["loopback"]["sites_per_min_median"], s["files"]["sites_per_min_median"]]
-        lo = [m - s[k]["min"] for m, k in zip(med, ["loopback", "files"], strict=True)]
-        hi = [s[k]["max"] - m for m, k in zip(med, ["loopback", "files"], strict=True)]
-        ax.bar(names, med, yerr=[lo, hi], capsize=4, color=["tab:blue", "tab:gray"])
+        keys = [k for k in ("loopback", "loopback_1_thread", "files") if k in s]
+        labels = {"loopback": "loopback\n8 threads", "loopback_1_thread": "loopback\n1 thread",
+                  "files": "local files\n8 threads"}
+        med = [s[k]["sites_per_min_median"] for k in keys]
+        lo = [m - s[k]["min"] for m, k in zip(med, keys, strict=True)]
+        hi = [s[k]["max"] - m for m, k in zip(med, keys, strict=True)]
+        ax.bar([labels[k] for k in keys], med, yerr=[lo, hi], capsize=4,
+               color=["tab:blue", "tab:cyan", "tab:gray"][:len(keys)])
+        title = (f"median of 10 scenes/yr, rules, 1 process\n80,000 sites: "
+                 f"{s['hours_80000_sites_loopback_1_process']:.0f} h (loopback, no latency)")
+        if "latency" in res:
+            lat = res["latency"]
+            title += f"; {lat['hours_80000_sites_1_process']:.0f} h at {lat['delay_ms']:.0f} ms RTT"
+            ax.bar(["50 ms RTT\n1 thread", "50 ms RTT\n8 threads"],
+                   [lat.get("sites_per_min_1_thread", 0), lat["sites_per_min"]], color=["salmon", "tab:red"])
         ax.set_ylabel("sites per minute (median, min-max)")
-        ax.set_title(f"median of 10 scenes/yr, rules, 1 process\n80,000 sites: "
-                     f"{s['hours_80000_sites_loopback_1_process']:.0f} h (loopback, no latency)")
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
     if "accuracy" in res:
         a = res["accuracy"]
         ax = axes[2]
@@ -300,9 +318,13 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--cases", default="bytes,speed,latency,accuracy,odc")
     p.add_argument("--figure", default=str(ROOT / "docs" / "img" / "stac_bench.png"))
+    p.add_argument("--from-json", default=None, help="Only draw the figure from a saved summary.")
     a = p.parse_args()
     if a.child:
         print(json.dumps(_child(json.loads(a.child))))
+        return
+    if a.from_json:
+        figure(json.loads(Path(a.from_json).read_text()), Path(a.figure))
         return
     files, stac = _data()
     res: dict = {}

@@ -131,7 +131,7 @@ def observe_all(source: ImagerySource, scenes: Sequence, grid: Grid, bands: Sequ
 
 def annual_composite(source: ImagerySource, grid: Grid, year: int, *, bands: Sequence[str],
                      method: Method = "median", mask: np.ndarray | None = None,
-                     min_clear: float = 0.0, what: str = "the area", threads: int = 4) -> Composite:
+                     min_clear: float = 0.0, what: str = "the area", threads: int | None = None) -> Composite:
     """The ``year`` composite of ``bands`` on ``grid`` from every scene ``source`` finds.
 
     Args:
@@ -145,7 +145,7 @@ def annual_composite(source: ImagerySource, grid: Grid, year: int, *, bands: Seq
         min_clear: least share of ``mask`` pixels with a clear observation; below it an InputError names
             ``what``, the fraction and the scenes.
         what: how errors name the area (``site S01``).
-        threads: scenes read at the same time (1 = one after the other; same result either way).
+        threads: scenes read at the same time (default ``source.scene_threads``; same result either way).
 
     Returns:
         The :class:`Composite`: reflectance named by band, per-pixel clear count, scene ids.
@@ -154,7 +154,7 @@ def annual_composite(source: ImagerySource, grid: Grid, year: int, *, bands: Seq
     scenes = source.scenes(grid, year)
     if not scenes:
         raise InputError(f"{what}: no scene of {year} found ({_describe(source)})")
-    obs = observe_all(source, scenes, grid, bands, threads=threads)
+    obs = observe_all(source, scenes, grid, bands, threads=source.scene_threads if threads is None else threads)
     comp = reduce_observations(obs, grid, bands, method=method, mask=mask)
     frac = comp.clear_fraction(mask)
     if frac < min_clear:

@@ -61,7 +61,7 @@ def composite_year(source: ImagerySource, grid: Grid, year: int, path: Path, *, 
                         tags={"YEAR": str(year), "UNITS": "clear observations per pixel"}) as cdst:
         for t in tiles:
             tgrid = grid.window_grid(t.core)
-            obs = observe_all(source, scenes, tgrid, bands)
+            obs = observe_all(source, scenes, tgrid, bands, threads=source.scene_threads)
             comp = reduce_observations(obs, tgrid, bands, method=method)
             refl = comp.raster.data
             dn = np.where(np.isfinite(refl), np.clip(np.round(refl * 10000.0), 1, 65535), 0).astype(np.uint16)

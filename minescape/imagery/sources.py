@@ -59,6 +59,10 @@ class ImagerySource(Protocol):
     def describe(self) -> dict[str, Any]:
         """JSON-ready identity of the source (run records, fingerprints)."""
 
+    @property
+    def scene_threads(self) -> int:
+        """Scenes worth reading at the same time (1 where reads do not wait on a network)."""
+
 
 def grid_lonlat(grid: Grid) -> tuple[float, float, float, float]:
     """A grid's bounds in WGS84 degrees (densified)."""
@@ -84,6 +88,11 @@ class StacSource:
         self.read = read
         self.signer = signer or default_signer(query.source)
         self.cache = WindowCache(read.cache_dir) if read.cache_dir is not None else None
+
+    @property
+    def scene_threads(self) -> int:
+        """Half the asset threads (4 by default; 1 when reading one request after the other)."""
+        return max(1, self.read.threads // 2)
 
     def describe(self) -> dict[str, Any]:
         """Catalogue, collection, cloud ceiling and SCL mask."""
@@ -143,6 +152,8 @@ class LocalSource:
 
     def __init__(self, refs: Sequence[Any]) -> None:
         self.refs = list(refs)
+
+    scene_threads = 1  # local files: reads do not wait on a network
 
     def describe(self) -> dict[str, Any]:
         """The scene files."""

@@ -32,7 +32,7 @@ def _obs(n=5, shape=(7, 9), bands=3, seed=0):
 def test_order_independent_bytes(method, utm_raster):
     grid = Grid(utm_raster.crs, utm_raster.transform, 9, 7)
     obs = _obs()
-    a = reduce_observations(obs, grid, ["B02", "B03", "B04"], method=method)
+    a = reduce_observations(obs, grid, ["B02", "B03", "B04"], method=method)  # (threads only change read order)
     b = reduce_observations(obs[::-1], grid, ["B02", "B03", "B04"], method=method)
     c = reduce_observations([obs[2], obs[0], obs[4], obs[1], obs[3]], grid, ["B02", "B03", "B04"], method=method)
     assert np.isfinite(a.raster.data).sum() > 0
@@ -120,6 +120,8 @@ class _Only:
     def describe(self):
         return self.source.describe()
 
+    scene_threads = 1
+
 
 def test_local_scenes_through_the_same_engine(small_region):
     """Local GeoTIFF stacks are a source of the same engine (spectral clear mask); the cloudy March scene of
@@ -137,3 +139,19 @@ def test_local_scenes_through_the_same_engine(small_region):
     finite = np.isfinite(comp.raster.data).all(axis=0)
     assert finite[inside].mean() > 0.97
     np.testing.assert_array_equal(finite, comp.clear_count.data[0] > 0)  # NaN only where nothing was clear
+
+
+def test_threads_same_bytes(stac_region):
+    """Reading scenes and assets in parallel gives the same composite bytes as one request after the other."""
+    from minescape.imagery.window_reader import ReadOptions
+
+    _, files, stac = stac_region
+    site = read_sites(files.sites)[0][0]
+    query = StacQuery(str(stac.planetary_computer), None, 20)
+    one = StacSource(query, read=ReadOptions(threads=1))
+    many = StacSource(query, read=ReadOptions(threads=8))
+    assert one.scene_threads == 1 and many.scene_threads == 4
+    a = annual_composite(one, site.grid, 2019, bands=SPECTRAL_BANDS, mask=site.mask())
+    b = annual_composite(many, site.grid, 2019, bands=SPECTRAL_BANDS, mask=site.mask())
+    assert a.n_scenes == 3 and np.isfinite(a.raster.data).sum() > 0
+    assert a.raster.data.tobytes() == b.raster.data.tobytes() and a.clear_count.data.tobytes() == b.clear_count.data.tobytes()
