@@ -116,6 +116,7 @@ class Region:
     scenes: list[SyntheticScene] = field(default_factory=list)
     t1: SyntheticScene | None = None
     t2: SyntheticScene | None = None
+    veg_density: np.ndarray | None = None  # (rows, cols) bare-soil share of vegetation (re-rendering scenes)
 
 
 @dataclass(frozen=True)
@@ -360,7 +361,7 @@ def make_region(config: RegionConfig | None = None) -> Region:
         geometry=coords, crs=grid.crs,
     )
 
-    region = Region(cfg, grid, truth, truth_t2, change, dh, dcm_year, sites)
+    region = Region(cfg, grid, truth, truth_t2, change, dh, dcm_year, sites, veg_density=veg_density)
     # one clear scene per DCM year, plus a cloudier one in the first year (clearest-scene choice)
     for i, year in enumerate(cfg.dcm_years):
         date = dt.date(year, 7, 15)

@@ -9,6 +9,7 @@ import typer
 
 from minescape.cli.common import handle_errors
 from minescape.cli.report import NoReportOpt, write_run_report
+from minescape.cli.stac_options import CollectionOpt, CompositeOpt, MaxCloudOpt, MinClearOpt, SclMaskOpt, StacOpt
 
 app = typer.Typer(help="Bi-temporal change detection: detect, refine, patches, evaluate; deep models: "
                        "train, predict, export.", no_args_is_help=True)
@@ -26,9 +27,10 @@ def _bands(text: str | None) -> tuple[str, ...] | None:
 @app.command("detect")
 @handle_errors
 def detect(
-    t1: Path = typer.Argument(..., help="Date 1 scene: multi-band GeoTIFF or a one-file-per-band folder."),
-    t2: Path = typer.Argument(..., help="Date 2 scene (any CRS/resolution: warped onto date 1's grid)."),
-    out: Path = typer.Argument(..., help="Output folder: change_mask.tif, difference.tif, detect.json."),
+    paths: list[Path] = typer.Argument(..., metavar="T1 T2 OUT", help="Date 1 scene (multi-band GeoTIFF or a "
+                                       "one-file-per-band folder), date 2 scene (any CRS/resolution: warped onto "
+                                       "date 1's grid) and the output folder (change_mask.tif, difference.tif, "
+                                       "detect.json); with --stac only OUT."),
     method: str = typer.Option("SAVI", help="SAVI, NDVI, NDWI, BSI, MNDWI, NDBI (index T2 - T1) or CVA."),
     direction: str = typer.Option("both", help="both, loss (index decrease) or gain (index increase)."),
     threshold: str = typer.Option("otsu", help="otsu, fixed or percentile."),
@@ -45,9 +47,32 @@ def detect(
     force: bool = typer.Option(False, "--force", help="Run even when the pair is estimated to take longer "
                                                       "than 24 h."),
     report: bool = NoReportOpt,
+    stac: StacOpt = None,
+    collection: CollectionOpt = None,
+    max_cloud: MaxCloudOpt = 20.0,
+    composite: CompositeOpt = "median",
+    min_clear: MinClearOpt = None,
+    scl_mask: SclMaskOpt = None,
+    bbox: str | None = typer.Option(None, "--bbox", help="With --stac: area as west,south,east,north (degrees)."),
+    year1: int | None = typer.Option(None, "--t1", help="With --stac: year of date 1 (e.g. 2017)."),
+    year2: int | None = typer.Option(None, "--t2", help="With --stac: year of date 2 (e.g. 2024)."),
 ) -> None:
-    """Change mask (0/1/255 with colour table) and difference raster of a pair, streamed by windows."""
+    """Change mask (0/1/255 with colour table) and difference raster of a pair, streamed by windows.
+
+    With --stac, both dates are annual cloud-masked composites of the --bbox area built from the catalogue
+    (OUT/composites/T1_<year>.tif, T2_<year>.tif and their clear counts), then compared as a pair.
+    """
     from minescape.change.difference import DetectOptions, detect_files
+
+    if stac is not None:
+        t1, t2, out = _stac_pair(paths, stac, collection, max_cloud, composite, min_clear, scl_mask, bbox, year1,
+                                 year2)
+    elif len(paths) != 3:
+        from minescape.errors import InputError
+
+        raise InputError(f"give T1 T2 OUT (got {len(paths)} paths); or --stac URL --bbox ... --t1 Y --t2 Y OUT")
+    else:
+        t1, t2, out = paths
 
     options = DetectOptions(method=method, direction=direction, threshold=threshold, value=value,
                             opening=opening, closing=closing, min_area_m2=min_area, cva_bands=_bands(cva_bands))
@@ -140,6 +165,41 @@ def patches(
                f"test {s.counts['test']}; {s.changed} changed, {s.unchanged} unchanged; dropped "
                f"{s.dropped_nodata} mostly nodata, {s.dropped_straddle} across splits, {s.dropped_balance} "
                f"by balancing)")
+
+
+def _stac_pair(paths, stac, collection, max_cloud, composite, min_clear, scl_mask, bbox, year1,
+                                 year2):
+    """Build both composites from the catalogue; returns ``(t1_path, t2_path, out)``."""
+    from minescape.cli.stac_options import scl_classes, stac_query
+    from minescape.errors import ConfigError, InputError
+    from minescape.imagery.pair import composite_pair
+    from minescape.imagery.settings import ImagerySettings, make_source, resolve_method
+    from minescape.imagery.stac_search import check_catalogue
+
+    if len(paths) != 1:
+        raise InputError(f"with --stac give only OUT (got {len(paths)} paths)")
+    if bbox is None or year1 is None or year2 is None:
+        raise InputError("with --stac give --bbox west,south,east,north --t1 YEAR --t2 YEAR")
+    try:
+        box = tuple(float(v) for v in bbox.split(","))
+    except ValueError:
+        raise ConfigError(f"invalid --bbox {bbox!r}; expected west,south,east,north in degrees") from None
+    if len(box) != 4:
+        raise ConfigError(f"invalid --bbox {bbox!r}; expected 4 numbers west,south,east,north")
+    out = paths[0]
+    query = stac_query(stac, collection, max_cloud)
+    check_catalogue(query)  # unreachable: one line, exit 2, nothing written
+    settings = ImagerySettings.from_dict({"max_cloud": max_cloud, "cache_dir": str(out / ".window-cache"),
+                                          **({"min_clear": min_clear} if min_clear is not None else {}),
+                                          **({"scl_mask": scl_classes(scl_mask)} if scl_mask else {})})
+    source = make_source({"source": query.source, "collection": query.collection}, [], settings)
+    pc = composite_pair(source, box, year1, year2, out, method=resolve_method(composite, from_catalogue=True),
+                        min_clear=settings.min_clear)
+    for key in ("t1", "t2"):
+        info = pc.info[key]
+        typer.echo(f"{info['path']}: {info['year']} {pc.info['method']} composite of {len(info['scenes'])} scenes, "
+                   f"clear fraction {info['clear_fraction']:.2f}")
+    return pc.t1, pc.t2, out
 
 
 def _scores_line(name: str, s) -> str:

@@ -10,11 +10,23 @@ import typer
 
 from minescape.cli.common import RunDirOpt, SchedulerOpt, WorkersOpt, executor_from_options, handle_errors
 from minescape.cli.report import NoReportOpt, write_run_report
+from minescape.cli.stac_options import (
+    CollectionOpt,
+    CompositeOpt,
+    MaxCloudOpt,
+    MinClearOpt,
+    SclMaskOpt,
+    StacOpt,
+    check_scenes,
+    imagery_config,
+    stac_query,
+)
 
 app = typer.Typer(help="Mining land use/land cover per site: classify (rules or a LightGBM model), train, "
                        "evaluate.", no_args_is_help=True)
 
-ScenesOpt = typer.Option(..., "--scenes", "-s", help="Scene file, folder or STAC JSON (repeatable).")
+ScenesOpt = typer.Option(None, "--scenes", "-s", help="Scene file, folder or local STAC JSON (repeatable); or "
+                                                     "use --stac.")
 
 
 DcmOpt = typer.Option(..., "--dcm", help="DEM change: a DLR TanDEM-X DCM delivery (folder searched recursively "
@@ -44,6 +56,17 @@ def _dcm_config(dcm_map: str, max_hai: float, keep_cim: Optional[list[int]], met
     return cfg
 
 
+def _full_config(base: dict, composite: str, max_cloud: float, min_clear: float | None, scl_mask: str | None,
+                 dcm_map: str, max_hai: float, keep_cim: Optional[list[int]], method: str) -> dict:
+    """The pipeline config from the options: a preset (``--method published``) sets its own composite
+    (median) unless ``--composite`` names one explicitly."""
+    cfg = {**base, **imagery_config(composite, max_cloud, min_clear, scl_mask),
+           **_dcm_config(dcm_map, max_hai, keep_cim, method)}
+    if composite != "auto":
+        cfg["composite"] = composite
+    return cfg
+
+
 def _config(mmu: float, majority: int, window: int, rules: Optional[Path], quicklook: bool = True) -> dict:
     cfg: dict = {"mmu_m2": mmu, "majority": majority, "window": window, "quicklook": quicklook}
     if rules is not None:
@@ -58,7 +81,7 @@ def _config(mmu: float, majority: int, window: int, rules: Optional[Path], quick
 def classify_cmd(
     sites: Path = typer.Argument(..., help="Mining-area polygons (GPKG, GeoJSON, Shapefile)."),
     out: Path = typer.Argument(..., help="Output folder: maps/<site>.tif, sites.json, report/."),
-    scenes: list[Path] = ScenesOpt,
+    scenes: Optional[list[Path]] = ScenesOpt,
     dcm: Path = DcmOpt,
     dcm_year: Optional[Path] = DcmYearOpt,
     dcm_map: str = DcmMapOpt,
@@ -75,6 +98,12 @@ def classify_cmd(
     window: int = typer.Option(5, "--window", help="Neighbourhood statistics window in pixels (odd)."),
     rules: Optional[Path] = typer.Option(None, "--rules", help="JSON overriding rule thresholds."),
     quicklook: bool = typer.Option(True, help="Write report/quicklooks/<site>.png."),
+    stac: StacOpt = None,
+    collection: CollectionOpt = None,
+    max_cloud: MaxCloudOpt = 20.0,
+    composite: CompositeOpt = "auto",
+    min_clear: MinClearOpt = None,
+    scl_mask: SclMaskOpt = None,
     workers: WorkersOpt = 1,
     scheduler: SchedulerOpt = None,
     run_dir: RunDirOpt = None,
@@ -87,11 +116,13 @@ def classify_cmd(
     from minescape.lulc.pipeline import classify_sites
     from minescape.progress import err_console
 
-    summary = classify_sites(sites, scenes, dcm, dcm_year, out, classifier=model,
-                             config={**_config(mmu, majority, window, rules, quicklook),
-                                     **_dcm_config(dcm_map, dcm_max_hai, dcm_keep_cim, method)},
+    scenes = check_scenes(scenes, stac)
+    cfg = _full_config(_config(mmu, majority, window, rules, quicklook), composite, max_cloud, min_clear, scl_mask,
+                       dcm_map, dcm_max_hai, dcm_keep_cim, method)
+    summary = classify_sites(sites, scenes, dcm, dcm_year, out, classifier=model, config=cfg,
                              executor=executor_from_options(workers, scheduler, run_dir), layer=layer,
-                             id_field=id_field, site_ids=site or None)
+                             id_field=id_field, site_ids=site or None,
+                             stac=stac_query(stac, collection, max_cloud))
     typer.echo(f"{out / 'maps'}: {len(summary.results)} class maps; {out / 'sites.json'}; {out / 'report'}")
     for sid, reason in summary.failed.items():
         err_console.print(f"failed: {sid}: {reason}", markup=False, highlight=False)
@@ -105,7 +136,7 @@ def classify_cmd(
 def train_cmd(
     sites: Path = typer.Argument(..., help="Mining-area polygons."),
     model_out: Path = typer.Argument(..., help="Model JSON to write."),
-    scenes: list[Path] = ScenesOpt,
+    scenes: Optional[list[Path]] = ScenesOpt,
     dcm: Path = DcmOpt,
     dcm_year: Optional[Path] = DcmYearOpt,
     dcm_map: str = DcmMapOpt,
@@ -123,17 +154,26 @@ def train_cmd(
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     window: int = typer.Option(5, "--window", help="Neighbourhood statistics window in pixels (odd)."),
     rules: Optional[Path] = typer.Option(None, "--rules", help="JSON overriding rule thresholds (weak labels)."),
+    stac: StacOpt = None,
+    collection: CollectionOpt = None,
+    max_cloud: MaxCloudOpt = 20.0,
+    composite: CompositeOpt = "auto",
+    min_clear: MinClearOpt = None,
+    scl_mask: SclMaskOpt = None,
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Folder caching windows fetched from --stac."),
 ) -> None:
     """Train a LightGBM pixel classifier from labels (or weak labels) on the chosen sites; print importances."""
     from minescape.lulc.model import importance_table, save_model
     from minescape.lulc.pipeline import train_from_sites
     from minescape.progress import err_console
 
+    scenes = check_scenes(scenes, stac)
     res = train_from_sites(sites, scenes, dcm, dcm_year, labels=labels, class_field=class_field,
                            site_ids=site or None, layer=layer, id_field=id_field, per_class=per_class,
-                           rounds=rounds, seed=seed, config={**_config(0.0, 1, window, rules),
-                                                             **_dcm_config(dcm_map, dcm_max_hai, dcm_keep_cim,
-                                                                           method)})
+                           rounds=rounds, seed=seed,
+                           config=_full_config(_config(0.0, 1, window, rules), composite, max_cloud, min_clear,
+                                               scl_mask, dcm_map, dcm_max_hai, dcm_keep_cim, method),
+                           stac=stac_query(stac, collection, max_cloud), cache_dir=cache)
     from minescape.lulc.forest import ForestModel, save_forest
 
     (save_forest if isinstance(res.model, ForestModel) else save_model)(res.model, model_out)

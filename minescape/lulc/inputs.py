@@ -271,14 +271,12 @@ def estimate_cloud(stack: Raster, mask: np.ndarray, *, blue_min: float = 0.3, sw
     Cloud: bright in the blue (B02 > ``blue_min``) and not brighter in SWIR1 than in blue
     (B11 / B02 < ``swir_max_ratio``), which keeps bright soils and roofs out.
     """
+    from minescape.imagery.cloud_mask import spectral_clear  # the one spectral cloud test
+
     if not mask.any():
         return 1.0
-    b02 = stack.band("B02")
-    b11 = stack.band("B11")
-    nodata = ~np.isfinite(b02) | ~np.isfinite(b11)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cloud = (b02 > blue_min) & (b11 / np.maximum(b02, 1e-4) < swir_max_ratio)
-    return float((cloud | nodata)[mask].mean())
+    clear = spectral_clear(stack.band("B02"), stack.band("B11"), blue_min=blue_min, swir_max_ratio=swir_max_ratio)
+    return float((~clear)[mask].mean())
 
 
 def clearest_scene(refs: Sequence[SceneRef], site: Site, year: int) -> tuple[SceneRef, float, list[str]]:

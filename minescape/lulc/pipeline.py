@@ -32,6 +32,10 @@ from minescape.dcm.options import DcmOptions
 from minescape.dcm.site import SiteDcm, is_delivery, read_site_dcm
 from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.raster import Raster, write_raster
+from minescape.imagery.composite import Composite, annual_composite
+from minescape.imagery.settings import ImagerySettings, make_source, resolve_method
+from minescape.imagery.sources import ImagerySource, LocalSource, StacSource
+from minescape.imagery.stac_search import StacQuery
 from minescape.legend import MINING_LULC
 from minescape.lulc.features import DEFAULT_WINDOW, FEATURES, SPECTRAL_BANDS, compute_features, feature_matrix
 from minescape.lulc.inputs import SceneRef, clearest_scene, discover_scenes, dh_on_grid, load_dh, load_stack
@@ -52,7 +56,8 @@ DEFAULT_CONFIG: dict = {
     "dcm_max_hai": 5.0,  # DLR delivery: mask pixels whose HAI exceeds this (m)
     "dcm_keep_cim": [1, 4],  # DLR delivery: CIM classes kept
     "method": "default",  # "default" or "published" (minescape.lulc.published)
-    "composite": "clearest",  # scene per site and year: "clearest" (today) or "median" (composite engine)
+    "composite": "auto",  # median | clearest | medoid; auto: median from a STAC catalogue, clearest local scene
+    "imagery": {},  # minescape.imagery.settings.ImagerySettings overrides (max_cloud, scl_mask, min_clear, ...)
 }
 
 
@@ -68,7 +73,8 @@ def make_config(config: dict | None = None) -> dict:
     load_rules(out["rules"])  # validate
     DcmOptions.from_config(out)  # validate
     check_choice(out["method"], ("default", "published"), what="LULC method")
-    check_choice(out["composite"], ("clearest", "median"), what="composite")
+    resolve_method(out["composite"], from_catalogue=False)  # validate
+    ImagerySettings.from_dict(out["imagery"])
     return out
 
 
@@ -78,17 +84,35 @@ class SiteInputs:
 
     site: Site
     year: SiteYear
-    scene: SceneRef
+    scene: SceneRef | None  # the clearest local scene; None for a composite
     cloud_share: float
     stack: Raster
     features: Raster
     mask: np.ndarray  # inside the polygon and every feature valid
+    composite: Composite | None = None  # the annual composite the stack comes from
     dcm: SiteDcm | None = None  # read from a DLR delivery (None for the two-raster form)
+
+    @property
+    def scene_name(self) -> str:
+        """The scene file's name, or ``<method> composite of N scenes``."""
+        if self.composite is not None:
+            return f"{self.composite.method} composite of {self.composite.n_scenes} scenes"
+        return self.scene.source.name  # type: ignore[union-attr]
+
+    @property
+    def scene_date(self) -> str:
+        """The scene's date, or the composite's year."""
+        return str(self.year.year) if self.composite is not None else self.scene.date.isoformat()  # type: ignore
 
 
 def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | None, dcm_year: str | Path | None,
-                 *, config: dict) -> SiteInputs:
-    """Year, clearest scene, clipped stack and DEM change, features for one site (InputError = one-line reason)."""
+                 *, config: dict, source: ImagerySource | None = None) -> SiteInputs:
+    """Year, imagery (clearest scene or annual composite), clipped stack and DEM change, features for one site
+    (InputError = one-line reason).
+
+    ``source`` (a STAC catalogue) gives the imagery; without it ``scenes`` (local) do. ``config["composite"]``
+    picks the method (``auto``: median from a catalogue, the clearest local scene otherwise).
+    """
     sdcm = None
     if dcm_year is None and is_delivery(dcm_dh):  # DLR tiles: change, DATE and quality layers together
         sdcm = read_site_dcm(dcm_dh, site, DcmOptions.from_config(config))
@@ -97,20 +121,31 @@ def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | No
     if dcm_dh is None:
         raise InputError(f"site {site.id}: no DEM-change raster given")
     year = sdcm.year if sdcm is not None else site_year(site, dcm_year)
-    ref, share, _ = clearest_scene(scenes, site, year.year)
-    stack = load_stack(ref, site, bands=SPECTRAL_BANDS)
     inside = site.mask()
+    method = resolve_method(config.get("composite", "auto"), from_catalogue=isinstance(source, StacSource))
+    comp = None
+    if method == "clearest" and source is None:
+        ref, share, _ = clearest_scene(scenes, site, year.year)
+        stack = load_stack(ref, site, bands=SPECTRAL_BANDS)
+        label = ref.source.name
+    else:
+        settings = ImagerySettings.from_dict(config.get("imagery"))
+        comp = annual_composite(source or LocalSource(scenes), site.grid, year.year, bands=SPECTRAL_BANDS,
+                                method=method, mask=inside, min_clear=settings.min_clear, what=f"site {site.id}")
+        stack = comp.raster
+        stack.data[:, ~inside] = np.nan
+        ref, share, label = None, 1.0 - comp.clear_fraction(inside), f"the {year.year} composite"
     if not inside.any():
         raise InputError(f"site {site.id}: polygon covers no pixel centre of its 10 m grid")
     valid = np.isfinite(stack.data).all(axis=0) & inside
     if not valid.any():
-        raise InputError(f"site {site.id}: all pixels are nodata in {ref.source.name}")
+        raise InputError(f"site {site.id}: all pixels are nodata in {label}")
     dh = sdcm.dh if sdcm is not None else load_dh(dcm_dh, site)
     if not np.isfinite(dh.data[0][inside]).any():
         raise InputError(f"site {site.id}: the DEM-change map has no data inside the site")
     features = compute_features(stack, dh, window=int(config["window"]))
     mask = inside & np.isfinite(features.data).all(axis=0)
-    return SiteInputs(site, year, ref, share, stack, features, mask, sdcm)
+    return SiteInputs(site, year, ref, share, stack, features, mask, composite=comp, dcm=sdcm)
 
 
 @functools.lru_cache(maxsize=4)
@@ -216,19 +251,29 @@ def classify_site(unit: Unit) -> dict:
     site = site_from_args(a["site"])
     scenes = [SceneRef.from_json(s) for s in a["scenes"]]
     classifier = get_classifier(a.get("classifier", "rules"))
-    inputs = prepare_site(site, scenes, a.get("dcm_dh"), a.get("dcm_year"), config=config)
+    source = make_source(a["stac"], scenes, ImagerySettings.from_dict(config["imagery"])) if a.get("stac") else None
+    inputs = prepare_site(site, scenes, a.get("dcm_dh"), a.get("dcm_year"), config=config, source=source)
     classes = classify_features(inputs.features, inputs.mask, classifier, rules=rules)
     classes = postprocess(classes, mmu_m2=float(config["mmu_m2"]), pixel_area_m2=site.grid.pixel_area(),
                           majority=int(config["majority"]), nodata=MINING_LULC.nodata)
     classes[~inputs.mask] = MINING_LULC.nodata
     name = "rules" if classifier == "rules" else Path(str(a.get("classifier"))).name
     tags = {"SITE_ID": site.id, "YEAR": str(inputs.year.year), "YEAR_RULE": inputs.year.rule,
-            "SCENE": inputs.scene.source.name, "SCENE_DATE": inputs.scene.date.isoformat(), "CLASSIFIER": name,
+            "SCENE": inputs.scene_name, "SCENE_DATE": inputs.scene_date, "CLASSIFIER": name,
             "UNITS": "MINING_LULC class code"}
+    if inputs.composite is not None:
+        tags.update(COMPOSITE=inputs.composite.method, N_SCENES=str(inputs.composite.n_scenes),
+                    SCENES=",".join(inputs.composite.scenes))
     path = write_raster(Raster(classes, site.crs, site.grid.transform, MINING_LULC.nodata), map_path(a["out_dir"], site.id),
                         legend=MINING_LULC, tags=tags)
     counts = np.bincount(classes.ravel(), minlength=8)
     outputs = [str(path)]
+    if inputs.composite is not None:  # per pixel, the clear observations the composite had
+        cc = inputs.composite.clear_count
+        outputs.append(str(write_raster(cc, Path(a["out_dir"]) / "clear_count" / f"{site_stem(site.id)}.tif",
+                                        tags={"SITE_ID": site.id, "YEAR": str(inputs.year.year),
+                                              "N_SCENES": str(inputs.composite.n_scenes),
+                                              "UNITS": "clear observations per pixel"})))
     if config.get("quicklook", True):
         ql = write_quicklook(inputs, classes, Path(a["out_dir"]) / "report" / "quicklooks" / f"{site_stem(site.id)}.png")
         outputs.append(str(ql))
@@ -236,8 +281,9 @@ def classify_site(unit: Unit) -> dict:
         "site_id": site.id,
         "year": inputs.year.year,
         "year_rule": inputs.year.rule,
-        "scene": inputs.scene.source.name,
-        "scene_date": inputs.scene.date.isoformat(),
+        "scene": inputs.scene_name,
+        "scene_date": inputs.scene_date,
+        "n_scenes": inputs.composite.n_scenes if inputs.composite is not None else 1,
         "cloud_share": None if np.isnan(inputs.cloud_share) else round(float(inputs.cloud_share), 4),
         "crs": site.crs.to_string(),
         "path": str(path),
@@ -255,7 +301,7 @@ def write_quicklook(inputs: SiteInputs, classes: np.ndarray, path: Path) -> Path
     rgb = inputs.stack.select(["B04", "B03", "B02"]).data
     left, bottom, right, top = inputs.site.grid.bounds
     fig = quicklook(rgb, classes, MINING_LULC, extent=(left, right, bottom, top), outline=inputs.site.mask(),
-                    title=f"{inputs.site.id} ({inputs.year.year}, {inputs.year.rule}; {inputs.scene.date})")
+                    title=f"{inputs.site.id} ({inputs.year.year}, {inputs.year.rule}; {inputs.scene_date})")
     return save_figure(fig, path, dpi=80)
 
 
@@ -275,16 +321,20 @@ _DROPPED = re.compile(r"feature (?P<idx>\S+) (?P<why>.*); dropped$")
 
 
 def build_units(sites: Sequence[Site], scenes: Sequence[SceneRef], dcm_dh, dcm_year, out_dir, *,
-                classifier: str | Path, config: dict) -> list[Unit]:
-    """One :class:`~minescape.runner.Unit` per site (picklable args, fingerprint of inputs + config)."""
+                classifier: str | Path, config: dict, stac: StacQuery | None = None) -> list[Unit]:
+    """One :class:`~minescape.runner.Unit` per site (picklable args, fingerprint of inputs + config); with
+    ``stac`` each unit searches the catalogue for its own site and year."""
     scene_json = [s.to_json() for s in scenes]
     inputs = _inputs_fingerprint(scenes, dcm_dh, dcm_year, classifier)
+    if stac is not None and not stac.is_api:  # a saved ItemCollection rewritten in place reruns its sites
+        inputs += fingerprint([Path(stac.source)])
     units = []
     for site in sites:
         args = {"site": site_to_args(site), "scenes": scene_json,
                 "dcm_dh": None if dcm_dh is None else str(dcm_dh),
                 "dcm_year": None if dcm_year is None else str(dcm_year), "out_dir": str(out_dir),
-                "classifier": str(classifier), "config": config}
+                "classifier": str(classifier), "config": config,
+                "stac": None if stac is None else {"source": stac.source, "collection": stac.collection}}
         units.append(Unit(site.id, args, _fingerprint(args, inputs)))
     return units
 
@@ -302,6 +352,7 @@ def classify_sites(
     layer: str | None = None,
     id_field: str | None = None,
     site_ids: Sequence[str] | None = None,
+    stac: StacQuery | None = None,
 ) -> RunSummary:
     """Classify every site of ``sites_path`` into ``out_dir`` (maps, sites.json, report).
 
@@ -319,8 +370,10 @@ def classify_sites(
         executor: where units run (default in-process).
         layer, id_field: passed to :func:`minescape.sites.read_sites`.
         site_ids: only these sites (InputError if one is unknown).
+        stac: a STAC catalogue instead of ``scenes`` (per site, the items of its year; composites per
+            ``config["composite"]``). It is opened once first: unreachable -> InputError, nothing written.
     """
-    cfg = make_config(config)
+    cfg = with_stac_defaults(make_config(config), stac, Path(out_dir) / ".window-cache")
     if classifier != "rules":
         get_classifier(classifier)  # fail early on a bad model
     check_dcm(dcm_dh, dcm_year)
@@ -328,8 +381,8 @@ def classify_sites(
     sites, notes = read_sites(sites_path, layer=layer, id_field=id_field)
     sites = select_sites(sites, site_ids, path=sites_path)
     site_stems([s.id for s in sites], path=sites_path)  # refuse before any unit runs
-    refs = discover_scenes(scenes, exclude=run_outputs(out_dir))
-    units = build_units(sites, refs, dcm_dh, dcm_year, out_dir, classifier=classifier, config=cfg)
+    refs = discover_scenes(scenes, exclude=run_outputs(out_dir)) if stac is None else []
+    units = build_units(sites, refs, dcm_dh, dcm_year, out_dir, classifier=classifier, config=cfg, stac=stac)
     summary = run_units(units, classify_site, description="classify sites", executor=executor)
     for line in notes:
         m = _DROPPED.search(line)
@@ -356,9 +409,11 @@ def remove_stale(out_dir: Path, summary: RunSummary, *, keep: Sequence[Path] = (
     """Remove the class maps and quicklooks in ``out_dir`` that this run did not produce (sites no longer in
     the layer, renamed, failed this time, or left out by ``--site``): the run owns its output folder, so
     ``maps/`` holds exactly the maps ``sites.json`` lists (:func:`minescape.atomic.prune`). Files in ``keep``
-    (the run's inputs) are never touched, nor anything but ``maps/*.tif`` and ``report/quicklooks/*.png``."""
+    (the run's inputs) are never touched, nor anything but ``maps/*.tif``, ``clear_count/*.tif`` (composites' clear
+    observations) and ``report/quicklooks/*.png``."""
     produced = {Path(p) for res in summary.results.values() for p in res.get("outputs", [])}
     return (prune(out_dir / "maps", "*.tif", produced, protect=tuple(keep))
+            + prune(out_dir / "clear_count", "*.tif", produced, protect=tuple(keep))
             + prune(out_dir / "report" / "quicklooks", "*.png", produced, protect=tuple(keep)))
 
 
@@ -370,6 +425,23 @@ def check_dcm(dcm_dh, dcm_year) -> None:
         raise InputError("a prepared DEM-change raster needs --dcm-year; or give --dcm a DLR delivery (a folder "
                          "or ZIP of TanDEM-X DCM tiles)", path=dcm_dh)
     dcm_index(dcm_dh)  # index once here; raises when the delivery does not exist
+
+
+def with_stac_defaults(cfg: dict, stac: StacQuery | None, cache_dir: str | Path | None) -> dict:
+    """``cfg`` with the catalogue's cloud ceiling and the window cache ``cache_dir`` (unless the config sets
+    them) when reading from ``stac``; the catalogue is opened once (unreachable -> InputError before anything
+    is written)."""
+    if stac is None:
+        return cfg
+    from minescape.imagery.stac_search import check_catalogue
+
+    imagery = dict(cfg.get("imagery") or {})
+    imagery.setdefault("max_cloud", stac.max_cloud)
+    if cache_dir is not None:
+        imagery.setdefault("cache_dir", str(cache_dir))
+    cfg = {**cfg, "imagery": ImagerySettings.from_dict(imagery).to_dict()}
+    check_catalogue(stac)
+    return cfg
 
 
 def select_sites(sites: list[Site], site_ids: Sequence[str] | None, *, path) -> list[Site]:
@@ -448,24 +520,30 @@ def train_from_sites(
     rounds: int = 60,
     seed: int = 0,
     config: dict | None = None,
+    stac: StacQuery | None = None,
+    cache_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train a LightGBM model on the sites ``site_ids`` (default all).
 
     Labels come from ``labels`` (a label raster, labelled polygons or points) or, when ``labels`` is None,
     from the knowledge-based rules' confident pixels (weak labels, :mod:`minescape.lulc.weak`). Up to
     ``per_class`` pixels per class and site are sampled (seeded). Sites that fail are skipped and reported.
+    With ``stac`` the imagery comes from that catalogue (``scenes`` unused; fetched windows cached in
+    ``cache_dir`` when given).
     """
     from minescape.lulc.labels import is_vector, labels_on, read_vector_labels
     from minescape.lulc.weak import weak_labels
 
-    cfg = make_config(config)
+    cfg = with_stac_defaults(make_config(config), stac, cache_dir)
     if rounds < 1 or per_class < 1:  # checked before any site is read
         raise ConfigError(f"--rounds and --per-class must be >= 1 (got {rounds} and {per_class})")
     rules = load_rules(cfg["rules"])
     check_dcm(dcm_dh, dcm_year)
     sites, _ = read_sites(sites_path, layer=layer, id_field=id_field)
     sites = select_sites(sites, site_ids, path=sites_path)
-    refs = discover_scenes(scenes)
+    refs = discover_scenes(scenes) if stac is None else []
+    source = None if stac is None else make_source({"source": stac.source, "collection": stac.collection}, [],
+                                                   ImagerySettings.from_dict(cfg["imagery"]))
     label_src = None
     if labels is not None:
         label_src = read_vector_labels(labels, class_field=class_field, layer=labels_layer) if is_vector(labels) \
@@ -476,7 +554,7 @@ def train_from_sites(
 
     for site in track(sites, "training samples"):
         try:
-            inputs = prepare_site(site, refs, dcm_dh, dcm_year, config=cfg)
+            inputs = prepare_site(site, refs, dcm_dh, dcm_year, config=cfg, source=source)
             if label_src is None:
                 lab = weak_labels(inputs.features, rules=rules)
             else:

@@ -1,0 +1,183 @@
+"""Imagery sources: where the scenes of a year over an area come from and how one is read onto a grid.
+
+Both sources give the composite engine the same thing, an :class:`Observation` (reflectance stack plus a
+per-pixel clear mask on the target grid):
+
+* :class:`StacSource`: items from a STAC API or ItemCollection (:mod:`~minescape.imagery.stac_search`), assets
+  read window by window over HTTP or from disk (:mod:`~minescape.imagery.window_reader`), clear pixels from the
+  SCL band (:mod:`~minescape.imagery.cloud_mask`);
+* :class:`LocalSource`: scenes found on disk (:class:`minescape.lulc.inputs.SceneRef`: stacks, band folders,
+  local STAC), clear pixels from the spectral test when a scene has no SCL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from minescape.geo.grid import Grid, bounds_in
+from minescape.imagery.cloud_mask import DEFAULT_SCL_MASK, check_scl_classes, scl_clear, spectral_clear
+from minescape.imagery.conventions import SCL, BandAsset, StacScene
+from minescape.imagery.signing import Signer, default_signer
+from minescape.imagery.stac_search import StacQuery, search_scenes
+from minescape.imagery.window_reader import ReadOptions, WindowCache, pixels_carry_offset, read_window, to_reflectance
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One scene on a grid.
+
+    Attributes:
+        id: scene id (STAC item id or file name).
+        date: acquisition date.
+        reflectance: ``(bands, rows, cols)`` float32, NaN = nodata.
+        clear: ``(rows, cols)`` bool, valid in every band and not masked as cloud/shadow.
+        notes: what the reader decided (e.g. an offset flag overruled by the pixels).
+    """
+
+    id: str
+    date: dt.date
+    reflectance: np.ndarray
+    clear: np.ndarray
+    notes: tuple[str, ...] = field(default=())
+
+
+class ImagerySource(Protocol):
+    """What the composite engine needs from a source."""
+
+    def scenes(self, grid: Grid, year: int) -> Sequence[Any]:
+        """Scenes of ``year`` that may cover ``grid`` (sorted by date, id)."""
+
+    def observe(self, scene: Any, grid: Grid, bands: Sequence[str]) -> Observation:
+        """One scene read onto ``grid``."""
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready identity of the source (run records, fingerprints)."""
+
+    @property
+    def scene_threads(self) -> int:
+        """Scenes worth reading at the same time (1 where reads do not wait on a network)."""
+
+
+def grid_lonlat(grid: Grid) -> tuple[float, float, float, float]:
+    """A grid's bounds in WGS84 degrees (densified)."""
+    from rasterio.crs import CRS
+
+    return tuple(bounds_in(grid.bounds, grid.crs, CRS.from_epsg(4326)))  # type: ignore[return-value]
+
+
+class StacSource:
+    """Scenes from a STAC catalogue (API or ItemCollection file).
+
+    Args:
+        query: catalogue, collection and cloud ceiling.
+        scl_classes: SCL classes masked per pixel (default {0, 1, 3, 8, 9, 10}).
+        read: retries, timeouts and the window cache folder.
+        signer: href -> readable URL (default: Planetary Computer's signer for its catalogue, else none).
+    """
+
+    def __init__(self, query: StacQuery, *, scl_classes: Sequence[int] = DEFAULT_SCL_MASK,
+                 read: ReadOptions = ReadOptions(), signer: Signer | None = None) -> None:
+        self.query = query
+        self.scl_classes = check_scl_classes(scl_classes)
+        self.read = read
+        self.signer = signer or default_signer(query.source)
+        self.cache = WindowCache(read.cache_dir) if read.cache_dir is not None else None
+
+    @property
+    def scene_threads(self) -> int:
+        """Half the asset threads (4 by default; 1 when reading one request after the other)."""
+        return max(1, self.read.threads // 2)
+
+    def describe(self) -> dict[str, Any]:
+        """Catalogue, collection, cloud ceiling and SCL mask."""
+        return {"stac": self.query.source, "collection": self.query.collection, "max_cloud": self.query.max_cloud,
+                "scl_mask": list(self.scl_classes)}
+
+    def scenes(self, grid: Grid, year: int) -> list[StacScene]:
+        """Items of ``year`` over ``grid`` with cloud cover <= the ceiling."""
+        return search_scenes(self.query, grid_lonlat(grid), year)
+
+    def _band(self, asset: BandAsset, grid: Grid, resampling: str) -> np.ndarray:
+        return read_window(asset, grid, resampling=resampling, options=self.read, signer=self.signer,
+                           cache=self.cache)
+
+    def _bands(self, assets: list[BandAsset], grid: Grid) -> dict[str, np.ndarray]:
+        """Several assets' windows, fetched by ``read.threads`` threads (GDAL releases the GIL while it waits)."""
+        if self.read.threads <= 1 or len(assets) == 1:
+            return {a.band: self._band(a, grid, "bilinear") for a in assets}
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(self.read.threads, len(assets))) as pool:
+            arrays = list(pool.map(lambda a: self._band(a, grid, "bilinear"), assets))
+        return {a.band: arr for a, arr in zip(assets, arrays, strict=True)}
+
+    def observe(self, scene: StacScene, grid: Grid, bands: Sequence[str]) -> Observation:
+        """Reflectance of ``bands`` (bilinear onto ``grid``, fetched in parallel) and the SCL clear mask (nearest).
+
+        SCL is read first: a scene with no clear pixel on ``grid`` is not read further (its reflectance is NaN),
+        which saves the requests of the 10 other assets for scenes clouded over the site.
+        """
+        scene.require([*bands, SCL])
+        notes = list(scene.notes)
+        scl = self._band(scene.assets[SCL], grid, "nearest")
+        scl_ok = scl_clear(scl, masked=self.scl_classes)
+        if not scl_ok.any():
+            empty = np.full((len(bands), *grid.shape), np.nan, dtype=np.float32)
+            return Observation(scene.id, scene.date, empty, scl_ok, (*notes, f"{scene.id}: no clear pixel; bands "
+                                                                          "not read"))
+        dns = self._bands([scene.assets[b] for b in bands], grid)
+        assets = dict(scene.assets)
+        blue = "B02" if "B02" in dns else None
+        if (scene.convention.startswith("earth-search") and blue and assets[blue].offset_dn != 0
+                and not pixels_carry_offset(dns[blue], nodata=assets[blue].nodata)):
+            notes.append(f"{scene.id}: DN below 1000 cannot carry the baseline-04.00 offset; read as already "
+                         "offset (the catalogue's flag is wrong for this item)")
+            assets = {b: BandAsset(a.band, a.href, a.scale, 0.0, a.nodata) for b, a in assets.items()}
+        refl = np.stack([to_reflectance(dns[b], assets[b]) for b in bands])
+        clear = scl_ok & np.isfinite(refl).all(axis=0)
+        return Observation(scene.id, scene.date, refl, clear, tuple(notes))
+
+
+class LocalSource:
+    """Scenes found on disk (files, band folders, local STAC) through :mod:`minescape.lulc.inputs`.
+
+    Scenes carry no SCL, so clear pixels come from :func:`~minescape.imagery.cloud_mask.spectral_clear`.
+    """
+
+    def __init__(self, refs: Sequence[Any]) -> None:
+        self.refs = list(refs)
+
+    scene_threads = 1  # local files: reads do not wait on a network
+
+    def describe(self) -> dict[str, Any]:
+        """The scene files."""
+        return {"scenes": [str(r.source) for r in self.refs]}
+
+    def scenes(self, grid: Grid, year: int) -> list[Any]:
+        """Scenes of ``year`` whose footprint meets ``grid``."""
+        out = []
+        for ref in self.refs:
+            if ref.year != year:
+                continue
+            sg = ref.open().grid
+            b = sg.bounds if sg.crs == grid.crs else bounds_in(sg.bounds, sg.crs, grid.crs)
+            g = grid.bounds
+            if not (b[2] <= g[0] or b[0] >= g[2] or b[3] <= g[1] or b[1] >= g[3]):
+                out.append(ref)
+        return sorted(out, key=lambda r: (r.date, str(r.source)))
+
+    def observe(self, ref: Any, grid: Grid, bands: Sequence[str]) -> Observation:
+        """Reflectance on ``grid`` (:func:`minescape.sentinel2.read_stack`) and the spectral clear mask."""
+        from minescape.sentinel2 import read_stack
+
+        need = list(dict.fromkeys([*bands, "B02", "B11"]))
+        stack = read_stack(ref.open(), bands=need, grid=grid)
+        refl = stack.select(list(bands)).data
+        clear = spectral_clear(stack.band("B02"), stack.band("B11")) & np.isfinite(refl).all(axis=0)
+        return Observation(Path(ref.source).name, ref.date, refl, clear)

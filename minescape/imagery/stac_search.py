@@ -1,0 +1,178 @@
+"""Find the Sentinel-2 items of a year over an area: a STAC API (pystac-client) or a saved ItemCollection.
+
+A :class:`StacQuery` names the catalogue (an API URL, or an ItemCollection JSON such as ``stac-client search ...
+--save items.json`` writes, which works offline the same way), the collection and the ``eo:cloud_cover``
+ceiling (20 % in the published method). :func:`search_scenes` returns the items of one year whose bbox meets
+the area, as :class:`~minescape.imagery.conventions.StacScene` values sorted by (date, id).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from minescape.errors import InputError
+from minescape.imagery.conventions import StacScene, scene_from_item
+from minescape.jsonfile import read_json
+
+MAX_FILE_BYTES = 512 * 2**20  # a saved ItemCollection larger than this is refused before it is read
+MAX_ITEMS = 2000  # per search: a year of one site is ~150 items on Earth Search; more means a wrong bbox
+
+
+class CatalogueUnreachable(InputError):
+    """The STAC API did not answer (connection refused, timeout, 5xx after retries)."""
+
+
+@dataclass(frozen=True)
+class StacQuery:
+    """Which catalogue to search.
+
+    Attributes:
+        source: STAC API root URL (``https://earth-search.aws.element84.com/v1``) or an ItemCollection JSON path.
+        collection: collection id (``sentinel-2-l2a``); None for an ItemCollection (all its items).
+        max_cloud: keep items with ``eo:cloud_cover`` <= this (percent); items without it are kept.
+        retries: attempts per API request (connection errors, timeouts, 5xx) with exponential backoff.
+        timeout_s: seconds per API request.
+    """
+
+    source: str
+    collection: str | None = None
+    max_cloud: float = 20.0
+    retries: int = 4
+    timeout_s: float = 30.0
+
+    @property
+    def is_api(self) -> bool:
+        """True for an http(s) URL, False for a local ItemCollection file."""
+        return self.source.startswith(("http://", "https://"))
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict (unit arguments)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StacQuery:
+        """Inverse of :meth:`to_json`."""
+        return cls(**data)
+
+
+def _retrying(what: str, func, *, retries: int, base_delay: float = 0.5):
+    """Call ``func`` up to ``retries`` times on network errors, sleeping 0.5, 1, 2 ... s between tries."""
+    import requests
+
+    last: Exception | None = None
+    for attempt in range(max(1, retries)):
+        try:
+            return func()
+        except requests.exceptions.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if status < 500:
+                raise InputError(f"{what}: HTTP {status} ({str(exc)[:120]})") from None
+            last = exc
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            last = exc
+        except Exception as exc:  # pystac-client wraps HTTP errors in APIError
+            if type(exc).__name__ != "APIError":
+                raise
+            status = getattr(exc, "status_code", None) or 0
+            if status and status < 500:
+                raise InputError(f"{what}: HTTP {status} ({' '.join(str(exc).split())[:120]})") from None
+            last = exc
+        if attempt + 1 < retries:
+            time.sleep(base_delay * 2**attempt)
+    reason = " ".join(str(last).split())[:160] if last else "no answer"
+    raise CatalogueUnreachable(f"{what}: STAC API unreachable after {retries} tries ({type(last).__name__}: "
+                               f"{reason})")
+
+
+def _client(query: StacQuery):
+    from pystac_client import Client
+    from pystac_client.stac_api_io import StacApiIO
+
+    io = StacApiIO(timeout=query.timeout_s)
+    return Client.open(query.source, stac_io=io)
+
+
+def check_catalogue(query: StacQuery) -> str:
+    """Open the catalogue once before a run (so an unreachable API or a bad file stops it before anything is
+    written); returns a one-line description. Raises CatalogueUnreachable / InputError."""
+    if not query.is_api:
+        items = _file_items(query)
+        return f"{query.source}: ItemCollection of {len(items)} items"
+    client = _retrying(query.source, lambda: _client(query), retries=query.retries)
+    if query.collection:
+        ids = _retrying(query.source, lambda: [c.id for c in client.get_collections()], retries=query.retries)
+        if query.collection not in ids:
+            raise InputError(f"{query.source}: no collection {query.collection!r}; the API has {sorted(ids)[:10]}")
+    return f"{query.source}: STAC API, collection {query.collection}"
+
+
+def _file_items(query: StacQuery) -> list[dict[str, Any]]:
+    path = Path(query.source)
+    if path.is_file() and path.stat().st_size > MAX_FILE_BYTES:
+        raise InputError(f"ItemCollection is {path.stat().st_size / 2**20:.0f} MiB (> {MAX_FILE_BYTES // 2**20} MiB); "
+                         "search a smaller area", path=path)
+    data = read_json(path, "STAC ItemCollection")
+    if data.get("type") == "Feature":
+        features = [data]
+    elif data.get("type") == "FeatureCollection" and isinstance(data.get("features"), list):
+        features = data["features"]
+    else:
+        raise InputError(f"not a STAC ItemCollection (type {data.get('type')!r}; expected FeatureCollection)",
+                         path=path)
+    if len(features) > 100_000:
+        raise InputError(f"ItemCollection holds {len(features)} items (> 100000); search a smaller area",
+                         path=path)
+    return features
+
+
+def _intersects(a: tuple[float, float, float, float], b: tuple[float, float, float, float] | None) -> bool:
+    if b is None:
+        return True
+    return not (a[2] < b[0] or a[0] > b[2] or a[3] < b[1] or a[1] > b[3])
+
+
+def search_scenes(query: StacQuery, bbox_lonlat: tuple[float, float, float, float], year: int) -> list[StacScene]:
+    """Items of ``year`` whose bbox meets ``bbox_lonlat`` (WGS84 degrees) with cloud cover <= ``max_cloud``.
+
+    Returns:
+        :class:`StacScene` values sorted by (date, id); an empty list when none matches.
+
+    Raises:
+        CatalogueUnreachable: the API did not answer after the retries.
+        InputError: an item without ``proj:epsg`` or datetime, a file that is not an ItemCollection (named).
+    """
+    if query.is_api:
+        def run() -> list[dict[str, Any]]:
+            search = _client(query).search(collections=[query.collection] if query.collection else None,
+                                           bbox=list(bbox_lonlat), datetime=f"{year}-01-01/{year}-12-31",
+                                           max_items=MAX_ITEMS)
+            return [dict(f) for f in search.items_as_dicts()]
+
+        raw = _retrying(f"{query.source} (search {year})", run, retries=query.retries)
+        base = None
+    else:
+        raw = _file_items(query)
+        base = str(Path(query.source).resolve().parent)
+    scenes: dict[str, StacScene] = {}
+    for item in raw:
+        if not query.is_api:
+            coll = item.get("collection")
+            if query.collection and coll and coll != query.collection:
+                continue
+            bbox = item.get("bbox")
+            if isinstance(bbox, list) and len(bbox) >= 4 and not _intersects(bbox_lonlat, tuple(bbox[:4])):
+                continue
+        try:
+            scene = scene_from_item(item, base=base)
+        except InputError as exc:
+            where = query.source
+            raise InputError(f"{where}: {exc}") from None
+        if scene.date.year != year:
+            continue
+        if scene.cloud is not None and scene.cloud > query.max_cloud:
+            continue
+        scenes.setdefault(scene.id, scene)
+    return sorted(scenes.values(), key=lambda s: (s.date, s.id))
