@@ -41,13 +41,19 @@ def detect(
                                     help="Move date 2 onto date 1 by a sub-pixel shift (phase correlation) first."),
     truth: Path | None = typer.Option(None, help="Known change mask: print scores against it."),
     truth_encoding: str = typer.Option("auto", help=ENCODING_HELP),
+    threads: int | None = typer.Option(None, "--threads",
+                                       help="Processes computing windows in parallel (default: every core this "
+                                            "process may use); the outputs are the same bytes for any number."),
 ) -> None:
     """Change mask (0/1/255 with colour table) and difference raster of a pair, streamed by windows."""
     from minescape.change.difference import DetectOptions, detect_files
+    from minescape.threads import resolve_threads
 
+    workers = resolve_threads(threads, what="--threads")
     options = DetectOptions(method=method, direction=direction, threshold=threshold, value=value,
                             opening=opening, closing=closing, min_area_m2=min_area, cva_bands=_bands(cva_bands))
-    res = detect_files(t1, t2, out, options=options, window=window, progress=True, coregister=coregister)
+    res = detect_files(t1, t2, out, options=options, window=window, progress=True, coregister=coregister,
+                       workers=workers)
     s = res.stats
     if s.get("coregistration_shift_px") is not None:
         dy, dx = s["coregistration_shift_px"]

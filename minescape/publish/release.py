@@ -199,17 +199,13 @@ def _site_job(site: SiteMap, **options) -> SiteFeatures | str:
 
 @contextlib.contextmanager
 def _mapper(workers: int):
-    """An order-preserving ``map``: the builtin, or a process pool's with small chunks."""
+    """An order-preserving ``map``: the builtin, or :func:`minescape.parallel.ordered_map` over processes."""
     if workers == 1:
         yield map
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from minescape.parallel import ordered_map
 
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
-                                      else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        yield lambda fn, items: pool.map(fn, items, chunksize=4)
+    yield lambda fn, items: ordered_map(fn, items, workers=workers, chunk=4)
 
 
 class _ShardBuffer:
@@ -421,7 +417,7 @@ def publish(
                            extra=extra_columns, stats=stats)
         job = functools.partial(_site_job, legend=legend, crs=out_crs, simplify=simplify,
                                 connectivity=connectivity)
-        with make_progress() as bar, _mapper(workers) as mapper:
+        with make_progress() as bar, _mapper(min(workers, len(sites))) as mapper:
             task = bar.add_task("publishing sites", total=len(sites), extra="", visible=progress)
             for feats in mapper(job, sites):  # in input order whatever the number of workers
                 if isinstance(feats, str):
