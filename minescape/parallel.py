@@ -19,7 +19,7 @@ from typing import Any
 
 
 def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], *, workers: int,
-                ahead: int | None = None, chunk: int = 1) -> Iterator[Any]:
+                ahead: int | None = None, chunk: int = 1, pool=None) -> Iterator[Any]:
     """``map(fn, items)`` computed by ``workers`` processes, yielded lazily in input order.
 
     ``fn`` and the items must be picklable (module-level functions, plain values). With ``workers == 1``
@@ -31,11 +31,12 @@ def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], *, workers: int,
         workers: processes (1 = this process).
         ahead: tasks submitted but not yet yielded, at most (default ``4 * workers``).
         chunk: items per task (short items: the per-task cost of a process pool is paid once per chunk).
+        pool: a :func:`process_pool` to use (several maps then share its started workers); default a new one.
     """
     if workers <= 1:
         yield from map(fn, items)
         return
-    with process_pool(workers) as pool:
+    with contextlib.nullcontext(pool) if pool is not None else process_pool(workers) as pool:
         pending: deque = deque()
         limit = ahead or 4 * workers
         for batch in _batches(items, max(1, int(chunk))):
@@ -61,15 +62,22 @@ def _apply(fn: Callable[[Any], Any], batch: list) -> list:
     return [fn(item) for item in batch]
 
 
+#: imported once by the fork server, so each worker starts with them instead of importing them itself
+PRELOAD = ("numpy", "rasterio", "scipy.ndimage", "minescape.geo.handles", "minescape.change.difference")
+
+
 @contextlib.contextmanager
-def process_pool(workers: int):
+def process_pool(workers: int, *, preload: tuple[str, ...] = PRELOAD):
     """A ``ProcessPoolExecutor`` of ``workers`` processes started by forkserver (or spawn); shut down on exit
-    (pending work cancelled if the block raised)."""
+    (pending work cancelled if the block raised). ``preload``: modules the fork server imports when it starts
+    (once per process), so workers do not each import them again."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" in methods:
+        ctx.set_forkserver_preload(list(preload))
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
     ok = False
     try:

@@ -20,6 +20,7 @@ Two implementations give **identical masks**:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -439,7 +440,7 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
     Windows are computed by ``workers`` processes (:func:`minescape.parallel.ordered_map`) and written here in
     tile order, so the files are the same bytes for any number of workers.
     """
-    from minescape.parallel import ordered_map
+    from minescape.parallel import ordered_map, process_pool
     from minescape.progress import make_progress
 
     if window < 16:
@@ -452,12 +453,13 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
     pad, _ = halo(options, n_min)
     tiles2 = list(iter_tiles(grid.width, grid.height, size=window, overlap=pad))
     workers = max(1, min(int(workers), len(tiles)))
-    with make_progress(transient=True) as bar:
+    with make_progress(transient=True) as bar, \
+            (process_pool(workers) if workers > 1 else contextlib.nullcontext()) as pool:  # one pool, both passes
         task = bar.add_task("change: difference", total=len(tiles) + len(tiles2), extra="", visible=progress)
         with open_writer(diff_path, grid, count=1, dtype="float32", nodata=float("nan"), band_names=(name,),
-                         blocksize=256, tags=tags) as dst:
+                         blocksize=256, tags=tags, threads=workers) as dst:
             items = ((job, tile.core, top) for tile in tiles)
-            for tile, (diff, hist) in zip(tiles, ordered_map(_diff_window, items, workers=workers)):
+            for tile, (diff, hist) in zip(tiles, ordered_map(_diff_window, items, workers=workers, pool=pool)):
                 dst.write(diff, 1, window=tile.core)
                 counts += hist
                 bar.advance(task)
@@ -466,9 +468,9 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
         n_change = n_valid = n_loss = n_gain = 0
         shape = (grid.height, grid.width)
         with open_writer(mask_path, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE,
-                         blocksize=256, tags=tags) as dst:
+                         blocksize=256, tags=tags, threads=workers) as dst:
             items = ((diff_path, tile, shape, thr, options, n_min, job.cache_mb) for tile in tiles2)
-            for tile, (mask, nc, nv, nl, ng) in zip(tiles2, ordered_map(_mask_tile, items, workers=workers)):
+            for tile, (mask, nc, nv, nl, ng) in zip(tiles2, ordered_map(_mask_tile, items, workers=workers, pool=pool)):
                 dst.write(mask, 1, window=tile.core)
                 n_change += nc
                 n_valid += nv

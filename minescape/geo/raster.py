@@ -305,10 +305,13 @@ def open_writer(
     compress: str = "deflate",
     blocksize: int = 256,
     tags: dict[str, str] | None = None,
+    threads: int = 1,
 ) -> Iterator[rasterio.io.DatasetWriter]:
     """Open a tiled GeoTIFF for window-by-window writing; it appears under ``path`` only on success.
 
-    Use for outputs too large to hold in memory: ``dst.write(block, window=w)`` per window.
+    Use for outputs too large to hold in memory: ``dst.write(block, window=w)`` per window. ``threads`` > 1
+    compresses blocks in that many GDAL threads (GTiff ``NUM_THREADS``; blocks are still written in order, the
+    file is the same bytes).
     """
     fake = Raster(np.zeros((count, 1, 1), dtype=dtype), grid.crs, grid.transform, nodata)
     profile = _profile(fake, tiled=True, compress=compress, blocksize=blocksize, dtype=dtype)
@@ -317,6 +320,8 @@ def open_writer(
         profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
     if legend is not None and nodata is None:
         profile["nodata"] = legend.nodata
+    if threads > 1 and compress not in (None, "none"):
+        profile["num_threads"] = int(threads)
     with atomic_path(path) as tmp:
         with rasterio.Env(GDAL_PAM_ENABLED="NO"):
             with rasterio.open(tmp, "w", **profile) as dst:
