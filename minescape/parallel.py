@@ -19,7 +19,8 @@ from typing import Any
 
 
 def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], *, workers: int,
-                ahead: int | None = None, chunk: int = 1, pool=None) -> Iterator[Any]:
+                ahead: int | None = None, chunk: int = 1, pool=None,
+                preload: tuple[str, ...] | None = None) -> Iterator[Any]:
     """``map(fn, items)`` computed by ``workers`` processes, yielded lazily in input order.
 
     ``fn`` and the items must be picklable (module-level functions, plain values). With ``workers == 1``
@@ -32,11 +33,13 @@ def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], *, workers: int,
         ahead: tasks submitted but not yet yielded, at most (default ``4 * workers``).
         chunk: items per task (short items: the per-task cost of a process pool is paid once per chunk).
         pool: a :func:`process_pool` to use (several maps then share its started workers); default a new one.
+        preload: modules for a new pool's fork server to import first (default :data:`PRELOAD`).
     """
     if workers <= 1:
         yield from map(fn, items)
         return
-    with contextlib.nullcontext(pool) if pool is not None else process_pool(workers) as pool:
+    with contextlib.nullcontext(pool) if pool is not None else process_pool(workers, preload=preload or PRELOAD) \
+            as pool:
         pending: deque = deque()
         limit = ahead or 4 * workers
         for batch in _batches(items, max(1, int(chunk))):
@@ -60,6 +63,14 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list]:
 
 def _apply(fn: Callable[[Any], Any], batch: list) -> list:
     return [fn(item) for item in batch]
+
+
+def workers_for(n_items: int, *, per_worker: int, limit: int | None = None) -> int:
+    """Processes worth starting for ``n_items`` items: one per ``per_worker`` items (starting a worker costs
+    about a second), at most ``limit`` (default: every core this process may use), at least 1."""
+    from minescape.threads import available_cores
+
+    return max(1, min(limit or available_cores(), n_items // max(1, per_worker)))
 
 
 #: imported once by the fork server, so each worker starts with them instead of importing them itself

@@ -43,6 +43,7 @@ DIRECTIONS: tuple[str, ...] = ("both", "loss", "gain")
 THRESHOLDS: tuple[str, ...] = ("otsu", "fixed", "percentile")
 INDEX_SCORE_MAX = 3.0  # |SAVI(T2) - SAVI(T1)| <= 3 for reflectance in [0, 1]; normalized differences <= 2
 NBINS = 4096
+WINDOWS_PER_WORKER = 4  # automatic workers: one per this many windows (a worker process costs ~1 s to start)
 
 
 @dataclass(frozen=True)
@@ -307,7 +308,7 @@ class DetectFiles:
 
 def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options: DetectOptions | None = None,
                  window: int = 1024, progress: bool = False, cache_mb: int = 64,
-                 coregister: bool = False, workers: int = 1) -> DetectFiles:
+                 coregister: bool = False, workers: int | None = 1) -> DetectFiles:
     """Streamed change detection of a pair on disk (T2 warped onto T1's grid, common footprint).
 
     With ``coregister``, date 2 is first moved onto date 1 by a sub-pixel translation estimated by phase
@@ -320,7 +321,7 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
     the scene; with ``workers`` > 1 each worker process holds its own windows and cache.
 
     ``workers`` processes compute windows in parallel (see :mod:`minescape.parallel`); the three files are the
-    same bytes for any number of workers.
+    same bytes for any number of workers. None: one per 4 windows, up to every core this process may use.
 
     Writes (each atomically) ``change_mask.tif`` (uint8 0/1/255, CHANGE colour table),
     ``difference.tif`` (float32, NaN nodata; the signed index difference or the CVA magnitude) and
@@ -350,7 +351,7 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
 
 def detect_pair_streamed(pair, mask_path: Path, diff_path: Path, *, options: DetectOptions,
                          bands: tuple[str, ...], window: int = 1024, progress: bool = False,
-                         coregister: bool = False, t2_path: Path | None = None, workers: int = 1,
+                         coregister: bool = False, t2_path: Path | None = None, workers: int | None = 1,
                          cache_mb: int = 64) -> dict:
     """The two streamed passes over a :class:`~minescape.change.pairs.Pair` (see module docs); with
     ``coregister``, date 2 is shifted onto date 1 first (window by window, with a halo). ``workers``
@@ -434,13 +435,13 @@ def _mask_tile(item: tuple) -> tuple[np.ndarray, int, int, int, int]:
 
 def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, options: DetectOptions,
               n_bands: int, window: int, progress: bool, tags: dict[str, str] | None = None,
-              workers: int = 1) -> dict:
+              workers: int | None = 1) -> dict:
     """Pass 1: difference by windows + histogram; pass 2: threshold + clean-up by haloed tiles.
 
     Windows are computed by ``workers`` processes (:func:`minescape.parallel.ordered_map`) and written here in
     tile order, so the files are the same bytes for any number of workers.
     """
-    from minescape.parallel import ordered_map, process_pool
+    from minescape.parallel import ordered_map, process_pool, workers_for
     from minescape.progress import make_progress
 
     if window < 16:
@@ -452,6 +453,8 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
     n_min = min_pixels(options, grid)
     pad, _ = halo(options, n_min)
     tiles2 = list(iter_tiles(grid.width, grid.height, size=window, overlap=pad))
+    if workers is None:
+        workers = workers_for(len(tiles), per_worker=WINDOWS_PER_WORKER)
     workers = max(1, min(int(workers), len(tiles)))
     with make_progress(transient=True) as bar, \
             (process_pool(workers) if workers > 1 else contextlib.nullcontext()) as pool:  # one pool, both passes

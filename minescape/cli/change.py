@@ -42,14 +42,15 @@ def detect(
     truth: Path | None = typer.Option(None, help="Known change mask: print scores against it."),
     truth_encoding: str = typer.Option("auto", help=ENCODING_HELP),
     threads: int | None = typer.Option(None, "--threads",
-                                       help="Processes computing windows in parallel (default: every core this "
-                                            "process may use); the outputs are the same bytes for any number."),
+                                       help="Processes computing windows in parallel (default: one per 4 "
+                                            "windows, up to every core this process may use); the outputs are "
+                                            "the same bytes for any number."),
 ) -> None:
     """Change mask (0/1/255 with colour table) and difference raster of a pair, streamed by windows."""
     from minescape.change.difference import DetectOptions, detect_files
     from minescape.threads import resolve_threads
 
-    workers = resolve_threads(threads, what="--threads")
+    workers = None if threads is None else resolve_threads(threads, what="--threads")
     options = DetectOptions(method=method, direction=direction, threshold=threshold, value=value,
                             opening=opening, closing=closing, min_area_m2=min_area, cva_bands=_bands(cva_bands))
     res = detect_files(t1, t2, out, options=options, window=window, progress=True, coregister=coregister,

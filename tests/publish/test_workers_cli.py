@@ -24,6 +24,11 @@ def test_default_workers_same_bytes_as_one(site_maps, tmp_path):
     digests = _digests(tmp_path / "one")
     assert len([n for n in digests if n.endswith(".zip")]) >= 3  # several regions were written
     assert digests == _digests(tmp_path / "default")
+    if available_cores() >= 2:  # two processes asked for: a real pool, the same bytes
+        two = runner.invoke(app, ["publish", str(site_maps), str(tmp_path / "two"), "--max-features", "40",
+                                  "--workers", "2"])
+        assert two.exit_code == 0, two.output
+        assert digests == _digests(tmp_path / "two")
 
 
 def test_bad_worker_count_is_one_line(site_maps, tmp_path):
