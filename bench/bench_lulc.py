@@ -258,7 +258,7 @@ def main() -> None:
                   f"{fmt([r['peak_rss_mb'] for r in rs], ' MB', 0)}")
     if "sites" in results:
         s = results["sites"]
-        print(f"per-site chain ({s['sites']} sites, {s['site_grid_mpix']} Mpix of site grids):")
+        print(f"per-site chain ({s['sites']:.0f} sites, {s['site_grid_mpix']} Mpix of site grids):")
         for k in ("rules", "rules+quicklook", "lightgbm"):
             print(f"  {k:16s} {s[k]['sites_per_min']:7.1f} sites/min  {s[k]['mpix_per_s']:6.3f} Mpix/s "
                   f"({s[k]['seconds']:.1f} s)")
