@@ -254,17 +254,21 @@ def clearest_scene(refs: Sequence[SceneRef], site: Site, year: int) -> tuple[Sce
         years = sorted({r.year for r, _ in covering})
         raise InputError(f"site {site.id}: no scene of year {year} covers it (scenes of {years} do)")
     mask = site.mask()
-    ranked = []
+    ranked, probes = [], {}
     for ref, scene in of_year:
         if len(of_year) == 1:
             share = float("nan")
         else:
-            probe = read_stack_on(scene, site.grid, bands=["B02", "B11"])
+            probes[ref] = probe = read_stack_on(scene, site.grid, bands=["B02", "B11"])
             share = estimate_cloud(probe, mask)
         ranked.append((0.0 if np.isnan(share) else share, ref.cloud if ref.cloud is not None else 100.0,
                        ref.date, str(ref.source), ref, share))
     ranked.sort(key=lambda t: t[:4])
     best = ranked[0]
+    if best[4] in probes:  # load_stack reuses these bands instead of reading them again
+        from minescape.lulc.scene_index import remember_probe
+
+        remember_probe(best[4], site.grid, probes[best[4]])
     notes = [f"{len(of_year)} scene(s) of {year}; chose {best[4].source.name}"]
     return best[4], best[5], notes
 
@@ -277,9 +281,19 @@ def read_stack_on(scene: Scene, grid: Grid, *, bands: Sequence[str]) -> Raster:
 
 def load_stack(ref: SceneRef, site: Site, *, bands: Sequence[str]) -> Raster:
     """Reflectance of ``bands`` on the site grid (scenes in other CRSs are warped), NaN outside the site."""
-    from minescape.lulc.scene_index import describe
+    from minescape.lulc.scene_index import describe, recall_probe
 
-    stack = read_stack_on(describe(ref), site.grid, bands=bands)
+    wanted = [b.upper() for b in bands]
+    known = recall_probe(ref, site.grid)  # bands the clearest-scene choice already read
+    if known is None or not set(known.band_names) & set(wanted):
+        stack = read_stack_on(describe(ref), site.grid, bands=wanted)
+    else:
+        rest = [b for b in wanted if b not in known.band_names]
+        part = read_stack_on(describe(ref), site.grid, bands=rest) if rest else None
+        merged = np.empty((len(wanted), *known.shape), dtype=np.float32)
+        for i, b in enumerate(wanted):
+            merged[i] = known.band(b) if b in known.band_names else part.band(b)
+        stack = Raster(merged, known.crs, known.transform, np.nan, tuple(wanted))
     data = stack.data
     data[:, ~site.mask()] = np.nan
     return stack

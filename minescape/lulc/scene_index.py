@@ -108,6 +108,24 @@ def covering(refs: Sequence, site: Site) -> list[tuple[object, Scene]]:
     return out
 
 
+_probe = threading.local()  # the last clearest-scene probe of this thread: (ref, grid, Raster)
+
+
+def remember_probe(ref, grid, probe) -> None:
+    """Keep the bands the clearest-scene choice read for the chosen scene on ``grid`` (one per thread), so the
+    stack read right after (:func:`minescape.lulc.inputs.load_stack`) does not read them again."""
+    _probe.value = (ref, grid, probe)
+
+
+def recall_probe(ref, grid):
+    """The remembered probe of ``ref`` on ``grid`` (a Raster), or None; forgotten once recalled."""
+    value = getattr(_probe, "value", None)
+    _probe.value = None
+    if value is None or value[0] != ref or not (value[1] is grid or value[1] == grid):
+        return None
+    return value[2]
+
+
 def clear() -> None:
     """Forget every cached description and index of this process."""
     with _lock:
