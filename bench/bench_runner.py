@@ -151,7 +151,8 @@ def bench_speedup(n_sites: int, rounds: int) -> None:
     print(f"[speed-up] per-site LULC chain, {n_sites} sites, {rounds} alternating rounds (in-process once: {t_in:.1f} s)")
     for w in (1, 2):
         print(f"  {w} worker{'s' if w > 1 else ' '} end to end (cluster start + run) {fmt(end[w], ' s')};  "
-              f"steady state (warm cluster) {fmt(steady[w], ' s')} = {fmt([60 * n_sites / t for t in steady[w]], ' sites/min', 0)}")
+              f"steady state (warm cluster) {fmt(steady[w], ' s')} = "
+              f"{fmt([60 * n_sites / t for t in steady[w]], ' sites/min', 0)}")
     print(f"  1 -> 2 workers, steady state: x{fmt(ratio(steady[1], steady[2]))} (goal >= 1.7); "
           f"end to end: x{fmt(ratio(end[1], end[2]))}")
     print(f"  maps byte-identical to in-process in all {4 * rounds} runs: {'yes' if same else 'NO'} ({len(reference)} maps)")

@@ -111,4 +111,5 @@ def emit(result: dict) -> None:
 def machine_line() -> str:
     """CPUs this process may use and the load average (benches print it: figures on a loaded machine lie)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"machine: {cores} usable CPUs, load average {os.getloadavg()[0]:.1f} (1 min) at start; python {sys.version.split()[0]}"
+    return (f"machine: {cores} usable CPUs, load average {os.getloadavg()[0]:.1f} (1 min) at start; "
+            f"python {sys.version.split()[0]}")

@@ -64,7 +64,8 @@ class Site:
     def mask(self, grid: Grid | None = None) -> np.ndarray:
         """``(rows, cols)`` bool: True for pixels whose centre lies inside the site (on ``grid``, default the
         site grid; ``grid`` must be in :attr:`crs`)."""
-        if grid is None or grid is self.grid or grid == self.grid:  # the site grid's mask is rasterised once per site (a copy each call)
+        # the site grid's mask is rasterised once per site (a copy each call)
+        if grid is None or grid is self.grid or grid == self.grid:
             cached = self.__dict__.get("_mask")
             if cached is None:
                 cached = rasterio.features.geometry_mask([self.geometry_utm], out_shape=self.grid.shape,
