@@ -20,8 +20,8 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import geopandas as gpd
 import numpy as np
 import rasterio.features
 import shapely
@@ -32,6 +32,9 @@ from minescape.errors import InputError
 from minescape.geo.crs import as_crs, transformer
 from minescape.geo.grid import Grid, bounds_in, utm_crs
 from minescape.geo.vector import read_vector, repair_geometries
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 WGS84 = CRS.from_epsg(4326)
 DEFAULT_RES = 10.0  # metres
@@ -309,4 +312,6 @@ def site_bounds_in(site: Site, crs) -> tuple[float, float, float, float]:
 
 def sites_frame(sites: list[Site]) -> gpd.GeoDataFrame:
     """The sites as a WGS84 GeoDataFrame (``site_id`` plus attributes)."""
+    import geopandas as gpd
+
     return gpd.GeoDataFrame({"site_id": [s.id for s in sites]}, geometry=[s.geometry for s in sites], crs=WGS84)
