@@ -76,7 +76,7 @@ def run_case(case: str, t1: str, t2: str, out: str, window: int) -> dict:
             stats = res.stats
             pixels = stats["width"] * stats["height"]
         seconds = time.perf_counter() - t0
-    return {"case": case, "seconds": seconds, "peak_mb": peak.peak_mb, "pixels": pixels,
+    return {"case": case, "seconds": seconds, "peak_mb": peak.peak_mb, "cpu_seconds": peak.cpu_seconds, "pixels": pixels,
             "threshold": stats["threshold"], "changed_pixels": stats["changed_pixels"]}
 
 
@@ -167,7 +167,8 @@ def main() -> int:
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             runs[case].append(r)
             print(f"round {rnd + 1}  {case:17s} {r['pixels'] / 1e6:7.1f} Mpix  {r['seconds']:7.1f} s  "
-                  f"{r['pixels'] / 1e6 / r['seconds']:6.2f} Mpix/s  peak {r['peak_mb']:7.0f} MB  "
+                  f"{r['pixels'] / 1e6 / r['seconds']:6.2f} Mpix/s  cpu {r['cpu_seconds']:6.1f} s  "
+                  f"peak {r['peak_mb']:7.0f} MB  "
                   f"threshold {r['threshold']:.4f}  changed {r['changed_pixels']}", flush=True)
         o1, o2, ow = (WORK / f"out-{c}" for c in ("streamed", "streamed-x2", "whole"))
         same_files &= all(same_bytes(o1 / n, o2 / n) for n in ("change_mask.tif", "difference.tif", "detect.json"))
@@ -184,6 +185,10 @@ def main() -> int:
         print(f"{case:17s} {fmt(mpix_s(case), ' Mpix/s')}   peak {fmt(peaks(case), ' MB', 0)}")
     print(f"2 workers / 1 worker (streamed): speed x{fmt(ratio(mpix_s('streamed-x2'), mpix_s('streamed')))} "
           f"(goal >= 1.6); files the same bytes: {same_files}")
+    cpu1 = [r["cpu_seconds"] for r in runs["streamed"]]
+    cpu2 = [r["cpu_seconds"] for r in runs["streamed-x2"]]
+    print(f"  CPU seconds 1 worker {fmt(cpu1, ' s', 1)}, 2 workers (parent + workers) {fmt(cpu2, ' s', 1)}: "
+          f"at most x{fmt([2 * a / b for a, b in zip(cpu1, cpu2)])} on two idle cores (load-independent bound)")
     print(f"streamed / whole: speed x{fmt(ratio(mpix_s('streamed'), mpix_s('whole')))}, peak memory "
           f"x{fmt(ratio(peaks('streamed'), peaks('whole')), digits=3)}; masks identical: {same_masks}")
     print(f"streamed full / quarter: peak memory x{fmt(ratio(peaks('streamed'), peaks('streamed-quarter')))}; "
