@@ -473,7 +473,10 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
         with open_writer(mask_path, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE,
                          blocksize=256, tags=tags, threads=workers) as dst:
             items = ((diff_path, tile, shape, thr, options, n_min, job.cache_mb) for tile in tiles2)
-            for tile, (mask, nc, nv, nl, ng) in zip(tiles2, ordered_map(_mask_tile, items, workers=workers, pool=pool)):
+            # a row of tiles per task: a worker's reader keeps the difference blocks its haloed tiles share
+            per_row = max(1, -(-grid.width // window))
+            results = ordered_map(_mask_tile, items, workers=workers, pool=pool, chunk=per_row, ahead=2 * workers)
+            for tile, (mask, nc, nv, nl, ng) in zip(tiles2, results):
                 dst.write(mask, 1, window=tile.core)
                 n_change += nc
                 n_valid += nv
