@@ -1,6 +1,8 @@
 """Benchmark: the mining LULC chain per site, and a whole Sentinel-2 tile classified by windows.
 
-Cases, each run in its own subprocess (peak RSS from ``resource.getrusage``):
+Cases, each run in its own subprocess, ``--repeat`` times (default 3) alternating with the other cases; every
+figure is the median with min and max (peak memory: the child's own VmHWM, ``bench/measure.py``, not the
+``ru_maxrss`` a child inherits from its parent):
 
 * ``sites``: ``classify_sites`` on the synthetic region (1000 x 800 px, 6 sites) with the knowledge-based rules
   and with a LightGBM model (trained on 3 sites' truth), quicklooks off and on: sites per minute and Mpix/s
@@ -11,8 +13,9 @@ Cases, each run in its own subprocess (peak RSS from ``resource.getrusage``):
 * ``tile``: a 10980 x 10980 10-band uint16 scene (a Sentinel-2 tile; made on disk by streamed writes) classified by
   1024-px windows: Mpix/s and peak memory, against the whole-array case (memory per Mpix extrapolated).
 
-Run: ``flock /tmp/minescape-heavy.lock .venv/bin/python bench/bench_lulc.py [--cases sites,whole,tiled-small,tile]``
-Scratch data lives in ``/tmp/minescape-bench-lulc`` (reused between runs).
+Run: ``python bench/bench_lulc.py [--cases sites,whole,tiled-small,tile] [--repeat N]`` (about 8 min idle on 2
+cores with the 10980^2 tile, made once in ~2 min), ``python bench/bench_lulc.py --quick`` (sites only, 2 rounds,
+~1 min). Scratch data lives in ``/tmp/minescape-bench-lulc`` (reused between runs).
 """
 
 from __future__ import annotations
@@ -20,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 SCRATCH = Path(os.environ.get("MINESCAPE_BENCH_DIR", "/tmp/minescape-bench-lulc"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 TILE = 10980
 SMALL = 2048
 
@@ -184,34 +186,52 @@ CASES = {
 
 
 def _child(name: str) -> None:
+    from measure import emit
+
     os.environ.setdefault("MINESCAPE_PROGRESS", "0")
-    res = CASES[name]()
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps(res))
+    emit(CASES[name]())
 
 
 def _run(name: str) -> dict:
-    env = {**os.environ, "MINESCAPE_PROGRESS": "0"}
-    proc = subprocess.run([sys.executable, __file__, "--child", name], capture_output=True, text=True, env=env)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        raise SystemExit(f"case {name} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][7:])
+    from measure import run_child
+
+    return run_child([sys.executable, __file__, "--child", name], env={"MINESCAPE_PROGRESS": "0"})
+
+
+def _median_of(runs: list[dict]) -> dict:
+    """Field by field median of runs' results (nested dicts too); ``_runs`` keeps every run."""
+    import statistics
+
+    out: dict = {}
+    for key, value in runs[0].items():
+        if isinstance(value, dict):
+            out[key] = _median_of([r[key] for r in runs])
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = statistics.median(r[key] for r in runs)
+        else:
+            out[key] = value
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="sites,whole,tiled-small,tile")
+    ap.add_argument("--repeat", type=int, default=3, help="alternating rounds (default 3)")
+    ap.add_argument("--quick", action="store_true", help="the sites case only, 2 rounds")
     ap.add_argument("--child")
     args = ap.parse_args()
     if args.child:
         _child(args.child)
         return
+    if args.quick:
+        args.cases, args.repeat = "sites", 2
+    from measure import fmt, machine_line
+
+    print(machine_line(), flush=True)
     SCRATCH.mkdir(parents=True, exist_ok=True)
     if not (SCRATCH / "region" / "region.json").exists():
         _region()
     wanted = args.cases.split(",")
-    results = {}
     for name in wanted:
         if name not in CASES:
             raise SystemExit(f"unknown case {name!r}; choose from {', '.join(CASES)}")
@@ -222,12 +242,23 @@ def main() -> None:
             _make_scene(TILE, SCRATCH / f"scene_{TILE}.tif")
             print(f"made the {TILE} x {TILE} x 10 uint16 scene in {time.perf_counter() - t0:.0f} s "
                   "(reused on later runs)", flush=True)
-        results[name] = _run(name)
-        print(f"{name}: {json.dumps(results[name])}", flush=True)
-    print("\n== mining LULC benchmark ==")
+    runs: dict[str, list[dict]] = {name: [] for name in wanted}
+    for rnd in range(args.repeat):  # cases alternate within each round
+        for name in wanted:
+            runs[name].append(_run(name))
+            print(f"round {rnd + 1} {name}: {json.dumps(runs[name][-1])}", flush=True)
+    results = {name: _median_of(rs) for name, rs in runs.items()}
+    print(f"\n== mining LULC benchmark: medians of {args.repeat} alternating rounds (min-max below) ==")
+    for name, rs in runs.items():
+        if name == "sites":
+            for k in ("rules", "rules+quicklook", "lightgbm"):
+                print(f"  sites {k:16s} {fmt([r[k]['sites_per_min'] for r in rs], ' sites/min', 1)}")
+        else:
+            print(f"  {name:22s} {fmt([r['mpix_per_s'] for r in rs], ' Mpix/s')}  peak "
+                  f"{fmt([r['peak_rss_mb'] for r in rs], ' MB', 0)}")
     if "sites" in results:
         s = results["sites"]
-        print(f"per-site chain ({s['sites']} sites, {s['site_grid_mpix']} Mpix of site grids):")
+        print(f"per-site chain ({s['sites']:.0f} sites, {s['site_grid_mpix']} Mpix of site grids):")
         for k in ("rules", "rules+quicklook", "lightgbm"):
             print(f"  {k:16s} {s[k]['sites_per_min']:7.1f} sites/min  {s[k]['mpix_per_s']:6.3f} Mpix/s "
                   f"({s[k]['seconds']:.1f} s)")

@@ -16,8 +16,18 @@ sites of 200 x 200 px (reported as sites/s and extrapolated to 80,000 sites). Fo
 area of every feature (a 20,000-feature sample on the tile) is compared with ``pyproj.Geod`` on the
 written geometry.
 
-Run: ``.venv/bin/python bench/bench_publish.py [--cases 4000,10980,sites] [--methods ...] [--repeat N]``
-(the big cases take minutes; wrap in ``flock /tmp/minescape-heavy.lock``).
+Every method runs ``--repeat`` times (default 3), alternating with the other methods, each in a fresh child;
+figures are medians with min and max. Peak memory is the child's own VmHWM (``bench/measure.py``; with worker
+processes, the summed RSS of the child and its workers), not the ``ru_maxrss`` a child inherits from its parent.
+The class maps are generated once and cached as ``.npy`` under /tmp, so a child's peak holds the map it works on
+but not the filters that made it.
+
+``publish_x2`` against ``publish`` is the "both cores" figure: on the sites case the sites are vectorised in two
+processes; the release is checked to be the same bytes.
+
+Run: ``python bench/bench_publish.py`` (all cases, about 25 min idle: the users' path on the 10980^2 map takes
+~3 min a run), ``python bench/bench_publish.py --cases 4000,sites`` (~6 min), or ``--quick`` (the 4000^2 map
+and 500 sites, 2 rounds, ~2 min).
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 CASES = {"4000": (4000, 11.0), "10980": (10980, 11.0)}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 N_SITES, SITE_PX = 2000, 200
 UTM = 32750
 ORIGIN = (600000.0, 7500000.0)
@@ -198,12 +209,28 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
+CACHE = Path(tempfile.gettempdir()) / "minescape-bench-publish"
+
+
+def cached_map(case: str) -> Path:
+    """The class map of a tile case as a ``.npy`` file (made once; the children load it)."""
+    n, sigma = CASES[case]
+    path = CACHE / f"class_map_{n}_{sigma:g}.npy"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, class_map(n, sigma))
+        tmp.replace(path)
+    return path
+
+
 def worker(case: str, method: str, n_sites: int = N_SITES) -> dict:
+    from measure import TreePeak
+
     if case == "sites":
         maps = site_maps(n_sites=n_sites)
     else:
-        n, sigma = CASES[case]
-        maps = [(class_map(n, sigma), ORIGIN)]
+        maps = [(np.load(cached_map(case)), ORIGIN)]
     import geopandas  # noqa: F401  (imports are not what we measure)
     import pyogrio  # noqa: F401
     import rasterio.features  # noqa: F401
@@ -218,76 +245,86 @@ def worker(case: str, method: str, n_sites: int = N_SITES) -> dict:
         t0 = time.perf_counter()
         c0 = _cpu_seconds()
         extra = {}
-        if method == "users":
-            n_poly = run_users(maps, out)
-        elif method == "shapes":
-            n_poly = run_shapes(maps, out)
-        elif method.startswith("publish"):
-            n_poly, files = run_publish(maps_dir, out, workers=2 if method == "publish_x2" else 1)
-        else:
-            n_poly, files = run_minescape(maps, out)
-        seconds = time.perf_counter() - t0
-        extra["cpu_seconds"] = _cpu_seconds() - c0
+        with TreePeak() as peak:
+            if method == "users":
+                n_poly = run_users(maps, out)
+            elif method == "shapes":
+                n_poly = run_shapes(maps, out)
+            elif method.startswith("publish"):
+                n_poly, files = run_publish(maps_dir, out, workers=2 if method == "publish_x2" else 1)
+                import hashlib
+
+                extra["release_sha256"] = hashlib.sha256(b"".join(
+                    hashlib.sha256(p.read_bytes()).digest() for p in sorted((out / "release").iterdir())
+                    if p.is_file())).hexdigest()
+            else:
+                n_poly, files = run_minescape(maps, out)
+            seconds = time.perf_counter() - t0
+        extra["cpu_seconds"] = max(_cpu_seconds() - c0, peak.cpu_seconds)  # with worker processes: theirs too
         if method in ("minescape", "publish", "publish_x2"):
             extra["files"] = len(files)
             extra["max_rel_area_err"] = area_check(files, 20000 if case == "10980" else None)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"case": case, "method": method, "seconds": seconds, "polygons": n_poly, "peak_mb": peak, **extra}
+    return {"case": case, "method": method, "seconds": seconds, "polygons": n_poly, "peak_mb": peak.peak_mb, **extra}
 
 
 def main() -> None:
+    from measure import fmt, machine_line, ratio
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="4000,10980,sites")
-    ap.add_argument("--methods", default="shapes,minescape,users")
+    ap.add_argument("--methods", default="shapes,minescape,users,publish,publish_x2")
     ap.add_argument("--sites", type=int, default=N_SITES, help="number of small sites (default 2000)")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per method, alternating; the fastest counts")
+    ap.add_argument("--repeat", type=int, default=3, help="alternating runs per method (default 3)")
+    ap.add_argument("--quick", action="store_true", help="4000^2 map and 500 sites, 2 rounds")
     ap.add_argument("--worker", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(*args.worker, n_sites=args.sites)))
         return
-    results: dict[tuple[str, str], dict] = {}
+    if args.quick:
+        args.cases, args.sites, args.repeat = "4000,sites", 500, 2
+    print(machine_line(), flush=True)
+    methods = args.methods.split(",")
     for case in args.cases.split(","):
-        for rep in range(args.repeat):  # methods alternate; the best of the repeats counts (noisy machines)
-            for method in args.methods.split(","):
+        if case != "sites":
+            cached_map(case)
+        runs: dict[str, list[dict]] = {m: [] for m in methods}
+        for rep in range(args.repeat):  # methods alternate within each round
+            for method in methods:
                 proc = subprocess.run([sys.executable, __file__, "--worker", case, method, "--sites", str(args.sites)],
-                                      capture_output=True, text=True, check=False)
+                                      capture_output=True, text=True, check=False, cwd=str(Path(__file__).parent))
                 if proc.returncode != 0:
                     print(f"{case} {method}: failed\n{proc.stderr[-2000:]}")
                     continue
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
-                best = results.get((case, method))
-                if best is None or r["seconds"] < best["seconds"]:
-                    results[case, method] = dict(r)
-                if best is not None:  # fastest wall time and fastest CPU time, each over the repeats
-                    results[case, method]["cpu_seconds"] = min(best["cpu_seconds"], r["cpu_seconds"])
+                runs[method].append(r)
                 line = (f"{case:>6} {method:<10} {r['seconds']:8.2f} s (cpu {r['cpu_seconds']:7.2f} s)  "
-                        f"{r['polygons']:>8,} polygons  "
-                        f"peak {r['peak_mb']:7.0f} MB")
+                        f"{r['polygons']:>8,} polygons  peak {r['peak_mb']:7.0f} MB")
                 if "max_rel_area_err" in r:
                     line += f"  files {r['files']}  max |area/Geod - 1| {r['max_rel_area_err']:.1e}"
-                print(line + (f"  (run {rep + 1}/{args.repeat})" if args.repeat > 1 else ""), flush=True)
-        ours, users, shapes = (results.get((case, m)) for m in ("minescape", "users", "shapes"))
-        if ours and users and shapes:
-            print(f"{case:>6} minescape is {users['seconds'] / ours['seconds']:.2f}x faster than the users' path "
-                  f"(goal >= 2.5x) and {ours['seconds'] / shapes['seconds']:.2f}x polygonize alone (goal <= 2x); "
-                  f"in CPU time {users['cpu_seconds'] / ours['cpu_seconds']:.2f}x and "
-                  f"{ours['cpu_seconds'] / shapes['cpu_seconds']:.2f}x")
-        for m in ("publish", "publish_x2"):
-            if (case, m) in results and shapes:
-                r = results[case, m]
-                print(f"{case:>6} {m} (end to end, {'2 processes' if m.endswith('x2') else '1 process'}): "
-                      f"{shapes['seconds'] / r['seconds'] * args.sites / shapes['seconds']:.0f} sites/s, "
-                      f"{r['seconds'] / shapes['seconds']:.2f}x polygonize alone" if case == "sites" else
-                      f"{case:>6} {m}: {r['seconds'] / shapes['seconds']:.2f}x polygonize alone")
-        if case == "sites" and ours:
-            rate = args.sites / ours["seconds"]
-            line = f" sites minescape {rate:.0f} sites/s -> 80,000 sites in {80000 / rate / 60:.1f} min"
-            if users:
-                line += f" (users' path: {80000 / (args.sites / users['seconds']) / 60:.1f} min)"
-            if shapes:
-                line += f" (polygonize alone: {80000 / (args.sites / shapes['seconds']) / 60:.1f} min)"
-            print(line)
+                print(line + f"  (round {rep + 1}/{args.repeat})", flush=True)
+        secs = {m: [r["seconds"] for r in rs] for m, rs in runs.items() if rs}
+        print(f"== {case}: median (min-max) of {args.repeat} alternating runs ==")
+        for m, rs in runs.items():
+            if rs:
+                print(f"{case:>6} {m:<10} {fmt(secs[m], ' s')}  peak {fmt([r['peak_mb'] for r in rs], ' MB', 0)}")
+        if {"minescape", "users", "shapes"} <= set(secs):
+            print(f"{case:>6} minescape vs the users' path: x{fmt(ratio(secs['users'], secs['minescape']))} faster "
+                  f"(goal >= 2.5); vs polygonize alone: x{fmt(ratio(secs['minescape'], secs['shapes']))} (goal <= 2)")
+        if {"publish", "users"} <= set(secs):
+            print(f"{case:>6} publish end to end vs the users' path: x{fmt(ratio(secs['users'], secs['publish']))} faster")
+        if {"publish", "publish_x2"} <= set(secs):
+            same = len({r["release_sha256"] for m in ("publish", "publish_x2") for r in runs[m]}) == 1
+            print(f"{case:>6} publish on 2 processes vs 1: x{fmt(ratio(secs['publish'], secs['publish_x2']))} "
+                  f"(goal >= 1.6 where sites run in parallel; one map is one site); same release bytes: {same}")
+            cpu1 = [r["cpu_seconds"] for r in runs["publish"]]
+            cpu2 = [r["cpu_seconds"] for r in runs["publish_x2"]]
+            print(f"{case:>6}   CPU seconds {fmt(cpu1, ' s', 1)} vs {fmt(cpu2, ' s', 1)} (parent + workers): at most "
+                  f"x{fmt([2 * a / b for a, b in zip(cpu1, cpu2)])} on two idle cores (load-independent bound)")
+        if case == "sites":
+            for m in ("minescape", "publish", "publish_x2", "users", "shapes"):
+                if m in secs:
+                    print(f" sites {m:<10} 80,000 sites in {fmt([80000 / (args.sites / t) / 60 for t in secs[m]], ' min', 1)}")
 
 
 if __name__ == "__main__":

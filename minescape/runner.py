@@ -65,8 +65,10 @@ class Executor:
         workers: worker processes of the local cluster.
         scheduler: scheduler address for the ``scheduler`` mode.
         run_dir: folder recording each unit's state so an interrupted run resumes (None: no record).
-        max_in_flight: units submitted but not finished at any time (default 4 per worker thread of the
+        max_in_flight: tasks submitted but not finished at any time (default 4 per worker thread of the
             cluster); bounds the client's memory whatever the number of units.
+        units_per_task: units run by one Dask task (default: up to 16, so that each worker thread still
+            gets at least 8 tasks); short units then do not pay the scheduler's few milliseconds each.
         allowed_failures: times a unit may be lost with a dying worker before it is reported as failed
             (the scheduler retries it on another worker meanwhile).
     """
@@ -77,11 +79,14 @@ class Executor:
     run_dir: Path | None = None
     max_in_flight: int | None = None
     allowed_failures: int = 3
+    units_per_task: int | None = None
 
     def __post_init__(self) -> None:
         check_choice(self.mode, MODES, what="executor mode")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1 (got {self.workers})")
+        if self.units_per_task is not None and self.units_per_task < 1:
+            raise ConfigError(f"units_per_task must be >= 1 (got {self.units_per_task})")
         if self.mode == "scheduler" and not self.scheduler:
             raise ConfigError("executor mode 'scheduler' needs a scheduler address (e.g. tcp://host:8786)")
         if self.run_dir is not None and not isinstance(self.run_dir, Path):
@@ -149,6 +154,11 @@ def execute_unit(unit: Unit, func: Callable[[Unit], Any]) -> dict[str, Any]:
     except Exception as exc:  # one bad unit must not stop the run
         return {"ok": False, "reason": failure_reason(exc), "seconds": time.perf_counter() - t0}
     return {"ok": True, "result": result, "seconds": time.perf_counter() - t0}
+
+
+def execute_units(units: Sequence[Unit], func: Callable[[Unit], Any]) -> list[dict[str, Any]]:
+    """:func:`execute_unit` for each of ``units`` in turn (one Dask task for several short units)."""
+    return [execute_unit(u, func) for u in units]
 
 
 def func_name(func: Callable) -> str:

@@ -74,14 +74,16 @@ def run_on_dask(
 ) -> None:
     """Run ``units`` on Dask; ``on_outcome(unit, outcome, attempts)`` is called in the client as each ends.
 
-    Outcomes are the dicts of :func:`minescape.runner.execute_unit`. Units are submitted in order with at
-    most ``executor.max_in_flight`` (default 4 per worker thread of the cluster) in flight.
+    Outcomes are the dicts of :func:`minescape.runner.execute_unit`. Units are submitted in order, several
+    per task (:func:`units_per_task`; a task whose worker died is split into one task per unit, so the
+    killer is found and the others run), with at most ``executor.max_in_flight`` tasks (default 4 per worker
+    thread of the cluster) in flight.
     """
     import dask
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
 
-    from minescape.runner import execute_unit
+    from minescape.runner import execute_units
 
     run_token = uuid.uuid4().hex[:8]
     config = {
@@ -93,19 +95,22 @@ def run_on_dask(
     with dask.config.set(config):
         client, cluster = _connect(executor)
         try:
-            pending = iter(enumerate(units))
-            owner: dict[Any, tuple[Unit, int, int, int]] = {}  # future -> (unit, index, attempts, kills)
+            threads = _total_threads(client, executor)
+            size = executor.units_per_task or units_per_task(len(units), threads)
+            chunks = [units[i:i + size] for i in range(0, len(units), size)]
+            pending = iter(enumerate(chunks))
+            owner: dict[Any, tuple[list[Unit], int, int, int]] = {}  # future -> (units, index, attempts, kills)
             # results are fetched in the event loop (with_results) and handled in batches: no per-task round trip
             done_iter = as_completed(loop=client.loop, with_results=True, raise_errors=False)
 
-            def submit(unit: Unit, index: int, attempt: int, killed: int = 0) -> None:
-                fut = client.submit(execute_unit, unit, func,
+            def submit(chunk: list[Unit], index: int | str, attempt: int, killed: int = 0) -> None:
+                fut = client.submit(execute_units, chunk, func,
                                     key=f"minescape-unit-{run_token}-{index}-{attempt}-{killed}", pure=False,
                                     retries=0)
-                owner[fut] = (unit, index, attempt, killed)
+                owner[fut] = (chunk, index, attempt, killed)
                 done_iter.add(fut)
 
-            window = executor.max_in_flight or max(2, 4 * _total_threads(client, executor))
+            window = executor.max_in_flight or max(2, 4 * threads)
             for _ in range(window):
                 item = next(pending, None)
                 if item is None:
@@ -113,28 +118,35 @@ def run_on_dask(
                 submit(item[1], item[0], 0)
             for batch in done_iter.batches():
                 for fut, value in batch:
-                    unit, index, attempt, killed = owner.pop(fut)
+                    chunk, index, attempt, killed = owner.pop(fut)
                     fut.release()
                     if isinstance(value, tuple) and len(value) == 3 and isinstance(value[1], BaseException):
                         value = value[1]  # an errored future gives (type, exception, traceback)
+                    if isinstance(value, KilledWorker) and len(chunk) > 1:
+                        # which unit killed the worker? each on its own, so bystanders run and a killer is named
+                        for k, unit in enumerate(chunk):
+                            submit([unit], f"{index}.{k}", attempt, 0)
+                        continue
                     if isinstance(value, KilledWorker):
                         if killed < KILLED_RETRIES:
-                            submit(unit, index, attempt, killed + 1)
+                            submit(chunk, index, attempt, killed + 1)
                             continue
                         deaths = (executor.allowed_failures + 1) * (KILLED_RETRIES + 1)
-                        value = {"ok": False, "seconds": 0.0, "reason": (
+                        value = [{"ok": False, "seconds": 0.0, "reason": (
                             f"the worker process died {deaths} times while running this "
-                            "unit (out of memory or a crash in native code?)")}
-                    elif isinstance(value, BaseException) or not isinstance(value, dict):
-                        # scheduler/connection trouble, not the unit's own error (execute_unit never raises)
+                            "unit (out of memory or a crash in native code?)")}]
+                    elif isinstance(value, BaseException) or not isinstance(value, list):
+                        # scheduler/connection trouble, not the units' own error (execute_unit never raises)
                         if attempt < CLIENT_RETRIES:
-                            submit(unit, index, attempt + 1, killed)
+                            submit(chunk, index, attempt + 1, killed)
                             continue
                         from minescape.runner import failure_reason
 
                         reason = failure_reason(value) if isinstance(value, BaseException) else repr(value)
-                        value = {"ok": False, "seconds": 0.0, "reason": f"lost by the cluster: {reason}"}
-                    on_outcome(unit, value, attempt + 1)
+                        value = [{"ok": False, "seconds": 0.0, "reason": f"lost by the cluster: {reason}"}] \
+                            * len(chunk)
+                    for unit, outcome in zip(chunk, value):
+                        on_outcome(unit, outcome, attempt + 1)
                     item = next(pending, None)
                     if item is not None:
                         submit(item[1], item[0], 0)
@@ -142,6 +154,16 @@ def run_on_dask(
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+MAX_UNITS_PER_TASK = 16
+TASKS_PER_THREAD = 8
+
+
+def units_per_task(n_units: int, threads: int) -> int:
+    """Units per Dask task: up to :data:`MAX_UNITS_PER_TASK`, keeping at least :data:`TASKS_PER_THREAD` tasks per
+    worker thread (load balance) — the scheduler's per-task cost (a few ms) is then paid once per chunk."""
+    return max(1, min(MAX_UNITS_PER_TASK, n_units // (TASKS_PER_THREAD * max(1, threads))))
 
 
 def _total_threads(client, executor: Executor) -> int:

@@ -28,7 +28,8 @@ from rasterio.windows import Window
 
 from minescape.errors import ConfigError, InputError, MissingInputError
 from minescape.geo.grid import Grid, aligned_window
-from minescape.geo.raster import Raster, open_raster
+from minescape.geo.handles import borrow
+from minescape.geo.raster import Raster
 
 
 @dataclass(frozen=True)
@@ -261,7 +262,7 @@ def open_scene(
         name_source = next(iter(files.values())).name
         nodata = DN_NODATA
     else:
-        with open_raster(path) as src:
+        with borrow(path) as src:
             names = _stack_band_names(src, path, band_names)
             band_files = {b: (path, i + 1) for i, b in enumerate(names)}
             nodata = src.nodata if src.nodata is not None else DN_NODATA
@@ -276,7 +277,7 @@ def open_scene(
         info = SceneInfo(date or info.date, info.level, baseline or info.baseline, info.tile, info.mission)
     ref = reference_band if reference_band in band_files else _finest_band(band_files)
     ref_path, ref_idx = band_files[ref]
-    with open_raster(ref_path) as src:
+    with borrow(ref_path) as src:
         if src.crs is None:
             raise InputError("scene has no CRS", path=ref_path)
         grid = Grid(src.crs, src.transform, src.width, src.height)
@@ -332,7 +333,7 @@ def read_stack(
         by_file.setdefault(scene.band_files[band][0], []).append(i)
     for path, positions in by_file.items():
         indexes = [scene.band_files[bands[i]][1] for i in positions]
-        with open_raster(path) as src:
+        with borrow(path) as src:  # one open per file and process (handle pool)
             if src.crs is None:
                 raise InputError("band file has no CRS", path=path)
             src_nodata = src.nodata if src.nodata is not None else scene.nodata

@@ -375,3 +375,25 @@ def test_status_tells_a_running_run_from_an_interrupted_one(tmp_path):
     with locked(run_dir):
         assert is_running(run_dir) and summarize(run_dir)["running"]
     assert not summarize(run_dir)["running"] and summarize(run_dir)["missing"] == ["a"]
+
+
+def test_several_units_per_task_same_bytes_and_killer_found(tiles, tmp_path):
+    """Units run 4 to a Dask task: identical outputs; a unit that kills its worker takes its task down, the
+    task is split into one task per unit, the bystanders complete and only the killer is reported."""
+    from minescape.runner_dask import units_per_task
+
+    assert units_per_task(240, 2) == 15 and units_per_task(20, 2) == 1 and units_per_task(10_000, 1) == 16
+    inproc = run_units(tiles("ref"), ndvi_tile)
+    units = tiles("dask")
+    units.insert(5, Unit("killer", {"crash_always": True, "out": str(tmp_path / "k.tif")}))
+    summary = run_units(units, fault_job, executor=Executor(mode="local", workers=2, allowed_failures=0,
+                                                           units_per_task=4))
+    assert list(summary.failed) == ["killer"]
+    assert "worker process died" in summary.failed["killer"]
+    assert len(summary.results) == 20 and not (tmp_path / "k.tif").exists()
+    assert digests(tmp_path / "dask") == digests(tmp_path / "ref")
+    assert list(summary.results) == [u.id for u in units if u.id != "killer"]
+    assert {k: v["mean_ndvi"] for k, v in summary.results.items()} == \
+        {k: v["mean_ndvi"] for k, v in inproc.results.items()}
+    with pytest.raises(ConfigError, match="units_per_task"):
+        Executor(units_per_task=0)

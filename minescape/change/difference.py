@@ -20,6 +20,7 @@ Two implementations give **identical masks**:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -32,7 +33,7 @@ from scipy import ndimage
 from minescape.atomic import atomic_write_text
 from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.grid import Grid, iter_tiles
-from minescape.geo.raster import Raster, open_writer, read_raster
+from minescape.geo.raster import Raster, open_writer
 from minescape.indices import INDICES, index_bands
 from minescape.legend import CHANGE
 
@@ -42,6 +43,7 @@ DIRECTIONS: tuple[str, ...] = ("both", "loss", "gain")
 THRESHOLDS: tuple[str, ...] = ("otsu", "fixed", "percentile")
 INDEX_SCORE_MAX = 3.0  # |SAVI(T2) - SAVI(T1)| <= 3 for reflectance in [0, 1]; normalized differences <= 2
 NBINS = 4096
+WINDOWS_PER_WORKER = 4  # automatic workers: one per this many windows (a worker process costs ~1 s to start)
 
 
 @dataclass(frozen=True)
@@ -311,7 +313,7 @@ DETECT_PX_PER_S = 1_000_000
 
 def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options: DetectOptions | None = None,
                  window: int = 1024, progress: bool = False, cache_mb: int = 64,
-                 coregister: bool = False, force: bool = False) -> DetectFiles:
+                 coregister: bool = False, force: bool = False, workers: int | None = 1) -> DetectFiles:
     """Streamed change detection of a pair on disk (T2 warped onto T1's grid, common footprint).
 
     With ``coregister``, date 2 is first moved onto date 1 by a sub-pixel translation estimated by phase
@@ -321,7 +323,10 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
 
     Memory is bounded by ``window`` (pixels per side), the bands of the method and ``cache_mb`` (GDAL's
     block cache, scoped to this call: left at GDAL's default of 5 % of RAM it grows with the scene), never by
-    the scene.
+    the scene; with ``workers`` > 1 each worker process holds its own windows and cache.
+
+    ``workers`` processes compute windows in parallel (see :mod:`minescape.parallel`); the three files are the
+    same bytes for any number of workers. None: one per 4 windows, up to every core this process may use.
 
     Writes (each atomically) ``change_mask.tif`` (uint8 0/1/255, CHANGE colour table),
     ``difference.tif`` (float32, NaN nodata; the signed index difference or the CVA magnitude) and
@@ -351,7 +356,7 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
         with rasterio.Env(GDAL_CACHEMAX=int(cache_mb) * 2**20):
             stats = detect_pair_streamed(pair, mask_path, diff_path, options=options, bands=bands,
                                          window=window, progress=progress, coregister=coregister,
-                                         t2_path=Path(t2))
+                                         t2_path=Path(t2), workers=workers, cache_mb=cache_mb)
     except BaseException as exc:
         diff_path.unlink(missing_ok=True)  # no output without its mask: the run owns out_dir
         if isinstance(exc, InputError) and "no valid pixel" in str(exc):
@@ -389,44 +394,97 @@ def all_nodata(path: Path) -> bool:
 
 def detect_pair_streamed(pair, mask_path: Path, diff_path: Path, *, options: DetectOptions,
                          bands: tuple[str, ...], window: int = 1024, progress: bool = False,
-                         coregister: bool = False, t2_path: Path | None = None) -> dict:
+                         coregister: bool = False, t2_path: Path | None = None, workers: int | None = 1,
+                         cache_mb: int = 64) -> dict:
     """The two streamed passes over a :class:`~minescape.change.pairs.Pair` (see module docs); with
-    ``coregister``, date 2 is shifted onto date 1 first (window by window, with a halo)."""
-    from rasterio.windows import transform as window_transform
+    ``coregister``, date 2 is shifted onto date 1 first (window by window, with a halo). ``workers``
+    processes compute windows in parallel; the outputs are the same bytes for any number."""
+    shift, shift_used, tags = None, None, None
+    if coregister:
+        from minescape.change.coregister import checked_shift, estimate_reader_shift, needs_shift
 
-    from minescape.change.pairs import open_datasets, read_pair
-
-    grid = pair.grid
-    with open_datasets() as handles:
-        def arrays(w):
-            t1, t2 = read_pair(pair, window=w, bands=bands, handles=handles)
-            return t1.data, t2.data
-
-        shift, tags = None, None
-        if coregister:
-            from minescape.change.coregister import checked_shift, estimate_reader_shift, needs_shift, shifted_reader
-
-            shape = (grid.height, grid.width)
-            shift = checked_shift(estimate_reader_shift(arrays, shape, bands), "pair", path=t2_path)
-            if needs_shift(shift):
-                arrays = shifted_reader(arrays, shape, shift)
-            tags = {"coregistration_shift_px": f"{shift[0]:.2f} {shift[1]:.2f}"}
-
-        def read_diff(w):
-            a1, a2 = arrays(w)
-            tr = window_transform(w, grid.transform)
-            return difference(Raster(a1, grid.crs, tr, np.nan, bands), Raster(a2, grid.crs, tr, np.nan, bands),
-                              options=options)
-
-        stats = _streamed(read_diff, grid, mask_path, diff_path, options=options, n_bands=len(bands),
-                          window=window, progress=progress, tags=tags)
+        grid = pair.grid
+        reader = _PairJob(pair, bands, options, None, cache_mb).reader()
+        shift = checked_shift(estimate_reader_shift(reader, (grid.height, grid.width), bands), "pair", path=t2_path)
+        shift_used = shift if needs_shift(shift) else None
+        tags = {"coregistration_shift_px": f"{shift[0]:.2f} {shift[1]:.2f}"}
+    job = _PairJob(pair, bands, options, shift_used, cache_mb)
+    stats = _streamed(job, pair.grid, mask_path, diff_path, options=options, n_bands=len(bands),
+                      window=window, progress=progress, tags=tags, workers=workers)
     stats["coregistration_shift_px"] = list(shift) if shift is not None else None
     return stats
 
 
-def _streamed(read_diff, grid: Grid, mask_path: Path, diff_path: Path, *, options: DetectOptions, n_bands: int,
-              window: int, progress: bool, tags: dict[str, str] | None = None) -> dict:
-    """Pass 1: difference by windows + histogram; pass 2: threshold + clean-up by haloed tiles."""
+@dataclass(frozen=True)
+class _PairJob:
+    """What a worker process needs to compute the difference of any window of a pair (picklable)."""
+
+    pair: object
+    bands: tuple[str, ...]
+    options: DetectOptions
+    shift: tuple[float, float] | None  # date 2 moved by this many px (rows, cols), or None
+    cache_mb: int
+
+    def reader(self):
+        """``Window -> (a1, a2)`` float32 arrays on the pair grid (date 2 shifted when ``shift`` is set)."""
+        from minescape.change.pairs import read_pair
+
+        def arrays(w):
+            t1, t2 = read_pair(self.pair, window=w, bands=self.bands)  # readers from the process's handle pool
+            return t1.data, t2.data
+
+        if self.shift is None:
+            return arrays
+        from minescape.change.coregister import shifted_reader
+
+        grid = self.pair.grid
+        return shifted_reader(arrays, (grid.height, grid.width), self.shift)
+
+
+def _diff_window(item: tuple[_PairJob, object, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 1 for one window: ``(difference, score histogram)``."""
+    import rasterio
+    from rasterio.windows import transform as window_transform
+
+    job, w, top = item
+    grid = job.pair.grid
+    with rasterio.Env(GDAL_CACHEMAX=int(job.cache_mb) * 2**20):
+        a1, a2 = job.reader()(w)
+    tr = window_transform(w, grid.transform)
+    diff = difference(Raster(a1, grid.crs, tr, np.nan, job.bands), Raster(a2, grid.crs, tr, np.nan, job.bands),
+                      options=job.options)
+    return diff, score_histogram(change_score(diff, options=job.options), top=top)
+
+
+def _mask_tile(item: tuple) -> tuple[np.ndarray, int, int, int, int]:
+    """Pass 2 for one haloed tile: ``(encoded core mask, changed, valid, loss, gain pixels)``."""
+    import rasterio
+
+    from minescape.geo.handles import borrow
+
+    diff_path, tile, shape, thr, options, n_min, cache_mb = item
+    r = tile.read
+    with rasterio.Env(GDAL_CACHEMAX=int(cache_mb) * 2**20), borrow(diff_path) as src:
+        d = src.read(1, window=r)
+    interior = (r.row_off > 0, r.row_off + r.height < shape[0], r.col_off > 0, r.col_off + r.width < shape[1])
+    score = change_score(d, options=options)
+    change = postprocess(score, thr, options=options, n_min=n_min, interior=interior)
+    c = tile.core_in_read
+    sl = (slice(c.row_off, c.row_off + c.height), slice(c.col_off, c.col_off + c.width))
+    core_change, core_valid, core_d = change[sl], np.isfinite(score[sl]), d[sl]
+    return (encode_mask(core_change, core_valid), int(core_change.sum()), int(core_valid.sum()),
+            int((core_change & (core_d < 0)).sum()), int((core_change & (core_d > 0)).sum()))
+
+
+def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, options: DetectOptions,
+              n_bands: int, window: int, progress: bool, tags: dict[str, str] | None = None,
+              workers: int | None = 1) -> dict:
+    """Pass 1: difference by windows + histogram; pass 2: threshold + clean-up by haloed tiles.
+
+    Windows are computed by ``workers`` processes (:func:`minescape.parallel.ordered_map`) and written here in
+    tile order, so the files are the same bytes for any number of workers.
+    """
+    from minescape.parallel import ordered_map, process_pool, workers_for
     from minescape.progress import make_progress
 
     if window < 16:
@@ -438,35 +496,35 @@ def _streamed(read_diff, grid: Grid, mask_path: Path, diff_path: Path, *, option
     n_min = min_pixels(options, grid)
     pad, _ = halo(options, n_min)
     tiles2 = list(iter_tiles(grid.width, grid.height, size=window, overlap=pad))
-    with make_progress(transient=True) as bar:
+    if workers is None:
+        workers = workers_for(len(tiles), per_worker=WINDOWS_PER_WORKER)
+    workers = max(1, min(int(workers), len(tiles)))
+    with make_progress(transient=True) as bar, \
+            (process_pool(workers) if workers > 1 else contextlib.nullcontext()) as pool:  # one pool, both passes
         task = bar.add_task("change: difference", total=len(tiles) + len(tiles2), extra="", visible=progress)
         with open_writer(diff_path, grid, count=1, dtype="float32", nodata=float("nan"), band_names=(name,),
-                         blocksize=256, tags=tags) as dst:
-            for tile in tiles:
-                diff = read_diff(tile.core)
+                         blocksize=256, tags=tags, threads=workers) as dst:
+            items = ((job, tile.core, top) for tile in tiles)
+            for tile, (diff, hist) in zip(tiles, ordered_map(_diff_window, items, workers=workers, pool=pool)):
                 dst.write(diff, 1, window=tile.core)
-                counts += score_histogram(change_score(diff, options=options), top=top)
+                counts += hist
                 bar.advance(task)
         thr = threshold_from_histogram(counts, top=top, options=options)
         bar.update(task, description="change: threshold + clean-up")
         n_change = n_valid = n_loss = n_gain = 0
+        shape = (grid.height, grid.width)
         with open_writer(mask_path, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE,
-                         blocksize=256, tags=tags) as dst:
-            for tile in tiles2:
-                d = read_raster(diff_path, window=tile.read).data[0]
-                r = tile.read
-                interior = (r.row_off > 0, r.row_off + r.height < grid.height,
-                            r.col_off > 0, r.col_off + r.width < grid.width)
-                score = change_score(d, options=options)
-                change = postprocess(score, thr, options=options, n_min=n_min, interior=interior)
-                c = tile.core_in_read
-                sl = (slice(c.row_off, c.row_off + c.height), slice(c.col_off, c.col_off + c.width))
-                core_change, core_valid, core_d = change[sl], np.isfinite(score[sl]), d[sl]
-                dst.write(encode_mask(core_change, core_valid), 1, window=tile.core)
-                n_change += int(core_change.sum())
-                n_valid += int(core_valid.sum())
-                n_loss += int((core_change & (core_d < 0)).sum())
-                n_gain += int((core_change & (core_d > 0)).sum())
+                         blocksize=256, tags=tags, threads=workers) as dst:
+            items = ((diff_path, tile, shape, thr, options, n_min, job.cache_mb) for tile in tiles2)
+            # a row of tiles per task: a worker's reader keeps the difference blocks its haloed tiles share
+            per_row = max(1, -(-grid.width // window))
+            results = ordered_map(_mask_tile, items, workers=workers, pool=pool, chunk=per_row, ahead=2 * workers)
+            for tile, (mask, nc, nv, nl, ng) in zip(tiles2, results):
+                dst.write(mask, 1, window=tile.core)
+                n_change += nc
+                n_valid += nv
+                n_loss += nl
+                n_gain += ng
                 bar.advance(task)
     return {
         "method": options.method, "direction": options.direction, "threshold_rule": options.threshold,

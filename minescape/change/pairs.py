@@ -100,8 +100,10 @@ def open_datasets() -> Iterator[dict]:
 
 
 def _open(path: Path, handles: dict | None):
-    if handles is None:
-        return contextlib.closing(open_raster(path))
+    if handles is None:  # the process's handle pool: one open per file and process, safe across threads
+        from minescape.geo.handles import borrow
+
+        return borrow(path)
     if path not in handles:
         handles[path] = open_raster(path)
     return contextlib.nullcontext(handles[path])

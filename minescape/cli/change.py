@@ -56,6 +56,10 @@ def detect(
     bbox: str | None = typer.Option(None, "--bbox", help="With --stac: area as west,south,east,north (degrees)."),
     year1: int | None = typer.Option(None, "--t1", help="With --stac: year of date 1 (e.g. 2017)."),
     year2: int | None = typer.Option(None, "--t2", help="With --stac: year of date 2 (e.g. 2024)."),
+    threads: int | None = typer.Option(None, "--threads",
+                                       help="Processes computing windows in parallel (default: one per 4 "
+                                            "windows, up to every core this process may use); the outputs are "
+                                            "the same bytes for any number."),
 ) -> None:
     """Change mask (0/1/255 with colour table) and difference raster of a pair, streamed by windows.
 
@@ -63,6 +67,7 @@ def detect(
     (OUT/composites/T1_<year>.tif, T2_<year>.tif and their clear counts), then compared as a pair.
     """
     from minescape.change.difference import DetectOptions, detect_files
+    from minescape.threads import resolve_threads
 
     if stac is not None:
         t1, t2, out = _stac_pair(paths, stac, collection, max_cloud, composite, min_clear, scl_mask, bbox, year1,
@@ -74,10 +79,11 @@ def detect(
     else:
         t1, t2, out = paths
 
+    workers = None if threads is None else resolve_threads(threads, what="--threads")
     options = DetectOptions(method=method, direction=direction, threshold=threshold, value=value,
                             opening=opening, closing=closing, min_area_m2=min_area, cva_bands=_bands(cva_bands))
     res = detect_files(t1, t2, out, options=options, window=window, progress=True, coregister=coregister,
-                       force=force)
+                       force=force, workers=workers)
     s = res.stats
     if s.get("coregistration_shift_px") is not None:
         dy, dx = s["coregistration_shift_px"]

@@ -28,11 +28,17 @@ def publish_cmd(
     connectivity: int = typer.Option(4, "--connectivity", help="Pixel connectivity of patches: 4 or 8."),
     extra_columns: bool = typer.Option(False, "--extra-columns", help="Also write site_id and region."),
     name: str = typer.Option("mining_lulc", "--name", help="Dataset name (prefix of every file)."),
-    workers: int = typer.Option(1, "--workers", help="Processes vectorising sites in parallel."),
+    workers: int = typer.Option(None, "--workers", help="Processes vectorising sites in parallel (default: one per "
+                                "200 sites, up to every core this process may use); the release is the same bytes "
+                                "for any number."),
 ) -> None:
     """Publish per-site class maps as regional ZIPs of GeoPackage shards with a manifest and README."""
     from minescape.progress import err_console
     from minescape.publish.release import publish
+    from minescape.threads import resolve_threads
+
+    if workers is not None:
+        workers = resolve_threads(workers, what="--workers")
 
     summary = publish(maps_dir, out, max_features=max_features, crs=crs, regions=regions, simplify=simplify,
                       connectivity=connectivity, extra_columns=extra_columns, name=name, workers=workers)

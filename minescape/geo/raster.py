@@ -186,21 +186,34 @@ def read_raster(
         fill_value: fill for boundless reads when the file has no nodata.
     """
     with open_raster(path) as src:
-        idx = list(bands) if bands is not None else list(range(1, src.count + 1))
-        try:
-            if boundless:
-                fill = src.nodata if src.nodata is not None else fill_value
-                data = src.read(idx, window=window, boundless=True, fill_value=fill)
-            else:
-                data = src.read(idx, window=window)
-        except RasterioIOError as exc:
-            raise InputError(f"corrupt or truncated raster ({str(exc).splitlines()[0][:120]})", path=path) from None
-        transform = src.window_transform(window) if window is not None else src.transform
-        descriptions = [src.descriptions[i - 1] for i in idx]
-        names = tuple(descriptions) if all(descriptions) else None
-        crs = src.crs
-        nodata = src.nodata
-    return Raster(data=data, crs=crs, transform=transform, nodata=nodata, band_names=names)
+        return read_window(src, bands=bands, window=window, boundless=boundless, fill_value=fill_value, path=path)
+
+
+def read_window(
+    src: rasterio.io.DatasetReader,
+    *,
+    bands: Sequence[int] | None = None,
+    window: Window | None = None,
+    boundless: bool = False,
+    fill_value: float | None = None,
+    path: str | Path | None = None,
+) -> Raster:
+    """:func:`read_raster` from an open reader (e.g. one from :func:`minescape.geo.handles.borrow`);
+    ``path`` names the file in errors."""
+    idx = list(bands) if bands is not None else list(range(1, src.count + 1))
+    try:
+        if boundless:
+            fill = src.nodata if src.nodata is not None else fill_value
+            data = src.read(idx, window=window, boundless=True, fill_value=fill)
+        else:
+            data = src.read(idx, window=window)
+    except RasterioIOError as exc:
+        raise InputError(f"corrupt or truncated raster ({str(exc).splitlines()[0][:120]})",
+                         path=path or src.name) from None
+    transform = src.window_transform(window) if window is not None else src.transform
+    descriptions = [src.descriptions[i - 1] for i in idx]
+    names = tuple(descriptions) if all(descriptions) else None
+    return Raster(data=data, crs=src.crs, transform=transform, nodata=src.nodata, band_names=names)
 
 
 def _profile(raster: Raster, *, tiled: bool, compress: str, blocksize: int, dtype) -> dict:
@@ -303,10 +316,13 @@ def open_writer(
     compress: str = "deflate",
     blocksize: int = 256,
     tags: dict[str, str] | None = None,
+    threads: int = 1,
 ) -> Iterator[rasterio.io.DatasetWriter]:
     """Open a tiled GeoTIFF for window-by-window writing; it appears under ``path`` only on success.
 
-    Use for outputs too large to hold in memory: ``dst.write(block, window=w)`` per window.
+    Use for outputs too large to hold in memory: ``dst.write(block, window=w)`` per window. ``threads`` > 1
+    compresses blocks in that many GDAL threads (GTiff ``NUM_THREADS``; blocks are still written in order, the
+    file is the same bytes).
     """
     fake = Raster(np.zeros((count, 1, 1), dtype=dtype), grid.crs, grid.transform, nodata)
     profile = _profile(fake, tiled=True, compress=compress, blocksize=blocksize, dtype=dtype)
@@ -315,6 +331,8 @@ def open_writer(
         profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
     if legend is not None and nodata is None:
         profile["nodata"] = legend.nodata
+    if threads > 1 and compress not in (None, "none"):
+        profile["num_threads"] = int(threads)
     with atomic_path(path) as tmp:
         with rasterio.Env(GDAL_PAM_ENABLED="NO"):
             with rasterio.open(tmp, "w", **profile) as dst:

@@ -6,15 +6,17 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import geopandas as gpd
 import numpy as np
-import pyogrio
 import shapely
 from pyproj import CRS, Geod
 
 from minescape.atomic import atomic_path
 from minescape.errors import InputError, MissingInputError
+
+if TYPE_CHECKING:  # geopandas and pyogrio are imported where a layer is read or written (~0.4 s)
+    import geopandas as gpd
 
 WGS84_GEOD = Geod(ellps="WGS84")
 # GDAL stamps the write time into ``gpkg_contents.last_change``; pinning it makes GPKG bytes reproducible.
@@ -24,6 +26,8 @@ GPKG_FIXED_DATE = "2000-01-01T00:00:00.000Z"
 @contextlib.contextmanager
 def gdal_config(**options: str) -> Iterator[None]:
     """Set GDAL config options for pyogrio's GDAL inside the block and restore them after."""
+    import pyogrio
+
     old = {k: pyogrio.get_gdal_config_option(k) for k in options}
     pyogrio.set_gdal_config_options(options)
     try:
@@ -41,6 +45,8 @@ def read_vector(path: str | Path, *, layer: str | int | None = None) -> gpd.GeoD
     path = Path(path)
     if not path.exists():
         raise MissingInputError("file not found", path=path)
+    import pyogrio  # (it imports geopandas and pandas: ~0.4 s, paid only where a layer is read)
+
     try:
         layers = [name for name, _ in pyogrio.list_layers(path)]
     except Exception as exc:  # pyogrio raises DataSourceError and friends
@@ -48,6 +54,8 @@ def read_vector(path: str | Path, *, layer: str | int | None = None) -> gpd.GeoD
     if layer is not None and isinstance(layer, str) and layer not in layers:
         raise InputError(f"no layer {layer!r}; layers are {layers}", path=path)
     try:
+        import geopandas as gpd
+
         gdf = gpd.read_file(path, layer=layer, engine="pyogrio")
     except Exception as exc:
         raise InputError(f"cannot read vector layer ({_first_line(exc)})", path=path) from None
@@ -82,6 +90,8 @@ def repair_geometries(gdf: gpd.GeoDataFrame, *, source: str = "layer") -> tuple[
                 dropped.append(f"{source}: feature {gdf.index[i]} has no area after repair; dropped")
         fixed.append(geom)
     out = gdf.copy()
+    import geopandas as gpd
+
     out = out.set_geometry(gpd.GeoSeries(fixed, index=gdf.index, crs=gdf.crs))
     return out[keep], dropped
 
@@ -102,6 +112,8 @@ def geodesic_area(geometries, crs: CRS | str | int = "EPSG:4326") -> np.ndarray:
 
     Geometries in another CRS are transformed to EPSG:4326 first.
     """
+    import geopandas as gpd
+
     geoms = gpd.GeoSeries(list(geometries), crs=crs)
     if geoms.crs is not None and not geoms.crs.equals(CRS.from_epsg(4326)):
         geoms = geoms.to_crs(4326)

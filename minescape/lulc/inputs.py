@@ -20,7 +20,7 @@ from rasterio.crs import CRS
 
 from minescape.errors import InputError, MissingInputError, NoOverlapError
 from minescape.geo.grid import Grid, bounds_in, reproject_to_grid
-from minescape.geo.raster import Raster, open_raster, read_raster
+from minescape.geo.raster import Raster, open_raster, read_window
 from minescape.jsonfile import read_json
 from minescape.sentinel2 import BAND_FILE, BANDS, Scene, SceneInfo, open_scene, parse_scene_name, read_stack
 from minescape.sites import Site, site_bounds_in
@@ -289,11 +289,9 @@ def clearest_scene(refs: Sequence[SceneRef], site: Site, year: int) -> tuple[Sce
     Returns:
         ``(scene, site_cloud_share, notes)``.
     """
-    covering: list[tuple[SceneRef, Scene]] = []
-    for ref in refs:
-        scene = ref.open()
-        if scene_covers(scene, site):
-            covering.append((ref, scene))
+    from minescape.lulc.scene_index import covering as covering_scenes
+
+    covering: list[tuple[SceneRef, Scene]] = covering_scenes(refs, site)  # footprint index, then exact test
     if not covering:
         raise NoOverlapError(f"site {site.id} is outside all {len(refs)} scenes")
     of_year = [(r, s) for r, s in covering if r.year == year]
@@ -301,17 +299,21 @@ def clearest_scene(refs: Sequence[SceneRef], site: Site, year: int) -> tuple[Sce
         years = sorted({r.year for r, _ in covering})
         raise InputError(f"site {site.id}: no scene of year {year} covers it (scenes of {years} do)")
     mask = site.mask()
-    ranked = []
+    ranked, probes = [], {}
     for ref, scene in of_year:
         if len(of_year) == 1:
             share = float("nan")
         else:
-            probe = read_stack_on(scene, site.grid, bands=["B02", "B11"])
+            probes[ref] = probe = read_stack_on(scene, site.grid, bands=["B02", "B11"])
             share = estimate_cloud(probe, mask)
         ranked.append((0.0 if np.isnan(share) else share, ref.cloud if ref.cloud is not None else 100.0,
                        ref.date, str(ref.source), ref, share))
     ranked.sort(key=lambda t: t[:4])
     best = ranked[0]
+    if best[4] in probes:  # load_stack reuses these bands instead of reading them again
+        from minescape.lulc.scene_index import remember_probe
+
+        remember_probe(best[4], site.grid, probes[best[4]])
     notes = [f"{len(of_year)} scene(s) of {year}; chose {best[4].source.name}"]
     return best[4], best[5], notes
 
@@ -324,7 +326,19 @@ def read_stack_on(scene: Scene, grid: Grid, *, bands: Sequence[str]) -> Raster:
 
 def load_stack(ref: SceneRef, site: Site, *, bands: Sequence[str]) -> Raster:
     """Reflectance of ``bands`` on the site grid (scenes in other CRSs are warped), NaN outside the site."""
-    stack = read_stack_on(ref.open(), site.grid, bands=bands)
+    from minescape.lulc.scene_index import describe, recall_probe
+
+    wanted = [b.upper() for b in bands]
+    known = recall_probe(ref, site.grid)  # bands the clearest-scene choice already read
+    if known is None or not set(known.band_names) & set(wanted):
+        stack = read_stack_on(describe(ref), site.grid, bands=wanted)
+    else:
+        rest = [b for b in wanted if b not in known.band_names]
+        part = read_stack_on(describe(ref), site.grid, bands=rest) if rest else None
+        merged = np.empty((len(wanted), *known.shape), dtype=np.float32)
+        for i, b in enumerate(wanted):
+            merged[i] = known.band(b) if b in known.band_names else part.band(b)
+        stack = Raster(merged, known.crs, known.transform, np.nan, tuple(wanted))
     data = stack.data
     data[:, ~site.mask()] = np.nan
     return stack
@@ -338,20 +352,23 @@ def dh_on_grid(dcm_dh: str | Path, grid: Grid, *, resampling: str = "bilinear", 
     """
     from rasterio.windows import Window
 
-    with open_raster(dcm_dh) as src:
+    from minescape.geo.handles import borrow
+
+    with borrow(dcm_dh) as src:  # one open per process (handle pool), not one per site
         if src.crs is None:
             raise InputError("DEM-change raster has no CRS", path=dcm_dh)
         dgrid = Grid(src.crs, src.transform, src.width, src.height)
         nodata = src.nodata
-    b = bounds_in(grid.bounds, grid.crs, CRS.from_user_input(dgrid.crs)) if dgrid.crs != grid.crs else grid.bounds
-    try:
-        win = dgrid.window_of_bounds(b)
-    except NoOverlapError:
-        raise NoOverlapError(f"{what} lies outside the DEM-change map", path=dcm_dh) from None
-    c0, r0 = max(0, int(win.col_off) - 2), max(0, int(win.row_off) - 2)
-    c1 = min(dgrid.width, int(win.col_off + win.width) + 2)
-    r1 = min(dgrid.height, int(win.row_off + win.height) + 2)
-    part = read_raster(dcm_dh, bands=[1], window=Window(c0, r0, c1 - c0, r1 - r0))
+        b = bounds_in(grid.bounds, grid.crs, CRS.from_user_input(dgrid.crs)) if dgrid.crs != grid.crs \
+            else grid.bounds
+        try:
+            win = dgrid.window_of_bounds(b)
+        except NoOverlapError:
+            raise NoOverlapError(f"{what} lies outside the DEM-change map", path=dcm_dh) from None
+        c0, r0 = max(0, int(win.col_off) - 2), max(0, int(win.row_off) - 2)
+        c1 = min(dgrid.width, int(win.col_off + win.width) + 2)
+        r1 = min(dgrid.height, int(win.row_off + win.height) + 2)
+        part = read_window(src, bands=[1], window=Window(c0, r0, c1 - c0, r1 - r0), path=dcm_dh)
     data = part.data.astype(np.float32)
     if nodata is not None and not np.isnan(nodata):
         data[part.data == nodata] = np.nan

@@ -29,6 +29,7 @@ import numpy as np
 import shapely
 from pyproj import CRS, Proj, Transformer
 
+from minescape.geo.crs import as_crs, transformer  # noqa: F401  (re-exported: publish's callers import them here)
 from minescape.geo.ragged import RaggedPolygons
 from minescape.geo.vector import geodesic_area
 
@@ -70,37 +71,7 @@ def xy_bounds(xy: np.ndarray) -> tuple[float, float, float, float]:
     return float(x.min()), float(y.min()), float(x.max()), float(y.max())
 
 
-def as_crs(crs) -> CRS:
-    """A pyproj CRS from a pyproj/rasterio CRS or user input, cached (parsing costs ~1 ms per call)."""
-    if isinstance(crs, CRS):
-        return crs
-    if hasattr(crs, "to_wkt"):
-        return _crs_from_wkt(crs.to_wkt())
-    return _crs_from_input(crs)
-
-
-@lru_cache(maxsize=256)
-def _crs_from_wkt(wkt: str) -> CRS:
-    return CRS.from_wkt(wkt)
-
-
-@lru_cache(maxsize=256)
-def _crs_from_input(value) -> CRS:
-    return CRS.from_user_input(value)
-
-
-_TRANSFORMERS: dict[tuple[str, str], Transformer] = {}
 _PROJS: dict[str, tuple[Proj, Transformer]] = {}
-
-
-def transformer(src: CRS, dst: CRS) -> Transformer:
-    """A cached ``always_xy`` Transformer (building one costs milliseconds; sites share few CRSs)."""
-    key = (src.srs, dst.srs)
-    if key not in _TRANSFORMERS:
-        if len(_TRANSFORMERS) > 256:
-            _TRANSFORMERS.clear()
-        _TRANSFORMERS[key] = Transformer.from_crs(src, dst, always_xy=True)
-    return _TRANSFORMERS[key]
 
 
 def _proj(crs: CRS) -> tuple[Proj, Transformer]:

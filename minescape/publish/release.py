@@ -197,19 +197,19 @@ def _site_job(site: SiteMap, **options) -> SiteFeatures | str:
         return str(exc)
 
 
+SITES_PER_WORKER = 200  # automatic workers: one per this many sites (a worker process costs ~1 s to start)
+
+
 @contextlib.contextmanager
 def _mapper(workers: int):
-    """An order-preserving ``map``: the builtin, or a process pool's with small chunks."""
+    """An order-preserving ``map``: the builtin, or :func:`minescape.parallel.ordered_map` over processes."""
     if workers == 1:
         yield map
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from minescape.parallel import ordered_map
 
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
-                                      else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        yield lambda fn, items: pool.map(fn, items, chunksize=4)
+    preload = ("numpy", "rasterio", "shapely", "pyproj", "pyogrio", "minescape.publish.release")
+    yield lambda fn, items: ordered_map(fn, items, workers=workers, chunk=4, preload=preload)
 
 
 class _ShardBuffer:
@@ -347,7 +347,7 @@ def publish(
     name: str = "mining_lulc",
     legend: Legend = MINING_LULC,
     progress: bool = True,
-    workers: int = 1,
+    workers: int | None = 1,
 ) -> ReleaseSummary:
     """Publish the class maps ``maps_dir/*.tif`` as a release in ``out`` (replaced atomically).
 
@@ -363,7 +363,8 @@ def publish(
         name: dataset name, the prefix of every file.
         legend: class legend (names in ``class_name``, colours of the QGIS style).
         progress: show a progress bar.
-        workers: processes vectorising sites in parallel (the output is the same for any number).
+        workers: processes vectorising sites in parallel (the output is the same for any number); None: one
+            per 200 sites, up to every core this process may use (:func:`minescape.parallel.workers_for`).
 
     Returns:
         A :class:`ReleaseSummary`; sites that could not be published are listed in ``skipped``
@@ -372,7 +373,7 @@ def publish(
     maps_dir, out = Path(maps_dir), Path(out)
     if max_features < 1:
         raise ConfigError(f"max_features must be >= 1 (got {max_features})")
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise ConfigError(f"workers must be >= 1 (got {workers})")
     if not all(c.isalnum() or c in "_-" for c in name) or not name:
         raise ConfigError(f"dataset name {name!r} must be letters, digits, '_' or '-'")
@@ -419,7 +420,11 @@ def publish(
                            extra=extra_columns, stats=stats)
         job = functools.partial(_site_job, legend=legend, crs=out_crs, simplify=simplify,
                                 connectivity=connectivity)
-        with make_progress() as bar, _mapper(workers) as mapper:
+        if workers is None:
+            from minescape.parallel import workers_for
+
+            workers = workers_for(len(sites), per_worker=SITES_PER_WORKER)
+        with make_progress() as bar, _mapper(min(workers, len(sites))) as mapper:
             task = bar.add_task("publishing sites", total=len(sites), extra="", visible=progress)
             for feats in mapper(job, sites):  # in input order whatever the number of workers
                 if isinstance(feats, str):
