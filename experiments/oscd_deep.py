@@ -58,9 +58,10 @@ sys.path.insert(0, str(ROOT))
 
 from minescape.change.coregister import coregister_pair  # noqa: E402
 from minescape.change.datasets import oscd_cities, read_oscd_city  # noqa: E402
-from minescape.change.infer import predict_arrays, torch_runner  # noqa: E402
-from minescape.change.models import load_model  # noqa: E402
-from minescape.change.train import (  # noqa: E402
+from minescape.change.deep.infer import predict_arrays  # noqa: E402
+from minescape.change.deep.model import load_model  # noqa: E402
+from minescape.change.deep.runner import torch_runner  # noqa: E402
+from minescape.change.deep.train import (  # noqa: E402
     TrainConfig,
     best_threshold,
     change_scores,
