@@ -9,7 +9,8 @@ window edges leave no seams. Two origin layouts exist, both here:
 * :func:`lattice_origins`: the windows of one global lattice (multiples of ``stride``) that touch a pixel
   range, so the blended value of a pixel does not depend on which output tile asks for it (``map predict``).
 
-Sizes and origins are in pixels of the grid being predicted.
+Sizes and origins are in pixels of the grid being predicted. This module needs numpy only (no GDAL), so the
+deep change package runs where the geo stack is not installed.
 """
 
 from __future__ import annotations
@@ -19,17 +20,22 @@ from typing import Literal
 import numpy as np
 
 from minescape.errors import ConfigError, check_choice
-from minescape.geo.grid import window_starts
 
 Taper = Literal["ramp", "hann"]
 TAPERS: tuple[str, ...] = ("ramp", "hann")
 
 
 def window_origins(n: int, *, size: int, stride: int) -> list[int]:
-    """Window origins along one axis of ``n`` pixels: every ``stride``, the last flush with the edge."""
+    """Window origins along one axis of ``n`` pixels: every ``stride`` pixels, the last one flush with the
+    edge (``[0]`` when ``n <= size``). Sizes in pixels. (:func:`minescape.geo.grid.window_starts` is this.)"""
     if size < 1 or stride < 1:
         raise ConfigError(f"window size and stride must be >= 1 pixel (got {size}, {stride})")
-    return window_starts(n, size=size, stride=stride)
+    if n <= size:
+        return [0]
+    starts = list(range(0, n - size + 1, stride))
+    if starts[-1] != n - size:
+        starts.append(n - size)
+    return starts
 
 
 def lattice_origins(start: int, end: int, n: int, *, size: int, stride: int) -> list[int]:
