@@ -92,7 +92,7 @@ def bench_inference(device: str, size: int, tile: int, smi: Path) -> list[dict]:
     """Network-only and end-to-end (``predict_arrays``) inference speed of an untrained 13-band FC-Siam-diff."""
     import torch
 
-    from minescape.change.deep.device import resolve_compute
+    from minescape.compute import resolve_compute
     from minescape.change.deep.infer import predict_arrays
     from minescape.change.deep.model import build_model
     from minescape.change.deep.runner import torch_runner
@@ -154,7 +154,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     import torch
 
-    from minescape.change.deep.device import resolve_compute
+    from minescape.compute import resolve_compute
     from minescape.change.deep.infer import predict_arrays
     from minescape.change.deep.model import load_model
     from minescape.change.deep.runner import torch_runner

@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
     ) -> None:
         """Train a change network; the decision threshold is chosen on validation data and stored."""
         from minescape.change.deep import train as T
-        from minescape.change.deep.device import resolve_compute
+        from minescape.compute import resolve_compute
         from minescape.sentinel2 import ALL_BANDS
 
         resolve_compute(device, precision, threads, cpu_auto_bf16=False)  # bad choices: one line, before reading
@@ -158,7 +158,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         """Predict a change probability GeoTIFF and a 0/1/255 change mask on the pair's grid.
 
         The model's stored normalisation (global or per-image) is applied."""
-        from minescape.change.deep.device import resolve_compute
+        from minescape.compute import resolve_compute
         from minescape.change.deep.infer import predict_scene
         from minescape.change.deep.model import load_model
 

@@ -103,7 +103,8 @@ def pixel_predictor(model, *, codes, n_bands: int, features: FeatureFn = raw_ban
     return Predictor(proba=proba, codes=codes, n_bands=n_bands, halo=halo, name=name)
 
 
-def unet_predictor(checkpoint, *, window: int = 256, stride: int | None = None, batch: int = 4) -> Predictor:
+def unet_predictor(checkpoint, *, window: int = 256, stride: int | None = None, batch: int = 4,
+                   compute=None) -> Predictor:
     """Wrap a :class:`~minescape.maps.train.Checkpoint` (or a path to one) for blended patch inference.
 
     Args:
@@ -111,32 +112,38 @@ def unet_predictor(checkpoint, *, window: int = 256, stride: int | None = None, 
         window: patch size in pixels.
         stride: lattice step in pixels (default ``window * 3 // 4``; must be <= ``window``).
         batch: windows per forward pass.
+        compute: device and precision (:func:`minescape.compute.resolve_compute`; default CPU, fp32).
     """
     import torch
 
+    from minescape.compute import Compute
     from minescape.maps.train import load_checkpoint, normalize
 
     ckpt = load_checkpoint(checkpoint) if isinstance(checkpoint, str | Path) else checkpoint
     stride = stride or max(1, window * 3 // 4)
     if not 0 < stride <= window:
         raise InputError(f"stride must be in 1..window ({window}); got {stride}")
-    net = ckpt.net
+    compute = compute or Compute()
+    dev = torch.device(compute.device)
+    net = ckpt.net.to(dev)
     net.eval()
     n_classes = len(ckpt.codes)
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode(), compute.autocast():
+            logits = net(torch.from_numpy(x).to(dev))
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
     def proba(block: np.ndarray) -> np.ndarray:
         if block.shape[0] != net.in_channels:
             raise InputError(f"U-Net expects {net.in_channels} bands but the imagery has {block.shape[0]}")
-        x = normalize(block, ckpt.mean, ckpt.std)
-        with torch.inference_mode():
-            return torch.softmax(net(torch.from_numpy(x)[None]), dim=1)[0].numpy()
+        return forward(normalize(block, ckpt.mean, ckpt.std)[None])[0]
 
     def proba_batch(blocks: np.ndarray) -> np.ndarray:
         x = np.stack([normalize(b, ckpt.mean, ckpt.std) for b in blocks])
         out = []
-        with torch.inference_mode():
-            for i in range(0, len(x), batch):
-                out.append(torch.softmax(net(torch.from_numpy(x[i:i + batch])), dim=1).numpy())
+        for i in range(0, len(x), batch):
+            out.append(forward(x[i:i + batch]))
         return np.concatenate(out).reshape(len(blocks), n_classes, *blocks.shape[2:])
 
     return Predictor(proba=proba, codes=tuple(ckpt.codes), n_bands=net.in_channels, window=window,

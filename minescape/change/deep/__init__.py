@@ -5,7 +5,7 @@ Modules (torch is imported only by the functions that need it, and at the top of
 * :mod:`.networks`   the network classes (FC-EF, FC-Siam-conc, FC-Siam-diff, siam-att), module level;
 * :mod:`.model`      the :class:`~.model.ChangeModel` value, ``build_model``, weights-only ``save``/``load``;
 * :mod:`.norm`       input normalisation (global or per-image);
-* :mod:`.device`     device, precision and threads, decided in one place;
+* :mod:`minescape.compute` (core, shared with the maps U-Net) decides device, precision and threads;
 * :mod:`.batches`    training batches built on the device (crops, flips, rotations, date swap, jitter);
 * :mod:`.train`      training, validation, threshold choice, checkpoints;
 * :mod:`.runner`     a network on tiles (torch or onnxruntime, flips in one batch), ensembles;

@@ -14,7 +14,7 @@ def run(ctx) -> list[str]:
     """Train (seconds), predict, export; returns lines saying what was written and how good it is."""
     import torch
 
-    from minescape.change.deep.device import Compute
+    from minescape.compute import Compute
     from minescape.change.deep.infer import predict_scene
     from minescape.change.deep.model import load_model
     from minescape.change.deep.onnx_backend import export_onnx

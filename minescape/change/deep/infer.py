@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minescape.change.deep.device import Compute
+from minescape.compute import Compute
 from minescape.change.deep.model import ChangeModel
 from minescape.change.deep.norm import NORMS, StatsAccumulator, normalise, normalise_pair
 from minescape.change.deep.runner import Member, Runner, check_ensemble, tile_probability, torch_runner
@@ -113,7 +113,7 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
         tile, overlap: tile size and overlap in pixels (tile a multiple of 16; the pair must hold one tile).
         threshold: decision threshold; default the mean of the models' thresholds.
         backend: ``torch`` or ``onnx`` (onnxruntime; ``onnx_paths`` or ``<model>.onnx`` beside each model).
-        compute: device, precision and threads (:func:`minescape.change.deep.device.resolve_compute`).
+        compute: device, precision and threads (:func:`minescape.compute.resolve_compute`).
         tta: average 4 flips per tile (default: when a model's threshold was chosen that way).
         coregister: move date 2 onto date 1 by a sub-pixel shift estimated on the central 1024 x 1024
             window (:mod:`minescape.change.coregister`); default: when a model was trained so.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minescape.change.deep.device import Compute
+from minescape.compute import Compute
 from minescape.change.deep.model import STRIDE, ChangeModel
 from minescape.errors import InputError
 

@@ -79,7 +79,7 @@ class TrainConfig:
     coregister: bool = False  # the samples' date 2 was co-registered (recorded; predict then does the same)
 
     def __post_init__(self) -> None:
-        from minescape.change.deep.device import DEVICES, PRECISIONS
+        from minescape.compute import DEVICES, PRECISIONS
         from minescape.change.deep.model import ARCHITECTURES
         from minescape.change.deep.norm import NORMS
 
@@ -415,7 +415,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
 
     from minescape.atomic import atomic_write_bytes, atomic_write_text
     from minescape.change.deep.batches import make_batch
-    from minescape.change.deep.device import resolve_compute
+    from minescape.compute import resolve_compute
     from minescape.change.deep.model import ChangeModel, build_model, load_payload, save_model, torch_bytes
     from minescape.change.deep.model_card import write_model_card
     from minescape.progress import make_progress
