@@ -143,7 +143,10 @@ def main() -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--arch", default="fc-ef")
+    ap.add_argument("--arch", default="fc-ef", help="one network, or several comma-separated: each is trained "
+                                                     "per fold and scored alone and as an ensemble (mean prob.)")
+    ap.add_argument("--skip-inference", action="store_true")
+    ap.add_argument("--skip-final", action="store_true")
     ap.add_argument("--fold-seconds", type=float, default=24.0)
     ap.add_argument("--final-seconds", type=float, default=40.0)
     ap.add_argument("--deadline", type=float, default=420.0, help="skip what would end after this (s)")
@@ -169,45 +172,57 @@ def main() -> None:
     sampler = smi_sampler(smi) if compute.device == "cuda" else None
     results: dict = {"env": env, "config": vars(args)}
     try:
-        results["inference"] = bench_inference(compute.device, 192 if args.tiny else 4096,
-                                               64 if args.tiny else 1024, smi)
+        if not args.skip_inference:
+            results["inference"] = bench_inference(compute.device, 192 if args.tiny else 4096,
+                                                   64 if args.tiny else 1024, smi)
+        archs = args.arch.split(",")
         cities = load_cities(Path(args.data), args.tiny)
-        cfg = TrainConfig(arch=args.arch, crop=32 if args.tiny else 128, batch_size=4 if args.tiny else 32,
+        cfg = TrainConfig(arch=archs[0], crop=32 if args.tiny else 128, batch_size=4 if args.tiny else 32,
                           epochs=2 if args.tiny else 10_000, steps_per_epoch=3 if args.tiny else 150,
                           lr=1e-3, lr_schedule="epochs" if args.tiny else "time",
                           max_minutes=None if args.tiny else args.fold_seconds / 60, patience=10_000, ema=0.99,
                           jitter=0.1, seed=0, val_tile=64 if args.tiny else 1024, device=args.device,
                           precision="auto")
-        folds, pooled = {}, [0, 0, 0]
+        names = archs + (["ensemble"] if len(archs) > 1 else [])
+        folds: dict = {n: {} for n in names}
+        pooled = {n: [0, 0, 0] for n in names}
         for city in cities:
-            if time.perf_counter() - start + args.fold_seconds + 10 > args.deadline:
+            if time.perf_counter() - start + len(archs) * args.fold_seconds + 10 > args.deadline:
                 print("deadline: skipping fold", city, flush=True)
                 continue
-            w0 = time.time()
             tr, va = holdout_split([s for c, s in cities.items() if c != city], fraction=0.1)
-            res = train(tr, va, out / "folds" / city, bands=BANDS, config=cfg,
-                        training_data={"fold": city})
-            model = load_model(res.model_path)
             test = cities[city]
-            prob = predict_arrays(torch_runner(model.net, compute), test.t1, test.t2, mean=model.mean,
-                                  std=model.std, tile=64 if args.tiny else 1024, overlap=16 if args.tiny else 64,
-                                  tta=True)
-            ok = (test.label != 255) & np.isfinite(prob)
-            s = change_scores(prob[ok] >= 0.5, test.label[ok] == 1)
-            log = json.loads(res.log_path.read_text())
-            folds[city] = {"precision": s["precision"], "recall": s["recall"], "f1": s["f1"], "tp": s["tp"],
-                           "fp": s["fp"], "fn": s["fn"], "steps": log["steps_this_run"],
-                           "steps_per_second": log["steps_per_second"], "train_seconds": log["train_seconds"],
-                           "peak_gpu_memory_mb": log.get("peak_gpu_memory_mb"), "val_f1": res.val_f1,
-                           **smi_summary(smi, w0, time.time())}
-            pooled = [pooled[0] + s["tp"], pooled[1] + s["fp"], pooled[2] + s["fn"]]
-            print("fold", city, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in folds[city].items()},
-                  flush=True)
-            results["loo"] = {"folds": folds, "pooled_f1": 2 * pooled[0] / max(2 * pooled[0] + pooled[1] + pooled[2], 1),
-                              "pooled_precision": pooled[0] / max(pooled[0] + pooled[1], 1),
-                              "pooled_recall": pooled[0] / max(pooled[0] + pooled[2], 1)}
+            probs = {}
+            for arch in archs:
+                w0 = time.time()
+                res = train(tr, va, out / "folds" / city / arch, bands=BANDS,
+                            config=TrainConfig(**{**cfg.__dict__, "arch": arch}), training_data={"fold": city})
+                model = load_model(res.model_path)
+                probs[arch] = predict_arrays(torch_runner(model.net, compute), test.t1, test.t2, mean=model.mean,
+                                             std=model.std, tile=64 if args.tiny else 1024,
+                                             overlap=16 if args.tiny else 64, tta=True)
+                log = json.loads(res.log_path.read_text())
+                folds[arch][city] = {"steps": log["steps_this_run"], "steps_per_second": log["steps_per_second"],
+                                     "train_seconds": log["train_seconds"],
+                                     "peak_gpu_memory_mb": log.get("peak_gpu_memory_mb"), "val_f1": res.val_f1,
+                                     **smi_summary(smi, w0, time.time())}
+            if len(archs) > 1:
+                probs["ensemble"] = np.mean([probs[a] for a in archs], axis=0)
+                folds["ensemble"][city] = {}
+            for name in names:
+                ok = (test.label != 255) & np.isfinite(probs[name])
+                sc = change_scores(probs[name][ok] >= 0.5, test.label[ok] == 1)
+                folds[name][city].update({k: sc[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")})
+                pooled[name] = [pooled[name][0] + sc["tp"], pooled[name][1] + sc["fp"], pooled[name][2] + sc["fn"]]
+                print("fold", city, name, {k: (round(v, 3) if isinstance(v, float) else v)
+                                           for k, v in folds[name][city].items()}, flush=True)
+            results["loo"] = {n: {"folds": folds[n],
+                                  "pooled_f1": 2 * pooled[n][0] / max(2 * pooled[n][0] + pooled[n][1] + pooled[n][2], 1),
+                                  "pooled_precision": pooled[n][0] / max(pooled[n][0] + pooled[n][1], 1),
+                                  "pooled_recall": pooled[n][0] / max(pooled[n][0] + pooled[n][2], 1)}
+                              for n in names}
             (out / "results.json").write_text(json.dumps(results, indent=2))
-        if time.perf_counter() - start + args.final_seconds + 10 < args.deadline:
+        if not args.skip_final and time.perf_counter() - start + args.final_seconds + 10 < args.deadline:
             tr, va = holdout_split(list(cities.values()), fraction=0.1)
             final = train(tr, va, out / "final", bands=BANDS,
                           config=TrainConfig(**{**cfg.__dict__, "max_minutes": None if args.tiny else
@@ -219,7 +234,8 @@ def main() -> None:
             sampler.terminate()
         results["wall_seconds"] = round(time.perf_counter() - start, 1)
         (out / "results.json").write_text(json.dumps(results, indent=2))
-    print("pooled F1", results.get("loo", {}).get("pooled_f1"), "wall", results["wall_seconds"], flush=True)
+    print("pooled F1", {n: round(v["pooled_f1"], 3) for n, v in results.get("loo", {}).items()},
+          "wall", results["wall_seconds"], flush=True)
 
 
 if __name__ == "__main__":

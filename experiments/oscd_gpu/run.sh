@@ -8,7 +8,7 @@ mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, numpy; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 python3 oscd_gpu/run.py --data oscd10.npz --out "$OUT/run" --fold-seconds "${FOLD_SECONDS:-22}" \
-    --final-seconds "${FINAL_SECONDS:-30}" --deadline "${DEADLINE:-400}" 2>&1 \
+    --final-seconds "${FINAL_SECONDS:-30}" --deadline "${DEADLINE:-400}" "$@" 2>&1 \
     | grep -v "━" | tee "$OUT/log.txt"
 # bring back what fits (8 files at most, 2 folders deep): results, log, GPU samples, the final model and card
 cp "$OUT/run/results.json" "$OUT/run/smi.csv" "$OUT/" 2>/dev/null

@@ -51,7 +51,7 @@ def make_batch(scenes: Sequence[DeviceScene], weights: np.ndarray, rng: np.rando
     """
     import torch
 
-    xs1, xs2, labs = [], [], []
+    draws = []  # per crop: scene, row, col, rotation, flip, swap, jitter gains/offsets (same order as ever)
     for _ in range(batch):
         k = int(rng.choice(len(scenes), p=weights))
         s = scenes[k]
@@ -65,25 +65,51 @@ def make_batch(scenes: Sequence[DeviceScene], weights: np.ndarray, rng: np.rando
         else:
             r = int(rng.integers(0, max(1, h - size + 1)))
             c = int(rng.integers(0, max(1, w - size + 1)))
-        pad = (s.x1.shape[-1] - w) // 2
-        win = (slice(r + pad, r + pad + size), slice(c + pad, c + pad + size))
-        x1, x2, lab = s.x1[(slice(None),) + win], s.x2[(slice(None),) + win], s.label[win]
         k_rot = int(rng.integers(4))
         flip = bool(rng.integers(2))
-        if k_rot:
-            x1, x2, lab = (torch.rot90(a, k_rot, dims=(-2, -1)) for a in (x1, x2, lab))
-        if flip:
-            x1, x2, lab = (torch.flip(a, dims=(-1,)) for a in (x1, x2, lab))
-        if swap_dates and rng.integers(2):
-            x1, x2 = x2, x1
+        swap = bool(swap_dates and rng.integers(2))
+        jit = None
         if jitter > 0:
-            ch = x1.shape[0]
-            g = torch.from_numpy((1.0 + jitter * rng.standard_normal((2, ch, 1, 1))).astype(np.float32))
-            o = torch.from_numpy((jitter * rng.standard_normal((2, ch, 1, 1))).astype(np.float32))
-            g, o = g.to(x1.device), o.to(x1.device)
-            x1 = x1 * g[0] + o[0]
-            x2 = x2 * g[1] + o[1]
-        xs1.append(x1)
-        xs2.append(x2)
-        labs.append(lab)
-    return torch.stack(xs1), torch.stack(xs2), torch.stack(labs)
+            ch = s.x1.shape[0]
+            jit = (1.0 + jitter * rng.standard_normal((2, ch, 1, 1)), jitter * rng.standard_normal((2, ch, 1, 1)))
+        draws.append((k, r, c, k_rot, flip, swap, jit))
+    dev = scenes[0].x1.device
+    ch = scenes[0].x1.shape[0]
+    x1 = torch.empty((batch, ch, size, size), dtype=scenes[0].x1.dtype, device=dev)
+    x2 = torch.empty_like(x1)
+    lab = torch.empty((batch, size, size), dtype=scenes[0].label.dtype, device=dev)
+    ar = torch.arange(size, device=dev)
+    for k in sorted({d[0] for d in draws}):  # one gather per scene for all its crops
+        idx = [i for i, d in enumerate(draws) if d[0] == k]
+        s = scenes[k]
+        pad = (s.x1.shape[-1] - s.width) // 2
+        rows = torch.tensor([draws[i][1] + pad for i in idx], device=dev)[:, None] + ar  # (n, S)
+        cols = torch.tensor([draws[i][2] + pad for i in idx], device=dev)[:, None] + ar
+        sel = torch.tensor(idx, device=dev)
+        ri, ci = rows[:, :, None], cols[:, None, :]
+        x1[sel] = s.x1[:, ri, ci].permute(1, 0, 2, 3)
+        x2[sel] = s.x2[:, ri, ci].permute(1, 0, 2, 3)
+        lab[sel] = s.label[ri, ci]
+    for k_rot in range(4):  # rotations and flips: one operation per group of crops that share them
+        for flip in (False, True):
+            idx = [i for i, d in enumerate(draws) if d[3] == k_rot and d[4] == flip]
+            if not idx or (k_rot == 0 and not flip):
+                continue
+            sel = torch.tensor(idx, device=dev)
+            for t in (x1, x2, lab):
+                part = t[sel]
+                if k_rot:
+                    part = torch.rot90(part, k_rot, dims=(-2, -1))
+                if flip:
+                    part = torch.flip(part, dims=(-1,))
+                t[sel] = part
+    swap = torch.tensor([d[5] for d in draws], device=dev)
+    if bool(swap.any()):
+        m = swap[:, None, None, None]
+        x1, x2 = torch.where(m, x2, x1), torch.where(m, x1, x2)
+    if jitter > 0:
+        g = torch.from_numpy(np.stack([d[6][0] for d in draws]).astype(np.float32)).to(dev)  # (B, 2, C, 1, 1)
+        o = torch.from_numpy(np.stack([d[6][1] for d in draws]).astype(np.float32)).to(dev)
+        x1 = x1 * g[:, 0] + o[:, 0]
+        x2 = x2 * g[:, 1] + o[:, 1]
+    return x1, x2, lab

@@ -57,7 +57,10 @@ def tile_probability(runner: Runner, x1: np.ndarray, x2: np.ndarray, *, tta: boo
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-z.astype(np.float64)))).astype(np.float32)
+    """Logistic function in float32 (scipy's ``expit``: no overflow, ~1e-7 from float64)."""
+    from scipy.special import expit
+
+    return expit(np.asarray(z, np.float32))
 
 
 @dataclass(frozen=True)
