@@ -16,13 +16,37 @@ Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (N,C,H,W) x2 normalis
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))  # identity, horizontal, vertical, both
 
 
+def fold_batchnorm(net):
+    """A copy of ``net`` for inference with every ``Conv2d`` directly followed by a ``BatchNorm2d`` (inside an
+    ``nn.Sequential``) merged into one convolution (the BN becomes ``Identity``): the same function in eval
+    mode (to ~1e-6 in fp32), one pass over the activations less per layer."""
+    import copy
+
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net = copy.deepcopy(net).eval()
+    for module in net.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module.children())
+        for i in range(len(children) - 1):
+            conv, bn = children[i], children[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
+                module[i] = fuse_conv_bn_eval(conv, bn)
+                module[i + 1] = nn.Identity()
+    return net
+
+
 def torch_runner(net, compute: Compute | None = None) -> Runner:
-    """A runner calling ``net`` without gradients on ``compute``'s device and precision (channels_last)."""
+    """A runner calling ``net`` without gradients on ``compute``'s device and precision (channels_last), with
+    its batch normalisations folded into the convolutions before them (:func:`fold_batchnorm`; ``net`` itself
+    is left as it is)."""
     import torch
 
     compute = compute or Compute()
     dev = torch.device(compute.device)
-    net = net.eval().to(dev, memory_format=torch.channels_last)
+    net = fold_batchnorm(net).to(dev, memory_format=torch.channels_last)
 
     def run(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
         with torch.inference_mode(), compute.autocast():

@@ -109,3 +109,29 @@ def test_bad_choices_list_valid_values():
         build_model("unet3000", 4)
     with pytest.raises(ConfigError, match="at least one"):
         build_model("fc-ef", 0)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_batchnorm_folding_keeps_the_function(arch):
+    import torch
+    from torch import nn
+
+    from minescape.change.deep.runner import fold_batchnorm
+
+    torch.manual_seed(0)
+    net = build_model(arch, 4)
+    net.train()
+    with torch.no_grad():  # non-trivial running statistics, as after training
+        for _ in range(3):
+            net(torch.randn(2, 4, 32, 32) * 3 + 1, torch.randn(2, 4, 32, 32))
+    net.eval()
+    folded = fold_batchnorm(net)
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    left = sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert n_bn > 10 and left == 0  # every BN follows a convolution and was folded
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == n_bn  # the original is untouched
+    x1, x2 = torch.randn(1, 4, 48, 32), torch.randn(1, 4, 48, 32)
+    with torch.no_grad():
+        ref, out = net(x1, x2), folded(x1, x2)
+    assert ref.abs().max() > 1e-3
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
