@@ -54,15 +54,17 @@ def make_pair(size: int, folder: Path, rows: int | None = None) -> tuple[Path, P
 
 
 def _model(arch: str, bands, folder: Path) -> Path:
+    import numpy as np
     import torch
 
-    from minescape.change.models import build_model, save_model
+    from minescape.change.deep.model import ChangeModel, build_model, save_model
 
     path = folder / f"{arch}_{len(bands)}.pt"
     if not path.exists():
         torch.manual_seed(0)
-        save_model(path, build_model(arch, len(bands)), arch=arch, bands=bands, mean=[0.1] * len(bands),
-                   std=[0.05] * len(bands), threshold=0.5)
+        save_model(path, ChangeModel(net=build_model(arch, len(bands)), arch=arch, bands=tuple(bands),
+                                     mean=np.full(len(bands), 0.1, np.float32),
+                                     std=np.full(len(bands), 0.05, np.float32), threshold=0.5))
     return path
 
 
@@ -71,8 +73,9 @@ def run_case(case: str, args) -> dict:
     import numpy as np
     import torch
 
-    from minescape.change.infer import predict_arrays, predict_scene, torch_runner
-    from minescape.change.models import load_model
+    from minescape.change.deep.infer import predict_arrays, predict_scene
+    from minescape.change.deep.model import load_model
+    from minescape.change.deep.runner import torch_runner
 
     torch.set_num_threads(args.threads)
     out = WORK / "out" / case

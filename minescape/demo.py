@@ -21,7 +21,7 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("mining land use/land cover", "minescape.lulc.demo"),
     ("publish and inspect the release", "minescape.publish.demo"),
     ("index change detection", "minescape.change.demo"),
-    ("deep change detection", "minescape.change.demo_deep"),
+    ("deep change detection", "minescape.change.deep.demo"),
     ("large-area map", "minescape.maps.demo"),
     ("executor and resume", "minescape.runner_demo"),
     ("offline report", "minescape.webreport.demo"),

@@ -168,7 +168,7 @@ def shifted_reader(read: Callable, shape: tuple[int, int], shift: tuple[float, f
 
 
 def estimate_source_shift(source, bands: Sequence[str], *, max_size: int = 1024) -> tuple[float, float]:
-    """:func:`estimate_reader_shift` for a ``minescape.change.infer.PairSource``."""
+    """:func:`estimate_reader_shift` for a :class:`minescape.change.pairs.PairSource`."""
     return estimate_reader_shift(source.read, (source.grid.height, source.grid.width), bands, max_size=max_size)
 
 

@@ -228,3 +228,94 @@ def read_on_grid(path: str | Path, grid: Grid, *, window: Window | None = None, 
 
 def _aligned(src: rasterio.io.DatasetReader, target: Grid) -> Window | None:
     return aligned_window(src.crs, src.transform, target)
+
+
+# ------------------------------------------------------------------------------- windowed pair sources
+@dataclass(frozen=True)
+class PairSource:
+    """A pair read window by window on one grid: ``read(window) -> (a1, a2)``, each ``(C, h, w)`` float32
+    reflectance with NaN nodata (each date's own for reflectance stacks, so a co-registration shift can move
+    date 2's; the common mask for scenes). ``kind`` says what was opened (for messages)."""
+
+    grid: Grid
+    read: object  # Callable[[Window], tuple[np.ndarray, np.ndarray]]
+    kind: str
+
+
+def band_indexes(wanted: Sequence[str], file_bands: Sequence[str | None], count: int, path) -> list[int]:
+    """1-based band indexes of ``wanted`` in a GeoTIFF (by description, else by count).
+
+    Raises InputError naming the file when the imagery lacks a band.
+    """
+    names = [b for b in file_bands if b]
+    if len(names) == count:
+        missing = [b for b in wanted if b not in names]
+        if missing:
+            raise InputError(f"model needs bands {list(wanted)} but the imagery has {names} "
+                             f"(missing {missing})", path=path)
+        return [names.index(b) + 1 for b in wanted]
+    if count != len(wanted):
+        raise InputError(f"model needs {len(wanted)} bands {list(wanted)} but the imagery has {count} "
+                         "unnamed bands", path=path)
+    return list(range(1, count + 1))
+
+
+def _is_reflectance_stack(path: Path) -> bool:
+    if path.is_dir():
+        return False
+    with open_raster(path) as src:
+        return bool(np.issubdtype(np.dtype(src.dtypes[0]), np.floating))
+
+
+def open_pair_source(t1: str | Path, t2: str | Path, bands: Sequence[str], *,
+                     handles: dict | None = None) -> PairSource:
+    """Open a pair for windowed reading of ``bands`` (the deep change reader; the index method's is
+    :func:`open_pair`, which this uses for scenes).
+
+    Float GeoTIFF stacks are reflectance (bands found by description, else by count) and must share one grid;
+    anything else is a Sentinel-2 scene (stack file or band folder, e.g. OSCD's ``imgs_1/``) opened with
+    :func:`open_pair` and read with :func:`read_pair` (DN -> reflectance, date 2 warped onto the pair grid).
+
+    Args:
+        handles: an :func:`open_datasets` cache kept open for the reads (faster for many windows).
+
+    Raises:
+        MissingInputError: a path does not exist.
+        InputError: the imagery lacks a band (naming the file and both band lists).
+        CRSMismatchError: two reflectance stacks on different grids.
+    """
+    from minescape.errors import CRSMismatchError, MissingInputError
+
+    t1, t2 = Path(t1), Path(t2)
+    for p in (t1, t2):
+        if not p.exists():
+            raise MissingInputError("image not found", path=p)
+    if _is_reflectance_stack(t1) and _is_reflectance_stack(t2):
+        with open_raster(t1) as s1, open_raster(t2) as s2:
+            if (s1.width, s1.height) != (s2.width, s2.height) or s1.transform != s2.transform or s1.crs != s2.crs:
+                raise CRSMismatchError(f"date 2 is not on date 1's grid ({s2.width}x{s2.height} vs "
+                                       f"{s1.width}x{s1.height}, or another transform/CRS); align the pair first",
+                                       path=t2)
+            idx = (band_indexes(bands, s1.descriptions, s1.count, t1),
+                   band_indexes(bands, s2.descriptions, s2.count, t2))
+            grid = Grid(crs=s1.crs, transform=s1.transform, width=s1.width, height=s1.height)
+            nod = (s1.nodata, s2.nodata)
+
+        def read_float(window: Window) -> tuple[np.ndarray, np.ndarray]:
+            out = []
+            for path, ix, nd in ((t1, idx[0], nod[0]), (t2, idx[1], nod[1])):
+                with _open(path, handles) as src:
+                    a = src.read(ix, window=window).astype(np.float32)
+                if nd is not None and not np.isnan(nd):
+                    a[a == nd] = np.nan
+                out.append(a)
+            return out[0], out[1]
+
+        return PairSource(grid, read_float, "reflectance stacks")
+    pair = open_pair(t1, t2, bands=bands)
+
+    def read_scenes(window: Window) -> tuple[np.ndarray, np.ndarray]:
+        r1, r2 = read_pair(pair, window=window, handles=handles)
+        return r1.data, r2.data
+
+    return PairSource(pair.grid, read_scenes, "Sentinel-2 scenes")

@@ -1,7 +1,7 @@
-"""``minescape change train|predict|export``: deep change networks (Siamese CNNs on CPU).
+"""``minescape change train|predict|export``: deep change networks (Siamese CNNs on CPU or CUDA).
 
 Registered into the ``change`` group by :mod:`minescape.cli.change`. torch is imported inside the commands so
-``minescape --help`` stays fast. The commands only parse options and call :mod:`minescape.change`.
+``minescape --help`` stays fast. The commands only parse options and call :mod:`minescape.change.deep`.
 """
 
 from __future__ import annotations
@@ -19,13 +19,10 @@ def _list(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
-def _threads(n: int | None) -> None:
-    if n is not None:
-        if n < 1:
-            raise ConfigError(f"--threads must be >= 1 (got {n})")
-        import torch
-
-        torch.set_num_threads(n)
+DEVICE_HELP = "auto (CUDA when torch sees a GPU), cpu or cuda."
+PRECISION_HELP = ("fp32, bf16 (autocast) or auto: bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX) "
+                  "for predict; on CUDA only for train.")
+THREADS_HELP = "torch/onnxruntime threads (default: the cores this process may use)."
 
 
 def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined in one place
@@ -67,7 +64,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         max_minutes: Optional[float] = typer.Option(None, help="Stop after this much training time."),
         seed: int = typer.Option(0, help="Random seed (same seed and data, same model)."),
         resume: bool = typer.Option(False, help="Continue from OUT/checkpoint.pt."),
-        threads: Optional[int] = typer.Option(None, help="torch.set_num_threads."),
+        threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
+        device: str = typer.Option("auto", help=DEVICE_HELP),
+        precision: str = typer.Option("auto", help=PRECISION_HELP),
         coregister: bool = typer.Option(False, help="Move each pair's date 2 onto date 1 by its sub-pixel shift "
                                                     "(phase correlation) before training; stored, so predict "
                                                     "does the same (--oscd, --t1/--t2)."),
@@ -75,10 +74,11 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
                                                "offset of this size (normalised units, e.g. 0.1; 0 = off)."),
     ) -> None:
         """Train a change network; the decision threshold is chosen on validation data and stored."""
-        from minescape.change import train as T
+        from minescape.change.deep import train as T
+        from minescape.compute import resolve_compute
         from minescape.sentinel2 import ALL_BANDS
 
-        _threads(threads)
+        resolve_compute(device, precision, threads, cpu_auto_bf16=False)  # bad choices: one line, before reading
         sources = [x is not None for x in (oscd, patches, t1)]
         if sum(sources) != 1:
             raise ConfigError("give exactly one training source: --oscd, --patches or --t1/--t2/--truth")
@@ -126,24 +126,29 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         cfg = T.TrainConfig(arch=arch, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, crop=crop,
                             lr=lr, lr_epochs=lr_epochs, lr_schedule=lr_schedule, loss=loss, patience=patience,
                             max_minutes=max_minutes, seed=seed, threads=threads, norm=norm, ema=ema, tta=tta,
-                            jitter=jitter, coregister=coregister)
+                            jitter=jitter, coregister=coregister, device=device, precision=precision)
         res = T.train(samples, val, out, bands=band_list, config=cfg, resume=resume, training_data=data)
         typer.echo(f"wrote {res.model_path} and {res.card_path.name}: {arch}, {len(band_list)} bands, "
                    f"{res.epochs_run} epochs (best {res.best_epoch}), validation F1 {res.val_f1:.3f} at "
-                   f"threshold {res.threshold:.2f}, {res.seconds:.0f} s")
+                   f"threshold {res.threshold:.2f}, {res.seconds:.0f} s on {res.compute}")
 
     @app.command("predict")
     @handle_errors
     def predict_cmd(
-        model: Path = typer.Argument(..., help="model.pt written by `minescape change train`."),
+        model: str = typer.Argument(..., help="model.pt written by `minescape change train`; several, "
+                                              "comma-separated, form an ensemble that averages probabilities.",
+                                    metavar="MODEL[,MODEL...]"),
         t1: Path = typer.Argument(..., help="Date 1: reflectance GeoTIFF stack or Sentinel-2 scene."),
         t2: Path = typer.Argument(..., help="Date 2 (same kind; scenes are warped onto date 1's grid)."),
         out: Path = typer.Argument(..., help="Output folder: change_probability.tif, change_mask.tif."),
-        tile: int = typer.Option(256, help="Tile size in pixels (multiple of 16)."),
+        tile: int = typer.Option(512, help="Tile size in pixels (multiple of 16)."),
         overlap: int = typer.Option(32, help="Tile overlap in pixels (blended)."),
-        threshold: Optional[float] = typer.Option(None, help="Decision threshold (default: the model's)."),
+        threshold: Optional[float] = typer.Option(None, help="Decision threshold (default: the model's; for an "
+                                                             "ensemble the mean of the models')."),
         backend: str = typer.Option("torch", help="torch or onnx (needs `minescape change export` first)."),
-        threads: Optional[int] = typer.Option(None, help="torch.set_num_threads / onnxruntime threads."),
+        threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
+        device: str = typer.Option("auto", help=DEVICE_HELP),
+        precision: str = typer.Option("auto", help=PRECISION_HELP),
         tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Average 4 flips per tile (default: "
                                                                         "as the model's threshold was chosen)."),
         coregister: Optional[bool] = typer.Option(None, "--coregister/--no-coregister",
@@ -153,15 +158,21 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         """Predict a change probability GeoTIFF and a 0/1/255 change mask on the pair's grid.
 
         The model's stored normalisation (global or per-image) is applied."""
-        from minescape.change.infer import predict_scene
+        from minescape.compute import resolve_compute
+        from minescape.change.deep.infer import predict_scene
+        from minescape.change.deep.model import load_model
 
-        _threads(threads)
-        res = predict_scene(model, t1, t2, out / "change_probability.tif", out / "change_mask.tif", tile=tile,
-                            overlap=overlap, threshold=threshold, backend=backend, threads=threads, tta=tta,
+        compute = resolve_compute(device, precision, threads)
+        paths = [Path(p.strip()) for p in model.split(",") if p.strip()]
+        models = [load_model(p) for p in paths]
+        res = predict_scene(models, t1, t2, out / "change_probability.tif", out / "change_mask.tif", tile=tile,
+                            overlap=overlap, threshold=threshold, backend=backend, compute=compute, tta=tta,
                             coregister=coregister)
         moved = "" if res.shift is None else f", date 2 moved by ({res.shift[0]:+.2f}, {res.shift[1]:+.2f}) px"
+        ens = f", ensemble of {res.models} models" if res.models > 1 else ""
         typer.echo(f"wrote {res.mask} and {res.probability.name}: {res.pixels} pixels in {res.tiles} tiles, "
-                   f"threshold {res.threshold:.2f}, {res.changed_fraction:.2%} changed{moved}")
+                   f"threshold {res.threshold:.2f}, {res.changed_fraction:.2%} changed{moved}{ens} "
+                   f"[{compute.describe() if backend == 'torch' else 'onnxruntime'}]")
 
     @app.command("export")
     @handle_errors
@@ -171,9 +182,10 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         tolerance: float = typer.Option(1e-4, help="Largest allowed torch/onnxruntime logit difference."),
     ) -> None:
         """Export a model to ONNX and check onnxruntime against torch."""
-        from minescape.change.models import load_model
-        from minescape.change.onnx_backend import export_onnx, max_abs_difference
+        from minescape.change.deep.model import load_model
+        from minescape.change.deep.onnx_backend import export_onnx, max_abs_difference, require
 
+        require("onnx")  # before loading anything: one line when the optional package is missing
         m = load_model(model)
         path = export_onnx(m, out, tolerance=tolerance)
         typer.echo(f"wrote {path}: max |torch - onnxruntime| = {max_abs_difference(m, path):.1e} (tolerance "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import typer
@@ -34,8 +35,13 @@ def predict(
     stride: int = typer.Option(0, help="Window lattice step in pixels (0 = 3/4 of the window)."),
     force: bool = typer.Option(False, "--force", help="Run even when the image is estimated to take longer "
                                                       "than 24 h (the estimate is printed first)."),
+    device: str = typer.Option("auto", help="auto (CUDA when torch sees a GPU), cpu or cuda."),
+    precision: str = typer.Option("fp32", help="fp32, bf16 (autocast) or auto (bf16 on CUDA and on CPUs with "
+                                               "native bf16)."),
+    threads: Optional[int] = typer.Option(None, help="torch threads (default: the cores this process may use)."),
 ) -> None:
     """Classify IMAGE tile by tile with blended overlapping windows and write a COG with overviews."""
+    from minescape.compute import resolve_compute
     from minescape.limits import check_positive
     from minescape.maps.tiled import predict_plan, predict_tiled, unet_predictor
     from minescape.maps.train import load_checkpoint
@@ -43,9 +49,10 @@ def predict(
     check_positive(tile, "--tile (core tile size in pixels)")
     check_positive(window, "--window (pixels)", minimum=8)
     check_positive(stride, "--stride (pixels; 0 = 3/4 of the window)", minimum=0)
+    compute = resolve_compute(device, precision, threads)
     err_console.print(predict_plan(image, force=force).line(str(image)), markup=False, highlight=False)
     ckpt = load_checkpoint(model)
-    res = predict_tiled(image, unet_predictor(ckpt, window=window, stride=stride or None), out,
+    res = predict_tiled(image, unet_predictor(ckpt, window=window, stride=stride or None, compute=compute), out,
                         legend=ckpt.legend, tile=tile, force=force)
     shares = ", ".join(f"{ckpt.legend.name_of(c)} {n}" for c, n in res.class_pixels.items())
     typer.echo(f"wrote {res.path} ({res.width}x{res.height} px, {res.tiles} tiles; pixels: {shares}; "
@@ -65,20 +72,25 @@ def train(
     self_train: bool = typer.Option(True, help="Run one self-training round relabelling confident pixels."),
     confidence: float = typer.Option(0.9, help="Minimum probability to relabel a pixel in self-training."),
     seed: int = typer.Option(0, help="Random seed (same seed, same weights)."),
+    device: str = typer.Option("auto", help="auto (CUDA when torch sees a GPU), cpu or cuda."),
+    precision: str = typer.Option("auto", help="fp32, bf16 (autocast) or auto (bf16 on CUDA, fp32 on a CPU)."),
 ) -> None:
     """Train a U-Net on high-resolution IMAGE from low-resolution label products (low-to-high)."""
+    from minescape.compute import resolve_compute
     from minescape.geo.raster import read_raster
     from minescape.legend import get_legend
     from minescape.maps.train import TrainConfig, save_checkpoint
     from minescape.maps.weak import train_weak
 
+    resolve_compute(device, precision, 1, cpu_auto_bf16=False)  # a bad choice: one line before reading anything
     lg = get_legend(legend)
     img = read_raster(image)
     if img.nodata is not None and not np.isnan(img.nodata):
         img = img.with_data(np.where(img.data == img.nodata, np.nan, img.data.astype(np.float32)), nodata=np.nan,
                             band_names=img.band_names)
     products = [read_raster(p) for p in labels]
-    res = train_weak(img, products, lg, config=TrainConfig(epochs=epochs, steps_per_epoch=steps, seed=seed),
+    res = train_weak(img, products, lg, config=TrainConfig(epochs=epochs, steps_per_epoch=steps, seed=seed, device=device,
+                                                        precision=precision),
                      self_training=self_train, confidence=confidence, names=[str(p) for p in labels])
     save_checkpoint(res.model, out)
     typer.echo(f"wrote {out} (labels agree on {res.agreement_share:.1%} of pixels; self-training relabelled "

@@ -242,14 +242,10 @@ def sliding_windows(
 
 
 def window_starts(n: int, *, size: int, stride: int) -> list[int]:
-    """Window origins along one axis of ``n`` pixels: every ``stride`` pixels, the last one flush with the
-    edge (``[0]`` when ``n <= size``). Sizes in pixels."""
-    if n <= size:
-        return [0]
-    starts = list(range(0, n - size + 1, stride))
-    if starts[-1] != n - size:
-        starts.append(n - size)
-    return starts
+    """Window origins along one axis of ``n`` pixels (:func:`minescape.geo.blend.window_origins`)."""
+    from minescape.geo.blend import window_origins
+
+    return window_origins(n, size=size, stride=stride)
 
 
 def aligned_window(src_crs: CRS | None, src_transform: Affine, target: Grid) -> Window | None:

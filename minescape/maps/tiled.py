@@ -9,8 +9,9 @@ A :class:`Predictor` turns a block of imagery ``(bands, rows, cols)`` into class
   whole-raster prediction exactly (no seams).
 * patch models (:func:`unet_predictor`): a segmentation network applied on windows of ``window`` pixels laid
   on one global lattice (every ``stride`` pixels from the raster origin). Overlapping windows are blended
-  with a smooth (Hann) weight. Each output tile reads every lattice window touching its core, so the
-  blended value of a pixel does not depend on the tile it falls in: no seams at tile edges.
+  with a smooth (Hann) weight by the one tiled-inference engine (:mod:`minescape.geo.blend`, which change
+  prediction uses too). Each output tile reads every lattice window touching its core, so the blended value
+  of a pixel does not depend on the tile it falls in: no seams at tile edges.
 
 Memory is bounded by the tile size (``tile`` + halo, times the number of classes), never by the raster.
 The output is first streamed window by window to a tiled GeoTIFF (``open_writer``), then converted by GDAL's
@@ -29,6 +30,7 @@ from rasterio.windows import Window
 
 from minescape.atomic import atomic_path
 from minescape.errors import InputError
+from minescape.geo.blend import Blender, lattice_origins, taper_2d
 from minescape.geo.grid import Grid, iter_tiles
 from minescape.geo.raster import open_raster, open_writer
 from minescape.legend import Legend
@@ -101,7 +103,8 @@ def pixel_predictor(model, *, codes, n_bands: int, features: FeatureFn = raw_ban
     return Predictor(proba=proba, codes=codes, n_bands=n_bands, halo=halo, name=name)
 
 
-def unet_predictor(checkpoint, *, window: int = 256, stride: int | None = None, batch: int = 4) -> Predictor:
+def unet_predictor(checkpoint, *, window: int = 256, stride: int | None = None, batch: int = 4,
+                   compute=None) -> Predictor:
     """Wrap a :class:`~minescape.maps.train.Checkpoint` (or a path to one) for blended patch inference.
 
     Args:
@@ -109,32 +112,38 @@ def unet_predictor(checkpoint, *, window: int = 256, stride: int | None = None, 
         window: patch size in pixels.
         stride: lattice step in pixels (default ``window * 3 // 4``; must be <= ``window``).
         batch: windows per forward pass.
+        compute: device and precision (:func:`minescape.compute.resolve_compute`; default CPU, fp32).
     """
     import torch
 
+    from minescape.compute import Compute
     from minescape.maps.train import load_checkpoint, normalize
 
     ckpt = load_checkpoint(checkpoint) if isinstance(checkpoint, str | Path) else checkpoint
     stride = stride or max(1, window * 3 // 4)
     if not 0 < stride <= window:
         raise InputError(f"stride must be in 1..window ({window}); got {stride}")
-    net = ckpt.net
+    compute = compute or Compute()
+    dev = torch.device(compute.device)
+    net = ckpt.net.to(dev)
     net.eval()
     n_classes = len(ckpt.codes)
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode(), compute.autocast():
+            logits = net(torch.from_numpy(x).to(dev))
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
     def proba(block: np.ndarray) -> np.ndarray:
         if block.shape[0] != net.in_channels:
             raise InputError(f"U-Net expects {net.in_channels} bands but the imagery has {block.shape[0]}")
-        x = normalize(block, ckpt.mean, ckpt.std)
-        with torch.inference_mode():
-            return torch.softmax(net(torch.from_numpy(x)[None]), dim=1)[0].numpy()
+        return forward(normalize(block, ckpt.mean, ckpt.std)[None])[0]
 
     def proba_batch(blocks: np.ndarray) -> np.ndarray:
         x = np.stack([normalize(b, ckpt.mean, ckpt.std) for b in blocks])
         out = []
-        with torch.inference_mode():
-            for i in range(0, len(x), batch):
-                out.append(torch.softmax(net(torch.from_numpy(x[i:i + batch])), dim=1).numpy())
+        for i in range(0, len(x), batch):
+            out.append(forward(x[i:i + batch]))
         return np.concatenate(out).reshape(len(blocks), n_classes, *blocks.shape[2:])
 
     return Predictor(proba=proba, codes=tuple(ckpt.codes), n_bands=net.in_channels, window=window,
@@ -153,11 +162,6 @@ class PredictSummary:
     nodata_pixels: int
 
 
-def _hann(n: int) -> np.ndarray:
-    w = np.sin(np.pi * (np.arange(n) + 0.5) / n) ** 2
-    return (w + 1e-3).astype(np.float32)
-
-
 def _valid_and_fill(block: np.ndarray, nodata, fill: tuple[float, ...] | None) -> tuple[np.ndarray, np.ndarray]:
     data = block.astype(np.float32, copy=False)
     valid = np.isfinite(data).all(axis=0)
@@ -171,21 +175,10 @@ def _valid_and_fill(block: np.ndarray, nodata, fill: tuple[float, ...] | None) -
     return data, valid
 
 
-def _lattice(start: int, end: int, n: int, window: int, stride: int) -> list[int]:
-    """Lattice window starts (multiples of ``stride``, < ``n``) whose window touches ``[start, end)``."""
-    k0 = max(0, -(-(start - window + 1) // stride))
-    out = []
-    k = k0
-    while k * stride < end and k * stride < n:
-        out.append(k * stride)
-        k += 1
-    return out
-
-
 def _predict_patch_tile(src, pred: Predictor, core: Window, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     r0, c0, h, w = int(core.row_off), int(core.col_off), int(core.height), int(core.width)
-    rows = _lattice(r0, r0 + h, src.height, pred.window, pred.stride)
-    cols = _lattice(c0, c0 + w, src.width, pred.window, pred.stride)
+    rows = lattice_origins(r0, r0 + h, src.height, size=pred.window, stride=pred.stride)
+    cols = lattice_origins(c0, c0 + w, src.width, size=pred.window, stride=pred.stride)
     R0, C0 = rows[0], cols[0]
     H, W = rows[-1] + pred.window - R0, cols[-1] + pred.window - C0
     region = Window(C0, R0, W, H)
@@ -195,9 +188,8 @@ def _predict_patch_tile(src, pred: Predictor, core: Window, n_classes: int) -> t
     inside[: max(0, min(H, src.height - R0)), : max(0, min(W, src.width - C0))] = True
     data, valid = _valid_and_fill(block, src.nodata, pred.fill)
     valid &= inside
-    acc = np.zeros((n_classes, H, W), dtype=np.float32)
-    weight = np.zeros((H, W), dtype=np.float32)
-    taper = np.outer(_hann(pred.window), _hann(pred.window))
+    blend = Blender(n_classes, H, W)
+    taper = taper_2d(pred.window, pred.window, kind="hann")
     s = pred.window
     starts = [(r - R0, c - C0) for r in rows for c in cols]
     batcher = pred.proba_batch
@@ -206,10 +198,9 @@ def _predict_patch_tile(src, pred: Predictor, core: Window, n_classes: int) -> t
         blocks = np.stack([data[:, r:r + s, c:c + s] for r, c in chunk])
         probs = batcher(blocks) if batcher else np.stack([pred.proba(b) for b in blocks])
         for (r, c), p in zip(chunk, probs, strict=True):
-            acc[:, r:r + s, c:c + s] += p * taper
-            weight[r:r + s, c:c + s] += taper
+            blend.add(p, r, c, taper)
     rr, cc = r0 - R0, c0 - C0
-    core_acc = acc[:, rr:rr + h, cc:cc + w] / weight[rr:rr + h, cc:cc + w]
+    core_acc = blend.result(slice(rr, rr + h), slice(cc, cc + w))
     return core_acc, valid[rr:rr + h, cc:cc + w]
 
 

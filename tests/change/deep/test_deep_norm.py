@@ -8,18 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from minescape.change.infer import (
-    image_statistics,
-    normalise_pair,
-    predict_arrays,
-    predict_scene,
-    torch_runner,
-)
-from minescape.change.models import load_model, load_payload
-from minescape.change.train import Sample, TrainConfig, holdout_split, lr_at, train
+from minescape.change.deep.infer import predict_arrays, predict_scene
+from minescape.change.deep.model import MODEL_FORMAT, load_model, load_payload, torch_bytes
+from minescape.change.deep.norm import image_statistics, normalise_pair
+from minescape.change.deep.runner import torch_runner
+from minescape.change.deep.train import Sample, TrainConfig, holdout_split, lr_at, train
 from minescape.errors import ConfigError, InputError
 from minescape.geo.raster import read_raster
-from tests.change_deep.conftest import BANDS4, toy_pair, write_pair
+from tests.change.deep.conftest import BANDS4, toy_pair, write_pair
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +88,7 @@ def test_options_are_stored_and_predict_applies_them(per_image_model, tmp_path):
     assert card["config"]["ema"] == 0.9 and card["metrics"]["val_threshold"] == m.threshold
     t1, t2, label = toy_pair(seed=13, height=112, width=128)
     p1, p2 = write_pair(tmp_path, t1, t2)
-    res = predict_scene(m, p1, p2, tmp_path / "prob.tif", tmp_path / "mask.tif", tile=64, overlap=16,
-                        progress=False)
+    res = predict_scene(m, p1, p2, tmp_path / "prob.tif", tmp_path / "mask.tif", tile=64, overlap=16)
     expected = predict_arrays(torch_runner(m.net), t1, t2, mean=m.mean, std=m.std, tile=64, overlap=16,
                               norm="per-image", tta=True)
     np.testing.assert_allclose(read_raster(res.probability).data[0], expected, atol=1e-5, equal_nan=True)
@@ -105,24 +100,32 @@ def test_options_are_stored_and_predict_applies_them(per_image_model, tmp_path):
     # a brighter, lower-contrast date 2 (haze) hardly changes the per-image prediction
     (tmp_path / "hazy").mkdir()
     _, p2b = write_pair(tmp_path / "hazy", t1, t2 * 0.8 + 0.05)
-    res_b = predict_scene(m, p1, p2b, tmp_path / "prob_b.tif", tmp_path / "mask_b.tif", tile=64, overlap=16,
-                          progress=False)
+    res_b = predict_scene(m, p1, p2b, tmp_path / "prob_b.tif", tmp_path / "mask_b.tif", tile=64, overlap=16)
     np.testing.assert_allclose(read_raster(res_b.probability).data[0], expected, atol=2e-3, equal_nan=True)
 
 
-def test_models_without_the_option_load_as_global(per_image_model, tmp_path):
+def test_models_without_the_option_load_as_global_and_old_formats_are_refused(per_image_model, tmp_path):
     import torch
 
-    payload = load_payload(per_image_model.model_path)
+    payload = load_payload(per_image_model.model_path, formats=(MODEL_FORMAT,))
+    meta = payload["meta"]
     for key in ("norm", "tta"):
-        payload.pop(key)
-    torch.save(payload, tmp_path / "old.pt")
-    old = load_model(tmp_path / "old.pt")
+        meta.pop(key)
+    (tmp_path / "older.pt").write_bytes(torch_bytes({**payload, "meta": json.dumps(meta)}))
+    old = load_model(tmp_path / "older.pt")
     assert (old.norm, old.tta) == ("global", False)
-    payload["norm"] = "per-scene-magic"
-    torch.save(payload, tmp_path / "future.pt")
-    with pytest.raises(InputError, match="normalisation"):
+    meta["norm"] = "per-scene-magic"
+    (tmp_path / "future.pt").write_bytes(torch_bytes({**payload, "meta": json.dumps(meta)}))
+    with pytest.raises(InputError, match="future.pt: model uses normalisation 'per-scene-magic'"):
         load_model(tmp_path / "future.pt")
+    # a file of the first format (metadata as loose keys) is refused with one line
+    v1 = {"format": "minescape-change-model/1", "arch": "fc-siam-diff", "state_dict": payload["state_dict"]}
+    torch.save(v1, tmp_path / "v1.pt")
+    with pytest.raises(InputError, match="v1.pt: written in the old format 'minescape-change-model/1'"):
+        load_model(tmp_path / "v1.pt")
+    torch.save({"weights": payload["state_dict"]}, tmp_path / "foreign.pt")
+    with pytest.raises(InputError, match="foreign.pt: not a minescape change model"):
+        load_model(tmp_path / "foreign.pt")
 
 
 def test_learning_rate_schedule_by_epochs_or_time():

@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from minescape.change.model_card import read_model_card
-from minescape.change.models import load_model
+from minescape.change.deep.model_card import read_model_card
+from minescape.change.deep.model import load_model
 from minescape.errors import InputError
-from tests.change_deep.conftest import BANDS4, toy_pair, write_pair
+from tests.change.deep.conftest import BANDS4, toy_pair, write_pair
 
 
 def test_onnx_export_matches_torch(tiny_model, tmp_path):
-    from minescape.change.onnx_backend import export_onnx, max_abs_difference, onnx_metadata, onnx_runner
-    from minescape.change.infer import torch_runner
+    from minescape.change.deep.onnx_backend import export_onnx, max_abs_difference, onnx_metadata, onnx_runner
+    from minescape.change.deep.runner import torch_runner
 
     m = load_model(tiny_model.model_path)
     path = export_onnx(m, tmp_path / "m.onnx")
@@ -30,22 +30,17 @@ def test_onnx_export_matches_torch(tiny_model, tmp_path):
 
 @pytest.mark.parametrize("arch", ["fc-ef", "fc-siam-conc", "siam-att"])
 def test_onnx_export_other_architectures(arch, tmp_path):
-    import torch
+    from minescape.change.deep.onnx_backend import export_onnx, max_abs_difference
+    from tests.change.deep.conftest import saved_model
 
-    from minescape.change.models import build_model, save_model
-    from minescape.change.onnx_backend import export_onnx, max_abs_difference
-
-    torch.manual_seed(0)
-    save_model(tmp_path / "m.pt", build_model(arch, 3), arch=arch, bands=("B02", "B03", "B04"), mean=[0.1] * 3,
-               std=[0.1] * 3, threshold=0.5)
-    path = export_onnx(tmp_path / "m.pt", sample_size=32)
+    path = export_onnx(saved_model(tmp_path / "m.pt", ("B02", "B03", "B04"), arch=arch), sample_size=32)
     assert path == tmp_path / "m.onnx"
     assert max_abs_difference(load_model(tmp_path / "m.pt"), path, size=48) < 1e-4
 
 
 def test_scene_inference_onnx_backend(tiny_model, tmp_path):
-    from minescape.change.onnx_backend import export_onnx
-    from minescape.change.infer import predict_scene
+    from minescape.change.deep.onnx_backend import export_onnx
+    from minescape.change.deep.infer import predict_scene
     from minescape.geo.raster import read_raster
 
     m = load_model(tiny_model.model_path)
@@ -54,12 +49,12 @@ def test_scene_inference_onnx_backend(tiny_model, tmp_path):
     p1, p2 = write_pair(tmp_path, t1, t2)
     a = predict_scene(m, p1, p2, tmp_path / "a_p.tif", tmp_path / "a_m.tif", tile=64, overlap=16)
     b = predict_scene(m, p1, p2, tmp_path / "b_p.tif", tmp_path / "b_m.tif", tile=64, overlap=16,
-                      backend="onnx", onnx_path=onnx_path)
+                      backend="onnx", onnx_paths=[onnx_path])
     pa, pb = read_raster(a.probability).data, read_raster(b.probability).data
     np.testing.assert_allclose(pa, pb, atol=1e-4, equal_nan=True)
     with pytest.raises(InputError, match="missing.onnx: ONNX model not found"):
         predict_scene(m, p1, p2, tmp_path / "c_p.tif", tmp_path / "c_m.tif", tile=64, overlap=16,
-                      backend="onnx", onnx_path=tmp_path / "missing.onnx")
+                      backend="onnx", onnx_paths=[tmp_path / "missing.onnx"])
 
 
 def test_model_card_content(tiny_model):

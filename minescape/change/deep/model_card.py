@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import platform
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from minescape.atomic import atomic_write_text
+from minescape.change.deep.model import ChangeModel
 from minescape.errors import InputError
 from minescape.jsonfile import read_json
 
@@ -36,27 +36,33 @@ def versions() -> dict[str, str]:
     return out
 
 
-def write_model_card(model_path: str | Path, *, arch: str, bands: Sequence[str], mean, std, threshold: float,
-                     training_data: dict, metrics: dict, config: dict, seed: int, parameters: int,
-                     history: list[dict] | None = None, norm: str = "global", tta: bool = False,
-                     coregister: bool = False) -> Path:
-    """Write ``<model>.json`` atomically and return its path (mean/std in reflectance units, per band)."""
+def write_model_card(model: ChangeModel, *, training_data: dict, metrics: dict, config: dict, seed: int,
+                     history: list[dict] | None = None) -> Path:
+    """Write ``<model.path>.json`` atomically and return its path (mean/std in reflectance units, per band).
+
+    Nothing in it depends on the clock: the same training gives the same bytes (timings: ``train_log.json``).
+    """
+    from minescape.change.deep.model import count_parameters
+
+    if model.path is None:
+        raise ValueError("the model needs a path to place its card beside")
+    norm, tta, coregister = model.norm, model.tta, model.coregister
     card = {
         "format": CARD_FORMAT,
-        "model_file": Path(model_path).name,
-        "arch": arch,
-        "parameters": int(parameters),
-        "bands": list(bands),
+        "model_file": Path(model.path).name,
+        "arch": model.arch,
+        "parameters": int(count_parameters(model.net)),
+        "bands": list(model.bands),
         "input": "two co-registered Sentinel-2 reflectance stacks (0-1) on one 10 m grid, bands in this order",
         "output": "probability of change per pixel; mask = probability >= threshold (CHANGE legend 0/1/255)",
         "normalisation": {"mode": norm,
                           "applied": ("each date of a pair standardised by its own per-band mean/std over the "
                                       "pixels valid in both dates" if norm == "per-image" else
                                       "(reflectance - mean) / std with the mean/std below"),
-                          "mean": [round(float(v), 7) for v in np.asarray(mean)],
-                          "std": [round(float(v), 7) for v in np.asarray(std)],
+                          "mean": [round(float(v), 7) for v in np.asarray(model.mean)],
+                          "std": [round(float(v), 7) for v in np.asarray(model.std)],
                           "computed_on": "valid training pixels of both dates"},
-        "threshold": float(threshold),
+        "threshold": float(model.threshold),
         "threshold_chosen_on": "validation pixels (pooled F1 of change, grid 0.02..0.98)"
                                + (", probabilities averaged over 4 flips (TTA)" if tta else ""),
         "tta": bool(tta),
@@ -71,7 +77,7 @@ def write_model_card(model_path: str | Path, *, arch: str, bands: Sequence[str],
         "versions": versions(),
         "history": history or [],
     }
-    return atomic_write_text(card_path(model_path), json.dumps(card, indent=2, sort_keys=False) + "\n")
+    return atomic_write_text(card_path(model.path), json.dumps(card, indent=2, sort_keys=False) + "\n")
 
 
 def read_model_card(path: str | Path) -> dict:

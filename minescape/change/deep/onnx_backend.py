@@ -13,17 +13,29 @@ from pathlib import Path
 
 import numpy as np
 
-from minescape.errors import InputError, MissingInputError
+from minescape.change.deep.model import ChangeModel
+from minescape.errors import ConfigError, InputError, MissingInputError
 
 OPSET = 17
 
 
-def export_onnx(model, out_path: str | Path | None = None, *, sample_size: int = 64, check: bool = True,
-                tolerance: float = 1e-4) -> Path:
-    """Export a :class:`~minescape.change.models.ChangeModel` (or a ``model.pt`` path) to ONNX, atomically.
+def require(package: str) -> None:
+    """ConfigError (one line) when the optional ``package`` (``onnx`` or ``onnxruntime``) cannot be imported."""
+    import importlib
+
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        raise ConfigError(f"the optional package {package!r} is not installed; ONNX export and the onnx backend "
+                          f"need it (pip install onnx onnxruntime)") from None
+
+
+def export_onnx(model: ChangeModel, out_path: str | Path | None = None, *, sample_size: int = 64,
+                check: bool = True, tolerance: float = 1e-4) -> Path:
+    """Export a :class:`~minescape.change.deep.model.ChangeModel` to ONNX, atomically.
 
     Args:
-        model: the model or its file.
+        model: the model (``model.path`` places the default output).
         out_path: output ``.onnx``; default beside the model with the same stem.
         sample_size: height/width in pixels of the example input used for tracing (multiple of 16).
         check: run onnxruntime on a seeded random input and compare with torch.
@@ -31,14 +43,15 @@ def export_onnx(model, out_path: str | Path | None = None, *, sample_size: int =
 
     Raises:
         InputError: the outputs differ by more than ``tolerance`` (the file is not written).
+        ConfigError: ``onnx`` or ``onnxruntime`` is not installed.
     """
     import torch
 
     from minescape.atomic import atomic_path
-    from minescape.change.models import load_model
 
-    if not hasattr(model, "net"):
-        model = load_model(model)
+    require("onnx")
+    if check:
+        require("onnxruntime")
     out_path = Path(out_path) if out_path else Path(model.path).with_suffix(".onnx")
     net = model.net.eval()
     c = len(model.bands)
@@ -61,15 +74,14 @@ def export_onnx(model, out_path: str | Path | None = None, *, sample_size: int =
     return out_path
 
 
-def _add_metadata(path: Path, model) -> None:
+def _add_metadata(path: Path, model: ChangeModel) -> None:
     import onnx
 
     proto = onnx.load(str(path))
     meta = {"arch": model.arch, "bands": json.dumps(list(model.bands)),
             "mean": json.dumps([float(v) for v in model.mean]), "std": json.dumps([float(v) for v in model.std]),
-            "threshold": str(model.threshold), "norm": getattr(model, "norm", "global"),
-            "tta": json.dumps(bool(getattr(model, "tta", False))),
-            "coregister": json.dumps(bool(getattr(model, "coregister", False)))}
+            "threshold": str(model.threshold), "norm": model.norm, "tta": json.dumps(bool(model.tta)),
+            "coregister": json.dumps(bool(model.coregister))}
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -78,6 +90,7 @@ def _add_metadata(path: Path, model) -> None:
 
 def onnx_session(path: str | Path, *, threads: int | None = None):
     """An onnxruntime InferenceSession on CPU; InputError naming the file if it cannot be loaded."""
+    require("onnxruntime")
     import onnxruntime as ort
 
     path = Path(path)
@@ -94,7 +107,8 @@ def onnx_session(path: str | Path, *, threads: int | None = None):
 
 
 def onnx_runner(path: str | Path, *, threads: int | None = None):
-    """A runner ``(x1, x2) -> logits`` on numpy arrays through onnxruntime (see :mod:`minescape.change.infer`)."""
+    """A runner ``(x1, x2) -> logits`` on numpy arrays through onnxruntime
+    (see :mod:`minescape.change.deep.runner`)."""
     sess = onnx_session(path, threads=threads)
 
     def run(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
@@ -115,11 +129,9 @@ def onnx_metadata(path: str | Path) -> dict:
             "tta": json.loads(meta.get("tta", "false")), "coregister": json.loads(meta.get("coregister", "false"))}
 
 
-def max_abs_difference(model, onnx_path: str | Path, *, size: int = 96, seed: int = 1) -> float:
+def max_abs_difference(model: ChangeModel, onnx_path: str | Path, *, size: int = 96, seed: int = 1) -> float:
     """Largest absolute difference between torch and onnxruntime logits on a seeded random input."""
-    import torch
-
-    from minescape.change.infer import torch_runner
+    from minescape.change.deep.runner import torch_runner
 
     rng = np.random.default_rng(seed)
     c = len(model.bands)
@@ -127,5 +139,4 @@ def max_abs_difference(model, onnx_path: str | Path, *, size: int = 96, seed: in
     x2 = rng.standard_normal((1, c, size, size + 16)).astype(np.float32)
     a = torch_runner(model.net)(x1, x2)
     b = onnx_runner(onnx_path)(x1, x2)
-    del torch
     return float(np.max(np.abs(a - b)))

@@ -9,7 +9,7 @@ from minescape.geo.raster import read_raster
 
 
 def test_demo_stage(small_region, tmp_path):
-    from minescape.change import demo_deep
+    from minescape.change.deep import demo as demo_deep
 
     ctx = DemoContext(region=small_region, out=tmp_path, seed=42, console=Console(quiet=True))
     lines = demo_deep.run(ctx)

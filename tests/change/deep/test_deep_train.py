@@ -5,19 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minescape.change.train import (
+from minescape.change.deep.train import (
     Sample,
     TrainConfig,
     band_statistics,
     best_threshold,
     holdout_split,
     loss_fn,
-    make_batch,
+    prepare_scenes,
     samples_from_patches,
     train,
 )
 from minescape.errors import ConfigError, InputError
-from tests.change_deep.conftest import BANDS4, toy_pair
+from minescape.change.deep.batches import make_batch
+from tests.change.deep.conftest import BANDS4, saved_model, toy_pair
 
 CFG = TrainConfig(arch="fc-siam-diff", crop=32, batch_size=4, epochs=2, steps_per_epoch=4, lr=3e-3, seed=5,
                   val_tile=64)
@@ -31,28 +32,22 @@ def _samples():
 def _fixed_loss(model_path, pos_weight: float) -> float:
     import torch
 
-    from minescape.change.models import load_model
-    from minescape.change.train import _prepare
+    from minescape.change.deep.model import load_model
+    from minescape.change.deep.norm import normalise_pair
 
     m = load_model(model_path)
     t1, t2, label = toy_pair(seed=9, height=64, width=64)
-    prep = _prepare([Sample("fixed", t1, t2, label)], m.mean, m.std)
+    n1, n2 = normalise_pair(t1, t2, mean=m.mean, std=m.std)
     with torch.no_grad():
-        logits = m.net(torch.from_numpy(prep[0].x1[None]), torch.from_numpy(prep[0].x2[None]))
+        logits = m.net(torch.from_numpy(n1[None]), torch.from_numpy(n2[None]))
         return float(loss_fn(logits, torch.from_numpy(label[None]), kind="wce+dice",
                              pos_weight=pos_weight))
 
 
 def test_training_lowers_the_loss(tiny_model, tmp_path):
-    import torch
-
-    from minescape.change.models import build_model, save_model
-
-    torch.manual_seed(3)
-    untrained = build_model("fc-siam-diff", 4)
     card = __import__("json").loads(tiny_model.card_path.read_text())
-    save_model(tmp_path / "untrained.pt", untrained, arch="fc-siam-diff", bands=BANDS4,
-               mean=card["normalisation"]["mean"], std=card["normalisation"]["std"], threshold=0.5)
+    saved_model(tmp_path / "untrained.pt", BANDS4, seed=3, mean=np.asarray(card["normalisation"]["mean"]),
+                std=np.asarray(card["normalisation"]["std"]))
     pw = card["metrics"]["pos_weight"]
     before, after = _fixed_loss(tmp_path / "untrained.pt", pw), _fixed_loss(tiny_model.model_path, pw)
     assert after < 0.8 * before, (before, after, tiny_model.history)
@@ -61,25 +56,34 @@ def test_training_lowers_the_loss(tiny_model, tmp_path):
 
 
 def test_same_seed_same_model_and_resume_matches(tmp_path):
+    from dataclasses import replace
+
     import torch
 
     tr, va = _samples()
     a = train(tr, va, tmp_path / "a", bands=BANDS4, config=CFG)
     b = train(tr, va, tmp_path / "b", bands=BANDS4, config=CFG)
-    sa = torch.load(a.model_path, weights_only=False)["state_dict"]
-    sb = torch.load(b.model_path, weights_only=False)["state_dict"]
+    sa = torch.load(a.model_path, weights_only=True)["state_dict"]
+    sb = torch.load(b.model_path, weights_only=True)["state_dict"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert a.threshold == b.threshold and a.history == b.history
+    # the reproducible files are byte-identical; the timings went to train_log.json
+    assert a.model_path.read_bytes() == b.model_path.read_bytes()
+    assert a.card_path.read_bytes() == b.card_path.read_bytes()
+    log = __import__("json").loads(a.log_path.read_text())
+    assert log["train_seconds"] > 0 and log["steps_this_run"] == CFG.epochs * CFG.steps_per_epoch
+    assert "seconds" not in a.card_path.read_text() and log["device"] == "cpu"
+    # and not because the writer ignores its input: another seed gives other bytes
+    d = train(tr, va, tmp_path / "d", bands=BANDS4, config=replace(CFG, seed=6))
+    assert d.model_path.read_bytes() != a.model_path.read_bytes()
     # interrupted after 1 epoch, resumed to 2 == uninterrupted 2 epochs
-    from dataclasses import replace
-
     train(tr, va, tmp_path / "c", bands=BANDS4, config=replace(CFG, epochs=1))
     c = train(tr, va, tmp_path / "c", bands=BANDS4, config=CFG, resume=True)
-    sc = torch.load(c.model_path, weights_only=False)["state_dict"]
+    sc = torch.load(c.model_path, weights_only=True)["state_dict"]
     assert c.epochs_run == 2
     assert all(torch.equal(sa[k], sc[k]) for k in sa)
-    ca = torch.load(a.checkpoint_path, weights_only=False)["model"]
-    cc = torch.load(c.checkpoint_path, weights_only=False)["model"]
+    ca = torch.load(a.checkpoint_path, weights_only=True)["model"]
+    cc = torch.load(c.checkpoint_path, weights_only=True)["model"]
     assert all(torch.equal(ca[k], cc[k]) for k in ca)
     assert [h["train_loss"] for h in c.history] == [h["train_loss"] for h in a.history]
 
@@ -94,35 +98,38 @@ def test_resume_with_other_options_is_refused(tmp_path):
 
 
 def test_augmentation_is_identical_for_dates_and_mask():
-    from minescape.change.train import _prepare
-
     t1, _, label = toy_pair(seed=2, height=64, width=64)
     # date 2 = date 1 and the first band encodes the label: any mismatch of the transforms would show
     t1 = t1.copy()
     t1[0] = np.where(label == 1, 5.0, 0.0)
     t1[:, :3, :3] = 0.0
-    prep = _prepare([Sample("s", t1, t1.copy(), label)], np.zeros(4, np.float32), np.ones(4, np.float32))
-    x1, x2, lab = make_batch(prep, np.array([1.0]), np.random.default_rng(0), size=32, batch=16,
-                             focus_change=0.5, swap_dates=True)
+    prep = prepare_scenes([Sample("s", t1, t1.copy(), label)], np.zeros(4, np.float32), np.ones(4, np.float32),
+                          pad=32)
+    x1, x2, lab = (t.numpy() for t in make_batch(prep, np.array([1.0]), np.random.default_rng(0), size=32,
+                                                  batch=16, focus_change=0.5, swap_dates=True))
+    assert (lab == 1).sum() > 100 and (lab == 0).sum() > 100  # crops hold both classes
     np.testing.assert_array_equal(x1, x2)
     valid = lab != 255
     np.testing.assert_array_equal(x1[:, 0][valid] == 5.0, lab[valid] == 1)
 
 
 def test_radiometric_jitter_changes_each_date_by_its_own_gain_and_offset():
-    from minescape.change.train import _prepare
-
     t1, t2, label = toy_pair(seed=3, height=64, width=64)
-    prep = _prepare([Sample("s", t1, t2, label)], np.full(4, 0.2, np.float32), np.full(4, 0.1, np.float32))
+    prep = prepare_scenes([Sample("s", t1, t2, label)], np.full(4, 0.2, np.float32), np.full(4, 0.1, np.float32),
+                          pad=32)
+
+    def make_batch_np(*args, **kwargs):
+        return tuple(t.numpy() for t in make_batch(*args, **kwargs))
+
     kw = dict(size=32, batch=6, focus_change=0.5, swap_dates=True)
-    plain = make_batch(prep, np.array([1.0]), np.random.default_rng(5), **kw)
-    zero = make_batch(prep, np.array([1.0]), np.random.default_rng(5), jitter=0.0, **kw)
+    plain = make_batch_np(prep, np.array([1.0]), np.random.default_rng(5), **kw)
+    zero = make_batch_np(prep, np.array([1.0]), np.random.default_rng(5), jitter=0.0, **kw)
     for a, b in zip(plain, zero):  # 0 = off, with the same random stream as before the option
         np.testing.assert_array_equal(a, b)
     kw["batch"] = 1  # the jitter draws follow each crop's own draws: the first crop is the same crop
     for seed in range(4):
-        ref1, ref2, ref_lab = make_batch(prep, np.array([1.0]), np.random.default_rng(seed), **kw)
-        j1, j2, lab = make_batch(prep, np.array([1.0]), np.random.default_rng(seed), jitter=0.1, **kw)
+        ref1, ref2, ref_lab = make_batch_np(prep, np.array([1.0]), np.random.default_rng(seed), **kw)
+        j1, j2, lab = make_batch_np(prep, np.array([1.0]), np.random.default_rng(seed), jitter=0.1, **kw)
         np.testing.assert_array_equal(lab, ref_lab)  # only the values move
         for x, ref in ((j1, ref1), (j2, ref2)):
             for c in range(4):  # per band an exact affine map x = g * ref + o, with g near 1
@@ -147,7 +154,7 @@ def test_normalisation_and_threshold_helpers():
 
 def test_train_from_patch_dataset(tmp_path):
     from minescape.geo.raster import Raster, write_raster
-    from tests.change_deep.conftest import CRS_UTM, TRANSFORM
+    from tests.change.deep.conftest import CRS_UTM, TRANSFORM
 
     t1, t2, label = toy_pair(seed=4, height=64, width=96)
     for i, c in enumerate((0, 32, 64)):

@@ -1,4 +1,4 @@
-"""Training change networks on CPU from scenes (ChangePair) or patch datasets.
+"""Training change networks (CPU or CUDA) from scenes (ChangePair) or patch datasets.
 
 A training sample is a pair of co-registered reflectance stacks and a CHANGE-legend label (0, 1, 255 ignore).
 Each step draws ``batch_size`` random ``crop`` x ``crop`` windows (half of them centred near a changed pixel,
@@ -6,11 +6,13 @@ which counters the rarity of change), applies the same random flips / 90-degree 
 a swap of the two dates) to both dates and the mask, and minimises a class-balanced loss
 (weighted binary cross-entropy, Dice, focal, or ``wce+dice``). Per-band mean and standard deviation come from
 the training pixels of both dates and are stored with the model. After each epoch the network predicts the
-validation scenes (tiled, like :mod:`minescape.change.infer`); the threshold maximising the pooled F1 of the
+validation scenes (tiled, like :mod:`minescape.change.deep.infer`); the threshold maximising the pooled F1 of the
 change class on validation pixels is recorded; training stops early when that F1 stops improving.
 
 Randomness is drawn from generators seeded by ``(seed, epoch)``, so a run resumed from its checkpoint after
-epoch ``k`` continues exactly like an uninterrupted run (``max_minutes`` aside, which cuts on wall time).
+epoch ``k`` continues exactly like an uninterrupted run (``max_minutes`` aside, which cuts on wall time). Batches
+are built on the training device (:mod:`minescape.change.deep.batches`). ``model.pt`` and ``model.json`` hold
+no timings, so the same data, seed and device give the same bytes; timings go to ``train_log.json``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 from minescape.errors import ConfigError, InputError, check_choice
 
 LOSSES: tuple[str, ...] = ("wce", "dice", "focal", "wce+dice")
-CHECKPOINT_FORMAT = "minescape-change-checkpoint/1"
+CHECKPOINT_FORMAT = "minescape-change-checkpoint/2"
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class TrainConfig:
     max_minutes: float | None = None
     val_tile: int = 256
     threads: int | None = None
+    device: str = "auto"  # auto (CUDA when torch sees one), cpu or cuda
+    precision: str = "auto"  # fp32, bf16 or auto (bf16 on CUDA, fp32 on CPU)
     norm: str = "global"  # "global" (training-set mean/std) or "per-image" (each date by its own statistics)
     ema: float = 0.0  # > 0: validate and keep an exponential moving average of the weights (decay per step)
     tta: bool = False  # final threshold on flip-averaged validation probabilities (stored; predict does the same)
@@ -75,7 +79,9 @@ class TrainConfig:
     coregister: bool = False  # the samples' date 2 was co-registered (recorded; predict then does the same)
 
     def __post_init__(self) -> None:
-        from minescape.change.models import ARCHITECTURES
+        from minescape.compute import DEVICES, PRECISIONS
+        from minescape.change.deep.model import ARCHITECTURES
+        from minescape.change.deep.norm import NORMS
 
         check_choice(self.arch, ARCHITECTURES, what="architecture")
         check_choice(self.loss, LOSSES, what="loss")
@@ -86,8 +92,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1 (got {getattr(self, name)})")
         if not 0.0 <= self.focus_change <= 1.0:
             raise ConfigError(f"focus_change must be in [0, 1] (got {self.focus_change})")
-        from minescape.change.infer import NORMS
-
+        check_choice(self.device, DEVICES, what="device")
+        check_choice(self.precision, PRECISIONS, what="precision")
         check_choice(self.norm, NORMS, what="normalisation")
         check_choice(self.lr_schedule, ("epochs", "time"), what="learning-rate schedule")
         if self.lr_schedule == "time" and not self.max_minutes:
@@ -111,6 +117,8 @@ class TrainResult:
     best_epoch: int
     history: list[dict]
     seconds: float
+    log_path: Path | None = None
+    compute: str = ""
 
 
 # ------------------------------------------------------------------------------------------ samples
@@ -280,82 +288,16 @@ def band_statistics(samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------------ batches
-@dataclass
-class _Prepared:
-    x1: np.ndarray
-    x2: np.ndarray
-    label: np.ndarray
-    change_rc: np.ndarray  # (k, 2) row/col of changed pixels
+def prepare_scenes(samples: Sequence[Sample], mean, std, norm: str = "global", *, pad: int, device: str = "cpu"):
+    """Normalised training scenes held on ``device`` once (:mod:`minescape.change.deep.batches`)."""
+    from minescape.change.deep.batches import to_device
+    from minescape.change.deep.norm import normalise_pair
 
-
-def _prepare(samples: Sequence[Sample], mean, std, norm: str = "global") -> list[_Prepared]:
-    from minescape.change.infer import normalise_pair
-
-    out = []
+    scenes = []
     for s in samples:
         n1, n2 = normalise_pair(s.t1, s.t2, mean=mean, std=std, norm=norm)
-        out.append(_Prepared(n1, n2, s.label, np.argwhere(s.label == 1)))
-    return out
-
-
-def _crop(p: _Prepared, r: int, c: int, size: int):
-    """Crop at (r, c) (may exceed the scene: padded with 0 and ignore label)."""
-    ch, h, w = p.x1.shape
-    x1 = np.zeros((ch, size, size), np.float32)
-    x2 = np.zeros((ch, size, size), np.float32)
-    lab = np.full((size, size), 255, np.uint8)
-    r0, c0 = max(r, 0), max(c, 0)
-    r1, c1 = min(r + size, h), min(c + size, w)
-    if r1 > r0 and c1 > c0:
-        dst = (slice(r0 - r, r1 - r), slice(c0 - c, c1 - c))
-        x1[(slice(None),) + dst] = p.x1[:, r0:r1, c0:c1]
-        x2[(slice(None),) + dst] = p.x2[:, r0:r1, c0:c1]
-        lab[dst] = p.label[r0:r1, c0:c1]
-    return x1, x2, lab
-
-
-def make_batch(prepared: list[_Prepared], weights: np.ndarray, rng: np.random.Generator, *, size: int,
-               batch: int, focus_change: float, swap_dates: bool, jitter: float = 0.0):
-    """One augmented batch: ``(x1, x2, label)`` arrays ``(B,C,S,S)``, ``(B,C,S,S)``, ``(B,S,S)``.
-
-    ``jitter`` > 0 adds radiometric augmentation: each date's bands get their own random gain
-    ``1 + jitter * N(0,1)`` and offset ``jitter * N(0,1)`` (normalised units), so the network learns to
-    ignore the illumination and atmosphere differences between dates and cities. With 0 the random stream
-    is the same as without the option.
-    """
-    xs1, xs2, labs = [], [], []
-    for _ in range(batch):
-        k = int(rng.choice(len(prepared), p=weights))
-        p = prepared[k]
-        _, h, w = p.x1.shape
-        if len(p.change_rc) and rng.random() < focus_change:
-            rc = p.change_rc[rng.integers(len(p.change_rc))]
-            r = int(rc[0]) - int(rng.integers(size // 8, size - size // 8))
-            c = int(rc[1]) - int(rng.integers(size // 8, size - size // 8))
-            r = int(np.clip(r, min(0, h - size), max(0, h - size)))
-            c = int(np.clip(c, min(0, w - size), max(0, w - size)))
-        else:
-            r = int(rng.integers(0, max(1, h - size + 1)))
-            c = int(rng.integers(0, max(1, w - size + 1)))
-        x1, x2, lab = _crop(p, r, c, size)
-        k_rot = int(rng.integers(4))
-        flip = bool(rng.integers(2))
-        x1, x2, lab = (np.rot90(a, k_rot, axes=(-2, -1)) for a in (x1, x2, lab))
-        if flip:
-            x1, x2, lab = (a[..., ::-1] for a in (x1, x2, lab))
-        if swap_dates and rng.integers(2):
-            x1, x2 = x2, x1
-        if jitter > 0:
-            ch = x1.shape[0]
-            g = 1.0 + jitter * rng.standard_normal((2, ch, 1, 1))
-            o = jitter * rng.standard_normal((2, ch, 1, 1))
-            x1 = (x1 * g[0] + o[0]).astype(np.float32)
-            x2 = (x2 * g[1] + o[1]).astype(np.float32)
-        xs1.append(x1)
-        xs2.append(x2)
-        labs.append(lab)
-    return (np.ascontiguousarray(np.stack(xs1)), np.ascontiguousarray(np.stack(xs2)),
-            np.ascontiguousarray(np.stack(labs)))
+        scenes.append((n1, n2, s.label))
+    return to_device(scenes, pad=pad, device=device)
 
 
 # ------------------------------------------------------------------------------------------ losses
@@ -372,7 +314,7 @@ def loss_fn(logits, target, *, kind: str, pos_weight: float):
     zv, yv = z[valid], y[valid]
     parts = []
     if kind in ("wce", "wce+dice"):
-        parts.append(F.binary_cross_entropy_with_logits(zv, yv, pos_weight=torch.tensor(pos_weight)))
+        parts.append(F.binary_cross_entropy_with_logits(zv, yv, pos_weight=torch.tensor(pos_weight, device=zv.device)))
     if kind == "focal":
         p = torch.sigmoid(zv)
         ce = F.binary_cross_entropy_with_logits(zv, yv, reduction="none")
@@ -418,11 +360,12 @@ def change_scores(pred: np.ndarray, truth: np.ndarray) -> dict:
 
 
 def validate(net, samples: Sequence[Sample], mean, std, *, tile: int = 256, norm: str = "global",
-             tta: bool = False) -> tuple[float, float, dict]:
+             tta: bool = False, compute=None) -> tuple[float, float, dict]:
     """Predict every validation sample (tiled) and pick the F1-maximising threshold on the pooled pixels."""
-    from minescape.change.infer import predict_arrays, torch_runner
+    from minescape.change.deep.infer import predict_arrays
+    from minescape.change.deep.runner import torch_runner
 
-    runner = torch_runner(net)
+    runner = torch_runner(net, compute)
     probs, truths = [], []
     for s in samples:
         probs.append(predict_arrays(runner, s.t1, s.t2, mean=mean, std=std, tile=tile,
@@ -443,7 +386,7 @@ def lr_at(epoch: int, config: TrainConfig, elapsed: float = 0.0) -> float:
         t = min(elapsed / (config.max_minutes * 60.0), 1.0)
     else:
         t = min(epoch / max(config.lr_epochs, 1), 1.0)
-    return config.lr * (0.05 + 0.95 * 0.5 * (1.0 + np.cos(np.pi * t)))
+    return float(config.lr * (0.05 + 0.95 * 0.5 * (1.0 + np.cos(np.pi * t))))
 
 
 def _seed_all(seed: int, epoch: int) -> np.random.Generator:
@@ -456,22 +399,25 @@ def _seed_all(seed: int, epoch: int) -> np.random.Generator:
 def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_dir: str | Path, *,
           bands: Sequence[str], config: TrainConfig = TrainConfig(), resume: bool = False,
           training_data: dict | None = None, progress: bool = True) -> TrainResult:
-    """Train a change network; write ``model.pt``, ``model.json`` (model card) and ``checkpoint.pt``.
+    """Train a change network; write ``model.pt``, ``model.json`` (model card), ``checkpoint.pt`` and
+    ``train_log.json`` (timings, device).
 
     Args:
         train_samples: training scenes/patches (reflectance, CHANGE labels).
         val_samples: validation scenes/patches (threshold choice and early stopping).
         out_dir: output folder.
         bands: band names of the samples' channels, in order (stored with the model).
-        config: :class:`TrainConfig`.
+        config: :class:`TrainConfig` (device and precision included).
         resume: continue from ``out_dir/checkpoint.pt`` if it exists (same config required).
         training_data: description for the model card (sources, cities, patch root...).
     """
     import torch
 
-    from minescape.atomic import atomic_path
-    from minescape.change.model_card import write_model_card
-    from minescape.change.models import build_model, count_parameters, load_payload, save_model
+    from minescape.atomic import atomic_write_bytes, atomic_write_text
+    from minescape.change.deep.batches import make_batch
+    from minescape.compute import resolve_compute
+    from minescape.change.deep.model import ChangeModel, build_model, load_payload, save_model, torch_bytes
+    from minescape.change.deep.model_card import write_model_card
     from minescape.progress import make_progress
 
     if not train_samples or not val_samples:
@@ -480,8 +426,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
         raise InputError(f"{len(bands)} band names {list(bands)} for {train_samples[0].t1.shape[0]}-band samples")
     if any(s.t1.shape[0] != len(bands) for s in list(train_samples) + list(val_samples)):
         raise InputError("training and validation samples must all have the same bands")
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    compute = resolve_compute(config.device, config.precision, config.threads, cpu_auto_bf16=False)
     torch.use_deterministic_algorithms(True, warn_only=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -493,14 +438,15 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
     n_neg = sum(int((s.label == 0).sum()) for s in train_samples)
     pos_weight = config.pos_weight if config.pos_weight is not None else \
         float(np.clip(np.sqrt(n_neg / max(n_pos, 1)), 1.0, 30.0))
-    prepared = _prepare(train_samples, mean, std, config.norm)
-    area = np.array([float((p.label != 255).sum()) for p in prepared])
+    area = np.array([float((s.label != 255).sum()) for s in train_samples])
     if area.sum() == 0:
         raise InputError("training samples have no labelled pixels")
     weights = area / area.sum()
+    scenes = prepare_scenes(train_samples, mean, std, config.norm, pad=config.crop, device=compute.device)
+    dev = torch.device(compute.device)
 
     torch.manual_seed(config.seed)
-    net = build_model(config.arch, len(bands), **config.model_kwargs)
+    net = build_model(config.arch, len(bands), **config.model_kwargs).to(dev, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     ema_net = None
     if config.ema > 0:
@@ -510,25 +456,30 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
         for q in ema_net.parameters():
             q.requires_grad_(False)
     state = {"epoch": 0, "best_f1": -1.0, "best_threshold": 0.5, "best_epoch": 0, "bad_epochs": 0,
-             "history": [], "best_state": None, "elapsed": 0.0}
+             "history": [], "elapsed": 0.0}
+    best_state = None
     cfg_dict = _config_dict(config)
     if resume and ckpt_path.exists():
-        ck = load_payload(ckpt_path)
-        if ck.get("format") != CHECKPOINT_FORMAT:
-            raise InputError("not a training checkpoint", path=ckpt_path)
-        def same(a: dict) -> dict:  # options added later take their defaults in older checkpoints
-            return {**_NEW_OPTION_DEFAULTS, **{k: v for k, v in a.items() if k not in ("epochs", "patience")}}
-
-        if same(ck["config"]) != same(cfg_dict) or ck["bands"] != list(bands):
+        ck = load_payload(ckpt_path, formats=(CHECKPOINT_FORMAT,))
+        meta = ck["meta"]
+        if _same_config(meta.get("config", {})) != _same_config(cfg_dict) or meta.get("bands") != list(bands):
             raise InputError("checkpoint was written with another configuration or bands; use another output "
                              "folder or the same options", path=ckpt_path)
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        if ema_net is not None:
-            ema_net.load_state_dict(ck["ema"])
-        state = ck["state"]
+        try:
+            net.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            if ema_net is not None:
+                ema_net.load_state_dict(ck["ema"])
+            state = dict(meta["state"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise InputError(f"checkpoint does not fit this network: {str(exc).splitlines()[0][:120]}",
+                             path=ckpt_path) from None
+        best_state = ck.get("best_state")
 
     stopped = "epochs"
+    epoch_seconds: list[float] = []
+    steps_done = 0
+    train_time = 0.0
     with make_progress() as bar:
         task = bar.add_task(f"train {config.arch}", total=config.epochs * config.steps_per_epoch,
                             completed=state["epoch"] * config.steps_per_epoch, extra="")
@@ -541,70 +492,109 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
                     config.max_minutes * 60 and epoch > 0:
                 stopped = "time budget"
                 break
+            t_epoch = time.perf_counter()
             rng = _seed_all(config.seed, epoch)
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch, config, state["elapsed"] + (time.perf_counter() - t_start))
             net.train()
             losses = []
             for _ in range(config.steps_per_epoch):
-                x1, x2, lab = make_batch(prepared, weights, rng, size=config.crop, batch=config.batch_size,
+                x1, x2, lab = make_batch(scenes, weights, rng, size=config.crop, batch=config.batch_size,
                                          focus_change=config.focus_change, swap_dates=config.swap_dates,
                                          jitter=config.jitter)
-                logits = net(torch.from_numpy(x1), torch.from_numpy(x2))
-                loss = loss_fn(logits, torch.from_numpy(lab), kind=config.loss, pos_weight=pos_weight)
+                x1 = x1.contiguous(memory_format=torch.channels_last)
+                x2 = x2.contiguous(memory_format=torch.channels_last)
+                with compute.autocast():
+                    logits = net(x1, x2)
+                loss = loss_fn(logits.float(), lab, kind=config.loss, pos_weight=pos_weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 if ema_net is not None:
                     _ema_update(ema_net, net, config.ema)
-                losses.append(float(loss.detach()))
-                bar.update(task, advance=1, extra=f"loss {np.mean(losses[-20:]):.3f}")
+                losses.append(loss.detach())
+                if len(losses) % 10 == 0 or len(losses) == config.steps_per_epoch:
+                    bar.update(task, advance=10 if len(losses) % 10 == 0 else len(losses) % 10,
+                               extra=f"loss {float(torch.stack(losses[-20:]).mean()):.3f}")
+            steps_done += config.steps_per_epoch
+            losses_np = [float(v) for v in losses]
+            train_time += time.perf_counter() - t_epoch
             eval_net = ema_net if ema_net is not None else net
-            thr, f1, scores = validate(eval_net, val_samples, mean, std, tile=config.val_tile, norm=config.norm)
-            rec = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_f1": f1, "val_threshold": thr,
+            thr, f1, scores = validate(eval_net, val_samples, mean, std, tile=config.val_tile, norm=config.norm,
+                                       compute=compute)
+            rec = {"epoch": epoch + 1, "train_loss": float(np.mean(losses_np)), "val_f1": f1, "val_threshold": thr,
                    "val_precision": scores.get("precision", 0.0), "val_recall": scores.get("recall", 0.0)}
             state["history"].append(rec)
             if f1 > state["best_f1"] + 1e-6:
-                state.update(best_f1=f1, best_threshold=thr, best_epoch=epoch + 1, bad_epochs=0,
-                             best_state={k: v.detach().clone() for k, v in eval_net.state_dict().items()})
+                state.update(best_f1=f1, best_threshold=thr, best_epoch=epoch + 1, bad_epochs=0)
+                best_state = {k: v.detach().cpu().clone() for k, v in eval_net.state_dict().items()}
             else:
                 state["bad_epochs"] += 1
             state["epoch"] = epoch + 1
             bar.update(task, extra=f"loss {rec['train_loss']:.3f} val F1 {f1:.3f}@{thr:.2f}")
             now = time.perf_counter()
+            epoch_seconds.append(round(now - t_epoch, 3))
             state["elapsed"] += now - t_start
             t_start = now
-            with atomic_path(ckpt_path) as tmp:
-                torch.save({"format": CHECKPOINT_FORMAT, "config": cfg_dict, "bands": list(bands),
-                            "model": net.state_dict(), "optimizer": opt.state_dict(), "state": state,
-                            **({"ema": ema_net.state_dict()} if ema_net is not None else {})}, tmp)
+            payload = {"format": CHECKPOINT_FORMAT,
+                       "meta": json.dumps({"config": cfg_dict, "bands": list(bands), "state": state}),
+                       "model": _cpu(net.state_dict()), "optimizer": _cpu_opt(opt.state_dict())}
+            if ema_net is not None:
+                payload["ema"] = _cpu(ema_net.state_dict())
+            if best_state is not None:
+                payload["best_state"] = best_state
+            atomic_write_bytes(ckpt_path, torch_bytes(payload))
     state["elapsed"] += time.perf_counter() - t_start
     t_start = time.perf_counter()
-    if state["best_state"] is not None:
-        net.load_state_dict(state["best_state"])
+    if best_state is not None:
+        net.load_state_dict(best_state)
     net.eval()
     threshold, val_f1 = state["best_threshold"], state["best_f1"]
     if config.tta:  # the threshold for flip-averaged probabilities, chosen on the same validation pixels
         threshold, val_f1, _ = validate(net, val_samples, mean, std, tile=config.val_tile, norm=config.norm,
-                                        tta=True)
+                                        tta=True, compute=compute)
         state["elapsed"] += time.perf_counter() - t_start
     model_path = out_dir / "model.pt"
     metrics = {"val_f1": val_f1, "val_threshold": threshold,
                "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_by": stopped,
-               "train_seconds": round(state["elapsed"], 1), "pos_weight": pos_weight,
-               "train_pixels_change": n_pos, "train_pixels_nochange": n_neg}
-    save_model(model_path, net, arch=config.arch, bands=bands, mean=mean, std=std,
-               threshold=threshold, model_kwargs=config.model_kwargs,
-               extra={"config": cfg_dict, "metrics": metrics}, norm=config.norm, tta=config.tta,
-               coregister=config.coregister)
-    card = write_model_card(model_path, arch=config.arch, bands=list(bands), mean=mean, std=std,
-                            threshold=threshold, norm=config.norm, tta=config.tta, coregister=config.coregister,
-                            training_data=training_data or {
-                                "train": [s.name for s in train_samples], "val": [s.name for s in val_samples]},
-                            metrics=metrics, config=cfg_dict, seed=config.seed, parameters=count_parameters(net),
-                            history=state["history"])
+               "pos_weight": pos_weight, "train_pixels_change": n_pos, "train_pixels_nochange": n_neg}
+    model = ChangeModel(net=net.cpu().to(memory_format=torch.contiguous_format), arch=config.arch,
+                        bands=tuple(bands), mean=mean, std=std, threshold=threshold, norm=config.norm,
+                        tta=config.tta, coregister=config.coregister, model_kwargs=dict(config.model_kwargs),
+                        extra={"config": cfg_dict, "metrics": metrics}, path=model_path)
+    save_model(model_path, model)
+    card = write_model_card(model, training_data=training_data or {
+        "train": [s.name for s in train_samples], "val": [s.name for s in val_samples]},
+        metrics=metrics, config=cfg_dict, seed=config.seed, history=state["history"])
+    log = {"train_seconds": round(state["elapsed"], 2), "device": compute.device, "precision": compute.precision,
+           "threads": compute.threads, "note": compute.note, "steps_this_run": steps_done,
+           "steps_per_second": round(steps_done / train_time, 3) if train_time > 0 else None,
+           "epoch_seconds": epoch_seconds, "max_minutes": config.max_minutes}
+    if compute.device == "cuda":
+        log["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    log_path = atomic_write_text(out_dir / "train_log.json", json.dumps(log, indent=2) + "\n")
     return TrainResult(model_path, card, ckpt_path, threshold, val_f1, state["epoch"],
-                       state["best_epoch"], state["history"], state["elapsed"])
+                       state["best_epoch"], state["history"], state["elapsed"], log_path, compute.describe())
+
+
+def _cpu(sd: dict) -> dict:
+    return {k: v.detach().cpu().contiguous() for k, v in sd.items()}
+
+
+def _cpu_opt(sd: dict) -> dict:
+    """An optimizer state dict with its tensors on the CPU (checkpoints load anywhere)."""
+    import torch
+
+    return {"state": {k: {n: (t.detach().cpu().contiguous() if isinstance(t, torch.Tensor) else t)
+                          for n, t in v.items()} for k, v in sd["state"].items()},
+            "param_groups": sd["param_groups"]}
+
+
+def _same_config(cfg: dict) -> dict:
+    """The options a resumed run must share (``epochs`` and ``patience`` may grow; device and precision are
+    where and how it computes, not what)."""
+    return {**_NEW_OPTION_DEFAULTS, **{k: v for k, v in cfg.items()
+                                       if k not in ("epochs", "patience", "device", "precision")}}
 
 
 _NEW_OPTION_DEFAULTS = {"norm": "global", "ema": 0.0, "tta": False, "lr_schedule": "epochs", "jitter": 0.0,
@@ -625,12 +615,12 @@ def _ema_update(ema_net, net, decay: float) -> None:
 
 def _config_dict(config: TrainConfig) -> dict:
     d = asdict(config)
-    d.pop("threads", None)
-    d.pop("max_minutes", None)
+    for key in ("threads", "max_minutes", "device"):
+        d.pop(key, None)
     return json.loads(json.dumps(d))
 
 
 __all__ = ["LOSSES", "Sample", "TrainConfig", "TrainResult", "band_statistics", "best_threshold", "change_scores",
-           "coregister_samples", "holdout_split", "loss_fn", "make_batch", "patch_band_names", "replace",
+           "coregister_samples", "holdout_split", "loss_fn", "patch_band_names", "prepare_scenes", "replace",
            "samples_from_oscd", "samples_from_pairs", "samples_from_patches", "samples_from_scenes", "train",
            "validate"]

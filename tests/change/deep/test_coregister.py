@@ -25,7 +25,7 @@ from minescape.errors import InputError
 
 from .conftest import quick_train_args, write_pair
 
-OSCD = Path(__file__).resolve().parents[3] / "shared" / "data" / "oscd"
+OSCD = Path(__file__).resolve().parents[4] / "shared" / "data" / "oscd"
 runner = CliRunner()
 
 
@@ -61,7 +61,7 @@ def test_shift_brings_nan_in_from_outside_and_keeps_the_grid():
 def test_shifted_source_equals_shifting_the_whole_scene(tmp_path):
     from rasterio.windows import Window
 
-    from minescape.change.infer import open_pair
+    from minescape.change.pairs import open_pair_source as open_pair
 
     t1 = smooth_scene(seed=1, h=150, w=170)
     t2 = smooth_scene(seed=2, h=150, w=170)
@@ -94,7 +94,7 @@ def test_real_oscd_abudhabi_is_misregistered_and_coregistration_fixes_it():
     from skimage.filters import threshold_otsu
 
     from minescape.change.datasets import read_oscd_city
-    from minescape.change.train import change_scores
+    from minescape.change.deep.train import change_scores
     from minescape.indices import savi
 
     pair = read_oscd_city(OSCD, "abudhabi", bands=("B02", "B03", "B04", "B08"))
@@ -121,7 +121,7 @@ def test_cli_detect_coregister_on_real_abudhabi(tmp_path):
     import rasterio
 
     from minescape.change.datasets import read_oscd_city
-    from minescape.change.train import change_scores
+    from minescape.change.deep.train import change_scores
     from minescape.cli.app import app
 
     city = OSCD / "images" / "abudhabi"
@@ -153,23 +153,22 @@ def test_cli_detect_coregister_on_real_abudhabi(tmp_path):
 
 
 def test_predict_coregisters_a_misregistered_pair(tiny_model, tmp_path):
-    from minescape.change.infer import predict_scene
-    from minescape.change.models import load_model
+    from minescape.change.deep.infer import predict_scene
+    from minescape.change.deep.model import load_model
     from minescape.geo.raster import read_raster
 
     t1 = smooth_scene(seed=5, h=128, w=144)
     t2 = shift_bands(t1, (1.2, -0.7))
     p1, p2 = write_pair(tmp_path, t1, t2)
     model = replace(load_model(tiny_model.model_path), coregister=True)
-    res = predict_scene(model, p1, p2, tmp_path / "p.tif", tmp_path / "m.tif", tile=64, overlap=16,
-                        progress=False)
+    res = predict_scene(model, p1, p2, tmp_path / "p.tif", tmp_path / "m.tif", tile=64, overlap=16)
     assert res.shift is not None and abs(res.shift[0] + 1.2) <= 0.1 and abs(res.shift[1] - 0.7) <= 0.1
     import rasterio
 
     with rasterio.open(tmp_path / "m.tif") as src:
         assert src.tags()["coregistration_shift_px"] == f"{res.shift[0]:.2f} {res.shift[1]:.2f}"
     off = predict_scene(model, p1, p2, tmp_path / "p0.tif", tmp_path / "m0.tif", tile=64, overlap=16,
-                        progress=False, coregister=False)
+                        coregister=False)
     assert off.shift is None
     assert not np.array_equal(read_raster(tmp_path / "p.tif").data, read_raster(tmp_path / "p0.tif").data,
                               equal_nan=True)
@@ -192,7 +191,7 @@ def test_cli_train_coregister_is_stored_and_predict_follows(small_region, tmp_pa
     assert "date 2 moved by" in r.output
     r = runner.invoke(app, ["change", "export", str(out / "model.pt")])
     assert r.exit_code == 0, r.output
-    from minescape.change.onnx_backend import onnx_metadata
+    from minescape.change.deep.onnx_backend import onnx_metadata
 
     assert onnx_metadata(out / "model.onnx")["coregister"] is True
     r = runner.invoke(app, ["change", "predict", str(out / "model.pt"), str(small_region.t1),

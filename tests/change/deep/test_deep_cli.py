@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from minescape.cli.app import app
 from minescape.geo.raster import read_raster
-from tests.change_deep.conftest import quick_train_args
+from tests.change.deep.conftest import quick_train_args
 
 runner = CliRunner()
 
@@ -26,11 +26,19 @@ def test_train_predict_export(small_region, tmp_path):
     for backend in ("torch", "onnx"):
         r = runner.invoke(app, ["change", "predict", str(out / "model.pt"), str(small_region.t1),
                                 str(small_region.t2), str(tmp_path / backend), "--tile", "128", "--overlap", "16",
-                                "--backend", backend, "--threads", "1"])
+                                "--backend", backend, "--threads", "1", "--precision", "fp32"])
         assert r.exit_code == 0, r.output
     a = read_raster(tmp_path / "torch" / "change_probability.tif").data
     b = read_raster(tmp_path / "onnx" / "change_probability.tif").data
     assert abs(a - b)[a == a].max() < 1e-4
+    # the default precision (auto: bf16 where the CPU has it) stays within 1e-3 of fp32
+    r = runner.invoke(app, ["change", "predict", str(out / "model.pt"), str(small_region.t1),
+                            str(small_region.t2), str(tmp_path / "auto"), "--tile", "128", "--overlap", "16",
+                            "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    c = read_raster(tmp_path / "auto" / "change_probability.tif").data
+    assert (a == a).sum() > 10_000 and abs(a - c)[a == a].max() < 1e-3
+    assert ("bf16" in r.output) == bool(abs(a - c)[a == a].max() > 0)  # the output names what ran
     mask = read_raster(tmp_path / "torch" / "change_mask.tif")
     assert mask.shape == read_raster(small_region.truth_change).shape
 

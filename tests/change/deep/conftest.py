@@ -50,7 +50,7 @@ def tiny_model(tmp_path_factory):
     """A FC-Siam-diff trained for a few steps on the toy pair (TrainResult)."""
     import torch
 
-    from minescape.change.train import Sample, TrainConfig, holdout_split, train
+    from minescape.change.deep.train import Sample, TrainConfig, holdout_split, train
 
     torch.set_num_threads(1)
     t1, t2, label = toy_pair()
@@ -59,3 +59,18 @@ def tiny_model(tmp_path_factory):
                       seed=3, val_tile=64)
     return train(tr, va, tmp_path_factory.mktemp("tiny_model"), bands=BANDS4, config=cfg, progress=False,
                  training_data={"dataset": "toy"})
+
+
+def saved_model(path, bands=BANDS4, *, arch: str = "fc-siam-diff", seed: int = 0, threshold: float = 0.5,
+                **fields):
+    """An untrained seeded network saved as a model file at ``path``; returns the loaded ChangeModel."""
+    import torch
+
+    from minescape.change.deep.model import ChangeModel, build_model, load_model, save_model
+
+    torch.manual_seed(seed)
+    fields.setdefault("mean", np.full(len(bands), 0.1, np.float32))
+    fields.setdefault("std", np.full(len(bands), 0.05, np.float32))
+    save_model(path, ChangeModel(net=build_model(arch, len(bands)), arch=arch, bands=tuple(bands),
+                                 threshold=threshold, **fields))
+    return load_model(path)

@@ -6,12 +6,18 @@ import numpy as np
 import pytest
 import rasterio
 
-from minescape.change.infer import predict_arrays, predict_scene, ramp, tile_starts, torch_runner
-from minescape.change.models import load_model
+from minescape.change.deep.infer import predict_arrays, predict_scene
+from minescape.change.deep.model import load_model
+from minescape.change.deep.runner import torch_runner
+from minescape.geo.blend import taper_1d, window_origins
 from minescape.errors import ConfigError, CRSMismatchError, InputError
 from minescape.geo.raster import Raster, read_raster, write_raster
 from minescape.legend import CHANGE
-from tests.change_deep.conftest import BANDS4, CRS_UTM, TRANSFORM, toy_pair, write_pair
+from tests.change.deep.conftest import BANDS4, CRS_UTM, TRANSFORM, saved_model, toy_pair, write_pair
+
+
+def tile_starts(n, tile, stride):
+    return window_origins(n, size=tile, stride=stride)
 
 
 def test_tile_layout_and_ramp():
@@ -19,7 +25,7 @@ def test_tile_layout_and_ramp():
     assert tile_starts(64, 64, 48) == [0]
     assert tile_starts(40, 64, 48) == [0]
     assert tile_starts(200, 64, 48) == [0, 48, 96, 136]
-    w = ramp(64, 16)
+    w = taper_1d(64, overlap=16)
     assert w.min() > 0 and w[16:48].min() == 1.0 and w[0] < 0.1 and np.allclose(w, w[::-1])
 
 
@@ -46,7 +52,7 @@ def test_predict_scene_streams_the_same_result(tiny_model, tmp_path):
     t1, t2, label = toy_pair(seed=12, height=150, width=170)
     p1, p2 = write_pair(tmp_path, t1, t2)
     res = predict_scene(m, p1, p2, tmp_path / "out" / "prob.tif", tmp_path / "out" / "mask.tif", tile=64,
-                        overlap=16, progress=False)
+                        overlap=16)
     expected = predict_arrays(torch_runner(m.net), t1, t2, mean=m.mean, std=m.std, tile=64, overlap=16)
     prob = read_raster(res.probability)
     np.testing.assert_allclose(prob.data[0], expected, atol=1e-6, equal_nan=True)
@@ -66,35 +72,36 @@ def test_predict_scene_bad_input(tiny_model, tmp_path):
     t1, t2, _ = toy_pair(seed=13, height=80, width=96)
     p1, p2 = write_pair(tmp_path, t1, t2)
     out = (tmp_path / "o" / "p.tif", tmp_path / "o" / "m.tif")
+    model = load_model(tiny_model.model_path)
     # a pair smaller than one tile
     with pytest.raises(InputError, match=r"t1.tif: pair is 96x80 pixels, smaller than one 128x128 tile"):
-        predict_scene(tiny_model.model_path, p1, p2, *out, tile=128, overlap=16)
+        predict_scene(model, p1, p2, *out, tile=128, overlap=16)
     # imagery without a band the model needs
     q1 = write_raster(Raster(t1[:3], CRS_UTM, TRANSFORM, np.nan, ("B02", "B03", "B04")), tmp_path / "rgb1.tif")
     q2 = write_raster(Raster(t2[:3], CRS_UTM, TRANSFORM, np.nan, ("B02", "B03", "B04")), tmp_path / "rgb2.tif")
     with pytest.raises(InputError, match=r"rgb1.tif: model needs bands .*missing \['B08'\]"):
-        predict_scene(tiny_model.model_path, q1, q2, *out, tile=64, overlap=16)
+        predict_scene(model, q1, q2, *out, tile=64, overlap=16)
     # dates on different grids
     from affine import Affine
 
     shifted = write_raster(Raster(t2, CRS_UTM, Affine(10, 0, 500010, 0, -10, 4100000), np.nan, BANDS4),
                            tmp_path / "shifted.tif")
     with pytest.raises(CRSMismatchError, match="shifted.tif: date 2 is not on date 1's grid"):
-        predict_scene(tiny_model.model_path, p1, shifted, *out, tile=64, overlap=16)
+        predict_scene(model, p1, shifted, *out, tile=64, overlap=16)
     # a corrupted model file
     bad = tmp_path / "bad.pt"
     bad.write_bytes(tiny_model.model_path.read_bytes()[:5000])
     with pytest.raises(InputError, match=r"bad.pt: not a readable model/checkpoint file"):
-        predict_scene(bad, p1, p2, *out, tile=64, overlap=16)
+        load_model(bad)
     with pytest.raises(ConfigError, match="multiple of 16"):
-        predict_scene(tiny_model.model_path, p1, p2, *out, tile=50, overlap=16)
+        predict_scene(model, p1, p2, *out, tile=50, overlap=16)
     with pytest.raises(ConfigError, match="torch, onnx"):
-        predict_scene(tiny_model.model_path, p1, p2, *out, tile=64, overlap=16, backend="tensorrt")
+        predict_scene(model, p1, p2, *out, tile=64, overlap=16, backend="tensorrt")
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())  # nothing half-written
 
 
 def test_corrupted_checkpoint_on_resume(tmp_path):
-    from minescape.change.train import Sample, TrainConfig, train
+    from minescape.change.deep.train import Sample, TrainConfig, train
 
     t1, t2, label = toy_pair(seed=3, height=64, width=64)
     (tmp_path / "checkpoint.pt").write_bytes(b"\x80\x02garbage")
@@ -106,21 +113,13 @@ def test_corrupted_checkpoint_on_resume(tmp_path):
 
 def test_predict_sentinel2_scenes_of_the_synthetic_region(small_region, tmp_path):
     """Scenes (uint16 DN stacks) are read through read_stack; a model with bands the scene lacks is refused."""
-    import torch
-
-    from minescape.change.models import build_model, save_model
-
-    torch.manual_seed(0)
-    bands = ("B02", "B03", "B04", "B08")
-    save_model(tmp_path / "m.pt", build_model("fc-siam-diff", 4), arch="fc-siam-diff", bands=bands,
-               mean=[0.1] * 4, std=[0.05] * 4, threshold=0.5)
-    res = predict_scene(tmp_path / "m.pt", small_region.t1, small_region.t2, tmp_path / "p.tif",
+    model = saved_model(tmp_path / "m.pt", ("B02", "B03", "B04", "B08"))
+    res = predict_scene(model, small_region.t1, small_region.t2, tmp_path / "p.tif",
                         tmp_path / "m.tif", tile=128, overlap=16)
     truth = read_raster(small_region.truth_change)
     prob = read_raster(res.probability)
     assert prob.shape == truth.shape and prob.transform == truth.transform and prob.crs == truth.crs
-    save_model(tmp_path / "m13.pt", build_model("fc-siam-diff", 1), arch="fc-siam-diff", bands=("B10",),
-               mean=[0.1], std=[0.05], threshold=0.5)
-    with pytest.raises(InputError, match=r"model needs bands \['B10'\] but the imagery has"):
-        predict_scene(tmp_path / "m13.pt", small_region.t1, small_region.t2, tmp_path / "p.tif",
+    m13 = saved_model(tmp_path / "m13.pt", ("B10",))
+    with pytest.raises(InputError, match=r"missing bands \['B10'\]"):
+        predict_scene(m13, small_region.t1, small_region.t2, tmp_path / "p.tif",
                       tmp_path / "m.tif", tile=128, overlap=16)

@@ -1,0 +1,126 @@
+"""Deep change inference speed on this CPU (issue 18): the new path against the fp32 baseline, in one run.
+
+13-band FC-Siam-diff (seeded, untrained: speed does not depend on the weights), ``--threads`` threads (default
+the usable cores). Two measurements, each repeated ``--repeats`` times with the variants alternating, reported
+as median (min-max) and as ratios against the baseline measured in the same run:
+
+* ``network``: the network alone on one 512 x 512 pair: fp32 with the default memory layout (baseline) vs
+  ``channels_last`` + bf16 autocast (where the CPU has native bf16; fp32 otherwise, said in the output);
+* ``city``: ``predict_scene`` on a whole OSCD city (abudhabi, 799 x 785 px, from its band folders), the call
+  itself after imports and model loading: baseline = fp32, 256-px tiles (the previous defaults) vs the new
+  defaults (512-px tiles, bf16 where supported, flips batched, next strip read while computing), without and
+  with the 4 flips. The probabilities of the new path are compared with the baseline's (max |dp|).
+
+    flock /tmp/minescape-heavy.lock .venv/bin/python bench/bench_deep_speed.py [--repeats 3] [--threads 2]
+
+Timings on a shared machine move with the other jobs: read the ratios, and say that the machine was loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("MINESCAPE_PROGRESS", "0")
+ROOT = Path(__file__).resolve().parents[1]
+WORK = Path("/tmp/minescape-bench-deep-speed")
+CITY = "abudhabi"
+
+
+def summary(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--oscd", default=str(ROOT.parent / "shared" / "data" / "oscd"))
+    ap.add_argument("--skip-city", action="store_true")
+    args = ap.parse_args()
+    t_import = time.perf_counter()
+    import numpy as np
+    import torch
+
+    from minescape.change.deep.infer import predict_scene
+    from minescape.change.deep.model import ChangeModel, build_model, load_model, save_model
+    from minescape.compute import Compute, resolve_compute
+    from minescape.sentinel2 import ALL_BANDS
+
+    t_import = time.perf_counter() - t_import
+    new = resolve_compute("cpu", "auto", args.threads)
+    base = Compute("cpu", "fp32", new.threads)
+    print(f"threads {new.threads}; new path: {new.describe()}; imports {t_import:.2f} s", flush=True)
+    WORK.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model_path = WORK / "fc-siam-diff_13.pt"
+    save_model(model_path, ChangeModel(net=build_model("fc-siam-diff", 13), arch="fc-siam-diff",
+                                       bands=tuple(ALL_BANDS), mean=np.full(13, 0.1, np.float32),
+                                       std=np.full(13, 0.05, np.float32), threshold=0.5))
+    results: dict = {"threads": new.threads, "new": new.describe(), "repeats": args.repeats}
+
+    # -- the network alone
+    net = load_model(model_path).net.eval()
+    x = torch.randn(1, 13, 512, 512)
+    xc = x.contiguous(memory_format=torch.channels_last)
+    net_cl = load_model(model_path).net.eval().to(memory_format=torch.channels_last)
+    times: dict[str, list[float]] = {"fp32": [], "new": []}
+    with torch.inference_mode():
+        net(x, x)
+        with new.autocast():
+            net_cl(xc, xc)
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            net(x, x)
+            times["fp32"].append(512 * 512 / (time.perf_counter() - t0) / 1e6)
+            t0 = time.perf_counter()
+            with new.autocast():
+                net_cl(xc, xc)
+            times["new"].append(512 * 512 / (time.perf_counter() - t0) / 1e6)
+    results["network_mpix_s"] = times
+    print(f"network 512x512: fp32 {summary(times['fp32'])} Mpix/s, new {summary(times['new'])} Mpix/s, "
+          f"ratio {statistics.median(times['new']) / statistics.median(times['fp32']):.2f}x", flush=True)
+
+    # -- a whole OSCD city, the prediction call itself
+    city = Path(args.oscd) / "images" / CITY
+    if not args.skip_city and city.is_dir():
+        model = load_model(model_path)
+        variants = {"baseline": dict(tile=256, compute=base), "new": dict(tile=512, compute=new)}
+        speeds: dict[str, list[float]] = {f"{v} {f}": [] for v in variants for f in ("no flips", "flips")}
+        probs: dict[str, np.ndarray] = {}
+        for _ in range(args.repeats):
+            for flips in (False, True):
+                for name, kw in variants.items():
+                    out = WORK / f"{name}_{flips}"
+                    t0 = time.perf_counter()
+                    res = predict_scene(model, city / "imgs_1", city / "imgs_2", out / "p.tif", out / "m.tif",
+                                        overlap=32, tta=flips, **kw)
+                    sec = time.perf_counter() - t0
+                    speeds[f"{name} {'flips' if flips else 'no flips'}"].append(res.pixels / sec / 1e6)
+                    from minescape.geo.raster import read_raster
+
+                    probs[f"{name} {flips}"] = read_raster(out / "p.tif").data[0]
+        results["city_mpix_s"] = speeds
+        for flips in ("no flips", "flips"):
+            b, n = speeds[f"baseline {flips}"], speeds[f"new {flips}"]
+            print(f"city {CITY} {flips}: baseline {summary(b)} Mpix/s, new {summary(n)} Mpix/s, ratio "
+                  f"{statistics.median(n) / statistics.median(b):.2f}x", flush=True)
+        for flips in (False, True):
+            a, b = probs[f"baseline {flips}"], probs[f"new {flips}"]
+            ok = np.isfinite(a) & np.isfinite(b)
+            d = float(np.abs(a - b)[ok].max())
+            results[f"max_abs_dp_{'flips' if flips else 'no_flips'}"] = d
+            print(f"probabilities new vs baseline ({'flips' if flips else 'no flips'}): max |dp| {d:.2e} "
+                  f"(bf16 and the tile layout)", flush=True)
+    (WORK / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"wrote {WORK / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""Scene inference with trained change models: overlapping tiles, blended probabilities, bounded memory.
+
+Tiles of ``tile`` x ``tile`` pixels overlap by ``overlap`` pixels and are blended by the one tiled-inference
+engine (:mod:`minescape.geo.blend`: a ramp taper falling over the overlap, weighted mean), so tile edges leave
+no seams. :func:`predict_scene` streams: it reads one strip of ``tile`` rows at a time from the pair (the next
+strip is read in a background thread while the network computes the current one) and keeps one strip of
+accumulators, so memory grows with the scene's width, not its height. Several models form an ensemble: their
+probabilities are averaged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from minescape.compute import Compute
+from minescape.change.deep.model import ChangeModel
+from minescape.change.deep.norm import NORMS, StatsAccumulator, normalise, normalise_pair
+from minescape.change.deep.runner import Member, Runner, check_ensemble, tile_probability, torch_runner
+from minescape.errors import ConfigError, InputError, check_choice
+from minescape.geo.blend import Blender, taper_2d, window_origins
+from minescape.legend import CHANGE
+
+BACKENDS: tuple[str, ...] = ("torch", "onnx")
+DEFAULT_TILE = 512  # pixels; with a 32-px overlap the network sees 1.14x the pixels (256 px: 1.33x)
+DEFAULT_OVERLAP = 32
+
+
+def check_tiling(tile: int, overlap: int) -> None:
+    """Tile a multiple of 16 pixels, overlap in ``[0, tile/2)``; ConfigError otherwise."""
+    if tile < 16 or tile % 16:
+        raise ConfigError(f"tile must be a multiple of 16 pixels and >= 16 (got {tile})")
+    if overlap < 0 or 2 * overlap >= tile:
+        raise ConfigError(f"overlap must be >= 0 and < tile/2 (got overlap={overlap}, tile={tile})")
+
+
+def predict_arrays(runner: Runner, t1: np.ndarray, t2: np.ndarray, *, mean: np.ndarray, std: np.ndarray,
+                   tile: int = 256, overlap: int = 32, norm: str = "global", tta: bool = False) -> np.ndarray:
+    """Change probability ``(H, W)`` for two in-memory ``(C,H,W)`` reflectance stacks on one grid.
+
+    Scenes smaller than a tile are run as one padded tile. NaN enters the network as 0 (the mean); pixels
+    with NaN in either date get NaN.
+    ``overlap=0`` with ``tile`` >= the scene is whole-image inference; ``tta`` averages 4 flips.
+    """
+    check_tiling(tile, overlap)
+    if t1.shape != t2.shape:
+        raise InputError(f"the two dates differ in shape: {t1.shape} vs {t2.shape}")
+    _, h, w = t1.shape
+    valid = np.isfinite(t1).all(0) & np.isfinite(t2).all(0)
+    n1, n2 = normalise_pair(t1, t2, mean=mean, std=std, norm=norm)
+    blend = Blender(1, h, w)
+    stride = tile - overlap
+    for r in window_origins(h, size=tile, stride=stride):
+        for c in window_origins(w, size=tile, stride=stride):
+            sl = (slice(None), slice(r, r + tile), slice(c, c + tile))
+            p = tile_probability(runner, n1[sl], n2[sl], tta=tta)
+            blend.add(p, r, c, taper_2d(*p.shape, overlap=overlap))
+    prob = blend.result()[0]
+    prob[~valid] = np.nan
+    return prob
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """Files written by :func:`predict_scene` and a few numbers."""
+
+    probability: Path
+    mask: Path
+    threshold: float
+    changed_fraction: float
+    pixels: int
+    tiles: int
+    models: int = 1
+    shift: tuple[float, float] | None = None  # date 2 co-registration shift (rows, cols) in px, if applied
+
+
+def make_members(models: Sequence[ChangeModel], *, backend: str = "torch", compute: Compute | None = None,
+                 onnx_paths: Sequence[Path] | None = None) -> list[Member]:
+    """Runners for each model (torch on ``compute``, or onnxruntime from ``<model>.onnx``)."""
+    check_choice(backend, BACKENDS, what="backend")
+    check_ensemble(models)
+    compute = compute or Compute()
+    out = []
+    for i, m in enumerate(models):
+        if backend == "onnx":
+            from minescape.change.deep.onnx_backend import onnx_runner
+
+            path = Path(onnx_paths[i]) if onnx_paths else Path(m.path).with_suffix(".onnx")
+            out.append(Member(m, onnx_runner(path, threads=compute.threads)))
+        else:
+            out.append(Member(m, torch_runner(m.net, compute)))
+    return out
+
+
+def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Path, t2_path: str | Path,
+                  out_prob: str | Path, out_mask: str | Path, *, tile: int = DEFAULT_TILE,
+                  overlap: int = DEFAULT_OVERLAP, threshold: float | None = None, backend: str = "torch",
+                  onnx_paths: Sequence[Path] | None = None, compute: Compute | None = None,
+                  tta: bool | None = None, coregister: bool | None = None) -> PredictResult:
+    """Predict change for a pair (reflectance stacks or Sentinel-2 scenes), streaming strip by strip.
+
+    Args:
+        models: one :class:`ChangeModel`, or several (an ensemble: same bands and normalisation mode; their
+            probabilities are averaged, each model normalising with its own statistics).
+        t1_path, t2_path: the two dates, as read by :func:`minescape.change.pairs.open_pair_source`. Outputs
+            are on the pair grid (date 1's grid, cropped to date 2's footprint for scenes).
+        out_prob: probability of change, float32, NaN nodata.
+        out_mask: binary mask in the CHANGE legend (0 no change, 1 change, 255 nodata) with its colour table.
+        tile, overlap: tile size and overlap in pixels (tile a multiple of 16; the pair must hold one tile).
+        threshold: decision threshold; default the mean of the models' thresholds.
+        backend: ``torch`` or ``onnx`` (onnxruntime; ``onnx_paths`` or ``<model>.onnx`` beside each model).
+        compute: device, precision and threads (:func:`minescape.compute.resolve_compute`).
+        tta: average 4 flips per tile (default: when a model's threshold was chosen that way).
+        coregister: move date 2 onto date 1 by a sub-pixel shift estimated on the central 1024 x 1024
+            window (:mod:`minescape.change.coregister`); default: when a model was trained so.
+    """
+    from rasterio.windows import Window
+
+    from minescape.change.pairs import open_datasets, open_pair_source
+    from minescape.geo.raster import open_writer
+    from minescape.progress import make_progress
+
+    models = [models] if isinstance(models, ChangeModel) else list(models)
+    check_tiling(tile, overlap)
+    members = make_members(models, backend=backend, compute=compute, onnx_paths=onnx_paths)
+    ref = models[0]
+    thr = float(np.mean([m.threshold for m in models])) if threshold is None else float(threshold)
+    tta = any(m.tta for m in models) if tta is None else bool(tta)
+    if not 0.0 < thr < 1.0:
+        raise ConfigError(f"threshold must be in (0, 1) (got {thr})")
+    check_choice(ref.norm, NORMS, what="model normalisation")
+    with open_datasets() as handles, ThreadPoolExecutor(max_workers=1) as reader:
+        pair = open_pair_source(t1_path, t2_path, ref.bands, handles=handles)
+        grid = pair.grid
+        if grid.width < tile or grid.height < tile:
+            raise InputError(f"pair is {grid.width}x{grid.height} pixels, smaller than one {tile}x{tile} tile; "
+                             f"use a smaller --tile (multiple of 16)", path=t1_path)
+        tags = {"model": ";".join(str(m.path) for m in models), "threshold": f"{thr:.4f}"}
+        shift = None
+        if any(m.coregister for m in models) if coregister is None else coregister:
+            pair, shift = _coregistered(pair, ref.bands, t1_path, t2_path)
+            tags["coregistration_shift_px"] = f"{shift[0]:.2f} {shift[1]:.2f}"
+        h, w = grid.height, grid.width
+        stride = tile - overlap
+        rows, cols = window_origins(h, size=tile, stride=stride), window_origins(w, size=tile, stride=stride)
+        wgt = taper_2d(tile, tile, overlap=overlap)
+        stats = _stream_pair_statistics(pair, tile) if ref.norm == "per-image" else None
+        changed = valid_total = 0
+        with open_writer(out_prob, grid, count=1, dtype="float32", nodata=float("nan"),
+                         band_names=["change_probability"], tags={**tags, "arch": ref.arch}) as dp, \
+                open_writer(out_mask, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE,
+                            tags=tags) as dm, make_progress() as bar:
+            task = bar.add_task(f"predict {Path(t1_path).name}", total=len(rows) * len(cols), extra="")
+            blend = Blender(1, tile, w)
+            pending = reader.submit(pair.read, Window(0, rows[0], w, tile))
+            for i, r0 in enumerate(rows):
+                s1, s2 = pending.result()
+                if i + 1 < len(rows):  # read the next strip while the network computes this one
+                    pending = reader.submit(pair.read, Window(0, rows[i + 1], w, tile))
+                valid = np.isfinite(s1).all(0) & np.isfinite(s2).all(0)
+                for c0 in cols:
+                    a1, a2 = s1[:, :, c0:c0 + tile], s2[:, :, c0:c0 + tile]
+                    if valid[:, c0:c0 + tile].any():
+                        p = _ensemble_tile(members, a1, a2, stats, tta)
+                    else:
+                        p = np.zeros((tile, tile), np.float32)
+                    blend.add(p, 0, c0, wgt)
+                    bar.advance(task)
+                end = rows[i + 1] - r0 if i + 1 < len(rows) else tile
+                prob = blend.pop_rows(end)[0]
+                vv = valid[:end]
+                prob[~vv] = np.nan
+                mask = np.where(vv, (prob >= thr).astype(np.uint8), np.uint8(CHANGE.nodata)).astype(np.uint8)
+                changed += int((mask == 1).sum())
+                valid_total += int(vv.sum())
+                out_win = Window(0, r0, w, end)
+                dp.write(prob[None], window=out_win)
+                dm.write(mask[None], window=out_win)
+    return PredictResult(Path(out_prob), Path(out_mask), thr, changed / max(valid_total, 1), h * w,
+                         len(rows) * len(cols), len(models), shift)
+
+
+def _ensemble_tile(members: Sequence[Member], a1: np.ndarray, a2: np.ndarray, stats, tta: bool) -> np.ndarray:
+    """Mean probability of the members on one reflectance tile (each normalising with its own statistics)."""
+    total = None
+    for mb in members:
+        if stats is not None:
+            (m1, sd1), (m2, sd2) = stats
+        else:
+            m1 = m2 = mb.model.mean
+            sd1 = sd2 = mb.model.std
+        p = tile_probability(mb.runner, normalise(a1, m1, sd1), normalise(a2, m2, sd2), tta=tta)
+        total = p if total is None else total + p
+    return total / len(members)
+
+
+def _coregistered(pair, bands: Sequence[str], t1_path, t2_path):
+    """``(pair with date 2 shifted, shift)``: the shift estimated on the 10 m bands' central window."""
+    from minescape.change.coregister import (
+        REFERENCE_BANDS,
+        checked_shift,
+        estimate_source_shift,
+        needs_shift,
+        shifted_source,
+    )
+    from minescape.change.pairs import open_pair_source
+
+    ref = [b for b in REFERENCE_BANDS if b in bands]  # read only the 10 m bands for the estimate
+    est = open_pair_source(t1_path, t2_path, ref) if ref else pair
+    shift = checked_shift(estimate_source_shift(est, ref or list(bands)), "pair", path=t2_path)
+    if needs_shift(shift):
+        pair = shifted_source(pair, shift)
+    return pair, shift
+
+
+def _stream_pair_statistics(pair, rows: int):
+    """Per-band statistics of both dates over pixels valid in both, read in strips of ``rows`` rows."""
+    from rasterio.windows import Window
+
+    acc1 = acc2 = None
+    h, w = pair.grid.height, pair.grid.width
+    for r0 in range(0, h, rows):
+        a1, a2 = pair.read(Window(0, r0, w, min(rows, h - r0)))
+        if acc1 is None:
+            acc1, acc2 = StatsAccumulator(a1.shape[0]), StatsAccumulator(a2.shape[0])
+        v = np.isfinite(a1).all(0) & np.isfinite(a2).all(0)
+        acc1.add(a1, v)
+        acc2.add(a2, v)
+    return acc1.result(), acc2.result()

@@ -1,0 +1,174 @@
+"""The :class:`ChangeModel` value and its file (``model.pt``): one value through save, load, card and predict.
+
+A model file is a zip written by ``torch.save`` and read with ``torch.load(..., weights_only=True)``: it holds
+only tensors (``state_dict``), a format marker and the metadata as one JSON string (``meta``), so loading
+an untrusted file never runs code. Files of an older format, or anything else, are refused with one line.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from minescape.errors import ConfigError, InputError, MissingInputError, check_choice
+
+ARCHITECTURES: tuple[str, ...] = ("fc-ef", "fc-siam-conc", "fc-siam-diff", "siam-att")
+STRIDE = 16  # four 2x poolings: tile sides must be multiples of this
+MODEL_FORMAT = "minescape-change-model/2"
+OLD_FORMATS = ("minescape-change-model/1", "minescape-change-checkpoint/1")
+
+
+@dataclass(frozen=True)
+class ChangeModel:
+    """A trained network with its input contract: bands, normalisation and decision threshold.
+
+    Attributes:
+        net: the torch network (eval mode after loading).
+        arch: one of :data:`ARCHITECTURES`.
+        bands: band names in input order.
+        mean, std: per-band normalisation in reflectance units (``global``; informative for ``per-image``).
+        threshold: decision threshold on the change probability.
+        norm: ``global`` or ``per-image`` (:data:`minescape.change.deep.norm.NORMS`).
+        tta: the threshold was chosen on flip-averaged probabilities; predict averages flips by default.
+        coregister: date 2 was co-registered onto date 1 in training; predict does the same by default.
+        model_kwargs: keyword arguments of :func:`build_model`.
+        extra: training summary (config, metrics) kept in the file.
+        path: the file it was loaded from (None for a model in memory).
+    """
+
+    net: Any
+    arch: str
+    bands: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    threshold: float
+    norm: str = "global"
+    tta: bool = False
+    coregister: bool = False
+    model_kwargs: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    def meta(self) -> dict:
+        """Everything but the weights, as plain JSON values."""
+        return {"arch": self.arch, "model_kwargs": dict(self.model_kwargs), "bands": list(self.bands),
+                "mean": [float(v) for v in np.asarray(self.mean)], "std": [float(v) for v in np.asarray(self.std)],
+                "threshold": float(self.threshold), "norm": str(self.norm), "tta": bool(self.tta),
+                "coregister": bool(self.coregister), "extra": self.extra}
+
+
+def build_model(arch: str, in_channels: int, **kwargs: Any):
+    """A fresh network ``arch`` (one of :data:`ARCHITECTURES`) for ``in_channels`` bands per date.
+
+    Keyword arguments go to the network (``dropout`` for the FC networks, ``width`` for ``siam-att``).
+    """
+    check_choice(arch, ARCHITECTURES, what="architecture")
+    if in_channels < 1:
+        raise ConfigError(f"a model needs at least one input band (got {in_channels})")
+    from minescape.change.deep.networks import NETWORKS
+
+    return NETWORKS[arch](in_channels, **kwargs)
+
+
+def count_parameters(net) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+def torch_bytes(payload: dict) -> bytes:
+    """``torch.save`` into memory: the same payload gives the same bytes (no file name inside the zip)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
+
+
+def save_model(path: str | Path, model: ChangeModel) -> Path:
+    """Write ``model`` atomically as a weights-only file (tensors + a JSON string of metadata)."""
+    from minescape.atomic import atomic_write_bytes
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
+    payload = {"format": MODEL_FORMAT, "meta": json.dumps(model.meta(), sort_keys=True), "state_dict": state}
+    return atomic_write_bytes(path, torch_bytes(payload))
+
+
+def load_payload(path: str | Path, *, formats: tuple[str, ...]) -> dict:
+    """Read a model or checkpoint file safely (``weights_only=True``): a dict with ``format`` in ``formats``.
+
+    Raises:
+        MissingInputError: no such file.
+        InputError: unreadable, foreign (any pickle that is not plain tensors and values), or an old format;
+            one line naming the file.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError("model file not found", path=path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc) or "GLOBAL" in str(exc):  # a pickle asking for code: never run it
+            raise InputError("refused: the file holds objects other than tensors and plain values (not a "
+                             "minescape model or checkpoint; it was not loaded, because loading it could run code)",
+                             path=path) from None
+        raise InputError(f"not a readable model/checkpoint file (corrupted or truncated?): "
+                         f"{' '.join(str(exc).split())[:120]}", path=path) from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
+        msg = " ".join(str(exc).split())[:120]
+        raise InputError(f"not a readable model/checkpoint file (corrupted or truncated?): {msg}",
+                         path=path) from None
+    fmt = payload.get("format") if isinstance(payload, dict) else None
+    if fmt in OLD_FORMATS:
+        raise InputError(f"written in the old format {fmt!r}, which this version no longer reads; train the "
+                         "model again", path=path)
+    if fmt not in formats:
+        raise InputError(f"not a minescape change {'model' if MODEL_FORMAT in formats else 'checkpoint'} "
+                         f"(format {fmt!r}, expected {' or '.join(formats)})", path=path)
+    try:
+        payload["meta"] = json.loads(payload["meta"])
+    except (KeyError, TypeError, ValueError):
+        raise InputError("model file has no readable metadata", path=path) from None
+    return payload
+
+
+def load_model(path: str | Path) -> ChangeModel:
+    """Load a model written by :func:`save_model` (network on the CPU, eval mode)."""
+    from minescape.change.deep.norm import NORMS
+
+    path = Path(path)
+    payload = load_payload(path, formats=(MODEL_FORMAT,))
+    meta = payload["meta"]
+    try:
+        arch, bands = meta["arch"], tuple(meta["bands"])
+        norm = str(meta.get("norm", "global"))
+        mean = np.asarray(meta["mean"], np.float32)
+        std = np.asarray(meta["std"], np.float32)
+        threshold = float(meta["threshold"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"model metadata lacks or garbles {exc}", path=path) from None
+    if arch not in ARCHITECTURES:
+        raise InputError(f"unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})", path=path)
+    if norm not in NORMS:
+        raise InputError(f"model uses normalisation {norm!r}, unknown to this version (known: {', '.join(NORMS)})",
+                         path=path)
+    if mean.shape != (len(bands),) or std.shape != (len(bands),):
+        raise InputError(f"model has {len(bands)} bands but {mean.size} means and {std.size} stds", path=path)
+    net = build_model(arch, len(bands), **dict(meta.get("model_kwargs") or {}))
+    try:
+        net.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise InputError(f"weights do not fit a {arch} network: {str(exc).splitlines()[0]}", path=path) from None
+    net.eval()
+    return ChangeModel(net=net, arch=arch, bands=bands, mean=mean, std=std, threshold=threshold, norm=norm,
+                       tta=bool(meta.get("tta", False)), coregister=bool(meta.get("coregister", False)),
+                       model_kwargs=dict(meta.get("model_kwargs") or {}), extra=dict(meta.get("extra") or {}),
+                       path=path)

@@ -1,0 +1,232 @@
+"""Fully convolutional change-detection networks in plain PyTorch (no torchvision).
+
+Three networks after Daudt, Le Saux & Boulch (2018), "Fully Convolutional Siamese Networks for Change
+Detection" (ICIP), and one stronger variant:
+
+- ``fc-ef``        early fusion: both dates stacked on the channel axis, one U-Net.
+- ``fc-siam-conc`` Siamese encoder (shared weights); decoder skips concatenate both dates' features.
+- ``fc-siam-diff`` Siamese encoder; decoder skips are the absolute feature difference.
+- ``siam-att``     Siamese encoder with wider residual stages; skips fuse ``|f1 - f2|`` with both dates
+                   through a 1x1 convolution and squeeze-and-excitation channel attention, and the
+                   decoder gates each skip with a spatial attention map (Oktay et al. 2018).
+
+Every network takes two ``(N, C, H, W)`` float tensors (normalised reflectance of date 1 and date 2,
+any band count ``C``) and returns ``(N, 1, H, W)`` change logits (sigmoid -> probability of change).
+``H`` and ``W`` must be multiples of 16 (four 2x poolings); inference pads tiles accordingly.
+
+This module imports torch at the top: import it only where a network is built
+(:func:`minescape.change.deep.model.build_model` does so lazily).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+# Daudt et al. 2018: encoder 16,16 | 32,32 | 64,64,64 | 128,128,128 with 2x2 max pooling.
+ENCODER_WIDTHS: tuple[tuple[int, ...], ...] = ((16, 16), (32, 32), (64, 64, 64), (128, 128, 128))
+
+
+def fp32_head(head: nn.Module, x):
+    """``head(x)`` in float32 even inside a bf16 autocast region: the logits keep float precision, so bf16
+    inference moves probabilities by ~1e-4, not ~1e-3 (the convolutions before it stay in bf16)."""
+    if torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return head(x.float())
+    return head(x)
+
+
+def _cbr(cin: int, cout: int, dropout: float) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    if dropout > 0:
+        layers.append(nn.Dropout2d(dropout))
+    return layers
+
+
+def _stage(cin: int, widths: tuple[int, ...], dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for w in widths:
+        layers += _cbr(cin, w, dropout)
+        cin = w
+    return nn.Sequential(*layers)
+
+
+class Encoder(nn.Module):
+    """The FC networks' encoder: four conv stages, each followed by 2x2 max pooling."""
+
+    def __init__(self, cin: int, dropout: float) -> None:
+        super().__init__()
+        stages = []
+        for widths in ENCODER_WIDTHS:
+            stages.append(_stage(cin, widths, dropout))
+            cin = widths[-1]
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x):
+        skips = []
+        for s in self.stages:
+            x = s(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        return x, skips
+
+
+class Decoder(nn.Module):
+    """Upsampling path; ``mult`` is the skip width multiplier (1 for EF/diff, 2 for conc)."""
+
+    def __init__(self, mult: int, dropout: float) -> None:
+        super().__init__()
+        self.up = nn.ModuleList([nn.ConvTranspose2d(c, c, 3, stride=2, padding=1, output_padding=1)
+                                 for c in (128, 64, 32, 16)])
+        self.convs = nn.ModuleList([
+            _stage(128 + 128 * mult, (128, 128, 64), dropout),
+            _stage(64 + 64 * mult, (64, 64, 32), dropout),
+            _stage(32 + 32 * mult, (32, 16), dropout),
+            nn.Sequential(*_cbr(16 + 16 * mult, 16, 0.0)),
+        ])
+        self.head = nn.Conv2d(16, 1, 3, padding=1)
+
+    def forward(self, x, skips):
+        for up, conv, skip in zip(self.up, self.convs, reversed(skips)):
+            x = conv(torch.cat([up(x), skip], dim=1))
+        return fp32_head(self.head, x)
+
+
+class FCEF(nn.Module):
+    """FC-EF: early fusion of both dates (``2C`` input channels) in one U-Net."""
+
+    def __init__(self, in_channels: int, *, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.encoder = Encoder(2 * in_channels, dropout)
+        self.decoder = Decoder(1, dropout)
+
+    def forward(self, x1, x2):
+        x, skips = self.encoder(torch.cat([x1, x2], dim=1))
+        return self.decoder(x, skips)
+
+
+class FCSiamConc(nn.Module):
+    """FC-Siam-conc: shared encoder, skips concatenate date-1 and date-2 features."""
+
+    def __init__(self, in_channels: int, *, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.encoder = Encoder(in_channels, dropout)
+        self.decoder = Decoder(2, dropout)
+
+    def forward(self, x1, x2):
+        _, s1 = self.encoder(x1)
+        x, s2 = self.encoder(x2)
+        return self.decoder(x, [torch.cat([a, b], dim=1) for a, b in zip(s1, s2)])
+
+
+class FCSiamDiff(nn.Module):
+    """FC-Siam-diff: shared encoder, skips are ``|f1 - f2|``.
+
+    The bottleneck passed to the decoder is date 2's, as in Daudt et al. (2018), so the output is not exactly
+    symmetric in the dates; the skips are.
+    """
+
+    def __init__(self, in_channels: int, *, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.encoder = Encoder(in_channels, dropout)
+        self.decoder = Decoder(1, dropout)
+
+    def forward(self, x1, x2):
+        _, s1 = self.encoder(x1)
+        x, s2 = self.encoder(x2)
+        return self.decoder(x, [torch.abs(a - b) for a, b in zip(s1, s2)])
+
+
+class ResStage(nn.Module):
+    """Two 3x3 conv + BN with a 1x1 projection shortcut."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                                  nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(cout))
+        self.skip = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return F.relu(self.body(x) + self.skip(x))
+
+
+class SqueezeExcite(nn.Module):
+    """Channel attention (Hu et al. 2018)."""
+
+    def __init__(self, c: int, r: int = 4) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(c, max(4, c // r), 1)
+        self.fc2 = nn.Conv2d(max(4, c // r), c, 1)
+
+    def forward(self, x):
+        w = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3), keepdim=True)))))
+        return x * w
+
+
+class Fuse(nn.Module):
+    """Difference skip: 1x1 conv over ``[|f1-f2|, f1, f2]`` then SE channel attention."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.mix = nn.Sequential(nn.Conv2d(3 * c, c, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        self.se = SqueezeExcite(c)
+
+    def forward(self, a, b):
+        return self.se(self.mix(torch.cat([torch.abs(a - b), a, b], dim=1)))
+
+
+class Gate(nn.Module):
+    """Additive spatial attention gate: the decoder signal weights the skip per pixel."""
+
+    def __init__(self, c_skip: int, c_gate: int) -> None:
+        super().__init__()
+        inter = max(8, c_skip // 2)
+        self.ws = nn.Conv2d(c_skip, inter, 1)
+        self.wg = nn.Conv2d(c_gate, inter, 1)
+        self.psi = nn.Conv2d(inter, 1, 1)
+
+    def forward(self, skip, gate):
+        return skip * torch.sigmoid(self.psi(F.relu(self.ws(skip) + self.wg(gate))))
+
+
+class SiamAtt(nn.Module):
+    """Siamese residual U-Net with attention-weighted difference skips (``siam-att``)."""
+
+    def __init__(self, in_channels: int, *, width: int = 16, dropout: float = 0.1) -> None:
+        super().__init__()
+        ws = (width, 2 * width, 4 * width, 8 * width)
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, ws[0], 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(ws[0]), nn.ReLU(inplace=True))
+        self.enc = nn.ModuleList([ResStage(ws[max(0, i - 1)], w) for i, w in enumerate(ws)])
+        self.fuse = nn.ModuleList([Fuse(w) for w in ws])
+        self.bottom = ResStage(ws[3], ws[3])
+        self.gates = nn.ModuleList([Gate(ws[i], ws[i]) for i in range(4)])
+        self.dec = nn.ModuleList([ResStage(ws[i] * 2, ws[max(0, i - 1)]) for i in range(4)])
+        self.drop = nn.Dropout2d(dropout)
+        self.head = nn.Conv2d(ws[0], 1, 1)
+
+    def _encode(self, x):
+        x = self.stem(x)
+        feats = []
+        for i, s in enumerate(self.enc):
+            if i:
+                x = F.max_pool2d(x, 2)
+            x = s(x)
+            feats.append(x)
+        return feats
+
+    def forward(self, x1, x2):
+        f1 = self._encode(x1)
+        f2 = self._encode(x2)
+        skips = [fu(a, b) for fu, a, b in zip(self.fuse, f1, f2)]
+        x = self.drop(self.bottom(F.max_pool2d(skips[3], 2)))
+        for i in (3, 2, 1, 0):
+            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+            x = self.dec[i](torch.cat([x, self.gates[i](skips[i], x)], dim=1))
+        return fp32_head(self.head, x)
+
+
+NETWORKS: dict[str, type[nn.Module]] = {"fc-ef": FCEF, "fc-siam-conc": FCSiamConc, "fc-siam-diff": FCSiamDiff,
+                                        "siam-att": SiamAtt}

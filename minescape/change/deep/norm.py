@@ -1,0 +1,72 @@
+"""Input normalisation of change networks (no torch here).
+
+``global``: the training set's per-band mean/std (stored with the model). ``per-image``: each date of each pair
+standardised by its own per-band mean/std over the pixels valid in both dates, a relative radiometric
+normalisation. Reflectance in, float32 z-scores out; NaN (nodata) becomes 0, the training mean.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from minescape.errors import check_choice
+
+Norm = Literal["global", "per-image"]
+NORMS: tuple[str, ...] = ("global", "per-image")
+
+
+def normalise(stack: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``(C,H,W)`` reflectance -> float32 z-scores; NaN (nodata) becomes 0 (the training mean)."""
+    out = (stack.astype(np.float32, copy=False) - mean[:, None, None]) / std[:, None, None]
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32, copy=False)
+
+
+class StatsAccumulator:
+    """Streaming per-band sums (float64) for :func:`image_statistics`."""
+
+    def __init__(self, bands: int) -> None:
+        self.s = np.zeros(bands)
+        self.ss = np.zeros(bands)
+        self.n = 0
+
+    def add(self, stack: np.ndarray, valid: np.ndarray) -> None:
+        v = stack[:, valid].astype(np.float64)
+        self.s += v.sum(1)
+        self.ss += (v * v).sum(1)
+        self.n += v.shape[1]
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.n == 0:
+            return np.zeros(len(self.s), np.float32), np.ones(len(self.s), np.float32)
+        mean = self.s / self.n
+        std = np.sqrt(np.maximum(self.ss / self.n - mean * mean, 0.0))
+        return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+
+
+def image_statistics(stack: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and standard deviation of one ``(C,H,W)`` stack over ``valid`` pixels (default: pixels
+    finite in every band); float64 sums, std floored at 1e-6. All-invalid input gives mean 0, std 1."""
+    if valid is None:
+        valid = np.isfinite(stack).all(0)
+    acc = StatsAccumulator(stack.shape[0])
+    acc.add(stack, valid)
+    return acc.result()
+
+
+def pair_statistics(t1: np.ndarray, t2: np.ndarray):
+    """Per-image statistics of a pair: ``((mean1, std1), (mean2, std2))`` over pixels valid in both dates."""
+    valid = np.isfinite(t1).all(0) & np.isfinite(t2).all(0)
+    return image_statistics(t1, valid), image_statistics(t2, valid)
+
+
+def normalise_pair(t1: np.ndarray, t2: np.ndarray, *, mean: np.ndarray, std: np.ndarray,
+                   norm: Norm = "global") -> tuple[np.ndarray, np.ndarray]:
+    """Normalise both dates: with ``mean``/``std`` (``global``) or each date by its own statistics over the
+    pixels valid in both dates (``per-image``)."""
+    check_choice(norm, NORMS, what="normalisation")
+    if norm == "per-image":
+        (m1, s1), (m2, s2) = pair_statistics(t1, t2)
+        return normalise(t1, m1, s1), normalise(t2, m2, s2)
+    return normalise(t1, mean, std), normalise(t2, mean, std)

@@ -1,0 +1,113 @@
+"""Running a network on normalised tiles: torch (CPU/CUDA, fp32/bf16, channels_last) or onnxruntime, flips
+batched into one forward pass, and ensembles of models averaged on probabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from minescape.compute import Compute
+from minescape.change.deep.model import STRIDE, ChangeModel
+from minescape.errors import InputError
+
+Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (N,C,H,W) x2 normalised -> (N,1,H,W) float32 logits
+FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))  # identity, horizontal, vertical, both
+
+
+def fold_batchnorm(net):
+    """A copy of ``net`` for inference with every ``Conv2d`` directly followed by a ``BatchNorm2d`` (inside an
+    ``nn.Sequential``) merged into one convolution (the BN becomes ``Identity``): the same function in eval
+    mode (to ~1e-6 in fp32), one pass over the activations less per layer."""
+    import copy
+
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net = copy.deepcopy(net).eval()
+    for module in net.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module.children())
+        for i in range(len(children) - 1):
+            conv, bn = children[i], children[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
+                module[i] = fuse_conv_bn_eval(conv, bn)
+                module[i + 1] = nn.Identity()
+    return net
+
+
+def torch_runner(net, compute: Compute | None = None) -> Runner:
+    """A runner calling ``net`` without gradients on ``compute``'s device and precision (channels_last), with
+    its batch normalisations folded into the convolutions before them (:func:`fold_batchnorm`; ``net`` itself
+    is left as it is)."""
+    import torch
+
+    compute = compute or Compute()
+    dev = torch.device(compute.device)
+    net = fold_batchnorm(net).to(dev, memory_format=torch.channels_last)
+
+    def run(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+        with torch.inference_mode(), compute.autocast():
+            a = torch.from_numpy(np.ascontiguousarray(x1)).to(dev).contiguous(memory_format=torch.channels_last)
+            b = torch.from_numpy(np.ascontiguousarray(x2)).to(dev).contiguous(memory_format=torch.channels_last)
+            return net(a, b).float().cpu().numpy()
+
+    return run
+
+
+def tile_probability(runner: Runner, x1: np.ndarray, x2: np.ndarray, *, tta: bool = False) -> np.ndarray:
+    """Probability ``(h, w)`` of one normalised ``(C, h, w)`` tile pair.
+
+    The tile is padded (reflect, else zeros) to a multiple of 16. With ``tta`` the identity and the three
+    flips go through the network as one batch of 4 and their probabilities are averaged.
+    """
+    _, h, w = x1.shape
+    ph, pw = (-h) % STRIDE, (-w) % STRIDE
+    if ph or pw:
+        mode = "reflect" if min(h, w) > max(ph, pw) else "constant"
+        pad = ((0, 0), (0, ph), (0, pw))
+        x1, x2 = np.pad(x1, pad, mode=mode), np.pad(x2, pad, mode=mode)
+    if tta:
+        b1 = np.stack([np.flip(x1, ax) if ax else x1 for ax in FLIPS])
+        b2 = np.stack([np.flip(x2, ax) if ax else x2 for ax in FLIPS])
+        logits = runner(b1, b2)[:, 0]
+        logits = np.stack([np.flip(z, ax) if ax else z for z, ax in zip(logits, FLIPS)])
+        prob = _sigmoid(logits).mean(0)
+    else:
+        prob = _sigmoid(runner(x1[None], x2[None])[0, 0])
+    return prob[:h, :w].astype(np.float32)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    """Logistic function in float32 (scipy's ``expit``: no overflow, ~1e-7 from float64)."""
+    from scipy.special import expit
+
+    return expit(np.asarray(z, np.float32))
+
+
+@dataclass(frozen=True)
+class Member:
+    """One model of an ensemble, ready to run: its runner and input normalisation."""
+
+    model: ChangeModel
+    runner: Runner
+
+
+def check_ensemble(models: Sequence[ChangeModel]) -> None:
+    """All members must read the same bands in the same order and use the same normalisation mode.
+
+    Raises:
+        InputError: naming the first model that disagrees with the first one.
+    """
+    if not models:
+        raise InputError("no model given")
+    ref = models[0]
+    for m in models[1:]:
+        if tuple(m.bands) != tuple(ref.bands):
+            raise InputError(f"ensemble members disagree on bands: {list(m.bands)} vs {list(ref.bands)} in "
+                             f"{ref.path}", path=m.path)
+        if m.norm != ref.norm:
+            raise InputError(f"ensemble members disagree on normalisation: {m.norm!r} vs {ref.norm!r} in "
+                             f"{ref.path}", path=m.path)

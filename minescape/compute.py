@@ -1,0 +1,120 @@
+"""Where and how deep change networks compute: device, precision and threads, decided in one place.
+
+* device: ``auto`` (CUDA when torch sees a GPU, else CPU), ``cpu`` or ``cuda`` (refused with one line when
+  there is no GPU);
+* precision: ``fp32``, ``bf16`` (autocast: matrix products and convolutions in bfloat16, accumulations and the
+  output in float32) or ``auto`` (bf16 on CUDA and on CPUs with native bf16 instructions, AVX512-BF16 or AMX;
+  fp32 elsewhere). ``bf16`` asked for on a CPU without them falls back to fp32 and says so in ``note``;
+* threads: torch and onnxruntime intra-op threads; default the cores this process may use
+  (``os.sched_getaffinity``); 0 or more than those cores is refused with one line.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from minescape.errors import ConfigError, check_choice
+
+DeviceName = Literal["auto", "cpu", "cuda"]
+PrecisionName = Literal["fp32", "bf16", "auto"]
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "auto")
+
+
+@dataclass(frozen=True)
+class Compute:
+    """A resolved choice: ``device`` is ``cpu`` or ``cuda``, ``precision`` is ``fp32`` or ``bf16``."""
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    threads: int = 1
+    note: str = ""
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision == "bf16"
+
+    def describe(self) -> str:
+        """One phrase for the CLI's output, e.g. ``cpu, bf16, 2 threads``."""
+        return f"{self.device}, {self.precision}, {self.threads} thread{'s' if self.threads != 1 else ''}" + \
+            (f" ({self.note})" if self.note else "")
+
+    def autocast(self):
+        """A context manager running the enclosed forward passes in this precision."""
+        if not self.bf16:
+            return nullcontext()
+        import torch
+
+        return torch.autocast(device_type=self.device, dtype=torch.bfloat16)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1 (:func:`minescape.threads.available_cores`)."""
+    from minescape.threads import available_cores
+
+    return available_cores()
+
+
+def resolve_threads(threads: int | None) -> int:
+    """``threads`` checked against the usable cores (default: all of them); the one rule of
+    :func:`minescape.threads.resolve_threads`."""
+    from minescape.threads import resolve_threads as _resolve
+
+    return _resolve(threads, what="--threads")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), as oneDNN reports or /proc/cpuinfo."""
+    import torch
+
+    try:
+        if bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+            return True
+    except (AttributeError, RuntimeError):
+        pass
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_compute(device: str = "auto", precision: str = "auto", threads: int | None = None, *,
+                    cpu_auto_bf16: bool = True) -> Compute:
+    """Check and resolve the user's choices; sets torch's thread count.
+
+    Args:
+        device: :data:`DEVICES`.
+        precision: :data:`PRECISIONS`.
+        threads: intra-op threads (default: the usable cores).
+        cpu_auto_bf16: whether ``auto`` may choose bf16 on a CPU (prediction: yes; training: no, fp32 keeps
+            CPU training as it was measured).
+
+    Raises:
+        ConfigError: an unknown choice, ``cuda`` without a GPU, or a bad thread count (one line).
+    """
+    check_choice(device, DEVICES, what="device")
+    check_choice(precision, PRECISIONS, what="precision")
+    n = resolve_threads(threads)
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    if device == "cuda" and not has_cuda:
+        raise ConfigError("--device cuda: torch sees no CUDA GPU on this machine (use --device cpu or auto)")
+    dev = "cuda" if device == "cuda" or (device == "auto" and has_cuda) else "cpu"
+    note = ""
+    if dev == "cuda":
+        prec = "fp32" if precision == "fp32" else "bf16"
+    else:
+        native = cpu_has_bf16()
+        if precision == "bf16" and not native:
+            prec, note = "fp32", "this CPU has no native bf16 (AVX512-BF16/AMX): fp32 instead"
+        elif precision == "auto":
+            prec = "bf16" if native and cpu_auto_bf16 else "fp32"
+        else:
+            prec = precision
+    torch.set_num_threads(n)
+    return Compute(device=dev, precision=prec, threads=n, note=note)

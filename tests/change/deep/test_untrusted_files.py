@@ -1,0 +1,109 @@
+"""Files users exchange never run code: a planted pickle in model.pt / checkpoint.pt is refused with one line and
+its payload never runs (predict, export, train --resume). Without the optional onnx package, export is one line
+and the demo stage skips its ONNX step with a note."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from minescape.cli.app import app
+from tests.change.deep.conftest import quick_train_args
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class _Payload:
+    """Unpickling this creates ``marker`` (what an attacker's code could do with any file)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
+
+
+def plant(path: Path, marker: Path) -> Path:
+    """A torch-format file whose unpickling would run the payload."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": "minescape-change-model/2", "meta": "{}", "hook": _Payload(marker)}, path)
+    return path
+
+
+def test_planted_payload_is_live_but_never_runs(small_region, tmp_path):
+    import torch
+
+    # first prove the planted file really runs code when loaded the unsafe way
+    probe = tmp_path / "probe_marker"
+    evil = plant(tmp_path / "probe" / "model.pt", probe)
+    torch.load(evil, weights_only=False)
+    assert probe.read_text() == "pwned"
+
+    marker = tmp_path / "marker"
+    model = plant(tmp_path / "evil" / "model.pt", marker)
+    r = runner.invoke(app, ["change", "predict", str(model), str(small_region.t1), str(small_region.t2),
+                            str(tmp_path / "out"), "--tile", "128", "--threads", "1"])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "model.pt: refused" in r.output and not marker.exists()
+    r = runner.invoke(app, ["change", "export", str(model)])
+    assert r.exit_code == 2 and "model.pt: refused" in r.output and not marker.exists(), r.output
+    ckpt_dir = tmp_path / "train"
+    plant(ckpt_dir / "checkpoint.pt", marker)
+    r = runner.invoke(app, quick_train_args(small_region, ckpt_dir, "--resume"))
+    assert r.exit_code == 2 and "checkpoint.pt: refused" in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1 and not marker.exists()
+
+
+def test_plain_pickle_model_is_refused(tmp_path):
+    from minescape.change.deep.model import load_model
+    from minescape.errors import InputError
+
+    marker = tmp_path / "marker"
+    path = tmp_path / "model.pt"
+    path.write_bytes(pickle.dumps(_Payload(marker)))  # not even a torch zip: the legacy pickle path
+    try:
+        load_model(path)
+    except InputError as exc:
+        assert str(exc).startswith(str(path))
+    else:
+        raise AssertionError("a plain pickle was accepted")
+    assert not marker.exists()
+
+
+def _without_onnx(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter where ``import onnx`` fails (as when it is not installed)."""
+    launcher = "import sys; sys.modules['onnx'] = None\n" + code
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300)
+
+
+def test_export_without_onnx_is_one_line(tiny_model, tmp_path):
+    proc = _without_onnx("from minescape.cli.app import main\nsys.argv = ['minescape', 'change', 'export', "
+                         f"{str(tiny_model.model_path)!r}]\nmain()", tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    out = (proc.stdout + proc.stderr).strip()
+    assert len(out.splitlines()) == 1 and "optional package 'onnx' is not installed" in out, out
+    assert not tiny_model.model_path.with_suffix(".onnx").exists()
+
+
+def test_demo_stage_without_onnx_skips_the_export(small_region, tmp_path):
+    code = (
+        "from pathlib import Path\nfrom rich.console import Console\nfrom minescape.demo import DemoContext\n"
+        "from minescape.synthetic import load_region_files\nfrom minescape.change.deep import demo\n"
+        f"region = load_region_files(Path({str(small_region.root)!r}))\n"
+        f"ctx = DemoContext(region=region, out=Path({str(tmp_path)!r}), seed=42, console=Console(quiet=True))\n"
+        "print('\\n'.join(demo.run(ctx)))\n")
+    proc = _without_onnx(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ONNX export skipped" in proc.stdout and "F1 of change" in proc.stdout, proc.stdout
+    assert (tmp_path / "change_deep" / "change_mask.tif").exists()
+    assert not (tmp_path / "change_deep" / "model" / "model.onnx").exists()
