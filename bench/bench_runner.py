@@ -244,7 +244,11 @@ def bench_project(n_sites: int, rounds: int) -> None:
                                classifier=model, executor=executor, config={"quicklook": False})
         return time.perf_counter() - t0, s
 
+    import shutil
+
     import rasterio
+
+    from minescape.runstate import read_states
 
     inproc, two, fits = [], [], []
     with rasterio.Env(GDAL_CACHEMAX=16 * 2**20), \
@@ -253,11 +257,14 @@ def bench_project(n_sites: int, rounds: int) -> None:
         ex = Executor(mode="scheduler", scheduler=cluster.scheduler_address)
         run(ex, "warm")  # worker imports, scene index, model load
         for _ in range(rounds):
-            t, s = run(Executor(), "inprocess")
+            journal = out / "journal-inprocess"
+            shutil.rmtree(journal, ignore_errors=True)
+            t, s = run(Executor(run_dir=journal), "inprocess")  # per-site seconds live in the run journal
             inproc.append(t)
             ok = [k for k in s.results]
+            secs = {k: st.seconds for k, st in read_states(journal).items()}
             a = np.vstack([np.ones(len(ok)), [px[k] for k in ok]]).T
-            coef, *_ = np.linalg.lstsq(a, np.array([s.results[k]["seconds"] for k in ok]), rcond=None)
+            coef, *_ = np.linalg.lstsq(a, np.array([secs[k] for k in ok]), rcond=None)
             fits.append(coef)
             t2, s2 = run(ex, "two")
             two.append(t2)

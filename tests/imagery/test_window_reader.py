@@ -131,3 +131,30 @@ def test_clouded_scene_reads_only_scl(stac_region, loopback):
     obs = normal.observe(scene, grid, SPECTRAL_BANDS)
     paths = {e["path"].rsplit("/", 1)[-1] for e in _log(loopback.log)[before:]}
     assert paths >= {f"{b}.tif" for b in SPECTRAL_BANDS} and obs.clear.mean() > 0.5  # (SCL: GDAL's cache)
+
+
+def test_stalled_server_times_out_and_is_reported(stac_region, tmp_path):
+    """A server that accepts the connection and then stalls (no answer within the timeout) is retried and
+    reported as unreachable, in bounded time; the same asset reads fine once the timeout covers the delay."""
+    import time
+
+    _, files, stac = stac_region
+    grid = read_sites(files.sites)[0][0].grid
+    scene = sorted(p.name for p in stac.assets.iterdir())[0]
+    port = free_port()
+    log = tmp_path / "log.jsonl"
+    proc = start_asset_server(stac.assets, port=port, log=log, delay_ms=1500)  # under wait_http's 2 s poll, over the 1 s read timeout
+    try:
+        href = f"http://127.0.0.1:{port}/{scene}/B04.tif"
+        t0 = time.monotonic()
+        with pytest.raises(AssetUnreachable, match=rf"asset B04 unreachable after 2 tries: {href}"):
+            read_window(BandAsset("B04", href), grid, options=ReadOptions(retries=2, backoff_s=0.05, timeout_s=1))
+        assert time.monotonic() - t0 < 30
+        assert proc.poll() is None  # the server is alive: it stalled, it did not die
+        a = read_window(BandAsset("B04", href), grid, options=ReadOptions(retries=2, backoff_s=0.05, timeout_s=10))
+        b = read_window(BandAsset("B04", str(stac.assets / scene / "B04.tif")), grid, options=ReadOptions())
+        assert (a > 0).sum() > 0.9 * a.size
+        np.testing.assert_array_equal(a, b)
+    finally:
+        proc.kill()
+        proc.wait()
