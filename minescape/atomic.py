@@ -197,6 +197,19 @@ def temp_path(path: str | Path) -> Path:
 
 
 @contextlib.contextmanager
+def _as_output_error(path: Path) -> Iterator[None]:
+    """Re-raise a write failure inside the block as the :class:`OutputError` naming ``path`` (the user's
+    path, never the temporary one); other exceptions pass unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        err = output_error(exc, path)
+        if err is None or err is exc:
+            raise
+        raise err from exc
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the same folder; rename it to ``path`` when the block succeeds.
 
@@ -207,13 +220,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = prepare_output(path)
     tmp = temp_path(path)
     try:
-        yield tmp
-        os.replace(tmp, path)
-    except Exception as exc:
-        err = output_error(exc, path)
-        if err is None or err is exc:
-            raise
-        raise err from exc
+        with _as_output_error(path):
+            yield tmp
+            os.replace(tmp, path)
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + ".aux.xml")):
             with contextlib.suppress(FileNotFoundError):
@@ -273,13 +282,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             tmp.mkdir()
         except OSError as exc:
             raise (output_error(exc, path) or exc) from None
-        yield tmp
-        replace_dir(tmp, path)
-    except Exception as exc:
-        err = output_error(exc, path)
-        if err is None or err is exc:
-            raise
-        raise err from exc
+        with _as_output_error(path):
+            yield tmp
+            replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -118,22 +118,18 @@ def render_overlay(path: str | Path, *, name: str, style: Style, max_px: int = 1
     dw, dh = max(1, round(dw / k)), max(1, round(dh / k))
     dst_t = dst_t @ dst_t.scale(k, k)
     # Every style becomes palette indexes (0 = transparent): a paletted PNG stays small even for a ramp.
+    def warp(src_arr: np.ndarray, fill: float, resampling: Resampling) -> np.ndarray:
+        """``src_arr`` (nodata ``fill``) onto the overlay grid, ``fill`` where nothing lands."""
+        out = np.full((dh, dw), fill, src_arr.dtype)
+        reproject(src_arr, out, src_transform=transform, src_crs=crs, dst_transform=dst_t, dst_crs=dst_crs,
+                  src_nodata=fill, dst_nodata=fill, resampling=resampling)
+        return out
+
     palette: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)]
     if categorical:
         fill = 255 if nodata is None else int(nodata)
         src_arr = np.where(np.ma.getmaskarray(data), fill, data.filled(fill)).astype(np.int32)
-        out = np.full((dh, dw), fill, np.int32)
-        reproject(
-            src_arr,
-            out,
-            src_transform=transform,
-            src_crs=crs,
-            dst_transform=dst_t,
-            dst_crs=dst_crs,
-            src_nodata=fill,
-            dst_nodata=fill,
-            resampling=Resampling.nearest,
-        )
+        out = warp(src_arr, fill, Resampling.nearest)
         index = np.zeros((dh, dw), np.uint8)
         if style == "change":
             index[out == 1] = 1
@@ -149,18 +145,7 @@ def render_overlay(path: str | Path, *, name: str, style: Style, max_px: int = 1
                     index[out == c.code] = len(palette) - 1
     else:
         src_arr = data.astype(np.float32).filled(np.nan)
-        out = np.full((dh, dw), np.nan, np.float32)
-        reproject(
-            src_arr,
-            out,
-            src_transform=transform,
-            src_crs=crs,
-            dst_transform=dst_t,
-            dst_crs=dst_crs,
-            src_nodata=np.nan,
-            dst_nodata=np.nan,
-            resampling=Resampling.bilinear,
-        )
+        out = warp(src_arr, np.nan, Resampling.bilinear)
         valid = np.isfinite(out)
         if style == "ramp":
             lo, hi, cmap = 0.0, 1.0, "viridis"
