@@ -12,6 +12,7 @@ as median (min-max) and as ratios against the baseline measured in the same run:
   with the 4 flips. The probabilities of the new path are compared with the baseline's (max |dp|).
 
     flock /tmp/minescape-heavy.lock .venv/bin/python bench/bench_deep_speed.py [--repeats 3] [--threads 2]
+        [--cases network,city,loaded,s2tile]
 
 Timings on a shared machine move with the other jobs: read the ratios, and say that the machine was loaded.
 """
@@ -43,7 +44,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--oscd", default=str(ROOT.parent / "shared" / "data" / "oscd"))
     ap.add_argument("--skip-city", action="store_true")
+    ap.add_argument("--cases", default="network,city", help="network, city, loaded, s2tile (comma-separated)")
+    ap.add_argument("--size", type=int, default=10980, help="s2tile: pixels per side")
+    ap.add_argument("--flip-repeats", type=int, default=1, help="s2tile: runs with the 4 flips")
     args = ap.parse_args()
+    cases = set(args.cases.split(","))
     t_import = time.perf_counter()
     import numpy as np
     import torch
@@ -64,6 +69,13 @@ def main() -> None:
                                        bands=tuple(ALL_BANDS), mean=np.full(13, 0.1, np.float32),
                                        std=np.full(13, 0.05, np.float32), threshold=0.5))
     results: dict = {"threads": new.threads, "new": new.describe(), "repeats": args.repeats}
+
+    if "loaded" in cases or "s2tile" in cases:
+        results.update(cli_cases(args, cases, model_path))
+    if "network" not in cases and "city" not in cases:
+        (WORK / "results.json").write_text(json.dumps(results, indent=2))
+        print(f"wrote {WORK / 'results.json'}")
+        return
 
     # -- the network alone
     net = load_model(model_path).net.eval()
@@ -89,7 +101,7 @@ def main() -> None:
 
     # -- a whole OSCD city, the prediction call itself
     city = Path(args.oscd) / "images" / CITY
-    if not args.skip_city and city.is_dir():
+    if "city" in cases and not args.skip_city and city.is_dir():
         model = load_model(model_path)
         variants = {"baseline": dict(tile=256, compute=base), "new": dict(tile=512, compute=new)}
         speeds: dict[str, list[float]] = {f"{v} {f}": [] for v in variants for f in ("no flips", "flips")}
@@ -120,6 +132,84 @@ def main() -> None:
                   f"(bf16 and the tile layout)", flush=True)
     (WORK / "results.json").write_text(json.dumps(results, indent=2))
     print(f"wrote {WORK / 'results.json'}")
+
+
+def cli_predict(model: Path, t1: Path, t2: Path, out: Path, *extra: str) -> tuple[float, float]:
+    """``minescape change predict`` in a new process: ``(wall seconds, peak MB of its process tree)``."""
+    import shutil
+    import subprocess
+
+    from measure import TreePeak
+
+    shutil.rmtree(out, ignore_errors=True)
+    cli = Path(sys.executable).with_name("minescape")
+    t0 = time.perf_counter()
+    with TreePeak() as peak:
+        proc = subprocess.run([str(cli), "change", "predict", str(model), str(t1), str(t2), str(out), *extra],
+                              capture_output=True, text=True, env={**os.environ, "MINESCAPE_PROGRESS": "0"})
+    sec = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"change predict failed: {proc.stderr[-2000:]}")
+    return sec, peak.peak_mb
+
+
+def cli_cases(args, cases: set[str], model_path: Path) -> dict:
+    """The ``s2tile`` and ``loaded`` cases (see the module docstring)."""
+    import subprocess
+
+    from measure import fmt, ratio
+    from synthetic_pair import write_pair
+
+    from minescape.sentinel2 import ALL_BANDS
+    from minescape.threads import available_cores
+
+    out: dict = {}
+    cores = available_cores()
+    if "loaded" in cases:
+        t1, t2 = write_pair(WORK, args.size, rows=1536, bands=ALL_BANDS, strip=512)
+        cpu = sorted(os.sched_getaffinity(0))[-1]
+        spin = subprocess.Popen([sys.executable, "-c", f"import os\nos.sched_setaffinity(0, {{{cpu}}})\n"
+                                 "print('spinning', flush=True)\nwhile True:\n    pass\n"],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert spin.stdout.readline().strip() == "spinning"
+            variants = {"default": [], "threads 1": [], f"threads {cores}": []}
+            px = 1536 * args.size / 1e6
+            for _ in range(args.repeats):
+                for name in variants:
+                    extra = [] if name == "default" else ["--threads", name.split()[1]]
+                    sec, _ = cli_predict(model_path, t1, t2, WORK / "out_loaded", "--no-tta", *extra)
+                    variants[name].append(px / sec)
+        finally:
+            spin.kill()
+            spin.wait()
+        out["loaded_mpix_s"] = variants
+        for name, v in variants.items():
+            print(f"loaded (one core busy), CLI 1536x{args.size}, no flips, {name}: {fmt(v, ' Mpix/s')}",
+                  flush=True)
+        print(f"loaded: default / --threads 1 = {fmt(ratio(variants['default'], variants['threads 1']), 'x')}",
+              flush=True)
+    if "s2tile" in cases:
+        t1, t2 = write_pair(WORK, args.size, bands=ALL_BANDS, strip=512)
+        px = args.size * args.size / 1e6
+        runs: dict[str, list[float]] = {"fp32 no flips": [], "new no flips": [], "new flips": []}
+        peaks: dict[str, list[float]] = {k: [] for k in runs}
+        for _ in range(args.repeats):
+            for name, extra in (("fp32 no flips", ["--precision", "fp32"]), ("new no flips", [])):
+                sec, mb = cli_predict(model_path, t1, t2, WORK / "out_s2tile", "--no-tta", *extra)
+                runs[name].append(px / sec)
+                peaks[name].append(mb)
+        for _ in range(args.flip_repeats):
+            sec, mb = cli_predict(model_path, t1, t2, WORK / "out_s2tile", "--tta")
+            runs["new flips"].append(px / sec)
+            peaks["new flips"].append(mb)
+        out["s2tile_mpix_s"], out["s2tile_peak_mb"] = runs, peaks
+        for name, v in runs.items():
+            print(f"s2tile CLI {args.size}x{args.size} x13 bands, {name}: {fmt(v, ' Mpix/s')}, "
+                  f"peak {fmt(peaks[name], ' MB', 0)}", flush=True)
+        print(f"s2tile no flips: new / fp32 = {fmt(ratio(runs['new no flips'], runs['fp32 no flips']), 'x')}",
+              flush=True)
+    return out
 
 
 if __name__ == "__main__":

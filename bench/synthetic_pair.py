@@ -11,15 +11,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 #: reflectance = base + slope * (1 - vegetation) for visible bands, base + slope * vegetation for NIR
-_RECIPES = {"B02": (0.05, 0.06, False), "B03": (0.07, 0.08, False), "B04": (0.08, 0.14, False),
-            "B08": (0.20, 0.28, True)}
+_RECIPES = {"B01": (0.09, 0.03, False), "B02": (0.05, 0.06, False), "B03": (0.07, 0.08, False),
+            "B04": (0.08, 0.14, False), "B05": (0.11, 0.10, False), "B06": (0.16, 0.12, True),
+            "B07": (0.18, 0.20, True), "B08": (0.20, 0.28, True), "B8A": (0.21, 0.28, True),
+            "B09": (0.06, 0.05, True), "B10": (0.002, 0.002, False), "B11": (0.18, 0.10, False),
+            "B12": (0.12, 0.12, False)}
 
 
 def write_pair(folder: Path, size: int, *, rows: int | None = None, bands: Sequence[str] = ("B04", "B08"),
                strip: int = 512, stem: str | None = None) -> tuple[Path, Path]:
     """``(t1, t2)`` GeoTIFFs of ``rows`` x ``size`` px (default square) under ``folder``; reused if present.
 
-    Bands are any of B02, B03, B04, B08 (names in the band descriptions). ``strip`` rows are generated at a
+    Bands are any of the 13 Sentinel-2 bands (names in the band descriptions; 13-band stacks hold every
+    band at 10 m). ``strip`` rows are generated at a
     time; it also seeds each strip's noise, so keep it fixed to keep the bytes.
     """
     import numpy as np

@@ -6,7 +6,9 @@
   output in float32) or ``auto`` (bf16 on CUDA and on CPUs with native bf16 instructions, AVX512-BF16 or AMX;
   fp32 elsewhere). ``bf16`` asked for on a CPU without them falls back to fp32 and says so in ``note``;
 * threads: torch and onnxruntime intra-op threads; default the cores this process may use
-  (``os.sched_getaffinity``); 0 or more than those cores is refused with one line.
+  (``os.sched_getaffinity``) less those other processes keep busy when the run starts
+  (:func:`minescape.threads.compute_threads`, named in ``note``); 0 or more than those cores is refused with
+  one line.
 """
 
 from __future__ import annotations
@@ -58,14 +60,6 @@ def usable_cores() -> int:
     return available_cores()
 
 
-def resolve_threads(threads: int | None) -> int:
-    """``threads`` checked against the usable cores (default: all of them); the one rule of
-    :func:`minescape.threads.resolve_threads`."""
-    from minescape.threads import resolve_threads as _resolve
-
-    return _resolve(threads, what="--threads")
-
-
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), as oneDNN reports or /proc/cpuinfo."""
     import torch
@@ -83,38 +77,45 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_compute(device: str = "auto", precision: str = "auto", threads: int | None = None, *,
-                    cpu_auto_bf16: bool = True) -> Compute:
+                    training: bool = False) -> Compute:
     """Check and resolve the user's choices; sets torch's thread count.
 
     Args:
         device: :data:`DEVICES`.
         precision: :data:`PRECISIONS`.
-        threads: intra-op threads (default: the usable cores).
-        cpu_auto_bf16: whether ``auto`` may choose bf16 on a CPU (prediction: yes; training: no, fp32 keeps
-            CPU training as it was measured).
+        threads: intra-op threads (default: the usable cores; for prediction, less those other processes keep
+            busy).
+        training: whether the choice is for training. Training keeps fp32 on a CPU under ``auto`` (CPU training
+            stays as it was measured) and its default threads are all usable cores whatever the load (the
+            thread count changes the weights' bytes; inference's results do not depend on it, so prediction's
+            default leaves out the cores other processes keep busy).
 
     Raises:
         ConfigError: an unknown choice, ``cuda`` without a GPU, or a bad thread count (one line).
     """
     check_choice(device, DEVICES, what="device")
     check_choice(precision, PRECISIONS, what="precision")
-    n = resolve_threads(threads)
+    from minescape.threads import compute_threads
+
+    choice = compute_threads(threads, load_aware=not training)
+    n = choice.threads
     import torch
 
     has_cuda = torch.cuda.is_available()
     if device == "cuda" and not has_cuda:
         raise ConfigError("--device cuda: torch sees no CUDA GPU on this machine (use --device cpu or auto)")
     dev = "cuda" if device == "cuda" or (device == "auto" and has_cuda) else "cpu"
-    note = ""
+    notes = [choice.note()] if dev == "cpu" and choice.note() else []
     if dev == "cuda":
         prec = "fp32" if precision == "fp32" else "bf16"
     else:
         native = cpu_has_bf16()
         if precision == "bf16" and not native:
-            prec, note = "fp32", "this CPU has no native bf16 (AVX512-BF16/AMX): fp32 instead"
+            prec = "fp32"
+            notes.append("this CPU has no native bf16 (AVX512-BF16/AMX): fp32 instead")
         elif precision == "auto":
-            prec = "bf16" if native and cpu_auto_bf16 else "fp32"
+            prec = "bf16" if native and not training else "fp32"
         else:
             prec = precision
     torch.set_num_threads(n)
-    return Compute(device=dev, precision=prec, threads=n, note=note)
+    return Compute(device=dev, precision=prec, threads=n, note="; ".join(notes))

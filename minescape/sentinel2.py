@@ -140,29 +140,38 @@ def parse_scene_name(name: str) -> SceneInfo:
 
 
 def dn_to_reflectance(
-    dn: np.ndarray, *, baseline: str | None = None, offset: float | None = None, nodata: float | None = DN_NODATA
+    dn: np.ndarray, *, baseline: str | None = None, offset: float | None = None, nodata: float | None = DN_NODATA,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Convert L1C (TOA) or L2A (BOA) digital numbers to reflectance (unitless, float32).
 
     ``reflectance = (DN + offset) / 10000`` with ``offset = -1000`` for processing baseline >= 04.00
-    (or as given). Pixels equal to ``nodata`` (0 in Sentinel-2 products) become NaN.
+    (or as given). Pixels equal to ``nodata`` (0 in Sentinel-2 products) become NaN. ``out``: a float32 array
+    of ``dn``'s shape to write into (no temporary arrays).
     """
     off = baseline_offset(baseline) if offset is None else float(offset)
     dn = np.asarray(dn)
-    refl = (dn.astype(np.float32) + np.float32(off)) / np.float32(QUANTIFICATION)
+    refl = np.add(dn, np.float32(off), dtype=np.float32, out=out)
+    np.divide(refl, np.float32(QUANTIFICATION), out=refl)
     if nodata is not None:
-        refl[dn == nodata] = np.nan
+        np.copyto(refl, np.float32(np.nan), where=dn == nodata)
     return refl
 
 
-def decode_dn(dn: np.ndarray, *, reflectance: bool, offset: float, nodata: float | None) -> np.ndarray:
-    """One band of DN as float32: reflectance (see :func:`dn_to_reflectance`) or DN, NaN where ``nodata``."""
+def decode_dn(dn: np.ndarray, *, reflectance: bool, offset: float, nodata: float | None,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """One band of DN as float32: reflectance (see :func:`dn_to_reflectance`) or DN, NaN where ``nodata``;
+    written into ``out`` when given."""
     if reflectance:
-        return dn_to_reflectance(dn, offset=offset, nodata=nodata)
-    out = dn.astype(np.float32)
+        return dn_to_reflectance(dn, offset=offset, nodata=nodata, out=out)
+    res = np.asarray(dn, dtype=np.float32) if out is None else out
+    if out is not None:
+        np.copyto(out, dn, casting="unsafe")
+    elif res is dn:
+        res = res.copy()
     if nodata is not None:
-        out[dn == nodata] = np.nan
-    return out
+        np.copyto(res, np.float32(np.nan), where=dn == nodata)
+    return res
 
 
 def read_window_filled(src: rasterio.io.DatasetReader, indexes: list[int], window: Window, *,
@@ -351,7 +360,7 @@ def read_stack(
                 raise InputError(f"corrupt or truncated raster, band {names} "
                                  f"({str(exc).splitlines()[0][:120]})", path=path) from None
         for k, i in enumerate(positions):
-            out[i] = decode_dn(dn[k], reflectance=reflectance, offset=offset, nodata=src_nodata)
+            decode_dn(dn[k], reflectance=reflectance, offset=offset, nodata=src_nodata, out=out[i])
     return Raster(out, target.crs, target.transform, np.nan, tuple(bands))
 
 

@@ -163,7 +163,7 @@ def main() -> None:
     from minescape.change.deep.runner import torch_runner
     from minescape.change.deep.train import TrainConfig, change_scores, holdout_split, train
 
-    compute = resolve_compute(args.device, "auto", cpu_auto_bf16=False)
+    compute = resolve_compute(args.device, "auto", training=True)
     env = {"torch": torch.__version__, "device": compute.describe(),
            "gpu": torch.cuda.get_device_name(0) if compute.device == "cuda" else None,
            "blocked_modules": ["rasterio", "geopandas", "shapely", "pyproj", "fiona"]}

@@ -126,7 +126,11 @@ def read_pair(pair: Pair, *, window: Window | None = None, bands: Sequence[str] 
     bands = tuple(b.upper() for b in (bands or pair.bands))
     r1 = read_scene(pair.t1, bands=bands, grid=pair.grid, window=window, reflectance=reflectance, handles=handles)
     r2 = read_scene(pair.t2, bands=bands, grid=pair.grid, window=window, reflectance=reflectance, handles=handles)
-    return apply_common_mask(r1, r2)
+    bad = ~(r1.valid_mask() & r2.valid_mask())
+    if bad.any():  # both rasters were just read here: mask them in place (apply_common_mask copies)
+        r1.data[:, bad] = np.nan
+        r2.data[:, bad] = np.nan
+    return r1, r2
 
 
 def read_scene(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Window | None = None,
@@ -156,7 +160,7 @@ def read_scene(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Window
             nodata = src.nodata if src.nodata is not None else scene.nodata
             dn = read_window_filled(src, [idx for _, idx in items], win, fill=nodata if nodata is not None else 0)
         for k, (i, _) in enumerate(items):
-            out[i] = decode_dn(dn[k], reflectance=reflectance, offset=offset, nodata=nodata)
+            decode_dn(dn[k], reflectance=reflectance, offset=offset, nodata=nodata, out=out[i])
     if slow:
         warped = read_stack(scene, bands=[bands[i] for i in slow], grid=grid, window=window,
                             reflectance=reflectance)

@@ -22,7 +22,8 @@ def _list(text: str | None) -> list[str] | None:
 DEVICE_HELP = "auto (CUDA when torch sees a GPU), cpu or cuda."
 PRECISION_HELP = ("fp32, bf16 (autocast) or auto: bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX) "
                   "for predict; on CUDA only for train.")
-THREADS_HELP = "torch/onnxruntime threads (default: the cores this process may use)."
+THREADS_HELP = ("torch/onnxruntime threads (default: the cores this process may use, less those other processes "
+                "keep busy at the start).")
 
 
 def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined in one place
@@ -78,7 +79,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         from minescape.compute import resolve_compute
         from minescape.sentinel2 import ALL_BANDS
 
-        resolve_compute(device, precision, threads, cpu_auto_bf16=False)  # bad choices: one line, before reading
+        resolve_compute(device, precision, threads, training=True)  # bad choices: one line, before reading
         sources = [x is not None for x in (oscd, patches, t1)]
         if sum(sources) != 1:
             raise ConfigError("give exactly one training source: --oscd, --patches or --t1/--t2/--truth")
@@ -141,7 +142,8 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         t1: Path = typer.Argument(..., help="Date 1: reflectance GeoTIFF stack or Sentinel-2 scene."),
         t2: Path = typer.Argument(..., help="Date 2 (same kind; scenes are warped onto date 1's grid)."),
         out: Path = typer.Argument(..., help="Output folder: change_probability.tif, change_mask.tif."),
-        tile: int = typer.Option(512, help="Tile size in pixels (multiple of 16)."),
+        tile: int = typer.Option(512, help="Largest tile in pixels (multiple of 16); tiles are fitted to the "
+                                           "pair, so none is computed twice for nothing."),
         overlap: int = typer.Option(32, help="Tile overlap in pixels (blended)."),
         threshold: Optional[float] = typer.Option(None, help="Decision threshold (default: the model's; for an "
                                                              "ensemble the mean of the models')."),

@@ -38,7 +38,8 @@ def predict(
     device: str = typer.Option("auto", help="auto (CUDA when torch sees a GPU), cpu or cuda."),
     precision: str = typer.Option("fp32", help="fp32, bf16 (autocast) or auto (bf16 on CUDA and on CPUs with "
                                                "native bf16)."),
-    threads: Optional[int] = typer.Option(None, help="torch threads (default: the cores this process may use)."),
+    threads: Optional[int] = typer.Option(None, help="torch threads (default: the cores this process may use, less those "
+                                         "other processes keep busy at the start)."),
 ) -> None:
     """Classify IMAGE tile by tile with blended overlapping windows and write a COG with overviews."""
     from minescape.compute import resolve_compute
@@ -82,7 +83,7 @@ def train(
     from minescape.maps.train import TrainConfig, save_checkpoint
     from minescape.maps.weak import train_weak
 
-    resolve_compute(device, precision, 1, cpu_auto_bf16=False)  # a bad choice: one line before reading anything
+    resolve_compute(device, precision, 1, training=True)  # a bad choice: one line before reading anything
     lg = get_legend(legend)
     img = read_raster(image)
     if img.nodata is not None and not np.isnan(img.nodata):

@@ -1,9 +1,10 @@
 """Scene inference with trained change models: overlapping tiles, blended probabilities, bounded memory.
 
-Tiles of ``tile`` x ``tile`` pixels overlap by ``overlap`` pixels and are blended by the one tiled-inference
-engine (:mod:`minescape.geo.blend`: a ramp taper falling over the overlap, weighted mean), so tile edges leave
-no seams. :func:`predict_scene` streams: it reads one strip of ``tile`` rows at a time from the pair (the next
-strip is read in a background thread while the network computes the current one) and keeps one strip of
+Tiles of at most ``tile`` x ``tile`` pixels overlap by ``overlap`` pixels and are blended by the one
+tiled-inference engine (:mod:`minescape.geo.blend`: a ramp taper falling over the overlap, weighted mean), so tile
+edges leave no seams. Tiles are fitted to the scene (:func:`~minescape.geo.blend.fitted_size`): as many as
+``tile`` needs, each just large enough, so the network does not compute pixels twice for nothing.
+:func:`predict_scene` streams: it reads one strip of tile rows at a time from the pair (the next strip is read in a background thread while the network computes the current one) and keeps one strip of
 accumulators, so memory grows with the scene's width, not its height. Several models form an ensemble: their
 probabilities are averaged.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,14 +22,22 @@ import numpy as np
 from minescape.compute import Compute
 from minescape.change.deep.model import ChangeModel
 from minescape.change.deep.norm import NORMS, StatsAccumulator, normalise, normalise_pair
-from minescape.change.deep.runner import Member, Runner, check_ensemble, tile_probability, torch_runner
+from minescape.change.deep.runner import (
+    Member,
+    Runner,
+    check_ensemble,
+    flip_batch_for,
+    tile_probability,
+    torch_runner,
+)
 from minescape.errors import ConfigError, InputError, check_choice
-from minescape.geo.blend import Blender, taper_2d, window_origins
+from minescape.geo.blend import Blender, fitted_windows, taper_2d
 from minescape.legend import CHANGE
 
 BACKENDS: tuple[str, ...] = ("torch", "onnx")
-DEFAULT_TILE = 512  # pixels; with a 32-px overlap the network sees 1.14x the pixels (256 px: 1.33x)
+DEFAULT_TILE = 512  # pixels, the most; the network ran fastest per pixel at 448-576 px tiles on this CPU (bf16)
 DEFAULT_OVERLAP = 32
+MIN_SIDE = 16  # pixels: the networks pool four times
 
 
 def check_tiling(tile: int, overlap: int) -> None:
@@ -39,12 +49,14 @@ def check_tiling(tile: int, overlap: int) -> None:
 
 
 def predict_arrays(runner: Runner, t1: np.ndarray, t2: np.ndarray, *, mean: np.ndarray, std: np.ndarray,
-                   tile: int = 256, overlap: int = 32, norm: str = "global", tta: bool = False) -> np.ndarray:
+                   tile: int = 256, overlap: int = 32, norm: str = "global", tta: bool = False,
+                   flip_batch: int = 1) -> np.ndarray:
     """Change probability ``(H, W)`` for two in-memory ``(C,H,W)`` reflectance stacks on one grid.
 
-    Scenes smaller than a tile are run as one padded tile. NaN enters the network as 0 (the mean); pixels
-    with NaN in either date get NaN.
-    ``overlap=0`` with ``tile`` >= the scene is whole-image inference; ``tta`` averages 4 flips.
+    Tiles are fitted to the scene (at most ``tile`` pixels; a scene smaller than a tile is one tile). NaN enters
+    the network as 0 (the mean); pixels with NaN in either date get NaN.
+    ``overlap=0`` with ``tile`` >= the scene is whole-image inference; ``tta`` averages 4 flips, run
+    ``flip_batch`` at a time (:func:`~minescape.change.deep.runner.flip_batch_for`).
     """
     check_tiling(tile, overlap)
     if t1.shape != t2.shape:
@@ -53,12 +65,13 @@ def predict_arrays(runner: Runner, t1: np.ndarray, t2: np.ndarray, *, mean: np.n
     valid = np.isfinite(t1).all(0) & np.isfinite(t2).all(0)
     n1, n2 = normalise_pair(t1, t2, mean=mean, std=std, norm=norm)
     blend = Blender(1, h, w)
-    stride = tile - overlap
-    for r in window_origins(h, size=tile, stride=stride):
-        for c in window_origins(w, size=tile, stride=stride):
-            sl = (slice(None), slice(r, r + tile), slice(c, c + tile))
-            p = tile_probability(runner, n1[sl], n2[sl], tta=tta)
-            blend.add(p, r, c, taper_2d(*p.shape, overlap=overlap))
+    (th, rows), (tw, cols) = fitted_windows(h, size=tile, overlap=overlap), fitted_windows(w, size=tile,
+                                                                                         overlap=overlap)
+    wgt = taper_2d(th, tw, overlap=overlap)
+    for r in rows:
+        for c in cols:
+            sl = (slice(None), slice(r, r + th), slice(c, c + tw))
+            blend.add(tile_probability(runner, n1[sl], n2[sl], tta=tta, flip_batch=flip_batch), r, c, wgt)
     prob = blend.result()[0]
     prob[~valid] = np.nan
     return prob
@@ -90,9 +103,9 @@ def make_members(models: Sequence[ChangeModel], *, backend: str = "torch", compu
             from minescape.change.deep.onnx_backend import onnx_runner
 
             path = Path(onnx_paths[i]) if onnx_paths else Path(m.path).with_suffix(".onnx")
-            out.append(Member(m, onnx_runner(path, threads=compute.threads)))
+            out.append(Member(m, onnx_runner(path, threads=compute.threads), flip_batch_for(None)))
         else:
-            out.append(Member(m, torch_runner(m.net, compute)))
+            out.append(Member(m, torch_runner(m.net, compute), flip_batch_for(compute)))
     return out
 
 
@@ -110,7 +123,8 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
             are on the pair grid (date 1's grid, cropped to date 2's footprint for scenes).
         out_prob: probability of change, float32, NaN nodata.
         out_mask: binary mask in the CHANGE legend (0 no change, 1 change, 255 nodata) with its colour table.
-        tile, overlap: tile size and overlap in pixels (tile a multiple of 16; the pair must hold one tile).
+        tile, overlap: the largest tile and the overlap in pixels (tile a multiple of 16); tiles are fitted to
+            the pair (:func:`~minescape.geo.blend.fitted_size`), a pair smaller than a tile is one tile.
         threshold: decision threshold; default the mean of the models' thresholds.
         backend: ``torch`` or ``onnx`` (onnxruntime; ``onnx_paths`` or ``<model>.onnx`` beside each model).
         compute: device, precision and threads (:func:`minescape.compute.resolve_compute`).
@@ -120,7 +134,7 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
     """
     from rasterio.windows import Window
 
-    from minescape.change.pairs import open_datasets, open_pair_source
+    from minescape.change.pairs import open_pair_source
     from minescape.geo.raster import open_writer
     from minescape.progress import make_progress
 
@@ -133,67 +147,105 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
     if not 0.0 < thr < 1.0:
         raise ConfigError(f"threshold must be in (0, 1) (got {thr})")
     check_choice(ref.norm, NORMS, what="model normalisation")
-    with open_datasets() as handles, ThreadPoolExecutor(max_workers=1) as reader:
-        pair = open_pair_source(t1_path, t2_path, ref.bands, handles=handles)
+    io_threads = compute.threads if compute is not None else 1
+    with ThreadPoolExecutor(max_workers=io_threads) as pool:
+        # files are read through the process's handle pool: a reader is lent to one thread at a time
+        pair = open_pair_source(t1_path, t2_path, ref.bands)
         grid = pair.grid
-        if grid.width < tile or grid.height < tile:
-            raise InputError(f"pair is {grid.width}x{grid.height} pixels, smaller than one {tile}x{tile} tile; "
-                             f"use a smaller --tile (multiple of 16)", path=t1_path)
+        if grid.width < MIN_SIDE or grid.height < MIN_SIDE:
+            raise InputError(f"pair is {grid.width}x{grid.height} pixels, smaller than the network's "
+                             f"{MIN_SIDE}x{MIN_SIDE} minimum", path=t1_path)
         tags = {"model": ";".join(str(m.path) for m in models), "threshold": f"{thr:.4f}"}
         shift = None
         if any(m.coregister for m in models) if coregister is None else coregister:
             pair, shift = _coregistered(pair, ref.bands, t1_path, t2_path)
             tags["coregistration_shift_px"] = f"{shift[0]:.2f} {shift[1]:.2f}"
         h, w = grid.height, grid.width
-        stride = tile - overlap
-        rows, cols = window_origins(h, size=tile, stride=stride), window_origins(w, size=tile, stride=stride)
-        wgt = taper_2d(tile, tile, overlap=overlap)
-        stats = _stream_pair_statistics(pair, tile) if ref.norm == "per-image" else None
-        changed = valid_total = 0
+        (th, rows), (tw, cols) = fitted_windows(h, size=tile, overlap=overlap), fitted_windows(w, size=tile,
+                                                                                             overlap=overlap)
+        wgt = taper_2d(th, tw, overlap=overlap)
+        stats = _stream_pair_statistics(pair, th) if ref.norm == "per-image" else None
+        counts = [0, 0]  # changed, valid pixels
+        parts = _column_parts(w, io_threads)
+        nb = len(ref.bands)
+        # one set of strip buffers, reused: the input phase of a strip starts after the network is done with
+        # the previous one
+        valid = np.empty((th, w), bool)
+        normed = [(np.empty((nb, th, w), np.float32), np.empty((nb, th, w), np.float32)) for _ in members]
+
+        def prepare(r0: int, c0: int, c1: int) -> None:
+            """Read columns [c0, c1) of one strip into the buffers, normalised for every member."""
+            s1, s2 = pair.read(Window(c0, r0, c1 - c0, th))
+            np.logical_and(np.isfinite(s1).all(0), np.isfinite(s2).all(0), out=valid[:, c0:c1])
+            for mb, (n1, n2) in zip(members, normed):
+                _normalise_into(mb, s1, s2, stats, n1[:, :, c0:c1], n2[:, :, c0:c1])
+
+        def write(prob: np.ndarray, valid: np.ndarray, r0: int) -> None:
+            """Mask, count and write finished rows (strips are written in order)."""
+            prob[~valid] = np.nan
+            mask = np.where(valid, (prob >= thr).astype(np.uint8), np.uint8(CHANGE.nodata)).astype(np.uint8)
+            counts[0] += int((mask == 1).sum())
+            counts[1] += int(valid.sum())
+            out_win = Window(0, r0, w, prob.shape[0])
+            dp.write(prob[None], window=out_win)
+            dm.write(mask[None], window=out_win)
+
         with open_writer(out_prob, grid, count=1, dtype="float32", nodata=float("nan"),
-                         band_names=["change_probability"], tags={**tags, "arch": ref.arch}) as dp, \
+                         band_names=["change_probability"], tags={**tags, "arch": ref.arch},
+                         threads=io_threads) as dp, \
                 open_writer(out_mask, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE,
-                            tags=tags) as dm, make_progress() as bar:
+                            tags=tags, threads=io_threads) as dm, make_progress() as bar:
             task = bar.add_task(f"predict {Path(t1_path).name}", total=len(rows) * len(cols), extra="")
-            blend = Blender(1, tile, w)
-            pending = reader.submit(pair.read, Window(0, rows[0], w, tile))
+            blend = Blender(1, th, w)
+            written = None
             for i, r0 in enumerate(rows):
-                s1, s2 = pending.result()
-                if i + 1 < len(rows):  # read the next strip while the network computes this one
-                    pending = reader.submit(pair.read, Window(0, rows[i + 1], w, tile))
-                valid = np.isfinite(s1).all(0) & np.isfinite(s2).all(0)
+                # the input phase: the strip's column parts read and normalised on every core, the previous
+                # strip written beside them; then the network has the cores (no thread waits on another)
+                futures = [pool.submit(prepare, r0, c0, c1) for c0, c1 in parts]
+                if written is not None:
+                    written()
+                for f in futures:
+                    f.result()
                 for c0 in cols:
-                    a1, a2 = s1[:, :, c0:c0 + tile], s2[:, :, c0:c0 + tile]
-                    if valid[:, c0:c0 + tile].any():
-                        p = _ensemble_tile(members, a1, a2, stats, tta)
+                    if valid[:, c0:c0 + tw].any():
+                        p = _ensemble_tile(members, normed, slice(c0, c0 + tw), tta)
                     else:
-                        p = np.zeros((tile, tile), np.float32)
+                        p = np.zeros((th, tw), np.float32)
                     blend.add(p, 0, c0, wgt)
                     bar.advance(task)
-                end = rows[i + 1] - r0 if i + 1 < len(rows) else tile
-                prob = blend.pop_rows(end)[0]
-                vv = valid[:end]
-                prob[~vv] = np.nan
-                mask = np.where(vv, (prob >= thr).astype(np.uint8), np.uint8(CHANGE.nodata)).astype(np.uint8)
-                changed += int((mask == 1).sum())
-                valid_total += int(vv.sum())
-                out_win = Window(0, r0, w, end)
-                dp.write(prob[None], window=out_win)
-                dm.write(mask[None], window=out_win)
-    return PredictResult(Path(out_prob), Path(out_mask), thr, changed / max(valid_total, 1), h * w,
+                end = rows[i + 1] - r0 if i + 1 < len(rows) else th
+                written = partial(write, blend.pop_rows(end)[0], valid[:end].copy(), r0)
+            if written is not None:
+                written()
+    return PredictResult(Path(out_prob), Path(out_mask), thr, counts[0] / max(counts[1], 1), h * w,
                          len(rows) * len(cols), len(models), shift)
 
 
-def _ensemble_tile(members: Sequence[Member], a1: np.ndarray, a2: np.ndarray, stats, tta: bool) -> np.ndarray:
-    """Mean probability of the members on one reflectance tile (each normalising with its own statistics)."""
+def _column_parts(width: int, n: int) -> list[tuple[int, int]]:
+    """``n`` column ranges ``[c0, c1)`` splitting ``width`` pixels into nearly equal parts."""
+    edges = np.linspace(0, width, max(1, min(n, width)) + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _normalise_into(member: Member, s1: np.ndarray, s2: np.ndarray, stats, out1: np.ndarray,
+                    out2: np.ndarray) -> None:
+    """Both dates normalised for one member into ``out1``/``out2``: with the pair's own statistics
+    (per-image) or the model's."""
+    if stats is not None:
+        (m1, sd1), (m2, sd2) = stats
+    else:
+        m1 = m2 = member.model.mean
+        sd1 = sd2 = member.model.std
+    normalise(s1, m1, sd1, out=out1)
+    normalise(s2, m2, sd2, out=out2)
+
+
+def _ensemble_tile(members: Sequence[Member], normed: Sequence[tuple[np.ndarray, np.ndarray]], cols: slice,
+                   tta: bool) -> np.ndarray:
+    """Mean probability of the members on one tile (columns ``cols`` of each member's normalised strips)."""
     total = None
-    for mb in members:
-        if stats is not None:
-            (m1, sd1), (m2, sd2) = stats
-        else:
-            m1 = m2 = mb.model.mean
-            sd1 = sd2 = mb.model.std
-        p = tile_probability(mb.runner, normalise(a1, m1, sd1), normalise(a2, m2, sd2), tta=tta)
+    for mb, (n1, n2) in zip(members, normed):
+        p = tile_probability(mb.runner, n1[:, :, cols], n2[:, :, cols], tta=tta, flip_batch=mb.flip_batch)
         total = p if total is None else total + p
     return total / len(members)
 

@@ -16,6 +16,13 @@ Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (N,C,H,W) x2 normalis
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))  # identity, horizontal, vertical, both
 
 
+def flip_batch_for(compute: Compute | None) -> int:
+    """How many of the 4 flips go through the network in one batch: all 4 on a GPU (one launch, the device
+    kept busy); one at a time on a CPU, where a batch of 4 512-px tiles ran 1.3x slower per pixel than 4 single
+    tiles (the activations of 4 tiles outgrow the caches; bench/bench_deep_speed.py)."""
+    return 4 if compute is not None and compute.device == "cuda" else 1
+
+
 def fold_batchnorm(net):
     """A copy of ``net`` for inference with every ``Conv2d`` directly followed by a ``BatchNorm2d`` (inside an
     ``nn.Sequential``) merged into one convolution (the BN becomes ``Identity``): the same function in eval
@@ -50,18 +57,21 @@ def torch_runner(net, compute: Compute | None = None) -> Runner:
 
     def run(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
         with torch.inference_mode(), compute.autocast():
-            a = torch.from_numpy(np.ascontiguousarray(x1)).to(dev).contiguous(memory_format=torch.channels_last)
-            b = torch.from_numpy(np.ascontiguousarray(x2)).to(dev).contiguous(memory_format=torch.channels_last)
+            # a strided view of a strip is copied once, straight into the channels-last layout
+            a = torch.from_numpy(x1).to(dev).contiguous(memory_format=torch.channels_last)
+            b = torch.from_numpy(x2).to(dev).contiguous(memory_format=torch.channels_last)
             return net(a, b).float().cpu().numpy()
 
     return run
 
 
-def tile_probability(runner: Runner, x1: np.ndarray, x2: np.ndarray, *, tta: bool = False) -> np.ndarray:
+def tile_probability(runner: Runner, x1: np.ndarray, x2: np.ndarray, *, tta: bool = False,
+                     flip_batch: int = 4) -> np.ndarray:
     """Probability ``(h, w)`` of one normalised ``(C, h, w)`` tile pair.
 
     The tile is padded (reflect, else zeros) to a multiple of 16. With ``tta`` the identity and the three
-    flips go through the network as one batch of 4 and their probabilities are averaged.
+    flips go through the network in batches of ``flip_batch`` (:func:`flip_batch_for`) and their probabilities
+    are averaged.
     """
     _, h, w = x1.shape
     ph, pw = (-h) % STRIDE, (-w) % STRIDE
@@ -70,11 +80,13 @@ def tile_probability(runner: Runner, x1: np.ndarray, x2: np.ndarray, *, tta: boo
         pad = ((0, 0), (0, ph), (0, pw))
         x1, x2 = np.pad(x1, pad, mode=mode), np.pad(x2, pad, mode=mode)
     if tta:
-        b1 = np.stack([np.flip(x1, ax) if ax else x1 for ax in FLIPS])
-        b2 = np.stack([np.flip(x2, ax) if ax else x2 for ax in FLIPS])
-        logits = runner(b1, b2)[:, 0]
-        logits = np.stack([np.flip(z, ax) if ax else z for z, ax in zip(logits, FLIPS)])
-        prob = _sigmoid(logits).mean(0)
+        logits = []
+        for i in range(0, len(FLIPS), flip_batch):
+            flips = FLIPS[i:i + flip_batch]
+            b1 = np.stack([np.flip(x1, ax) if ax else x1 for ax in flips])
+            b2 = np.stack([np.flip(x2, ax) if ax else x2 for ax in flips])
+            logits += [np.flip(z, ax) if ax else z for z, ax in zip(runner(b1, b2)[:, 0], flips)]
+        prob = _sigmoid(np.stack(logits)).mean(0)
     else:
         prob = _sigmoid(runner(x1[None], x2[None])[0, 0])
     return prob[:h, :w].astype(np.float32)
@@ -93,6 +105,7 @@ class Member:
 
     model: ChangeModel
     runner: Runner
+    flip_batch: int = 1  # flips per forward pass (:func:`flip_batch_for`)
 
 
 def check_ensemble(models: Sequence[ChangeModel]) -> None:

@@ -363,13 +363,14 @@ def validate(net, samples: Sequence[Sample], mean, std, *, tile: int = 256, norm
              tta: bool = False, compute=None) -> tuple[float, float, dict]:
     """Predict every validation sample (tiled) and pick the F1-maximising threshold on the pooled pixels."""
     from minescape.change.deep.infer import predict_arrays
-    from minescape.change.deep.runner import torch_runner
+    from minescape.change.deep.runner import flip_batch_for, torch_runner
 
     runner = torch_runner(net, compute)
     probs, truths = [], []
     for s in samples:
         probs.append(predict_arrays(runner, s.t1, s.t2, mean=mean, std=std, tile=tile,
-                                    overlap=min(32, tile // 4), norm=norm, tta=tta).ravel())
+                                    overlap=min(32, tile // 4), norm=norm, tta=tta,
+                                    flip_batch=flip_batch_for(compute)).ravel())
         truths.append(s.label.ravel())
     return best_threshold(np.concatenate(probs), np.concatenate(truths))
 
@@ -426,7 +427,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
         raise InputError(f"{len(bands)} band names {list(bands)} for {train_samples[0].t1.shape[0]}-band samples")
     if any(s.t1.shape[0] != len(bands) for s in list(train_samples) + list(val_samples)):
         raise InputError("training and validation samples must all have the same bands")
-    compute = resolve_compute(config.device, config.precision, config.threads, cpu_auto_bf16=False)
+    compute = resolve_compute(config.device, config.precision, config.threads, training=True)
     torch.use_deterministic_algorithms(True, warn_only=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,22 @@ def test_tile_layout_and_ramp():
     assert w.min() > 0 and w[16:48].min() == 1.0 and w[0] < 0.1 and np.allclose(w, w[::-1])
 
 
+def test_fitted_tiles_need_no_more_tiles_and_fewer_pixels():
+    from minescape.geo.blend import fitted_size, fitted_windows
+
+    for n in (16, 40, 300, 512, 513, 785, 799, 1000, 10980):
+        s, starts = fitted_windows(n, size=512, overlap=32)
+        k = len(window_origins(n, size=512, stride=480))
+        assert len(starts) == k and starts[-1] + s == n and s <= min(512, n)
+        assert s == n or s % 16 == 0
+        if k > 1:  # windows still overlap by at least the overlap, and a smaller window would need more of them
+            assert all(b - a <= s - 32 for a, b in zip(starts, starts[1:]))
+            assert len(window_origins(n, size=s - 16, stride=s - 48)) > k or s - 16 < 64
+    assert fitted_size(799, size=512, overlap=32) == 416  # abudhabi: 4 tiles of 416 px, not 4 of 512
+    with pytest.raises(ConfigError):
+        fitted_size(100, size=64, overlap=64)
+
+
 def test_tiled_equals_whole_image_within_blending_tolerance(tiny_model):
     m = load_model(tiny_model.model_path)
     run = torch_runner(m.net)
@@ -73,9 +89,17 @@ def test_predict_scene_bad_input(tiny_model, tmp_path):
     p1, p2 = write_pair(tmp_path, t1, t2)
     out = (tmp_path / "o" / "p.tif", tmp_path / "o" / "m.tif")
     model = load_model(tiny_model.model_path)
-    # a pair smaller than one tile
-    with pytest.raises(InputError, match=r"t1.tif: pair is 96x80 pixels, smaller than one 128x128 tile"):
-        predict_scene(model, p1, p2, *out, tile=128, overlap=16)
+    # a pair smaller than one tile is one tile of its own size: the whole-image prediction
+    res = predict_scene(model, p1, p2, tmp_path / "one" / "p.tif", tmp_path / "one" / "m.tif", tile=128,
+                        overlap=16)
+    whole = predict_arrays(torch_runner(model.net), t1, t2, mean=model.mean, std=model.std, tile=128, overlap=0)
+    assert res.tiles == 1
+    np.testing.assert_allclose(read_raster(res.probability).data[0], whole, atol=1e-6, equal_nan=True)
+    # smaller than the network's minimum
+    s1 = write_raster(Raster(t1[:, :12, :40], CRS_UTM, TRANSFORM, np.nan, BANDS4), tmp_path / "s1.tif")
+    s2 = write_raster(Raster(t2[:, :12, :40], CRS_UTM, TRANSFORM, np.nan, BANDS4), tmp_path / "s2.tif")
+    with pytest.raises(InputError, match=r"s1.tif: pair is 40x12 pixels, smaller than the network's 16x16 minimum"):
+        predict_scene(model, s1, s2, *out, tile=128, overlap=16)
     # imagery without a band the model needs
     q1 = write_raster(Raster(t1[:3], CRS_UTM, TRANSFORM, np.nan, ("B02", "B03", "B04")), tmp_path / "rgb1.tif")
     q2 = write_raster(Raster(t2[:3], CRS_UTM, TRANSFORM, np.nan, ("B02", "B03", "B04")), tmp_path / "rgb2.tif")
@@ -123,3 +147,19 @@ def test_predict_sentinel2_scenes_of_the_synthetic_region(small_region, tmp_path
     with pytest.raises(InputError, match=r"missing bands \['B10'\]"):
         predict_scene(m13, small_region.t1, small_region.t2, tmp_path / "p.tif",
                       tmp_path / "m.tif", tile=128, overlap=16)
+
+
+def test_flips_give_the_same_probability_in_any_batch_size(tiny_model):
+    """Flips one at a time (the CPU default) or batched (GPU) average the same four predictions; and the
+    flips do change each single prediction (so the average is not trivially the identity's)."""
+    from minescape.change.deep.runner import tile_probability
+
+    m = load_model(tiny_model.model_path)
+    run = torch_runner(m.net)
+    t1, t2, _ = toy_pair(seed=21, height=64, width=80)
+    n1, n2 = (np.nan_to_num((t - m.mean[:, None, None]) / m.std[:, None, None]).astype(np.float32) for t in (t1, t2))
+    plain = tile_probability(run, n1, n2)
+    probs = [tile_probability(run, n1, n2, tta=True, flip_batch=b) for b in (1, 2, 4)]
+    assert np.abs(probs[0] - plain).max() > 1e-4
+    for p in probs[1:]:
+        np.testing.assert_allclose(p, probs[0], atol=1e-6)

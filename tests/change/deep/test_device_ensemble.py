@@ -51,7 +51,7 @@ def test_precision_resolution_names_the_fallback(monkeypatch):
 
     c = C.resolve_compute("cpu", "fp32", 1)
     assert (c.device, c.precision, c.threads) == ("cpu", "fp32", 1)
-    assert C.resolve_compute("cpu", "auto", 1, cpu_auto_bf16=False).precision == "fp32"
+    assert C.resolve_compute("cpu", "auto", 1, training=True).precision == "fp32"
     native = C.cpu_has_bf16()
     assert C.resolve_compute("cpu", "auto", 1).precision == ("bf16" if native else "fp32")
     # a CPU without bf16 (simulated: this machine's answer replaced) gets fp32, and the output says so
