@@ -70,6 +70,8 @@ def main() -> None:
                                        std=np.full(13, 0.05, np.float32), threshold=0.5))
     results: dict = {"threads": new.threads, "new": new.describe(), "repeats": args.repeats}
 
+    if "train" in cases:
+        results["train_steps_s"] = train_steps(args, new)
     if "loaded" in cases or "s2tile" in cases:
         results.update(cli_cases(args, cases, model_path))
     if "network" not in cases and "city" not in cases:
@@ -132,6 +134,50 @@ def main() -> None:
                   f"(bf16 and the tile layout)", flush=True)
     (WORK / "results.json").write_text(json.dumps(results, indent=2))
     print(f"wrote {WORK / 'results.json'}")
+
+
+def train_steps(args, new) -> dict:
+    """Training steps per second on this CPU, fp32 vs bf16 autocast (see the module docstring)."""
+    import torch
+
+    from measure import fmt, ratio
+
+    from minescape.change.deep.model import build_model
+    from minescape.compute import Compute
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(8, 13, 64, 64, generator=g).contiguous(memory_format=torch.channels_last),
+                torch.randn(8, 13, 64, 64, generator=g).contiguous(memory_format=torch.channels_last),
+                (torch.rand(8, 1, 64, 64, generator=g) > 0.9).float()) for _ in range(8)]
+    variants = {"fp32": Compute("cpu", "fp32", new.threads), "bf16": Compute("cpu", "bf16", new.threads)}
+    speeds: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(args.repeats):
+        for name, comp in variants.items():
+            torch.manual_seed(0)
+            net = build_model("fc-ef", 13).to(memory_format=torch.channels_last).train()
+            opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+            def step(i: int) -> None:
+                x1, x2, lab = batches[i % len(batches)]
+                with comp.autocast():
+                    logits = net(x1, x2)
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), lab,
+                                                                            pos_weight=torch.tensor(5.0))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            for i in range(5):
+                step(i)
+            t0 = time.perf_counter()
+            for i in range(30):
+                step(i)
+            speeds[name].append(30 / (time.perf_counter() - t0))
+    for name, v in speeds.items():
+        print(f"training FC-EF 13 bands, batch 8 x 64 px, {name}: {fmt(v, ' steps/s')}", flush=True)
+    print(f"training bf16 / fp32 = {fmt(ratio(speeds['bf16'], speeds['fp32']), 'x')}", flush=True)
+    return speeds
 
 
 def cli_predict(model: Path, t1: Path, t2: Path, out: Path, *extra: str) -> tuple[float, float]:

@@ -35,6 +35,11 @@ DEFAULT_PARAMS: dict = {
     "verbosity": -1,
 }
 DEFAULT_ROUNDS = 60
+#: Class maps stop adding trees for a pixel once its best class leads the second by this raw-score margin
+#: (checked every 10 rounds; LightGBM's ``pred_early_stop``). On the 1.4 million pixels of the 100 real mine
+#: polygons it changed no pixel's class and made prediction 3.2x faster (bench/bench_runner.py --only project);
+#: probabilities (:meth:`LulcModel.predict_proba`) are always computed with every tree.
+EARLY_STOP: dict = {"pred_early_stop": True, "pred_early_stop_freq": 10, "pred_early_stop_margin": 4.0}
 
 
 @dataclass(frozen=True)
@@ -67,20 +72,25 @@ class LulcModel:
 
     def predict_proba(self, x: np.ndarray, *, batch: int = 262144) -> np.ndarray:
         """Class probabilities ``(n, n_classes)`` for raw (un-normalised) feature rows, in batches."""
+        return self._scores(x, batch=batch, early_stop=False)
+
+    def _scores(self, x: np.ndarray, *, batch: int, early_stop: bool) -> np.ndarray:
         if x.ndim != 2 or x.shape[1] != len(self.features):
             raise InputError(f"model expects {len(self.features)} features, got rows of shape {x.shape}")
         out = np.empty((x.shape[0], len(self.classes)), dtype=np.float32)
+        extra = EARLY_STOP if early_stop else {}
         for i in range(0, x.shape[0], batch):
             out[i:i + batch] = self.booster.predict(self.normalise(x[i:i + batch]),
-                                                    num_threads=DEFAULT_PARAMS["num_threads"])
+                                                    num_threads=DEFAULT_PARAMS["num_threads"], **extra)
         return out
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Legend codes (uint8) for raw feature rows."""
+        """Legend codes (uint8) for raw feature rows: the most probable class, with prediction early stopping
+        (:data:`EARLY_STOP`)."""
         if x.shape[0] == 0:
             return np.zeros(0, dtype=np.uint8)
         codes = np.asarray(self.classes, dtype=np.uint8)
-        return codes[np.argmax(self.predict_proba(x), axis=1)]
+        return codes[np.argmax(self._scores(x, batch=262144, early_stop=True), axis=1)]
 
 
 def train_model(

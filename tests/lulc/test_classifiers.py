@@ -147,3 +147,23 @@ def test_sieve_in_square_metres_and_majority():
     assert maj[12, 12] == 2 and (maj[:, 19] == 0).all() and maj[0, 0] == 6
     with pytest.raises(ConfigError):
         majority_filter(noisy, size=2)
+
+
+def test_class_maps_stop_early_but_keep_every_class():
+    """Prediction early stopping really skips trees (the raw scores of confident pixels differ from the full
+    model's) and gives the same class as every tree on every one of these pixels, noisy ones included."""
+    from minescape.lulc.model import EARLY_STOP
+
+    rng = np.random.default_rng(8)
+    stack, dh, truth = _class_rows(rng, n=400, noise=0.12)
+    f = compute_features(stack, dh)
+    x, keep = feature_matrix(f)
+    model = train_model(x, truth[keep], features=FEATURES, rounds=60, seed=1)
+    xn = model.normalise(x)
+    full = model.booster.predict(xn, raw_score=True, num_threads=1)
+    early = model.booster.predict(xn, raw_score=True, num_threads=1, **EARLY_STOP)
+    assert np.mean(np.abs(full - early).max(axis=1) > 1e-6) > 0.5  # most pixels stopped before the last tree
+    codes = np.asarray(model.classes, dtype=np.uint8)
+    np.testing.assert_array_equal(model.predict(x), codes[np.argmax(model.predict_proba(x), axis=1)])
+    top2 = np.sort(full, axis=1)[:, -2:]
+    assert np.sum(top2[:, 1] - top2[:, 0] < EARLY_STOP["pred_early_stop_margin"]) > 10  # hard pixels are here too
