@@ -202,22 +202,40 @@ SITES_PER_WORKER = 200  # automatic workers: one per this many sites (a worker p
 
 @contextlib.contextmanager
 def _mapper(workers: int):
-    """An order-preserving ``map``: the builtin, or :func:`minescape.parallel.ordered_map` over processes."""
+    """An order-preserving ``map(fn, items, chunk)``: the builtin, or :func:`minescape.parallel.ordered_map`
+    over one pool of processes shared by every map of the run (scanning, then vectorising)."""
     if workers == 1:
-        yield map
+        yield lambda fn, items, chunk=1: map(fn, items)
         return
-    from minescape.parallel import ordered_map
+    from minescape.parallel import ordered_map, process_pool
 
     preload = ("numpy", "rasterio", "shapely", "pyproj", "pyogrio", "minescape.publish.release")
-    yield lambda fn, items: ordered_map(fn, items, workers=workers, chunk=4, preload=preload)
+    with process_pool(workers, preload=preload) as pool:
+        yield lambda fn, items, chunk=4: ordered_map(fn, items, workers=workers, chunk=chunk, pool=pool)
+
+
+@functools.lru_cache(maxsize=4)
+def _resolver(regions: str | Path):
+    """The region resolver of ``regions``, built once per process."""
+    return make_region_resolver(regions)
+
+
+def _scan_job(path: Path, regions: str | Path) -> SiteMap | str:
+    """:func:`scan_site` with the run's regions (in a worker process); a problem as its one-line message."""
+    try:
+        with many_files():  # one folder of many class maps
+            return scan_site(path, _resolver(regions))
+    except InputError as exc:
+        return str(exc)
 
 
 class _ShardBuffer:
     """Collects features of one region and writes full shards as it goes."""
 
     def __init__(self, folder: Path, name: str, *, cap: int, crs: CRS, legend: Legend, extra: bool,
-                 stats: "_Stats") -> None:
+                 stats: "_Stats", zips: _ZipWriter | None = None) -> None:
         self.folder, self.name, self.cap, self.crs = folder, name, cap, crs
+        self.zips = zips
         self.legend, self.extra, self.stats = legend, extra, stats
         self.parts: list[SiteFeatures] = []
         self.count = 0
@@ -276,6 +294,8 @@ class _ShardBuffer:
             "name": fname, "features": n, "index_n": [int(index_n[0]), int(index_n[-1])],
             "sha256": sha256_file(path),
         })
+        if self.zips is not None:
+            self.zips.add(self.region, path)
         self.next_index += n
         if final:
             self.flush(final=True)
@@ -319,19 +339,53 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def write_zip(path: Path, files: list[Path]) -> None:
-    """A ZIP with fixed timestamps and permissions (same files -> same bytes).
+def _add_member(zf: zipfile.ZipFile, f: Path) -> None:
+    """Add file ``f`` under its name, with a fixed timestamp and permissions, deflated at ``ZIP_LEVEL``
+    (``writestr`` is the call that honours a level for a ``ZipInfo``; a shard of 5,000 features is a few MB,
+    read whole)."""
+    info = zipfile.ZipInfo(f.name, date_time=ZIP_TIME)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.create_system = 3
+    info.external_attr = 0o644 << 16
+    zf.writestr(info, f.read_bytes(), compresslevel=ZIP_LEVEL)
 
-    Shards are deflated at level ``ZIP_LEVEL`` (``writestr`` is the call that honours a level for a
-    ``ZipInfo``; a shard of 5,000 features is a few MB, read whole).
-    """
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for f in sorted(files, key=lambda p: p.name):
-            info = zipfile.ZipInfo(f.name, date_time=ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.create_system = 3
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, f.read_bytes(), compresslevel=ZIP_LEVEL)
+
+class _ZipWriter:
+    """Each region's ZIP, written while the release is being made: a finished shard is appended to its region's
+    ZIP in a background thread (zlib releases the GIL, so compressing overlaps vectorising). Members are in shard
+    order, which is their name order below 1,000 shards per region (``..._001.gpkg``, ``..._002.gpkg``); fixed
+    timestamps, so the same shards give the same bytes."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.folder, self.name = folder, name
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._zips: dict[str, zipfile.ZipFile] = {}
+        self._pending: list = []
+
+    def add(self, region: str, shard: Path) -> None:
+        """Queue ``shard`` for ``region``'s ZIP; an error of an earlier append is raised here."""
+        while self._pending and self._pending[0].done():
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(self._append, region, shard))
+
+    def _append(self, region: str, shard: Path) -> None:
+        zf = self._zips.get(region)
+        if zf is None:
+            zf = self._zips[region] = zipfile.ZipFile(self.folder / f"{self.name}_{region}.zip", "w",
+                                                      compression=zipfile.ZIP_DEFLATED)
+        _add_member(zf, shard)
+
+    def close(self) -> None:
+        """Wait for every append and close the ZIPs (errors raised here)."""
+        try:
+            for f in self._pending:
+                f.result()
+        finally:
+            self._pool.shutdown(wait=True)
+            for zf in self._zips.values():
+                zf.close()
 
 
 def publish(
@@ -387,24 +441,34 @@ def publish(
     if out.exists() and not (out.is_dir() and ((out / MANIFEST).exists() or not any(out.iterdir()))):
         raise InputError("exists and is not a minescape release (no manifest.json); choose another folder",
                          path=out)
-    resolve = make_region_resolver(regions)
+    _resolver(regions)  # a bad regions layer: one line before any work
+    if workers is None:
+        from minescape.parallel import workers_for
 
+        workers = workers_for(len(paths), per_worker=SITES_PER_WORKER)
+    with _mapper(min(workers, len(paths))) as mapper:
+        return _publish_sites(paths, maps_dir, out, mapper, max_features=max_features, out_crs=out_crs,
+                              regions=regions, simplify=simplify, connectivity=connectivity,
+                              extra_columns=extra_columns, name=name, legend=legend, progress=progress)
+
+
+def _publish_sites(paths: list[Path], maps_dir: Path, out: Path, mapper, *, max_features: int, out_crs: CRS,
+                   regions: str | Path, simplify: float, connectivity: int, extra_columns: bool, name: str,
+                   legend: Legend, progress: bool) -> ReleaseSummary:
+    """:func:`publish` once its arguments are checked: scan, vectorise and write with ``mapper``."""
     skipped: list[str] = []
     sites: list[SiteMap] = []
     seen: dict[tuple[str, int], Path] = {}
-    with many_files():  # one folder of many class maps
-        for p in paths:
-            try:
-                s = scan_site(p, resolve)
-            except InputError as exc:
-                skipped.append(str(exc))
-                continue
-            if (s.site_id, s.year) in seen:
-                skipped.append(f"{p}: site {s.site_id} year {s.year} already published from "
-                               f"{seen[s.site_id, s.year]}")
-                continue
-            seen[s.site_id, s.year] = p
-            sites.append(s)
+    for p, s in zip(paths, mapper(functools.partial(_scan_job, regions=regions), paths, chunk=32)):
+        if isinstance(s, str):
+            skipped.append(s)
+            continue
+        if (s.site_id, s.year) in seen:
+            skipped.append(f"{p}: site {s.site_id} year {s.year} already published from "
+                           f"{seen[s.site_id, s.year]}")
+            continue
+        seen[s.site_id, s.year] = p
+        sites.append(s)
     if not sites:
         raise InputError(f"none of the {len(paths)} class maps can be published; first problem: {skipped[0]}",
                          path=maps_dir)
@@ -416,15 +480,12 @@ def publish(
     shard_dir.mkdir(parents=True)
     try:
         stats = _Stats()
+        zips = _ZipWriter(tmp, name)
         buf = _ShardBuffer(shard_dir, name, cap=max_features, crs=out_crs, legend=legend,
-                           extra=extra_columns, stats=stats)
+                           extra=extra_columns, stats=stats, zips=zips)
         job = functools.partial(_site_job, legend=legend, crs=out_crs, simplify=simplify,
                                 connectivity=connectivity)
-        if workers is None:
-            from minescape.parallel import workers_for
-
-            workers = workers_for(len(sites), per_worker=SITES_PER_WORKER)
-        with make_progress() as bar, _mapper(min(workers, len(sites))) as mapper:
+        with make_progress() as bar:
             task = bar.add_task("publishing sites", total=len(sites), extra="", visible=progress)
             for feats in mapper(job, sites):  # in input order whatever the number of workers
                 if isinstance(feats, str):
@@ -432,7 +493,10 @@ def publish(
                 else:
                     buf.add(feats)
                 bar.advance(task)
-        buf.flush(final=True)
+        try:
+            buf.flush(final=True)
+        finally:
+            zips.close()
         if buf.sites == 0:
             raise InputError(f"none of the {len(paths)} class maps can be published; first problem: "
                              f"{skipped[0]}", path=maps_dir)
@@ -508,8 +572,7 @@ def _finish(tmp: Path, shard_dir: Path, buf: _ShardBuffer, stats: _Stats, *, nam
     region_info = {}
     for region in sorted(buf.written):
         shards = buf.written[region]
-        zname = f"{name}_{region}.zip"
-        write_zip(tmp / zname, [shard_dir / s["name"] for s in shards])
+        zname = f"{name}_{region}.zip"  # written shard by shard (_ZipWriter)
         files[zname] = sha256_file(tmp / zname)
         for s in shards:
             files[f"{zname}/{s['name']}"] = s["sha256"]
