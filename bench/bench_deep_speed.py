@@ -9,7 +9,8 @@ as median (min-max) and as ratios against the baseline measured in the same run:
 * ``city``: ``predict_scene`` on a whole OSCD city (abudhabi, 799 x 785 px, from its band folders), the call
   itself after imports and model loading: baseline = fp32, 256-px tiles (the previous defaults) vs the new
   defaults (512-px tiles, bf16 where supported, flips batched, next strip read while computing), without and
-  with the 4 flips. The probabilities of the new path are compared with the baseline's (max |dp|).
+  with the 4 flips, and onnxruntime (fp32) on the new tiling where it is installed. The probabilities of the new
+  path are compared with the baseline's (max |dp|).
 
     flock /tmp/minescape-heavy.lock .venv/bin/python bench/bench_deep_speed.py [--repeats 3] [--threads 2]
         [--cases network,city,loaded,s2tile]
@@ -106,6 +107,13 @@ def main() -> None:
     if "city" in cases and not args.skip_city and city.is_dir():
         model = load_model(model_path)
         variants = {"baseline": dict(tile=256, compute=base), "new": dict(tile=512, compute=new)}
+        try:  # onnxruntime (fp32) on the new tiling, where it is installed
+            from minescape.change.deep.onnx_backend import export_onnx
+
+            onnx_path = export_onnx(model, WORK / "fc-siam-diff_13.onnx")
+            variants["onnx"] = dict(tile=512, compute=new, backend="onnx", onnx_paths=[onnx_path])
+        except Exception as exc:  # noqa: BLE001 - optional package: report and go on
+            print(f"onnx variant skipped: {str(exc).splitlines()[0]}", flush=True)
         speeds: dict[str, list[float]] = {f"{v} {f}": [] for v in variants for f in ("no flips", "flips")}
         probs: dict[str, np.ndarray] = {}
         for _ in range(args.repeats):
@@ -124,7 +132,9 @@ def main() -> None:
         for flips in ("no flips", "flips"):
             b, n = speeds[f"baseline {flips}"], speeds[f"new {flips}"]
             print(f"city {CITY} {flips}: baseline {summary(b)} Mpix/s, new {summary(n)} Mpix/s, ratio "
-                  f"{statistics.median(n) / statistics.median(b):.2f}x", flush=True)
+                  f"{statistics.median(n) / statistics.median(b):.2f}x"
+                  + (f"; onnxruntime {summary(speeds[f'onnx {flips}'])} Mpix/s" if f"onnx {flips}" in speeds
+                     else ""), flush=True)
         for flips in (False, True):
             a, b = probs[f"baseline {flips}"], probs[f"new {flips}"]
             ok = np.isfinite(a) & np.isfinite(b)
