@@ -163,3 +163,41 @@ def test_flips_give_the_same_probability_in_any_batch_size(tiny_model):
     assert np.abs(probs[0] - plain).max() > 1e-4
     for p in probs[1:]:
         np.testing.assert_allclose(p, probs[0], atol=1e-6)
+
+
+def test_input_phase_on_two_threads_gives_the_same_files(tiny_model, tmp_path):
+    """With 2 threads the strip is read and normalised in two column parts by two threads (each reading through
+    its own handle); the outputs are the same bytes as with one thread, for reflectance stacks and for a
+    Sentinel-2 band folder (where two threads once shared a GDAL handle and corrupted the read)."""
+    import os
+
+    from minescape.compute import Compute
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one usable core: the two-part input phase needs 2 threads")
+    m = load_model(tiny_model.model_path)
+    t1, t2, _ = toy_pair(seed=31, height=150, width=170)
+    p1, p2 = write_pair(tmp_path, t1, t2)
+    outs = {}
+    for n in (1, 2):
+        res = predict_scene(m, p1, p2, tmp_path / f"o{n}" / "p.tif", tmp_path / f"o{n}" / "m.tif", tile=64,
+                            overlap=16, compute=Compute("cpu", "fp32", n))
+        outs[n] = (res.probability.read_bytes(), res.mask.read_bytes())
+        assert res.tiles > 4  # several strips and several tiles per strip
+    assert outs[1] == outs[2]
+    # a band folder: one file per band, DN, read by two threads at once
+    folder = {}
+    for date, arr in (("a", t1), ("b", t2)):
+        d = tmp_path / date
+        d.mkdir()
+        for k, band in enumerate(BANDS4):
+            dn = np.where(np.isfinite(arr[k]), np.clip(arr[k] * 10000, 1, 65535), 0).astype(np.uint16)
+            write_raster(Raster(dn[None], CRS_UTM, TRANSFORM, 0), d / f"T00XXX_20200101T000000_{band}.tif")
+        folder[date] = d
+    scene = {}
+    for n in (1, 2):
+        res = predict_scene(m, folder["a"], folder["b"], tmp_path / f"s{n}" / "p.tif", tmp_path / f"s{n}" / "m.tif",
+                            tile=64, overlap=16, compute=Compute("cpu", "fp32", n))
+        scene[n] = (res.probability.read_bytes(), res.mask.read_bytes())
+    assert scene[1] == scene[2]
+    assert np.isfinite(read_raster(tmp_path / "s2" / "p.tif").data).mean() > 0.9
