@@ -123,7 +123,7 @@ CASES = ("streamed", "streamed-x2", "whole", "streamed-quarter")
 
 
 def main() -> int:
-    from measure import fmt, machine_line, ratio
+    from measure import fmt, machine_line, ratio, two_core_bound
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=10980)
@@ -188,7 +188,7 @@ def main() -> int:
     cpu1 = [r["cpu_seconds"] for r in runs["streamed"]]
     cpu2 = [r["cpu_seconds"] for r in runs["streamed-x2"]]
     print(f"  CPU seconds 1 worker {fmt(cpu1, ' s', 1)}, 2 workers (parent + workers) {fmt(cpu2, ' s', 1)}: "
-          f"at most x{fmt([2 * a / b for a, b in zip(cpu1, cpu2)])} on two idle cores (load-independent bound)")
+          f"at most x{fmt(two_core_bound(cpu1, cpu2))} on two idle cores (load-independent bound)")
     print(f"streamed / whole: speed x{fmt(ratio(mpix_s('streamed'), mpix_s('whole')))}, peak memory "
           f"x{fmt(ratio(peaks('streamed'), peaks('whole')), digits=3)}; masks identical: {same_masks}")
     print(f"streamed full / quarter: peak memory x{fmt(ratio(peaks('streamed'), peaks('streamed-quarter')))}; "

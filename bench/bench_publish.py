@@ -274,7 +274,7 @@ def worker(case: str, method: str, n_sites: int = N_SITES) -> dict:
 
 
 def main() -> None:
-    from measure import fmt, machine_line, ratio
+    from measure import fmt, machine_line, ratio, two_core_bound
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="4000,10980,sites")
@@ -326,7 +326,7 @@ def main() -> None:
             cpu1 = [r["cpu_seconds"] for r in runs["publish"]]
             cpu2 = [r["cpu_seconds"] for r in runs["publish_x2"]]
             print(f"{case:>6}   CPU seconds {fmt(cpu1, ' s', 1)} vs {fmt(cpu2, ' s', 1)} (parent + workers): at most "
-                  f"x{fmt([2 * a / b for a, b in zip(cpu1, cpu2)])} on two idle cores (load-independent bound)")
+                  f"x{fmt(two_core_bound(cpu1, cpu2))} on two idle cores (load-independent bound)")
         if case == "sites":
             for m in ("minescape", "publish", "publish_x2", "users", "shapes"):
                 if m in secs:

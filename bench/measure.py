@@ -107,6 +107,12 @@ def ratio(num: Sequence[float], den: Sequence[float]) -> list[float]:
     return [a / b for a, b in zip(num, den)]
 
 
+def two_core_bound(cpu_one: Sequence[float], cpu_two: Sequence[float]) -> list[float]:
+    """Per run, the speed-up two idle cores would give at most: ``2 x`` CPU seconds of the one-process run over
+    those of the two-process run (parent and workers); hardly moved by other jobs on the machine."""
+    return [2 * a / b for a, b in zip(cpu_one, cpu_two)]
+
+
 def run_child(argv: Sequence[str], *, env: dict | None = None, cwd: str | None = None) -> dict:
     """Run ``argv`` (a Python child) and return the JSON object on its last ``RESULT`` line."""
     proc = subprocess.run(list(argv), capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd)

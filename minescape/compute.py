@@ -105,7 +105,8 @@ def resolve_compute(device: str = "auto", precision: str = "auto", threads: int 
     if device == "cuda" and not has_cuda:
         raise ConfigError("--device cuda: torch sees no CUDA GPU on this machine (use --device cpu or auto)")
     dev = "cuda" if device == "cuda" or (device == "auto" and has_cuda) else "cpu"
-    notes = [choice.note()] if dev == "cpu" and choice.note() else []
+    load_note = choice.note() if dev == "cpu" else ""
+    notes = [load_note] if load_note else []
     if dev == "cuda":
         prec = "fp32" if precision == "fp32" else "bf16"
     else:

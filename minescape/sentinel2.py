@@ -164,11 +164,8 @@ def decode_dn(dn: np.ndarray, *, reflectance: bool, offset: float, nodata: float
     written into ``out`` when given."""
     if reflectance:
         return dn_to_reflectance(dn, offset=offset, nodata=nodata, out=out)
-    res = np.asarray(dn, dtype=np.float32) if out is None else out
-    if out is not None:
-        np.copyto(out, dn, casting="unsafe")
-    elif res is dn:
-        res = res.copy()
+    res = np.empty(np.shape(dn), np.float32) if out is None else out
+    np.copyto(res, dn, casting="unsafe")
     if nodata is not None:
         np.copyto(res, np.float32(np.nan), where=dn == nodata)
     return res

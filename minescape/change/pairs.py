@@ -126,11 +126,7 @@ def read_pair(pair: Pair, *, window: Window | None = None, bands: Sequence[str] 
     bands = tuple(b.upper() for b in (bands or pair.bands))
     r1 = read_scene(pair.t1, bands=bands, grid=pair.grid, window=window, reflectance=reflectance, handles=handles)
     r2 = read_scene(pair.t2, bands=bands, grid=pair.grid, window=window, reflectance=reflectance, handles=handles)
-    bad = ~(r1.valid_mask() & r2.valid_mask())
-    if bad.any():  # both rasters were just read here: mask them in place (apply_common_mask copies)
-        r1.data[:, bad] = np.nan
-        r2.data[:, bad] = np.nan
-    return r1, r2
+    return apply_common_mask(r1, r2)
 
 
 def read_scene(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Window | None = None,
@@ -170,18 +166,15 @@ def read_scene(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Window
 
 
 def apply_common_mask(t1: Raster, t2: Raster) -> tuple[Raster, Raster]:
-    """Both rasters with NaN wherever either is invalid (same grid required)."""
+    """Both float rasters, masked **in place**: NaN wherever either is invalid (same grid required). For arrays
+    the caller owns (``read_pair`` masks what it has just read; no copy of two strips)."""
     if t1.shape != t2.shape:
         raise InputError(f"dates differ in size: {t1.shape} vs {t2.shape}; align them with open_pair first")
     bad = ~(t1.valid_mask() & t2.valid_mask())
-    if not bad.any():
-        return t1, t2
-    d1 = t1.data.astype(np.float32, copy=True)
-    d2 = t2.data.astype(np.float32, copy=True)
-    d1[:, bad] = np.nan
-    d2[:, bad] = np.nan
-    return t1.with_data(d1, nodata=np.nan, band_names=t1.band_names), t2.with_data(d2, nodata=np.nan,
-                                                                                    band_names=t2.band_names)
+    if bad.any():
+        t1.data[:, bad] = np.nan
+        t2.data[:, bad] = np.nan
+    return t1, t2
 
 
 def read_on_grid(path: str | Path, grid: Grid, *, window: Window | None = None, band: int = 1,

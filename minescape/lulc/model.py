@@ -40,6 +40,7 @@ DEFAULT_ROUNDS = 60
 #: polygons it changed no pixel's class and made prediction 3.2x faster (bench/bench_runner.py --only project);
 #: probabilities (:meth:`LulcModel.predict_proba`) are always computed with every tree.
 EARLY_STOP: dict = {"pred_early_stop": True, "pred_early_stop_freq": 10, "pred_early_stop_margin": 4.0}
+PREDICT_BATCH = 262144  # feature rows per LightGBM call (memory stays bounded for any site size)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class LulcModel:
         """Z-score ``(n, n_features)`` rows with the training mean and std (float32)."""
         return ((x - self.mean) / self.std).astype(np.float32)
 
-    def predict_proba(self, x: np.ndarray, *, batch: int = 262144) -> np.ndarray:
+    def predict_proba(self, x: np.ndarray, *, batch: int = PREDICT_BATCH) -> np.ndarray:
         """Class probabilities ``(n, n_classes)`` for raw (un-normalised) feature rows, in batches."""
         return self._scores(x, batch=batch, early_stop=False)
 
@@ -90,7 +91,7 @@ class LulcModel:
         if x.shape[0] == 0:
             return np.zeros(0, dtype=np.uint8)
         codes = np.asarray(self.classes, dtype=np.uint8)
-        return codes[np.argmax(self._scores(x, batch=262144, early_stop=True), axis=1)]
+        return codes[np.argmax(self._scores(x, batch=PREDICT_BATCH, early_stop=True), axis=1)]
 
 
 def train_model(

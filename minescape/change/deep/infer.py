@@ -2,10 +2,11 @@
 
 Tiles of at most ``tile`` x ``tile`` pixels overlap by ``overlap`` pixels and are blended by the one
 tiled-inference engine (:mod:`minescape.geo.blend`: a ramp taper falling over the overlap, weighted mean), so tile
-edges leave no seams. Tiles are fitted to the scene (:func:`~minescape.geo.blend.fitted_size`): as many as
+edges leave no seams. Tiles are fitted to the scene (:func:`~minescape.geo.blend.fitted_windows`): as many as
 ``tile`` needs, each just large enough, so the network does not compute pixels twice for nothing.
-:func:`predict_scene` streams: it reads one strip of tile rows at a time from the pair (the next strip is read in a background thread while the network computes the current one) and keeps one strip of
-accumulators, so memory grows with the scene's width, not its height. Several models form an ensemble: their
+:func:`predict_scene` streams strip by strip: each strip of tile rows is read and normalised on every core (in
+column parts, into buffers reused from strip to strip) while the previous strip is written, then the network
+runs on it; one strip of accumulators is kept, so memory grows with the scene's width, not its height. Several models form an ensemble: their
 probabilities are averaged.
 """
 
@@ -124,7 +125,7 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
         out_prob: probability of change, float32, NaN nodata.
         out_mask: binary mask in the CHANGE legend (0 no change, 1 change, 255 nodata) with its colour table.
         tile, overlap: the largest tile and the overlap in pixels (tile a multiple of 16); tiles are fitted to
-            the pair (:func:`~minescape.geo.blend.fitted_size`), a pair smaller than a tile is one tile.
+            the pair (:func:`~minescape.geo.blend.fitted_windows`), a pair smaller than a tile is one tile.
         threshold: decision threshold; default the mean of the models' thresholds.
         backend: ``torch`` or ``onnx`` (onnxruntime; ``onnx_paths`` or ``<model>.onnx`` beside each model).
         compute: device, precision and threads (:func:`minescape.compute.resolve_compute`).

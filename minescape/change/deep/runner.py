@@ -66,7 +66,7 @@ def torch_runner(net, compute: Compute | None = None) -> Runner:
 
 
 def tile_probability(runner: Runner, x1: np.ndarray, x2: np.ndarray, *, tta: bool = False,
-                     flip_batch: int = 4) -> np.ndarray:
+                     flip_batch: int = 1) -> np.ndarray:
     """Probability ``(h, w)`` of one normalised ``(C, h, w)`` tile pair.
 
     The tile is padded (reflect, else zeros) to a multiple of 16. With ``tta`` the identity and the three
