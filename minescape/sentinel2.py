@@ -27,7 +27,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from minescape.errors import ConfigError, InputError, MissingInputError
-from minescape.geo.grid import Grid, aligned_window
+from minescape.geo.grid import Grid, aligned_window, scaled_window
 from minescape.geo.handles import borrow
 from minescape.geo.raster import Raster
 
@@ -348,6 +348,8 @@ def read_stack(
                 if win is not None:
                     dn = read_window_filled(src, indexes, win, fill=src_nodata if src_nodata is not None else 0)
                 else:
+                    dn = _upsampled_read(src, indexes, target, method, src_nodata)
+                if dn is None:
                     with WarpedVRT(src, crs=target.crs, transform=target.transform, width=target.width,
                                    height=target.height, resampling=method, src_nodata=src_nodata,
                                    nodata=src_nodata) as vrt:
@@ -359,6 +361,34 @@ def read_stack(
         for k, i in enumerate(positions):
             decode_dn(dn[k], reflectance=reflectance, offset=offset, nodata=src_nodata, out=out[i])
     return Raster(out, target.crs, target.transform, np.nan, tuple(bands))
+
+
+def _upsampled_read(src: rasterio.io.DatasetReader, indexes: list[int], target: Grid, method: Resampling,
+                    nodata: float | None) -> np.ndarray | None:
+    """``indexes`` of ``src`` resampled onto a finer ``target`` by a floating-window read (GDAL RasterIO), or
+    None where only a warp will do.
+
+    A coarser band on the same CRS and extent (the 20 m and 60 m bands of a scene or an OSCD band folder,
+    read onto the 10 m grid) needs only a scale and a shift: GDAL's resampled RasterIO gives the warper's
+    values (within 1 DN after rounding, edges included) 4-20x faster. It is used only when the target is
+    no coarser than the band (no averaging kernel to match) and the band's pixels around the window hold no
+    nodata (the warper leaves nodata out of its bilinear weights; a plain resampled read would blend it in).
+    """
+    st, tt = src.transform, target.transform
+    if tt.a > st.a * (1 + 1e-9) or -tt.e > -st.e * (1 + 1e-9):
+        return None
+    fw = scaled_window(src.crs, st, (src.height, src.width), target)
+    if fw is None:
+        return None
+    if nodata is not None:
+        # the source pixels the kernel may touch: the window's pixels and one more on each side
+        c0, r0 = max(int(np.floor(fw.col_off)) - 1, 0), max(int(np.floor(fw.row_off)) - 1, 0)
+        c1 = min(int(np.ceil(fw.col_off + fw.width)) + 1, src.width)
+        r1 = min(int(np.ceil(fw.row_off + fw.height)) + 1, src.height)
+        native = src.read(indexes, window=Window(c0, r0, c1 - c0, r1 - r0))
+        if (np.isnan(native) if np.isnan(nodata) else native == nodata).any():
+            return None
+    return src.read(indexes, window=fw, out_shape=(len(indexes), target.height, target.width), resampling=method)
 
 
 def _aligned_window(src: rasterio.io.DatasetReader, target: Grid) -> Window | None:

@@ -92,3 +92,97 @@ def test_multiband_stack_by_description_and_missing_band(tmp_path):
 def test_empty_folder_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="no Sentinel-2 band files"):
         open_scene(tmp_path)
+
+
+def _warped(path, grid, *, nodata=None):
+    """The band read onto ``grid`` by GDAL's warper (the reference the resampled read must match)."""
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    with rasterio.open(path) as src, WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width,
+                                               height=grid.height, resampling=Resampling.bilinear,
+                                               src_nodata=nodata, nodata=nodata) as vrt:
+        return vrt.read(1).astype(np.float32)
+
+
+def test_coarse_bands_are_upsampled_as_the_warper_does(tmp_path):
+    """20 m and 60 m bands onto the 10 m grid by a floating-window resampled read: the warper's values within
+    1 DN (its rounding), edges included, for the whole grid and a window."""
+    import rasterio
+
+    from minescape.geo.grid import scaled_window
+
+    folder = tmp_path / "imgs"
+    rng = np.random.default_rng(0)
+    from minescape.sentinel2 import BANDS
+
+    for name, band in BANDS.items():  # smooth random fields, so bilinear weights matter
+        f = band.resolution // 10
+        dn = (3000 + 1000 * rng.random((60 // f, 48 // f))).astype(np.uint16)
+        write_raster(Raster(dn, "EPSG:32633", Affine(band.resolution, 0, 300000, 0, -band.resolution, 5000000), None),
+                     folder / f"T33TWM_20200601T100000_{name}.tif")
+    scene = open_scene(folder)
+    for window in (None, Window(5, 7, 30, 40)):
+        grid = scene.grid if window is None else scene.grid.window_grid(window)
+        stack = read_stack(scene, bands=["B05", "B01", "B11"], window=window, reflectance=False)
+        for k, band in enumerate(("B05", "B01", "B11")):
+            path = scene.band_files[band][0]
+            with rasterio.open(path) as src:  # the fast path applies: same CRS, a scale and a shift
+                assert scaled_window(src.crs, src.transform, src.shape, grid) is not None
+            ref = _warped(path, grid)
+            assert np.abs(stack.data[k] - ref).max() <= 1.0
+            assert np.mean(stack.data[k] != ref) < 0.05
+
+
+def test_nodata_near_a_coarse_window_keeps_the_warper(tmp_path):
+    """A 20 m band with nodata pixels: the warper leaves them out of its bilinear weights, so that read stays."""
+    dn = np.full((30, 24), 2000, np.uint16)
+    dn[10:14, 8:12] = 0
+    dn[10:14, 12:16] = 3000
+    f20 = write_raster(Raster(dn, "EPSG:32633", Affine(20, 0, 300000, 0, -20, 5000000), 0),
+                       tmp_path / "imgs" / "T33TWM_20200601T100000_B05.tif")
+    write_raster(Raster(np.full((60, 48), 1500, np.uint16), "EPSG:32633", Affine(10, 0, 300000, 0, -10, 5000000), 0),
+                 tmp_path / "imgs" / "T33TWM_20200601T100000_B02.tif")
+    scene = open_scene(tmp_path / "imgs")
+    got = read_stack(scene, bands=["B05"], reflectance=False).data[0]
+    ref = _warped(f20, scene.grid, nodata=0)
+    ref[ref == 0] = np.nan
+    assert np.isnan(got).any()  # the hole is there
+    np.testing.assert_array_equal(got, ref)
+    # next to the hole a plain resampled read would blend the zeros in: the warper's 3000s stay 3000
+    assert np.nanmax(got[20:28, 24:32]) == 3000 and np.nanmin(got[20:28, 24:32]) >= 2000
+
+
+def test_scaled_window_only_for_a_scale_and_a_shift():
+    from rasterio.crs import CRS
+
+    from minescape.geo.grid import Grid, scaled_window
+
+    target = Grid(CRS.from_epsg(32633), Affine(10, 0, 300000, 0, -10, 5000000), 48, 60)
+    w = scaled_window(CRS.from_epsg(32633), Affine(20, 0, 300000, 0, -20, 5000000), (30, 24), target)
+    assert (w.col_off, w.row_off, w.width, w.height) == (0, 0, 24, 30)
+    w = scaled_window(CRS.from_epsg(32633), Affine(20, 0, 299990, 0, -20, 5000010), (31, 25), target)
+    assert (w.col_off, w.row_off, w.width, w.height) == (0.5, 0.5, 24, 30)
+    assert scaled_window(CRS.from_epsg(32634), Affine(20, 0, 300000, 0, -20, 5000000), (30, 24), target) is None
+    assert scaled_window(CRS.from_epsg(32633), Affine(20, 1, 300000, 0, -20, 5000000), (30, 24), target) is None
+    assert scaled_window(CRS.from_epsg(32633), Affine(20, 0, 300000, 0, -20, 5000000), (29, 24), target) is None
+
+
+def test_oscd_band_folder_reads_as_the_warper_does(oscd_root):
+    """A real OSCD city (EPSG:4326, band files of different sizes over one extent): within 1 DN of the warp."""
+    import rasterio
+
+    from minescape.geo.grid import scaled_window
+
+    scene = open_scene(oscd_root / "images" / "abudhabi" / "imgs_1")
+    window = Window(0, 383, scene.grid.width, 416)
+    grid = scene.grid.window_grid(window)
+    stack = read_stack(scene, window=window, reflectance=False)
+    for k, band in enumerate(stack.band_names):
+        path = scene.band_files[band][0]
+        with rasterio.open(path) as src:
+            if src.res == scene.grid.res:
+                continue
+            assert scaled_window(src.crs, src.transform, src.shape, grid) is not None
+        assert np.abs(stack.data[k] - _warped(path, grid)).max() <= 1.0, band

@@ -262,3 +262,24 @@ def aligned_window(src_crs: CRS | None, src_transform: Affine, target: Grid) -> 
     if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
         return None
     return Window(round(col), round(row), target.width, target.height)
+
+
+def scaled_window(src_crs: CRS | None, src_transform: Affine, src_shape: tuple[int, int],
+                  target: Grid) -> Window | None:
+    """The fractional window of a raster (``src_crs``, ``src_transform``, ``(rows, cols)``) that covers
+    ``target`` exactly when only a scale and a shift separate them (same CRS, north-up, no rotation), for a
+    resampled read (GDAL's RasterIO with a floating window and an output shape). None when a warp is needed or
+    the window reaches past the raster by more than 1e-6 of its pixels (GDAL would refuse it)."""
+    if src_crs is None or src_crs != target.crs:
+        return None
+    st, tt = src_transform, target.transform
+    if st.b != 0 or st.d != 0 or tt.b != 0 or tt.d != 0 or st.a <= 0 or st.e >= 0 or tt.a <= 0 or tt.e >= 0:
+        return None
+    col0, row0 = (tt.c - st.c) / st.a, (tt.f - st.f) / st.e
+    width, height = target.width * tt.a / st.a, target.height * tt.e / st.e
+    rows, cols = src_shape
+    eps = 1e-6
+    if col0 < -eps or row0 < -eps or col0 + width > cols + eps or row0 + height > rows + eps:
+        return None
+    col0, row0 = max(col0, 0.0), max(row0, 0.0)
+    return Window(col0, row0, min(width, cols - col0), min(height, rows - row0))

@@ -197,7 +197,7 @@ def test_server_killed_mid_run_then_resume(four_sites, tmp_path):
         rows = {r["id"]: r for r in json.loads((out / "sites.json").read_text())}
         assert rows["S01"]["status"] == "ok" and rows["S04"]["status"] == "failed"
         failed = [r for r in rows.values() if r["status"] == "failed"]
-        assert all("unreachable" in r["reason"] and "127.0.0.1" in r["reason"] for r in failed), failed
+        assert all("unreachable" in r["reason"] and "127.0.0.1" in r["reason"] for r in failed), [r["reason"] for r in failed]
         assert "Traceback" not in text
         done_before = {sid for sid, r in rows.items() if r["status"] == "ok"}
         stamps = {sid: (out / "maps" / f"{sid}.tif").stat().st_mtime_ns for sid in done_before}
