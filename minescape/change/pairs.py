@@ -23,7 +23,7 @@ from rasterio.windows import Window
 from minescape.errors import ConfigError, InputError, NoOverlapError
 from minescape.geo.grid import Grid, aligned_window, bounds_in
 from minescape.geo.raster import Raster, open_raster
-from minescape.sentinel2 import Scene, decode_dn, open_scene, read_stack, read_window_filled
+from minescape.sentinel2 import QUANTIFICATION, Scene, decode_dn, open_scene, read_stack, read_window_filled
 
 
 @dataclass(frozen=True)
@@ -229,14 +229,32 @@ def _aligned(src: rasterio.io.DatasetReader, target: Grid) -> Window | None:
 
 # ------------------------------------------------------------------------------- windowed pair sources
 @dataclass(frozen=True)
+class DNWindow:
+    """Both dates of a window as stored: ``(C, h, w)`` digital numbers (the files' integer type), ``valid``
+    ``(h, w)`` where neither date is nodata in any band, and per date the ``(gain, bias)`` making them
+    reflectance (``DN * gain + bias``, Sentinel-2's ``(DN + offset) / 10000``). Values at invalid pixels are
+    the nodata value, not NaN: use ``valid``."""
+
+    dn1: np.ndarray
+    dn2: np.ndarray
+    valid: np.ndarray
+    to_reflectance: tuple[tuple[float, float], tuple[float, float]]
+
+
+@dataclass(frozen=True)
 class PairSource:
     """A pair read window by window on one grid: ``read(window) -> (a1, a2)``, each ``(C, h, w)`` float32
     reflectance with NaN nodata (each date's own for reflectance stacks, so a co-registration shift can move
-    date 2's; the common mask for scenes). ``kind`` says what was opened (for messages)."""
+    date 2's; the common mask for scenes). ``kind`` says what was opened (for messages).
+
+    ``read_dn(window) -> DNWindow | None``: the same window as stored, where both dates are Sentinel-2 files on
+    the pair grid pixel for pixel (None otherwise, and None for sources without it): a reader that normalises
+    for a network skips the float reflectance arrays (one pass over the data instead of four)."""
 
     grid: Grid
     read: object  # Callable[[Window], tuple[np.ndarray, np.ndarray]]
     kind: str
+    read_dn: object = None  # Callable[[Window], DNWindow | None] | None
 
 
 def band_indexes(wanted: Sequence[str], file_bands: Sequence[str | None], count: int, path) -> list[int]:
@@ -315,4 +333,53 @@ def open_pair_source(t1: str | Path, t2: str | Path, bands: Sequence[str], *,
         r1, r2 = read_pair(pair, window=window, handles=handles)
         return r1.data, r2.data
 
-    return PairSource(pair.grid, read_scenes, "Sentinel-2 scenes")
+    def read_dn(window: Window) -> DNWindow | None:
+        read = [read_scene_dn(sc, bands=bands, grid=pair.grid, window=window, handles=handles)
+                for sc in (pair.t1, pair.t2)]
+        if read[0] is None or read[1] is None:
+            return None
+        (dn1, bad1), (dn2, bad2) = read
+        valid = np.logical_not(np.logical_or(bad1, bad2, out=bad1), out=bad1)
+        scale = tuple((1.0 / QUANTIFICATION, sc.info.radiometric_offset / QUANTIFICATION) for sc in (pair.t1, pair.t2))
+        return DNWindow(dn1, dn2, valid, scale)
+
+    return PairSource(pair.grid, read_scenes, "Sentinel-2 scenes", read_dn)
+
+
+def read_scene_dn(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Window,
+                  handles: dict | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(dn, invalid)``: the scene's bands over ``window`` of ``grid`` as stored, ``(C, h, w)`` in the files'
+    integer type, and ``(h, w)`` where any band is nodata (or outside the files); None unless every band file
+    is on ``grid`` pixel for pixel and all share one integer type (then :func:`read_scene` is the reader)."""
+    target = grid.window_grid(window)
+    by_file: dict[Path, list[tuple[int, int]]] = {}
+    for i, band in enumerate(bands):
+        if band not in scene.band_files:
+            raise InputError(f"missing bands {[band]}; scene has {scene.bands}", path=scene.path)
+        path, idx = scene.band_files[band]
+        by_file.setdefault(path, []).append((i, idx))
+    out = invalid = None
+    for path, items in by_file.items():
+        with _open(path, handles) as src:
+            win = _aligned(src, target) if src.crs is not None else None
+            dtype = np.dtype(src.dtypes[items[0][1] - 1])
+            if win is None or not np.issubdtype(dtype, np.integer) or (out is not None and dtype != out.dtype):
+                return None
+            nodata = src.nodata if src.nodata is not None else scene.nodata
+            fill = nodata if nodata is not None else 0
+            dn = read_window_filled(src, [idx for _, idx in items], win, fill=fill)
+        if out is None and len(by_file) == 1 and [i for i, _ in items] == list(range(len(bands))):
+            out = dn  # one stack file, bands in order: the read is the result
+        elif out is None:
+            out = np.empty((len(bands), target.height, target.width), dtype)
+        if out is not dn:
+            for k, (i, _) in enumerate(items):
+                out[i] = dn[k]
+        if invalid is None:
+            invalid = np.zeros((target.height, target.width), bool)
+        if nodata is not None:
+            np.logical_or(invalid, (dn == nodata).any(0), out=invalid)
+        elif win.col_off < 0 or win.row_off < 0 or win.col_off + win.width > src.width \
+                or win.row_off + win.height > src.height:
+            return None  # pixels outside a file without nodata: let read_scene mark them
+    return out, invalid

@@ -17,13 +17,25 @@ Norm = Literal["global", "per-image"]
 NORMS: tuple[str, ...] = ("global", "per-image")
 
 
-def normalise(stack: np.ndarray, mean: np.ndarray, std: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+def normalise(stack: np.ndarray, mean: np.ndarray, std: np.ndarray, *, out: np.ndarray | None = None,
+              valid: np.ndarray | None = None) -> np.ndarray:
     """``(C,H,W)`` reflectance -> float32 z-scores; NaN (nodata) becomes 0 (the training mean). ``out``: a
-    float32 array of the same shape to write into."""
+    float32 array of the same shape to write into. ``valid``: ``(H,W)`` pixels to keep, the others become 0
+    (instead of looking for non-finite values: for integer DN, whose nodata is a number)."""
     out = np.subtract(stack, mean[:, None, None], dtype=np.float32, out=out)
     np.divide(out, std[:, None, None], out=out)
-    np.copyto(out, np.float32(0), where=~np.isfinite(out))  # 12x faster than np.nan_to_num, the same values
+    if valid is None:
+        np.copyto(out, np.float32(0), where=~np.isfinite(out))  # 12x faster than np.nan_to_num, the same values
+    else:
+        np.copyto(out, np.float32(0), where=~valid)
     return out
+
+
+def stats_in_stored_units(mean: np.ndarray, std: np.ndarray, gain: float, bias: float) -> tuple[np.ndarray, np.ndarray]:
+    """Reflectance statistics expressed for values stored as ``reflectance = stored * gain + bias`` (Sentinel-2
+    DN): normalising the stored values with them gives the reflectance z-scores (to float32 rounding)."""
+    return ((np.asarray(mean, np.float64) - bias) / gain).astype(np.float32), \
+        (np.asarray(std, np.float64) / gain).astype(np.float32)
 
 
 class StatsAccumulator:

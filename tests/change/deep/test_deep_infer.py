@@ -201,3 +201,35 @@ def test_input_phase_on_two_threads_gives_the_same_files(tiny_model, tmp_path):
         scene[n] = (res.probability.read_bytes(), res.mask.read_bytes())
     assert scene[1] == scene[2]
     assert np.isfinite(read_raster(tmp_path / "s2" / "p.tif").data).mean() > 0.9
+
+
+def test_dn_scenes_are_normalised_from_the_stored_numbers(tiny_model, tmp_path):
+    """Sentinel-2 DN stacks on one grid are normalised straight from the uint16 DN (statistics moved into DN
+    units, each date with its own radiometric offset): the probabilities of the reflectance path within 1e-5,
+    NaN at the same pixels (a nodata pixel in one band of date 2 included)."""
+    from minescape.change.pairs import open_pair_source, read_pair, open_pair
+    from minescape.compute import Compute
+
+    m = load_model(tiny_model.model_path)
+    t1, t2, _ = toy_pair(seed=41, height=150, width=170)
+    names = ("S2A_MSIL1C_20170101T000000_N0204_R001_T33TWM_20170101T000001.tif",  # offset 0
+             "S2B_MSIL2A_20240101T000000_N0510_R001_T33TWM_20240101T000001.tif")  # offset -1000
+    paths = []
+    for arr, name, off in ((t1, names[0], 0), (t2, names[1], 1000)):
+        dn = np.where(np.isfinite(arr), np.clip(arr * 10000 + off, 1, 65535), 0).astype(np.uint16)
+        if off:
+            dn[1, 70:75, 80:90] = 0  # nodata in one band of date 2 only
+        paths.append(write_raster(Raster(dn, CRS_UTM, TRANSFORM, 0, BANDS4), tmp_path / name))
+    source = open_pair_source(paths[0], paths[1], BANDS4)
+    from rasterio.windows import Window
+
+    raw = source.read_dn(Window(0, 0, 170, 150))
+    assert raw is not None and raw.dn1.dtype == np.uint16  # the DN path is the one taken
+    assert raw.to_reflectance[0] != raw.to_reflectance[1] and not raw.valid[72, 85]
+    res = predict_scene(m, paths[0], paths[1], tmp_path / "o" / "p.tif", tmp_path / "o" / "m.tif", tile=64,
+                        overlap=16, compute=Compute("cpu", "fp32", 1))
+    r1, r2 = read_pair(open_pair(paths[0], paths[1], bands=BANDS4))
+    expected = predict_arrays(torch_runner(m.net), r1.data, r2.data, mean=m.mean, std=m.std, tile=64, overlap=16)
+    got = read_raster(res.probability).data[0]
+    assert np.isnan(got[72, 85]) and np.array_equal(np.isnan(got), np.isnan(expected))
+    assert np.nanmax(np.abs(got - expected)) < 1e-5
