@@ -139,12 +139,7 @@ def read_scene(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Window
     """
     target = grid.window_grid(window) if window is not None else grid
     out = np.empty((len(bands), target.height, target.width), dtype=np.float32)
-    by_file: dict[Path, list[tuple[int, int]]] = {}
-    for i, band in enumerate(bands):
-        if band not in scene.band_files:
-            raise InputError(f"missing bands {[band]}; scene has {scene.bands}", path=scene.path)
-        path, idx = scene.band_files[band]
-        by_file.setdefault(path, []).append((i, idx))
+    by_file = _bands_by_file(scene, bands)
     slow: list[int] = []
     offset = scene.info.radiometric_offset
     for path, items in by_file.items():
@@ -163,6 +158,18 @@ def read_scene(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Window
         for k, i in enumerate(slow):
             out[i] = warped.data[k]
     return Raster(out, target.crs, target.transform, np.nan, tuple(bands))
+
+
+def _bands_by_file(scene: Scene, bands: Sequence[str]) -> dict[Path, list[tuple[int, int]]]:
+    """``{file: [(position in bands, 1-based band index in the file), ...]}``, files in first-band order, so
+    a multi-band stack is read in one call (InputError naming the scene for a band it lacks)."""
+    by_file: dict[Path, list[tuple[int, int]]] = {}
+    for i, band in enumerate(bands):
+        if band not in scene.band_files:
+            raise InputError(f"missing bands {[band]}; scene has {scene.bands}", path=scene.path)
+        path, idx = scene.band_files[band]
+        by_file.setdefault(path, []).append((i, idx))
+    return by_file
 
 
 def apply_common_mask(t1: Raster, t2: Raster) -> tuple[Raster, Raster]:
@@ -333,45 +340,57 @@ def open_pair_source(t1: str | Path, t2: str | Path, bands: Sequence[str], *,
         r1, r2 = read_pair(pair, window=window, handles=handles)
         return r1.data, r2.data
 
+    if not all(stored_on_grid(sc, bands, pair.grid, handles=handles) for sc in (pair.t1, pair.t2)):
+        return PairSource(pair.grid, read_scenes, "Sentinel-2 scenes")
+    scale = tuple((1.0 / QUANTIFICATION, sc.info.radiometric_offset / QUANTIFICATION) for sc in (pair.t1, pair.t2))
+
     def read_dn(window: Window) -> DNWindow | None:
-        read = [read_scene_dn(sc, bands=bands, grid=pair.grid, window=window, handles=handles)
-                for sc in (pair.t1, pair.t2)]
-        if read[0] is None or read[1] is None:
+        dn1 = read_scene_dn(pair.t1, bands=bands, grid=pair.grid, window=window, handles=handles)
+        dn2 = read_scene_dn(pair.t2, bands=bands, grid=pair.grid, window=window, handles=handles) \
+            if dn1 is not None else None
+        if dn2 is None:
             return None
-        (dn1, bad1), (dn2, bad2) = read
+        (dn1, bad1), (dn2, bad2) = dn1, dn2
         valid = np.logical_not(np.logical_or(bad1, bad2, out=bad1), out=bad1)
-        scale = tuple((1.0 / QUANTIFICATION, sc.info.radiometric_offset / QUANTIFICATION) for sc in (pair.t1, pair.t2))
         return DNWindow(dn1, dn2, valid, scale)
 
     return PairSource(pair.grid, read_scenes, "Sentinel-2 scenes", read_dn)
 
 
+def stored_on_grid(scene: Scene, bands: Sequence[str], grid: Grid, *, handles: dict | None = None) -> bool:
+    """Whether every file holding ``bands`` is on ``grid`` pixel for pixel and all share one integer type: then
+    any window of ``grid`` can be read as stored (:func:`read_scene_dn`). Decided once per pair, not per
+    window (a window of an aligned grid is aligned)."""
+    dtypes = set()
+    for path, items in _bands_by_file(scene, bands).items():
+        with _open(path, handles) as src:
+            if src.crs is None or _aligned(src, grid) is None:
+                return False
+            dtypes.add(np.dtype(src.dtypes[items[0][1] - 1]))
+    return len(dtypes) == 1 and np.issubdtype(dtypes.pop(), np.integer)
+
+
 def read_scene_dn(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Window,
                   handles: dict | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """``(dn, invalid)``: the scene's bands over ``window`` of ``grid`` as stored, ``(C, h, w)`` in the files'
-    integer type, and ``(h, w)`` where any band is nodata (or outside the files); None unless every band file
-    is on ``grid`` pixel for pixel and all share one integer type (then :func:`read_scene` is the reader)."""
+    integer type, and ``(h, w)`` where any band is nodata (or outside the files), for files
+    :func:`stored_on_grid`. None where the window reaches past a file without nodata (:func:`read_scene` then
+    decides what those pixels are)."""
     target = grid.window_grid(window)
-    by_file: dict[Path, list[tuple[int, int]]] = {}
-    for i, band in enumerate(bands):
-        if band not in scene.band_files:
-            raise InputError(f"missing bands {[band]}; scene has {scene.bands}", path=scene.path)
-        path, idx = scene.band_files[band]
-        by_file.setdefault(path, []).append((i, idx))
+    by_file = _bands_by_file(scene, bands)
     out = invalid = None
     for path, items in by_file.items():
         with _open(path, handles) as src:
-            win = _aligned(src, target) if src.crs is not None else None
-            dtype = np.dtype(src.dtypes[items[0][1] - 1])
-            if win is None or not np.issubdtype(dtype, np.integer) or (out is not None and dtype != out.dtype):
-                return None
+            win = _aligned(src, target)
             nodata = src.nodata if src.nodata is not None else scene.nodata
-            fill = nodata if nodata is not None else 0
-            dn = read_window_filled(src, [idx for _, idx in items], win, fill=fill)
+            if nodata is None and (win.col_off < 0 or win.row_off < 0 or win.col_off + win.width > src.width
+                                   or win.row_off + win.height > src.height):
+                return None
+            dn = read_window_filled(src, [idx for _, idx in items], win, fill=nodata if nodata is not None else 0)
         if out is None and len(by_file) == 1 and [i for i, _ in items] == list(range(len(bands))):
             out = dn  # one stack file, bands in order: the read is the result
         elif out is None:
-            out = np.empty((len(bands), target.height, target.width), dtype)
+            out = np.empty((len(bands), target.height, target.width), dn.dtype)
         if out is not dn:
             for k, (i, _) in enumerate(items):
                 out[i] = dn[k]
@@ -379,7 +398,4 @@ def read_scene_dn(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Win
             invalid = np.zeros((target.height, target.width), bool)
         if nodata is not None:
             np.logical_or(invalid, (dn == nodata).any(0), out=invalid)
-        elif win.col_off < 0 or win.row_off < 0 or win.col_off + win.width > src.width \
-                or win.row_off + win.height > src.height:
-            return None  # pixels outside a file without nodata: let read_scene mark them
     return out, invalid
