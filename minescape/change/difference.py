@@ -14,7 +14,8 @@ Two implementations give **identical masks**:
 * :func:`detect_files` streams a pair from disk window by window (memory bounded by the window, not the
   scene): pass 1 writes the difference raster and accumulates the score histogram, the threshold comes
   from that histogram (Otsu and percentiles are computed from a fixed-range histogram in both
-  implementations), pass 2 reads the difference back in tiles with a halo wide enough that opening,
+  implementations), pass 2 reads the difference back (from an uncompressed scratch copy, see
+  :mod:`minescape.geo.scratch`) in tiles with a halo wide enough that opening,
   closing and the minimum-area rule are exact at the tile cores.
 """
 
@@ -441,32 +442,30 @@ class _PairJob:
         return shifted_reader(arrays, (grid.height, grid.width), self.shift)
 
 
-def _diff_window(item: tuple[_PairJob, object, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Pass 1 for one window: ``(difference, score histogram)``."""
+def _diff_window(item: tuple) -> np.ndarray:
+    """Pass 1 for one window: the difference goes into the scratch grid (disjoint windows: any process may write
+    its own); returns the window's score histogram."""
     import rasterio
     from rasterio.windows import transform as window_transform
 
-    job, w, top = item
+    job, w, top, scores = item
     grid = job.pair.grid
     with rasterio.Env(GDAL_CACHEMAX=int(job.cache_mb) * 2**20):
         a1, a2 = job.reader()(w)
     tr = window_transform(w, grid.transform)
     diff = difference(Raster(a1, grid.crs, tr, np.nan, job.bands), Raster(a2, grid.crs, tr, np.nan, job.bands),
                       options=job.options)
-    return diff, score_histogram(change_score(diff, options=job.options), top=top)
+    scores.write(diff, w)
+    return score_histogram(change_score(diff, options=job.options), top=top)
 
 
 def _mask_tile(item: tuple) -> tuple[np.ndarray, int, int, int, int]:
     """Pass 2 for one haloed tile: ``(encoded core mask, changed, valid, loss, gain pixels)``."""
-    import rasterio
-
-    from minescape.geo.handles import borrow
-
-    diff_path, tile, shape, thr, options, n_min, cache_mb = item
+    scores, tile, thr, options, n_min = item
     r = tile.read
-    with rasterio.Env(GDAL_CACHEMAX=int(cache_mb) * 2**20), borrow(diff_path) as src:
-        d = src.read(1, window=r)
-    interior = (r.row_off > 0, r.row_off + r.height < shape[0], r.col_off > 0, r.col_off + r.width < shape[1])
+    d = scores.read(r)
+    interior = (r.row_off > 0, r.row_off + r.height < scores.height, r.col_off > 0,
+                r.col_off + r.width < scores.width)
     score = change_score(d, options=options)
     change = postprocess(score, thr, options=options, n_min=n_min, interior=interior)
     c = tile.core_in_read
@@ -482,8 +481,11 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
     """Pass 1: difference by windows + histogram; pass 2: threshold + clean-up by haloed tiles.
 
     Windows are computed by ``workers`` processes (:func:`minescape.parallel.ordered_map`) and written here in
-    tile order, so the files are the same bytes for any number of workers.
+    tile order, so the files are the same bytes for any number of workers. Pass 1 also keeps the difference in an
+    uncompressed scratch file beside the outputs (:mod:`minescape.geo.scratch`), which pass 2 reads instead of
+    decoding the compressed difference again (removed at the end).
     """
+    from minescape.geo.scratch import scratch_grid
     from minescape.parallel import ordered_map, process_pool, workers_for
     from minescape.progress import make_progress
 
@@ -500,25 +502,23 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
         workers = workers_for(len(tiles), per_worker=WINDOWS_PER_WORKER)
     workers = max(1, min(int(workers), len(tiles)))
     with make_progress(transient=True) as bar, \
+            scratch_grid(Path(diff_path).with_suffix(".raw"), grid.height, grid.width) as scores, \
             (process_pool(workers) if workers > 1 else contextlib.nullcontext()) as pool:  # one pool, both passes
         task = bar.add_task("change: difference", total=len(tiles) + len(tiles2), extra="", visible=progress)
         with open_writer(diff_path, grid, count=1, dtype="float32", nodata=float("nan"), band_names=(name,),
                          blocksize=256, tags=tags, threads=workers) as dst:
-            items = ((job, tile.core, top) for tile in tiles)
-            for tile, (diff, hist) in zip(tiles, ordered_map(_diff_window, items, workers=workers, pool=pool)):
-                dst.write(diff, 1, window=tile.core)
+            items = ((job, tile.core, top, scores) for tile in tiles)
+            for tile, hist in zip(tiles, ordered_map(_diff_window, items, workers=workers, pool=pool)):
+                dst.write(scores.read(tile.core), 1, window=tile.core)  # written in tile order: same bytes
                 counts += hist
                 bar.advance(task)
         thr = threshold_from_histogram(counts, top=top, options=options)
         bar.update(task, description="change: threshold + clean-up")
         n_change = n_valid = n_loss = n_gain = 0
-        shape = (grid.height, grid.width)
         with open_writer(mask_path, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE,
                          blocksize=256, tags=tags, threads=workers) as dst:
-            items = ((diff_path, tile, shape, thr, options, n_min, job.cache_mb) for tile in tiles2)
-            # a row of tiles per task: a worker's reader keeps the difference blocks its haloed tiles share
-            per_row = max(1, -(-grid.width // window))
-            results = ordered_map(_mask_tile, items, workers=workers, pool=pool, chunk=per_row, ahead=2 * workers)
+            items = ((scores, tile, thr, options, n_min) for tile in tiles2)
+            results = ordered_map(_mask_tile, items, workers=workers, pool=pool)
             for tile, (mask, nc, nv, nl, ng) in zip(tiles2, results):
                 dst.write(mask, 1, window=tile.core)
                 n_change += nc
