@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from rasterio.windows import Window
 
+from minescape.errors import OutputError
 from minescape.geo.scratch import ScratchGrid, scratch_grid
 from minescape.parallel import ordered_map
 
@@ -45,3 +46,14 @@ def test_windows_outside_the_grid_or_misfit_blocks_are_refused(tmp_path):
             scratch.write(np.zeros((3, 2), np.float32), Window(0, 0, 2, 2))
         raise RuntimeError("the block fails: the file must still go")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_grid_larger_than_the_free_space_is_refused_before_anything_is_written(tmp_path):
+    import shutil
+
+    free = shutil.disk_usage(tmp_path).free
+    side = int((free // 4) ** 0.5) + 1000  # more float32 values than the disk can hold
+    with pytest.raises(OutputError, match="MiB of scratch space") as err:
+        with scratch_grid(tmp_path / "big.raw", side, side):
+            pass
+    assert str(tmp_path) in str(err.value) and list(tmp_path.iterdir()) == []

@@ -14,7 +14,9 @@ not grow with the grid (nothing is mapped); the file is ``height * width * items
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from minescape.atomic import output_error, prepare_output, temp_path
+from minescape.errors import OutputError
 
 
 @dataclass(frozen=True)
@@ -81,12 +84,19 @@ def _checked(grid: ScratchGrid, window: Window) -> tuple[int, int, int, int]:
 def scratch_grid(beside: str | Path, height: int, width: int, dtype: str = "float32") -> Iterator[ScratchGrid]:
     """A new scratch grid in a temporary file named after ``beside`` (in its folder, created if needed; the name is
     :func:`minescape.atomic.temp_path`'s, so the file of a killed run is swept by the next one), sized up front,
-    removed on exit."""
-    path = temp_path(prepare_output(beside))
+    removed on exit. Refused (:class:`OutputError`) when the folder's file system has less free space than the
+    file needs."""
+    beside = prepare_output(beside)
+    size = int(height) * int(width) * np.dtype(dtype).itemsize
+    free = shutil.disk_usage(beside.parent).free
+    if size > free:  # the file is sparse until written: without this check a full disk shows up half-way
+        raise OutputError(f"needs {size / 2**20:,.0f} MiB of scratch space in its folder, {free / 2**20:,.0f} MiB "
+                          "free", path=beside.parent, errno=errno.ENOSPC)
+    path = temp_path(beside)
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     try:
         try:
-            os.ftruncate(fd, int(height) * int(width) * np.dtype(dtype).itemsize)
+            os.ftruncate(fd, size)
         finally:
             os.close(fd)
         yield ScratchGrid(path, int(height), int(width), np.dtype(dtype).name)
