@@ -140,8 +140,12 @@ def many_files() -> rasterio.Env:
     ``.msk``); with tens of thousands of per-site maps in one folder that listing dominates (600 maps:
     2.2 -> 1.4 ms per open, and it grows with the folder). Inside this block it does not look, so
     side-car files are ignored: use it for rasters minescape wrote itself.
+
+    Their CRS is also taken from the file's GeoKeys alone (``GTIFF_SRS_SOURCE=GEOKEYS``) instead of building it
+    from the EPSG database and comparing the two, which GDAL does by default on every open: 0.54 -> 0.33 ms per
+    open of a per-site class map, the same CRS (WKT compared on UTM maps written by minescape).
     """
-    return rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR")
+    return rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", GTIFF_SRS_SOURCE="GEOKEYS")
 
 
 def open_raster(path: str | Path):
