@@ -106,3 +106,23 @@ def test_forked_child_opens_its_own_readers(tmp_path):
         assert id(again) == parent_id and not again.closed and again.read(1)[0, 0] == 5
     close_all()
     assert pool().idle_count() == 0
+
+
+def test_reserve_raises_the_limit_and_never_lowers_it():
+    import resource
+
+    from minescape.geo.handles import pool, reserve
+
+    p = pool()
+    saved = p.max_idle
+    try:
+        p.max_idle = 5
+        reserve(3)
+        assert p.max_idle == 5  # never lowered
+        reserve(40)
+        assert p.max_idle == 40
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        reserve(10**9)  # within half the open-file limit
+        assert p.max_idle == (soft // 2 if soft != resource.RLIM_INFINITY else 10**9)
+    finally:
+        p.max_idle = saved

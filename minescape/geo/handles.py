@@ -153,6 +153,17 @@ def borrow(path: str | Path) -> contextlib.AbstractContextManager[rasterio.io.Da
     return _POOL.borrow(path)
 
 
+def reserve(readers: int) -> None:
+    """Let this process's pool keep at least ``readers`` idle readers (a job reading that many files, or the same
+    files from several threads: below that, readers are closed and reopened on every window), within half the
+    process's open-file limit."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = soft // 2 if soft != resource.RLIM_INFINITY else readers
+    _POOL.max_idle = max(_POOL.max_idle, min(int(readers), cap))
+
+
 def close_all() -> None:
     """Close this process's idle readers (at exit, and where a caller wants its files released)."""
     _POOL.close()

@@ -233,3 +233,36 @@ def test_dn_scenes_are_normalised_from_the_stored_numbers(tiny_model, tmp_path):
     got = read_raster(res.probability).data[0]
     assert np.isnan(got[72, 85]) and np.array_equal(np.isnan(got), np.isnan(expected))
     assert np.nanmax(np.abs(got - expected)) < 1e-5
+
+
+def test_prediction_keeps_its_band_files_open(tiny_model, tmp_path):
+    """The handle pool is sized for every band file of both dates and every input thread: a second prediction
+    opens no file again (with the pool's old limit of 2 readers, each strip reopened the band files)."""
+    from minescape.compute import Compute
+    from minescape.geo.handles import pool
+
+    m = load_model(tiny_model.model_path)
+    t1, t2, _ = toy_pair(seed=33, height=150, width=170)
+    folder = {}
+    for date, arr in (("a", t1), ("b", t2)):
+        (tmp_path / date).mkdir()
+        for k, band in enumerate(BANDS4):
+            dn = np.where(np.isfinite(arr[k]), np.clip(arr[k] * 10000, 1, 65535), 0).astype(np.uint16)
+            write_raster(Raster(dn[None], CRS_UTM, TRANSFORM, 0), tmp_path / date / f"T00XXX_20200101T000000_{band}.tif")
+        folder[date] = tmp_path / date
+    p = pool()
+    saved = p.max_idle
+    p.max_idle = 2  # fewer readers than the 8 band files
+    try:
+        opened = []
+        for n in range(2):
+            before = p.opened
+            res = predict_scene(m, folder["a"], folder["b"], tmp_path / f"o{n}" / "p.tif", tmp_path / f"o{n}" / "m.tif",
+                                tile=64, overlap=16, compute=Compute("cpu", "fp32", 1))
+            opened.append(p.opened - before)
+            assert res.tiles > 4  # several strips: each read every band file
+        raised = p.max_idle
+    finally:
+        p.max_idle = saved
+    assert opened[0] >= 1 and opened[1] == 0, opened
+    assert raised >= 2 * len(BANDS4)
