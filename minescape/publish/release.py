@@ -52,7 +52,6 @@ from minescape.publish.geodesy import (
     transformer,
 )
 from minescape.publish.regions import WORLD9, make_region_resolver
-from minescape.publish.shards import FIELDS, write_shard
 
 MANIFEST = "manifest.json"
 README = "README.md"
@@ -209,7 +208,9 @@ def _mapper(workers: int):
         return
     from minescape.parallel import ordered_map, process_pool
 
-    preload = ("numpy", "rasterio", "shapely", "pyproj", "pyogrio", "minescape.publish.release")
+    # what a worker needs to vectorise (not pyogrio: shards are written by the parent; importing it with pandas
+    # and geopandas doubled the fork server's start-up, 0.4 s, during which the workers cannot start)
+    preload = ("numpy", "rasterio", "shapely", "pyproj", "minescape.publish.release")
     with process_pool(workers, preload=preload) as pool:
         yield lambda fn, items, chunk=4: ordered_map(fn, items, workers=workers, chunk=chunk, pool=pool)
 
@@ -287,6 +288,8 @@ class _ShardBuffer:
         extra = ({"site_id": np.concatenate(take["site"]), "region": np.concatenate(take["region"])}
                  if self.extra else None)
         path = self.folder / fname
+        from minescape.publish.shards import write_shard  # here, not at the top: workers never write shards
+
         write_shard(path, np.concatenate(take["geometries"]), index_n=index_n, class_name=names,
                     area_m2=area, year=year, crs=self.crs, legend=self.legend, extra=extra)
         self.stats.add(self.region, names, year, area)
@@ -567,6 +570,8 @@ def check_run_listing(maps_dir: Path, paths: list[Path]) -> None:
 
 def _finish(tmp: Path, shard_dir: Path, buf: _ShardBuffer, stats: _Stats, *, name, legend, out_crs,
             max_features, regions, simplify, connectivity, extra_columns, skipped, n_sites) -> ReleaseSummary:
+    from minescape.publish.shards import FIELDS
+
     summary = ReleaseSummary(out=tmp, skipped=list(skipped))
     files: dict[str, str] = {}
     region_info = {}
