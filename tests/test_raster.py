@@ -130,3 +130,39 @@ def test_read_window_filled_matches_boundless_read(tmp_path, utm_raster):
         for win in (Window(-3, -2, 10, 8), Window(15, 10, 12, 12), Window(2, 3, 5, 4), Window(40, 40, 3, 3)):
             expected = src.read([1], window=win, boundless=True, fill_value=0)
             np.testing.assert_array_equal(read_window_filled(src, [1], win, fill=0), expected)
+
+
+def test_window_reads_give_the_same_values_in_threads(tmp_path):
+    """Inside ``window_reads()`` uncompressed GeoTIFFs are read without the block cache (GTIFF_DIRECT_IO, which
+    the main thread's setting passes on to the threads it starts); the values are those of a plain read, for a
+    pixel-interleaved stack, a band-interleaved one and a compressed one, with windows across tile edges."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rasterio.transform import from_origin
+
+    from minescape.geo.raster import window_reads
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(1, 10000, (5, 300, 340)).astype(np.uint16)
+    files = []
+    for name, opts in (("pixel.tif", {"interleave": "pixel"}), ("band.tif", {"interleave": "band"}),
+                       ("deflate.tif", {"compress": "deflate"})):
+        path = tmp_path / name
+        with rasterio.open(path, "w", driver="GTiff", width=340, height=300, count=5, dtype="uint16",
+                           tiled=True, blockxsize=64, blockysize=64, crs="EPSG:32633",
+                           transform=from_origin(500000, 4000000, 10, 10), **opts) as dst:
+            dst.write(data)
+        files.append(path)
+    windows = [Window(0, 0, 340, 300), Window(37, 61, 200, 150), Window(250, 290, 90, 10)]
+
+    def read(path, w):
+        with rasterio.open(path) as src:
+            return src.read(window=w)
+
+    with window_reads():
+        assert rasterio.env.getenv()["GTIFF_DIRECT_IO"] in (True, "ON", "YES")  # the setting is there
+        with ThreadPoolExecutor(2) as pool:
+            got = list(pool.map(lambda a: read(*a), [(p, w) for p in files for w in windows]))
+    expected = [data[:, w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width] for _ in files for w in windows]
+    for g, e in zip(got, expected):
+        np.testing.assert_array_equal(g, e)

@@ -150,12 +150,13 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
     check_choice(ref.norm, NORMS, what="model normalisation")
     io_threads = compute.threads if compute is not None else 1
     from minescape.geo.handles import reserve
+    from minescape.geo.raster import window_reads
 
     # each input thread reads every band file of both dates (13-band OSCD folders: 26 files a thread): with
     # fewer idle readers than that, the pool closes and reopens files on every strip (abudhabi's input phase:
     # 0.08 -> 0.05 s a strip)
     reserve(2 * len(models[0].bands) * io_threads + 8)
-    with ThreadPoolExecutor(max_workers=io_threads) as pool:
+    with window_reads(), ThreadPoolExecutor(max_workers=io_threads) as pool:
         # files are read through the process's handle pool: a reader is lent to one thread at a time
         pair = open_pair_source(t1_path, t2_path, ref.bands)
         grid = pair.grid
