@@ -59,14 +59,16 @@ def check_admin(gdf, *, fields: Sequence[str] = NAME_FIELDS, source: str = "admi
     return repair_geometries(gdf, source=source)
 
 
-def safe_name(text: object) -> str:
-    """A file-name-safe part: spaces, underscores and punctuation become '-' (letters of any script kept)."""
+def unit_part(text: object) -> str:
+    """One part of a ``Region_Province_City`` name, file-name safe: spaces, underscores (the parts' separator) and
+    punctuation become '-', letters of any script are kept. (Site ids use
+    :func:`minescape.lulc.pipeline.safe_name`, which keeps '_' and maps to ASCII: a different naming rule.)"""
     return re.sub(r"-+", "-", re.sub(r"[^\w-]|_", "-", str(text).strip())).strip("-")
 
 
 def unit_stem(region: object, province: object, city: object) -> str:
     """``Region_Province_City`` with each part made file-name safe."""
-    return "_".join(safe_name(p) for p in (region, province, city))
+    return "_".join(unit_part(p) for p in (region, province, city))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -204,7 +206,7 @@ def group_versions(sizes: dict[tuple[str, str], int], *, size_cap: int) -> dict[
         for key in sorted(k for k in sizes if k[0] == region):
             if used and used + sizes[key] > size_cap:
                 n, used = n + 1, 0
-            versions.setdefault(f"{safe_name(region)}_v{n}", []).append(key)
+            versions.setdefault(f"{unit_part(region)}_v{n}", []).append(key)
             used += sizes[key]
     return versions
 
@@ -259,7 +261,7 @@ def make_products(map_path: str | Path, admin, out_dir: str | Path, *, legend: L
     names_of: dict[str, tuple[str, str, str]] = {}
     for idx, row in gdf_map.iterrows():
         names = tuple(row[f] for f in fields)
-        if any(v is None or (isinstance(v, float) and np.isnan(v)) or not safe_name(v) for v in names):
+        if any(v is None or (isinstance(v, float) and np.isnan(v)) or not unit_part(v) for v in names):
             summary.failed[f"feature {idx}"] = f"feature {idx}: empty {'/'.join(fields)} name {names}"
             continue
         stem = unit_stem(*names)
@@ -280,7 +282,7 @@ def make_products(map_path: str | Path, admin, out_dir: str | Path, *, legend: L
         by_province.setdefault((region, province), []).append(Path(run.results[stem]["file"]))
     zip_of: dict[tuple[str, str], Path] = {}
     for key, files in sorted(by_province.items()):
-        zip_of[key] = write_zip(files, out / "zips" / f"{safe_name(key[0])}_{safe_name(key[1])}.zip")
+        zip_of[key] = write_zip(files, out / "zips" / f"{unit_part(key[0])}_{unit_part(key[1])}.zip")
     summary.zips = {f"{k[0]}/{k[1]}": v for k, v in zip_of.items()}
     # the run owns its folder: tiles and ZIPs of units no longer in the layer (or failed now) are removed
     inputs = (Path(map_path),) + ((Path(admin),) if isinstance(admin, str | Path) else ())
