@@ -86,7 +86,7 @@ def scratch_grid(beside: str | Path, height: int, width: int, dtype: str = "floa
     :func:`minescape.atomic.temp_path`'s, so the file of a killed run is swept by the next one), sized up front,
     removed on exit. Refused (:class:`OutputError`) when the folder's file system has less free space than the
     file needs."""
-    beside = prepare_output(beside)
+    beside = prepare_output(beside).absolute()  # workers may not share this process's working folder
     size = int(height) * int(width) * np.dtype(dtype).itemsize
     free = shutil.disk_usage(beside.parent).free
     if size > free:  # the file is sparse until written: without this check a full disk shows up half-way
