@@ -148,8 +148,8 @@ def many_files() -> rasterio.Env:
     return rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", GTIFF_SRS_SOURCE="GEOKEYS")
 
 
-def window_reads(**options) -> rasterio.Env:
-    """GDAL settings for reading many windows of large inputs (plus ``options``, e.g. ``GDAL_CACHEMAX``).
+def window_reads() -> rasterio.Env:
+    """GDAL settings for reading many windows of large inputs.
 
     Uncompressed GeoTIFFs are read straight from the file into the result (``GTIFF_DIRECT_IO``) instead of
     through GDAL's block cache, which for a pixel-interleaved 13-band stack means a copy and a de-interleave per
@@ -157,7 +157,7 @@ def window_reads(**options) -> rasterio.Env:
     0.12 s instead of 0.33 s, the same values. Compressed files are read as before. Entered in the main thread,
     the setting holds for threads it starts (rasterio sets the main thread's options process-wide).
     """
-    return rasterio.Env(GTIFF_DIRECT_IO=True, **options)
+    return rasterio.Env(GTIFF_DIRECT_IO=True)
 
 
 def open_raster(path: str | Path):

@@ -155,7 +155,7 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
     # each input thread reads every band file of both dates (13-band OSCD folders: 26 files a thread): with
     # fewer idle readers than that, the pool closes and reopens files on every strip (abudhabi's input phase:
     # 0.08 -> 0.05 s a strip)
-    reserve(2 * len(models[0].bands) * io_threads + 8)
+    reserve(2 * len(ref.bands) * io_threads + 8)
     with window_reads(), ThreadPoolExecutor(max_workers=io_threads) as pool:
         # files are read through the process's handle pool: a reader is lent to one thread at a time
         pair = open_pair_source(t1_path, t2_path, ref.bands)
