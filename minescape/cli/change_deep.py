@@ -73,6 +73,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
                                                     "does the same (--oscd, --t1/--t2)."),
         jitter: float = typer.Option(0.0, help="Radiometric augmentation: per-date, per-band random gain and "
                                                "offset of this size (normalised units, e.g. 0.1; 0 = off)."),
+        clouds: float = typer.Option(0.0, help="Share of training crops that get a synthetic cloud and its shadow "
+                                               "in one date, labelled no change (e.g. 0.3; 0 = off; Sentinel-2 "
+                                               "bands and global normalisation)."),
     ) -> None:
         """Train a change network; the decision threshold is chosen on validation data and stored."""
         from minescape.change.deep import train as T
@@ -127,7 +130,8 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         cfg = T.TrainConfig(arch=arch, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, crop=crop,
                             lr=lr, lr_epochs=lr_epochs, lr_schedule=lr_schedule, loss=loss, patience=patience,
                             max_minutes=max_minutes, seed=seed, threads=threads, norm=norm, ema=ema, tta=tta,
-                            jitter=jitter, coregister=coregister, device=device, precision=precision)
+                            jitter=jitter, clouds=clouds, coregister=coregister, device=device,
+                            precision=precision)
         res = T.train(samples, val, out, bands=band_list, config=cfg, resume=resume, training_data=data)
         typer.echo(f"wrote {res.model_path} and {res.card_path.name}: {arch}, {len(band_list)} bands, "
                    f"{res.epochs_run} epochs (best {res.best_epoch}), validation F1 {res.val_f1:.3f} at "

@@ -2,7 +2,8 @@
 
 Each step draws ``batch`` random ``size`` x ``size`` crops (a share of them centred near a changed pixel), and
 applies to both dates and the label the same random 90-degree rotation and flip, optionally swaps the dates,
-and optionally adds radiometric jitter (a per-date, per-band gain and offset). The random choices come from a
+optionally puts a synthetic cloud and its shadow into one date (:mod:`minescape.change.deep.clouds`), and
+optionally adds radiometric jitter (a per-date, per-band gain and offset). The random choices come from a
 numpy generator (seeded by the caller, so runs and resumed runs repeat); the pixels never leave the device.
 """
 
@@ -42,11 +43,13 @@ def to_device(scenes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], *, pa
 
 
 def make_batch(scenes: Sequence[DeviceScene], weights: np.ndarray, rng: np.random.Generator, *, size: int,
-               batch: int, focus_change: float, swap_dates: bool, jitter: float = 0.0):
+               batch: int, focus_change: float, swap_dates: bool, jitter: float = 0.0, clouds=None):
     """One augmented batch on the scenes' device: ``(x1, x2, label)`` tensors ``(B,C,S,S)`` x2, ``(B,S,S)``.
 
     ``jitter`` > 0 adds a per-date, per-band gain ``1 + jitter N(0,1)`` and offset ``jitter N(0,1)``
-    (normalised units). With 0 the random stream is the same as without the option. Crops reaching past a
+    (normalised units). With 0 the random stream is the same as without the option. ``clouds``
+    (:class:`~minescape.change.deep.clouds.SyntheticClouds`, or None) adds clouds after the date swap and before
+    the jitter; its draws follow all others, so the crops themselves do not change. Crops reaching past a
     scene are filled with zeros and ignored labels (the scenes are padded by at least ``size``).
     """
     import torch
@@ -107,6 +110,10 @@ def make_batch(scenes: Sequence[DeviceScene], weights: np.ndarray, rng: np.rando
     if bool(swap.any()):
         m = swap[:, None, None, None]
         x1, x2 = torch.where(m, x2, x1), torch.where(m, x1, x2)
+    if clouds is not None:
+        from minescape.change.deep.clouds import add_clouds, draw_clouds
+
+        x1, x2, lab = add_clouds(x1, x2, lab, draw_clouds(rng, clouds, batch=batch, size=size), clouds)
     if jitter > 0:
         g = torch.from_numpy(np.stack([d[6][0] for d in draws]).astype(np.float32)).to(dev)  # (B, 2, C, 1, 1)
         o = torch.from_numpy(np.stack([d[6][1] for d in draws]).astype(np.float32)).to(dev)

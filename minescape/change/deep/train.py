@@ -76,11 +76,13 @@ class TrainConfig:
     ema: float = 0.0  # > 0: validate and keep an exponential moving average of the weights (decay per step)
     tta: bool = False  # final threshold on flip-averaged validation probabilities (stored; predict does the same)
     jitter: float = 0.0  # > 0: per-date, per-band random gain and offset (in std units) on normalised crops
+    clouds: float = 0.0  # > 0: this share of crops gets a synthetic cloud and shadow in one date (no change)
     coregister: bool = False  # the samples' date 2 was co-registered (recorded; predict then does the same)
 
     def __post_init__(self) -> None:
         from minescape.compute import DEVICES, PRECISIONS
         from minescape.change.deep.model import ARCHITECTURES
+        from minescape.change.deep.clouds import check_clouds
         from minescape.change.deep.norm import NORMS
 
         check_choice(self.arch, ARCHITECTURES, what="architecture")
@@ -100,6 +102,7 @@ class TrainConfig:
             raise ConfigError("lr_schedule 'time' needs max_minutes")
         if not 0.0 <= self.jitter < 1.0:
             raise ConfigError(f"jitter must be in [0, 1) (got {self.jitter})")
+        check_clouds(self.clouds, self.norm)
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"ema must be in [0, 1) (got {self.ema})")
 
@@ -416,6 +419,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
 
     from minescape.atomic import atomic_write_bytes, atomic_write_text
     from minescape.change.deep.batches import make_batch
+    from minescape.change.deep.clouds import synthetic_clouds
     from minescape.compute import resolve_compute
     from minescape.change.deep.model import ChangeModel, build_model, load_payload, save_model, torch_bytes
     from minescape.change.deep.model_card import write_model_card
@@ -444,6 +448,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
         raise InputError("training samples have no labelled pixels")
     weights = area / area.sum()
     scenes = prepare_scenes(train_samples, mean, std, config.norm, pad=config.crop, device=compute.device)
+    clouds = synthetic_clouds(config.clouds, bands, mean, std, norm=config.norm)
     dev = torch.device(compute.device)
 
     torch.manual_seed(config.seed)
@@ -502,7 +507,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
             for _ in range(config.steps_per_epoch):
                 x1, x2, lab = make_batch(scenes, weights, rng, size=config.crop, batch=config.batch_size,
                                          focus_change=config.focus_change, swap_dates=config.swap_dates,
-                                         jitter=config.jitter)
+                                         jitter=config.jitter, clouds=clouds)
                 x1 = x1.contiguous(memory_format=torch.channels_last)
                 x2 = x2.contiguous(memory_format=torch.channels_last)
                 with compute.autocast():
@@ -599,7 +604,7 @@ def _same_config(cfg: dict) -> dict:
 
 
 _NEW_OPTION_DEFAULTS = {"norm": "global", "ema": 0.0, "tta": False, "lr_schedule": "epochs", "jitter": 0.0,
-                        "coregister": False}
+                        "coregister": False, "clouds": 0.0}
 
 
 def _ema_update(ema_net, net, decay: float) -> None:

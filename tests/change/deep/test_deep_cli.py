@@ -89,3 +89,12 @@ def test_train_options_per_image_ema_tta_stored_and_used(small_region, tmp_path)
     r = runner.invoke(app, ["change", "train", str(tmp_path / "m"), "--t1", str(small_region.t1), "--t2",
                             str(small_region.t2), "--truth", str(small_region.truth_change), "--norm", "sideways"])
     assert r.exit_code == 2 and "invalid normalisation 'sideways'" in r.output
+
+
+def test_train_with_synthetic_clouds_records_them(small_region, tmp_path):
+    out = tmp_path / "model"
+    r = runner.invoke(app, quick_train_args(small_region, out, "--clouds", "0.3"))
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "model.json").read_text())["config"]["clouds"] == 0.3
+    r = runner.invoke(app, quick_train_args(small_region, tmp_path / "m2", "--clouds", "0.3", "--norm", "per-image"))
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "synthetic clouds need global normalisation" in r.output
