@@ -397,5 +397,6 @@ def read_scene_dn(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Win
         if invalid is None:
             invalid = np.zeros((target.height, target.width), bool)
         if nodata is not None:
-            np.logical_or(invalid, (dn == nodata).any(0), out=invalid)
+            for band in dn:  # band by band: no (C, h, w) temporary
+                np.logical_or(invalid, band == nodata, out=invalid)
     return out, invalid

@@ -30,11 +30,13 @@ ENCODER_WIDTHS: tuple[tuple[int, ...], ...] = ((16, 16), (32, 32), (64, 64, 64),
 
 def fp32_head(head: nn.Module, x):
     """``head(x)`` in float32 even inside a bf16 autocast region: the logits keep float precision, so bf16
-    inference moves probabilities by ~1e-4, not ~1e-3 (the convolutions before it stay in bf16)."""
+    inference moves probabilities by ~1e-4, not ~1e-3 (the convolutions before it stay in bf16). Outside
+    autocast, ``x`` takes the head's own type (a bf16 network whose head was kept in float32)."""
     if torch.is_autocast_enabled(x.device.type):
         with torch.autocast(device_type=x.device.type, enabled=False):
             return head(x.float())
-    return head(x)
+    dtype = next(head.parameters()).dtype
+    return head(x if x.dtype == dtype else x.to(dtype))
 
 
 def _cbr(cin: int, cout: int, dropout: float) -> list[nn.Module]:

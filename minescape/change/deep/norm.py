@@ -17,16 +17,30 @@ Norm = Literal["global", "per-image"]
 NORMS: tuple[str, ...] = ("global", "per-image")
 
 
+_BLOCK_BYTES = 1 << 20  # rows of all bands normalised together: they stay in a core's cache between the passes
+
+
 def normalise(stack: np.ndarray, mean: np.ndarray, std: np.ndarray, *, out: np.ndarray | None = None,
               valid: np.ndarray | None = None) -> np.ndarray:
     """``(C,H,W)`` reflectance -> float32 z-scores; NaN (nodata) becomes 0 (the training mean). ``out``: a
     float32 array of the same shape to write into. ``valid``: ``(H,W)`` pixels to keep, the others become 0
-    (instead of looking for non-finite values: for integer DN, whose nodata is a number)."""
-    out = np.subtract(stack, mean[:, None, None], dtype=np.float32, out=out)
-    np.divide(out, std[:, None, None], out=out)
-    if valid is None:
-        np.copyto(out, np.float32(0), where=~np.isfinite(out))  # 12x faster than np.nan_to_num, the same values
-    else:
+    (instead of looking for non-finite values: for integer DN, whose nodata is a number).
+
+    Worked through in blocks of rows of about 1 MB, so the division and the nodata test find the block in the
+    cache that the subtraction just wrote (a 512-row, 5490-column, 13-band strip: 52 -> 43 ms); the same values
+    as whole-array operations."""
+    if out is None:
+        out = np.empty(stack.shape, np.float32)
+    c, h, w = stack.shape
+    m, s = mean[:, None, None], std[:, None, None]
+    step = max(1, _BLOCK_BYTES // max(1, c * w * 4))
+    for r in range(0, h, step):
+        o = out[:, r:r + step]
+        np.subtract(stack[:, r:r + step], m, dtype=np.float32, out=o)
+        np.divide(o, s, out=o)
+        if valid is None:
+            np.copyto(o, np.float32(0), where=~np.isfinite(o))  # 12x faster than np.nan_to_num, the same values
+    if valid is not None and not valid.all():
         np.copyto(out, np.float32(0), where=~valid)
     return out
 

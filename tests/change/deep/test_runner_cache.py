@@ -1,0 +1,58 @@
+"""The prepared inference network: built once per network and weights, and on a bf16 CPU compiled by TorchScript."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from minescape.change.deep.model import build_model  # noqa: E402
+from minescape.change.deep.runner import CpuBf16Net, inference_net, torch_runner  # noqa: E402
+from minescape.compute import Compute, cpu_has_bf16  # noqa: E402
+
+
+def _net(arch: str = "fc-siam-diff"):
+    torch.manual_seed(0)
+    return build_model(arch, 4).eval()
+
+
+def test_a_network_is_prepared_once_and_again_after_its_weights_change():
+    net = _net()
+    c = Compute("cpu", "fp32", 1)
+    first = inference_net(net, c)
+    assert inference_net(net, c) is first  # the second prediction reuses the folded copy
+    assert inference_net(net, Compute("cpu", "bf16", 1)) is not first or not cpu_has_bf16()
+    x = np.random.default_rng(0).normal(size=(1, 4, 64, 64)).astype(np.float32)
+    before = torch_runner(net, c)(x, x)
+    with torch.no_grad():
+        next(net.parameters()).add_(0.5)  # an in-place update, as an optimiser step makes
+    assert inference_net(net, c) is not first
+    after = torch_runner(net, c)(x, x)
+    assert not np.array_equal(before, after)
+    net.load_state_dict(_net().state_dict())  # back to the original weights, copied in place
+    assert np.array_equal(torch_runner(net, c)(x, x), before)
+
+
+@pytest.mark.parametrize("arch", ["fc-ef", "fc-siam-diff", "fc-siam-conc", "siam-att"])
+def test_the_compiled_bf16_network_gives_the_eager_bf16_values(arch):
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no native bf16")
+    net = _net(arch)
+    model = inference_net(net, Compute("cpu", "bf16", 1))
+    assert isinstance(model, CpuBf16Net)
+    rng = np.random.default_rng(1)
+    x1 = torch.from_numpy(rng.normal(size=(1, 4, 96, 80)).astype(np.float32))
+    x2 = torch.from_numpy(rng.normal(size=(1, 4, 96, 80)).astype(np.float32))
+    a, b = (t.to(torch.bfloat16, memory_format=torch.channels_last) for t in (x1, x2))
+    with torch.inference_mode():
+        first = model(a, b).float()
+        assert isinstance(model.graph, torch.jit.ScriptModule)  # compiled at the first call
+        again = model(a, b).float()
+        eager = model.net(a, b).float()
+        fp32 = net(x1, x2)
+    assert first.dtype == torch.float32 and first.shape == (1, 1, 96, 80)
+    assert torch.equal(first, again)  # the same bytes from the first call on
+    assert float((first - eager).abs().max()) < 1e-6  # the eager bf16 network's values (siam-att: 3e-8 apart)
+    p, q = torch.sigmoid(first), torch.sigmoid(fp32)
+    assert 0 < float((p - q).abs().max()) < 2e-3  # bf16 ran, and stays near fp32
