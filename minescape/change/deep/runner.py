@@ -86,14 +86,14 @@ def inference_net(net, compute: Compute):
     """
     import torch
 
-    key = (compute.device, compute.precision,
-           tuple((id(t), t.data_ptr(), t._version) for t in itertools.chain(net.parameters(), net.buffers())))
-    hit = _INFERENCE_NETS.get(net)
-    if hit is not None and hit[0] == key:
+    weights = tuple((id(t), t.data_ptr(), t._version) for t in itertools.chain(net.parameters(), net.buffers()))
+    prepared = _INFERENCE_NETS.setdefault(net, {})  # (device, precision) -> (weights, prepared network)
+    hit = prepared.get((compute.device, compute.precision))
+    if hit is not None and hit[0] == weights:
         return hit[1]
     folded = fold_batchnorm(net).to(torch.device(compute.device), memory_format=torch.channels_last)
     model = CpuBf16Net(folded) if compute.device == "cpu" and compute.bf16 else folded
-    _INFERENCE_NETS[net] = (key, model)
+    prepared[compute.device, compute.precision] = (weights, model)
     return model
 
 
@@ -120,11 +120,16 @@ class CpuBf16Net:
         self._lock = threading.Lock()
 
     def __call__(self, a, b):
-        if self.graph is None:
-            with self._lock:
-                if self.graph is None:
-                    self.graph = self._compile(a.shape[1], b.shape[1])
-        return self.graph(a, b)
+        """Logits ``(N, 1, H, W)`` float32 of bf16 inputs ``(N, C, H, W)``; an enclosing autocast is set aside
+        (the network is bf16 itself, and its trace must not record autocast's casts)."""
+        import torch
+
+        with torch.autocast(device_type="cpu", enabled=False):
+            if self.graph is None:
+                with self._lock:
+                    if self.graph is None:
+                        self.graph = self._compile(a.shape[1], b.shape[1])
+            return self.graph(a, b)
 
     def _compile(self, c1: int, c2: int):
         import torch

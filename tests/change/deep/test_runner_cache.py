@@ -22,7 +22,10 @@ def test_a_network_is_prepared_once_and_again_after_its_weights_change():
     c = Compute("cpu", "fp32", 1)
     first = inference_net(net, c)
     assert inference_net(net, c) is first  # the second prediction reuses the folded copy
-    assert inference_net(net, Compute("cpu", "bf16", 1)) is not first or not cpu_has_bf16()
+    bf16 = inference_net(net, Compute("cpu", "bf16", 1))
+    assert inference_net(net, c) is first  # one prepared network per precision: alternating rebuilds nothing
+    assert inference_net(net, Compute("cpu", "bf16", 1)) is bf16
+    assert bf16 is not first and isinstance(bf16, CpuBf16Net)
     x = np.random.default_rng(0).normal(size=(1, 4, 64, 64)).astype(np.float32)
     before = torch_runner(net, c)(x, x)
     with torch.no_grad():
@@ -53,6 +56,11 @@ def test_the_compiled_bf16_network_gives_the_eager_bf16_values(arch):
         fp32 = net(x1, x2)
     assert first.dtype == torch.float32 and first.shape == (1, 1, 96, 80)
     assert torch.equal(first, again)  # the same bytes from the first call on
+    with torch.inference_mode(), torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        assert torch.equal(model(a, b).float(), first)  # an enclosing autocast changes nothing
+    fresh = inference_net(_net(arch), Compute("cpu", "bf16", 1))
+    with torch.inference_mode(), torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        assert torch.equal(fresh(a, b).float(), first)  # nor when it is compiled inside one
     assert float((first - eager).abs().max()) < 1e-6  # the eager bf16 network's values (siam-att: 3e-8 apart)
     p, q = torch.sigmoid(first), torch.sigmoid(fp32)
     assert 0 < float((p - q).abs().max()) < 2e-3  # bf16 ran, and stays near fp32
