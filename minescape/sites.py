@@ -43,6 +43,7 @@ DEFAULT_RES = 10.0  # metres
 # COUNTRY_NAME, AREA) has no id field, and the mine-segmentation layers' ``tile_id`` names a tile, not a site
 # (it repeats): those get geometry hashes.
 ID_FIELDS = ("site_id", "id", "OBJECTID")
+NOTES_SHOWN = 5  # dropped or renamed features warned one by one; the others in one summary line
 YEAR_RULES = ("centroid", "nearest-valid")
 
 
@@ -217,8 +218,11 @@ def read_sites(
             sites.append(make_site(sid, geom, res=res, attrs=rec))
         except InputError as exc:
             notes.append(f"{source}: feature {idx}: {exc}; dropped")
-    for line in notes:
+    for line in notes[:NOTES_SHOWN]:
         warnings.warn(line, stacklevel=2)
+    if len(notes) > NOTES_SHOWN:  # a real layer can drop hundreds of empty features: one line for the rest
+        warnings.warn(f"{source}: {len(notes) - NOTES_SHOWN} more dropped or renamed features (all of them are "
+                      "in the returned notes and the run's report)", stacklevel=2)
     return sites, notes
 
 

@@ -127,3 +127,21 @@ def test_synthetic_sites_years(small_region):
     years = [site_year(s, small_region.dcm_year) for s in sites]
     assert all(y.year in (2018, 2019, 2020) for y in years)
     assert sites[0].crs.to_epsg() == 32750
+
+
+def test_many_dropped_features_warn_a_few_lines_and_one_summary(tmp_path):
+    import warnings
+
+    from minescape.sites import NOTES_SHOWN
+
+    geoms = [shapely.Polygon()] * 12 + [shapely.box(11, 11, 11.01, 11.01)]
+    path = tmp_path / "many.gpkg"
+    gpd.GeoDataFrame({"name": [str(i) for i in range(13)]}, geometry=geoms, crs="EPSG:4326").to_file(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sites, notes = read_sites(path)
+    lines = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert len(sites) == 1 and len(notes) == 12  # every dropped feature is still in the notes
+    assert len(lines) == NOTES_SHOWN + 1
+    assert lines[-1] == f"many.gpkg: {12 - NOTES_SHOWN} more dropped or renamed features (all of them are in the " \
+                        "returned notes and the run's report)"
