@@ -86,8 +86,8 @@ def main() -> None:
     x = torch.randn(1, 13, 512, 512)
     xc = x.contiguous(memory_format=torch.channels_last)
     net_cl = load_model(model_path).net.eval().to(memory_format=torch.channels_last)
-    # what prediction runs: BN folded, and on a bf16 CPU the compiled bf16 copy (runner.inference_net)
-    from minescape.change.deep.runner import CpuBf16Net, inference_net
+    # what prediction runs: BN folded, and on a bf16 CPU the compiled bf16 copy (minescape.inference_net)
+    from minescape.inference_net import CpuBf16Net, inference_net
 
     prepared = inference_net(net_cl, new)
     xp = xc.to(torch.bfloat16, memory_format=torch.channels_last) if isinstance(prepared, CpuBf16Net) else xc

@@ -36,8 +36,8 @@ def predict(
     force: bool = typer.Option(False, "--force", help="Run even when the image is estimated to take longer "
                                                       "than 24 h (the estimate is printed first)."),
     device: str = typer.Option("auto", help="auto (CUDA when torch sees a GPU), cpu or cuda."),
-    precision: str = typer.Option("fp32", help="fp32, bf16 (autocast) or auto (bf16 on CUDA and on CPUs with "
-                                               "native bf16)."),
+    precision: str = typer.Option("fp32", help="fp32, bf16 (a compiled bf16 network on a CPU, autocast "
+                                               "on CUDA) or auto (bf16 on CUDA and on CPUs with native bf16)."),
     threads: Optional[int] = typer.Option(None, help="torch threads (default: the cores this process may use, less those "
                                          "other processes keep busy at the start)."),
 ) -> None:

@@ -21,6 +21,8 @@ Pixels where any input band is nodata (or not finite) are written as the legend'
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +119,7 @@ def unet_predictor(checkpoint, *, window: int = 256, stride: int | None = None, 
     import torch
 
     from minescape.compute import Compute
+    from minescape.inference_net import CpuBf16Net, inference_net
     from minescape.maps.train import load_checkpoint, normalize
 
     ckpt = load_checkpoint(checkpoint) if isinstance(checkpoint, str | Path) else checkpoint
@@ -125,13 +128,16 @@ def unet_predictor(checkpoint, *, window: int = 256, stride: int | None = None, 
         raise InputError(f"stride must be in 1..window ({window}); got {stride}")
     compute = compute or Compute()
     dev = torch.device(compute.device)
-    net = ckpt.net.to(dev)
-    net.eval()
+    net = ckpt.net
+    model = inference_net(net, compute)  # folded, channels-last; on a bf16 CPU compiled in bf16
+    graph = isinstance(model, CpuBf16Net)
+    dtype = torch.bfloat16 if graph else torch.float32
+    precision = nullcontext if graph else compute.autocast
     n_classes = len(ckpt.codes)
 
     def forward(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode(), compute.autocast():
-            logits = net(torch.from_numpy(x).to(dev))
+        with torch.inference_mode(), precision():
+            logits = model(torch.from_numpy(x).to(dev, dtype, memory_format=torch.channels_last))
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
     def proba(block: np.ndarray) -> np.ndarray:

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from minescape.inference_net import fp32_head
+
 
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
@@ -56,4 +58,4 @@ class UNet(nn.Module):
         x = self.bottom(x)
         for up, dec, skip in zip(self.up, self.dec, reversed(skips), strict=True):
             x = dec(torch.cat([up(x), skip], dim=1))
-        return self.head(x)[..., :h, :w]
+        return fp32_head(self.head, x)[..., :h, :w]

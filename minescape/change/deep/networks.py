@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from minescape.inference_net import fp32_head
+
 # Daudt et al. 2018: encoder 16,16 | 32,32 | 64,64,64 | 128,128,128 with 2x2 max pooling.
 ENCODER_WIDTHS: tuple[tuple[int, ...], ...] = ((16, 16), (32, 32), (64, 64, 64), (128, 128, 128))
 

@@ -3,10 +3,6 @@ batched into one forward pass, and ensembles of models averaged on probabilities
 
 from __future__ import annotations
 
-import itertools
-import threading
-import warnings
-import weakref
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -14,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minescape.compute import Compute
+from minescape.inference_net import CpuBf16Net, inference_net
 from minescape.change.deep.model import STRIDE, ChangeModel
 from minescape.errors import InputError
 
@@ -26,28 +23,6 @@ def flip_batch_for(compute: Compute | None) -> int:
     kept busy); one at a time on a CPU, where a batch of 4 512-px tiles ran 1.3x slower per pixel than 4 single
     tiles (the activations of 4 tiles outgrow the caches; bench/bench_deep_speed.py)."""
     return 4 if compute is not None and compute.device == "cuda" else 1
-
-
-def fold_batchnorm(net):
-    """A copy of ``net`` for inference with every ``Conv2d`` directly followed by a ``BatchNorm2d`` (inside an
-    ``nn.Sequential``) merged into one convolution (the BN becomes ``Identity``): the same function in eval
-    mode (to ~1e-6 in fp32), one pass over the activations less per layer."""
-    import copy
-
-    from torch import nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    net = copy.deepcopy(net).eval()
-    for module in net.modules():
-        if not isinstance(module, nn.Sequential):
-            continue
-        children = list(module.children())
-        for i in range(len(children) - 1):
-            conv, bn = children[i], children[i + 1]
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
-                module[i] = fuse_conv_bn_eval(conv, bn)
-                module[i + 1] = nn.Identity()
-    return net
 
 
 def torch_runner(net, compute: Compute | None = None) -> Runner:
@@ -70,81 +45,6 @@ def torch_runner(net, compute: Compute | None = None) -> Runner:
             return model(a, b).float().cpu().numpy()
 
     return run
-
-
-_INFERENCE_NETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def inference_net(net, compute: Compute):
-    """``net`` as prediction runs it on ``compute``: batch normalisations folded (:func:`fold_batchnorm`),
-    channels-last on the device; on a CPU in bf16, a :class:`CpuBf16Net`.
-
-    Built once per network and kept while the network lives: a second prediction with the same model (a
-    notebook going through cities) skips the folding and compiling. The cache is keyed by the device, the
-    precision and every parameter's and buffer's identity, storage and version counter (which in-place
-    updates such as an optimiser step or ``load_state_dict`` advance), so a changed network is rebuilt.
-    """
-    import torch
-
-    weights = tuple((id(t), t.data_ptr(), t._version) for t in itertools.chain(net.parameters(), net.buffers()))
-    prepared = _INFERENCE_NETS.setdefault(net, {})  # (device, precision) -> (weights, prepared network)
-    hit = prepared.get((compute.device, compute.precision))
-    if hit is not None and hit[0] == weights:
-        return hit[1]
-    folded = fold_batchnorm(net).to(torch.device(compute.device), memory_format=torch.channels_last)
-    model = CpuBf16Net(folded) if compute.device == "cpu" and compute.bf16 else folded
-    prepared[compute.device, compute.precision] = (weights, model)
-    return model
-
-
-class CpuBf16Net:
-    """A folded network in bfloat16 on the CPU (its logits head kept in float32), compiled by TorchScript at its
-    first call: traced on a 32 x 32 input of the call's bands, frozen, and :func:`torch.jit.optimize_for_inference`
-    (oneDNN runs each convolution with the ReLU after it in one pass).
-
-    Why not autocast: autocast casts every weight and dispatches every operation anew on each call, and eager
-    mode writes each convolution's output before the ReLU reads it again. A 13-band FC-Siam-diff on 2 threads:
-    512² tile 4.0 -> 5.1 Mpix/s, 416² 3.5 -> 5.3 (``bench/bench_deep_speed.py``); the same values as the eager
-    bf16 network, the same from the first call on. Where tracing fails (a network with data-dependent control
-    flow), the eager bf16 network runs instead.
-    """
-
-    def __init__(self, folded) -> None:
-        import torch
-
-        self.net = folded.to(torch.bfloat16).requires_grad_(False)
-        head = getattr(self.net, "head", None)
-        if head is not None:
-            head.float()  # the logits keep float precision (networks.fp32_head casts its input)
-        self.graph = None
-        self._lock = threading.Lock()
-
-    def __call__(self, a, b):
-        """Logits ``(N, 1, H, W)`` float32 of bf16 inputs ``(N, C, H, W)``; an enclosing autocast is set aside
-        (the network is bf16 itself, and its trace must not record autocast's casts)."""
-        import torch
-
-        with torch.autocast(device_type="cpu", enabled=False):
-            if self.graph is None:
-                with self._lock:
-                    if self.graph is None:
-                        self.graph = self._compile(a.shape[1], b.shape[1])
-            return self.graph(a, b)
-
-    def _compile(self, c1: int, c2: int):
-        import torch
-
-        ex1 = torch.zeros((1, c1, 2 * STRIDE, 2 * STRIDE), dtype=torch.bfloat16).to(
-            memory_format=torch.channels_last)
-        ex2 = torch.zeros((1, c2, 2 * STRIDE, 2 * STRIDE), dtype=torch.bfloat16).to(
-            memory_format=torch.channels_last)
-        try:
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # TorchScript's tracer warnings on shape arithmetic
-                traced = torch.jit.trace(self.net, (ex1, ex2), check_trace=False)
-                return torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
-        except (RuntimeError, TypeError, torch.jit.Error):  # pragma: no cover - networks minescape builds trace
-            return self.net
 
 
 def tile_probability(runner: Runner, x1: np.ndarray, x2: np.ndarray, *, tta: bool = False,

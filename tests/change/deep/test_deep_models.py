@@ -116,7 +116,7 @@ def test_batchnorm_folding_keeps_the_function(arch):
     import torch
     from torch import nn
 
-    from minescape.change.deep.runner import fold_batchnorm
+    from minescape.inference_net import fold_batchnorm
 
     torch.manual_seed(0)
     net = build_model(arch, 4)

@@ -74,7 +74,7 @@ def test_bf16_probabilities_stay_within_1e3_of_fp32(tiny_model):
     p32 = predict_arrays(torch_runner(m.net, Compute(precision="fp32")), t1, t2, **kw)
     p16 = predict_arrays(torch_runner(m.net, Compute(precision="bf16")), t1, t2, **kw)
     d = np.abs(p32 - p16)[np.isfinite(p32)]
-    # bf16 really ran (not identical), and stayed close. The CPU's compiled bf16 network (runner.CpuBf16Net)
+    # bf16 really ran (not identical), and stayed close. The CPU's compiled bf16 network (inference_net.CpuBf16Net)
     # reaches 1.007e-3 on this toy model where autocast stayed just under 1e-3; on the leave-one-city-out fold
     # models both reach the same maxima (abudhabi 4.7e-3 vs 4.5e-3, beirut 2.2e-2 for both; docs/deep-change.md)
     assert d.size > 10_000 and 0 < d.max() < 2e-3

@@ -8,7 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from minescape.change.deep.model import build_model  # noqa: E402
-from minescape.change.deep.runner import CpuBf16Net, inference_net, torch_runner  # noqa: E402
+from minescape.change.deep.runner import torch_runner  # noqa: E402
+from minescape.inference_net import CpuBf16Net, inference_net  # noqa: E402
 from minescape.compute import Compute, cpu_has_bf16  # noqa: E402
 
 
@@ -50,7 +51,7 @@ def test_the_compiled_bf16_network_gives_the_eager_bf16_values(arch):
     a, b = (t.to(torch.bfloat16, memory_format=torch.channels_last) for t in (x1, x2))
     with torch.inference_mode():
         first = model(a, b).float()
-        assert isinstance(model.graph, torch.jit.ScriptModule)  # compiled at the first call
+        assert [type(g) for g in model.graphs.values()] == [torch.jit.RecursiveScriptModule]  # compiled now
         again = model(a, b).float()
         eager = model.net(a, b).float()
         fp32 = net(x1, x2)
@@ -64,3 +65,25 @@ def test_the_compiled_bf16_network_gives_the_eager_bf16_values(arch):
     assert float((first - eager).abs().max()) < 1e-6  # the eager bf16 network's values (siam-att: 3e-8 apart)
     p, q = torch.sigmoid(first), torch.sigmoid(fp32)
     assert 0 < float((p - q).abs().max()) < 2e-3  # bf16 ran, and stays near fp32
+
+
+def test_each_input_shape_gets_its_own_graph_so_shape_arithmetic_stays_right():
+    """The U-Net pads its input to a multiple of 2**depth and crops the logits back: a trace records those sizes,
+    so a graph traced on one shape would be wrong on another. Each shape is compiled on its own."""
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no native bf16")
+    from minescape.maps.unet import UNet
+
+    torch.manual_seed(0)
+    net = UNet(3, 4, base=8, depth=2).eval()
+    model = inference_net(net, Compute("cpu", "bf16", 1))
+    rng = np.random.default_rng(2)
+    with torch.inference_mode():
+        for h, w in ((32, 32), (30, 21), (32, 32)):
+            x = torch.from_numpy(rng.normal(size=(2, 3, h, w)).astype(np.float32))
+            xb = x.to(torch.bfloat16, memory_format=torch.channels_last)
+            out = model(xb).float()
+            assert out.shape == (2, 4, h, w)
+            assert float((out - model.net(xb).float()).abs().max()) < 1e-6
+            assert float((out - net(x)).abs().max()) < 0.1  # bf16 of the float network
+    assert list(model.graphs) == [((2, 3, 30, 21),), ((2, 3, 32, 32),)]  # most recently used last
