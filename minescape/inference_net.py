@@ -13,11 +13,16 @@ import threading
 import warnings
 import weakref
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from minescape.compute import Compute
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
-def fp32_head(head, x):
+
+def fp32_head(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``head(x)`` in float32 even inside a bf16 autocast region: the logits keep float precision, so bf16
     inference moves probabilities by ~1e-4, not ~1e-3 (the convolutions before it stay in bf16). Outside
     autocast, ``x`` takes the head's own type (a bf16 network whose head was kept in float32)."""
@@ -30,7 +35,7 @@ def fp32_head(head, x):
     return head(x if x.dtype == dtype else x.to(dtype))
 
 
-def fold_batchnorm(net):
+def fold_batchnorm(net: nn.Module) -> nn.Module:
     """A copy of ``net`` for inference with every ``Conv2d`` directly followed by a ``BatchNorm2d`` (inside an
     ``nn.Sequential``) merged into one convolution (the BN becomes ``Identity``): the same function in eval
     mode (to ~1e-6 in fp32), one pass over the activations less per layer."""
@@ -55,7 +60,7 @@ def fold_batchnorm(net):
 _INFERENCE_NETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def inference_net(net, compute: Compute):
+def inference_net(net: nn.Module, compute: Compute) -> nn.Module | CpuBf16Net:
     """``net`` as prediction runs it on ``compute``: batch normalisations folded (:func:`fold_batchnorm`),
     channels-last on the device; on a CPU in bf16, a :class:`CpuBf16Net`.
 
@@ -92,7 +97,7 @@ class CpuBf16Net:
     flow), the eager bf16 network runs instead.
     """
 
-    def __init__(self, folded) -> None:
+    def __init__(self, folded: nn.Module) -> None:
         import torch
 
         self.net = folded.to(torch.bfloat16).requires_grad_(False)
@@ -102,7 +107,7 @@ class CpuBf16Net:
         self.graphs: OrderedDict[tuple, object] = OrderedDict()  # input shapes -> compiled graph
         self._lock = threading.Lock()
 
-    def __call__(self, *inputs):
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         """Float32 logits of bf16 channels-last inputs; an enclosing autocast is set aside (the network is bf16
         itself, and its trace must not record autocast's casts)."""
         import torch
@@ -119,7 +124,7 @@ class CpuBf16Net:
                     self.graphs.move_to_end(key)
             return graph(*inputs)
 
-    def _compile(self, inputs):
+    def _compile(self, inputs: tuple[torch.Tensor, ...]):
         import torch
 
         try:
