@@ -33,6 +33,13 @@ process and one thread each (earlier runs trained one fold at a time on 1 thread
         --lr-by-time --epochs 1000 --steps 40 --ema 0.99 --tta --bands all --threads 1 --parallel 2 \
         --save-probs --coreg --jitter 0.1 > /tmp/deep8/X.log 2>&1 &
 
+Session 9 scored synthetic clouds in training (``--clouds 0.3``; pooled F1 0.299 against the recipe's 0.432,
+``experiments/oscd_cpu_loo10_clouds/``)::
+
+    nohup .venv/bin/python experiments/oscd_deep.py --out /tmp/deep11/clouds --models fc-ef --folds 10 --budget 9 \
+        --lr-by-time --epochs 1000 --steps 40 --ema 0.99 --tta --bands all --threads 1 --parallel 2 \
+        --save-probs --coreg --jitter 0.1 --clouds 0.3 > /tmp/deep11/clouds.log 2>&1 &
+
 It writes ``results.json`` (per city, per fold, per model), ``f1_by_city.png`` and ``val_f1_by_epoch.png`` and
 prints a table
 (``--plot RESULTS.json`` redraws the figure of an earlier run). Options select the input
