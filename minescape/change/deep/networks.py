@@ -30,17 +30,6 @@ from minescape.inference_net import fp32_head
 ENCODER_WIDTHS: tuple[tuple[int, ...], ...] = ((16, 16), (32, 32), (64, 64, 64), (128, 128, 128))
 
 
-def fp32_head(head: nn.Module, x):
-    """``head(x)`` in float32 even inside a bf16 autocast region: the logits keep float precision, so bf16
-    inference moves probabilities by ~1e-4, not ~1e-3 (the convolutions before it stay in bf16). Outside
-    autocast, ``x`` takes the head's own type (a bf16 network whose head was kept in float32)."""
-    if torch.is_autocast_enabled(x.device.type):
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            return head(x.float())
-    dtype = next(head.parameters()).dtype
-    return head(x if x.dtype == dtype else x.to(dtype))
-
-
 def _cbr(cin: int, cout: int, dropout: float) -> list[nn.Module]:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
     if dropout > 0:
