@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from contextlib import nullcontext
 import os
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 os.environ.setdefault("MINESCAPE_PROGRESS", "0")

@@ -2,7 +2,8 @@
 
 :func:`inference_net` folds batch normalisations into the convolutions before them, moves the network to the
 device in the channels-last layout and, on a CPU with bf16, compiles a bf16 copy (:class:`CpuBf16Net`). The
-prepared network is cached per network object and precision. :func:`fp32_head` keeps a network's logits in float32
+prepared network is cached per network object and precision; :func:`prepared_forward` runs it on numpy arrays.
+:func:`fp32_head` keeps a network's logits in float32
 whichever way it runs. torch is imported inside the functions (the CLI imports this module without it).
 """
 
@@ -13,6 +14,8 @@ import threading
 import warnings
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 from minescape.compute import Compute
@@ -80,6 +83,27 @@ def inference_net(net: nn.Module, compute: Compute) -> nn.Module | CpuBf16Net:
     model = CpuBf16Net(folded) if compute.device == "cpu" and compute.bf16 else folded
     prepared[compute.device, compute.precision] = (weights, model)
     return model
+
+
+def prepared_forward(net: nn.Module, compute: Compute) -> Callable[..., torch.Tensor]:
+    """A function running ``net`` as :func:`inference_net` prepares it, without gradients, on numpy inputs
+    ``(N, C, H, W)``: each is copied once, straight into the type and channels-last layout the prepared network
+    takes (bf16 for a :class:`CpuBf16Net`, else float32 in ``compute``'s autocast). Returns the float32 outputs
+    on the device."""
+    import torch
+
+    dev = torch.device(compute.device)
+    model = inference_net(net, compute)
+    graph = isinstance(model, CpuBf16Net)
+    dtype = torch.bfloat16 if graph else torch.float32
+    precision = nullcontext if graph else compute.autocast  # the graph is bf16 itself
+
+    def forward(*arrays) -> torch.Tensor:
+        with torch.inference_mode(), precision():
+            return model(*(torch.from_numpy(a).to(dev, dtype, memory_format=torch.channels_last)
+                           for a in arrays)).float()
+
+    return forward
 
 
 class CpuBf16Net:

@@ -21,8 +21,6 @@ Pixels where any input band is nodata (or not finite) are written as the legend'
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,26 +117,19 @@ def unet_predictor(checkpoint, *, window: int = 256, stride: int | None = None, 
     import torch
 
     from minescape.compute import Compute
-    from minescape.inference_net import CpuBf16Net, inference_net
+    from minescape.inference_net import prepared_forward
     from minescape.maps.train import load_checkpoint, normalize
 
     ckpt = load_checkpoint(checkpoint) if isinstance(checkpoint, str | Path) else checkpoint
     stride = stride or max(1, window * 3 // 4)
     if not 0 < stride <= window:
         raise InputError(f"stride must be in 1..window ({window}); got {stride}")
-    compute = compute or Compute()
-    dev = torch.device(compute.device)
     net = ckpt.net
-    model = inference_net(net, compute)  # folded, channels-last; on a bf16 CPU compiled in bf16
-    graph = isinstance(model, CpuBf16Net)
-    dtype = torch.bfloat16 if graph else torch.float32
-    precision = nullcontext if graph else compute.autocast
+    logits_of = prepared_forward(net, compute or Compute())  # folded, channels-last; on a bf16 CPU compiled
     n_classes = len(ckpt.codes)
 
     def forward(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode(), precision():
-            logits = model(torch.from_numpy(x).to(dev, dtype, memory_format=torch.channels_last))
-        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+        return torch.softmax(logits_of(x), dim=1).cpu().numpy()
 
     def proba(block: np.ndarray) -> np.ndarray:
         if block.shape[0] != net.in_channels:

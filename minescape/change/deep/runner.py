@@ -4,13 +4,12 @@ batched into one forward pass, and ensembles of models averaged on probabilities
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 
 from minescape.compute import Compute
-from minescape.inference_net import CpuBf16Net, inference_net
+from minescape.inference_net import prepared_forward
 from minescape.change.deep.model import STRIDE, ChangeModel
 from minescape.errors import InputError
 
@@ -27,22 +26,11 @@ def flip_batch_for(compute: Compute | None) -> int:
 
 def torch_runner(net, compute: Compute | None = None) -> Runner:
     """A runner calling ``net`` without gradients on ``compute``'s device and precision (channels_last), as
-    :func:`inference_net` prepares it (``net`` itself is left as it is)."""
-    import torch
-
-    compute = compute or Compute()
-    dev = torch.device(compute.device)
-    model = inference_net(net, compute)
-    graph = isinstance(model, CpuBf16Net)
-    dtype = torch.bfloat16 if graph else torch.float32
-    precision = nullcontext if graph else compute.autocast  # the graph is bf16 itself
+    :func:`minescape.inference_net.inference_net` prepares it (``net`` itself is left as it is)."""
+    forward = prepared_forward(net, compute or Compute())
 
     def run(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
-        with torch.inference_mode(), precision():
-            # a strided view of a strip is copied once, straight into the type and channels-last layout
-            a = torch.from_numpy(x1).to(dev, dtype, memory_format=torch.channels_last)
-            b = torch.from_numpy(x2).to(dev, dtype, memory_format=torch.channels_last)
-            return model(a, b).float().cpu().numpy()
+        return forward(x1, x2).cpu().numpy()
 
     return run
 
