@@ -4,7 +4,7 @@ Each city: both dates on date 1's 10 m grid, date 2 co-registered onto date 1 (`
 as ``--coregister`` does), with the change label (0/1, 255 = ignore). To fit the device's 60 MiB transfer, only
 the 10 m and 20 m bands travel (10 of 13; the 60 m atmosphere bands stay behind), the 20 m bands at 20 m (2 x 2
 means of the 10 m-resampled bands; ``run.py`` resamples them back bilinearly), as uint16 reflectance x 10000
-(0 = nodata), delta-coded along rows and LZMA-compressed (``pack``/``unpack``): about 45 MB for 10 cities. The index method's pooled F1 on the same
+(0 = nodata), delta-coded along rows and LZMA-compressed (``pack``/``unpack``): about 47 MB for 10 cities. The index method's pooled F1 on the same
 leave-one-city-out folds (it needs no training, so each city is simply scored: default SAVI/Otsu and the best
 option CVA 10 m / 95th percentile) is computed here on the CPU and written beside it (``prepared.json``).
 
@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 BANDS_10M = ("B02", "B03", "B04", "B08")
 BANDS_20M = ("B05", "B06", "B07", "B8A", "B11", "B12")
+BANDS_60M = ("B01", "B09", "B10")
 
 
 def pack(a: np.ndarray) -> np.ndarray:
@@ -49,12 +50,12 @@ def unpack(b: np.ndarray) -> np.ndarray:
         head["dtype"])
 
 
-def halve(a: np.ndarray) -> np.ndarray:
-    """``(C, H, W)`` uint16 -> 2 x 2 means ``(C, ceil(H/2), ceil(W/2))`` (edge rows/cols repeated; 0 = nodata
-    wherever one of the four is 0)."""
+def block_mean(a: np.ndarray, f: int) -> np.ndarray:
+    """``(C, H, W)`` uint16 -> ``f`` x ``f`` block means ``(C, ceil(H/f), ceil(W/f))`` (edge rows/cols repeated;
+    0 = nodata wherever one of the block's pixels is 0)."""
     c, h, w = a.shape
-    p = np.pad(a, ((0, 0), (0, h % 2), (0, w % 2)), mode="edge").astype(np.float64)
-    blocks = p.reshape(c, p.shape[1] // 2, 2, p.shape[2] // 2, 2)
+    p = np.pad(a, ((0, 0), (0, -h % f), (0, -w % f)), mode="edge").astype(np.float64)
+    blocks = p.reshape(c, p.shape[1] // f, f, p.shape[2] // f, f)
     m = blocks.mean(axis=(2, 4))
     m[(blocks == 0).any(axis=(2, 4))] = 0
     return np.round(m).astype(np.uint16)
@@ -84,7 +85,8 @@ def main() -> None:
         for name, a in (("t1", t1), ("t2", t2)):
             q = np.where(np.isfinite(a), np.clip(np.round(a * 10000), 1, 65535), 0).astype(np.uint16)
             arrays[f"{city}__{name}10"] = pack(q[[ALL_BANDS.index(b) for b in BANDS_10M]])
-            arrays[f"{city}__{name}20"] = pack(halve(q[[ALL_BANDS.index(b) for b in BANDS_20M]]))
+            arrays[f"{city}__{name}20"] = pack(block_mean(q[[ALL_BANDS.index(b) for b in BANDS_20M]], 2))
+            arrays[f"{city}__{name}60"] = pack(block_mean(q[[ALL_BANDS.index(b) for b in BANDS_60M]], 6))
         arrays[f"{city}__label"] = pack(label)
         # the index method (default `change detect`: SAVI difference, Otsu) on the same co-registered pixels
         index[city] = score = index_method(pair, label)
@@ -94,7 +96,7 @@ def main() -> None:
               "best", round(score["best"]["f1"], 3), flush=True)
     np.savez(out / "oscd10.npz", **arrays)
     pooled = {k: 2 * tp / max(2 * tp + fp + fn, 1) for k, (tp, fp, fn) in sums.items()}
-    (out / "prepared.json").write_text(json.dumps({"bands": list(BANDS_10M + BANDS_20M), "scale": 10000,
+    (out / "prepared.json").write_text(json.dumps({"bands": list(BANDS_10M + BANDS_20M + BANDS_60M), "scale": 10000,
                                                    "coregistration_shift_px": shifts,
                                                    "index_method": {"pooled_f1": pooled, "cities": index}},
                                                   indent=2))
