@@ -106,9 +106,8 @@ def make_batch(scenes: Sequence[DeviceScene], weights: np.ndarray, rng: np.rando
                 if flip:
                     part = torch.flip(part, dims=(-1,))
                 t[sel] = part
-    swap = torch.tensor([d[5] for d in draws], device=dev)
-    if bool(swap.any()):
-        m = swap[:, None, None, None]
+    if any(d[5] for d in draws):  # decided on the host: no wait for the device
+        m = torch.tensor([d[5] for d in draws], device=dev)[:, None, None, None]
         x1, x2 = torch.where(m, x2, x1), torch.where(m, x1, x2)
     if clouds is not None:
         from minescape.change.deep.clouds import add_clouds, draw_clouds

@@ -611,12 +611,17 @@ def _ema_update(ema_net, net, decay: float) -> None:
     """``ema = decay * ema + (1 - decay) * net`` for float parameters and buffers (BN statistics); others copied."""
     import torch
 
-    with torch.no_grad():
-        for e, v in zip(ema_net.state_dict().values(), net.state_dict().values()):
-            if e.dtype.is_floating_point:
-                e.mul_(decay).add_(v.detach(), alpha=1.0 - decay)
-            else:
-                e.copy_(v)
+    floats, others = ([], []), ([], [])
+    for e, v in zip(ema_net.state_dict().values(), net.state_dict().values()):
+        pair = floats if e.dtype.is_floating_point else others
+        pair[0].append(e)
+        pair[1].append(v.detach())
+    with torch.no_grad():  # one multi-tensor kernel per operation instead of two per tensor (143 for FC-EF)
+        if floats[0]:
+            torch._foreach_mul_(floats[0], decay)
+            torch._foreach_add_(floats[0], floats[1], alpha=1.0 - decay)
+        for e, v in zip(*others):
+            e.copy_(v)
 
 
 def _config_dict(config: TrainConfig) -> dict:

@@ -141,3 +141,35 @@ def test_learning_rate_schedule_by_epochs_or_time():
         TrainConfig(lr_schedule="time")
     with pytest.raises(ConfigError):
         TrainConfig(lr_schedule="weekly", max_minutes=1)
+
+
+def test_ema_update_is_the_per_tensor_average_and_copies_integer_buffers():
+    """The multi-tensor EMA step gives exactly ``decay * ema + (1 - decay) * net`` for every float parameter and
+    buffer, and copies the integer ones (BatchNorm's batch counter)."""
+    import copy
+
+    import torch
+
+    from minescape.change.deep.model import build_model
+    from minescape.change.deep.train import _ema_update
+
+    torch.manual_seed(0)
+    net = build_model("fc-ef", 4)
+    ema = copy.deepcopy(net)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p))
+        for name, b in net.named_buffers():
+            b.add_(3 if not b.dtype.is_floating_point else torch.rand_like(b))
+    before = {k: v.clone() for k, v in ema.state_dict().items()}
+    floats = [k for k, v in before.items() if v.dtype.is_floating_point]
+    ints = [k for k, v in before.items() if not v.dtype.is_floating_point]
+    assert floats and ints  # both kinds are there to check
+    _ema_update(ema, net, 0.9)
+    now, src = ema.state_dict(), net.state_dict()
+    for k in floats:
+        want = before[k].mul(0.9).add_(src[k], alpha=0.1)
+        assert torch.equal(now[k], want), k
+        assert not torch.equal(now[k], before[k]) or torch.equal(src[k], before[k]), k
+    for k in ints:
+        assert torch.equal(now[k], src[k]) and not torch.equal(now[k], before[k]), k
