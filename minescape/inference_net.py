@@ -63,9 +63,10 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
 _INFERENCE_NETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def inference_net(net: nn.Module, compute: Compute) -> nn.Module | CpuBf16Net:
+def inference_net(net: nn.Module, compute: Compute, *, compiled: bool = True) -> nn.Module | CpuBf16Net:
     """``net`` as prediction runs it on ``compute``: batch normalisations folded (:func:`fold_batchnorm`),
-    channels-last on the device; on a CPU in bf16, a :class:`CpuBf16Net`.
+    channels-last on the device; on a CPU in bf16, a :class:`CpuBf16Net` (``compiled=False``: without its
+    per-shape graphs, for a network that changes between calls, as validation during training sees it).
 
     Built once per network and kept while the network lives: a second prediction with the same model (a
     notebook going through cities) skips the folding and compiling. The cache is keyed by the device, the
@@ -76,16 +77,16 @@ def inference_net(net: nn.Module, compute: Compute) -> nn.Module | CpuBf16Net:
 
     weights = tuple((id(t), t.data_ptr(), t._version) for t in itertools.chain(net.parameters(), net.buffers()))
     prepared = _INFERENCE_NETS.setdefault(net, {})  # (device, precision) -> (weights, prepared network)
-    hit = prepared.get((compute.device, compute.precision))
+    hit = prepared.get((compute.device, compute.precision, compiled))
     if hit is not None and hit[0] == weights:
         return hit[1]
     folded = fold_batchnorm(net).to(torch.device(compute.device), memory_format=torch.channels_last)
-    model = CpuBf16Net(folded) if compute.device == "cpu" and compute.bf16 else folded
-    prepared[compute.device, compute.precision] = (weights, model)
+    model = CpuBf16Net(folded, compiled=compiled) if compute.device == "cpu" and compute.bf16 else folded
+    prepared[compute.device, compute.precision, compiled] = (weights, model)
     return model
 
 
-def prepared_forward(net: nn.Module, compute: Compute) -> Callable[..., torch.Tensor]:
+def prepared_forward(net: nn.Module, compute: Compute, *, compiled: bool = True) -> Callable[..., torch.Tensor]:
     """A function running ``net`` as :func:`inference_net` prepares it, without gradients, on numpy inputs
     ``(N, C, H, W)``: each is copied once, straight into the type and channels-last layout the prepared network
     takes (bf16 for a :class:`CpuBf16Net`, else float32 in ``compute``'s autocast). Returns the float32 outputs
@@ -93,7 +94,7 @@ def prepared_forward(net: nn.Module, compute: Compute) -> Callable[..., torch.Te
     import torch
 
     dev = torch.device(compute.device)
-    model = inference_net(net, compute)
+    model = inference_net(net, compute, compiled=compiled)
     graph = isinstance(model, CpuBf16Net)
     dtype = torch.bfloat16 if graph else torch.float32
     precision = nullcontext if graph else compute.autocast  # the graph is bf16 itself
@@ -121,8 +122,10 @@ class CpuBf16Net:
     flow), the eager bf16 network runs instead.
     """
 
-    def __init__(self, folded: nn.Module) -> None:
+    def __init__(self, folded: nn.Module, *, compiled: bool = True) -> None:
         import torch
+
+        self.compiled = compiled  # False: the eager bf16 network on every shape (the same values, no compile)
 
         self.net = folded.to(torch.bfloat16).requires_grad_(False)
         head = getattr(self.net, "head", None)
@@ -151,6 +154,8 @@ class CpuBf16Net:
     def _compile(self, inputs: tuple[torch.Tensor, ...]):
         import torch
 
+        if not self.compiled:
+            return self.net
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # TorchScript's tracer warnings on shape arithmetic

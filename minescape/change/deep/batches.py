@@ -77,10 +77,55 @@ def make_batch(scenes: Sequence[DeviceScene], weights: np.ndarray, rng: np.rando
             jit = (1.0 + jitter * rng.standard_normal((2, ch, 1, 1)), jitter * rng.standard_normal((2, ch, 1, 1)))
         draws.append((k, r, c, k_rot, flip, swap, jit))
     dev = scenes[0].x1.device
-    ch = scenes[0].x1.shape[0]
-    x1 = torch.empty((batch, ch, size, size), dtype=scenes[0].x1.dtype, device=dev)
+    gather = _gather_per_crop if dev.type == "cpu" else _gather_grouped
+    x1, x2, lab = gather(scenes, draws, size)
+    if any(d[5] for d in draws):  # decided on the host: no wait for the device
+        m = torch.tensor([d[5] for d in draws], device=dev)[:, None, None, None]
+        x1, x2 = torch.where(m, x2, x1), torch.where(m, x1, x2)
+    if clouds is not None:
+        from minescape.change.deep.clouds import add_clouds, draw_clouds
+
+        x1, x2, lab = add_clouds(x1, x2, lab, draw_clouds(rng, clouds, batch=batch, size=size), clouds)
+    if jitter > 0:
+        g = torch.from_numpy(np.stack([d[6][0] for d in draws]).astype(np.float32)).to(dev)  # (B, 2, C, 1, 1)
+        o = torch.from_numpy(np.stack([d[6][1] for d in draws]).astype(np.float32)).to(dev)
+        x1 = x1 * g[:, 0] + o[:, 0]
+        x2 = x2 * g[:, 1] + o[:, 1]
+    return x1, x2, lab
+
+
+def _gather_per_crop(scenes: Sequence[DeviceScene], draws: list, size: int):
+    """The crops, rotated and flipped, copied one by one (on a CPU: each is a strided view copied once, about
+    10x faster than the grouped gather's index tensors). The same values as :func:`_gather_grouped`."""
+    import torch
+
+    s0 = scenes[0]
+    x1 = torch.empty((len(draws), s0.x1.shape[0], size, size), dtype=s0.x1.dtype)
     x2 = torch.empty_like(x1)
-    lab = torch.empty((batch, size, size), dtype=scenes[0].label.dtype, device=dev)
+    lab = torch.empty((len(draws), size, size), dtype=s0.label.dtype)
+    for i, (k, r, c, k_rot, flip, _swap, _jit) in enumerate(draws):
+        s = scenes[k]
+        pad = (s.x1.shape[-1] - s.width) // 2
+        rows, cols = slice(r + pad, r + pad + size), slice(c + pad, c + pad + size)
+        for out, src in ((x1, s.x1[:, rows, cols]), (x2, s.x2[:, rows, cols]), (lab, s.label[rows, cols])):
+            if k_rot:
+                src = torch.rot90(src, k_rot, dims=(-2, -1))
+            if flip:
+                src = torch.flip(src, dims=(-1,))
+            out[i] = src
+    return x1, x2, lab
+
+
+def _gather_grouped(scenes: Sequence[DeviceScene], draws: list, size: int):
+    """The crops, rotated and flipped, in a few operations: one gather per scene for all its crops, one
+    rotation/flip per group of crops that share them (on a GPU: few kernel launches per step)."""
+    import torch
+
+    dev = scenes[0].x1.device
+    ch = scenes[0].x1.shape[0]
+    x1 = torch.empty((len(draws), ch, size, size), dtype=scenes[0].x1.dtype, device=dev)
+    x2 = torch.empty_like(x1)
+    lab = torch.empty((len(draws), size, size), dtype=scenes[0].label.dtype, device=dev)
     ar = torch.arange(size, device=dev)
     for k in sorted({d[0] for d in draws}):  # one gather per scene for all its crops
         idx = [i for i, d in enumerate(draws) if d[0] == k]
@@ -106,16 +151,4 @@ def make_batch(scenes: Sequence[DeviceScene], weights: np.ndarray, rng: np.rando
                 if flip:
                     part = torch.flip(part, dims=(-1,))
                 t[sel] = part
-    if any(d[5] for d in draws):  # decided on the host: no wait for the device
-        m = torch.tensor([d[5] for d in draws], device=dev)[:, None, None, None]
-        x1, x2 = torch.where(m, x2, x1), torch.where(m, x1, x2)
-    if clouds is not None:
-        from minescape.change.deep.clouds import add_clouds, draw_clouds
-
-        x1, x2, lab = add_clouds(x1, x2, lab, draw_clouds(rng, clouds, batch=batch, size=size), clouds)
-    if jitter > 0:
-        g = torch.from_numpy(np.stack([d[6][0] for d in draws]).astype(np.float32)).to(dev)  # (B, 2, C, 1, 1)
-        o = torch.from_numpy(np.stack([d[6][1] for d in draws]).astype(np.float32)).to(dev)
-        x1 = x1 * g[:, 0] + o[:, 0]
-        x2 = x2 * g[:, 1] + o[:, 1]
     return x1, x2, lab

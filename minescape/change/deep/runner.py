@@ -24,10 +24,11 @@ def flip_batch_for(compute: Compute | None) -> int:
     return 4 if compute is not None and compute.device == "cuda" else 1
 
 
-def torch_runner(net, compute: Compute | None = None) -> Runner:
+def torch_runner(net, compute: Compute | None = None, *, compiled: bool = True) -> Runner:
     """A runner calling ``net`` without gradients on ``compute``'s device and precision (channels_last), as
-    :func:`minescape.inference_net.inference_net` prepares it (``net`` itself is left as it is)."""
-    forward = prepared_forward(net, compute or Compute())
+    :func:`minescape.inference_net.inference_net` prepares it (``net`` itself is left as it is; ``compiled``:
+    see there)."""
+    forward = prepared_forward(net, compute or Compute(), compiled=compiled)
 
     def run(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
         return forward(x1, x2).cpu().numpy()

@@ -113,6 +113,27 @@ def test_augmentation_is_identical_for_dates_and_mask():
     np.testing.assert_array_equal(x1[:, 0][valid] == 5.0, lab[valid] == 1)
 
 
+def test_cpu_crop_copies_equal_the_grouped_gather(monkeypatch):
+    """On a CPU the batch is copied crop by crop; the grouped gather (one per scene, the GPU path) gives the same
+    batch bit for bit: several scenes, one smaller than the crop, rotations, flips, date swaps and jitter."""
+    from minescape.change.deep import batches
+
+    rng = np.random.default_rng(7)
+    samples = []
+    for i, (h, w) in enumerate(((70, 90), (24, 40), (120, 64))):
+        t1, t2, label = toy_pair(seed=i, height=h, width=w)
+        samples.append(Sample(f"s{i}", t1, t2 + rng.normal(0, 0.01, t2.shape).astype(np.float32), label))
+    prep = prepare_scenes(samples, np.zeros(4, np.float32), np.ones(4, np.float32), pad=32)
+    kw = dict(size=32, batch=24, focus_change=0.5, swap_dates=True, jitter=0.1)
+    weights = np.array([0.4, 0.2, 0.4])
+    per_crop = make_batch(prep, weights, np.random.default_rng(1), **kw)
+    monkeypatch.setattr(batches, "_gather_per_crop", batches._gather_grouped)
+    grouped = make_batch(prep, weights, np.random.default_rng(1), **kw)
+    assert per_crop[0].shape == (24, 4, 32, 32) and (per_crop[2] == 255).any() and (per_crop[2] == 1).any()
+    for a, b in zip(per_crop, grouped):
+        assert a.dtype == b.dtype and np.array_equal(a.numpy(), b.numpy())
+
+
 def test_radiometric_jitter_changes_each_date_by_its_own_gain_and_offset():
     t1, t2, label = toy_pair(seed=3, height=64, width=64)
     prep = prepare_scenes([Sample("s", t1, t2, label)], np.full(4, 0.2, np.float32), np.full(4, 0.1, np.float32),

@@ -87,3 +87,22 @@ def test_each_input_shape_gets_its_own_graph_so_shape_arithmetic_stays_right():
             assert float((out - model.net(xb).float()).abs().max()) < 1e-6
             assert float((out - net(x)).abs().max()) < 0.1  # bf16 of the float network
     assert list(model.graphs) == [((2, 3, 30, 21),), ((2, 3, 32, 32),)]  # most recently used last
+
+
+def test_an_uncompiled_bf16_network_runs_eagerly_with_the_same_values():
+    """``compiled=False`` (validation during training, where the weights change every epoch): no graph is
+    traced, the values are the compiled network's, and it is cached apart from the compiled one."""
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no native bf16")
+    net = _net("fc-ef")
+    c = Compute("cpu", "bf16", 1)
+    eager = inference_net(net, c, compiled=False)
+    graph = inference_net(net, c)
+    assert isinstance(eager, CpuBf16Net) and eager is not graph
+    assert inference_net(net, c, compiled=False) is eager
+    x = np.random.default_rng(3).normal(size=(1, 4, 64, 48)).astype(np.float32)
+    a = torch_runner(net, c, compiled=False)(x, x)
+    assert [type(g) for g in eager.graphs.values()] == [type(eager.net)]  # the eager network, not a trace
+    b = torch_runner(net, c)(x, x)
+    assert [type(g) for g in graph.graphs.values()] == [torch.jit.RecursiveScriptModule]
+    assert np.abs(a - b).max() < 1e-6 and not np.array_equal(a, torch_runner(net, Compute("cpu", "fp32", 1))(x, x))
