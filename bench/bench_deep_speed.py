@@ -46,7 +46,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--oscd", default=str(ROOT.parent / "shared" / "data" / "oscd"))
     ap.add_argument("--skip-city", action="store_true")
-    ap.add_argument("--cases", default="network,city", help="network, city, loaded, s2tile (comma-separated)")
+    ap.add_argument("--cases", default="network,city",
+                    help="network, city, loaded, s2tile, train, batch (comma-separated)")
     ap.add_argument("--size", type=int, default=10980, help="s2tile: pixels per side")
     ap.add_argument("--flip-repeats", type=int, default=1, help="s2tile: runs with the 4 flips")
     args = ap.parse_args()
@@ -74,6 +75,8 @@ def main() -> None:
 
     if "train" in cases:
         results["train_steps_s"] = train_steps(args, new)
+    if "batch" in cases:
+        results["batch_ms"] = batch_building(args)
     if "loaded" in cases or "s2tile" in cases:
         results.update(cli_cases(args, cases, model_path))
     if "network" not in cases and "city" not in cases:
@@ -158,6 +161,46 @@ def main() -> None:
                   f"(bf16 and the tile layout)", flush=True)
     (WORK / "results.json").write_text(json.dumps(results, indent=2))
     print(f"wrote {WORK / 'results.json'}")
+
+
+def batch_building(args) -> dict:
+    """Milliseconds to build one training batch on the CPU (8 crops of 64 px, 13 bands, from 9 scenes of an
+    OSCD city's size, rotations, flips, date swaps, jitter): the grouped gather (one per scene: the GPU path, and
+    the CPU path before session 10) vs the crops copied one by one (the CPU path now). The same batches."""
+    import numpy as np
+    import torch
+
+    from measure import fmt, ratio
+
+    from minescape.change.deep import batches as B
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    scenes = []
+    for _ in range(9):
+        x = rng.normal(size=(13, 500, 520)).astype(np.float32)
+        scenes.append((x, x + 0.1, (rng.random((500, 520)) < 0.05).astype(np.uint8)))
+    prepared = B.to_device(scenes, pad=64)
+    weights = np.full(9, 1 / 9)
+    variants = {"grouped": B._gather_grouped, "per crop": B._gather_per_crop}
+    per_crop = B._gather_per_crop
+    ms: dict[str, list[float]] = {k: [] for k in variants}
+    try:
+        for rep in range(args.repeats):
+            for name, gather in variants.items():
+                B._gather_per_crop = gather  # what make_batch calls on a CPU
+                draw = np.random.default_rng(rep)
+                t0 = time.perf_counter()
+                for _ in range(100):
+                    B.make_batch(prepared, weights, draw, size=64, batch=8, focus_change=0.5, swap_dates=True,
+                                 jitter=0.1)
+                ms[name].append((time.perf_counter() - t0) * 10)
+    finally:
+        B._gather_per_crop = per_crop
+    for name, v in ms.items():
+        print(f"training batch, 8 x 64 px, 13 bands, {name}: {fmt(v, ' ms')}", flush=True)
+    print(f"batch building, grouped / per crop = {fmt(ratio(ms['grouped'], ms['per crop']), 'x')}", flush=True)
+    return ms
 
 
 def train_steps(args, new) -> dict:

@@ -206,7 +206,7 @@ def run_fold(args: argparse.Namespace, folds: list[list[str]], arch: str, k: int
                       lr_epochs=args.epochs if args.epochs < 200 else 50,
                       loss=args.loss, patience=1000, seed=args.seed, max_minutes=minutes,
                       threads=args.threads, norm=args.norm, ema=args.ema, tta=args.tta,
-                      jitter=args.jitter, clouds=args.clouds, coregister=args.coreg,
+                      jitter=args.jitter, clouds=args.clouds, coregister=args.coreg, precision=args.precision,
                       lr_schedule="time" if args.lr_by_time else "epochs",
                       model_kwargs={} if args.dropout is None else {"dropout": args.dropout})
     r = train(tr, va, out / arch / f"fold{k}", bands=bands, config=cfg, progress=False,
@@ -275,6 +275,9 @@ def main() -> None:
     ap.add_argument("--coreg", action="store_true",
                     help="co-register date 2 onto date 1 (sub-pixel phase correlation) for every method")
     ap.add_argument("--jitter", type=float, default=0.0, help="radiometric augmentation (per-date gain/offset)")
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                    help="training precision (auto: fp32 on a CPU; bf16 autocast trains about 1.5x more steps "
+                         "per second on a CPU with native bf16)")
     ap.add_argument("--clouds", type=float, default=0.0,
                     help="share of training crops given a synthetic cloud and shadow in one date (no change)")
     ap.add_argument("--plot", default=None, help="only redraw f1_by_city.png beside this results.json")
