@@ -4,7 +4,8 @@ Each city: both dates on date 1's 10 m grid, date 2 co-registered onto date 1 (`
 as ``--coregister`` does), with the change label (0/1, 255 = ignore). To fit the device's 60 MiB transfer, only
 the 10 m and 20 m bands travel (10 of 13; the 60 m atmosphere bands stay behind), the 20 m bands at 20 m (2 x 2
 means of the 10 m-resampled bands; ``run.py`` resamples them back bilinearly), as uint16 reflectance x 10000
-(0 = nodata), delta-coded along rows and LZMA-compressed (``pack``/``unpack``): about 47 MB for 10 cities. The index method's pooled F1 on the same
+(0 = nodata), delta-coded along rows and LZMA-compressed (``pack``/``unpack``): about 47 MB for 10 cities. The
+index method's pooled F1 on the same
 leave-one-city-out folds (it needs no training, so each city is simply scored: default SAVI/Otsu and the best
 option CVA 10 m / 95th percentile) is computed here on the CPU and written beside it (``prepared.json``).
 
