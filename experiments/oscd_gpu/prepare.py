@@ -1,13 +1,13 @@
 """Prepare the 10 OSCD cities as arrays for a machine without the geo stack (the GPU proof run).
 
 Each city: both dates on date 1's 10 m grid, date 2 co-registered onto date 1 (``minescape.change.coregister``,
-as ``--coregister`` does), with the change label (0/1, 255 = ignore). To fit the device's 60 MiB transfer, only
-the 10 m and 20 m bands travel (10 of 13; the 60 m atmosphere bands stay behind), the 20 m bands at 20 m (2 x 2
-means of the 10 m-resampled bands; ``run.py`` resamples them back bilinearly), as uint16 reflectance x 10000
-(0 = nodata), delta-coded along rows and LZMA-compressed (``pack``/``unpack``): about 47 MB for 10 cities. The
-index method's pooled F1 on the same
-leave-one-city-out folds (it needs no training, so each city is simply scored: default SAVI/Otsu and the best
-option CVA 10 m / 95th percentile) is computed here on the CPU and written beside it (``prepared.json``).
+as ``--coregister`` does), with the change label (0/1, 255 = ignore). To fit the device's transfer (64 MiB with
+the repository), each band travels at its native resolution: the 10 m bands as they are, the 20 m bands as 2 x 2
+and the 60 m bands as 6 x 6 means of the 10 m-resampled bands (``loo.py`` resamples them back bilinearly; the
+older ``run.py`` reads only the 10 m and 20 m bands), as uint16 reflectance x 10000 (0 = nodata), delta-coded
+along rows and LZMA-compressed (``pack``/``unpack``): 60.3 MB for the 10 cities. The index method's pooled F1 on
+the same leave-one-city-out folds (it needs no training, so each city is simply scored: default SAVI/Otsu and the
+best option CVA 10 m / 95th percentile) is computed here on the CPU and written beside it (``prepared.json``).
 
     PYTHONPATH=$PWD .venv/bin/python experiments/oscd_gpu/prepare.py --out .gpu
 """
