@@ -58,28 +58,49 @@ class StacQuery:
         return cls(**data)
 
 
+def _network_cause(exc: BaseException) -> BaseException:
+    """The network error under ``exc``, or ``exc`` itself when there is none.
+
+    pystac wraps a failed fetch of a link in ``STACError`` ("HREF ... does not resolve to a STAC object") with the
+    requests / urllib3 error as its cause; a retry must see the cause."""
+    import requests
+    import urllib3
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, ConnectionError,
+                            TimeoutError)) or type(cur).__name__ == "APIError":
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return exc
+
+
 def _retrying(what: str, func, *, retries: int, base_delay: float = 0.5):
     """Call ``func`` up to ``retries`` times on network errors, sleeping 0.5, 1, 2 ... s between tries."""
     import requests
+    import urllib3
 
-    last: Exception | None = None
+    last: BaseException | None = None
     for attempt in range(max(1, retries)):
         try:
             return func()
-        except requests.exceptions.HTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else 0
-            if status < 500:
-                raise InputError(f"{what}: HTTP {status} ({str(exc)[:120]})") from None
-            last = exc
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            last = exc
-        except Exception as exc:  # pystac-client wraps HTTP errors in APIError
-            if type(exc).__name__ != "APIError":
-                raise
-            status = getattr(exc, "status_code", None) or 0
-            if status and status < 500:
-                raise InputError(f"{what}: HTTP {status} ({' '.join(str(exc).split())[:120]})") from None
-            last = exc
+        except Exception as raised:
+            exc = _network_cause(raised)
+            if isinstance(exc, requests.exceptions.HTTPError):
+                status = exc.response.status_code if exc.response is not None else 0
+                if status < 500:
+                    raise InputError(f"{what}: HTTP {status} ({str(exc)[:120]})") from None
+            elif type(exc).__name__ == "APIError":  # pystac-client wraps HTTP errors in APIError
+                status = getattr(exc, "status_code", None) or 0
+                if status and status < 500:
+                    raise InputError(f"{what}: HTTP {status} ({' '.join(str(exc).split())[:120]})") from None
+            elif not isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                                      requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError,
+                                      ConnectionError, TimeoutError)):
+                raise  # not the network: a bug or bad data, shown as such
+            last = exc  # a server gone, cut off mid-answer or failing (5xx): try again
         if attempt + 1 < retries:
             time.sleep(base_delay * 2**attempt)
     reason = " ".join(str(last).split())[:160] if last else "no answer"
