@@ -3,8 +3,9 @@
 * device: ``auto`` (CUDA when torch sees a GPU, else CPU), ``cpu`` or ``cuda`` (refused with one line when
   there is no GPU);
 * precision: ``fp32``, ``bf16`` (autocast: matrix products and convolutions in bfloat16, accumulations and the
-  output in float32) or ``auto`` (bf16 on CUDA and on CPUs with native bf16 instructions, AVX512-BF16 or AMX;
-  fp32 elsewhere). ``bf16`` asked for on a CPU without them falls back to fp32 and says so in ``note``;
+  output in float32) or ``auto`` (bf16 on CUDA; on CPUs with native bf16 instructions, AVX512-BF16 or AMX, bf16
+  where it was measured to pay, :data:`CPU_AUTO_BF16`; fp32 elsewhere). ``bf16`` asked for on a CPU without them
+  falls back to fp32 and says so in ``note``;
 * threads: torch and onnxruntime intra-op threads; default the cores this process may use
   (``os.sched_getaffinity``) less those other processes keep busy when the run starts
   (:func:`minescape.threads.compute_threads`, named in ``note``); 0 or more than those cores is refused with
@@ -24,6 +25,13 @@ DeviceName = Literal["auto", "cpu", "cuda"]
 PrecisionName = Literal["fp32", "bf16", "auto"]
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "auto")
+WORKLOADS: tuple[str, ...] = ("predict", "change-training", "map-training")
+
+# Whether ``auto`` picks bf16 on a CPU with native bf16, per workload. Prediction: within the F1 goal of fp32,
+# 2.3x faster (docs/deep-change.md). Change training: x1.5 the steps in the same minutes, leave-one-city-out pooled
+# F1 0.482 and 0.493 over two seeds against 0.432 in fp32 (experiments/oscd_cpu_loo10_bf16*). Map training (the
+# low-to-high U-Net) was not measured in bf16 on a CPU, so it stays fp32.
+CPU_AUTO_BF16: dict[str, bool] = {"predict": True, "change-training": True, "map-training": False}
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_compute(device: str = "auto", precision: str = "auto", threads: int | None = None, *,
-                    training: bool = False) -> Compute:
+                    workload: str = "predict") -> Compute:
     """Check and resolve the user's choices; sets torch's thread count.
 
     Args:
@@ -85,19 +93,20 @@ def resolve_compute(device: str = "auto", precision: str = "auto", threads: int 
         precision: :data:`PRECISIONS`.
         threads: intra-op threads (default: the usable cores; for prediction, less those other processes keep
             busy).
-        training: whether the choice is for training. Training keeps fp32 on a CPU under ``auto`` (CPU training
-            stays as it was measured) and its default threads are all usable cores whatever the load (the
-            thread count changes the weights' bytes; inference's results do not depend on it, so prediction's
-            default leaves out the cores other processes keep busy).
+        workload: :data:`WORKLOADS`. It decides ``auto`` on a bf16 CPU (:data:`CPU_AUTO_BF16`) and the default
+            threads: training takes all usable cores whatever the load (the thread count changes the weights'
+            bytes; inference's results do not depend on it, so prediction's default leaves out the cores other
+            processes keep busy).
 
     Raises:
         ConfigError: an unknown choice, ``cuda`` without a GPU, or a bad thread count (one line).
     """
     check_choice(device, DEVICES, what="device")
     check_choice(precision, PRECISIONS, what="precision")
+    check_choice(workload, WORKLOADS, what="workload")
     from minescape.threads import compute_threads
 
-    choice = compute_threads(threads, load_aware=not training)
+    choice = compute_threads(threads, load_aware=workload == "predict")
     n = choice.threads
     import torch
 
@@ -115,7 +124,7 @@ def resolve_compute(device: str = "auto", precision: str = "auto", threads: int 
             prec = "fp32"
             notes.append("this CPU has no native bf16 (AVX512-BF16/AMX): fp32 instead")
         elif precision == "auto":
-            prec = "bf16" if native and not training else "fp32"
+            prec = "bf16" if native and CPU_AUTO_BF16[workload] else "fp32"
         else:
             prec = precision
     torch.set_num_threads(n)

@@ -97,7 +97,7 @@ def test_prediction_compute_names_the_load():
     try:
         c = resolve_compute("cpu", "fp32")
         assert c.threads < cores and "busy" in c.note and "busy" in c.describe()
-        assert resolve_compute("cpu", "fp32", training=True).threads == cores
+        assert resolve_compute("cpu", "fp32", workload="change-training").threads == cores
     finally:
         proc.kill()
         proc.wait()

@@ -97,7 +97,7 @@ def run_fold(args: argparse.Namespace) -> None:
     city = args.fold
     tr, va = holdout_split([s for c, s in cities.items() if c != city], fraction=0.2, side="bottom")
     test = cities[city]
-    compute = resolve_compute(args.device, "auto", training=True)
+    compute = resolve_compute(args.device, "auto", workload="change-training")
     members = [m.split(":") for m in args.members.split(",")]
     saved: dict[str, np.ndarray] = {"test_label": test.label}
     for s in va:

@@ -20,8 +20,8 @@ def _list(text: str | None) -> list[str] | None:
 
 
 DEVICE_HELP = "auto (CUDA when torch sees a GPU), cpu or cuda."
-PRECISION_HELP = ("fp32, bf16 (autocast) or auto: bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX) "
-                  "for predict; on CUDA only for train.")
+PRECISION_HELP = ("fp32, bf16 (autocast) or auto: bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), "
+                  "fp32 elsewhere.")
 THREADS_HELP = ("torch/onnxruntime threads (default: the cores this process may use, less those other processes "
                 "keep busy at the start).")
 
@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         from minescape.compute import resolve_compute
         from minescape.sentinel2 import ALL_BANDS
 
-        resolve_compute(device, precision, threads, training=True)  # bad choices: one line, before reading
+        resolve_compute(device, precision, threads, workload="change-training")  # bad choices: one line, before reading
         sources = [x is not None for x in (oscd, patches, t1)]
         if sum(sources) != 1:
             raise ConfigError("give exactly one training source: --oscd, --patches or --t1/--t2/--truth")

@@ -119,7 +119,7 @@ def train_unet(
     if not (labels != IGNORE).any():
         raise InputError("no labelled pixel to train on (every label is ignored)")
     seed_everything(cfg.seed, cfg.threads)
-    compute = resolve_compute(cfg.device, cfg.precision, min(cfg.threads, _cores()), training=True)
+    compute = resolve_compute(cfg.device, cfg.precision, min(cfg.threads, _cores()), workload="map-training")
     dev = torch.device(compute.device)
     rng = np.random.default_rng(cfg.seed)
     if init is not None:

@@ -71,7 +71,7 @@ class TrainConfig:
     val_tile: int = 256
     threads: int | None = None
     device: str = "auto"  # auto (CUDA when torch sees one), cpu or cuda
-    precision: str = "auto"  # fp32, bf16 or auto (bf16 on CUDA, fp32 on CPU)
+    precision: str = "auto"  # fp32, bf16 or auto (bf16 on CUDA and on CPUs with native bf16)
     norm: str = "global"  # "global" (training-set mean/std) or "per-image" (each date by its own statistics)
     ema: float = 0.0  # > 0: validate and keep an exponential moving average of the weights (decay per step)
     tta: bool = False  # final threshold on flip-averaged validation probabilities (stored; predict does the same)
@@ -433,7 +433,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
         raise InputError(f"{len(bands)} band names {list(bands)} for {train_samples[0].t1.shape[0]}-band samples")
     if any(s.t1.shape[0] != len(bands) for s in list(train_samples) + list(val_samples)):
         raise InputError("training and validation samples must all have the same bands")
-    compute = resolve_compute(config.device, config.precision, config.threads, training=True)
+    compute = resolve_compute(config.device, config.precision, config.threads, workload="change-training")
     torch.use_deterministic_algorithms(True, warn_only=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -51,9 +51,13 @@ def test_precision_resolution_names_the_fallback(monkeypatch):
 
     c = C.resolve_compute("cpu", "fp32", 1)
     assert (c.device, c.precision, c.threads) == ("cpu", "fp32", 1)
-    assert C.resolve_compute("cpu", "auto", 1, training=True).precision == "fp32"
     native = C.cpu_has_bf16()
     assert C.resolve_compute("cpu", "auto", 1).precision == ("bf16" if native else "fp32")
+    # change training follows prediction (measured: two seeds); map training stays fp32 (not measured in bf16)
+    assert C.resolve_compute("cpu", "auto", 1, workload="change-training").precision == ("bf16" if native else "fp32")
+    assert C.resolve_compute("cpu", "auto", 1, workload="map-training").precision == "fp32"
+    with pytest.raises(ConfigError, match="invalid workload 'serve'"):
+        C.resolve_compute("cpu", "auto", 1, workload="serve")
     # a CPU without bf16 (simulated: this machine's answer replaced) gets fp32, and the output says so
     monkeypatch.setattr(C, "cpu_has_bf16", lambda: False)
     c = C.resolve_compute("cpu", "bf16", 1)
