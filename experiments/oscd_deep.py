@@ -40,6 +40,13 @@ Session 9 scored synthetic clouds in training (``--clouds 0.3``; pooled F1 0.299
         --lr-by-time --epochs 1000 --steps 40 --ema 0.99 --tta --bands all --threads 1 --parallel 2 \
         --save-probs --coreg --jitter 0.1 --clouds 0.3 > /tmp/deep11/clouds.log 2>&1 &
 
+The bf16 recipe (sessions 10 and 12: seeds 0, 1, 2 scored pooled F1 0.482, 0.493, 0.288;
+``experiments/oscd_cpu_loo10_bf16*``; ``oscd_seed_ensemble.py`` scores seeds together)::
+
+    nohup .venv/bin/python experiments/oscd_deep.py --out /work/runs/bf16_seed1 --models fc-ef --folds 10 \
+        --budget 9 --lr-by-time --epochs 1000 --steps 40 --ema 0.99 --tta --bands all --threads 1 --parallel 2 \
+        --save-probs --coreg --jitter 0.1 --precision bf16 --seed 1 > /work/runs/bf16_seed1.log 2>&1 &
+
 It writes ``results.json`` (per city, per fold, per model), ``f1_by_city.png`` and ``val_f1_by_epoch.png`` and
 prints a table
 (``--plot RESULTS.json`` redraws the figure of an earlier run). Options select the input

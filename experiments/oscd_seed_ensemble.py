@@ -1,8 +1,9 @@
 """Score leave-one-city-out runs of different seeds alone and as the ensemble ``change predict`` computes.
 
-Reads two or more output folders of ``oscd_deep.py --save-probs`` (same folds, same architecture, different
-``--seed``): each fold's saved test probabilities (``<run>/<arch>/fold<k>/probs.npz``, ``test:<city>``) and its
-threshold (``model.json``). The ensemble averages the members' probabilities and thresholds at the mean of their
+Reads two or more output folders of ``oscd_deep.py --save-probs`` (leave-one-city-out, same architecture,
+different ``--seed``, which also orders the folds differently: members are matched by test city): each fold's
+saved test probabilities (``<run>/<arch>/fold<k>/probs.npz``, ``test:<city>``) and its threshold
+(``model.json``). The ensemble averages the members' probabilities and thresholds at the mean of their
 thresholds, as ``change predict`` does with several ``--model`` (its default). Prints per-city precision / recall /
 F1 for each member and the ensemble and writes ``results.json`` beside ``--out``. Not run by CI.
 
@@ -40,23 +41,25 @@ def main() -> None:
     ap.add_argument("--oscd", default=str(ROOT.parent / "shared" / "data" / "oscd"))
     ap.add_argument("--out", type=Path, required=True, help="results JSON to write")
     args = ap.parse_args()
-    folds = [json.loads((r / "results.json").read_text())["folds"] for r in args.runs]
-    if any(f != folds[0] for f in folds):
-        raise SystemExit("the runs do not share their folds")
+    # the seed also shuffles the folds: match the members' folds by their test cities
+    fold_of = [{c: k for k, test in enumerate(json.loads((r / "results.json").read_text())["folds"]) for c in test}
+               for r in args.runs]
+    if any(set(f) != set(fold_of[0]) for f in fold_of):
+        raise SystemExit("the runs do not test the same cities")
+    if any(len([c for c in f if f[c] == f[city]]) != 1 for f in fold_of for city in f):
+        raise SystemExit("leave-one-city-out runs only (one test city per fold)")
     names = [r.name for r in args.runs] + [f"ensemble of {len(args.runs)}"]
     rows: dict[str, dict[str, dict]] = {n: {} for n in names}
-    for k, test in enumerate(folds[0]):
-        dirs = [r / args.arch / f"fold{k}" for r in args.runs]
+    for city in sorted(fold_of[0]):
+        dirs = [r / args.arch / f"fold{f[city]}" for r, f in zip(args.runs, fold_of, strict=True)]
         thr = [json.loads((d / "model.json").read_text())["threshold"] for d in dirs]
-        npz = [np.load(d / "probs.npz") for d in dirs]
-        for city in test:
-            lab = read_oscd_city(args.oscd, city, bands=ALL_BANDS).label.data[0]
-            probs = [z[f"test:{city}"].astype(np.float32) for z in npz]
-            ens = np.mean(probs, axis=0)
-            for name, p, t in zip(names, probs + [ens], thr + [float(np.mean(thr))], strict=True):
-                ok = (lab != 255) & np.isfinite(p)
-                rows[name][city] = dict(change_scores(p[ok] >= t, lab[ok] == 1), threshold=t)
-    result = {"runs": [str(r) for r in args.runs], "arch": args.arch, "folds": folds[0], "scores": {}}
+        lab = read_oscd_city(args.oscd, city, bands=ALL_BANDS).label.data[0]
+        probs = [np.load(d / "probs.npz")[f"test:{city}"].astype(np.float32) for d in dirs]
+        ens = np.mean(probs, axis=0)
+        for name, p, t in zip(names, probs + [ens], thr + [float(np.mean(thr))], strict=True):
+            ok = (lab != 255) & np.isfinite(p)
+            rows[name][city] = dict(change_scores(p[ok] >= t, lab[ok] == 1), threshold=t)
+    result = {"runs": [str(r) for r in args.runs], "arch": args.arch, "scores": {}}
     for name in names:
         result["scores"][name] = {"cities": rows[name], "pooled": pooled(list(rows[name].values()))}
     cities = sorted(rows[names[0]])
