@@ -211,7 +211,8 @@ def run_fold(args: argparse.Namespace, folds: list[list[str]], arch: str, k: int
     cfg = TrainConfig(arch=arch, crop=args.crop, batch_size=args.batch, epochs=args.epochs,
                       steps_per_epoch=args.steps, lr=args.lr,
                       lr_epochs=args.epochs if args.epochs < 200 else 50,
-                      loss=args.loss, patience=1000, seed=args.seed, max_minutes=minutes,
+                      loss=args.loss, patience=1000, keep_from_epoch=args.keep_from_epoch, seed=args.seed,
+                      max_minutes=minutes,
                       threads=args.threads, norm=args.norm, ema=args.ema, tta=args.tta,
                       jitter=args.jitter, clouds=args.clouds, coregister=args.coreg, precision=args.precision,
                       lr_schedule="time" if args.lr_by_time else "epochs",
@@ -277,6 +278,8 @@ def main() -> None:
     ap.add_argument("--ema", type=float, default=0.0, help="weight EMA decay per step (0 = off)")
     ap.add_argument("--tta", action="store_true", help="flip TTA for the final threshold choice and the test")
     ap.add_argument("--dropout", type=float, default=None)
+    ap.add_argument("--keep-from-epoch", type=int, default=1,
+                    help="first epoch a fold may keep as its best (default 1: any)")
     ap.add_argument("--only-folds", default=None, help="comma-separated fold numbers to run (screens)")
     ap.add_argument("--save-probs", action="store_true")
     ap.add_argument("--coreg", action="store_true",

@@ -60,6 +60,8 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
                                              "predict then averages 4 flips by default."),
         loss: str = typer.Option("wce+dice", help="wce, dice, focal or wce+dice."),
         patience: int = typer.Option(8, help="Early stopping: epochs without a better validation F1."),
+        keep_from_epoch: int = typer.Option(1, help="First epoch whose weights may be kept as the best (a floor "
+                                                     "against an early validation peak; 1 = any)."),
         val_fraction: float = typer.Option(0.2, help="Held-out bottom fraction of rows when there is no "
                                                      "validation set."),
         max_minutes: Optional[float] = typer.Option(None, help="Stop after this much training time."),
@@ -129,7 +131,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
             samples, val = T.holdout_split(samples, fraction=val_fraction)
         cfg = T.TrainConfig(arch=arch, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, crop=crop,
                             lr=lr, lr_epochs=lr_epochs, lr_schedule=lr_schedule, loss=loss, patience=patience,
-                            max_minutes=max_minutes, seed=seed, threads=threads, norm=norm, ema=ema, tta=tta,
+                            keep_from_epoch=keep_from_epoch, max_minutes=max_minutes, seed=seed, threads=threads, norm=norm, ema=ema, tta=tta,
                             jitter=jitter, clouds=clouds, coregister=coregister, device=device,
                             precision=precision)
         res = T.train(samples, val, out, bands=band_list, config=cfg, resume=resume, training_data=data)

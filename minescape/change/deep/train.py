@@ -66,6 +66,8 @@ class TrainConfig:
     focus_change: float = 0.5  # fraction of crops centred near a changed pixel
     swap_dates: bool = True
     patience: int = 8
+    keep_from_epoch: int = 1  # the first epoch whose weights may be kept as the best (a floor against an early
+    # validation peak of a barely trained network; 1 = any epoch)
     seed: int = 0
     max_minutes: float | None = None
     val_tile: int = 256
@@ -89,9 +91,11 @@ class TrainConfig:
         check_choice(self.loss, LOSSES, what="loss")
         if self.crop < 16 or self.crop % 16:
             raise ConfigError(f"crop must be a multiple of 16 pixels and >= 16 (got {self.crop})")
-        for name in ("batch_size", "epochs", "steps_per_epoch", "patience"):
+        for name in ("batch_size", "epochs", "steps_per_epoch", "patience", "keep_from_epoch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if self.keep_from_epoch > self.epochs:
+            raise ConfigError(f"keep_from_epoch ({self.keep_from_epoch}) is after the last epoch ({self.epochs})")
         if not 0.0 <= self.focus_change <= 1.0:
             raise ConfigError(f"focus_change must be in [0, 1] (got {self.focus_change})")
         check_choice(self.device, DEVICES, what="device")
@@ -533,7 +537,9 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
             rec = {"epoch": epoch + 1, "train_loss": float(np.mean(losses_np)), "val_f1": f1, "val_threshold": thr,
                    "val_precision": scores.get("precision", 0.0), "val_recall": scores.get("recall", 0.0)}
             state["history"].append(rec)
-            if f1 > state["best_f1"] + 1e-6:
+            if epoch + 1 < config.keep_from_epoch:
+                pass  # too early to keep; nor does it count towards early stopping
+            elif f1 > state["best_f1"] + 1e-6:
                 state.update(best_f1=f1, best_threshold=thr, best_epoch=epoch + 1, bad_epochs=0)
                 best_state = {k: v.detach().cpu().clone() for k, v in eval_net.state_dict().items()}
             else:
@@ -554,6 +560,11 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
             atomic_write_bytes(ckpt_path, torch_bytes(payload))
     state["elapsed"] += time.perf_counter() - t_start
     t_start = time.perf_counter()
+    if best_state is None and state["history"]:  # training ended before keep_from_epoch: keep the last epoch
+        last = state["history"][-1]
+        state.update(best_f1=last["val_f1"], best_threshold=last["val_threshold"], best_epoch=last["epoch"])
+        best_state = {k: v.detach().cpu().clone() for k, v in (ema_net if ema_net is not None else net)
+                      .state_dict().items()}
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
@@ -606,7 +617,7 @@ def _same_config(cfg: dict) -> dict:
 
 
 _NEW_OPTION_DEFAULTS = {"norm": "global", "ema": 0.0, "tta": False, "lr_schedule": "epochs", "jitter": 0.0,
-                        "coregister": False, "clouds": 0.0}
+                        "coregister": False, "clouds": 0.0, "keep_from_epoch": 1}
 
 
 def _ema_update(ema_net, net, decay: float) -> None:

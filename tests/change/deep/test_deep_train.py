@@ -221,3 +221,31 @@ def test_losses_ignore_nodata(kind):
     g = logits.grad[0, 0]
     assert float(loss.detach()) > 0
     assert (g[target[0] == 255] == 0).all() and g[0, 0] < 0
+
+
+def test_keep_from_epoch_is_a_floor_on_the_kept_epoch(tmp_path):
+    from dataclasses import replace
+
+    import torch
+
+    tr, va = _samples()
+    free = train(tr, va, tmp_path / "free", bands=BANDS4, config=replace(CFG, epochs=4))
+    assert free.best_epoch < 3  # without the floor this run keeps an early epoch: the floor has work to do
+    r = train(tr, va, tmp_path / "floor", bands=BANDS4, config=replace(CFG, epochs=4, keep_from_epoch=3))
+    assert [h["val_f1"] for h in r.history] == [h["val_f1"] for h in free.history]
+    f1 = [h["val_f1"] for h in r.history]
+    assert len(f1) == 4  # epochs 1-2 were validated (their curve is in the log) but could not be kept
+    assert r.best_epoch == 3 + int(np.argmax(f1[2:])) and r.best_epoch >= 3
+    # the kept weights are those of the kept epoch: same as a 4-epoch run's checkpoint of that epoch
+    ref = train(tr, va, tmp_path / "ref", bands=BANDS4, config=replace(CFG, epochs=r.best_epoch))
+    ema_or_net = torch.load(ref.checkpoint_path, weights_only=True)["model"]
+    kept = torch.load(r.model_path, weights_only=True)["state_dict"]
+    assert all(torch.equal(kept[k], ema_or_net[k]) for k in kept)
+    # a run that ends (here by its time budget) before the floor keeps its last epoch rather than nothing
+    early = train(tr, va, tmp_path / "early", bands=BANDS4,
+                  config=replace(CFG, epochs=4, keep_from_epoch=4, max_minutes=1e-6))
+    assert early.epochs_run == 1 and early.best_epoch == 1 and early.model_path.exists()
+    with pytest.raises(ConfigError, match="keep_from_epoch"):
+        replace(CFG, epochs=2, keep_from_epoch=3)
+    with pytest.raises(ConfigError, match="keep_from_epoch must be >= 1"):
+        replace(CFG, keep_from_epoch=0)
