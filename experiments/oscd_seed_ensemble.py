@@ -4,11 +4,11 @@ Reads two or more output folders of ``oscd_deep.py --save-probs`` (leave-one-cit
 different ``--seed``, which also orders the folds differently: members are matched by test city): each fold's
 saved test probabilities (``<run>/<arch>/fold<k>/probs.npz``, ``test:<city>``) and its threshold
 (``model.json``). The ensemble averages the members' probabilities and thresholds at the mean of their
-thresholds, as ``change predict`` does with several ``--model`` (its default). Prints per-city precision / recall /
-F1 for each member and the ensemble and writes ``results.json`` beside ``--out``. Not run by CI.
+thresholds, as ``change predict`` does with several ``--model`` (its default). Prints per-city precision /
+recall / F1 for each member and the ensemble and writes them to ``--out`` (JSON). Not run by CI.
 
     .venv/bin/python experiments/oscd_seed_ensemble.py /work/runs/bf16_seed1 /work/runs/bf16_seed2 \
-        --out experiments/oscd_cpu_loo10_bf16_seeds/results.json
+        --out experiments/oscd_cpu_loo10_bf16_seeds12/results.json
 """
 
 from __future__ import annotations

@@ -28,9 +28,10 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "auto")
 WORKLOADS: tuple[str, ...] = ("predict", "change-training", "map-training")
 
 # Whether ``auto`` picks bf16 on a CPU with native bf16, per workload. Prediction: within the F1 goal of fp32,
-# 2.3x faster (docs/deep-change.md). Change training: x1.5 the steps in the same minutes, leave-one-city-out pooled
-# F1 0.482 and 0.493 over two seeds against 0.432 in fp32 (experiments/oscd_cpu_loo10_bf16*). Map training (the
-# low-to-high U-Net) was not measured in bf16 on a CPU, so it stays fp32.
+# 2.3x faster (docs/deep-change.md). Change training: x1.5 the steps in the same minutes, mean validation F1
+# 0.400-0.412 over three seeds against 0.384 in fp32 (leave-one-city-out pooled F1 0.482 / 0.493 / 0.288 against
+# 0.432; experiments/oscd_cpu_loo10_bf16*). Map training (the low-to-high U-Net) was not measured in bf16 on a
+# CPU, so it stays fp32.
 CPU_AUTO_BF16: dict[str, bool] = {"predict": True, "change-training": True, "map-training": False}
 
 

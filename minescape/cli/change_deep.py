@@ -84,7 +84,8 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         from minescape.compute import resolve_compute
         from minescape.sentinel2 import ALL_BANDS
 
-        resolve_compute(device, precision, threads, workload="change-training")  # bad choices: one line, before reading
+        # bad choices: one line, before reading
+        resolve_compute(device, precision, threads, workload="change-training")
         sources = [x is not None for x in (oscd, patches, t1)]
         if sum(sources) != 1:
             raise ConfigError("give exactly one training source: --oscd, --patches or --t1/--t2/--truth")
@@ -131,9 +132,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
             samples, val = T.holdout_split(samples, fraction=val_fraction)
         cfg = T.TrainConfig(arch=arch, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, crop=crop,
                             lr=lr, lr_epochs=lr_epochs, lr_schedule=lr_schedule, loss=loss, patience=patience,
-                            keep_from_epoch=keep_from_epoch, max_minutes=max_minutes, seed=seed, threads=threads, norm=norm, ema=ema, tta=tta,
-                            jitter=jitter, clouds=clouds, coregister=coregister, device=device,
-                            precision=precision)
+                            keep_from_epoch=keep_from_epoch, max_minutes=max_minutes, seed=seed, threads=threads,
+                            norm=norm, ema=ema, tta=tta, jitter=jitter, clouds=clouds, coregister=coregister,
+                            device=device, precision=precision)
         res = T.train(samples, val, out, bands=band_list, config=cfg, resume=resume, training_data=data)
         typer.echo(f"wrote {res.model_path} and {res.card_path.name}: {arch}, {len(band_list)} bands, "
                    f"{res.epochs_run} epochs (best {res.best_epoch}), validation F1 {res.val_f1:.3f} at "

@@ -83,7 +83,7 @@ def train(
     from minescape.maps.train import TrainConfig, save_checkpoint
     from minescape.maps.weak import train_weak
 
-    resolve_compute(device, precision, 1, workload="map-training")  # a bad choice: one line before reading anything
+    resolve_compute(device, precision, 1, workload="map-training")  # a bad choice: one line before reading
     lg = get_legend(legend)
     img = read_raster(image)
     if img.nodata is not None and not np.isnan(img.nodata):

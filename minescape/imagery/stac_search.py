@@ -58,19 +58,28 @@ class StacQuery:
         return cls(**data)
 
 
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    """Network errors worth another try: a server gone, too slow, or cut off mid-answer (5xx answers are judged by
+    their status in :func:`_retrying`)."""
+    import requests
+    import urllib3
+
+    return (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+            requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
+
+
 def _network_cause(exc: BaseException) -> BaseException:
     """The network error under ``exc``, or ``exc`` itself when there is none.
 
     pystac wraps a failed fetch of a link in ``STACError`` ("HREF ... does not resolve to a STAC object") with the
     requests / urllib3 error as its cause; a retry must see the cause."""
     import requests
-    import urllib3
 
+    network = (requests.exceptions.RequestException, *_transient_errors())
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
-        if isinstance(cur, (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, ConnectionError,
-                            TimeoutError)) or type(cur).__name__ == "APIError":
+        if isinstance(cur, network) or type(cur).__name__ == "APIError":
             return cur
         seen.add(id(cur))
         cur = cur.__cause__ or cur.__context__
@@ -80,7 +89,6 @@ def _network_cause(exc: BaseException) -> BaseException:
 def _retrying(what: str, func, *, retries: int, base_delay: float = 0.5):
     """Call ``func`` up to ``retries`` times on network errors, sleeping 0.5, 1, 2 ... s between tries."""
     import requests
-    import urllib3
 
     last: BaseException | None = None
     for attempt in range(max(1, retries)):
@@ -96,9 +104,7 @@ def _retrying(what: str, func, *, retries: int, base_delay: float = 0.5):
                 status = getattr(exc, "status_code", None) or 0
                 if status and status < 500:
                     raise InputError(f"{what}: HTTP {status} ({' '.join(str(exc).split())[:120]})") from None
-            elif not isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                                      requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError,
-                                      ConnectionError, TimeoutError)):
+            elif not isinstance(exc, _transient_errors()):
                 raise  # not the network: a bug or bad data, shown as such
             last = exc  # a server gone, cut off mid-answer or failing (5xx): try again
         if attempt + 1 < retries:

@@ -541,7 +541,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
                 pass  # too early to keep; nor does it count towards early stopping
             elif f1 > state["best_f1"] + 1e-6:
                 state.update(best_f1=f1, best_threshold=thr, best_epoch=epoch + 1, bad_epochs=0)
-                best_state = {k: v.detach().cpu().clone() for k, v in eval_net.state_dict().items()}
+                best_state = _snapshot(eval_net)
             else:
                 state["bad_epochs"] += 1
             state["epoch"] = epoch + 1
@@ -563,8 +563,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
     if best_state is None and state["history"]:  # training ended before keep_from_epoch: keep the last epoch
         last = state["history"][-1]
         state.update(best_f1=last["val_f1"], best_threshold=last["val_threshold"], best_epoch=last["epoch"])
-        best_state = {k: v.detach().cpu().clone() for k, v in (ema_net if ema_net is not None else net)
-                      .state_dict().items()}
+        best_state = _snapshot(ema_net if ema_net is not None else net)  # the network validation saw
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
@@ -618,6 +617,11 @@ def _same_config(cfg: dict) -> dict:
 
 _NEW_OPTION_DEFAULTS = {"norm": "global", "ema": 0.0, "tta": False, "lr_schedule": "epochs", "jitter": 0.0,
                         "coregister": False, "clouds": 0.0, "keep_from_epoch": 1}
+
+
+def _snapshot(net) -> dict:
+    """A detached CPU copy of ``net``'s state (weights and buffers), kept as the best epoch's."""
+    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
 
 
 def _ema_update(ema_net, net, decay: float) -> None:
