@@ -113,6 +113,7 @@ def run_fold(args: argparse.Namespace) -> None:
         cfg = TrainConfig(arch=arch, crop=32 if args.tiny else args.crop, batch_size=args.batch, epochs=100_000,
                           steps_per_epoch=3 if args.tiny else args.steps, lr=args.lr, lr_epochs=50, loss="wce+dice",
                           lr_schedule="time", max_minutes=seconds / 60, patience=100_000, seed=int(seed),
+                          keep_from_epoch=args.keep_from_epoch,
                           threads=1, norm="global", ema=0.99, tta=True, jitter=0.1, coregister=True,
                           val_tile=tile, device=args.device, precision="auto")
         t0 = time.time()
@@ -210,6 +211,8 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=64, help="crop size (px; the CPU recipe: 64)")
     ap.add_argument("--batch", type=int, default=8, help="crops per step (the CPU recipe: 8)")
     ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (the CPU recipe: 1e-3)")
+    ap.add_argument("--keep-from-epoch", type=int, default=1,
+                    help="first epoch that may be kept as the best (the CPU recipe's floor: 20 epochs of 40 steps)")
     ap.add_argument("--concurrent", type=int, default=0,
                     help="folds trained at once (default all; one GPU time-slices between processes, so their "
                          "steps/s add up to about 90 at 8 x 64 px: see results_h100/steps_bench.json)")
@@ -252,7 +255,8 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--data", args.data, "--out", str(out), "--device", args.device,
                    "--members", args.members, "--member-seconds", str(args.member_seconds),
                    "--steps", str(args.steps), "--crop", str(args.crop), "--batch", str(args.batch),
-                   "--lr", str(args.lr), "--reserve", str(args.reserve), "--fold", c, "--end-time", str(end)]
+                   "--lr", str(args.lr), "--reserve", str(args.reserve),
+                   "--keep-from-epoch", str(args.keep_from_epoch), "--fold", c, "--end-time", str(end)]
             if args.tiny:
                 cmd.append("--tiny")
             procs[c] = subprocess.Popen(cmd, env=env, stdout=open(out / f"fold_{c}.log", "w"),
@@ -268,6 +272,13 @@ def main() -> None:
     results = {"config": vars(args), "exit_codes": codes, "wall_seconds": round(time.time() - start, 1),
                "scores": aggregate(out, cities)}
     (out / "results.json").write_text(json.dumps(results, indent=2))
+    test_probs = {}  # every member's test probabilities (float16), for ensembles with runs made elsewhere
+    for c in cities:
+        z = out / f"fold_{c}.npz"
+        if z.exists():
+            data = np.load(z)
+            test_probs.update({f"{c}:{k}": data[k] for k in data.files if k.startswith("test:")})
+    np.savez_compressed(out / "test_probs.npz", **test_probs)
     for c in cities:  # the workers' last lines (errors included) into the log
         lines = (out / f"fold_{c}.log").read_text(errors="replace").splitlines()
         print(f"--- {c} (exit {codes[c]})", *[ln for ln in lines if "━" not in ln][-6:], sep="\n")
