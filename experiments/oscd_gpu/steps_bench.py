@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--plan", default=None,
+                    help="comma-separated BATCHxCROP, each alone (default: 8x64,32x128,128x128 and 4 x 8x64 at once)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -57,6 +59,8 @@ def main() -> None:
     plan = [("alone", ["8x64"]), ("alone", ["32x128"]), ("alone", ["128x128"]), ("4 at once", ["8x64"] * 4)]
     if args.tiny:
         plan = [("alone", ["8x32"]), ("2 at once", ["8x32"] * 2)]
+    if args.plan:
+        plan = [("alone", [s]) for s in args.plan.split(",")]
     out = []
     for label, shapes in plan:
         t0 = time.time()
@@ -70,7 +74,7 @@ def main() -> None:
             rows.append(json.loads(got[0][7:]) if got else {"error": text.strip().splitlines()[-3:]})
         out.append({"run": label, "processes": rows, "wall_seconds": round(time.time() - t0, 1)})
         print(label, rows, flush=True)
-    Path("/tmp/steps_bench.json").write_text(json.dumps(out, indent=2))
+    Path(os.environ.get("STEPS_BENCH_OUT", "/tmp/steps_bench.json")).write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
