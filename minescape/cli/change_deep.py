@@ -163,6 +163,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         coregister: Optional[bool] = typer.Option(None, "--coregister/--no-coregister",
                                                   help="Move date 2 onto date 1 by its sub-pixel shift first "
                                                        "(default: as the model was trained)."),
+        mask_clouds: bool = typer.Option(False, "--mask-clouds/--no-mask-clouds",
+                                         help="Write nodata where one date has a cloud, found by the change of "
+                                              "the cirrus band B10 (both dates need it: Sentinel-2 L1C)."),
     ) -> None:
         """Predict a change probability GeoTIFF and a 0/1/255 change mask on the pair's grid.
 
@@ -176,9 +179,10 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         models = [load_model(p) for p in paths]
         res = predict_scene(models, t1, t2, out / "change_probability.tif", out / "change_mask.tif", tile=tile,
                             overlap=overlap, threshold=threshold, backend=backend, compute=compute, tta=tta,
-                            coregister=coregister)
+                            coregister=coregister, mask_clouds=mask_clouds)
         moved = "" if res.shift is None else f", date 2 moved by ({res.shift[0]:+.2f}, {res.shift[1]:+.2f}) px"
         ens = f", ensemble of {res.models} models" if res.models > 1 else ""
+        ens += f"; cloud mask: {res.clouds}" if res.clouds else ""
         typer.echo(f"wrote {res.mask} and {res.probability.name}: {res.pixels} pixels in {res.tiles} tiles, "
                    f"threshold {res.threshold:.2f}, {res.changed_fraction:.2%} changed{moved}{ens} "
                    f"[{compute.describe() if backend == 'torch' else 'onnxruntime'}]")

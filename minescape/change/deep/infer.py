@@ -90,6 +90,7 @@ class PredictResult:
     tiles: int
     models: int = 1
     shift: tuple[float, float] | None = None  # date 2 co-registration shift (rows, cols) in px, if applied
+    clouds: str | None = None  # the cloud mask, described, if one was applied (mask_clouds)
 
 
 def make_members(models: Sequence[ChangeModel], *, backend: str = "torch", compute: Compute | None = None,
@@ -114,7 +115,8 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
                   out_prob: str | Path, out_mask: str | Path, *, tile: int = DEFAULT_TILE,
                   overlap: int = DEFAULT_OVERLAP, threshold: float | None = None, backend: str = "torch",
                   onnx_paths: Sequence[Path] | None = None, compute: Compute | None = None,
-                  tta: bool | None = None, coregister: bool | None = None) -> PredictResult:
+                  tta: bool | None = None, coregister: bool | None = None,
+                  mask_clouds: bool = False) -> PredictResult:
     """Predict change for a pair (reflectance stacks or Sentinel-2 scenes), streaming strip by strip.
 
     Args:
@@ -132,6 +134,9 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
         tta: average 4 flips per tile (default: when a model's threshold was chosen that way).
         coregister: move date 2 onto date 1 by a sub-pixel shift estimated on the central 1024 x 1024
             window (:mod:`minescape.change.coregister`); default: when a model was trained so.
+        mask_clouds: set pixels under a cloud in one date (and its buffer) to nodata in both outputs, from
+            the change of Sentinel-2's cirrus band B10 (:mod:`minescape.change.cirrus_mask`; both dates need
+            B10, i.e. L1C). They are not counted as valid.
     """
     from rasterio.windows import Window
 
@@ -164,6 +169,12 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
             raise InputError(f"pair is {grid.width}x{grid.height} pixels, smaller than the network's "
                              f"{MIN_SIDE}x{MIN_SIDE} minimum", path=t1_path)
         tags = {"model": ";".join(str(m.path) for m in models), "threshold": f"{thr:.4f}"}
+        clouds = None
+        if mask_clouds:
+            from minescape.change.cirrus_mask import cirrus_mask
+
+            clouds = cirrus_mask(t1_path, t2_path)
+            tags["cloud_mask"] = clouds.describe()
         shift = None
         if any(m.coregister for m in models) if coregister is None else coregister:
             pair, shift = _coregistered(pair, ref.bands, t1_path, t2_path)
@@ -199,6 +210,8 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
 
         def write(prob: np.ndarray, valid: np.ndarray, r0: int) -> None:
             """Mask, count and write finished rows (strips are written in order)."""
+            if clouds is not None:
+                valid &= ~clouds.window(r0, 0, prob.shape[0], w)
             prob[~valid] = np.nan
             mask = np.where(valid, (prob >= thr).astype(np.uint8), np.uint8(CHANGE.nodata)).astype(np.uint8)
             counts[0] += int((mask == 1).sum())
@@ -235,7 +248,8 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
             if written is not None:
                 written()
     return PredictResult(Path(out_prob), Path(out_mask), thr, counts[0] / max(counts[1], 1), h * w,
-                         len(rows) * len(cols), len(models), shift)
+                         len(rows) * len(cols), len(models), shift,
+                         None if clouds is None else clouds.describe())
 
 
 def _column_parts(width: int, n: int) -> list[tuple[int, int]]:
