@@ -94,6 +94,8 @@ def main() -> None:
     ap.add_argument("--ensemble", action="append", default=[], help="name=a+b[+c]: average of named members")
     ap.add_argument("--oscd", type=Path, default=ROOT.parent / "shared" / "data" / "oscd")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--figure", type=Path, help="PNG: paris, both dates, the mask and one member's alarms")
+    ap.add_argument("--figure-member", help="the member drawn (default the first)")
     args = ap.parse_args()
     cities = sorted(p.name for p in (args.oscd / "images").iterdir() if (p / "imgs_1").is_dir())
     members = {n: load_member(s, cities) for n, s in (m.split("=", 1) for m in args.members)}
@@ -121,6 +123,46 @@ def main() -> None:
                   + " ".join(f"{c[:4]} {v['precision']:.3f}" for c, v in s["cities"].items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
+    if args.figure:
+        name = args.figure_member or next(iter(members))
+        draw(args.oscd, "paris", members[name]["paris"], name, args.figure)
+
+
+def draw(oscd: Path, city: str, member: tuple[np.ndarray, float], name: str, out: Path) -> None:
+    """Both dates in true colour, date 2 with the mask's outline, and the member's alarms: hits green, false
+    alarms the mask removes yellow, false alarms it keeps red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import ndimage
+
+    pair = read_oscd_city(oscd, city, bands=["B04", "B03", "B02"])
+    lab = pair.label.data[0]
+    mask = city_mask(oscd, city, lab.shape)
+    p, thr = member
+    alarm = (p >= thr) & (lab != 255)
+    rgb = [np.clip(np.moveaxis(r.data, 0, -1) / 0.25, 0, 1) for r in (pair.t1, pair.t2)]
+    edge = mask & ~ndimage.binary_erosion(mask)
+    d2 = rgb[1].copy()
+    d2[edge] = (0, 1, 1)
+    show = np.full(lab.shape + (3,), 0.93)
+    show[lab == 1] = (0.6, 0.6, 0.6)
+    show[alarm & (lab == 1)] = (0.1, 0.6, 0.1)
+    show[alarm & (lab == 0) & mask] = (0.95, 0.75, 0.0)
+    show[alarm & (lab == 0) & ~mask] = (0.85, 0.1, 0.1)
+    n = {k: int(v.sum()) for k, v in (("hits", alarm & (lab == 1)), ("masked", alarm & (lab == 0) & mask),
+                                      ("kept", alarm & (lab == 0) & ~mask))}
+    fig, ax = plt.subplots(1, 3, figsize=(13, 4.8), constrained_layout=True)
+    for a, img, title in ((ax[0], rgb[0], f"{city}, date 1"), (ax[1], d2, "date 2, cloud mask outlined (cyan)"),
+                          (ax[2], show, f"{name}: hits {n['hits']} (green), label grey;\nfalse alarms masked "
+                                        f"{n['masked']} (yellow), kept {n['kept']} (red)")):
+        a.imshow(img, interpolation="nearest")
+        a.set_title(title, fontsize=9)
+        a.set_axis_off()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    print("wrote", out)
 
 
 if __name__ == "__main__":
