@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from minescape.errors import ConfigError, InputError, MissingInputError
+from minescape.geo.grid import Grid
 
 CIRRUS_BAND = "B10"
 DEFAULT_THRESHOLD = 0.002  # |change of B10 reflectance| beyond the scene median
@@ -40,6 +41,7 @@ class CirrusMask:
     """Blocks of the pair grid where one date has a cloud the other has not.
 
     Attributes:
+        grid: the pair grid the blocks tile (from its top-left corner).
         blocks: ``(ceil(H / block), ceil(W / block))`` bool, True = cloud in one date (buffer included).
         block: side of a block in pair-grid pixels.
         offset: the scene's median B10 change (reflectance, date 2 - date 1), removed before the test.
@@ -47,6 +49,7 @@ class CirrusMask:
         buffer: the buffer in pair-grid pixels (rounded up to whole blocks).
     """
 
+    grid: Grid
     blocks: np.ndarray
     block: int
     offset: float
@@ -67,6 +70,12 @@ class CirrusMask:
         ci = (cols >= 0) & (cols < self.blocks.shape[1])
         out[np.ix_(ri, ci)] = self.blocks[np.ix_(rows[ri], cols[ci])]
         return out
+
+    def check_grid(self, grid: Grid, *, path: str | Path | None = None) -> None:
+        """InputError unless ``grid`` is the grid the mask was made on (a caller's pair grid)."""
+        if grid != self.grid:
+            raise InputError("the cloud mask's pair grid differs from this run's (are both dates on one grid?)",
+                             path=path)
 
     def describe(self) -> str:
         """One line for outputs and tags."""
@@ -109,7 +118,7 @@ def cirrus_mask(t1: str | Path, t2: str | Path, *, threshold: float = DEFAULT_TH
     grow = -(-buffer // block)
     if grow and cloud.any():
         cloud = ndimage.binary_dilation(cloud, structure=np.ones((3, 3), bool), iterations=grow)
-    return CirrusMask(cloud, block, offset, float(threshold), grow * block)
+    return CirrusMask(source.grid, cloud, block, offset, float(threshold), grow * block)
 
 
 def _block_means(source, block: int) -> np.ndarray:

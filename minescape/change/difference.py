@@ -314,7 +314,8 @@ DETECT_PX_PER_S = 1_000_000
 
 def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options: DetectOptions | None = None,
                  window: int = 1024, progress: bool = False, cache_mb: int = 64,
-                 coregister: bool = False, force: bool = False, workers: int | None = 1) -> DetectFiles:
+                 coregister: bool = False, force: bool = False, workers: int | None = 1,
+                 mask_clouds: bool = False) -> DetectFiles:
     """Streamed change detection of a pair on disk (T2 warped onto T1's grid, common footprint).
 
     With ``coregister``, date 2 is first moved onto date 1 by a sub-pixel translation estimated by phase
@@ -332,6 +333,10 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
     Writes (each atomically) ``change_mask.tif`` (uint8 0/1/255, CHANGE colour table),
     ``difference.tif`` (float32, NaN nodata; the signed index difference or the CVA magnitude) and
     ``detect.json`` (options and statistics). Both rasters are on the pair grid (T1's CRS).
+
+    With ``mask_clouds``, pixels under a cloud in one date (and its buffer), found by the change of the cirrus
+    band B10 (:mod:`minescape.change.cirrus_mask`; both dates need it), are nodata in both rasters and left out
+    of the threshold's histogram; ``detect.json`` and the tags say what was masked.
 
     A pair estimated (from its size and :data:`DETECT_PX_PER_S`) to take more than
     :data:`~minescape.limits.MAX_RUN_HOURS` is refused unless ``force``; a window that does not fit in memory is
@@ -351,13 +356,19 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
     mask_path, diff_path, summary = out_dir / "change_mask.tif", out_dir / "difference.tif", out_dir / "detect.json"
     for stale in (mask_path, summary):  # a failed re-run must not leave an old mask beside a new difference
         stale.unlink(missing_ok=True)
+    clouds = None
+    if mask_clouds:
+        from minescape.change.cirrus_mask import cirrus_mask
+
+        clouds = cirrus_mask(t1, t2)
+        clouds.check_grid(pair.grid, path=t2)
     import rasterio
 
     try:
         with rasterio.Env(GDAL_CACHEMAX=int(cache_mb) * 2**20):
             stats = detect_pair_streamed(pair, mask_path, diff_path, options=options, bands=bands,
                                          window=window, progress=progress, coregister=coregister,
-                                         t2_path=Path(t2), workers=workers, cache_mb=cache_mb)
+                                         t2_path=Path(t2), workers=workers, cache_mb=cache_mb, clouds=clouds)
     except BaseException as exc:
         diff_path.unlink(missing_ok=True)  # no output without its mask: the run owns out_dir
         if isinstance(exc, InputError) and "no valid pixel" in str(exc):
@@ -396,11 +407,12 @@ def all_nodata(path: Path) -> bool:
 def detect_pair_streamed(pair, mask_path: Path, diff_path: Path, *, options: DetectOptions,
                          bands: tuple[str, ...], window: int = 1024, progress: bool = False,
                          coregister: bool = False, t2_path: Path | None = None, workers: int | None = 1,
-                         cache_mb: int = 64) -> dict:
+                         cache_mb: int = 64, clouds=None) -> dict:
     """The two streamed passes over a :class:`~minescape.change.pairs.Pair` (see module docs); with
     ``coregister``, date 2 is shifted onto date 1 first (window by window, with a halo). ``workers``
-    processes compute windows in parallel; the outputs are the same bytes for any number."""
-    shift, shift_used, tags = None, None, None
+    processes compute windows in parallel; the outputs are the same bytes for any number. ``clouds`` (a
+    :class:`~minescape.change.cirrus_mask.CirrusMask` on the pair grid) makes its pixels nodata."""
+    shift, shift_used, tags = None, None, {}
     if coregister:
         from minescape.change.coregister import checked_shift, estimate_reader_shift, needs_shift
 
@@ -408,11 +420,15 @@ def detect_pair_streamed(pair, mask_path: Path, diff_path: Path, *, options: Det
         reader = _PairJob(pair, bands, options, None, cache_mb).reader()
         shift = checked_shift(estimate_reader_shift(reader, (grid.height, grid.width), bands), "pair", path=t2_path)
         shift_used = shift if needs_shift(shift) else None
-        tags = {"coregistration_shift_px": f"{shift[0]:.2f} {shift[1]:.2f}"}
-    job = _PairJob(pair, bands, options, shift_used, cache_mb)
+        tags["coregistration_shift_px"] = f"{shift[0]:.2f} {shift[1]:.2f}"
+    if clouds is not None:
+        tags["cloud_mask"] = clouds.describe()
+    job = _PairJob(pair, bands, options, shift_used, cache_mb, clouds)
     stats = _streamed(job, pair.grid, mask_path, diff_path, options=options, n_bands=len(bands),
-                      window=window, progress=progress, tags=tags, workers=workers)
+                      window=window, progress=progress, tags=tags or None, workers=workers)
     stats["coregistration_shift_px"] = list(shift) if shift is not None else None
+    stats["cloud_mask"] = None if clouds is None else {"description": clouds.describe(),
+                                                       "masked_fraction": clouds.fraction}
     return stats
 
 
@@ -425,6 +441,7 @@ class _PairJob:
     options: DetectOptions
     shift: tuple[float, float] | None  # date 2 moved by this many px (rows, cols), or None
     cache_mb: int
+    clouds: object = None  # CirrusMask | None: its pixels become nodata
 
     def reader(self):
         """``Window -> (a1, a2)`` float32 arrays on the pair grid (date 2 shifted when ``shift`` is set)."""
@@ -455,6 +472,8 @@ def _diff_window(item: tuple) -> np.ndarray:
     tr = window_transform(w, grid.transform)
     diff = difference(Raster(a1, grid.crs, tr, np.nan, job.bands), Raster(a2, grid.crs, tr, np.nan, job.bands),
                       options=job.options)
+    if job.clouds is not None:
+        diff[job.clouds.window(int(w.row_off), int(w.col_off), diff.shape[0], diff.shape[1])] = np.nan
     scores.write(diff, w)
     return score_histogram(change_score(diff, options=job.options), top=top)
 

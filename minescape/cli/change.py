@@ -42,6 +42,9 @@ def detect(
     window: int = typer.Option(1024, help="Processing window (pixels): memory scales with it."),
     coregister: bool = typer.Option(False, "--coregister/--no-coregister",
                                     help="Move date 2 onto date 1 by a sub-pixel shift (phase correlation) first."),
+    mask_clouds: bool = typer.Option(False, "--mask-clouds/--no-mask-clouds",
+                                     help="Nodata where one date has a cloud, found by the change of the cirrus "
+                                          "band B10 (both dates need it: Sentinel-2 L1C)."),
     truth: Path | None = typer.Option(None, help="Known change mask: print scores against it."),
     truth_encoding: str = typer.Option("auto", help=ENCODING_HELP),
     force: bool = typer.Option(False, "--force", help="Run even when the pair is estimated to take longer "
@@ -83,11 +86,13 @@ def detect(
     options = DetectOptions(method=method, direction=direction, threshold=threshold, value=value,
                             opening=opening, closing=closing, min_area_m2=min_area, cva_bands=_bands(cva_bands))
     res = detect_files(t1, t2, out, options=options, window=window, progress=True, coregister=coregister,
-                       force=force, workers=workers)
+                       force=force, workers=workers, mask_clouds=mask_clouds)
     s = res.stats
     if s.get("coregistration_shift_px") is not None:
         dy, dx = s["coregistration_shift_px"]
         typer.echo(f"co-registration: date 2 moved by ({dy:+.2f}, {dx:+.2f}) px (rows, cols)")
+    if s.get("cloud_mask"):
+        typer.echo(f"cloud mask: {s['cloud_mask']['description']}")
     typer.echo(f"wrote {res.mask} and {res.difference}: threshold {s['threshold']:.4f}, "
                f"{s['changed_pixels']} changed pixels ({s['changed_area_m2'] / 1e4:.2f} ha)")
     if truth is not None:

@@ -108,3 +108,25 @@ def test_oscd_paris_cumulus_is_found_and_clear_cities_are_untouched():
            for c in ("paris", "rennes", "abudhabi", "cupertino")}
     assert got["paris"] > 0.01, got  # two cumulus clouds and their haze in date 2
     assert got["rennes"] == got["abudhabi"] == got["cupertino"] == 0.0, got
+
+
+def test_index_method_writes_nodata_under_the_cloud_in_one_or_two_processes(tmp_path):
+    """`change detect --mask-clouds`: the cloud is nodata in the difference and the mask; with a fixed threshold
+    and no clean-up every other pixel is as without the mask; two worker processes give the same bytes."""
+    from minescape.change.difference import DetectOptions, detect_files
+
+    p1, p2 = cloudy_pair(tmp_path)
+    opts = DetectOptions(threshold="fixed", value=0.02, opening=0, closing=0)
+    plain = detect_files(p1, p2, tmp_path / "plain", options=opts, window=64)
+    masked = detect_files(p1, p2, tmp_path / "masked", options=opts, window=64, mask_clouds=True)
+    cloud = cirrus_mask(p1, p2).window(0, 0, 150, 170)
+    da, db = read_raster(plain.difference).data[0], read_raster(masked.difference).data[0]
+    ma, mb = read_raster(plain.mask).data[0], read_raster(masked.mask).data[0]
+    assert np.isfinite(da[cloud]).all() and cloud.sum() > 144  # there was something to hide
+    assert np.isnan(db[cloud]).all() and (mb[cloud] == 255).all()
+    assert np.array_equal(da[~cloud], db[~cloud], equal_nan=True) and np.array_equal(ma[~cloud], mb[~cloud])
+    assert plain.stats["cloud_mask"] is None and 0 < masked.stats["cloud_mask"]["masked_fraction"] < 0.06
+    assert masked.stats["valid_pixels"] == plain.stats["valid_pixels"] - int((cloud & np.isfinite(da)).sum())
+    two = detect_files(p1, p2, tmp_path / "two", options=opts, window=64, mask_clouds=True, workers=2)
+    assert two.mask.read_bytes() == masked.mask.read_bytes()
+    assert two.difference.read_bytes() == masked.difference.read_bytes()
