@@ -99,12 +99,29 @@ def cirrus_mask(t1: str | Path, t2: str | Path, *, threshold: float = DEFAULT_TH
     """
     from scipy import ndimage
 
-    from minescape.change.pairs import open_pair_source
-
     if not threshold > 0:
         raise ConfigError(f"the cloud mask's threshold must be > 0 (got {threshold})")
-    if buffer < 0 or block < 1:
-        raise ConfigError(f"the cloud mask's buffer must be >= 0 and its block >= 1 (got {buffer}, {block})")
+    if buffer < 0:
+        raise ConfigError(f"the cloud mask's buffer must be >= 0 (got {buffer})")
+    grid, dev, offset = cirrus_change(t1, t2, block=block)
+    cloud = np.nan_to_num(dev, nan=0.0) > threshold
+    grow = -(-buffer // block)
+    if grow and cloud.any():
+        cloud = ndimage.binary_dilation(cloud, structure=np.ones((3, 3), bool), iterations=grow)
+    return CirrusMask(grid, cloud, block, offset, float(threshold), grow * block)
+
+
+def cirrus_change(t1: str | Path, t2: str | Path, *, block: int = DEFAULT_BLOCK) -> tuple[Grid, np.ndarray, float]:
+    """``(pair grid, |B10 change - median| per block, median)``: the statistic :func:`cirrus_mask` thresholds.
+
+    The change is date 2 - date 1 in reflectance, averaged over each ``block`` x ``block`` block of the pair grid
+    (NaN where a block has no valid pixel); the median is over the blocks. Raises InputError (naming the file)
+    when a date has no B10.
+    """
+    from minescape.change.pairs import open_pair_source
+
+    if block < 1:
+        raise ConfigError(f"the cloud mask's block must be >= 1 pixel (got {block})")
     try:
         source = open_pair_source(t1, t2, [CIRRUS_BAND])
     except MissingInputError:
@@ -115,11 +132,7 @@ def cirrus_mask(t1: str | Path, t2: str | Path, *, threshold: float = DEFAULT_TH
     diff = _block_means(source, block)
     finite = np.isfinite(diff)
     offset = float(np.median(diff[finite])) if finite.any() else 0.0
-    cloud = np.where(finite, np.abs(diff - offset), 0.0) > threshold
-    grow = -(-buffer // block)
-    if grow and cloud.any():
-        cloud = ndimage.binary_dilation(cloud, structure=np.ones((3, 3), bool), iterations=grow)
-    return CirrusMask(source.grid, cloud, block, offset, float(threshold), grow * block)
+    return source.grid, np.abs(diff - offset), offset
 
 
 def _block_means(source, block: int) -> np.ndarray:
