@@ -126,9 +126,11 @@ def cirrus_change(t1: str | Path, t2: str | Path, *, block: int = DEFAULT_BLOCK)
         source = open_pair_source(t1, t2, [CIRRUS_BAND])
     except MissingInputError:
         raise
-    except InputError as exc:  # the message already names the file
-        raise InputError(f"{exc} (the cloud mask needs band {CIRRUS_BAND}, cirrus, in both dates: Sentinel-2 L1C "
-                         "has it, L2A does not)") from None
+    except InputError as exc:
+        if CIRRUS_BAND not in str(exc) or exc.path is None:  # another problem with the pair: as it is
+            raise
+        raise InputError(f"has no band {CIRRUS_BAND} (cirrus), which the cloud mask needs in both dates "
+                         "(Sentinel-2 L1C has it, L2A does not)", path=exc.path) from None
     diff = _block_means(source, block)
     finite = np.isfinite(diff)
     offset = float(np.median(diff[finite])) if finite.any() else 0.0

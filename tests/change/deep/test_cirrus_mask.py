@@ -57,7 +57,18 @@ def test_a_pair_without_b10_is_one_clear_error(tmp_path):
     with pytest.raises(InputError) as e:
         cirrus_mask(p1, p2)
     text = str(e.value)
-    assert "B10" in text and "a.tif" in text and "L2A" in text and "\n" not in text
+    assert text.startswith(str(p1)) and "has no band B10" in text and "L2A" in text and "\n" not in text
+    # band folders (an L2A-like scene without B10): the folder is named
+    folders = []
+    for date, arr in (("fa", t1), ("fb", t2)):
+        (tmp_path / date).mkdir()
+        for k, band in enumerate(BANDS4):
+            dn = np.where(np.isfinite(arr[k]), np.clip(arr[k] * 10000, 1, 65535), 0).astype(np.uint16)
+            write_raster(Raster(dn[None], CRS_UTM, TRANSFORM, 0), tmp_path / date / f"T00XXX_20200101T000000_{band}.tif")
+        folders.append(tmp_path / date)
+    with pytest.raises(InputError, match="has no band B10") as e:
+        cirrus_mask(*folders)
+    assert "fa" in str(e.value)
     with pytest.raises(ConfigError):
         cirrus_mask(p1, p2, threshold=0)
 
