@@ -141,3 +141,20 @@ def test_index_method_writes_nodata_under_the_cloud_in_one_or_two_processes(tmp_
     two = detect_files(p1, p2, tmp_path / "two", options=opts, window=64, mask_clouds=True, workers=2)
     assert two.mask.read_bytes() == masked.mask.read_bytes()
     assert two.difference.read_bytes() == masked.difference.read_bytes()
+
+
+def test_cli_detect_mask_clouds_reports_what_it_masked(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from minescape.cli.app import app
+
+    p1, p2 = cloudy_pair(tmp_path)
+    r = CliRunner().invoke(app, ["change", "detect", str(p1), str(p2), str(tmp_path / "out"), "--mask-clouds",
+                                 "--no-report", "--window", "64"])
+    assert r.exit_code == 0, r.output
+    assert "cloud mask: B10 change > 0.002" in r.output and "masked" in r.output
+    stats = json.loads((tmp_path / "out" / "detect.json").read_text())
+    assert 0 < stats["cloud_mask"]["masked_fraction"] < 0.06
+    assert (read_raster(tmp_path / "out" / "change_mask.tif").data[0][60:72, 60:72] == 255).all()
