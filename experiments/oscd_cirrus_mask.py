@@ -167,7 +167,7 @@ def draw(oscd: Path, city: str, member: tuple[np.ndarray, float], name: str, out
     show[alarm & (lab == 0) & ~mask] = (0.85, 0.1, 0.1)
     n = {k: int(v.sum()) for k, v in (("hits", alarm & (lab == 1)), ("masked", alarm & (lab == 0) & mask),
                                       ("kept", alarm & (lab == 0) & ~mask))}
-    fig, ax = plt.subplots(1, 3, figsize=(13, 4.8), constrained_layout=True)
+    fig, ax = plt.subplots(1, 3, figsize=(13, 5.2), constrained_layout=True)
     for a, img, title in ((ax[0], rgb[0], f"{city}, date 1"), (ax[1], d2, "date 2, cloud mask outlined (cyan)"),
                           (ax[2], show, f"{name}: hits {n['hits']} (green), label grey;\nfalse alarms masked "
                                         f"{n['masked']} (yellow), kept {n['kept']} (red)")):
@@ -175,8 +175,9 @@ def draw(oscd: Path, city: str, member: tuple[np.ndarray, float], name: str, out
         a.set_title(title, fontsize=9)
         a.set_axis_off()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    print("wrote", out)
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    print("wrote", out, out.stat().st_size // 1024, "KB")
 
 
 if __name__ == "__main__":
