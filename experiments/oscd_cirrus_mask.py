@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from minescape.change.cirrus_mask import cirrus_change, cirrus_mask  # noqa: E402
 from minescape.change.datasets import read_oscd_city  # noqa: E402
 from minescape.change.deep.train import change_scores  # noqa: E402
-from minescape.change.pairs import open_pair_source  # noqa: E402
+from minescape.geo.raster import Raster  # noqa: E402
 from minescape.sentinel2 import ALL_BANDS  # noqa: E402
 
 
@@ -61,14 +61,12 @@ def load_member(spec: str, cities: list[str]) -> dict[str, tuple[np.ndarray, flo
     return out
 
 
-def city_mask(oscd: Path, city: str, shape: tuple[int, int], threshold: float | None = None) -> np.ndarray:
+def city_mask(oscd: Path, city: str, date1: Raster, threshold: float | None = None) -> np.ndarray:
     """The cloud mask on date 1's 10 m grid (the label's), placed from the pair grid."""
     d = oscd / "images" / city
     m = cirrus_mask(d / "imgs_1", d / "imgs_2", **({} if threshold is None else {"threshold": threshold}))
-    pair_grid = open_pair_source(d / "imgs_1", d / "imgs_2", ["B10"]).grid
-    t1 = read_oscd_city(oscd, city, bands=["B02"]).t1
-    col, row = ~t1.transform * (pair_grid.transform.c, pair_grid.transform.f)  # pair origin in date 1's pixels
-    return m.window(-int(round(row)), -int(round(col)), *shape)
+    col, row = ~date1.transform * (m.grid.transform.c, m.grid.transform.f)  # pair origin in date 1's pixels
+    return m.window(-int(round(row)), -int(round(col)), *date1.shape)
 
 
 def score(rows: dict, name: str, city: str, p: np.ndarray, thr: float, lab: np.ndarray, mask: np.ndarray,
@@ -113,9 +111,10 @@ def main() -> None:
         p999[city] = float(np.nanpercentile(dev, 99.9))
     fold_threshold = {c: max(v for k, v in p999.items() if k != c) for c in cities}
     for city in cities:
-        lab = read_oscd_city(args.oscd, city, bands=["B02"]).label.data[0]
-        mask = city_mask(args.oscd, city, lab.shape)
-        fold_mask = city_mask(args.oscd, city, lab.shape, threshold=fold_threshold[city])
+        pair = read_oscd_city(args.oscd, city, bands=["B02"])
+        lab = pair.label.data[0]
+        mask = city_mask(args.oscd, city, pair.t1)
+        fold_mask = city_mask(args.oscd, city, pair.t1, threshold=fold_threshold[city])
         masked[city] = round(float(mask[lab != 255].mean()) * 100, 2)
         for name, run in members.items():
             p, thr = run[city]
@@ -153,7 +152,7 @@ def draw(oscd: Path, city: str, member: tuple[np.ndarray, float], name: str, out
 
     pair = read_oscd_city(oscd, city, bands=["B04", "B03", "B02"])
     lab = pair.label.data[0]
-    mask = city_mask(oscd, city, lab.shape)
+    mask = city_mask(oscd, city, pair.t1)
     p, thr = member
     alarm = (p >= thr) & (lab != 255)
     rgb = [np.clip(np.moveaxis(r.data, 0, -1) / 0.25, 0, 1) for r in (pair.t1, pair.t2)]

@@ -32,6 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from minescape.atomic import atomic_write_text
+from minescape.change.cirrus_mask import CirrusMask
 from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.grid import Grid, iter_tiles
 from minescape.geo.raster import Raster, open_writer
@@ -407,7 +408,7 @@ def all_nodata(path: Path) -> bool:
 def detect_pair_streamed(pair, mask_path: Path, diff_path: Path, *, options: DetectOptions,
                          bands: tuple[str, ...], window: int = 1024, progress: bool = False,
                          coregister: bool = False, t2_path: Path | None = None, workers: int | None = 1,
-                         cache_mb: int = 64, clouds=None) -> dict:
+                         cache_mb: int = 64, clouds: CirrusMask | None = None) -> dict:
     """The two streamed passes over a :class:`~minescape.change.pairs.Pair` (see module docs); with
     ``coregister``, date 2 is shifted onto date 1 first (window by window, with a halo). ``workers``
     processes compute windows in parallel; the outputs are the same bytes for any number. ``clouds`` (a
@@ -441,7 +442,7 @@ class _PairJob:
     options: DetectOptions
     shift: tuple[float, float] | None  # date 2 moved by this many px (rows, cols), or None
     cache_mb: int
-    clouds: object = None  # CirrusMask | None: its pixels become nodata
+    clouds: CirrusMask | None = None  # its pixels become nodata
 
     def reader(self):
         """``Window -> (a1, a2)`` float32 arrays on the pair grid (date 2 shifted when ``shift`` is set)."""

@@ -174,6 +174,7 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
             from minescape.change.cirrus_mask import cirrus_mask
 
             clouds = cirrus_mask(t1_path, t2_path)
+            clouds.check_grid(grid, path=t2_path)
             tags["cloud_mask"] = clouds.describe()
         shift = None
         if any(m.coregister for m in models) if coregister is None else coregister:
