@@ -17,7 +17,7 @@ import numpy as np
 
 from minescape.errors import ConfigError, InputError, MissingInputError, check_choice
 
-ARCHITECTURES: tuple[str, ...] = ("fc-ef", "fc-siam-conc", "fc-siam-diff", "siam-att")
+ARCHITECTURES: tuple[str, ...] = ("fc-ef", "fc-siam-conc", "fc-siam-diff", "siam-att", "fc-ef-x2")
 STRIDE = 16  # four 2x poolings: tile sides must be multiples of this
 MODEL_FORMAT = "minescape-change-model/2"
 OLD_FORMATS = ("minescape-change-model/1", "minescape-change-checkpoint/1")

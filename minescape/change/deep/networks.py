@@ -9,6 +9,8 @@ Detection" (ICIP), and one stronger variant:
 - ``siam-att``     Siamese encoder with wider residual stages; skips fuse ``|f1 - f2|`` with both dates
                    through a 1x1 convolution and squeeze-and-excitation channel attention, and the
                    decoder gates each skip with a spatial attention map (Oktay et al. 2018).
+- ``fc-ef-x2``     two FC-EF networks trained side by side in grouped convolutions; predicts their mean
+                   probability (an ensemble in one file, at about one network's cost per step on a GPU).
 
 Every network takes two ``(N, C, H, W)`` float tensors (normalised reflectance of date 1 and date 2,
 any band count ``C``) and returns ``(N, 1, H, W)`` change logits (sigmoid -> probability of change).
@@ -30,29 +32,32 @@ from minescape.inference_net import fp32_head
 ENCODER_WIDTHS: tuple[tuple[int, ...], ...] = ((16, 16), (32, 32), (64, 64, 64), (128, 128, 128))
 
 
-def _cbr(cin: int, cout: int, dropout: float) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+def _cbr(cin: int, cout: int, dropout: float, groups: int = 1) -> list[nn.Module]:
+    """Conv 3x3, BN, ReLU (and dropout); ``cin``/``cout`` per group: ``groups`` independent networks side by side."""
+    layers: list[nn.Module] = [nn.Conv2d(cin * groups, cout * groups, 3, padding=1, groups=groups),
+                               nn.BatchNorm2d(cout * groups), nn.ReLU(inplace=True)]
     if dropout > 0:
         layers.append(nn.Dropout2d(dropout))
     return layers
 
 
-def _stage(cin: int, widths: tuple[int, ...], dropout: float) -> nn.Sequential:
+def _stage(cin: int, widths: tuple[int, ...], dropout: float, groups: int = 1) -> nn.Sequential:
     layers: list[nn.Module] = []
     for w in widths:
-        layers += _cbr(cin, w, dropout)
+        layers += _cbr(cin, w, dropout, groups)
         cin = w
     return nn.Sequential(*layers)
 
 
 class Encoder(nn.Module):
-    """The FC networks' encoder: four conv stages, each followed by 2x2 max pooling."""
+    """The FC networks' encoder: four conv stages, each followed by 2x2 max pooling. ``groups`` > 1: that many
+    encoders side by side (grouped convolutions; ``cin`` and the widths are per group)."""
 
-    def __init__(self, cin: int, dropout: float) -> None:
+    def __init__(self, cin: int, dropout: float, groups: int = 1) -> None:
         super().__init__()
         stages = []
         for widths in ENCODER_WIDTHS:
-            stages.append(_stage(cin, widths, dropout))
+            stages.append(_stage(cin, widths, dropout, groups))
             cin = widths[-1]
         self.stages = nn.ModuleList(stages)
 
@@ -66,24 +71,36 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Upsampling path; ``mult`` is the skip width multiplier (1 for EF/diff, 2 for conc)."""
+    """Upsampling path; ``mult`` is the skip width multiplier (1 for EF/diff, 2 for conc). ``groups`` > 1: that
+    many decoders side by side, one logit channel each."""
 
-    def __init__(self, mult: int, dropout: float) -> None:
+    def __init__(self, mult: int, dropout: float, groups: int = 1) -> None:
         super().__init__()
-        self.up = nn.ModuleList([nn.ConvTranspose2d(c, c, 3, stride=2, padding=1, output_padding=1)
+        g = groups
+        self.groups = g
+        self.up = nn.ModuleList([nn.ConvTranspose2d(c * g, c * g, 3, stride=2, padding=1, output_padding=1, groups=g)
                                  for c in (128, 64, 32, 16)])
         self.convs = nn.ModuleList([
-            _stage(128 + 128 * mult, (128, 128, 64), dropout),
-            _stage(64 + 64 * mult, (64, 64, 32), dropout),
-            _stage(32 + 32 * mult, (32, 16), dropout),
-            nn.Sequential(*_cbr(16 + 16 * mult, 16, 0.0)),
+            _stage(128 + 128 * mult, (128, 128, 64), dropout, g),
+            _stage(64 + 64 * mult, (64, 64, 32), dropout, g),
+            _stage(32 + 32 * mult, (32, 16), dropout, g),
+            nn.Sequential(*_cbr(16 + 16 * mult, 16, 0.0, g)),
         ])
-        self.head = nn.Conv2d(16, 1, 3, padding=1)
+        self.head = nn.Conv2d(16 * g, g, 3, padding=1, groups=g)
 
     def forward(self, x, skips):
         for up, conv, skip in zip(self.up, self.convs, reversed(skips)):
-            x = conv(torch.cat([up(x), skip], dim=1))
+            x = conv(_cat_per_group([up(x), skip], self.groups))
         return fp32_head(self.head, x)
+
+
+def _cat_per_group(parts: list[torch.Tensor], groups: int) -> torch.Tensor:
+    """Channel concatenation that keeps each group's channels together: ``[a_1, b_1, a_2, b_2, ...]`` for parts
+    ``a``, ``b`` of ``groups`` equal channel blocks each (a plain ``torch.cat`` when ``groups`` is 1)."""
+    if groups == 1:
+        return torch.cat(parts, dim=1)
+    blocks = [p.chunk(groups, dim=1) for p in parts]
+    return torch.cat([b[i] for i in range(groups) for b in blocks], dim=1)
 
 
 class FCEF(nn.Module):
@@ -97,6 +114,68 @@ class FCEF(nn.Module):
     def forward(self, x1, x2):
         x, skips = self.encoder(torch.cat([x1, x2], dim=1))
         return self.decoder(x, skips)
+
+
+class FCEFEnsemble(nn.Module):
+    """``members`` FC-EF networks trained side by side in one set of grouped convolutions (``fc-ef-x2``).
+
+    Each member is a whole FC-EF with its own weights and batch-norm statistics; grouped convolutions compute
+    them all in one kernel per layer, so where a step costs launches rather than arithmetic (a GPU shared by
+    several trainings) the ensemble trains at about the speed of one network. Training (``net.train()``): the
+    batch is split in ``members`` equal parts, member ``i`` sees part ``i`` only, and the ``(N, 1, H, W)`` logits
+    come back in batch order, so each part's loss reaches its own member alone (the training loop sums the
+    members' losses, see ``ensemble_members``). Evaluation: every member sees the whole batch and the logit of the
+    members' mean probability is returned, as ``change predict`` averages several models.
+    """
+
+    def __init__(self, in_channels: int, *, dropout: float = 0.2, members: int = 2) -> None:
+        super().__init__()
+        if members < 2:
+            raise ValueError(f"an ensemble needs at least 2 members (got {members})")
+        self.members = members
+        self.encoder = Encoder(2 * in_channels, dropout, groups=members)
+        self.decoder = Decoder(1, dropout, groups=members)
+
+    def forward(self, x1, x2):
+        k = self.members
+        x = torch.cat([x1, x2], dim=1)
+        if self.training:
+            if x.shape[0] % k:
+                raise ValueError(f"a training batch of {x.shape[0]} does not split among {k} members")
+            z = self.decoder(*self.encoder(torch.cat(x.chunk(k, dim=0), dim=1)))
+            return torch.cat(z.chunk(k, dim=1), dim=0)
+        z = self.decoder(*self.encoder(x.repeat(1, k, 1, 1))).float()
+        # logit(mean_i sigmoid(z_i)) = log(mean sigmoid(z)) - log(mean sigmoid(-z)), without rounding p near 0 or 1
+        return (torch.logsumexp(-F.softplus(-z), dim=1, keepdim=True)
+                - torch.logsumexp(-F.softplus(z), dim=1, keepdim=True))
+
+
+class FCEFx2(FCEFEnsemble):
+    """Two FC-EF networks side by side (the ``fc-ef-x2`` architecture)."""
+
+    def __init__(self, in_channels: int, *, dropout: float = 0.2) -> None:
+        super().__init__(in_channels, dropout=dropout, members=2)
+
+
+def split_members(net: FCEFEnsemble) -> list[FCEF]:
+    """The members of ``net`` as ordinary :class:`FCEF` networks (same weights and batch-norm statistics, eval
+    mode). Every grouped tensor holds its groups in equal blocks along its first axis (output channels of a
+    convolution, input channels of a transposed one, channels of a batch norm), so member ``i`` is block ``i``."""
+    k = net.members
+    in_channels = net.encoder.stages[0][0].in_channels // (2 * k)
+    dropout = next((m.p for m in net.modules() if isinstance(m, nn.Dropout2d)), 0.0)
+    out = []
+    for i in range(k):
+        member = FCEF(in_channels, dropout=dropout)
+        member.load_state_dict({name: t.chunk(k, dim=0)[i].clone() if t.ndim else t.clone()
+                                for name, t in net.state_dict().items()})
+        out.append(member.eval())
+    return out
+
+
+def ensemble_members(net: nn.Module) -> int:
+    """How many networks ``net`` trains at once (1 for an ordinary network; see :class:`FCEFEnsemble`)."""
+    return int(getattr(net, "members", 1))
 
 
 class FCSiamConc(nn.Module):
@@ -222,4 +301,4 @@ class SiamAtt(nn.Module):
 
 
 NETWORKS: dict[str, type[nn.Module]] = {"fc-ef": FCEF, "fc-siam-conc": FCSiamConc, "fc-siam-diff": FCSiamDiff,
-                                        "siam-att": SiamAtt}
+                                        "siam-att": SiamAtt, "fc-ef-x2": FCEFx2}

@@ -429,6 +429,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
     from minescape.compute import resolve_compute
     from minescape.change.deep.model import ChangeModel, build_model, load_payload, save_model, torch_bytes
     from minescape.change.deep.model_card import write_model_card
+    from minescape.change.deep.networks import ensemble_members
     from minescape.progress import make_progress
 
     if not train_samples or not val_samples:
@@ -459,6 +460,10 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
 
     torch.manual_seed(config.seed)
     net = build_model(config.arch, len(bands), **config.model_kwargs).to(dev, memory_format=torch.channels_last)
+    members = ensemble_members(net)
+    if config.batch_size % members:
+        raise ConfigError(f"{config.arch} trains {members} networks at once: the batch size ({config.batch_size}) "
+                          f"must be a multiple of {members}")
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     ema_net = None
     if config.ema > 0:
@@ -518,7 +523,9 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
                 x2 = x2.contiguous(memory_format=torch.channels_last)
                 with compute.autocast():
                     logits = net(x1, x2)
-                loss = loss_fn(logits.float(), lab, kind=config.loss, pos_weight=pos_weight)
+                # an ensemble's members each get their own share of the batch and their own loss (summed)
+                loss = sum(loss_fn(z, t, kind=config.loss, pos_weight=pos_weight)
+                           for z, t in zip(logits.float().chunk(members), lab.chunk(members)))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
