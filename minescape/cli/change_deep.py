@@ -43,7 +43,8 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         t2: Optional[Path] = typer.Option(None, help="Date 2 scene (warped onto date 1's grid)."),
         truth: Optional[Path] = typer.Option(None, help="Change raster on date 1's grid (with --t1/--t2)."),
         bands: Optional[str] = typer.Option(None, help="Bands, comma-separated (default all available)."),
-        arch: str = typer.Option("siam-att", help="fc-ef, fc-siam-conc, fc-siam-diff or siam-att."),
+        arch: str = typer.Option("siam-att", help="fc-ef, fc-siam-conc, fc-siam-diff, siam-att, or fc-ef-x2 (two "
+                                                  "FC-EF trained at once, each on half of a batch; even batch size)."),
         epochs: int = typer.Option(30, help="Maximum epochs."),
         steps: int = typer.Option(50, help="Steps (batches) per epoch."),
         batch_size: int = typer.Option(8, help="Crops per batch."),

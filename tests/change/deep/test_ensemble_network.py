@@ -77,3 +77,39 @@ def test_batch_must_split_among_the_members(tmp_path):
         train([s], [s], tmp_path, bands=("B02", "B03", "B04"),
               config=TrainConfig(arch="fc-ef-x2", batch_size=3, crop=16, epochs=1, steps_per_epoch=1),
               progress=False)
+
+
+def test_trained_ensemble_saves_loads_and_predicts_as_its_members_mean(tmp_path):
+    """Through train(), the model file and the fp32 prediction path: the loaded fc-ef-x2 predicts the mean of
+    its two members' probabilities, and the members have learnt different things."""
+    import numpy as np
+    import torch
+
+    from minescape.change.deep.infer import predict_arrays
+    from minescape.change.deep.model import load_model
+    from minescape.change.deep.runner import torch_runner
+    from minescape.change.deep.train import Sample, TrainConfig, train
+    from minescape.compute import resolve_compute
+
+    rng = np.random.default_rng(0)
+    t1 = rng.random((3, 48, 48), dtype=np.float32) * 0.3
+    t2 = t1.copy()
+    t2[:, 10:30, 12:28] += 0.4
+    label = np.zeros((48, 48), np.uint8)
+    label[10:30, 12:28] = 1
+    s = Sample("a", t1, t2, label)
+    res = train([s], [s], tmp_path, bands=("B02", "B03", "B04"), progress=False,
+                config=TrainConfig(arch="fc-ef-x2", batch_size=4, crop=32, epochs=2, steps_per_epoch=3,
+                                   precision="fp32", seed=3))
+    model = load_model(res.model_path)
+    assert model.arch == "fc-ef-x2" and ensemble_members(model.net) == 2
+    a, b = split_members(model.net)
+    compute = resolve_compute("cpu", "fp32")
+
+    def prob(net):
+        return predict_arrays(torch_runner(net, compute), t1, t2, mean=model.mean, std=model.std, tile=48,
+                              overlap=0, norm=model.norm)
+
+    pa, pb, p = prob(a), prob(b), prob(model.net)
+    assert np.abs(pa - pb).max() > 1e-3
+    np.testing.assert_allclose(p, (pa + pb) / 2, atol=1e-4)
