@@ -22,11 +22,11 @@ in eight of them, 0.0025 in saclay_e (a haze in date 1) and 0.0037 in cloudy par
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from minescape.change.pair_cloud_mask import PairCloudMask, grow_blocks
 from minescape.errors import ConfigError, InputError, MissingInputError
 from minescape.geo.grid import Grid
 
@@ -37,55 +37,12 @@ DEFAULT_BLOCK = 6  # pair-grid pixels per block side (B10's 60 m on a 10 m grid)
 CACHE_MB = 64  # GDAL block cache while the mask reads
 
 
-@dataclass(frozen=True)
-class CirrusMask:
-    """Blocks of the pair grid where one date has a cloud the other has not.
-
-    Attributes:
-        grid: the pair grid the blocks tile (from its top-left corner).
-        blocks: ``(ceil(H / block), ceil(W / block))`` bool, True = cloud in one date (buffer included).
-        block: side of a block in pair-grid pixels.
-        offset: the scene's median B10 change (reflectance, date 2 - date 1), removed before the test.
-        threshold: the test's threshold (reflectance).
-        buffer: the buffer in pair-grid pixels (rounded up to whole blocks).
-    """
-
-    grid: Grid
-    blocks: np.ndarray
-    block: int
-    offset: float
-    threshold: float
-    buffer: int
-
-    @property
-    def fraction(self) -> float:
-        """Share of the pair grid's blocks masked (0-1)."""
-        return float(self.blocks.mean()) if self.blocks.size else 0.0
-
-    def window(self, row: int, col: int, height: int, width: int) -> np.ndarray:
-        """The mask over a window of the pair grid, ``(height, width)`` bool (outside the grid: False)."""
-        out = np.zeros((height, width), bool)
-        rows = np.arange(row, row + height) // self.block
-        cols = np.arange(col, col + width) // self.block
-        ri = (rows >= 0) & (rows < self.blocks.shape[0])
-        ci = (cols >= 0) & (cols < self.blocks.shape[1])
-        out[np.ix_(ri, ci)] = self.blocks[np.ix_(rows[ri], cols[ci])]
-        return out
-
-    def check_grid(self, grid: Grid, *, path: str | Path | None = None) -> None:
-        """InputError unless ``grid`` is the grid the mask was made on (a caller's pair grid)."""
-        if grid != self.grid:
-            raise InputError("the cloud mask's pair grid differs from this run's (are both dates on one grid?)",
-                             path=path)
-
-    def describe(self) -> str:
-        """One line for outputs and tags."""
-        return (f"B10 change > {self.threshold:g} beyond the median ({self.offset:+.4f}), buffer {self.buffer} px: "
-                f"{self.fraction:.2%} masked")
+class NoCirrusBand(InputError):
+    """A date has no B10 (an L2A product, or a stack without that band); names the file."""
 
 
 def cirrus_mask(t1: str | Path, t2: str | Path, *, threshold: float = DEFAULT_THRESHOLD,
-                buffer: int = DEFAULT_BUFFER, block: int = DEFAULT_BLOCK) -> CirrusMask:
+                buffer: int = DEFAULT_BUFFER, block: int = DEFAULT_BLOCK) -> PairCloudMask:
     """The cloud mask of a pair on its pair grid (:func:`minescape.change.pairs.open_pair_source`'s grid).
 
     Args:
@@ -95,20 +52,16 @@ def cirrus_mask(t1: str | Path, t2: str | Path, *, threshold: float = DEFAULT_TH
         block: block side in pair-grid pixels (>= 1).
 
     Raises:
-        InputError: a date has no B10 (an L2A product, or a stack without that band), naming the file.
+        NoCirrusBand: a date has no B10 (an L2A product, or a stack without that band), naming the file.
     """
-    from scipy import ndimage
-
     if not threshold > 0:
         raise ConfigError(f"the cloud mask's threshold must be > 0 (got {threshold})")
     if buffer < 0:
         raise ConfigError(f"the cloud mask's buffer must be >= 0 (got {buffer})")
     grid, dev, offset = cirrus_change(t1, t2, block=block)
-    cloud = np.nan_to_num(dev, nan=0.0) > threshold
-    grow = -(-buffer // block)
-    if grow and cloud.any():
-        cloud = ndimage.binary_dilation(cloud, structure=np.ones((3, 3), bool), iterations=grow)
-    return CirrusMask(grid, cloud, block, offset, float(threshold), grow * block)
+    cloud, grown = grow_blocks(np.nan_to_num(dev, nan=0.0) > threshold, block, buffer)
+    return PairCloudMask(grid, cloud, block, CIRRUS_BAND,
+                         f"B10 change > {threshold:g} beyond the median ({offset:+.4f}), buffer {grown} px")
 
 
 def cirrus_change(t1: str | Path, t2: str | Path, *, block: int = DEFAULT_BLOCK) -> tuple[Grid, np.ndarray, float]:
@@ -129,8 +82,8 @@ def cirrus_change(t1: str | Path, t2: str | Path, *, block: int = DEFAULT_BLOCK)
     except InputError as exc:
         if CIRRUS_BAND not in str(exc) or exc.path is None:  # another problem with the pair: as it is
             raise
-        raise InputError(f"has no band {CIRRUS_BAND} (cirrus), which the cloud mask needs in both dates "
-                         "(Sentinel-2 L1C has it, L2A does not)", path=exc.path) from None
+        raise NoCirrusBand(f"has no band {CIRRUS_BAND} (cirrus), which the cloud mask needs in both dates "
+                           "(Sentinel-2 L1C has it, L2A does not)", path=exc.path) from None
     diff = _block_means(source, block)
     finite = np.isfinite(diff)
     offset = float(np.median(diff[finite])) if finite.any() else 0.0

@@ -32,7 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from minescape.atomic import atomic_write_text
-from minescape.change.cirrus_mask import CirrusMask
+from minescape.change.pair_cloud_mask import PairCloudMask
 from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.grid import Grid, iter_tiles
 from minescape.geo.raster import Raster, open_writer
@@ -335,9 +335,10 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
     ``difference.tif`` (float32, NaN nodata; the signed index difference or the CVA magnitude) and
     ``detect.json`` (options and statistics). Both rasters are on the pair grid (T1's CRS).
 
-    With ``mask_clouds``, pixels under a cloud in one date (and its buffer), found by the change of the cirrus
-    band B10 (:mod:`minescape.change.cirrus_mask`; both dates need it), are nodata in both rasters and left out
-    of the threshold's histogram; ``detect.json`` and the tags say what was masked.
+    With ``mask_clouds``, pixels under a cloud in either date (and its buffer), found by the change of the cirrus
+    band B10 where both dates have it (L1C), else by both dates' SCL layers (L2A; clouds and their shadows;
+    :mod:`minescape.change.pair_cloud_mask`), are nodata in both rasters and left out of the threshold's
+    histogram; ``detect.json`` and the tags say what was masked.
 
     A pair estimated (from its size and :data:`DETECT_PX_PER_S`) to take more than
     :data:`~minescape.limits.MAX_RUN_HOURS` is refused unless ``force``; a window that does not fit in memory is
@@ -359,10 +360,9 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
         stale.unlink(missing_ok=True)
     clouds = None
     if mask_clouds:
-        from minescape.change.cirrus_mask import cirrus_mask
+        from minescape.change.pair_cloud_mask import pair_cloud_mask
 
-        clouds = cirrus_mask(t1, t2)
-        clouds.check_grid(pair.grid, path=t2)
+        clouds = pair_cloud_mask(t1, t2, pair.grid)
     import rasterio
 
     try:
@@ -408,11 +408,11 @@ def all_nodata(path: Path) -> bool:
 def detect_pair_streamed(pair, mask_path: Path, diff_path: Path, *, options: DetectOptions,
                          bands: tuple[str, ...], window: int = 1024, progress: bool = False,
                          coregister: bool = False, t2_path: Path | None = None, workers: int | None = 1,
-                         cache_mb: int = 64, clouds: CirrusMask | None = None) -> dict:
+                         cache_mb: int = 64, clouds: PairCloudMask | None = None) -> dict:
     """The two streamed passes over a :class:`~minescape.change.pairs.Pair` (see module docs); with
     ``coregister``, date 2 is shifted onto date 1 first (window by window, with a halo). ``workers``
     processes compute windows in parallel; the outputs are the same bytes for any number. ``clouds`` (a
-    :class:`~minescape.change.cirrus_mask.CirrusMask` on the pair grid) makes its pixels nodata."""
+    :class:`~minescape.change.pair_cloud_mask.PairCloudMask` on the pair grid) makes its pixels nodata."""
     shift, shift_used, tags = None, None, {}
     if coregister:
         from minescape.change.coregister import checked_shift, estimate_reader_shift, needs_shift
@@ -442,7 +442,7 @@ class _PairJob:
     options: DetectOptions
     shift: tuple[float, float] | None  # date 2 moved by this many px (rows, cols), or None
     cache_mb: int
-    clouds: CirrusMask | None = None  # its pixels become nodata
+    clouds: PairCloudMask | None = None  # its pixels become nodata
 
     def reader(self):
         """``Window -> (a1, a2)`` float32 arrays on the pair grid (date 2 shifted when ``shift`` is set)."""

@@ -43,8 +43,8 @@ def detect(
     coregister: bool = typer.Option(False, "--coregister/--no-coregister",
                                     help="Move date 2 onto date 1 by a sub-pixel shift (phase correlation) first."),
     mask_clouds: bool = typer.Option(False, "--mask-clouds/--no-mask-clouds",
-                                     help="Nodata where one date has a cloud, found by the change of the cirrus "
-                                          "band B10 (both dates need it: Sentinel-2 L1C)."),
+                                     help="Nodata where a date has a cloud: from the change of the cirrus band "
+                                          "B10 where both dates have it (L1C), else from their SCL layers (L2A)."),
     truth: Path | None = typer.Option(None, help="Known change mask: print scores against it."),
     truth_encoding: str = typer.Option("auto", help=ENCODING_HELP),
     force: bool = typer.Option(False, "--force", help="Run even when the pair is estimated to take longer "

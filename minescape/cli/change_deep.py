@@ -165,8 +165,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
                                                   help="Move date 2 onto date 1 by its sub-pixel shift first "
                                                        "(default: as the model was trained)."),
         mask_clouds: bool = typer.Option(False, "--mask-clouds/--no-mask-clouds",
-                                         help="Write nodata where one date has a cloud, found by the change of "
-                                              "the cirrus band B10 (both dates need it: Sentinel-2 L1C)."),
+                                         help="Write nodata where a date has a cloud: from the change of the "
+                                              "cirrus band B10 where both dates have it (L1C), else from their "
+                                              "SCL layers (L2A; shadows too)."),
     ) -> None:
         """Predict a change probability GeoTIFF and a 0/1/255 change mask on the pair's grid.
 

@@ -134,9 +134,10 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
         tta: average 4 flips per tile (default: when a model's threshold was chosen that way).
         coregister: move date 2 onto date 1 by a sub-pixel shift estimated on the central 1024 x 1024
             window (:mod:`minescape.change.coregister`); default: when a model was trained so.
-        mask_clouds: set pixels under a cloud in one date (and its buffer) to nodata in both outputs, from
-            the change of Sentinel-2's cirrus band B10 (:mod:`minescape.change.cirrus_mask`; both dates need
-            B10, i.e. L1C). They are not counted as valid.
+        mask_clouds: set pixels under a cloud in either date (and its buffer) to nodata in both outputs, from
+            the change of Sentinel-2's cirrus band B10 where both dates have it (L1C), else from both dates'
+            SCL layers (L2A; clouds and their shadows; :mod:`minescape.change.pair_cloud_mask`). They are not
+            counted as valid.
     """
     from rasterio.windows import Window
 
@@ -171,10 +172,9 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
         tags = {"model": ";".join(str(m.path) for m in models), "threshold": f"{thr:.4f}"}
         clouds = None
         if mask_clouds:
-            from minescape.change.cirrus_mask import cirrus_mask
+            from minescape.change.pair_cloud_mask import pair_cloud_mask
 
-            clouds = cirrus_mask(t1_path, t2_path)
-            clouds.check_grid(grid, path=t2_path)
+            clouds = pair_cloud_mask(t1_path, t2_path, grid)
             tags["cloud_mask"] = clouds.describe()
         shift = None
         if any(m.coregister for m in models) if coregister is None else coregister:

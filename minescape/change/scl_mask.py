@@ -1,0 +1,100 @@
+"""Clouds in either date of a pair from Sentinel-2 L2A's Scene Classification layer (SCL), on the pair grid.
+
+L2A products drop the cirrus band B10 that :mod:`minescape.change.cirrus_mask` needs, and carry SCL instead (20 m,
+one class per pixel, ESA's L2A processor). A pixel is masked where either date's SCL says cloud shadow (3), cloud
+of medium or high probability (8, 9), thin cirrus (10) or saturated/defective (1): the classes of the compositing
+mask (:data:`minescape.imagery.cloud_mask.DEFAULT_SCL_MASK`) but "no data" (0), which is nodata in the pair
+anyway. Unlike the B10 test this also masks cloud shadows, and it trusts ESA's classifier, which is known to call
+some bright ground (new concrete, bare white soil, a fresh waste dump) cloud: the masked fraction is reported.
+
+Where SCL is found: in a band folder, one file whose name ends in ``SCL.tif``, ``_SCL_20m.jp2`` and the like (a
+SAFE granule's ``IMG_DATA/R20m``, or an Earth Search download); in a stack file, the band described ``SCL``.
+SCL is read with nearest-neighbour resampling onto the pair grid, in strips, and held per block of ``block`` x
+``block`` pixels (2 x 2 = SCL's 20 m on a 10 m grid): a block is cloud where any of its pixels is.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from minescape.change.pair_cloud_mask import PairCloudMask, grow_blocks
+from minescape.errors import ConfigError, InputError
+from minescape.geo.grid import Grid
+from minescape.imagery.cloud_mask import DEFAULT_SCL_MASK, check_scl_classes
+
+SCL_FILE = re.compile(r"(?:^|_)SCL(?:_(?:10|20|60)m)?\.(?:tif|tiff|jp2)$", re.IGNORECASE)
+SCL_PAIR_CLASSES: tuple[int, ...] = tuple(c for c in DEFAULT_SCL_MASK if c != 0)  # 1, 3, 8, 9, 10
+DEFAULT_BUFFER = 10  # pair-grid pixels (100 m on a 10 m grid), as the B10 mask
+DEFAULT_BLOCK = 2  # pair-grid pixels per block side (SCL's 20 m on a 10 m grid)
+
+
+def find_scl(path: str | Path) -> tuple[Path, int] | None:
+    """``(file, 1-based band)`` of a date's SCL layer, or None where it has none.
+
+    Raises:
+        InputError: a band folder with two SCL files (naming the folder).
+    """
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if SCL_FILE.search(p.name))
+        if len(found) > 1:
+            raise InputError(f"two SCL files: {found[0].name}, {found[1].name}", path=path)
+        return (found[0], 1) if found else None
+    from minescape.geo.raster import open_raster
+
+    with open_raster(path) as src:
+        names = [(d or "").strip().upper() for d in src.descriptions]
+    return (path, names.index("SCL") + 1) if "SCL" in names else None
+
+
+def scl_mask(t1: str | Path, t2: str | Path, grid: Grid, *, classes: tuple[int, ...] = SCL_PAIR_CLASSES,
+             buffer: int = DEFAULT_BUFFER, block: int = DEFAULT_BLOCK) -> PairCloudMask:
+    """The clouds (and shadows) of either date on the pair grid ``grid``, from each date's SCL.
+
+    Args:
+        t1, t2: the two dates (band folders or stack files carrying SCL, see :func:`find_scl`).
+        grid: the pair grid (the caller's: the change map's pixels).
+        classes: SCL classes masked (default 1, 3, 8, 9, 10).
+        buffer: pixels of the pair grid added around every cloud block (>= 0; rounded up to whole blocks).
+        block: block side in pair-grid pixels (>= 1).
+
+    Raises:
+        InputError: a date has no SCL layer, naming it.
+    """
+    from rasterio.windows import Window
+    from skimage.measure import block_reduce
+
+    from minescape.change.pairs import read_on_grid
+    from minescape.geo.raster import window_reads
+
+    check_scl_classes(classes)
+    if buffer < 0:
+        raise ConfigError(f"the cloud mask's buffer must be >= 0 (got {buffer})")
+    if block < 1:
+        raise ConfigError(f"the cloud mask's block must be >= 1 pixel (got {block})")
+    layers = []
+    for t in (t1, t2):
+        found = find_scl(t)
+        if found is None:
+            raise InputError("has no SCL layer (Sentinel-2 L2A scene classification), which the cloud mask needs",
+                             path=t)
+        layers.append(found)
+    h, w = grid.height, grid.width
+    out = np.zeros((-(-h // block), -(-w // block)), bool)
+    rows = block * max(1, 512 // block)
+    wanted = np.asarray(classes)
+    with window_reads():
+        for r0 in range(0, h, rows):
+            win = Window(0, r0, w, min(rows, h - r0))
+            flag = np.zeros((int(win.height), w), bool)
+            for path, band in layers:
+                scl = read_on_grid(path, grid, window=win, band=band, resampling="nearest", fill=0).data[0]
+                flag |= np.isin(scl, wanted)
+            blocks = block_reduce(flag, (block, block), func=np.any, cval=False)
+            out[r0 // block: r0 // block + blocks.shape[0]] = blocks
+    cloud, grown = grow_blocks(out, block, buffer)
+    listed = ", ".join(str(c) for c in classes)
+    return PairCloudMask(grid, cloud, block, "SCL", f"SCL classes {listed} in either date, buffer {grown} px")
