@@ -28,7 +28,7 @@ def test_onnx_export_matches_torch(tiny_model, tmp_path):
     np.testing.assert_allclose(onnx_runner(path)(x1, x2), torch_runner(m.net)(x1, x2), atol=1e-4)
 
 
-@pytest.mark.parametrize("arch", ["fc-ef", "fc-siam-conc", "siam-att"])
+@pytest.mark.parametrize("arch", ["fc-ef", "fc-siam-conc", "siam-att", "fc-ef-x2"])
 def test_onnx_export_other_architectures(arch, tmp_path):
     from minescape.change.deep.onnx_backend import export_onnx, max_abs_difference
     from tests.change.deep.conftest import saved_model
