@@ -84,6 +84,8 @@ DATE_ONLY = re.compile(r"(?<!\d)(?P<date>20\d{6})(?:T\d{6})?(?!\d)")
 # L1C and L2A products carry RADIO_ADD_OFFSET / BOA_ADD_OFFSET = -1000 (ESA S2 PB 04.00 note).
 QUANTIFICATION = 10000.0
 OFFSET_BASELINE = (4, 0)
+OFFSET_SINCE = dt.date(2022, 1, 25)  # every product sensed from this day on has baseline >= 04.00 (the offset)
+SAFE_DEPTH = 5  # folders above a band file searched for the SAFE product name (L2A: X.SAFE/GRANULE/*/IMG_DATA/R10m)
 DN_NODATA = 0
 
 
@@ -281,6 +283,8 @@ def open_scene(
     info = parse_scene_name(name_source)
     if baseline is not None or date is not None:
         info = SceneInfo(date or info.date, info.level, baseline or info.baseline, info.tile, info.mission)
+    if info.baseline is None and path.is_dir():
+        info = baseline_from_context(path, info)
     ref = reference_band if reference_band in band_files else _finest_band(band_files)
     ref_path, ref_idx = band_files[ref]
     with borrow(ref_path) as src:
@@ -288,6 +292,34 @@ def open_scene(
             raise InputError("scene has no CRS", path=ref_path)
         grid = Grid(src.crs, src.transform, src.width, src.height)
     return Scene(path=path, band_files=band_files, info=info, grid=grid, nodata=nodata)
+
+
+def baseline_from_context(path: Path, info: SceneInfo) -> SceneInfo:
+    """``info`` with the processing baseline a band file's own name leaves out (a SAFE granule's
+    ``T31UDQ_20240315T105031_B02.jp2``), which decides the -1000 DN offset:
+
+    * from the product name of a ``.SAFE`` folder at most :data:`SAFE_DEPTH` levels above ``path``
+      (``S2B_MSIL2A_..._N0500_...``): ESA's reprocessed archive (collection 1, baseline 05.00) carries the
+      offset for acquisitions of any year, so only the product name tells a reprocessed 2017 scene from the
+      original;
+    * else ``04.00`` (the least baseline with the offset) for ESA-named band files (the name gives the tile)
+      sensed on or after 25 January 2022, when every product has it;
+    * else unknown (no offset), as before: an older scene outside its SAFE folder is taken as first processed,
+      and files named otherwise (stacks, exports) say their scale by their own tags.
+
+    ``path`` is a band folder (stacks carry ``PROCESSING_BASELINE`` in their tags instead).
+    """
+    for folder in [path, *list(path.parents)[:SAFE_DEPTH]]:
+        m = PRODUCT_NAME.search(folder.name)
+        if m:
+            g = m.groupdict()
+            sensed = dt.datetime.strptime(g["datetime"], "%Y%m%dT%H%M%S").date()
+            return SceneInfo(info.date or sensed, info.level or g["level"],
+                             f"{g['baseline'][:2]}.{g['baseline'][2:]}", info.tile or g["tile"],
+                             info.mission or g["mission"])
+    if info.tile is not None and info.date is not None and info.date >= OFFSET_SINCE:
+        return SceneInfo(info.date, info.level, "04.00", info.tile, info.mission)
+    return info
 
 
 def _finest_band(band_files: dict[str, tuple[Path, int]]) -> str:

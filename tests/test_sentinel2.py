@@ -71,6 +71,29 @@ def test_band_folder_onto_10m_grid(tmp_path):
     np.testing.assert_array_equal(b02[0, :3], [1002, 1012, 1022])
 
 
+def test_a_granule_folder_takes_its_baseline_from_the_safe_name_or_its_date(tmp_path):
+    """A SAFE granule's band files say no baseline: the product folder above them does (a reprocessed 2017
+    scene, N0500, carries the -1000 offset); without one, a scene sensed from 25 Jan 2022 has it, an older one
+    not. The offset reaches the reflectance."""
+    def granule(folder, stamp):
+        folder.mkdir(parents=True)
+        write_raster(Raster(np.full((12, 12), 2000, np.uint16), "EPSG:32633",
+                            Affine(10, 0, 300000, 0, -10, 5000000), 0), folder / f"T33TWM_{stamp}_B02_10m.tif")
+        return folder
+
+    safe = tmp_path / "S2B_MSIL2A_20170601T100000_N0500_R122_T33TWM_20230101T120000.SAFE"
+    reproc = open_scene(granule(safe / "GRANULE" / "L2A_T33TWM_A001_20170601T100000" / "IMG_DATA" / "R10m",
+                                "20170601T100000"))
+    assert reproc.info.baseline == "05.00" and reproc.info.level == "L2A" and reproc.info.radiometric_offset == -1000
+    np.testing.assert_allclose(read_stack(reproc, bands=["B02"]).data[0], 0.1)
+    recent = open_scene(granule(tmp_path / "loose2024", "20240315T105031"))
+    assert recent.info.baseline == "04.00" and recent.info.date == dt.date(2024, 3, 15)
+    np.testing.assert_allclose(read_stack(recent, bands=["B02"]).data[0], 0.1)
+    old = open_scene(granule(tmp_path / "loose2017", "20170601T100000"))
+    assert old.info.baseline is None and old.info.radiometric_offset == 0
+    np.testing.assert_allclose(read_stack(old, bands=["B02"]).data[0], 0.2)
+
+
 def test_windowed_stack_equals_full_read(tmp_path):
     scene = open_scene(_band_folder(tmp_path))
     full = read_stack(scene, bands=["B04", "B8A", "B12"])
