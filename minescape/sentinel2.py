@@ -5,7 +5,8 @@ Two layouts are read:
 * a multi-band GeoTIFF/COG stack whose band descriptions name the bands (``B02`` ...), or whose
   band names are given explicitly;
 * a folder with one file per band, named ``*_B01.tif`` ... ``*_B12.tif`` / ``*_B8A.tif`` (the OSCD
-  and SAFE ``IMG_DATA`` layout), with bands at 10, 20 and 60 m.
+  and SAFE ``IMG_DATA`` layout), with bands at 10, 20 and 60 m; an L2A ``IMG_DATA`` (``R10m``, ``R20m``,
+  ``R60m``: each band from its finest folder) or a one-granule ``.SAFE`` product folder.
 
 Bands are resampled on the fly (GDAL warped VRT, window by window) onto a target grid: by default
 the grid of a 10 m reference band. Memory is bounded by the window read, not the scene.
@@ -189,19 +190,44 @@ def read_window_filled(src: rasterio.io.DatasetReader, indexes: list[int], windo
     return dn
 
 
-def find_band_files(folder: str | Path) -> dict[str, Path]:
-    """Map band name -> file for a one-file-per-band folder (InputError if none or duplicates)."""
+RESOLUTION_FOLDERS: tuple[str, ...] = ("R10m", "R20m", "R60m")  # an L2A granule's IMG_DATA, finest first
+
+
+def band_file_folders(folder: str | Path) -> list[Path]:
+    """The folders holding a scene's band files, finest first.
+
+    ``folder`` itself (OSCD, an L1C granule's ``IMG_DATA``); an L2A ``IMG_DATA`` with ``R10m``/``R20m``/``R60m``
+    subfolders; or a ``.SAFE`` product or granule folder above them (the product must hold one granule).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise MissingInputError("folder not found", path=folder)
+    if (folder / "GRANULE").is_dir():
+        granules = sorted(p for p in (folder / "GRANULE").iterdir() if p.is_dir())
+        if len(granules) != 1:
+            raise InputError(f"a SAFE product with {len(granules)} granules; give one granule's folder",
+                             path=folder)
+        folder = granules[0]
+    if (folder / "IMG_DATA").is_dir():
+        folder = folder / "IMG_DATA"
+    return [folder / r for r in RESOLUTION_FOLDERS if (folder / r).is_dir()] or [folder]
+
+
+def find_band_files(folder: str | Path) -> dict[str, Path]:
+    """Map band name -> file for a one-file-per-band folder, an L2A ``IMG_DATA`` or a SAFE product
+    (:func:`band_file_folders`; each band from the finest resolution folder that has it). InputError if none,
+    or two files for a band in one folder."""
     found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        m = BAND_FILE.search(path.name)
-        if m:
-            band = m.group("band").upper()
-            if band in found:
-                raise InputError(f"two files for band {band}: {found[band].name}, {path.name}", path=folder)
-            found[band] = path
+    for sub in band_file_folders(folder):
+        here: dict[str, Path] = {}
+        for path in sorted(sub.iterdir()):
+            m = BAND_FILE.search(path.name)
+            if m:
+                band = m.group("band").upper()
+                if band in here:
+                    raise InputError(f"two files for band {band}: {here[band].name}, {path.name}", path=sub)
+                here[band] = path
+        found.update({b: p for b, p in here.items() if b not in found})
     if not found:
         raise InputError("no Sentinel-2 band files (*_B02.tif ...) in folder", path=folder)
     return found

@@ -94,6 +94,40 @@ def test_a_granule_folder_takes_its_baseline_from_the_safe_name_or_its_date(tmp_
     np.testing.assert_allclose(read_stack(old, bands=["B02"]).data[0], 0.2)
 
 
+def test_an_l2a_safe_product_is_a_scene_each_band_at_its_finest(tmp_path):
+    """An L2A SAFE as ESA delivers it: IMG_DATA/R10m, R20m (B02 again at 20 m, SCL) and R60m (SCL again): the
+    product folder opens as one scene with the 12 L2A bands, B02 from R10m, the baseline from the SAFE name and
+    SCL from R20m."""
+    from minescape.change.scl_mask import find_scl
+    from minescape.sentinel2 import L2A_BANDS, band_file_folders
+
+    safe = tmp_path / "S2A_MSIL2A_20240601T100000_N0510_R122_T33TWM_20240601T120000.SAFE"
+    img = safe / "GRANULE" / "L2A_T33TWM_A046000_20240601T100000" / "IMG_DATA"
+    stamp = "T33TWM_20240601T100000"
+    for res, bands in (("R10m", ("B02", "B03", "B04", "B08")),
+                       ("R20m", ("B02", "B05", "B06", "B07", "B8A", "B11", "B12", "SCL")),
+                       ("R60m", ("B01", "B02", "B09", "SCL"))):
+        size = int(res[1:3])
+        (img / res).mkdir(parents=True)
+        for b in bands:
+            value = 4 if b == "SCL" else 3000 if res == "R10m" else 2000
+            write_raster(Raster(np.full((120 // size, 120 // size), value, np.uint16 if b != "SCL" else np.uint8),
+                                "EPSG:32633", Affine(size, 0, 300000, 0, -size, 5000000), 0),
+                         img / res / f"{stamp}_{b}_{res[1:]}.tif")
+    (safe / "MTD_MSIL2A.xml").write_text("<not read/>")
+    assert band_file_folders(safe) == [img / "R10m", img / "R20m", img / "R60m"]
+    files = find_band_files(safe)
+    assert sorted(files) == sorted(L2A_BANDS) and files["B02"].parent.name == "R10m"
+    assert files["B05"].parent.name == "R20m" and files["B01"].parent.name == "R60m"
+    scene = open_scene(safe)
+    assert scene.grid.res == (10.0, 10.0) and scene.info.baseline == "05.10" and scene.info.level == "L2A"
+    np.testing.assert_allclose(read_stack(scene, bands=["B02", "B05"]).data[:, 0, 0], [0.2, 0.1])
+    assert find_scl(safe)[0].name.endswith("SCL_20m.tif") and find_scl(img / "R60m")[0].name.endswith("60m.tif")
+    (safe / "GRANULE" / "L2A_T33TWM_A046000_20240601T100001").mkdir()
+    with pytest.raises(InputError, match="2 granules"):
+        open_scene(safe)
+
+
 def test_windowed_stack_equals_full_read(tmp_path):
     scene = open_scene(_band_folder(tmp_path))
     full = read_stack(scene, bands=["B04", "B8A", "B12"])

@@ -7,8 +7,9 @@ mask (:data:`minescape.imagery.cloud_mask.DEFAULT_SCL_MASK`) but "no data" (0), 
 anyway. Unlike the B10 test this also masks cloud shadows, and it trusts ESA's classifier, which is known to call
 some bright ground (new concrete, bare white soil, a fresh waste dump) cloud: the masked fraction is reported.
 
-Where SCL is found: in a band folder, one file whose name ends in ``SCL.tif``, ``_SCL_20m.jp2`` and the like (a
-SAFE granule's ``IMG_DATA/R20m``, or an Earth Search download); in a stack file, the band described ``SCL``.
+Where SCL is found: in a band folder, one file whose name ends in ``SCL.tif``, ``_SCL_20m.jp2`` and the like; in
+an L2A SAFE product or its ``IMG_DATA``, ``R20m``'s (:func:`minescape.sentinel2.band_file_folders`); in a stack
+file, the band described ``SCL``.
 SCL is read with nearest-neighbour resampling onto the pair grid, in strips, and held per block of ``block`` x
 ``block`` pixels (2 x 2 = SCL's 20 m on a 10 m grid): a block is cloud where any of its pixels is.
 """
@@ -39,10 +40,15 @@ def find_scl(path: str | Path) -> tuple[Path, int] | None:
     """
     path = Path(path)
     if path.is_dir():
-        found = sorted(p for p in path.iterdir() if SCL_FILE.search(p.name))
-        if len(found) > 1:
-            raise InputError(f"two SCL files: {found[0].name}, {found[1].name}", path=path)
-        return (found[0], 1) if found else None
+        from minescape.sentinel2 import band_file_folders
+
+        for sub in band_file_folders(path):  # an L2A SAFE: R20m's SCL before R60m's
+            found = sorted(p for p in sub.iterdir() if SCL_FILE.search(p.name))
+            if len(found) > 1:
+                raise InputError(f"two SCL files: {found[0].name}, {found[1].name}", path=sub)
+            if found:
+                return found[0], 1
+        return None
     from minescape.geo.raster import open_raster
 
     with open_raster(path) as src:
