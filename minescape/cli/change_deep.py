@@ -185,6 +185,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         moved = "" if res.shift is None else f", date 2 moved by ({res.shift[0]:+.2f}, {res.shift[1]:+.2f}) px"
         ens = f", ensemble of {res.models} models" if res.models > 1 else ""
         ens += f"; cloud mask: {res.clouds}" if res.clouds else ""
+        ens += f"; {res.tiles_skipped} tiles all nodata or cloud, not run" if res.tiles_skipped else ""
         typer.echo(f"wrote {res.mask} and {res.probability.name}: {res.pixels} pixels in {res.tiles} tiles, "
                    f"threshold {res.threshold:.2f}, {res.changed_fraction:.2%} changed{moved}{ens} "
                    f"[{compute.describe() if backend == 'torch' else 'onnxruntime'}]")

@@ -91,6 +91,7 @@ class PredictResult:
     models: int = 1
     shift: tuple[float, float] | None = None  # date 2 co-registration shift (rows, cols) in px, if applied
     clouds: str | None = None  # the cloud mask, described, if one was applied (mask_clouds)
+    tiles_skipped: int = 0  # tiles not run because every pixel was nodata or under the cloud mask
 
 
 def make_members(models: Sequence[ChangeModel], *, backend: str = "torch", compute: Compute | None = None,
@@ -186,6 +187,7 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
         wgt = taper_2d(th, tw, overlap=overlap)
         stats = _stream_pair_statistics(pair, th) if ref.norm == "per-image" else None
         counts = [0, 0]  # changed, valid pixels
+        skipped = 0
         parts = _column_parts(w, io_threads)
         nb = len(ref.bands)
         # one set of strip buffers, reused: the input phase of a strip starts after the network is done with
@@ -237,11 +239,15 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
                     written()
                 for f in futures:
                     f.result()
+                # a tile whose every pixel is nodata or under the cloud mask is not run: its pixels are written
+                # as nodata, and a tile touches no pixel outside itself, so every other pixel stays as it was
+                usable = valid if clouds is None else valid & ~clouds.window(r0, 0, th, w)
                 for c0 in cols:
-                    if valid[:, c0:c0 + tw].any():
+                    if usable[:, c0:c0 + tw].any():
                         p = _ensemble_tile(members, normed, slice(c0, c0 + tw), tta)
                     else:
                         p = np.zeros((th, tw), np.float32)
+                        skipped += 1
                     blend.add(p, 0, c0, wgt)
                     bar.advance(task)
                 end = rows[i + 1] - r0 if i + 1 < len(rows) else th
@@ -250,7 +256,7 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
                 written()
     return PredictResult(Path(out_prob), Path(out_mask), thr, counts[0] / max(counts[1], 1), h * w,
                          len(rows) * len(cols), len(models), shift,
-                         None if clouds is None else clouds.describe())
+                         None if clouds is None else clouds.describe(), skipped)
 
 
 def _column_parts(width: int, n: int) -> list[tuple[int, int]]:

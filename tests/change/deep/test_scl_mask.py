@@ -131,3 +131,31 @@ def test_cli_mask_clouds_with_neither_layer_exits_2(tiny_model, tmp_path):
         assert r.exit_code == 2, r.output
         assert "neither B10" in r.output and str(d1) in r.output and "Traceback" not in r.output
         assert len(r.output.strip().splitlines()) == 1
+
+
+def test_tiles_wholly_under_clouds_are_not_run_and_nothing_else_moves(tiny_model, tmp_path):
+    """A cloud over the top-left of date 2 covers whole tiles: those are skipped (counted, and the CLI says so),
+    and every pixel outside the mask is the same as without the mask, to the bit."""
+    from minescape.change.deep.infer import predict_scene
+    from minescape.change.deep.model import load_model
+    from minescape.compute import Compute
+    from minescape.geo.blend import fitted_windows
+
+    t1, t2, _ = toy_pair(seed=11, height=H, width=W)
+    s1 = np.full((H // 2 + 1, W // 2 + 1), 4, np.uint8)
+    s2 = s1.copy()
+    s2[:45, :50] = 8  # 10 m rows 0-90, cols 0-100
+    d1, d2 = l2a_folder(tmp_path / "c1", t1, s1), l2a_folder(tmp_path / "c2", t2, s2)
+    m = load_model(tiny_model.model_path)
+    kw = dict(tile=48, overlap=16, compute=Compute("cpu", "fp32", 1))
+    plain = predict_scene(m, d1, d2, tmp_path / "a" / "p.tif", tmp_path / "a" / "m.tif", **kw)
+    masked = predict_scene(m, d1, d2, tmp_path / "b" / "p.tif", tmp_path / "b" / "m.tif", mask_clouds=True, **kw)
+    cloud = pair_cloud_mask(d1, d2, GRID).window(0, 0, H, W)
+    valid = np.isfinite(read_raster(plain.probability).data[0])
+    (th, rows), (tw, cols) = fitted_windows(H, size=48, overlap=16), fitted_windows(W, size=48, overlap=16)
+    covered = sum(not (valid & ~cloud)[r:r + th, c:c + tw].any() for r in rows for c in cols)
+    assert covered >= 2 and plain.tiles_skipped == 0  # whole tiles lie under the cloud
+    assert masked.tiles_skipped == covered
+    pa, pb = read_raster(plain.probability).data[0], read_raster(masked.probability).data[0]
+    assert np.isnan(pb[cloud]).all() and np.isfinite(pa[cloud & valid]).all() and (cloud & valid).sum() > 9000
+    assert np.array_equal(pa[~cloud], pb[~cloud], equal_nan=True)
