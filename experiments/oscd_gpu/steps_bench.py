@@ -20,8 +20,8 @@ sys.path.insert(0, str(HERE))
 from loo import ALL_BANDS, load_cities  # noqa: E402  (also blocks the geo stack)
 
 
-def one(data: str, batch: int, crop: int, seconds: float, tiny: bool) -> dict:
-    """Train FC-EF for ``seconds`` with ``batch`` crops of ``crop`` px; steps/s and pixels/s of training."""
+def one(data: str, batch: int, crop: int, seconds: float, tiny: bool, arch: str = "fc-ef") -> dict:
+    """Train ``arch`` for ``seconds`` with ``batch`` crops of ``crop`` px; steps/s and pixels/s of training."""
     import torch
 
     from minescape.change.deep.train import TrainConfig, holdout_split, train
@@ -30,14 +30,14 @@ def one(data: str, batch: int, crop: int, seconds: float, tiny: bool) -> dict:
     cities = load_cities(Path(data), tiny)
     tr, va = holdout_split(list(cities.values()), fraction=0.2, side="bottom")
     va = [s for s in va if s.name.startswith("paris")]  # a small validation set: the bench is about steps
-    cfg = TrainConfig(arch="fc-ef", crop=crop, batch_size=batch, epochs=100_000, steps_per_epoch=50,
+    cfg = TrainConfig(arch=arch, crop=crop, batch_size=batch, epochs=100_000, steps_per_epoch=50,
                       lr_schedule="time", max_minutes=seconds / 60, patience=100_000, ema=0.99, tta=False,
                       jitter=0.1, val_tile=64 if tiny else 1024, device="auto", threads=1)
     res = train(tr, va, f"/tmp/steps_bench/{os.getpid()}_{batch}_{crop}", bands=ALL_BANDS, config=cfg,
                 progress=False)
     log = json.loads(res.log_path.read_text())
     sps = log["steps_per_second"]
-    return {"batch": batch, "crop": crop, "steps_per_second": sps, "steps": log["steps_this_run"],
+    return {"arch": arch, "batch": batch, "crop": crop, "steps_per_second": sps, "steps": log["steps_this_run"],
             "mpix_per_s": round(sps * batch * crop * crop / 1e6, 2), "peak_gpu_memory_mb":
             log.get("peak_gpu_memory_mb"), "epoch_seconds": log["epoch_seconds"][:3]}
 
@@ -48,12 +48,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--plan", default=None,
-                    help="comma-separated BATCHxCROP, each alone (default: 8x64,32x128,128x128 and 4 x 8x64 at once)")
+                    help="comma-separated [ARCH:]BATCHxCROP, each alone (default: 8x64,32x128,128x128 and 4 x 8x64 "
+                         "at once; ARCH defaults to fc-ef)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        b, c = (int(v) for v in args.one.split("x"))
-        print("RESULT", json.dumps(one(args.data, b, c, args.seconds, args.tiny)), flush=True)
+        arch, _, shape = args.one.rpartition(":")
+        b, c = (int(v) for v in shape.split("x"))
+        print("RESULT", json.dumps(one(args.data, b, c, args.seconds, args.tiny, arch or "fc-ef")), flush=True)
         return
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
     plan = [("alone", ["8x64"]), ("alone", ["32x128"]), ("alone", ["128x128"]), ("4 at once", ["8x64"] * 4)]
