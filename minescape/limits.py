@@ -3,7 +3,8 @@
 Two checks, one message style (the size asked for, the limit, how to go past it where one may):
 
 * :func:`check_alloc` -- an array the command would hold in memory (a patch, a tile, a synthetic region) must
-  fit in :data:`MAX_ALLOC_BYTES` (half the machine's physical memory, at most 64 GiB).
+  fit in :data:`MAX_ALLOC_BYTES` (half the machine's physical memory, at most 64 GiB); :func:`check_network`
+  applies it to the weights of a network a file describes, counted on torch's meta device before it is built.
 * :func:`plan_run` -- a raster whose pixels a command streams: memory stays flat, but time grows with the
   pixels. The plan states the size and the estimated time before the run starts, and refuses a run estimated
   above :data:`MAX_RUN_HOURS` unless the user passes ``--force``.
@@ -51,6 +52,21 @@ def check_alloc(n_bytes: float, what: str, *, limit: int | None = None) -> None:
     if n_bytes > limit:
         raise ResourceLimitError(f"{what} needs {_gib(n_bytes)} of memory, above the limit of {_gib(limit)} "
                                  "(half this machine's memory); choose a smaller size")
+
+
+def check_network(build, what: str) -> None:
+    """Refuse a network whose float32 weights would not pass :func:`check_alloc`, before it is built: ``build()``
+    runs on torch's meta device (shapes only, no memory, no initialisation), so a model file whose metadata asks
+    for a network a million channels wide costs nothing to refuse.
+
+    Raises:
+        ResourceLimitError: as :func:`check_alloc`, naming ``what``.
+    """
+    import torch
+
+    with torch.device("meta"):
+        net = build()
+    check_alloc(4.0 * sum(p.numel() for p in net.parameters()), what)
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,15 @@ def _block(cin: int, cout: int) -> nn.Sequential:
     )
 
 
+MAX_DEPTH = 8  # poolings (tiles are multiples of 2**depth: 256 px at 8)
+
+
 class UNet(nn.Module):
     """U-Net mapping ``(N, in_channels, H, W)`` to ``(N, n_classes, H, W)`` logits."""
 
     def __init__(self, in_channels: int, n_classes: int, *, base: int = 16, depth: int = 3) -> None:
         super().__init__()
-        if in_channels < 1 or n_classes < 2 or depth < 1 or base < 1:
+        if in_channels < 1 or n_classes < 2 or not 1 <= depth <= MAX_DEPTH or base < 1:
             raise ValueError(f"invalid U-Net size: in={in_channels} classes={n_classes} base={base} depth={depth}")
         self.in_channels, self.n_classes, self.base, self.depth = in_channels, n_classes, base, depth
         chans = [base * 2**i for i in range(depth + 1)]

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from minescape.errors import ConfigError, InputError, MissingInputError, check_choice
+from minescape.errors import ConfigError, InputError, MissingInputError, ResourceLimitError, check_choice
+from minescape.limits import check_network
 
 ARCHITECTURES: tuple[str, ...] = ("fc-ef", "fc-siam-conc", "fc-siam-diff", "siam-att", "fc-ef-x2")
 STRIDE = 16  # four 2x poolings: tile sides must be multiples of this
@@ -70,9 +71,26 @@ def build_model(arch: str, in_channels: int, **kwargs: Any):
     check_choice(arch, ARCHITECTURES, what="architecture")
     if in_channels < 1:
         raise ConfigError(f"a model needs at least one input band (got {in_channels})")
+    check_model_kwargs(arch, kwargs)
     from minescape.change.deep.networks import NETWORKS
 
     return NETWORKS[arch](in_channels, **kwargs)
+
+
+def check_model_kwargs(arch: str, kwargs: dict) -> None:
+    """ConfigError unless ``kwargs`` are known options of ``arch`` of the right type: ``dropout`` in [0, 1) for
+    every network, an integer ``width`` >= 1 for ``siam-att`` (its size is checked by
+    :func:`minescape.limits.check_network` where a file declares it)."""
+    allowed = {"dropout", "width"} if arch == "siam-att" else {"dropout"}
+    unknown = sorted(set(kwargs) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown {arch} option(s) {unknown} (known: {', '.join(sorted(allowed))})")
+    d = kwargs.get("dropout", 0.0)
+    if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0.0 <= d < 1.0:
+        raise ConfigError(f"dropout must be a number in [0, 1) (got {d!r})")
+    wd = kwargs.get("width", 16)
+    if isinstance(wd, bool) or not isinstance(wd, int) or wd < 1:
+        raise ConfigError(f"width must be an integer >= 1 (got {wd!r})")
 
 
 def count_parameters(net) -> int:
@@ -162,7 +180,16 @@ def load_model(path: str | Path) -> ChangeModel:
                          path=path)
     if mean.shape != (len(bands),) or std.shape != (len(bands),):
         raise InputError(f"model has {len(bands)} bands but {mean.size} means and {std.size} stds", path=path)
-    net = build_model(arch, len(bands), **dict(meta.get("model_kwargs") or {}))
+    kwargs = meta.get("model_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise InputError(f"model metadata has model_kwargs of type {type(kwargs).__name__}, not an object", path=path)
+    try:
+        check_network(lambda: build_model(arch, len(bands), **kwargs), f"the {arch} network it describes")
+    except ResourceLimitError as exc:
+        raise InputError(str(exc), path=path) from None
+    except ConfigError as exc:  # the file's metadata, not the user's options
+        raise InputError(f"model metadata: {exc}", path=path) from None
+    net = build_model(arch, len(bands), **kwargs)
     try:
         net.load_state_dict(payload["state_dict"])
     except (RuntimeError, KeyError, TypeError) as exc:

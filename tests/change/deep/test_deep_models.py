@@ -109,6 +109,12 @@ def test_bad_choices_list_valid_values():
         build_model("unet3000", 4)
     with pytest.raises(ConfigError, match="at least one"):
         build_model("fc-ef", 0)
+    with pytest.raises(ConfigError, match="width must be an integer >= 1"):
+        build_model("siam-att", 4, width=0)
+    with pytest.raises(ConfigError, match="unknown fc-ef option"):
+        build_model("fc-ef", 4, members=10_000)
+    with pytest.raises(ConfigError, match="dropout"):
+        build_model("fc-ef", 4, dropout=1.5)
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

@@ -78,6 +78,37 @@ def test_plain_pickle_model_is_refused(tmp_path):
     assert not marker.exists()
 
 
+def test_model_metadata_cannot_make_a_huge_network(tmp_path):
+    """A model file whose metadata asks for a giant network (a siam-att a million channels wide: 3.9e15 weights) or
+    an option the network does not have is refused with one line before anything is built; the same file with
+    honest metadata loads."""
+    import json
+
+    import torch
+
+    from minescape.change.deep.model import load_model
+    from minescape.errors import InputError
+    from tests.change.deep.conftest import saved_model
+
+    good = tmp_path / "good.pt"
+    saved_model(good, ("B02", "B03", "B04"), arch="siam-att")
+    payload = torch.load(good, weights_only=True)
+    assert load_model(good).arch == "siam-att"  # the file is sound before it is tampered with
+    meta = json.loads(payload["meta"])
+    for name, change, words in (("wide", {"model_kwargs": {"width": 1_000_000}}, "network it describes needs"),
+                                ("knob", {"model_kwargs": {"members": 10_000}}, "unknown siam-att option"),
+                                ("type", {"model_kwargs": [1, 2]}, "not an object")):
+        bad = tmp_path / f"{name}.pt"
+        torch.save({**payload, "meta": json.dumps({**meta, **change})}, bad)
+        try:
+            load_model(bad)
+        except InputError as exc:
+            text = str(exc)
+            assert text.startswith(str(bad)) and words in text and "\n" not in text, text
+        else:
+            raise AssertionError(f"{name}: a tampered model loaded")
+
+
 def _without_onnx(code: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter where ``import onnx`` fails (as when it is not installed)."""
     launcher = "import sys; sys.modules['onnx'] = None\n" + code
