@@ -11,7 +11,8 @@ Where SCL is found: in a band folder, one file whose name ends in ``SCL.tif``, `
 an L2A SAFE product or its ``IMG_DATA``, ``R20m``'s (:func:`minescape.sentinel2.band_file_folders`); in a stack
 file, the band described ``SCL``.
 SCL is read with nearest-neighbour resampling onto the pair grid, in strips, and held per block of ``block`` x
-``block`` pixels (2 x 2 = SCL's 20 m on a 10 m grid): a block is cloud where any of its pixels is.
+``block`` pixels (2 x 2 = SCL's 20 m on a 10 m grid): a block is cloud where any of its pixels is. Where the SCL
+files lie on the blocks' grid pixel for pixel (a pair of one MGRS tile), they are read as stored instead.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 
 from minescape.change.pair_cloud_mask import PairCloudMask, grow_blocks
 from minescape.errors import ConfigError, InputError
@@ -56,6 +58,15 @@ def find_scl(path: str | Path) -> tuple[Path, int] | None:
     return (path, names.index("SCL") + 1) if "SCL" in names else None
 
 
+def _on_grid(path: Path, grid: Grid) -> bool:
+    """Whether the raster at ``path`` lies on ``grid`` pixel for pixel (same CRS, pixel size and phase)."""
+    from minescape.geo.grid import aligned_window
+    from minescape.geo.raster import open_raster
+
+    with open_raster(path) as src:
+        return aligned_window(src.crs, src.transform, grid) is not None
+
+
 def scl_mask(t1: str | Path, t2: str | Path, grid: Grid, *, classes: tuple[int, ...] = SCL_PAIR_CLASSES,
              buffer: int = DEFAULT_BUFFER, block: int = DEFAULT_BLOCK) -> PairCloudMask:
     """The clouds (and shadows) of either date on the pair grid ``grid``, from each date's SCL.
@@ -90,17 +101,24 @@ def scl_mask(t1: str | Path, t2: str | Path, grid: Grid, *, classes: tuple[int, 
         layers.append(found)
     h, w = grid.height, grid.width
     out = np.zeros((-(-h // block), -(-w // block)), bool)
-    rows = block * max(1, 512 // block)
     wanted = np.asarray(classes)
+    # the grid of the blocks: where both SCL files lie on it pixel for pixel (20 m SCL of the pair's own tile),
+    # each SCL pixel is a block and is read as stored; otherwise SCL is resampled onto the pair grid
+    blocks_grid = Grid(grid.crs, grid.transform @ Affine.scale(block), out.shape[1], out.shape[0])
+    native = all(_on_grid(path, blocks_grid) for path, _ in layers)
+    target, step = (blocks_grid, 512) if native else (grid, block * max(1, 512 // block))
     with window_reads():
-        for r0 in range(0, h, rows):
-            win = Window(0, r0, w, min(rows, h - r0))
-            flag = np.zeros((int(win.height), w), bool)
+        for r0 in range(0, target.height, step):
+            win = Window(0, r0, target.width, min(step, target.height - r0))
+            flag = np.zeros((int(win.height), target.width), bool)
             for path, band in layers:
-                scl = read_on_grid(path, grid, window=win, band=band, resampling="nearest", fill=0).data[0]
+                scl = read_on_grid(path, target, window=win, band=band, resampling="nearest", fill=0).data[0]
                 flag |= np.isin(scl, wanted)
-            blocks = block_reduce(flag, (block, block), func=np.any, cval=False)
-            out[r0 // block: r0 // block + blocks.shape[0]] = blocks
+            if native:
+                out[r0:r0 + flag.shape[0]] = flag
+            else:
+                blocks = block_reduce(flag, (block, block), func=np.any, cval=False)
+                out[r0 // block: r0 // block + blocks.shape[0]] = blocks
     cloud, grown = grow_blocks(out, block, buffer)
     listed = ", ".join(str(c) for c in classes)
     return PairCloudMask(grid, cloud, block, "SCL", f"SCL classes {listed} in either date, buffer {grown} px")

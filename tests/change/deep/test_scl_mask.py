@@ -62,6 +62,21 @@ def test_clouds_and_shadows_of_either_date_with_their_buffer(tmp_path):
     assert only_clouds[60:72, 60:72].all() and not only_clouds[20:32, 120:136].any()
 
 
+def test_scl_off_the_blocks_grid_is_resampled_to_the_same_mask(tmp_path):
+    """SCL stored on the blocks' grid (20 m, the pair's origin) is read as stored; the same classes written at
+    10 m (off the blocks' grid: another pixel size) go through resampling; both give the same mask."""
+    d1, d2 = scl_pair(tmp_path)
+    native = pair_cloud_mask(d1, d2, GRID)
+    for d in (d1, d2):
+        f = next(d.glob("*SCL_20m.tif"))
+        scl = read_raster(f).data[0]
+        fine = np.repeat(np.repeat(scl, 2, axis=0), 2, axis=1)[:H, :W]
+        f.unlink()
+        write_raster(Raster(fine[None], CRS_UTM, TRANSFORM, 0), d / "T33XXX_20200101T000000_SCL_10m.tif")
+    resampled = pair_cloud_mask(d1, d2, GRID)
+    assert native.blocks.any() and np.array_equal(native.blocks, resampled.blocks)
+
+
 def test_b10_is_preferred_and_a_pair_with_neither_or_one_of_each_is_one_clear_error(tmp_path):
     from tests.change.deep.test_cirrus_mask import cloudy_pair
 
