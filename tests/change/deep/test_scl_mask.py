@@ -174,3 +174,49 @@ def test_tiles_wholly_under_clouds_are_not_run_and_nothing_else_moves(tiny_model
     pa, pb = read_raster(plain.probability).data[0], read_raster(masked.probability).data[0]
     assert np.isnan(pb[cloud]).all() and np.isfinite(pa[cloud & valid]).all() and (cloud & valid).sum() > 9000
     assert np.array_equal(pa[~cloud], pb[~cloud], equal_nan=True)
+
+
+def test_cli_detect_on_two_l2a_safe_products_masks_scl_clouds(tmp_path):
+    """`change detect A.SAFE B.SAFE out --mask-clouds` on two L2A products as ESA delivers them (IMG_DATA/R10m,
+    R20m with SCL, baseline 04.00 in the product name, so DN carry +1000): exit 0, SCL masks date 2's cloud, and
+    outside it the difference is the one the same reflectance gives from plain band folders without the offset."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from minescape.cli.app import app
+
+    t1, t2, _ = toy_pair(seed=12, height=H, width=W)
+    s1 = np.full((H // 2 + 1, W // 2 + 1), 4, np.uint8)
+    s2 = s1.copy()
+    s2[30:36, 30:36] = 9  # a cloud in date 2: 10 m rows/cols 60-72
+    safes = []
+    for k, (refl, scl) in enumerate(((t1, s1), (t2, s2))):
+        stamp = f"2024060{k + 1}T100000"
+        safe = tmp_path / f"S2A_MSIL2A_{stamp}_N0400_R122_T33XXX_{stamp}.SAFE"
+        img = safe / "GRANULE" / f"L2A_T33XXX_A00000{k}_{stamp}" / "IMG_DATA"
+        (img / "R10m").mkdir(parents=True)
+        (img / "R20m").mkdir()
+        for j, band in enumerate(BANDS4):
+            dn = np.where(np.isfinite(refl[j]), np.clip(refl[j] * 10000, 1, 65535), 0).astype(np.uint16)
+            dn[dn > 0] += 1000  # the same DN as l2a_folder's, plus the offset
+            write_raster(Raster(dn[None], CRS_UTM, TRANSFORM, 0), img / "R10m" / f"T33XXX_{stamp}_{band}_10m.tif")
+        write_raster(Raster(scl[None], CRS_UTM, TRANSFORM_20M, 0), img / "R20m" / f"T33XXX_{stamp}_SCL_20m.tif")
+        safes.append(safe)
+    plain = [l2a_folder(tmp_path / f"plain{k}", refl, None) for k, refl in enumerate((t1, t2))]
+    run = CliRunner()
+    args = ["--threshold", "fixed", "--value", "0.02", "--opening", "0", "--closing", "0"]
+    r = run.invoke(app, ["change", "detect", str(safes[0]), str(safes[1]), str(tmp_path / "out"), "--mask-clouds",
+                         *args])
+    assert r.exit_code == 0, r.output
+    r0 = run.invoke(app, ["change", "detect", str(plain[0]), str(plain[1]), str(tmp_path / "ref"), *args])
+    assert r0.exit_code == 0, r0.output
+    stats = json.loads((tmp_path / "out" / "detect.json").read_text())
+    assert "SCL classes" in json.dumps(stats) and "SCL classes" not in (tmp_path / "ref" / "detect.json").read_text()
+    cloud = pair_cloud_mask(safes[0], safes[1], GRID).window(0, 0, H, W)
+    got = read_raster(tmp_path / "out" / "difference.tif").data[0]
+    ref = read_raster(tmp_path / "ref" / "difference.tif").data[0]
+    assert cloud[60:72, 60:72].all() and np.isnan(got[cloud]).all() and np.isfinite(ref[cloud]).sum() > 300
+    assert np.array_equal(got[~cloud], ref[~cloud], equal_nan=True)
+    mask = read_raster(tmp_path / "out" / "change_mask.tif").data[0]
+    assert (mask[cloud] == 255).all() and (mask[~cloud & np.isfinite(ref)] != 255).all()
