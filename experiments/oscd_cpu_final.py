@@ -57,6 +57,9 @@ def main() -> None:
                    for c, s in sorted(m["cities"].items())},
         "index_method_pooled_f1": round(loo["index"]["pooled"]["f1"], 4),
     }
+    card["usage"] = ("minescape change predict model.pt T1 T2 OUT; on pairs with clouds add --mask-clouds (B10 of "
+                     "L1C, which this model reads anyway): in five leave-one-city-out runs it lifted paris's "
+                     "precision from 0.05-0.07 to 0.20-0.26 and hid no labelled change (docs/deep-change.md)")
     card_file.write_text(json.dumps(card, indent=2) + "\n")
     keep = ROOT / "experiments" / "oscd_cpu_final"
     keep.mkdir(exist_ok=True)
