@@ -336,13 +336,10 @@ def baseline_from_context(path: Path, info: SceneInfo) -> SceneInfo:
     ``path`` is a band folder (stacks carry ``PROCESSING_BASELINE`` in their tags instead).
     """
     for folder in [path, *list(path.parents)[:SAFE_DEPTH]]:
-        m = PRODUCT_NAME.search(folder.name)
-        if m:
-            g = m.groupdict()
-            sensed = dt.datetime.strptime(g["datetime"], "%Y%m%dT%H%M%S").date()
-            return SceneInfo(info.date or sensed, info.level or g["level"],
-                             f"{g['baseline'][:2]}.{g['baseline'][2:]}", info.tile or g["tile"],
-                             info.mission or g["mission"])
+        product = parse_scene_name(folder.name)
+        if product.baseline is not None:  # only a product name carries one
+            return SceneInfo(info.date or product.date, info.level or product.level, product.baseline,
+                             info.tile or product.tile, info.mission or product.mission)
     if info.tile is not None and info.date is not None and info.date >= OFFSET_SINCE:
         return SceneInfo(info.date, info.level, "04.00", info.tile, info.mission)
     return info

@@ -84,7 +84,7 @@ def pair_cloud_mask(t1: str | Path, t2: str | Path, grid: Grid) -> PairCloudMask
         InputError: naming a date that has neither, or the second date when the two dates have different ones.
     """
     from minescape.change.cirrus_mask import NoCirrusBand, cirrus_mask
-    from minescape.change.scl_mask import find_scl, scl_mask
+    from minescape.change.scl_mask import NoSclLayer, scl_mask
 
     try:
         mask = cirrus_mask(t1, t2)
@@ -92,10 +92,10 @@ def pair_cloud_mask(t1: str | Path, t2: str | Path, grid: Grid) -> PairCloudMask
         return mask
     except NoCirrusBand as exc:
         no_b10 = Path(exc.path) if exc.path is not None else Path(t1)
-    scl = {Path(t): find_scl(t) for t in (t1, t2)}
-    if all(v is not None for v in scl.values()):
+    try:
         return scl_mask(t1, t2, grid)
-    lacking = next(t for t, v in scl.items() if v is None)
+    except NoSclLayer as exc:
+        lacking = Path(exc.path) if exc.path is not None else Path(t1)
     if lacking == no_b10:
         raise InputError("has neither B10 (Sentinel-2 L1C) nor an SCL layer (L2A), one of which the cloud mask "
                          "needs in both dates", path=lacking)

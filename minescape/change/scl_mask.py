@@ -34,6 +34,10 @@ DEFAULT_BUFFER = 10  # pair-grid pixels (100 m on a 10 m grid), as the B10 mask
 DEFAULT_BLOCK = 2  # pair-grid pixels per block side (SCL's 20 m on a 10 m grid)
 
 
+class NoSclLayer(InputError):
+    """A date has no SCL layer (an L1C product, or a stack without that band); names the file."""
+
+
 def find_scl(path: str | Path) -> tuple[Path, int] | None:
     """``(file, 1-based band)`` of a date's SCL layer, or None where it has none.
 
@@ -79,7 +83,7 @@ def scl_mask(t1: str | Path, t2: str | Path, grid: Grid, *, classes: tuple[int, 
         block: block side in pair-grid pixels (>= 1).
 
     Raises:
-        InputError: a date has no SCL layer, naming it.
+        NoSclLayer: a date has no SCL layer, naming it (date 1 first).
     """
     from rasterio.windows import Window
     from skimage.measure import block_reduce
@@ -96,7 +100,7 @@ def scl_mask(t1: str | Path, t2: str | Path, grid: Grid, *, classes: tuple[int, 
     for t in (t1, t2):
         found = find_scl(t)
         if found is None:
-            raise InputError("has no SCL layer (Sentinel-2 L2A scene classification), which the cloud mask needs",
+            raise NoSclLayer("has no SCL layer (Sentinel-2 L2A scene classification), which the cloud mask needs",
                              path=t)
         layers.append(found)
     h, w = grid.height, grid.width

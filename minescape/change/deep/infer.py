@@ -213,8 +213,6 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
 
         def write(prob: np.ndarray, valid: np.ndarray, r0: int) -> None:
             """Mask, count and write finished rows (strips are written in order)."""
-            if clouds is not None:
-                valid &= ~clouds.window(r0, 0, prob.shape[0], w)
             prob[~valid] = np.nan
             mask = np.where(valid, (prob >= thr).astype(np.uint8), np.uint8(CHANGE.nodata)).astype(np.uint8)
             counts[0] += int((mask == 1).sum())
@@ -239,11 +237,12 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
                     written()
                 for f in futures:
                     f.result()
-                # a tile whose every pixel is nodata or under the cloud mask is not run: its pixels are written
-                # as nodata, and a tile touches no pixel outside itself, so every other pixel stays as it was
-                usable = valid if clouds is None else valid & ~clouds.window(r0, 0, th, w)
+                # cloud pixels are invalid like nodata (written as nodata, not counted), and a tile whose every
+                # pixel is invalid is not run: a tile touches no pixel outside itself, so the others stay as they were
+                if clouds is not None:
+                    valid &= ~clouds.window(r0, 0, th, w)
                 for c0 in cols:
-                    if usable[:, c0:c0 + tw].any():
+                    if valid[:, c0:c0 + tw].any():
                         p = _ensemble_tile(members, normed, slice(c0, c0 + tw), tta)
                     else:
                         p = np.zeros((th, tw), np.float32)
