@@ -212,6 +212,7 @@ def run_fold(args: argparse.Namespace, folds: list[list[str]], arch: str, k: int
                       steps_per_epoch=args.steps, lr=args.lr,
                       lr_epochs=args.epochs if args.epochs < 200 else 50,
                       loss=args.loss, patience=1000, keep_from_epoch=args.keep_from_epoch, seed=args.seed,
+                      average_from=args.average_from, threshold_beta=args.threshold_beta,
                       max_minutes=minutes,
                       threads=args.threads, norm=args.norm, ema=args.ema, tta=args.tta,
                       jitter=args.jitter, clouds=args.clouds, coregister=args.coreg, precision=args.precision,
@@ -280,6 +281,10 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=None)
     ap.add_argument("--keep-from-epoch", type=int, default=1,
                     help="first epoch a fold may keep as its best (default 1: any)")
+    ap.add_argument("--threshold-beta", type=float, default=1.0,
+                    help="each fold's threshold maximises this validation F-beta (1 = F1)")
+    ap.add_argument("--average-from", type=float, default=0.0,
+                    help="keep the average of the epoch-end weights after this fraction of the budget (0 = off)")
     ap.add_argument("--only-folds", default=None, help="comma-separated fold numbers to run (screens)")
     ap.add_argument("--save-probs", action="store_true")
     ap.add_argument("--coreg", action="store_true",

@@ -63,6 +63,13 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         patience: int = typer.Option(8, help="Early stopping: epochs without a better validation F1."),
         keep_from_epoch: int = typer.Option(1, help="First epoch whose weights may be kept as the best (a floor "
                                                      "against an early validation peak; 1 = any)."),
+        threshold_beta: float = typer.Option(1.0, help="The threshold maximises the validation F-beta of change: "
+                                                       "1 = F1; 0.5 weighs precision twice as much as recall "
+                                                       "(fewer false alarms in places training never saw)."),
+        average_from: float = typer.Option(0.0, help="Keep the average of the epoch-end weights (the EMA's with "
+                                                     "--ema) after this fraction of training (of --max-minutes "
+                                                     "if set, else of --epochs), not the best validation epoch "
+                                                     "(e.g. 0.5; 0 = off)."),
         val_fraction: float = typer.Option(0.2, help="Held-out bottom fraction of rows when there is no "
                                                      "validation set."),
         max_minutes: Optional[float] = typer.Option(None, help="Stop after this much training time."),
@@ -135,7 +142,8 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
                             lr=lr, lr_epochs=lr_epochs, lr_schedule=lr_schedule, loss=loss, patience=patience,
                             keep_from_epoch=keep_from_epoch, max_minutes=max_minutes, seed=seed, threads=threads,
                             norm=norm, ema=ema, tta=tta, jitter=jitter, clouds=clouds, coregister=coregister,
-                            device=device, precision=precision)
+                            device=device, precision=precision, average_from=average_from,
+                            threshold_beta=threshold_beta)
         res = T.train(samples, val, out, bands=band_list, config=cfg, resume=resume, training_data=data)
         typer.echo(f"wrote {res.model_path} and {res.card_path.name}: {arch}, {len(band_list)} bands, "
                    f"{res.epochs_run} epochs (best {res.best_epoch}), validation F1 {res.val_f1:.3f} at "

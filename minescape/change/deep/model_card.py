@@ -63,7 +63,7 @@ def write_model_card(model: ChangeModel, *, training_data: dict, metrics: dict, 
                           "std": [round(float(v), 7) for v in np.asarray(model.std)],
                           "computed_on": "valid training pixels of both dates"},
         "threshold": float(model.threshold),
-        "threshold_chosen_on": "validation pixels (pooled F1 of change, grid 0.02..0.98)"
+        "threshold_chosen_on": f"validation pixels (pooled {_objective(config)} of change, grid 0.02..0.98)"
                                + (", probabilities averaged over 4 flips (TTA)" if tta else ""),
         "tta": bool(tta),
         "coregister": bool(coregister),
@@ -90,3 +90,9 @@ def read_model_card(path: str | Path) -> dict:
     if missing:
         raise InputError(f"model card lacks {missing}", path=path)
     return card
+
+
+def _objective(config: dict) -> str:
+    """``F1``, or ``F0.5`` etc. for a run whose threshold maximised another F-beta."""
+    beta = float(config.get("threshold_beta", 1.0))
+    return "F1" if beta == 1.0 else f"F{beta:g} (F-beta, beta {beta:g})"

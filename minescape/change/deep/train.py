@@ -80,6 +80,11 @@ class TrainConfig:
     jitter: float = 0.0  # > 0: per-date, per-band random gain and offset (in std units) on normalised crops
     clouds: float = 0.0  # > 0: this share of crops gets a synthetic cloud and shadow in one date (no change)
     coregister: bool = False  # the samples' date 2 was co-registered (recorded; predict then does the same)
+    threshold_beta: float = 1.0  # the final threshold maximises the validation F-beta of change: 1 = F1; < 1
+    # weighs precision more (0.5: precision counts twice as much as recall); epochs are still compared by F1
+    average_from: float = 0.0  # > 0: the model kept is the uniform average of the epoch-end weights (the EMA's if
+    # ema) of every epoch after this fraction of training (of max_minutes if set, else of epochs), instead of the
+    # best validation epoch; 0 = keep the best epoch
 
     def __post_init__(self) -> None:
         from minescape.compute import DEVICES, PRECISIONS
@@ -109,6 +114,10 @@ class TrainConfig:
         check_clouds(self.clouds, self.norm)
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"ema must be in [0, 1) (got {self.ema})")
+        if not 0.1 <= self.threshold_beta <= 10.0:
+            raise ConfigError(f"threshold_beta must be in [0.1, 10] (got {self.threshold_beta})")
+        if not 0.0 <= self.average_from < 1.0:
+            raise ConfigError(f"average_from must be in [0, 1) (got {self.average_from})")
 
 
 @dataclass(frozen=True)
@@ -336,21 +345,25 @@ def loss_fn(logits, target, *, kind: str, pos_weight: float):
     return sum(parts)
 
 
-def best_threshold(prob: np.ndarray, truth: np.ndarray) -> tuple[float, float, dict]:
-    """Threshold in 0.02..0.98 (step 0.02) maximising the F1 of change on pixels with truth 0/1 and finite prob.
+def best_threshold(prob: np.ndarray, truth: np.ndarray, *, beta: float = 1.0) -> tuple[float, float, dict]:
+    """Threshold in 0.02..0.98 (step 0.02) maximising the F-beta of change (F1 by default; ``beta`` < 1 weighs
+    precision more) on pixels with truth 0/1 and finite prob.
 
-    Returns ``(threshold, f1, {precision, recall, f1, iou})`` at that threshold; ``(0.5, 0.0, ...)`` when the
-    truth has no changed pixel.
+    Returns ``(threshold, f1, {precision, recall, f1, iou})`` at that threshold (the F1 there, whatever ``beta``);
+    ``(0.5, 0.0, ...)`` when the truth has no changed pixel.
     """
     ok = np.isfinite(prob) & (truth != 255)
     p, t = prob[ok], truth[ok] == 1
     if not t.any():  # no change to find: F1 is 0 at every threshold; keep the neutral 0.5
         return 0.5, 0.0, change_scores(p >= 0.5, t)
-    best = (0.5, -1.0, {})
+    best, best_score = (0.5, -1.0, {}), -1.0
+    b2 = beta * beta
     for thr in np.round(np.arange(0.02, 0.981, 0.02), 2):
         m = change_scores(p >= thr, t)
-        if m["f1"] > best[1] + 1e-12:
-            best = (float(thr), m["f1"], m)
+        pr, rc = m["precision"], m["recall"]
+        score = m["f1"] if beta == 1.0 else ((1 + b2) * pr * rc / (b2 * pr + rc) if pr + rc else 0.0)
+        if score > best_score + 1e-12:
+            best, best_score = (float(thr), m["f1"], m), score
     return best
 
 
@@ -367,8 +380,9 @@ def change_scores(pred: np.ndarray, truth: np.ndarray) -> dict:
 
 
 def validate(net, samples: Sequence[Sample], mean, std, *, tile: int = 256, norm: str = "global",
-             tta: bool = False, compute=None) -> tuple[float, float, dict]:
-    """Predict every validation sample (tiled) and pick the F1-maximising threshold on the pooled pixels."""
+             tta: bool = False, compute=None, beta: float = 1.0) -> tuple[float, float, dict]:
+    """Predict every validation sample (tiled) and pick the F-beta-maximising threshold (F1 by default) on the
+    pooled pixels; returns ``(threshold, F1 there, scores)``."""
     from minescape.change.deep.infer import predict_arrays
     from minescape.change.deep.runner import flip_batch_for, torch_runner
 
@@ -381,7 +395,7 @@ def validate(net, samples: Sequence[Sample], mean, std, *, tile: int = 256, norm
                                     overlap=min(32, tile // 4), norm=norm, tta=tta,
                                     flip_batch=flip_batch_for(compute)).ravel())
         truths.append(s.label.ravel())
-    return best_threshold(np.concatenate(probs), np.concatenate(truths))
+    return best_threshold(np.concatenate(probs), np.concatenate(truths), beta=beta)
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -475,6 +489,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
     state = {"epoch": 0, "best_f1": -1.0, "best_threshold": 0.5, "best_epoch": 0, "bad_epochs": 0,
              "history": [], "elapsed": 0.0}
     best_state = None
+    average = None  # running sum of the averaged epochs' weights (float64, CPU)
     cfg_dict = _config_dict(config)
     if resume and ckpt_path.exists():
         ck = load_payload(ckpt_path, formats=(CHECKPOINT_FORMAT,))
@@ -492,6 +507,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
             raise InputError(f"checkpoint does not fit this network: {str(exc).splitlines()[0][:120]}",
                              path=ckpt_path) from None
         best_state = ck.get("best_state")
+        average = ck.get("average")
 
     stopped = "epochs"
     epoch_seconds: list[float] = []
@@ -557,6 +573,11 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
             epoch_seconds.append(round(now - t_epoch, 3))
             state["elapsed"] += now - t_start
             t_start = now
+            if config.average_from > 0 and training_fraction(config, epoch + 1, state["elapsed"]) > \
+                    config.average_from:
+                average = _accumulate(average, eval_net)
+                state["averaged"] = state.get("averaged", 0) + 1
+                state.setdefault("average_start", epoch + 1)
             payload = {"format": CHECKPOINT_FORMAT,
                        "meta": json.dumps({"config": cfg_dict, "bands": list(bands), "state": state}),
                        "model": _cpu(net.state_dict()), "optimizer": _cpu_opt(opt.state_dict())}
@@ -564,6 +585,8 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
                 payload["ema"] = _cpu(ema_net.state_dict())
             if best_state is not None:
                 payload["best_state"] = best_state
+            if average is not None:
+                payload["average"] = average
             atomic_write_bytes(ckpt_path, torch_bytes(payload))
     state["elapsed"] += time.perf_counter() - t_start
     t_start = time.perf_counter()
@@ -571,17 +594,24 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
         last = state["history"][-1]
         state.update(best_f1=last["val_f1"], best_threshold=last["val_threshold"], best_epoch=last["epoch"])
         best_state = _snapshot(ema_net if ema_net is not None else net)  # the network validation saw
-    if best_state is not None:
+    kept = f"best validation epoch ({state['best_epoch']})"
+    if average is not None:  # the average replaces the best epoch; its threshold is chosen like any epoch's
+        net.load_state_dict(_averaged(average, state["averaged"], net.state_dict()))
+        state["best_threshold"], state["best_f1"], _ = validate(net, val_samples, mean, std, tile=config.val_tile,
+                                                                norm=config.norm, compute=compute)
+        kept = f"average of the {state['averaged']} epochs from epoch {state['average_start']}"
+    elif best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
     threshold, val_f1 = state["best_threshold"], state["best_f1"]
-    if config.tta:  # the threshold for flip-averaged probabilities, chosen on the same validation pixels
+    if config.tta or config.threshold_beta != 1.0:
+        # the threshold for flip-averaged probabilities and/or of the F-beta asked for, on the same pixels
         threshold, val_f1, _ = validate(net, val_samples, mean, std, tile=config.val_tile, norm=config.norm,
-                                        tta=True, compute=compute)
+                                        tta=config.tta, compute=compute, beta=config.threshold_beta)
         state["elapsed"] += time.perf_counter() - t_start
     model_path = out_dir / "model.pt"
     metrics = {"val_f1": val_f1, "val_threshold": threshold,
-               "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_by": stopped,
+               "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_by": stopped, "kept": kept,
                "pos_weight": pos_weight, "train_pixels_change": n_pos, "train_pixels_nochange": n_neg}
     model = ChangeModel(net=net.cpu().to(memory_format=torch.contiguous_format), arch=config.arch,
                         bands=tuple(bands), mean=mean, std=std, threshold=threshold, norm=config.norm,
@@ -623,7 +653,36 @@ def _same_config(cfg: dict) -> dict:
 
 
 _NEW_OPTION_DEFAULTS = {"norm": "global", "ema": 0.0, "tta": False, "lr_schedule": "epochs", "jitter": 0.0,
-                        "coregister": False, "clouds": 0.0, "keep_from_epoch": 1}
+                        "coregister": False, "clouds": 0.0, "keep_from_epoch": 1, "average_from": 0.0,
+                        "threshold_beta": 1.0}
+
+
+def training_fraction(config: TrainConfig, epochs_done: int, elapsed: float) -> float:
+    """How far training is, in [0, 1]: ``elapsed`` seconds of ``max_minutes`` when set (a time budget), else
+    ``epochs_done`` of ``epochs``."""
+    if config.max_minutes:
+        return min(elapsed / (config.max_minutes * 60.0), 1.0)
+    return min(epochs_done / config.epochs, 1.0)
+
+
+def _accumulate(total: dict | None, net) -> dict:
+    """Add ``net``'s floating-point weights and buffers to ``total`` (float64 on the CPU); other tensors (batch
+    counters) keep the latest value."""
+    import torch
+
+    out = {} if total is None else total
+    for k, v in net.state_dict().items():
+        v = v.detach().cpu()
+        if v.dtype.is_floating_point:
+            out[k] = v.to(torch.float64) + (out[k] if k in out else 0.0)
+        else:
+            out[k] = v.clone()
+    return out
+
+
+def _averaged(total: dict, count: int, like: dict) -> dict:
+    """``total / count`` in the dtypes of the state dict ``like``."""
+    return {k: (total[k] / count).to(v.dtype) if v.dtype.is_floating_point else total[k] for k, v in like.items()}
 
 
 def _snapshot(net) -> dict:

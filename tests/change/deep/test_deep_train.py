@@ -249,3 +249,61 @@ def test_keep_from_epoch_is_a_floor_on_the_kept_epoch(tmp_path):
         replace(CFG, epochs=2, keep_from_epoch=3)
     with pytest.raises(ConfigError, match="keep_from_epoch must be >= 1"):
         replace(CFG, keep_from_epoch=0)
+
+
+def test_average_from_keeps_the_mean_of_the_late_epochs(tmp_path):
+    """--average-from: the model kept is the mean of the epoch-end weights after that fraction of training, its
+    threshold chosen on validation like an epoch's; the running sum survives in the checkpoint."""
+    import json
+    from dataclasses import replace
+
+    import torch
+
+    tr, va = _samples()
+    ends = {e: torch.load(train(tr, va, tmp_path / f"e{e}", bands=BANDS4, config=replace(CFG, epochs=e))
+                          .checkpoint_path, weights_only=True)["model"] for e in (3, 4)}
+    assert any(not torch.equal(ends[3][k], ends[4][k]) for k in ends[3])  # the two epochs differ: a mean to take
+    r = train(tr, va, tmp_path / "avg", bands=BANDS4, config=replace(CFG, epochs=4, average_from=0.5))
+    kept = torch.load(r.model_path, weights_only=True)["state_dict"]
+    for k, v in kept.items():  # epochs 3 and 4 lie after half of the 4 epochs; epochs 1 and 2 do not
+        if v.dtype.is_floating_point:
+            assert torch.equal(v, ((ends[3][k].double() + ends[4][k].double()) / 2).to(v.dtype)), k
+    card = json.loads(r.card_path.read_text())
+    assert card["metrics"]["kept"] == "average of the 2 epochs from epoch 3"
+    assert 0.0 < r.threshold < 1.0 and card["threshold"] == r.threshold
+    # resumed from its last checkpoint, the run keeps the same average (it was saved, not recomputed)
+    again = train(tr, va, tmp_path / "avg", bands=BANDS4, config=replace(CFG, epochs=4, average_from=0.5),
+                  resume=True)
+    assert again.model_path.read_bytes() == r.model_path.read_bytes()
+    plain = train(tr, va, tmp_path / "plain", bands=BANDS4, config=replace(CFG, epochs=4))
+    assert json.loads(plain.card_path.read_text())["metrics"]["kept"].startswith("best validation epoch")
+    with pytest.raises(ConfigError, match="average_from"):
+        replace(CFG, average_from=1.0)
+
+
+def test_threshold_beta_below_one_chooses_a_more_precise_threshold():
+    """F0.5 weighs precision more: on a probability map whose extra alarms are all false, it keeps a higher
+    threshold than F1, with higher precision; beta 1 is F1 exactly."""
+    rng = np.random.default_rng(0)
+    truth = (rng.random(20000) < 0.1).astype(np.uint8)
+    # changed pixels score high; no-change pixels mostly low, with a tail up to 1: F1 accepts some of the tail for recall
+    prob = np.where(truth == 1, rng.uniform(0.3, 1.0, truth.size), rng.uniform(0.0, 1.0, truth.size) ** 3)
+    t1, f1_1, m1 = best_threshold(prob, truth)
+    assert best_threshold(prob, truth, beta=1.0) == (t1, f1_1, m1)
+    t05, f1_05, m05 = best_threshold(prob, truth, beta=0.5)
+    assert t05 > t1 and m05["precision"] > m1["precision"] and m05["recall"] < m1["recall"]
+    assert f1_05 == m05["f1"] <= f1_1  # the F1 it reports is the F1 at its own threshold
+    with pytest.raises(ConfigError, match="threshold_beta"):
+        TrainConfig(threshold_beta=0.0)
+
+
+def test_threshold_beta_reaches_the_model_and_its_card(tmp_path):
+    import json
+    from dataclasses import replace
+
+    tr, va = _samples()
+    r = train(tr, va, tmp_path / "b", bands=BANDS4, config=replace(CFG, threshold_beta=0.5))
+    card = json.loads(r.card_path.read_text())
+    assert card["config"]["threshold_beta"] == 0.5 and "F0.5" in card["threshold_chosen_on"]
+    plain = json.loads(train(tr, va, tmp_path / "p", bands=BANDS4, config=CFG).card_path.read_text())
+    assert "pooled F1 of change" in plain["threshold_chosen_on"]
