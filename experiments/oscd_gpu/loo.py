@@ -114,7 +114,7 @@ def run_fold(args: argparse.Namespace) -> None:
         cfg = TrainConfig(arch=arch, crop=32 if args.tiny else args.crop, batch_size=args.batch, epochs=100_000,
                           steps_per_epoch=3 if args.tiny else args.steps, lr=args.lr, lr_epochs=50, loss="wce+dice",
                           lr_schedule="time", max_minutes=seconds / 60, patience=100_000, seed=int(seed),
-                          keep_from_epoch=args.keep_from_epoch,
+                          keep_from_epoch=args.keep_from_epoch, threshold_beta=args.threshold_beta,
                           threads=1, norm="global", ema=0.99, tta=True, jitter=0.1, coregister=True,
                           val_tile=tile, device=args.device, precision="auto")
         t0 = time.time()
@@ -155,7 +155,7 @@ def pooled(counts: list[tuple[int, int, int]]) -> dict:
     return {"precision": p, "recall": r, "f1": 2 * tp / max(2 * tp + fp + fn, 1), "tp": tp, "fp": fp, "fn": fn}
 
 
-def aggregate(out: Path, cities: list[str]) -> dict:
+def aggregate(out: Path, cities: list[str], beta: float = 1.0) -> dict:
     """Per member and for the ensemble: per-city and pooled scores of the saved folds."""
     from minescape.change.deep.train import best_threshold, change_scores
 
@@ -185,7 +185,7 @@ def aggregate(out: Path, cities: list[str]) -> dict:
         vp = np.concatenate([np.mean([data[f"val:{m['member']}:{v}"].astype(np.float32) for m in members],
                                      axis=0).ravel() for v in vals])
         vl = np.concatenate([data[f"val_label:{v}"].ravel() for v in vals])
-        vthr, vf1, _ = best_threshold(vp, vl)
+        vthr, vf1, _ = best_threshold(vp, vl, beta=beta)
         sv = change_scores(p[ok] >= vthr, lab[ok] == 1)
         per.setdefault(name, {})[city] = {**{k: sc[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")},
                                           "threshold": thr, "val_threshold": vthr, "val_f1": vf1,
@@ -212,6 +212,8 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=64, help="crop size (px; the CPU recipe: 64)")
     ap.add_argument("--batch", type=int, default=8, help="crops per step (the CPU recipe: 8)")
     ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (the CPU recipe: 1e-3)")
+    ap.add_argument("--threshold-beta", type=float, default=1.0,
+                    help="each member's threshold maximises this validation F-beta (1 = F1; the CPU recipe: 0.5)")
     ap.add_argument("--keep-from-epoch", type=int, default=1,
                     help="first epoch that may be kept as the best (the CPU recipe's floor: 20 epochs of 40 steps)")
     ap.add_argument("--concurrent", type=int, default=0,
@@ -257,7 +259,8 @@ def main() -> None:
                    "--members", args.members, "--member-seconds", str(args.member_seconds),
                    "--steps", str(args.steps), "--crop", str(args.crop), "--batch", str(args.batch),
                    "--lr", str(args.lr), "--reserve", str(args.reserve),
-                   "--keep-from-epoch", str(args.keep_from_epoch), "--fold", c, "--end-time", str(end)]
+                   "--keep-from-epoch", str(args.keep_from_epoch), "--threshold-beta", str(args.threshold_beta),
+                   "--fold", c, "--end-time", str(end)]
             if args.tiny:
                 cmd.append("--tiny")
             procs[c] = subprocess.Popen(cmd, env=env, stdout=open(out / f"fold_{c}.log", "w"),
@@ -271,7 +274,7 @@ def main() -> None:
     if sampler is not None:
         sampler.terminate()
     results = {"config": vars(args), "exit_codes": codes, "wall_seconds": round(time.time() - start, 1),
-               "scores": aggregate(out, cities)}
+               "scores": aggregate(out, cities, args.threshold_beta)}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     test_probs = {}  # every member's test probabilities (float16), for ensembles with runs made elsewhere
     for c in cities:
