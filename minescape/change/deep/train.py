@@ -361,7 +361,7 @@ def best_threshold(prob: np.ndarray, truth: np.ndarray, *, beta: float = 1.0) ->
     for thr in np.round(np.arange(0.02, 0.981, 0.02), 2):
         m = change_scores(p >= thr, t)
         pr, rc = m["precision"], m["recall"]
-        score = m["f1"] if beta == 1.0 else ((1 + b2) * pr * rc / (b2 * pr + rc) if pr + rc else 0.0)
+        score = (1 + b2) * pr * rc / (b2 * pr + rc) if pr + rc else 0.0  # beta 1: change_scores's F1, bit for bit
         if score > best_score + 1e-12:
             best, best_score = (float(thr), m["f1"], m), score
     return best
@@ -595,17 +595,15 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
         state.update(best_f1=last["val_f1"], best_threshold=last["val_threshold"], best_epoch=last["epoch"])
         best_state = _snapshot(ema_net if ema_net is not None else net)  # the network validation saw
     kept = f"best validation epoch ({state['best_epoch']})"
-    if average is not None:  # the average replaces the best epoch; its threshold is chosen like any epoch's
+    if average is not None:  # the average replaces the best epoch; its threshold is chosen below
         net.load_state_dict(_averaged(average, state["averaged"], net.state_dict()))
-        state["best_threshold"], state["best_f1"], _ = validate(net, val_samples, mean, std, tile=config.val_tile,
-                                                                norm=config.norm, compute=compute)
         kept = f"average of the {state['averaged']} epochs from epoch {state['average_start']}"
     elif best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
     threshold, val_f1 = state["best_threshold"], state["best_f1"]
-    if config.tta or config.threshold_beta != 1.0:
-        # the threshold for flip-averaged probabilities and/or of the F-beta asked for, on the same pixels
+    if average is not None or config.tta or config.threshold_beta != 1.0:
+        # weights no epoch validated, flip-averaged probabilities or another F-beta: one more validation pass
         threshold, val_f1, _ = validate(net, val_samples, mean, std, tile=config.val_tile, norm=config.norm,
                                         tta=config.tta, compute=compute, beta=config.threshold_beta)
         state["elapsed"] += time.perf_counter() - t_start
