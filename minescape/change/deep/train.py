@@ -503,11 +503,16 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
             if ema_net is not None:
                 ema_net.load_state_dict(ck["ema"])
             state = dict(meta["state"])
+            best_state = ck.get("best_state")
+            average = ck.get("average")
+            # the kept and averaged weights are loaded only at the end: check now that they fit
+            for what, sd in (("best-epoch weights", best_state), ("weight average", average)):
+                _check_fits(sd, net.state_dict(), what)
+            if average is not None and int(state.get("averaged", 0)) < 1:
+                raise ValueError("weight average of no epoch")
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise InputError(f"checkpoint does not fit this network: {str(exc).splitlines()[0][:120]}",
                              path=ckpt_path) from None
-        best_state = ck.get("best_state")
-        average = ck.get("average")
 
     stopped = "epochs"
     epoch_seconds: list[float] = []
@@ -661,6 +666,15 @@ def training_fraction(config: TrainConfig, epochs_done: int, elapsed: float) -> 
     if config.max_minutes:
         return min(elapsed / (config.max_minutes * 60.0), 1.0)
     return min(epochs_done / config.epochs, 1.0)
+
+
+def _check_fits(sd: dict | None, like: dict, what: str) -> None:
+    """ValueError unless ``sd`` (None passes) has the keys and tensor shapes of the state dict ``like``."""
+    if sd is None:
+        return
+    if not isinstance(sd, dict) or set(sd) != set(like) or \
+            any(getattr(sd[k], "shape", None) != v.shape for k, v in like.items()):
+        raise ValueError(f"{what} with other tensors than the network's")
 
 
 def _accumulate(total: dict | None, net) -> dict:

@@ -275,6 +275,15 @@ def test_average_from_keeps_the_mean_of_the_late_epochs(tmp_path):
     again = train(tr, va, tmp_path / "avg", bands=BANDS4, config=replace(CFG, epochs=4, average_from=0.5),
                   resume=True)
     assert again.model_path.read_bytes() == r.model_path.read_bytes()
+    # a checkpoint whose saved average or best-epoch weights do not fit the network: one line, not a traceback
+    ck_path = tmp_path / "avg" / "checkpoint.pt"
+    honest = torch.load(ck_path, weights_only=True)
+    for key in ("average", "best_state"):
+        bad = dict(honest, **{key: {k: v for i, (k, v) in enumerate(honest[key].items()) if i}})
+        torch.save(bad, ck_path)
+        with pytest.raises(InputError, match="checkpoint.pt.*does not fit this network: .* other tensors"):
+            train(tr, va, tmp_path / "avg", bands=BANDS4, config=replace(CFG, epochs=4, average_from=0.5),
+                  resume=True)
     plain = train(tr, va, tmp_path / "plain", bands=BANDS4, config=replace(CFG, epochs=4))
     assert json.loads(plain.card_path.read_text())["metrics"]["kept"].startswith("best validation epoch")
     with pytest.raises(ConfigError, match="average_from"):
