@@ -8,7 +8,8 @@ asks whether another threshold rule, still blind to the test city, would meet th
 * ``fixed T``: one threshold for every fold (T chosen here looking at the test cities: context only, not a result);
 * ``val-F1.0`` / ``val-F0.5`` / ``val-F0.7``: per fold, the threshold maximising the pooled F-beta of its
   validation rows with the cloud mask applied (val-F1.0 is the as-run rule but for the mask; beta < 1 weighs
-  precision more, as ``change train --threshold-beta`` does; CPU runs only, which keep their validation maps);
+  precision more, as ``change train --threshold-beta`` does; CPU runs, and GPU runs from session 17 on, whose
+  ``loo.py`` brings back ``val_probs.npz``);
 * ``val-floor F``: per fold, the highest-F1 threshold at which every validation city with change reaches precision F
   (its validation rows only; the rows are small, so this rule is noisy);
 * ``oof-pooled`` / ``oof-floor F``: per fold, a threshold chosen on the other nine cities' *test* probabilities (each
@@ -97,6 +98,30 @@ def val_counts(folder: Path, test_city: str, masks: dict[str, np.ndarray]) -> di
     return out or None
 
 
+def gpu_val_counts(folder: Path, test_city: str, labels: dict[str, np.ndarray],
+                   masks: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """Validation-strip counts of a GPU run's fold (``val_probs.npz`` from ``loo.py``, uint8 keys
+    ``<test>:val:0:<city>``, member 0), cloud mask applied; None when the run kept no validation probabilities
+    (runs before session 17). The strips are the bottom rows of each training city, as on the CPU."""
+    path = folder / "val_probs.npz"
+    if not path.exists():
+        return None
+    z = np.load(path)
+    out = {}
+    prefix = f"{test_city}:val:0:"
+    for key in z.files:
+        if not key.startswith(prefix):
+            continue
+        city = key[len(prefix):].split(":")[0]  # the strip is named "<city>:val"
+        p = z[key].astype(np.float32) / 255.0
+        lab = labels[city][-p.shape[0]:, :]
+        if lab.shape != p.shape:
+            raise SystemExit(f"{path}: {key} is {p.shape}, the bottom of {city}'s label {lab.shape}")
+        if (lab == 1).sum():
+            out[city] = counts(p, lab, (lab != 255) & ~masks[city][-p.shape[0]:, :])
+    return out or None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("members", nargs="+", help="name=gpu:<folder> or name=cpu:<folder>")
@@ -132,9 +157,10 @@ def main() -> None:
             rules[f"oof-floor {fl}"] = {k: C[k][floor_choice(np.stack([C[c] for c in cities if c != k]), fl)]
                                         for k in cities}
         rules["oof-pooled"] = {k: C[k][int(np.argmax(f1(sum(C[c] for c in cities if c != k))))] for k in cities}
-        if where.startswith("cpu:"):
-            folder = Path(where.split(":", 1)[1])
-            vals = {k: val_counts(folder, k, masks) for k in cities}
+        folder = Path(where.split(":", 1)[1])
+        vals = ({k: val_counts(folder, k, masks) for k in cities} if where.startswith("cpu:")
+                else {k: gpu_val_counts(folder, k, labels, masks) for k in cities})
+        if all(v is not None for v in vals.values()):
             for fl in (0.2, 0.3):
                 rules[f"val-floor {fl}"] = {k: C[k][floor_choice(np.stack(list(vals[k].values())), fl)]
                                             for k in cities}

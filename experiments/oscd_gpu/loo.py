@@ -201,6 +201,25 @@ def aggregate(out: Path, cities: list[str], beta: float = 1.0) -> dict:
     return res
 
 
+def validation_probabilities(out: Path, cities: list[str]) -> dict[str, np.ndarray]:
+    """Every member's validation-strip probabilities as uint8 (``round(255 p)``; NaN, where an input pixel was
+    invalid, as 0), keyed ``<test city>:val:<member>:<validation city>``: 1 byte a pixel, so a run's strips (about
+    8 Mpix for 10 folds) come back from a device under its 16 MiB file limit and threshold rules chosen on
+    validation (``experiments/oscd_threshold_rules.py``) can be rescored here with the cloud mask. The grid of
+    0.02 thresholds those rules use is coarser than the 1/255 quantisation."""
+    saved: dict[str, np.ndarray] = {}
+    for c in cities:
+        z = out / f"fold_{c}.npz"
+        if not z.exists():
+            continue
+        data = np.load(z)
+        for k in data.files:
+            if k.startswith("val:"):
+                p = np.nan_to_num(data[k].astype(np.float32), nan=0.0)
+                saved[f"{c}:{k}"] = np.round(np.clip(p, 0.0, 1.0) * 255).astype(np.uint8)
+    return saved
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -283,6 +302,7 @@ def main() -> None:
             data = np.load(z)
             test_probs.update({f"{c}:{k}": data[k] for k in data.files if k.startswith("test:")})
     np.savez_compressed(out / "test_probs.npz", **test_probs)
+    np.savez_compressed(out / "val_probs.npz", **validation_probabilities(out, cities))
     for c in cities:  # the workers' last lines (errors included) into the log
         lines = (out / f"fold_{c}.log").read_text(errors="replace").splitlines()
         print(f"--- {c} (exit {codes[c]})", *[ln for ln in lines if "━" not in ln][-6:], sep="\n")

@@ -13,6 +13,6 @@ torch.cuda.is_available())"; } 2>&1 | tee "$OUT/machine.txt"
 python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" || { echo "no CUDA: stop"; exit 1; }
 python3 experiments/oscd_gpu/loo.py --data .gpu/oscd10.npz --out /tmp/loo "$@" 2>&1 | grep -v "━" \
     | tee "$OUT/log.txt"
-cp /tmp/loo/results.json /tmp/loo/smi.csv /tmp/loo/test_probs.npz "$OUT/" 2>/dev/null
+cp /tmp/loo/results.json /tmp/loo/smi.csv /tmp/loo/test_probs.npz /tmp/loo/val_probs.npz "$OUT/" 2>/dev/null
 (cd /tmp/loo && tar czf "$OUT/folds.tgz" fold_*.json fold_*.log fold_*/m*/train_log.json fold_*/m*/model.json)
 ls -la "$OUT"
