@@ -92,18 +92,20 @@ DN_NODATA = 0
 
 @dataclass(frozen=True)
 class SceneInfo:
-    """What a scene's name tells: acquisition date, processing level and baseline, MGRS tile."""
+    """What a scene's name tells: acquisition date, processing level and baseline, MGRS tile; and the DN offset
+    when a catalogue's metadata decided it (``offset``, else None: the baseline's)."""
 
     date: dt.date | None
     level: str | None = None
     baseline: str | None = None
     tile: str | None = None
     mission: str | None = None
+    offset: float | None = None
 
     @property
     def radiometric_offset(self) -> float:
-        """Additive offset (DN) of this baseline: -1000 from baseline 04.00 on, else 0."""
-        return baseline_offset(self.baseline)
+        """Additive offset (DN): ``offset`` when given, else the baseline's (-1000 from 04.00 on, else 0)."""
+        return self.offset if self.offset is not None else baseline_offset(self.baseline)
 
 
 def baseline_offset(baseline: str | None) -> float:

@@ -170,12 +170,20 @@ def _epsg(item: dict[str, Any], props: dict[str, Any]) -> int:
                          f"got {value!r})") from None
 
 
-def _band_of(key: str, asset: dict[str, Any]) -> str | None:
+def band_of(key: str, asset: dict[str, Any]) -> str | None:
+    """The Sentinel-2 band (``B02`` ... or ``SCL``) an asset holds: from its key (``B02``, Earth Search's
+    ``blue``), else from a single ``eo:bands`` (STAC 1.1 ``bands``) entry named after a band; None otherwise
+    (a multi-band or non-band asset)."""
     up = key.upper()
     if up in BANDS or up == SCL:
         return up
     if key in EARTH_SEARCH_KEYS:
         return EARTH_SEARCH_KEYS[key]
+    entries = asset.get("eo:bands") or asset.get("bands") or []
+    if isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], dict):
+        name = str(entries[0].get("name", "")).upper()
+        if name in BANDS or name == SCL:
+            return name
     return None
 
 
@@ -200,15 +208,33 @@ def scene_from_item(item: dict[str, Any], *, base: str | None = None) -> StacSce
         raise InputError(f"STAC item {iid}: no valid datetime ({when!r})") from None
     epsg = _epsg(item, props)
     baseline = item_baseline(props)
-    flag = props.get("earthsearch:boa_offset_applied", props.get("sentinel:boa_offset_applied"))
-    flag = bool(flag) if flag is not None else None
     keys = set(item.get("assets") or {})
     convention = ("earth-search" if "red" in keys or "scl" in keys else
                   "planetary-computer" if "s2:processing_baseline" in props else "earth-search-v0")
+    assets, notes = item_band_assets(item, base=base)
+    bbox = item.get("bbox")
+    return StacScene(iid, date, _float(props.get("eo:cloud_cover")), epsg, baseline,
+                     tuple(float(v) for v in bbox[:4]) if isinstance(bbox, list) and len(bbox) >= 4 else None,
+                     assets, convention, notes)
+
+
+def item_band_assets(item: dict[str, Any], *, base: str | None = None) -> tuple[dict[str, BandAsset], tuple[str, ...]]:
+    """An item's band assets (band name -> :class:`BandAsset`, SCL included) with each one's DN -> reflectance
+    conversion (:func:`offset_dn`), and the notes of what the conventions decided.
+
+    The one reading of an item's bands: :func:`scene_from_item` (STAC API searches and ``--stac`` ItemCollections)
+    and scenes given as local STAC files (:func:`minescape.lulc.inputs.discover_scenes`) both use it. Hrefs are
+    resolved against ``base`` and checked (:func:`check_href`).
+    """
+    iid = str(item.get("id"))
+    props = item.get("properties") or {}
+    baseline = item_baseline(props)
+    flag = props.get("earthsearch:boa_offset_applied", props.get("sentinel:boa_offset_applied"))
+    flag = bool(flag) if flag is not None else None
     assets: dict[str, BandAsset] = {}
     notes: list[str] = []
     for key, asset in sorted((item.get("assets") or {}).items()):
-        band = _band_of(key, asset) if isinstance(asset, dict) else None
+        band = band_of(key, asset) if isinstance(asset, dict) else None
         if band is None or band in assets or not asset.get("href"):
             continue
         href = resolve_href(str(asset["href"]), base)
@@ -223,10 +249,7 @@ def scene_from_item(item: dict[str, Any], *, base: str | None = None) -> StacSce
         if note and note not in notes:
             notes.append(note)
         assets[band] = BandAsset(band, href, scale, off, 0.0 if nodata is None else nodata)
-    bbox = item.get("bbox")
-    return StacScene(iid, date, _float(props.get("eo:cloud_cover")), epsg, baseline,
-                     tuple(float(v) for v in bbox[:4]) if isinstance(bbox, list) and len(bbox) >= 4 else None,
-                     assets, convention, tuple(notes))
+    return assets, tuple(notes)
 
 
 ALLOWED_SCHEMES = ("http", "https", "s3", "gs", "az")

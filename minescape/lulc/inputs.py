@@ -3,7 +3,8 @@ Sentinel-2 stack plus DEM change clipped to a site on its 10 m UTM grid.
 
 Scenes may be given as multi-band GeoTIFF stacks, one-file-per-band folders, folders holding either, or a
 local STAC Catalog / Collection / ItemCollection / Item JSON file (assets of multi-band stacks or one asset per
-band, named by their ``eo:bands`` or asset key). A scene's date comes from its metadata (STAC ``datetime``,
+band, read by the catalogue conventions of :mod:`minescape.imagery.conventions`, as ``--stac`` reads them). A scene's
+date comes from its metadata (STAC ``datetime``,
 GeoTIFF tag ``DATE``) or its standard Sentinel-2 file name; its cloud cover from STAC ``eo:cloud_cover`` or
 the GeoTIFF tag ``CLOUDY_PIXEL_PERCENTAGE``.
 """
@@ -38,6 +39,8 @@ class SceneRef:
         cloud: scene cloud cover in percent, or None if unknown.
         band_files: for STAC scenes, band name -> (file, 1-based index); None for files/folders.
         baseline: processing baseline when the metadata gives it.
+        offset_dn: for STAC scenes, the DN offset the catalogue conventions decided (-1000 or 0; it overrides
+            the baseline's, e.g. for Earth Search items whose pixels already had it subtracted); else None.
     """
 
     source: Path
@@ -45,6 +48,7 @@ class SceneRef:
     cloud: float | None = None
     band_files: tuple[tuple[str, str, int], ...] | None = None
     baseline: str | None = None
+    offset_dn: float | None = None
 
     @property
     def year(self) -> int:
@@ -63,21 +67,27 @@ class SceneRef:
             grid = Grid(src.crs, src.transform, src.width, src.height)
             nodata = src.nodata if src.nodata is not None else 0
         name = parse_scene_name(self.source.name)
-        info = SceneInfo(self.date, name.level, self.baseline or name.baseline, name.tile, name.mission)
+        info = SceneInfo(self.date, name.level, self.baseline or name.baseline, name.tile, name.mission,
+                         offset=self.offset_dn)
         return Scene(self.source, files, info, grid, nodata)
 
     def to_json(self) -> dict:
-        """JSON-ready description (picklable, for unit arguments)."""
-        return {"source": str(self.source), "date": self.date.isoformat(), "cloud": self.cloud,
-                "band_files": [list(b) for b in self.band_files] if self.band_files else None,
-                "baseline": self.baseline}
+        """JSON-ready description (picklable, for unit arguments; ``offset_dn`` only when set)."""
+        out = {"source": str(self.source), "date": self.date.isoformat(), "cloud": self.cloud,
+               "band_files": [list(b) for b in self.band_files] if self.band_files else None,
+               "baseline": self.baseline}
+        if self.offset_dn is not None:
+            out["offset_dn"] = self.offset_dn
+        return out
 
     @classmethod
     def from_json(cls, data: dict) -> SceneRef:
         """Inverse of :meth:`to_json`."""
         bf = data.get("band_files")
+        off = data.get("offset_dn")
         return cls(Path(data["source"]), dt.date.fromisoformat(data["date"]), data.get("cloud"),
-                   tuple((b, p, int(i)) for b, p, i in bf) if bf else None, data.get("baseline"))
+                   tuple((b, p, int(i)) for b, p, i in bf) if bf else None, data.get("baseline"),
+                   None if off is None else float(off))
 
 
 def _scene_from_file(path: Path) -> SceneRef:
@@ -189,31 +199,46 @@ def _catalog_items(path: Path, data: dict) -> list:
 
 
 def _scene_from_item(item, source: Path) -> SceneRef:
+    """A local STAC item as a scene: its band assets read by the catalogue conventions
+    (:func:`minescape.imagery.conventions.item_band_assets`, the same reading as ``--stac``: asset keys ``B02`` or
+    Earth Search's ``blue``, the DN offset from the baseline and ``earthsearch:boa_offset_applied``), else one
+    multi-band stack asset (``eo:bands`` of several bands, or the ``data`` role)."""
+    from minescape.imagery.conventions import DEFAULT_SCALE, band_of, check_href, item_band_assets, item_baseline
+
     when = item.datetime or item.common_metadata.start_datetime
     if when is None:
         raise InputError(f"STAC item {item.id} has no datetime", path=source)
     cloud = _float(item.properties.get("eo:cloud_cover"))
-    baseline = item.properties.get("s2:processing_baseline")
-    bands: list[tuple[str, str, int]] = []
-    stack: str | None = None
-    for key, asset in item.assets.items():
-        href = asset.get_absolute_href() or asset.href
-        if not href.lower().endswith(RASTER_SUFFIXES):
+    data = item.to_dict(include_self_link=False, transform_hrefs=False)
+    for key, asset in (data.get("assets") or {}).items():
+        asset["href"] = item.assets[key].get_absolute_href() or asset["href"]
+    try:
+        assets, _ = item_band_assets(data)
+    except InputError as exc:
+        raise InputError(str(exc), path=source) from None
+    spectral = {b: a for b, a in assets.items() if b in BANDS}
+    baseline = item_baseline(item.properties)
+    if spectral:
+        offsets = {a.offset_dn for a in spectral.values()}
+        scales = {a.scale for a in spectral.values()}
+        if len(offsets) > 1 or any(abs(sc / DEFAULT_SCALE - 1) > 1e-6 for sc in scales):
+            raise InputError(f"STAC item {item.id}: bands with different DN offsets {sorted(offsets)} or a scale "
+                             f"other than 1e-4 ({sorted(scales)}) cannot be read as one scene; give the items "
+                             "with --stac", path=source)
+        return SceneRef(Path(source.parent / f"{item.id}"), when.date(), cloud,
+                        tuple(sorted((b, a.href, 1) for b, a in spectral.items())), baseline, offsets.pop())
+    for key, asset in data.get("assets", {}).items():
+        href = str(asset.get("href", ""))
+        if band_of(key, asset) is not None or not href.lower().endswith(RASTER_SUFFIXES):
             continue
-        eo = asset.extra_fields.get("eo:bands") or []
-        names = [str(b.get("name", "")).upper() for b in eo]
-        if len(names) == 1 and names[0] in BANDS:
-            bands.append((names[0], href, 1))
-        elif key.upper() in BANDS:
-            bands.append((key.upper(), href, 1))
-        elif len(names) > 1 or "data" in (asset.roles or []):
-            stack = href
-    if bands:
-        return SceneRef(Path(source.parent / f"{item.id}"), when.date(), cloud, tuple(sorted(bands)), baseline)
-    if stack is not None:
-        ref = _scene_from_file(Path(stack))
-        return SceneRef(ref.source, when.date(), cloud if cloud is not None else ref.cloud, None,
-                        baseline or ref.baseline)
+        if len(asset.get("eo:bands") or asset.get("bands") or []) > 1 or "data" in (asset.get("roles") or []):
+            try:
+                check_href(href, item.id)
+            except InputError as exc:
+                raise InputError(str(exc), path=source) from None
+            ref = _scene_from_file(Path(href))
+            return SceneRef(ref.source, when.date(), cloud if cloud is not None else ref.cloud, None,
+                            baseline or ref.baseline)
     raise InputError(f"STAC item {item.id} has no raster band assets", path=source)
 
 

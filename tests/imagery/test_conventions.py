@@ -138,3 +138,44 @@ def test_untrusted_hrefs_refused(stac_region):
             scene_from_item(item, base=str(stac.planetary_computer.parent))
     item["assets"]["B02"]["href"] = "https://example.com/B02.tif"
     assert scene_from_item(item).assets["B02"].href == "https://example.com/B02.tif"
+
+
+def test_local_stac_files_read_as_the_catalogue_path(stac_region):
+    """Items given as scene files (``--scenes items.json``) are read by the same conventions as ``--stac``:
+    Earth Search's ``blue`` ... keys and its harmonized item (offset already subtracted) give the same reflectance.
+    Before, the scene-file path knew ``B02`` keys only and took Earth Search's SCL.tif for a multi-band stack."""
+    from minescape.imagery.sources import LocalSource
+    from minescape.lulc.inputs import discover_scenes
+
+    _, files, stac = stac_region
+    sites, _ = read_sites(files.sites)
+    grid = sites[0].grid
+    for path in (stac.earth_search, stac.planetary_computer):
+        local = LocalSource(discover_scenes([path]))
+        cat = StacSource(StacQuery(str(path), None, 100))
+        for year in (2018, 2024):
+            a, b = local.scenes(grid, year), cat.scenes(grid, year)
+            assert len(a) == len(b) == 4
+            for ra, sb in zip(a, b, strict=True):
+                bands = {x[0] for x in ra.band_files}
+                assert ra.date == sb.date and bands == set(sb.assets) - {"SCL"} and bands >= set(SPECTRAL_BANDS)
+                assert ra.offset_dn == sb.assets["B02"].offset_dn
+                oa, ob = local.observe(ra, grid, SPECTRAL_BANDS), cat.observe(sb, grid, SPECTRAL_BANDS)
+                finite = np.isfinite(ob.reflectance)
+                assert finite.sum() > 0.9 * finite.size  # pixels really compared
+                np.testing.assert_allclose(oa.reflectance, ob.reflectance, rtol=0, atol=1e-6)
+    harm = [r for r in discover_scenes([stac.earth_search]) if "harmonized" in r.band_files[0][1]]
+    assert len(harm) == 1 and harm[0].offset_dn == 0.0 and harm[0].baseline == "05.10"
+
+
+def test_real_items_as_scene_files():
+    """The real catalogue items (hrefs on the internet, not read): bands and offsets as the conventions say."""
+    from minescape.lulc.inputs import discover_scenes
+
+    for name in ("S2A_28QCH_20200714_0_L2A.json", "S2B_MSIL2A_20190629T212529_R043_T06VVN_20201006T080531.json"):
+        path = shared_path("stac-items", name)
+        (ref,) = discover_scenes([path])
+        s = scene_from_item(json.loads(path.read_text()))
+        assert {b for b, _, _ in ref.band_files} == {b for b in s.assets if b != "SCL"} and len(ref.band_files) >= 12
+        assert all(h == s.assets[b].href and h.startswith("https://") for b, h, _ in ref.band_files)
+        assert ref.offset_dn == 0.0 and ref.baseline == s.baseline and ref.date == s.date
