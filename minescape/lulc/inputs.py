@@ -12,6 +12,7 @@ the GeoTIFF tag ``CLOUDY_PIXEL_PERCENTAGE``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,7 +150,25 @@ def _stac_scenes(path: Path) -> list[SceneRef]:
                              path=path)
     except pystac.STACError as exc:
         raise InputError(f"invalid STAC ({exc})", path=path) from None
+    for item in items:
+        own = item.get_self_href()
+        _use_local_copies(item, Path(own).parent if own and "://" not in own else path.parent)
     return [_scene_from_item(item, path) for item in items]
+
+
+def _use_local_copies(item, folder: Path) -> None:
+    """Point an item's remote asset hrefs at the files of the same name in ``folder`` when they are there: an
+    item JSON kept beside its downloaded assets (Earth Search's bucket keeps ``<id>.json`` with ``B02.tif`` ...;
+    ``aws s3 sync`` of that folder) is read from disk, with no network. Only the URL's last path segment is
+    looked up, inside ``folder``."""
+    from urllib.parse import urlparse
+
+    for asset in item.assets.values():
+        if "://" not in asset.href:
+            continue
+        name = Path(urlparse(asset.href).path).name
+        if name and name not in (".", "..") and (folder / name).is_file():
+            asset.href = str((folder / name).resolve())
 
 
 #: Most STAC documents (catalogues, collections, items) one catalogue walk reads.
@@ -242,11 +261,59 @@ def _scene_from_item(item, source: Path) -> SceneRef:
     raise InputError(f"STAC item {item.id} has no raster band assets", path=source)
 
 
+#: Asset file names of a downloaded catalogue item (Earth Search's ``B02.tif`` ... ``SCL.tif``): the name gives
+#: neither the date nor the DN offset, so such files are read only through the item JSON beside them.
+BARE_ASSET_FILE = re.compile(r"^(?:B0[1-9]|B1[0-2]|B8A|SCL|AOT|WVP|TCI)\.(?:tif|tiff|jp2)$", re.IGNORECASE)
+
+
+def _folder_scenes(folder: Path, skip: set[Path], *, nested: bool) -> list[SceneRef]:
+    """The scenes of a folder: itself when it is a band folder; else its raster files, STAC JSON files, band
+    sub-folders and downloaded items' sub-folders (holding ``B02.tif`` ...; ``nested``: such a sub-folder, of
+    which only the STAC item / ItemCollection JSON files are read).
+
+    Files that a STAC JSON of the folder points at (a downloaded item, :func:`_use_local_copies`) are read through
+    that item, not again as scenes of their own. Bare asset files (``B02.tif``) that no item claims are an error
+    naming the folder: their date and DN offset cannot be told."""
+    if _is_band_folder(folder):
+        return [_scene_from_band_folder(folder)]
+    children = [c for c in sorted(folder.iterdir()) if not c.name.startswith(".") and c.absolute() not in skip]
+    refs: list[SceneRef] = []
+    claimed: set[Path] = set()
+    download = nested or any(c.is_file() and BARE_ASSET_FILE.match(c.name) for c in children)
+    for child in children:
+        if child.is_file() and child.suffix.lower() == ".json":
+            if download and read_json(child, "STAC file").get("type") not in ("Feature", "FeatureCollection"):
+                continue  # a downloaded item's other metadata (tileInfo.json ...)
+            found = _stac_scenes(child)
+            refs.extend(found)
+            claimed |= {Path(h).resolve() for r in found for _, h, _ in (r.band_files or ()) if "://" not in h}
+    bare = [c.name for c in children if c.is_file() and BARE_ASSET_FILE.match(c.name) and c.resolve() not in claimed]
+    if bare and not refs:
+        raise InputError(f"asset files named {', '.join(bare[:3])}{' ...' if len(bare) > 3 else ''} without their "
+                         "STAC item: the names give neither the date nor the DN offset; keep the item JSON "
+                         "(<id>.json, as the catalogue serves it) in this folder, or give the item with --stac",
+                         path=folder)
+    if nested:
+        return refs
+    for child in children:
+        if child.is_file() and child.suffix.lower() in RASTER_SUFFIXES and child.resolve() not in claimed \
+                and not BARE_ASSET_FILE.match(child.name):
+            refs.append(_scene_from_file(child))
+        elif child.is_dir():
+            if _is_band_folder(child):
+                refs.append(_scene_from_band_folder(child))
+            elif any(g.is_file() and BARE_ASSET_FILE.match(g.name) for g in child.iterdir()):
+                refs.extend(_folder_scenes(child, skip, nested=True))  # a downloaded item's folder
+    return refs
+
+
 def discover_scenes(sources: Sequence[str | Path], *, exclude: Sequence[str | Path] = ()) -> list[SceneRef]:
     """Find scenes in files, folders and STAC JSON files; sorted by (date, path), duplicates removed.
 
     A folder is a scene when it holds band files (``*_B02.tif`` ...); otherwise its raster files, band
-    sub-folders and ``*.json`` STAC files are scenes (one level deep). Entries of a folder that are in
+    sub-folders and ``*.json`` STAC files are scenes (one level deep), and so are downloaded catalogue items: a
+    folder (or sub-folder) holding an item's JSON beside its ``B02.tif`` ... reads those files through the item
+    (:func:`_folder_scenes`). Entries of a folder that are in
     ``exclude`` (a run's own outputs, when its output folder is also a scene folder) are never read as scenes.
     """
     skip = {Path(p).absolute() for p in exclude}
@@ -257,18 +324,7 @@ def discover_scenes(sources: Sequence[str | Path], *, exclude: Sequence[str | Pa
             raise MissingInputError("scene source not found", path=path)
         refs: list[SceneRef] = []
         if path.is_dir():
-            if _is_band_folder(path):
-                refs.append(_scene_from_band_folder(path))
-            else:
-                for child in sorted(path.iterdir()):
-                    if child.name.startswith(".") or child.absolute() in skip:
-                        continue
-                    if child.is_file() and child.suffix.lower() in RASTER_SUFFIXES:
-                        refs.append(_scene_from_file(child))
-                    elif child.is_file() and child.suffix.lower() == ".json":
-                        refs.extend(_stac_scenes(child))
-                    elif child.is_dir() and _is_band_folder(child):
-                        refs.append(_scene_from_band_folder(child))
+            refs = _folder_scenes(path, skip, nested=False)
         elif path.suffix.lower() == ".json":
             refs.extend(_stac_scenes(path))
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import numpy as np
 import pystac
@@ -15,6 +16,7 @@ from minescape.geo.raster import Raster, write_raster
 from minescape.lulc.inputs import SceneRef, clearest_scene, discover_scenes, estimate_cloud, load_stack
 from minescape.sentinel2 import TEN_BANDS
 from minescape.sites import make_site, read_sites, site_year
+from tests.conftest import shared_path
 
 
 def test_discover_folder_and_files(small_region):
@@ -74,6 +76,43 @@ def test_band_folder_and_stac(tmp_path, small_region):
     (tmp_path / "junk.json").write_text('{"type": "Nonsense"}')
     with pytest.raises(InputError, match="not a STAC"):
         discover_scenes([tmp_path / "junk.json"])
+
+
+def test_downloaded_earth_search_item_folder(tmp_path):
+    """A folder as Earth Search's bucket holds an item (``<id>.json`` beside ``B02.tif`` ... ``SCL.tif``; the real
+    item from ../shared/data, small GeoTIFFs for its assets) is one scene read from the local files through the
+    item: its date, cloud cover and DN offset come from the item, no href stays on the internet. Without the item
+    JSON the bare files are refused, naming the folder."""
+    item = json.loads(shared_path("stac-items", "S2A_28QCH_20200714_0_L2A.json").read_text())
+    folder = tmp_path / "downloads" / item["id"]
+    folder.mkdir(parents=True)
+    (folder / f"{item['id']}.json").write_text(json.dumps(item))
+    (folder / "tileInfo.json").write_text('{"path": "tiles/28/Q/CH/2020/7/14/0"}')  # other metadata: ignored
+    transform = rasterio.transform.from_origin(300000, 1900000, 10, 10)
+    rng = np.random.default_rng(3)
+    written = {}
+    for key in ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12", "SCL", "AOT"):
+        dn = rng.integers(1, 4000, (12, 14)).astype(np.uint16)
+        written[key] = dn
+        write_raster(Raster(dn, "EPSG:32628", transform, 0), folder / f"{key}.tif")
+    for source in (folder, folder.parent):  # the item's folder, or the folder of downloads above it
+        (ref,) = discover_scenes([source])
+        assert ref.date == dt.date(2020, 7, 14) and ref.cloud == pytest.approx(2.36)
+        assert ref.baseline == "02.14" and ref.offset_dn == 0.0 and len(ref.band_files) == 12
+        assert all(Path(h).parent == folder.resolve() for _, h, _ in ref.band_files)  # all local: no network
+    stack = load_stack_bands(ref, ["B02", "B11"])
+    np.testing.assert_allclose(stack, np.stack([written["B02"], written["B11"]]) / 10000.0, rtol=1e-6)
+    (folder / f"{item['id']}.json").unlink()
+    for source in (folder, folder.parent):
+        with pytest.raises(InputError, match=rf"{item['id']}: asset files named AOT.tif, B01.tif, B02.tif ... "
+                                             "without their STAC item"):
+            discover_scenes([source])
+
+
+def load_stack_bands(ref: SceneRef, bands: list[str]) -> np.ndarray:
+    from minescape.sentinel2 import read_stack
+
+    return read_stack(ref.open(), bands=bands).data
 
 
 def test_clearest_scene_of_the_site_year(small_region):
