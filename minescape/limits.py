@@ -13,9 +13,11 @@ Two checks, one message style (the size asked for, the limit, how to go past it 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from minescape.errors import ConfigError, ResourceLimitError
+from minescape.errors import ConfigError, InputError, ResourceLimitError
 
 
 def _physical_bytes() -> int:
@@ -54,19 +56,37 @@ def check_alloc(n_bytes: float, what: str, *, limit: int | None = None) -> None:
                                  "(half this machine's memory); choose a smaller size")
 
 
-def check_network(build, what: str) -> None:
+def check_network(build, what: str, *, weights: Mapping[str, Any] | None = None) -> None:
     """Refuse a network whose float32 weights would not pass :func:`check_alloc`, before it is built: ``build()``
     runs on torch's meta device (shapes only, no memory, no initialisation), so a model file whose metadata asks
     for a network a million channels wide costs nothing to refuse.
 
+    ``weights`` (the file's state dict, already read and bounded by the file's size): its names and shapes must be
+    the network's, checked on the meta device too, so metadata declaring a network larger than the weights it
+    carries (under the memory limit) is refused before that network's memory is allocated.
+
     Raises:
         ResourceLimitError: as :func:`check_alloc`, naming ``what``.
+        InputError: ``"weights do not fit <what>: ..."`` (no path: the caller names the file).
     """
     import torch
 
     with torch.device("meta"):
         net = build()
     check_alloc(4.0 * sum(p.numel() for p in net.parameters()), what)
+    if weights is None:
+        return
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    if not isinstance(weights, Mapping):
+        raise InputError(f"weights do not fit {what}: a {type(weights).__name__}, not a state dict")
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    wrong = [k for k in expected if k in weights and tuple(getattr(weights[k], "shape", ())) != expected[k]]
+    if missing or extra or wrong:
+        first = (f"{len(missing)} missing (e.g. {missing[0]})" if missing else
+                 f"{len(extra)} unexpected (e.g. {extra[0]})" if extra else
+                 f"{wrong[0]} is {tuple(getattr(weights[wrong[0]], 'shape', ()))}, the network has {expected[wrong[0]]}")
+        raise InputError(f"weights do not fit {what}: {first}")
 
 
 @dataclass(frozen=True)

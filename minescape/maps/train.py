@@ -240,7 +240,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not isinstance(data, dict) or data.get("format") != "minescape-unet-1":
         raise InputError("not a minescape U-Net checkpoint (missing format 'minescape-unet-1')", path=path)
     try:
-        check_network(lambda: UNet(**data["net"]), "the U-Net it describes")
+        check_network(lambda: UNet(**data["net"]), "the U-Net it describes", weights=data["state_dict"])
         net = UNet(**data["net"])
         net.load_state_dict(data["state_dict"])
         net.eval()
@@ -248,7 +248,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                           mean=np.asarray(data["mean"], np.float32), std=np.asarray(data["std"], np.float32),
                           band_names=tuple(data["band_names"]) if data["band_names"] else None,
                           history=list(data["history"]), config=dict(data["config"]))
-    except ResourceLimitError as exc:
+    except (ResourceLimitError, InputError) as exc:
         raise InputError(str(exc), path=path) from None
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a damaged or hand-edited checkpoint
         first = str(exc).splitlines()[0][:100] if str(exc) else ""

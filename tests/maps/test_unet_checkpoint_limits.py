@@ -16,7 +16,10 @@ def test_giant_unet_metadata_is_refused_before_building(tiny_unet, tmp_path):
     assert load_checkpoint(good).net.config() == tiny_unet.net.config()  # sound before it is tampered with
     payload = torch.load(good, weights_only=True)
     for name, change, words in (("wide", {"base": 10_000_000}, "the U-Net it describes needs"),
-                                ("deep", {"depth": 1_000}, "malformed U-Net checkpoint")):
+                                ("deep", {"depth": 1_000}, "malformed U-Net checkpoint"),
+                                # wider than its weights: refused on the meta device, before it is built
+                                ("wider", {"base": 2 * payload["net"]["base"]},
+                                 "weights do not fit the U-Net it describes: ")):
         bad = tmp_path / f"{name}.pt"
         torch.save({**payload, "net": {**payload["net"], **change}}, bad)
         with pytest.raises(InputError) as e:

@@ -184,11 +184,14 @@ def load_model(path: str | Path) -> ChangeModel:
     if not isinstance(kwargs, dict):
         raise InputError(f"model metadata has model_kwargs of type {type(kwargs).__name__}, not an object", path=path)
     try:
-        check_network(lambda: build_model(arch, len(bands), **kwargs), f"the {arch} network it describes")
-    except ResourceLimitError as exc:
+        check_network(lambda: build_model(arch, len(bands), **kwargs), f"the {arch} network it describes",
+                      weights=payload["state_dict"])
+    except (ResourceLimitError, InputError) as exc:
         raise InputError(str(exc), path=path) from None
     except ConfigError as exc:  # the file's metadata, not the user's options
         raise InputError(f"model metadata: {exc}", path=path) from None
+    except KeyError:
+        raise InputError("model file has no weights (state_dict)", path=path) from None
     net = build_model(arch, len(bands), **kwargs)
     try:
         net.load_state_dict(payload["state_dict"])

@@ -109,6 +109,42 @@ def test_model_metadata_cannot_make_a_huge_network(tmp_path):
             raise AssertionError(f"{name}: a tampered model loaded")
 
 
+def test_declared_network_larger_than_its_weights_is_not_built(tmp_path):
+    """Metadata declaring a network of a few GiB (under the memory limit) with the small network's weights: refused
+    by comparing the weights with the network on torch's meta device, so the declared network's memory is never
+    allocated (peak memory of a fresh process well under the declared size; building it would touch all of it)."""
+    import json
+
+    import torch
+
+    from minescape.change.deep.model import build_model
+    from minescape.limits import MAX_ALLOC_BYTES
+    from tests.change.deep.conftest import saved_model
+
+    good = tmp_path / "good.pt"
+    saved_model(good, ("B02", "B03", "B04"), arch="siam-att")
+    payload = torch.load(good, weights_only=True)
+    meta = json.loads(payload["meta"])
+    width, size = 16, 0.0
+    while size < 2 * 2**30:  # the narrowest width whose float32 weights reach 2 GiB
+        width *= 2
+        with torch.device("meta"):
+            size = 4.0 * sum(p.numel() for p in build_model("siam-att", 3, width=width).parameters())
+    if size > MAX_ALLOC_BYTES:
+        pytest.skip(f"this machine's limit ({MAX_ALLOC_BYTES / 2**30:.1f} GiB) is below the declared network")
+    bad = tmp_path / "declared-big.pt"
+    torch.save({**payload, "meta": json.dumps({**meta, "model_kwargs": {"width": width}})}, bad)
+    code = ("import resource\nfrom minescape.change.deep.model import load_model\nfrom minescape.errors import "
+            f"InputError\ntry:\n    load_model({str(bad)!r})\nexcept InputError as exc:\n    print(exc)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    message, peak = proc.stdout.strip().splitlines()
+    assert message.startswith(str(bad)) and "weights do not fit the siam-att network it describes" in message
+    assert int(peak) < size / 2, (int(peak) / 2**30, size / 2**30)
+
+
 def _without_onnx(code: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter where ``import onnx`` fails (as when it is not installed)."""
     launcher = "import sys; sys.modules['onnx'] = None\n" + code
