@@ -95,7 +95,7 @@ def make_source(stac: dict[str, Any] | None, refs: Sequence[Any], settings: Imag
     from minescape.imagery.window_reader import ReadOptions
 
     if stac is None:
-        return LocalSource(refs)
+        return LocalSource(refs, scl_classes=settings.scl_mask)
     query = StacQuery(stac["source"], stac.get("collection"), settings.max_cloud, settings.retries,
                       settings.timeout_s)
     threads = settings.threads or (1 if is_loopback(query.source) else 8)

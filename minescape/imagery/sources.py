@@ -147,17 +147,22 @@ class StacSource:
 class LocalSource:
     """Scenes found on disk (files, band folders, local STAC) through :mod:`minescape.lulc.inputs`.
 
-    Scenes carry no SCL, so clear pixels come from :func:`~minescape.imagery.cloud_mask.spectral_clear`.
+    Clear pixels come from the scene's SCL where it has one (local STAC items with an SCL asset, masked by
+    ``scl_classes`` as :class:`StacSource` does), else from :func:`~minescape.imagery.cloud_mask.spectral_clear`.
     """
 
-    def __init__(self, refs: Sequence[Any]) -> None:
+    def __init__(self, refs: Sequence[Any], *, scl_classes: Sequence[int] = DEFAULT_SCL_MASK) -> None:
         self.refs = list(refs)
+        self.scl_classes = check_scl_classes(scl_classes)
 
     scene_threads = 1  # local files: reads do not wait on a network
 
     def describe(self) -> dict[str, Any]:
-        """The scene files."""
-        return {"scenes": [str(r.source) for r in self.refs]}
+        """The scene files (and the SCL classes masked, when a scene has SCL)."""
+        out: dict[str, Any] = {"scenes": [str(r.source) for r in self.refs]}
+        if any(getattr(r, "scl", None) for r in self.refs):
+            out["scl_mask"] = list(self.scl_classes)
+        return out
 
     def scenes(self, grid: Grid, year: int) -> list[Any]:
         """Scenes of ``year`` whose footprint meets ``grid``."""
@@ -173,11 +178,17 @@ class LocalSource:
         return sorted(out, key=lambda r: (r.date, str(r.source)))
 
     def observe(self, ref: Any, grid: Grid, bands: Sequence[str]) -> Observation:
-        """Reflectance on ``grid`` (:func:`minescape.sentinel2.read_stack`) and the spectral clear mask."""
+        """Reflectance on ``grid`` (:func:`minescape.sentinel2.read_stack`) and the clear mask: from the scene's
+        SCL (nearest onto ``grid``) where it has one, else spectral."""
         from minescape.sentinel2 import read_stack
 
-        need = list(dict.fromkeys([*bands, "B02", "B11"]))
+        scl_href = getattr(ref, "scl", None)
+        need = list(dict.fromkeys([*bands] if scl_href else [*bands, "B02", "B11"]))
         stack = read_stack(ref.open(), bands=need, grid=grid)
         refl = stack.select(list(bands)).data
-        clear = spectral_clear(stack.band("B02"), stack.band("B11")) & np.isfinite(refl).all(axis=0)
-        return Observation(Path(ref.source).name, ref.date, refl, clear)
+        if scl_href:
+            scl = read_window(BandAsset(SCL, scl_href, 1.0, 0.0, 0.0), grid, resampling="nearest")
+            clear = scl_clear(scl, masked=self.scl_classes)
+        else:
+            clear = spectral_clear(stack.band("B02"), stack.band("B11"))
+        return Observation(Path(ref.source).name, ref.date, refl, clear & np.isfinite(refl).all(axis=0))

@@ -1,12 +1,12 @@
 """Inputs per site: scene discovery (files, folders, local STAC), the clearest scene of a year, and the
 Sentinel-2 stack plus DEM change clipped to a site on its 10 m UTM grid.
 
-Scenes may be given as multi-band GeoTIFF stacks, one-file-per-band folders, folders holding either, or a
-local STAC Catalog / Collection / ItemCollection / Item JSON file (assets of multi-band stacks or one asset per
-band, read by the catalogue conventions of :mod:`minescape.imagery.conventions`, as ``--stac`` reads them). A scene's
-date comes from its metadata (STAC ``datetime``,
-GeoTIFF tag ``DATE``) or its standard Sentinel-2 file name; its cloud cover from STAC ``eo:cloud_cover`` or
-the GeoTIFF tag ``CLOUDY_PIXEL_PERCENTAGE``.
+Scenes may be given as multi-band GeoTIFF stacks, one-file-per-band folders, folders holding either, a local
+STAC Catalog / Collection / ItemCollection / Item JSON file (assets of multi-band stacks or one asset per band,
+read by the catalogue conventions of :mod:`minescape.imagery.conventions`, as ``--stac`` reads them), or a
+downloaded item's folder (its JSON beside ``B02.tif`` ...). A scene's date comes from its metadata (STAC
+``datetime``, GeoTIFF tag ``DATE``) or its standard Sentinel-2 file name; its cloud cover from STAC
+``eo:cloud_cover`` or the GeoTIFF tag ``CLOUDY_PIXEL_PERCENTAGE``.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ class SceneRef:
         baseline: processing baseline when the metadata gives it.
         offset_dn: for STAC scenes, the DN offset the catalogue conventions decided (-1000 or 0; it overrides
             the baseline's, e.g. for Earth Search items whose pixels already had it subtracted); else None.
+        scl: for STAC scenes with an SCL asset, its file or URL (clear pixels then come from it, as with
+            ``--stac``); else None.
     """
 
     source: Path
@@ -50,6 +52,7 @@ class SceneRef:
     band_files: tuple[tuple[str, str, int], ...] | None = None
     baseline: str | None = None
     offset_dn: float | None = None
+    scl: str | None = None
 
     @property
     def year(self) -> int:
@@ -79,6 +82,8 @@ class SceneRef:
                "baseline": self.baseline}
         if self.offset_dn is not None:
             out["offset_dn"] = self.offset_dn
+        if self.scl is not None:
+            out["scl"] = self.scl
         return out
 
     @classmethod
@@ -88,7 +93,7 @@ class SceneRef:
         off = data.get("offset_dn")
         return cls(Path(data["source"]), dt.date.fromisoformat(data["date"]), data.get("cloud"),
                    tuple((b, p, int(i)) for b, p, i in bf) if bf else None, data.get("baseline"),
-                   None if off is None else float(off))
+                   None if off is None else float(off), data.get("scl"))
 
 
 def _scene_from_file(path: Path) -> SceneRef:
@@ -150,9 +155,8 @@ def _stac_scenes(path: Path) -> list[SceneRef]:
                              path=path)
     except pystac.STACError as exc:
         raise InputError(f"invalid STAC ({exc})", path=path) from None
-    for item in items:
-        own = item.get_self_href()
-        _use_local_copies(item, Path(own).parent if own and "://" not in own else path.parent)
+    for item in items:  # an item's own folder: the file it was read from (never a self link the JSON states)
+        _use_local_copies(item, path.parent if kind == "FeatureCollection" else Path(item.get_self_href()).parent)
     return [_scene_from_item(item, path) for item in items]
 
 
@@ -244,8 +248,10 @@ def _scene_from_item(item, source: Path) -> SceneRef:
             raise InputError(f"STAC item {item.id}: bands with different DN offsets {sorted(offsets)} or a scale "
                              f"other than 1e-4 ({sorted(scales)}) cannot be read as one scene; give the items "
                              "with --stac", path=source)
+        scl = assets.get("SCL")
         return SceneRef(Path(source.parent / f"{item.id}"), when.date(), cloud,
-                        tuple(sorted((b, a.href, 1) for b, a in spectral.items())), baseline, offsets.pop())
+                        tuple(sorted((b, a.href, 1) for b, a in spectral.items())), baseline, offsets.pop(),
+                        scl.href if scl is not None else None)
     for key, asset in data.get("assets", {}).items():
         href = str(asset.get("href", ""))
         if band_of(key, asset) is not None or not href.lower().endswith(RASTER_SUFFIXES):

@@ -142,7 +142,8 @@ def test_untrusted_hrefs_refused(stac_region):
 
 def test_local_stac_files_read_as_the_catalogue_path(stac_region):
     """Items given as scene files (``--scenes items.json``) are read by the same conventions as ``--stac``:
-    Earth Search's ``blue`` ... keys and its harmonized item (offset already subtracted) give the same reflectance.
+    Earth Search's ``blue`` ... keys and its harmonized item (offset already subtracted) give the same reflectance,
+    and their SCL layers the same clear pixels.
     Before, the scene-file path knew ``B02`` keys only and took Earth Search's SCL.tif for a multi-band stack."""
     from minescape.imagery.sources import LocalSource
     from minescape.lulc.inputs import discover_scenes
@@ -150,6 +151,7 @@ def test_local_stac_files_read_as_the_catalogue_path(stac_region):
     _, files, stac = stac_region
     sites, _ = read_sites(files.sites)
     grid = sites[0].grid
+    masked = 0
     for path in (stac.earth_search, stac.planetary_computer):
         local = LocalSource(discover_scenes([path]))
         cat = StacSource(StacQuery(str(path), None, 100))
@@ -164,6 +166,9 @@ def test_local_stac_files_read_as_the_catalogue_path(stac_region):
                 finite = np.isfinite(ob.reflectance)
                 assert finite.sum() > 0.9 * finite.size  # pixels really compared
                 np.testing.assert_allclose(oa.reflectance, ob.reflectance, rtol=0, atol=1e-6)
+                np.testing.assert_array_equal(oa.clear, ob.clear)  # the SCL mask, as the catalogue path
+                masked += int((~ob.clear).sum())
+    assert masked > 0  # the SCL layers mask clouds in these scenes: the masks really compared
     harm = [r for r in discover_scenes([stac.earth_search]) if "harmonized" in r.band_files[0][1]]
     assert len(harm) == 1 and harm[0].offset_dn == 0.0 and harm[0].baseline == "05.10"
 

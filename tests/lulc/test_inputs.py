@@ -100,6 +100,7 @@ def test_downloaded_earth_search_item_folder(tmp_path):
         assert ref.date == dt.date(2020, 7, 14) and ref.cloud == pytest.approx(2.36)
         assert ref.baseline == "02.14" and ref.offset_dn == 0.0 and len(ref.band_files) == 12
         assert all(Path(h).parent == folder.resolve() for _, h, _ in ref.band_files)  # all local: no network
+        assert ref.scl == str(folder.resolve() / "SCL.tif")  # its clear pixels come from SCL, as with --stac
     stack = load_stack_bands(ref, ["B02", "B11"])
     np.testing.assert_allclose(stack, np.stack([written["B02"], written["B11"]]) / 10000.0, rtol=1e-6)
     (folder / f"{item['id']}.json").unlink()
