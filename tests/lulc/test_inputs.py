@@ -110,6 +110,24 @@ def test_downloaded_earth_search_item_folder(tmp_path):
             discover_scenes([source])
 
 
+def test_downloaded_item_lookup_stays_in_its_folder(tmp_path):
+    """An ItemCollection whose item states a self link into another folder holding B02.tif ...: the remote hrefs
+    are not pointed at that folder's files (only files beside the JSON that was read are used)."""
+    item = json.loads(shared_path("stac-items", "S2A_28QCH_20200714_0_L2A.json").read_text())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    transform = rasterio.transform.from_origin(300000, 1900000, 10, 10)
+    for key in ("B02", "B03"):
+        write_raster(Raster(np.ones((4, 4), np.uint16), "EPSG:32628", transform, 0), elsewhere / f"{key}.tif")
+    item["links"] = [{"rel": "self", "href": str(elsewhere / "item.json")}]
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "items.json").write_text(json.dumps({"type": "FeatureCollection", "features": [item]}))
+    (ref,) = discover_scenes([here / "items.json"])
+    hrefs = dict((b, h) for b, h, _ in ref.band_files)
+    assert hrefs["B02"].startswith("https://") and hrefs["B03"].startswith("https://")
+
+
 def load_stack_bands(ref: SceneRef, bands: list[str]) -> np.ndarray:
     from minescape.sentinel2 import read_stack
 
