@@ -272,6 +272,17 @@ def _scene_from_item(item, source: Path) -> SceneRef:
 BARE_ASSET_FILE = re.compile(r"^(?:B0[1-9]|B1[0-2]|B8A|SCL|AOT|WVP|TCI)\.(?:tif|tiff|jp2)$", re.IGNORECASE)
 
 
+def _downloaded_items(folder: Path) -> list[SceneRef]:
+    """The scenes of the STAC item / ItemCollection JSON files in a band folder whose bands are files of that
+    folder (a Planetary Computer item saved beside ``T06VVN_..._B02_10m.tif`` ...); other JSON is ignored."""
+    refs = []
+    for child in sorted(folder.glob("*.json")):
+        if child.is_file() and read_json(child, "STAC file").get("type") in ("Feature", "FeatureCollection"):
+            refs += [r for r in _stac_scenes(child)
+                     if any("://" not in h and Path(h).parent == folder.resolve() for _, h, _ in r.band_files or ())]
+    return refs
+
+
 def _folder_scenes(folder: Path, skip: set[Path], *, nested: bool) -> list[SceneRef]:
     """The scenes of a folder: itself when it is a band folder; else its raster files, STAC JSON files, band
     sub-folders and downloaded items' sub-folders (holding ``B02.tif`` ...; ``nested``: such a sub-folder, of
@@ -280,8 +291,8 @@ def _folder_scenes(folder: Path, skip: set[Path], *, nested: bool) -> list[Scene
     Files that a STAC JSON of the folder points at (a downloaded item, :func:`_use_local_copies`) are read through
     that item, not again as scenes of their own. Bare asset files (``B02.tif``) that no item claims are an error
     naming the folder: their date and DN offset cannot be told."""
-    if _is_band_folder(folder):
-        return [_scene_from_band_folder(folder)]
+    if _is_band_folder(folder):  # through the item JSON beside the files when there is one (its offset, its SCL)
+        return _downloaded_items(folder) or [_scene_from_band_folder(folder)]
     children = [c for c in sorted(folder.iterdir()) if not c.name.startswith(".") and c.absolute() not in skip]
     refs: list[SceneRef] = []
     claimed: set[Path] = set()
@@ -307,7 +318,7 @@ def _folder_scenes(folder: Path, skip: set[Path], *, nested: bool) -> list[Scene
             refs.append(_scene_from_file(child))
         elif child.is_dir():
             if _is_band_folder(child):
-                refs.append(_scene_from_band_folder(child))
+                refs.extend(_folder_scenes(child, skip, nested=True))
             elif any(g.is_file() and BARE_ASSET_FILE.match(g.name) for g in child.iterdir()):
                 refs.extend(_folder_scenes(child, skip, nested=True))  # a downloaded item's folder
     return refs

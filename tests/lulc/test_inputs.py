@@ -110,6 +110,29 @@ def test_downloaded_earth_search_item_folder(tmp_path):
             discover_scenes([source])
 
 
+def test_downloaded_planetary_computer_item(tmp_path):
+    """A Planetary Computer item saved beside ten of its assets (ESA-named band files, a band folder by its names)
+    is read through the item: SCL and the item's baseline with it, the bands not downloaded left as URLs (read only
+    if asked for); without the JSON, the same folder is a band folder."""
+    item = json.loads(shared_path("stac-items", "S2B_MSIL2A_20190629T212529_R043_T06VVN_20201006T080531.json")
+                      .read_text())
+    folder = tmp_path / "pc"
+    folder.mkdir()
+    (folder / "item.json").write_text(json.dumps(item))
+    transform = rasterio.transform.from_origin(400000, 6900000, 10, 10)
+    names = {k: a["href"].rsplit("/", 1)[1] for k, a in item["assets"].items() if k in TEN_BANDS or k == "SCL"}
+    for name in names.values():
+        write_raster(Raster(np.full((4, 4), 1500, np.uint16), "EPSG:32606", transform, 0), folder / name)
+    for source in (folder, tmp_path):
+        (ref,) = discover_scenes([source])
+        assert ref.baseline == "02.12" and ref.offset_dn == 0.0 and ref.scl == str(folder.resolve() / names["SCL"])
+        local = {b for b, h, _ in ref.band_files if Path(h).parent == folder.resolve()}
+        assert local == set(TEN_BANDS) and len(ref.band_files) == 12  # B01, B09 not downloaded: still URLs
+    (folder / "item.json").unlink()
+    (ref,) = discover_scenes([folder])
+    assert ref.source == folder and ref.band_files is None and ref.scl is None  # the band folder, as before
+
+
 def test_downloaded_item_lookup_stays_in_its_folder(tmp_path):
     """An ItemCollection whose item states a self link into another folder holding B02.tif ...: the remote hrefs
     are not pointed at that folder's files (only files beside the JSON that was read are used)."""
