@@ -377,12 +377,14 @@ def estimate_cloud(stack: Raster, mask: np.ndarray, *, blue_min: float = 0.3, sw
     return float((~clear)[mask].mean())
 
 
-def clearest_scene(refs: Sequence[SceneRef], site: Site, year: int) -> tuple[SceneRef, float, list[str]]:
+def clearest_scene(refs: Sequence[SceneRef], site: Site, year: int, *,
+                   scl_classes: Sequence[int] | None = None) -> tuple[SceneRef, float, list[str]]:
     """The clearest scene of ``year`` covering ``site``.
 
-    Candidates are ranked by the cloud-or-nodata share estimated over the site (B02/B11 read on the site's
-    grid), then by the metadata cloud cover, then by date. Raises InputError when no scene of that year
-    covers the site (the message names the years that do).
+    Candidates are ranked by the cloud-or-nodata share over the site (from the scene's SCL where it has one,
+    ``scl_classes`` masked, default :data:`~minescape.imagery.cloud_mask.DEFAULT_SCL_MASK`; else estimated from
+    B02/B11 read on the site's grid), then by the metadata cloud cover, then by date. Raises InputError when no
+    scene of that year covers the site (the message names the years that do).
 
     Returns:
         ``(scene, site_cloud_share, notes)``.
@@ -401,6 +403,8 @@ def clearest_scene(refs: Sequence[SceneRef], site: Site, year: int) -> tuple[Sce
     for ref, scene in of_year:
         if len(of_year) == 1:
             share = float("nan")
+        elif ref.scl is not None:
+            share = scl_cloud_share(ref.scl, site.grid, mask, scl_classes)
         else:
             probes[ref] = probe = read_stack_on(scene, site.grid, bands=["B02", "B11"])
             share = estimate_cloud(probe, mask)
@@ -414,6 +418,21 @@ def clearest_scene(refs: Sequence[SceneRef], site: Site, year: int) -> tuple[Sce
         remember_probe(best[4], site.grid, probes[best[4]])
     notes = [f"{len(of_year)} scene(s) of {year}; chose {best[4].source.name}"]
     return best[4], best[5], notes
+
+
+def scl_cloud_share(href: str, grid: Grid, mask: np.ndarray, classes: Sequence[int] | None = None) -> float:
+    """Share of ``mask`` pixels whose SCL class (the file or URL ``href``, nearest onto ``grid``) is masked
+    (``classes``, default :data:`~minescape.imagery.cloud_mask.DEFAULT_SCL_MASK`: no data, defective, shadow,
+    clouds, cirrus); 1 for an empty mask."""
+    from minescape.imagery.cloud_mask import DEFAULT_SCL_MASK, check_scl_classes, scl_clear
+    from minescape.imagery.conventions import SCL, BandAsset
+    from minescape.imagery.window_reader import read_window
+
+    if not mask.any():
+        return 1.0
+    scl = read_window(BandAsset(SCL, href, 1.0, 0.0, 0.0), grid, resampling="nearest")
+    masked = check_scl_classes(DEFAULT_SCL_MASK if classes is None else classes)
+    return float((~scl_clear(scl, masked=masked))[mask].mean())
 
 
 def read_stack_on(scene: Scene, grid: Grid, *, bands: Sequence[str]) -> Raster:

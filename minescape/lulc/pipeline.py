@@ -125,7 +125,8 @@ def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | No
     method = resolve_method(config.get("composite", "auto"), from_catalogue=isinstance(source, StacSource))
     comp = None
     if method == "clearest" and source is None:
-        ref, share, _ = clearest_scene(scenes, site, year.year)
+        ref, share, _ = clearest_scene(scenes, site, year.year,
+                                       scl_classes=ImagerySettings.from_dict(config.get("imagery")).scl_mask)
         stack = load_stack(ref, site, bands=SPECTRAL_BANDS)
         label = ref.source.name
     else:

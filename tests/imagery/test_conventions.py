@@ -184,3 +184,22 @@ def test_real_items_as_scene_files():
         assert {b for b, _, _ in ref.band_files} == {b for b in s.assets if b != "SCL"} and len(ref.band_files) >= 12
         assert all(h == s.assets[b].href and h.startswith("https://") for b, h, _ in ref.band_files)
         assert ref.offset_dn == 0.0 and ref.baseline == s.baseline and ref.date == s.date
+
+
+def test_clearest_local_stac_scene_ranked_by_its_scl(stac_region):
+    """The default local composite (the clearest scene) ranks local STAC scenes by their SCL over the site: the
+    scene chosen is the one the catalogue path finds clearest, and its cloud share is the catalogue's."""
+    from minescape.lulc.inputs import clearest_scene, discover_scenes
+
+    _, files, stac = stac_region
+    sites, _ = read_sites(files.sites)
+    site = sites[0]
+    inside = site.mask()
+    cat = StacSource(StacQuery(str(stac.earth_search), None, 100))
+    refs = discover_scenes([stac.earth_search])
+    for year in (2018, 2024):
+        cloudy = {s.date: float((~cat.observe(s, site.grid, SPECTRAL_BANDS).clear)[inside].mean())
+                  for s in cat.scenes(site.grid, year)}
+        assert len(set(round(v, 3) for v in cloudy.values())) > 1  # the scenes differ: the ranking means something
+        ref, share, _ = clearest_scene(refs, site, year)
+        assert ref.date == min(cloudy, key=cloudy.get) and share == pytest.approx(cloudy[ref.date], abs=1e-3)
