@@ -179,16 +179,21 @@ class LocalSource:
 
     def observe(self, ref: Any, grid: Grid, bands: Sequence[str]) -> Observation:
         """Reflectance on ``grid`` (:func:`minescape.sentinel2.read_stack`) and the clear mask: from the scene's
-        SCL (nearest onto ``grid``) where it has one, else spectral."""
+        SCL (nearest onto ``grid``) where it has one, else spectral. A local STAC scene read with the -1000 DN
+        offset whose blue DN cannot carry it (:func:`~minescape.imagery.window_reader.pixels_carry_offset`) is read
+        as already offset, with a note."""
+        from minescape.lulc.inputs import undo_uncarried_offset
         from minescape.sentinel2 import read_stack
 
         scl_href = getattr(ref, "scl", None)
-        need = list(dict.fromkeys([*bands] if scl_href else [*bands, "B02", "B11"]))
+        need = list(dict.fromkeys([*bands, "B02"] if scl_href else [*bands, "B02", "B11"]))
         stack = read_stack(ref.open(), bands=need, grid=grid)
+        note = undo_uncarried_offset(ref, stack)  # a catalogue item's offset, checked on the pixels
         refl = stack.select(list(bands)).data
+        notes = (note,) if note else ()
         if scl_href:
             scl = read_window(BandAsset(SCL, scl_href, 1.0, 0.0, 0.0), grid, resampling="nearest")
             clear = scl_clear(scl, masked=self.scl_classes)
         else:
             clear = spectral_clear(stack.band("B02"), stack.band("B11"))
-        return Observation(Path(ref.source).name, ref.date, refl, clear & np.isfinite(refl).all(axis=0))
+        return Observation(Path(ref.source).name, ref.date, refl, clear & np.isfinite(refl).all(axis=0), notes)

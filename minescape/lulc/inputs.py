@@ -456,9 +456,30 @@ def load_stack(ref: SceneRef, site: Site, *, bands: Sequence[str]) -> Raster:
         for i, b in enumerate(wanted):
             merged[i] = known.band(b) if b in known.band_names else part.band(b)
         stack = Raster(merged, known.crs, known.transform, np.nan, tuple(wanted))
+    undo_uncarried_offset(ref, stack)
     data = stack.data
     data[:, ~site.mask()] = np.nan
     return stack
+
+
+def undo_uncarried_offset(ref: SceneRef, stack: Raster) -> str | None:
+    """For a scene read with a catalogue item's -1000 DN offset (``ref.offset_dn``) whose blue DN cannot carry it
+    (:func:`minescape.imagery.window_reader.pixels_carry_offset`: Earth Search items whose
+    ``boa_offset_applied`` flag is wrong), add the offset back to every band of ``stack`` in place (the
+    reflectance as if read with offset 0) and return a note; else None. ``stack`` must hold ``B02`` to be checked."""
+    from minescape.imagery.window_reader import pixels_carry_offset
+    from minescape.sentinel2 import QUANTIFICATION
+
+    offset = ref.offset_dn or 0.0
+    if offset == 0.0 or "B02" not in stack.band_names:
+        return None
+    blue = stack.band("B02")
+    dn = np.where(np.isfinite(blue), blue * QUANTIFICATION - offset, 0.0)
+    if pixels_carry_offset(dn, nodata=0.0):
+        return None
+    np.subtract(stack.data, np.float32(offset / QUANTIFICATION), out=stack.data)
+    return (f"{ref.source.name}: DN below 1000 cannot carry the baseline-04.00 offset; read as already offset "
+            "(the item's metadata is wrong for it)")
 
 
 def dh_on_grid(dcm_dh: str | Path, grid: Grid, *, resampling: str = "bilinear", what: str = "the area") -> Raster:

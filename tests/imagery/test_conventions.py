@@ -107,6 +107,21 @@ def test_flag_contradicted_by_pixels(stac_region, tmp_path):
     orr = right.observe(next(s for s in right.scenes(grid, 2024) if s.date == sw[0].date), grid, SPECTRAL_BANDS)
     assert any("flag is wrong" in n for n in ow.notes)
     np.testing.assert_array_equal(ow.reflectance, orr.reflectance)
+    # the same item given as a scene file (--scenes): the same check on its pixels
+    from minescape.imagery.sources import LocalSource
+    from minescape.lulc.inputs import discover_scenes
+
+    local = LocalSource(discover_scenes([path]))
+    (lref,) = local.scenes(grid, 2024)
+    assert lref.offset_dn == -1000.0
+    ol = local.observe(lref, grid, SPECTRAL_BANDS)
+    assert any("cannot carry" in n for n in ol.notes)
+    np.testing.assert_allclose(ol.reflectance, orr.reflectance, rtol=0, atol=1e-6)
+    from minescape.lulc.inputs import load_stack  # the clearest-scene path reads it the same way
+
+    stack = load_stack(lref, sites[0], bands=SPECTRAL_BANDS)
+    inside = sites[0].mask()
+    np.testing.assert_allclose(stack.data[:, inside], orr.reflectance[:, inside], rtol=0, atol=1e-6)
 
 
 def test_item_errors_name_the_item(stac_region, tmp_path):
