@@ -1,7 +1,8 @@
 """Bi-temporal pairs: T2 aligned onto T1's grid, cropped to the common footprint, one nodata mask.
 
-A :class:`Pair` holds no pixels: it names the two scenes (any layout :func:`minescape.sentinel2.open_scene`
-reads: multi-band stacks or one-file-per-band folders, any CRS and resolution) and the *pair grid*, the
+A :class:`Pair` holds no pixels: it names the two scenes (any layout
+:func:`minescape.imagery.local_scenes.open_one_scene` reads: multi-band stacks, one-file-per-band folders, STAC
+items and downloaded items, any CRS and resolution) and the *pair grid*, the
 part of T1's 10 m grid that T2 also covers. :func:`read_pair` reads both dates onto that grid (or one
 window of it, so memory follows the window), warping T2 when its CRS, resolution or origin differ,
 and sets a pixel to NaN in both dates when it is nodata in either.
@@ -23,7 +24,7 @@ from rasterio.windows import Window
 from minescape.errors import ConfigError, InputError, NoOverlapError
 from minescape.geo.grid import Grid, aligned_window, bounds_in
 from minescape.geo.raster import Raster, open_raster
-from minescape.sentinel2 import QUANTIFICATION, Scene, decode_dn, open_scene, read_stack, read_window_filled
+from minescape.sentinel2 import QUANTIFICATION, Scene, decode_dn, read_stack, read_window_filled
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ def open_pair(t1: str | Path | Scene, t2: str | Path | Scene, *, bands: Sequence
     """Describe a pair: check bands, find the common footprint on T1's grid.
 
     Args:
-        t1: first-date scene (path or :class:`Scene`).
+        t1: first-date scene (:class:`Scene`, or a path: a stack file, a band folder or SAFE product, a STAC item
+            JSON or a downloaded item's folder; :func:`minescape.imagery.local_scenes.open_one_scene`).
         t2: second-date scene; any CRS/resolution, it is warped onto T1's grid when read.
         bands: bands the caller needs (default: every band both scenes have).
 
@@ -55,8 +57,10 @@ def open_pair(t1: str | Path | Scene, t2: str | Path | Scene, *, bands: Sequence
         InputError: a requested band is missing in one scene (the message names the file).
         NoOverlapError: the two footprints do not overlap.
     """
-    s1 = t1 if isinstance(t1, Scene) else open_scene(t1)
-    s2 = t2 if isinstance(t2, Scene) else open_scene(t2)
+    from minescape.imagery.local_scenes import open_one_scene
+
+    s1 = t1 if isinstance(t1, Scene) else open_one_scene(t1)
+    s2 = t2 if isinstance(t2, Scene) else open_one_scene(t2)
     if bands is None:
         common = tuple(b for b in s1.bands if b in s2.band_files)
         if not common:
@@ -283,7 +287,7 @@ def band_indexes(wanted: Sequence[str], file_bands: Sequence[str | None], count:
 
 
 def _is_reflectance_stack(path: Path) -> bool:
-    if path.is_dir():
+    if path.is_dir() or path.suffix.lower() == ".json":  # a band folder, a STAC item
         return False
     with open_raster(path) as src:
         return bool(np.issubdtype(np.dtype(src.dtypes[0]), np.floating))

@@ -9,7 +9,7 @@ some bright ground (new concrete, bare white soil, a fresh waste dump) cloud: th
 
 Where SCL is found: in a band folder, one file whose name ends in ``SCL.tif``, ``_SCL_20m.jp2`` and the like; in
 an L2A SAFE product or its ``IMG_DATA``, ``R20m``'s (:func:`minescape.sentinel2.band_file_folders`); in a stack
-file, the band described ``SCL``.
+file, the band described ``SCL``; in a STAC item JSON, its SCL asset when that is a local file.
 SCL is read with nearest-neighbour resampling onto the pair grid, in strips, and held per block of ``block`` x
 ``block`` pixels (2 x 2 = SCL's 20 m on a 10 m grid): a block is cloud where any of its pixels is. Where the SCL
 files lie on the blocks' grid pixel for pixel (a pair of one MGRS tile), they are read as stored instead.
@@ -45,6 +45,12 @@ def find_scl(path: str | Path) -> tuple[Path, int] | None:
         InputError: a band folder with two SCL files (naming the folder).
     """
     path = Path(path)
+    if path.suffix.lower() == ".json":  # a STAC item: its SCL asset, where it is a local file
+        from minescape.imagery.local_scenes import discover_scenes
+
+        refs = discover_scenes([path])
+        scl = refs[0].scl if len(refs) == 1 else None
+        return (Path(scl), 1) if scl is not None and "://" not in scl else None
     if path.is_dir():
         from minescape.sentinel2 import band_file_folders
 

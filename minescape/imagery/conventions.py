@@ -223,7 +223,7 @@ def item_band_assets(item: dict[str, Any], *, base: str | None = None) -> tuple[
     conversion (:func:`offset_dn`), and the notes of what the conventions decided.
 
     The one reading of an item's bands: :func:`scene_from_item` (STAC API searches and ``--stac`` ItemCollections)
-    and scenes given as local STAC files (:func:`minescape.lulc.inputs.discover_scenes`) both use it. Hrefs are
+    and scenes given as local STAC files (:func:`minescape.imagery.local_scenes.discover_scenes`) both use it. Hrefs are
     resolved against ``base`` and checked (:func:`check_href`).
     """
     iid = str(item.get("id"))

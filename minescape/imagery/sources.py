@@ -6,7 +6,7 @@ per-pixel clear mask on the target grid):
 * :class:`StacSource`: items from a STAC API or ItemCollection (:mod:`~minescape.imagery.stac_search`), assets
   read window by window over HTTP or from disk (:mod:`~minescape.imagery.window_reader`), clear pixels from the
   SCL band (:mod:`~minescape.imagery.cloud_mask`);
-* :class:`LocalSource`: scenes found on disk (:class:`minescape.lulc.inputs.SceneRef`: stacks, band folders,
+* :class:`LocalSource`: scenes found on disk (:class:`minescape.imagery.local_scenes.SceneRef`: stacks, band folders,
   local STAC), clear pixels from the spectral test when a scene has no SCL.
 """
 
@@ -25,7 +25,8 @@ from minescape.imagery.cloud_mask import DEFAULT_SCL_MASK, check_scl_classes, sc
 from minescape.imagery.conventions import SCL, BandAsset, StacScene
 from minescape.imagery.signing import Signer, default_signer
 from minescape.imagery.stac_search import StacQuery, search_scenes
-from minescape.imagery.window_reader import ReadOptions, WindowCache, pixels_carry_offset, read_window, to_reflectance
+from minescape.imagery.window_reader import (ReadOptions, WindowCache, pixels_carry_offset, read_window,
+                                             to_reflectance, undo_uncarried_offset)
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ class StacSource:
 
 
 class LocalSource:
-    """Scenes found on disk (files, band folders, local STAC) through :mod:`minescape.lulc.inputs`.
+    """Scenes found on disk (files, band folders, local STAC) through :mod:`minescape.imagery.local_scenes`.
 
     Clear pixels come from the scene's SCL where it has one (local STAC items with an SCL asset, masked by
     ``scl_classes`` as :class:`StacSource` does), else from :func:`~minescape.imagery.cloud_mask.spectral_clear`.
@@ -182,13 +183,12 @@ class LocalSource:
         SCL (nearest onto ``grid``) where it has one, else spectral. A local STAC scene read with the -1000 DN
         offset whose blue DN cannot carry it (:func:`~minescape.imagery.window_reader.pixels_carry_offset`) is read
         as already offset, with a note."""
-        from minescape.lulc.inputs import undo_uncarried_offset
         from minescape.sentinel2 import read_stack
 
         scl_href = getattr(ref, "scl", None)
         need = list(dict.fromkeys([*bands, "B02"] if scl_href else [*bands, "B02", "B11"]))
         stack = read_stack(ref.open(), bands=need, grid=grid)
-        note = undo_uncarried_offset(ref, stack)  # a catalogue item's offset, checked on the pixels
+        note = undo_uncarried_offset(stack, getattr(ref, "offset_dn", None), Path(ref.source).name)
         refl = stack.select(list(bands)).data
         notes = (note,) if note else ()
         if scl_href:

@@ -29,6 +29,7 @@ from rasterio.vrt import WarpedVRT
 from minescape.atomic import atomic_path
 from minescape.errors import InputError
 from minescape.geo.grid import Grid, aligned_window
+from minescape.geo.raster import Raster
 from minescape.imagery.conventions import BandAsset
 from minescape.imagery.signing import Signer, no_signing
 from minescape.sentinel2 import read_window_filled
@@ -193,6 +194,25 @@ def to_reflectance(dn: np.ndarray, asset: BandAsset) -> np.ndarray:
     out = (dn.astype(np.float32) + np.float32(asset.offset_dn)) * np.float32(asset.scale)
     out[dn == asset.nodata] = np.nan
     return out
+
+
+def undo_uncarried_offset(stack: Raster, offset_dn: float | None, name: str) -> str | None:
+    """For reflectance read with a catalogue item's -1000 DN offset (``offset_dn``) whose blue DN cannot carry it
+    (:func:`pixels_carry_offset`: Earth Search items whose ``boa_offset_applied`` flag is wrong), add the offset
+    back to every band of ``stack`` in place (the reflectance as if read with offset 0) and return a note naming
+    ``name``; else None. ``stack`` must hold ``B02`` to be checked (local STAC scenes; the ``--stac`` path checks
+    the DN as it reads them)."""
+    from minescape.sentinel2 import QUANTIFICATION
+
+    if not offset_dn or "B02" not in stack.band_names:
+        return None
+    blue = stack.band("B02")
+    dn = np.where(np.isfinite(blue), blue * QUANTIFICATION - offset_dn, 0.0)
+    if pixels_carry_offset(dn, nodata=0.0):
+        return None
+    np.subtract(stack.data, np.float32(offset_dn / QUANTIFICATION), out=stack.data)
+    return (f"{name}: DN below 1000 cannot carry the baseline-04.00 offset; read as already offset (the item's "
+            "metadata is wrong for it)")
 
 
 def pixels_carry_offset(blue_dn: np.ndarray, *, nodata: float = 0, share: float = 0.25) -> bool:

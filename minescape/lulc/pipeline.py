@@ -38,7 +38,8 @@ from minescape.imagery.sources import ImagerySource, LocalSource, StacSource
 from minescape.imagery.stac_search import StacQuery
 from minescape.legend import MINING_LULC
 from minescape.lulc.features import DEFAULT_WINDOW, FEATURES, SPECTRAL_BANDS, compute_features, feature_matrix
-from minescape.lulc.inputs import SceneRef, clearest_scene, discover_scenes, dh_on_grid, load_dh, load_stack
+from minescape.imagery.local_scenes import SceneRef, discover_scenes
+from minescape.lulc.inputs import clearest_scene, dh_on_grid, load_dh, load_stack
 from minescape.lulc.model import LulcModel, load_model, sample_pixels, train_model
 from minescape.lulc.postprocess import postprocess
 from minescape.lulc.rules import classify_rules, load_rules
@@ -614,7 +615,7 @@ def classify_scene(
     """
     from minescape.geo.grid import iter_tiles
     from minescape.geo.raster import open_writer
-    from minescape.lulc.inputs import SceneRef as _Ref
+    from minescape.imagery.local_scenes import SceneRef as _Ref
     from minescape.progress import make_progress
     from minescape.lulc.inputs import read_stack_on
 

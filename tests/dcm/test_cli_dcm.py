@@ -80,7 +80,7 @@ def test_whole_scene_with_a_delivery_is_seamless(dcm_region, tmp_path):
     from minescape.dcm.index import dcm_index
     from minescape.dcm.mosaic import read_dcm_on_grid
     from minescape.geo.grid import iter_tiles
-    from minescape.lulc.inputs import discover_scenes
+    from minescape.imagery.local_scenes import discover_scenes
     from minescape.lulc.pipeline import classify_scene
 
     scene = dcm_region.scenes[0]

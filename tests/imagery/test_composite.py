@@ -13,7 +13,7 @@ from minescape.imagery.composite import annual_composite, reduce_observations
 from minescape.imagery.sources import LocalSource, Observation, StacSource
 from minescape.imagery.stac_search import StacQuery
 from minescape.lulc.features import SPECTRAL_BANDS
-from minescape.lulc.inputs import discover_scenes
+from minescape.imagery.local_scenes import discover_scenes
 from minescape.sites import read_sites
 from minescape.synthetic_stac import scene_truth
 

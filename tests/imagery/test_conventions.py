@@ -109,7 +109,7 @@ def test_flag_contradicted_by_pixels(stac_region, tmp_path):
     np.testing.assert_array_equal(ow.reflectance, orr.reflectance)
     # the same item given as a scene file (--scenes): the same check on its pixels
     from minescape.imagery.sources import LocalSource
-    from minescape.lulc.inputs import discover_scenes
+    from minescape.imagery.local_scenes import discover_scenes
 
     local = LocalSource(discover_scenes([path]))
     (lref,) = local.scenes(grid, 2024)
@@ -161,7 +161,7 @@ def test_local_stac_files_read_as_the_catalogue_path(stac_region):
     and their SCL layers the same clear pixels.
     Before, the scene-file path knew ``B02`` keys only and took Earth Search's SCL.tif for a multi-band stack."""
     from minescape.imagery.sources import LocalSource
-    from minescape.lulc.inputs import discover_scenes
+    from minescape.imagery.local_scenes import discover_scenes
 
     _, files, stac = stac_region
     sites, _ = read_sites(files.sites)
@@ -190,7 +190,7 @@ def test_local_stac_files_read_as_the_catalogue_path(stac_region):
 
 def test_real_items_as_scene_files():
     """The real catalogue items (hrefs on the internet, not read): bands and offsets as the conventions say."""
-    from minescape.lulc.inputs import discover_scenes
+    from minescape.imagery.local_scenes import discover_scenes
 
     for name in ("S2A_28QCH_20200714_0_L2A.json", "S2B_MSIL2A_20190629T212529_R043_T06VVN_20201006T080531.json"):
         path = shared_path("stac-items", name)

@@ -2,7 +2,7 @@
 
 import os
 
-from minescape.lulc.inputs import discover_scenes
+from minescape.imagery.local_scenes import discover_scenes
 from minescape.lulc.pipeline import build_units
 from minescape.sites import read_sites
 

@@ -1,160 +1,16 @@
-"""Scene discovery (files, folders, band folders, STAC), dates from metadata or names, clearest scene."""
+"""The clearest scene of a site's year and the cloud estimate (discovery: tests/imagery/test_local_scenes.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-from pathlib import Path
 
 import numpy as np
-import pystac
 import pytest
-import rasterio
 
-from minescape.errors import InputError, MissingInputError, NoOverlapError
-from minescape.geo.raster import Raster, write_raster
-from minescape.lulc.inputs import SceneRef, clearest_scene, discover_scenes, estimate_cloud, load_stack
-from minescape.sentinel2 import TEN_BANDS
+from minescape.errors import InputError, NoOverlapError
+from minescape.geo.raster import Raster
+from minescape.lulc.inputs import clearest_scene, discover_scenes, estimate_cloud
 from minescape.sites import make_site, read_sites, site_year
-from tests.conftest import shared_path
-
-
-def test_discover_folder_and_files(small_region):
-    refs = discover_scenes([small_region.scene_dir])
-    assert len(refs) == len(small_region.scenes) + 2
-    assert [r.date for r in refs] == sorted(r.date for r in refs)
-    cloudy = [r for r in refs if r.date == dt.date(2018, 3, 2)][0]
-    assert cloudy.cloud > 10
-    one = discover_scenes([small_region.scenes[0], small_region.scenes[0]])
-    assert len(one) == 1
-    back = SceneRef.from_json(json.loads(json.dumps(refs[0].to_json())))
-    assert back == refs[0]
-
-
-def test_date_from_file_name_without_tags(tmp_path, utm_raster):
-    data = (np.arange(10 * 6 * 5).reshape(10, 6, 5) + 1000).astype(np.uint16)
-    r = Raster(data, utm_raster.crs, utm_raster.transform, 0, TEN_BANDS)
-    path = write_raster(r, tmp_path / "S2B_MSIL2A_20210704T101559_N0300_R065_T33TWF_20210704T130000.tif")
-    (ref,) = discover_scenes([path])
-    assert ref.date == dt.date(2021, 7, 4) and ref.cloud is None
-    bad = write_raster(r, tmp_path / "nodate" / "image.tif")
-    with pytest.raises(InputError, match="cannot tell the scene date"):
-        discover_scenes([bad])
-    with pytest.raises(MissingInputError):
-        discover_scenes([tmp_path / "nope"])
-
-
-def test_band_folder_and_stac(tmp_path, small_region):
-    """A one-file-per-band folder, and a STAC ItemCollection + Catalog pointing at per-band assets."""
-    src_path = small_region.scenes[0]
-    with rasterio.open(src_path) as src:
-        data = src.read()
-        crs, transform = src.crs, src.transform
-    folder = tmp_path / "T50KQB_20190715T022551"
-    for i, band in enumerate(TEN_BANDS):
-        write_raster(Raster(data[i], crs, transform, 0), folder / f"T50KQB_20190715T022551_{band}.tif")
-    (ref,) = discover_scenes([folder])
-    assert ref.date == dt.date(2019, 7, 15)
-    item = pystac.Item("scene-1", geometry=None, bbox=None, datetime=dt.datetime(2019, 7, 16),
-                       properties={"eo:cloud_cover": 4.5})
-    for band in TEN_BANDS:
-        item.add_asset(band, pystac.Asset(href=str(folder / f"T50KQB_20190715T022551_{band}.tif"),
-                                          media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
-    coll = tmp_path / "items.json"
-    coll.write_text(json.dumps(pystac.ItemCollection([item]).to_dict()))
-    (sref,) = discover_scenes([coll])
-    assert sref.date == dt.date(2019, 7, 16) and sref.cloud == 4.5 and len(sref.band_files) == 10
-    cat = pystac.Catalog("cat", "test catalog")
-    cat.add_item(item.clone())
-    cat.normalize_and_save(str(tmp_path / "stac"), catalog_type=pystac.CatalogType.SELF_CONTAINED)
-    (cref,) = discover_scenes([tmp_path / "stac" / "catalog.json"])
-    assert cref.date == dt.date(2019, 7, 16)
-    sites, _ = read_sites(small_region.sites)
-    a = load_stack(sref, sites[0], bands=["B02", "B08"])
-    b = load_stack(SceneRef(src_path, dt.date(2019, 7, 15)), sites[0], bands=["B02", "B08"])
-    np.testing.assert_array_equal(np.nan_to_num(a.data), np.nan_to_num(b.data))
-    (tmp_path / "junk.json").write_text('{"type": "Nonsense"}')
-    with pytest.raises(InputError, match="not a STAC"):
-        discover_scenes([tmp_path / "junk.json"])
-
-
-def test_downloaded_earth_search_item_folder(tmp_path):
-    """A folder as Earth Search's bucket holds an item (``<id>.json`` beside ``B02.tif`` ... ``SCL.tif``; the real
-    item from ../shared/data, small GeoTIFFs for its assets) is one scene read from the local files through the
-    item: its date, cloud cover and DN offset come from the item, no href stays on the internet. Without the item
-    JSON the bare files are refused, naming the folder."""
-    item = json.loads(shared_path("stac-items", "S2A_28QCH_20200714_0_L2A.json").read_text())
-    folder = tmp_path / "downloads" / item["id"]
-    folder.mkdir(parents=True)
-    (folder / f"{item['id']}.json").write_text(json.dumps(item))
-    (folder / "tileInfo.json").write_text('{"path": "tiles/28/Q/CH/2020/7/14/0"}')  # other metadata: ignored
-    transform = rasterio.transform.from_origin(300000, 1900000, 10, 10)
-    rng = np.random.default_rng(3)
-    written = {}
-    for key in ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12", "SCL", "AOT"):
-        dn = rng.integers(1, 4000, (12, 14)).astype(np.uint16)
-        written[key] = dn
-        write_raster(Raster(dn, "EPSG:32628", transform, 0), folder / f"{key}.tif")
-    for source in (folder, folder.parent):  # the item's folder, or the folder of downloads above it
-        (ref,) = discover_scenes([source])
-        assert ref.date == dt.date(2020, 7, 14) and ref.cloud == pytest.approx(2.36)
-        assert ref.baseline == "02.14" and ref.offset_dn == 0.0 and len(ref.band_files) == 12
-        assert all(Path(h).parent == folder.resolve() for _, h, _ in ref.band_files)  # all local: no network
-        assert ref.scl == str(folder.resolve() / "SCL.tif")  # its clear pixels come from SCL, as with --stac
-    stack = load_stack_bands(ref, ["B02", "B11"])
-    np.testing.assert_allclose(stack, np.stack([written["B02"], written["B11"]]) / 10000.0, rtol=1e-6)
-    (folder / f"{item['id']}.json").unlink()
-    for source in (folder, folder.parent):
-        with pytest.raises(InputError, match=rf"{item['id']}: asset files named AOT.tif, B01.tif, B02.tif ... "
-                                             "without their STAC item"):
-            discover_scenes([source])
-
-
-def test_downloaded_planetary_computer_item(tmp_path):
-    """A Planetary Computer item saved beside ten of its assets (ESA-named band files, a band folder by its names)
-    is read through the item: SCL and the item's baseline with it, the bands not downloaded left as URLs (read only
-    if asked for); without the JSON, the same folder is a band folder."""
-    item = json.loads(shared_path("stac-items", "S2B_MSIL2A_20190629T212529_R043_T06VVN_20201006T080531.json")
-                      .read_text())
-    folder = tmp_path / "pc"
-    folder.mkdir()
-    (folder / "item.json").write_text(json.dumps(item))
-    transform = rasterio.transform.from_origin(400000, 6900000, 10, 10)
-    names = {k: a["href"].rsplit("/", 1)[1] for k, a in item["assets"].items() if k in TEN_BANDS or k == "SCL"}
-    for name in names.values():
-        write_raster(Raster(np.full((4, 4), 1500, np.uint16), "EPSG:32606", transform, 0), folder / name)
-    for source in (folder, tmp_path):
-        (ref,) = discover_scenes([source])
-        assert ref.baseline == "02.12" and ref.offset_dn == 0.0 and ref.scl == str(folder.resolve() / names["SCL"])
-        local = {b for b, h, _ in ref.band_files if Path(h).parent == folder.resolve()}
-        assert local == set(TEN_BANDS) and len(ref.band_files) == 12  # B01, B09 not downloaded: still URLs
-    (folder / "item.json").unlink()
-    (ref,) = discover_scenes([folder])
-    assert ref.source == folder and ref.band_files is None and ref.scl is None  # the band folder, as before
-
-
-def test_downloaded_item_lookup_stays_in_its_folder(tmp_path):
-    """An ItemCollection whose item states a self link into another folder holding B02.tif ...: the remote hrefs
-    are not pointed at that folder's files (only files beside the JSON that was read are used)."""
-    item = json.loads(shared_path("stac-items", "S2A_28QCH_20200714_0_L2A.json").read_text())
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    transform = rasterio.transform.from_origin(300000, 1900000, 10, 10)
-    for key in ("B02", "B03"):
-        write_raster(Raster(np.ones((4, 4), np.uint16), "EPSG:32628", transform, 0), elsewhere / f"{key}.tif")
-    item["links"] = [{"rel": "self", "href": str(elsewhere / "item.json")}]
-    here = tmp_path / "here"
-    here.mkdir()
-    (here / "items.json").write_text(json.dumps({"type": "FeatureCollection", "features": [item]}))
-    (ref,) = discover_scenes([here / "items.json"])
-    hrefs = dict((b, h) for b, h, _ in ref.band_files)
-    assert hrefs["B02"].startswith("https://") and hrefs["B03"].startswith("https://")
-
-
-def load_stack_bands(ref: SceneRef, bands: list[str]) -> np.ndarray:
-    from minescape.sentinel2 import read_stack
-
-    return read_stack(ref.open(), bands=bands).data
 
 
 def test_clearest_scene_of_the_site_year(small_region):

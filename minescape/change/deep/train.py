@@ -206,9 +206,10 @@ def samples_from_scenes(t1: str | Path, t2: str | Path, truth: str | Path, *,
     on date 1's grid (any binary encoding, decoded to the CHANGE legend). Returns ``(samples, bands)``."""
     from minescape.change.labels import decode_binary
     from minescape.geo.raster import read_raster
-    from minescape.sentinel2 import open_scene, read_stack
+    from minescape.imagery.local_scenes import open_one_scene
+    from minescape.sentinel2 import read_stack
 
-    s1, s2 = open_scene(t1), open_scene(t2)
+    s1, s2 = open_one_scene(t1), open_one_scene(t2)
     bands = tuple(bands) if bands else tuple(b for b in s1.bands if b in s2.band_files)
     r1 = read_stack(s1, bands=bands)
     r2 = read_stack(s2, bands=bands, grid=r1.grid)
