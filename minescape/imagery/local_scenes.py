@@ -360,11 +360,14 @@ def open_one_scene(path: str | Path) -> Scene:
         InputError: the path holds no scene or several (naming it and the count).
     """
     path = Path(path)
-    through_item = path.suffix.lower() == ".json" or (
-        path.is_dir() and (any(path.glob("*.json")) or any(BARE_ASSET_FILE.match(p.name) for p in path.iterdir())))
-    if not through_item:
+    if path.suffix.lower() == ".json" or (path.is_dir() and any(BARE_ASSET_FILE.match(p.name) for p in path.iterdir())):
+        refs = discover_scenes([path])
+    elif path.is_dir() and _is_band_folder(path):
+        refs = _downloaded_items(path)  # an item JSON beside the band files; else the band folder as named
+        if not refs:
+            return open_scene(path)
+    else:
         return open_scene(path)
-    refs = discover_scenes([path])
     if len(refs) != 1:
         raise InputError(f"holds {len(refs)} scenes ({', '.join(str(r.date) for r in refs[:4])}"
                          f"{' ...' if len(refs) > 4 else ''}); give one scene per date", path=path)

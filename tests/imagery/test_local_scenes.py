@@ -207,3 +207,19 @@ def test_change_detect_on_stac_items(stac_region, tmp_path):
     res = runner.invoke(app, ["change", "detect", str(stac.earth_search), str(t2), str(tmp_path / "out_many")])
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
     assert f"holds {len(es['features'])} scenes" in res.output and "give one scene per date" in res.output
+
+
+def test_one_scene_per_date_keeps_undated_band_folders(tmp_path):
+    """A band folder whose names carry no date (OSCD's ``imgs_1/``), with an unrelated JSON beside the files, is
+    still opened as it was (change detection needs no date); a missing item file is a missing input."""
+    from minescape.imagery.local_scenes import open_one_scene
+
+    transform = rasterio.transform.from_origin(300000, 1900000, 10, 10)
+    folder = tmp_path / "imgs_1"
+    for band in TEN_BANDS:
+        write_raster(Raster(np.full((4, 5), 1200, np.uint16), "EPSG:32628", transform, 0), folder / f"img_{band}.tif")
+    (folder / "metadata.json").write_text('{"source": "a download script"}')
+    scene = open_one_scene(folder)
+    assert scene.path == folder and scene.info.date is None and set(scene.bands) == set(TEN_BANDS)
+    with pytest.raises(MissingInputError):
+        open_one_scene(tmp_path / "nope.json")
