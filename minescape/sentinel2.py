@@ -262,6 +262,8 @@ class Scene:
         info: date, level, baseline parsed from names (or given).
         grid: the native grid of the reference (10 m) band.
         nodata: DN nodata (0 for Sentinel-2).
+        notes: what was decided on opening it that a run should report (a catalogue offset contradicted by the
+            pixels); empty for most scenes.
     """
 
     path: Path
@@ -269,6 +271,7 @@ class Scene:
     info: SceneInfo
     grid: Grid
     nodata: float | None
+    notes: tuple[str, ...] = ()
 
     @property
     def bands(self) -> list[str]:

@@ -223,7 +223,10 @@ def _scene_from_item(item, source: Path) -> SceneRef:
     """A local STAC item as a scene: its band assets read by the catalogue conventions
     (:func:`minescape.imagery.conventions.item_band_assets`, the same reading as ``--stac``: asset keys ``B02`` or
     Earth Search's ``blue``, the DN offset from the baseline and ``earthsearch:boa_offset_applied``), else one
-    multi-band stack asset (``eo:bands`` of several bands, or the ``data`` role)."""
+    multi-band stack asset (``eo:bands`` of several bands, or the ``data`` role).
+
+    Only assets that are files are kept (a partly downloaded item lacks the bands left as URLs); an item whose
+    bands are all URLs is an InputError pointing at ``--stac``, which reads catalogues over the network."""
     from minescape.imagery.conventions import DEFAULT_SCALE, band_of, check_href, item_band_assets, item_baseline
 
     when = item.datetime or item.common_metadata.start_datetime
@@ -237,7 +240,12 @@ def _scene_from_item(item, source: Path) -> SceneRef:
         assets, _ = item_band_assets(data)
     except InputError as exc:
         raise InputError(str(exc), path=source) from None
-    spectral = {b: a for b, a in assets.items() if b in BANDS}
+    bands = {b: a for b, a in assets.items() if b in BANDS}
+    spectral = {b: a for b, a in bands.items() if "://" not in a.href}  # files on disk; URLs are --stac's
+    if bands and not spectral:
+        example = next(iter(bands.values())).href
+        raise InputError(f"STAC item {item.id}: its band assets are URLs (e.g. {example[:100]}); items read over the "
+                         f"network are given with --stac {source.name} (scenes are files on disk)", path=source)
     baseline = item_baseline(item.properties)
     if spectral:
         offsets = {a.offset_dn for a in spectral.values()}
@@ -246,7 +254,7 @@ def _scene_from_item(item, source: Path) -> SceneRef:
             raise InputError(f"STAC item {item.id}: bands with different DN offsets {sorted(offsets)} or a scale "
                              f"other than 1e-4 ({sorted(scales)}) cannot be read as one scene; give the items "
                              "with --stac", path=source)
-        scl = assets.get("SCL")
+        scl = assets.get("SCL") if "SCL" in assets and "://" not in assets["SCL"].href else None
         return SceneRef(Path(source.parent / f"{item.id}"), when.date(), cloud,
                         tuple(sorted((b, a.href, 1) for b, a in spectral.items())), baseline, offsets.pop(),
                         scl.href if scl is not None else None)
@@ -371,4 +379,34 @@ def open_one_scene(path: str | Path) -> Scene:
     if len(refs) != 1:
         raise InputError(f"holds {len(refs)} scenes ({', '.join(str(r.date) for r in refs[:4])}"
                          f"{' ...' if len(refs) > 4 else ''}); give one scene per date", path=path)
-    return refs[0].open()
+    return checked_offset(refs[0].open())
+
+
+#: Longest side (pixels) of the decimated blue band :func:`checked_offset` reads.
+OFFSET_PROBE_PX = 512
+
+
+def checked_offset(scene: Scene) -> Scene:
+    """``scene`` with its catalogue-decided -1000 DN offset checked once on its pixels: where the blue band's DN
+    cannot carry it (:func:`minescape.imagery.window_reader.pixels_carry_offset` on B02 read decimated to at most
+    :data:`OFFSET_PROBE_PX` px a side, nearest; an Earth Search item whose ``boa_offset_applied`` flag is wrong),
+    the scene is read with offset 0 and says so in its ``notes``. A change pair is read window by window, so the
+    decision is made once per scene here, not per window (site classification checks each site's window)."""
+    import dataclasses
+
+    from minescape.geo.handles import borrow
+    from minescape.imagery.window_reader import pixels_carry_offset
+
+    if not scene.info.offset or "B02" not in scene.band_files:
+        return scene
+    path, index = scene.band_files["B02"]
+    with borrow(path) as src:
+        scale = max(src.width, src.height) / OFFSET_PROBE_PX
+        shape = (max(1, round(src.height / max(scale, 1))), max(1, round(src.width / max(scale, 1))))
+        dn = src.read(index, out_shape=shape)
+        nodata = src.nodata if src.nodata is not None else scene.nodata or 0
+    if pixels_carry_offset(dn, nodata=nodata):
+        return scene
+    note = (f"{scene.path.name}: DN below 1000 cannot carry the baseline-04.00 offset; read as already offset "
+            "(the item's metadata is wrong for it)")
+    return dataclasses.replace(scene, info=dataclasses.replace(scene.info, offset=0.0), notes=(*scene.notes, note))

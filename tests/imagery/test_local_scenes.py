@@ -114,8 +114,8 @@ def test_downloaded_earth_search_item_folder(tmp_path):
 
 def test_downloaded_planetary_computer_item(tmp_path):
     """A Planetary Computer item saved beside ten of its assets (ESA-named band files, a band folder by its names)
-    is read through the item: SCL and the item's baseline with it, the bands not downloaded left as URLs (read only
-    if asked for); without the JSON, the same folder is a band folder."""
+    is read through the item: SCL and the item's baseline with it, the bands not downloaded left out; without the
+    JSON, the same folder is a band folder."""
     item = json.loads(shared_path("stac-items", "S2B_MSIL2A_20190629T212529_R043_T06VVN_20201006T080531.json")
                       .read_text())
     folder = tmp_path / "pc"
@@ -128,8 +128,8 @@ def test_downloaded_planetary_computer_item(tmp_path):
     for source in (folder, tmp_path):
         (ref,) = discover_scenes([source])
         assert ref.baseline == "02.12" and ref.offset_dn == 0.0 and ref.scl == str(folder.resolve() / names["SCL"])
-        local = {b for b, h, _ in ref.band_files if Path(h).parent == folder.resolve()}
-        assert local == set(TEN_BANDS) and len(ref.band_files) == 12  # B01, B09 not downloaded: still URLs
+        assert {b for b, h, _ in ref.band_files if Path(h).parent == folder.resolve()} == set(TEN_BANDS)
+        assert len(ref.band_files) == 10  # B01, B09 not downloaded: not part of the scene
     (folder / "item.json").unlink()
     (ref,) = discover_scenes([folder])
     assert ref.source == folder and ref.band_files is None and ref.scl is None  # the band folder, as before
@@ -148,9 +148,11 @@ def test_downloaded_item_lookup_stays_in_its_folder(tmp_path):
     here = tmp_path / "here"
     here.mkdir()
     (here / "items.json").write_text(json.dumps({"type": "FeatureCollection", "features": [item]}))
-    (ref,) = discover_scenes([here / "items.json"])
-    hrefs = dict((b, h) for b, h, _ in ref.band_files)
-    assert hrefs["B02"].startswith("https://") and hrefs["B03"].startswith("https://")
+    with pytest.raises(InputError, match="its band assets are URLs"):  # not pointed at elsewhere/B02.tif
+        discover_scenes([here / "items.json"])
+    (elsewhere / "item.json").write_text(json.dumps(item))  # the same item read from that folder: local files
+    (ref,) = discover_scenes([elsewhere / "item.json"])
+    assert {b for b, _, _ in ref.band_files} == {"B02", "B03"}
 
 
 def load_stack_bands(ref: SceneRef, bands: list[str]) -> np.ndarray:
@@ -161,14 +163,17 @@ def load_stack_bands(ref: SceneRef, bands: list[str]) -> np.ndarray:
 
 
 
-def _single_items(collection: Path, dates: set[str], folder: Path) -> dict[str, Path]:
+def _single_items(collection: Path, dates: set[str], folder: Path, *, wrong_flag: bool = False) -> dict[str, Path]:
     """The items of ``collection`` acquired on ``dates`` (YYYY-MM-DD), each saved as a STAC Item JSON in
-    ``folder`` with its hrefs made absolute."""
+    ``folder`` with its hrefs made absolute; ``wrong_flag``: an item flagged ``earthsearch:boa_offset_applied``
+    True is saved flagged False (the catalogue mistake of Element84/earth-search#66)."""
     data = json.loads(collection.read_text())
     out = {}
     folder.mkdir(parents=True, exist_ok=True)
     for feat in data["features"]:
         day = feat["properties"]["datetime"][:10]
+        if wrong_flag and feat["properties"].get("earthsearch:boa_offset_applied"):
+            feat["properties"]["earthsearch:boa_offset_applied"] = False
         if day in dates:
             for asset in feat["assets"].values():
                 asset["href"] = str((collection.parent / asset["href"]).resolve())
@@ -178,9 +183,10 @@ def _single_items(collection: Path, dates: set[str], folder: Path) -> dict[str, 
 
 
 def test_change_detect_on_stac_items(stac_region, tmp_path):
-    """``change detect`` takes one STAC item per date (here the Earth Search item whose pixels were harmonized for
-    2024): the same change map and difference as the Planetary Computer items of the same scenes, clouds masked
-    from the items' SCL (--mask-clouds). A file holding several items is refused in one line."""
+    """``change detect`` takes one STAC item per date: the same change map and difference as the Planetary Computer
+    items of the same scenes, clouds masked from the items' SCL (--mask-clouds), for the Earth Search item whose
+    pixels were harmonized in 2024 flagged rightly, and flagged wrongly (the pixels decide, once per scene; the
+    run says so in detect.json). A file holding several items is refused in one line."""
     from typer.testing import CliRunner
 
     from minescape.cli.app import app
@@ -192,8 +198,8 @@ def test_change_detect_on_stac_items(stac_region, tmp_path):
     dates = {"2018-07-12", harm["properties"]["datetime"][:10]}
     runner = CliRunner()
     results = {}
-    for name, collection in (("es", stac.earth_search), ("pc", stac.planetary_computer)):
-        items = _single_items(collection, dates, tmp_path / name)
+    for name, collection in (("es", stac.earth_search), ("pc", stac.planetary_computer), ("wrong", stac.earth_search)):
+        items = _single_items(collection, dates, tmp_path / name, wrong_flag=name == "wrong")
         t1, t2 = (items[d] for d in sorted(dates))
         res = runner.invoke(app, ["change", "detect", str(t1), str(t2), str(tmp_path / f"out_{name}"),
                                   "--mask-clouds", "--no-report"])
@@ -204,6 +210,11 @@ def test_change_detect_on_stac_items(stac_region, tmp_path):
     assert (mask_es == 1).sum() > 0 and (mask_es == 255).sum() > 0  # change found, clouds masked
     np.testing.assert_array_equal(mask_es, mask_pc)
     np.testing.assert_allclose(diff_es, diff_pc, rtol=0, atol=1e-5, equal_nan=True)
+    np.testing.assert_array_equal(results["wrong"][0], mask_pc)
+    np.testing.assert_allclose(results["wrong"][1], diff_pc, rtol=0, atol=1e-5, equal_nan=True)
+    notes = json.loads((tmp_path / "out_wrong" / "detect.json").read_text())["scene_notes"]
+    assert len(notes) == 1 and harm["id"] in notes[0] and "cannot carry the baseline-04.00 offset" in notes[0]
+    assert "scene_notes" not in json.loads((tmp_path / "out_es" / "detect.json").read_text())
     res = runner.invoke(app, ["change", "detect", str(stac.earth_search), str(t2), str(tmp_path / "out_many")])
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
     assert f"holds {len(es['features'])} scenes" in res.output and "give one scene per date" in res.output
