@@ -36,11 +36,12 @@ class SceneRef:
         source: stack file or band folder (or the STAC item's JSON for STAC scenes).
         date: acquisition date.
         cloud: scene cloud cover in percent, or None if unknown.
-        band_files: for STAC scenes, band name -> (file, 1-based index); None for files/folders.
+        band_files: for STAC scenes, band name -> (file, 1-based index) of the band assets that are files on disk;
+            None for files/folders.
         baseline: processing baseline when the metadata gives it.
         offset_dn: for STAC scenes, the DN offset the catalogue conventions decided (-1000 or 0; it overrides
             the baseline's, e.g. for Earth Search items whose pixels already had it subtracted); else None.
-        scl: for STAC scenes with an SCL asset, its file or URL (clear pixels then come from it, as with
+        scl: for STAC scenes with an SCL asset on disk, its file (clear pixels then come from it, as with
             ``--stac``); else None.
     """
 
@@ -74,7 +75,8 @@ class SceneRef:
         return Scene(self.source, files, info, grid, nodata)
 
     def to_json(self) -> dict:
-        """JSON-ready description (picklable, for unit arguments; ``offset_dn`` only when set)."""
+        """JSON-ready description (picklable, for unit arguments; ``offset_dn`` and ``scl`` only when set, so
+        the records of other scenes are unchanged)."""
         out = {"source": str(self.source), "date": self.date.isoformat(), "cloud": self.cloud,
                "band_files": [list(b) for b in self.band_files] if self.band_files else None,
                "baseline": self.baseline}
