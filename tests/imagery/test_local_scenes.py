@@ -202,7 +202,7 @@ def test_change_detect_on_stac_items(stac_region, tmp_path):
         items = _single_items(collection, dates, tmp_path / name, wrong_flag=name == "wrong")
         t1, t2 = (items[d] for d in sorted(dates))
         res = runner.invoke(app, ["change", "detect", str(t1), str(t2), str(tmp_path / f"out_{name}"),
-                                  "--mask-clouds", "--no-report"])
+                                  "--mask-clouds", *(["--no-report"] if name != "wrong" else [])])
         assert res.exit_code == 0, res.output
         results[name] = (read_raster(tmp_path / f"out_{name}" / "change_mask.tif").data,
                          read_raster(tmp_path / f"out_{name}" / "difference.tif").data)
@@ -215,6 +215,8 @@ def test_change_detect_on_stac_items(stac_region, tmp_path):
     notes = json.loads((tmp_path / "out_wrong" / "detect.json").read_text())["scene_notes"]
     assert len(notes) == 1 and harm["id"] in notes[0] and "cannot carry the baseline-04.00 offset" in notes[0]
     assert "scene_notes" not in json.loads((tmp_path / "out_es" / "detect.json").read_text())
+    html = (tmp_path / "out_wrong" / "report.html").read_text()  # the report shows the note and the mask
+    assert "scene notes" in html and "cannot carry the baseline-04.00 offset" in html and "SCL" in html
     res = runner.invoke(app, ["change", "detect", str(stac.earth_search), str(t2), str(tmp_path / "out_many")])
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
     assert f"holds {len(es['features'])} scenes" in res.output and "give one scene per date" in res.output
