@@ -81,11 +81,12 @@ def check_network(build, what: str, *, weights: Mapping[str, Any] | None = None)
         raise InputError(f"weights do not fit {what}: a {type(weights).__name__}, not a state dict")
     missing = sorted(set(expected) - set(weights))
     extra = sorted(set(weights) - set(expected))
-    wrong = [k for k in expected if k in weights and tuple(getattr(weights[k], "shape", ())) != expected[k]]
+    shapes = {k: tuple(getattr(weights[k], "shape", ())) for k in expected if k in weights}
+    wrong = [k for k, shape in shapes.items() if shape != expected[k]]
     if missing or extra or wrong:
         first = (f"{len(missing)} missing (e.g. {missing[0]})" if missing else
                  f"{len(extra)} unexpected (e.g. {extra[0]})" if extra else
-                 f"{wrong[0]} is {tuple(getattr(weights[wrong[0]], 'shape', ()))}, the network has {expected[wrong[0]]}")
+                 f"{wrong[0]} is {shapes[wrong[0]]}, the network has {expected[wrong[0]]}")
         raise InputError(f"weights do not fit {what}: {first}")
 
 

@@ -132,8 +132,9 @@ def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | No
         label = ref.source.name
     else:
         settings = ImagerySettings.from_dict(config.get("imagery"))
-        comp = annual_composite(source or LocalSource(scenes, scl_classes=settings.scl_mask), site.grid, year.year, bands=SPECTRAL_BANDS,
-                                method=method, mask=inside, min_clear=settings.min_clear, what=f"site {site.id}")
+        comp = annual_composite(source or LocalSource(scenes, scl_classes=settings.scl_mask), site.grid, year.year,
+                                bands=SPECTRAL_BANDS, method=method, mask=inside, min_clear=settings.min_clear,
+                                what=f"site {site.id}")
         stack = comp.raster
         stack.data[:, ~inside] = np.nan
         ref, share, label = None, 1.0 - comp.clear_fraction(inside), f"the {year.year} composite"
