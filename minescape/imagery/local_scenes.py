@@ -164,15 +164,20 @@ def _use_local_copies(item, folder: Path) -> None:
     """Point an item's remote asset hrefs at the files of the same name in ``folder`` when they are there: an
     item JSON kept beside its downloaded assets (Earth Search's bucket keeps ``<id>.json`` with ``B02.tif`` ...;
     ``aws s3 sync`` of that folder) is read from disk, with no network. Only the URL's last path segment is
-    looked up, inside ``folder``."""
+    looked up, inside ``folder``; a file there that links out of it is an InputError."""
     from urllib.parse import urlparse
 
+    root = folder.resolve()
     for asset in item.assets.values():
         if "://" not in asset.href:
             continue
         name = Path(urlparse(asset.href).path).name
-        if name and name not in (".", "..") and (folder / name).is_file():
-            asset.href = str((folder / name).resolve())
+        if not name or name in (".", "..") or not (folder / name).is_file():
+            continue
+        local = (folder / name).resolve()
+        if not local.is_relative_to(root):  # a link out of the folder: not this item's download
+            raise InputError(f"STAC item {item.id}: {name} beside it links out of its folder ({local})", path=folder)
+        asset.href = str(local)
 
 
 #: Most STAC documents (catalogues, collections, items) one catalogue walk reads.

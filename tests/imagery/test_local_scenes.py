@@ -153,6 +153,10 @@ def test_downloaded_item_lookup_stays_in_its_folder(tmp_path):
     (elsewhere / "item.json").write_text(json.dumps(item))  # the same item read from that folder: local files
     (ref,) = discover_scenes([elsewhere / "item.json"])
     assert {b for b, _, _ in ref.band_files} == {"B02", "B03"}
+    (here / "B02.tif").symlink_to(elsewhere / "B02.tif")  # a link beside the item, out of its folder: refused
+    (here / "item.json").write_text(json.dumps(item))
+    with pytest.raises(InputError, match="B02.tif beside it links out of its folder"):
+        discover_scenes([here / "item.json"])
 
 
 def load_stack_bands(ref: SceneRef, bands: list[str]) -> np.ndarray:
