@@ -74,20 +74,29 @@ def check_network(build, what: str, *, weights: Mapping[str, Any] | None = None)
     with torch.device("meta"):
         net = build()
     check_alloc(4.0 * sum(p.numel() for p in net.parameters()), what)
-    if weights is None:
-        return
-    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    problem = None if weights is None else weights_mismatch(weights, net.state_dict())
+    if problem is not None:
+        raise InputError(f"weights do not fit {what}: {problem}")
+
+
+def weights_mismatch(weights: Any, like: Mapping[str, Any]) -> str | None:
+    """The first way the state dict ``weights`` (from a file) differs from ``like`` (a network's state dict, real
+    or on the meta device) in tensor names and shapes, or None when they match: ``"2 missing (e.g. head.bias)"``,
+    ``"1 unexpected (e.g. x)"``, ``"stem.0.weight is (16, 3, 3, 3), the network has (512, 3, 3, 3)"``."""
     if not isinstance(weights, Mapping):
-        raise InputError(f"weights do not fit {what}: a {type(weights).__name__}, not a state dict")
+        return f"a {type(weights).__name__}, not a state dict"
+    expected = {k: tuple(v.shape) for k, v in like.items()}
     missing = sorted(set(expected) - set(weights))
     extra = sorted(set(weights) - set(expected))
     shapes = {k: tuple(getattr(weights[k], "shape", ())) for k in expected if k in weights}
     wrong = [k for k, shape in shapes.items() if shape != expected[k]]
-    if missing or extra or wrong:
-        first = (f"{len(missing)} missing (e.g. {missing[0]})" if missing else
-                 f"{len(extra)} unexpected (e.g. {extra[0]})" if extra else
-                 f"{wrong[0]} is {shapes[wrong[0]]}, the network has {expected[wrong[0]]}")
-        raise InputError(f"weights do not fit {what}: {first}")
+    if missing:
+        return f"{len(missing)} missing (e.g. {missing[0]})"
+    if extra:
+        return f"{len(extra)} unexpected (e.g. {extra[0]})"
+    if wrong:
+        return f"{wrong[0]} is {shapes[wrong[0]]}, the network has {expected[wrong[0]]}"
+    return None
 
 
 @dataclass(frozen=True)

@@ -670,12 +670,13 @@ def training_fraction(config: TrainConfig, epochs_done: int, elapsed: float) -> 
 
 
 def _check_fits(sd: dict | None, like: dict, what: str) -> None:
-    """ValueError unless ``sd`` (None passes) has the keys and tensor shapes of the state dict ``like``."""
-    if sd is None:
-        return
-    if not isinstance(sd, dict) or set(sd) != set(like) or \
-            any(getattr(sd[k], "shape", None) != v.shape for k, v in like.items()):
-        raise ValueError(f"{what} with other tensors than the network's")
+    """ValueError unless ``sd`` (None passes) has the keys and tensor shapes of the state dict ``like``
+    (:func:`minescape.limits.weights_mismatch`, the check model files get)."""
+    from minescape.limits import weights_mismatch
+
+    problem = None if sd is None else weights_mismatch(sd, like)
+    if problem is not None:
+        raise ValueError(f"{what} with other tensors than the network's: {problem}")
 
 
 def _accumulate(total: dict | None, net) -> dict:
