@@ -134,10 +134,15 @@ def _is_band_folder(folder: Path) -> bool:
     return any(BAND_FILE.search(p.name) for p in folder.iterdir() if p.is_file())
 
 
-def _stac_scenes(path: Path) -> list[SceneRef]:
+#: STAC document types that hold items themselves (an item's own JSON, a saved search).
+ITEM_TYPES = ("Feature", "FeatureCollection")
+
+
+def _stac_scenes(path: Path, data: dict | None = None) -> list[SceneRef]:
+    """The scenes of a STAC JSON file (``data``: its content when the caller has already read it)."""
     import pystac
 
-    data = read_json(path, "STAC file")
+    data = read_json(path, "STAC file") if data is None else data
     kind = data.get("type")
     try:
         if kind == "FeatureCollection":
@@ -147,7 +152,7 @@ def _stac_scenes(path: Path) -> list[SceneRef]:
                     if not Path(asset.href).is_absolute() and "://" not in asset.href:
                         asset.href = str((path.parent / asset.href).resolve())
         elif kind == "Feature":
-            items = [pystac.Item.from_file(str(path))]
+            items = [pystac.Item.from_dict(data, href=str(path), preserve_dict=False)]
         elif kind in ("Catalog", "Collection"):
             items = _catalog_items(path, data)
         else:
@@ -290,8 +295,9 @@ def _downloaded_items(folder: Path) -> list[SceneRef]:
     folder (a Planetary Computer item saved beside ``T06VVN_..._B02_10m.tif`` ...); other JSON is ignored."""
     refs = []
     for child in sorted(folder.glob("*.json")):
-        if child.is_file() and read_json(child, "STAC file").get("type") in ("Feature", "FeatureCollection"):
-            refs += [r for r in _stac_scenes(child)
+        data = read_json(child, "STAC file") if child.is_file() else {}
+        if data.get("type") in ITEM_TYPES:
+            refs += [r for r in _stac_scenes(child, data)
                      if any("://" not in h and Path(h).parent == folder.resolve() for _, h, _ in r.band_files or ())]
     return refs
 
@@ -312,9 +318,10 @@ def _folder_scenes(folder: Path, skip: set[Path], *, nested: bool) -> list[Scene
     download = nested or any(c.is_file() and BARE_ASSET_FILE.match(c.name) for c in children)
     for child in children:
         if child.is_file() and child.suffix.lower() == ".json":
-            if download and read_json(child, "STAC file").get("type") not in ("Feature", "FeatureCollection"):
+            data = read_json(child, "STAC file")
+            if download and data.get("type") not in ITEM_TYPES:
                 continue  # a downloaded item's other metadata (tileInfo.json ...)
-            found = _stac_scenes(child)
+            found = _stac_scenes(child, data)
             refs.extend(found)
             claimed |= {Path(h).resolve() for r in found for _, h, _ in (r.band_files or ()) if "://" not in h}
     bare = [c.name for c in children if c.is_file() and BARE_ASSET_FILE.match(c.name) and c.resolve() not in claimed]
@@ -329,11 +336,9 @@ def _folder_scenes(folder: Path, skip: set[Path], *, nested: bool) -> list[Scene
         if child.is_file() and child.suffix.lower() in RASTER_SUFFIXES and child.resolve() not in claimed \
                 and not BARE_ASSET_FILE.match(child.name):
             refs.append(_scene_from_file(child))
-        elif child.is_dir():
-            if _is_band_folder(child):
-                refs.extend(_folder_scenes(child, skip, nested=True))
-            elif any(g.is_file() and BARE_ASSET_FILE.match(g.name) for g in child.iterdir()):
-                refs.extend(_folder_scenes(child, skip, nested=True))  # a downloaded item's folder
+        elif child.is_dir() and (_is_band_folder(child)  # a band folder, or a downloaded item's folder
+                                 or any(g.is_file() and BARE_ASSET_FILE.match(g.name) for g in child.iterdir())):
+            refs.extend(_folder_scenes(child, skip, nested=True))
     return refs
 
 
