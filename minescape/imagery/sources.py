@@ -192,8 +192,13 @@ class LocalSource:
         refl = stack.select(list(bands)).data
         notes = (note,) if note else ()
         if scl_href:
-            scl = read_window(BandAsset(SCL, scl_href, 1.0, 0.0, 0.0), grid, resampling="nearest")
-            clear = scl_clear(scl, masked=self.scl_classes)
+            clear = scl_file_clear(scl_href, grid, masked=self.scl_classes)
         else:
             clear = spectral_clear(stack.band("B02"), stack.band("B11"))
         return Observation(Path(ref.source).name, ref.date, refl, clear & np.isfinite(refl).all(axis=0), notes)
+
+
+def scl_file_clear(path: str, grid: Grid, *, masked: Sequence[int]) -> np.ndarray:
+    """``grid.shape`` bool: True where the SCL file ``path`` (read nearest onto ``grid``) has a class not in
+    ``masked`` (a local STAC scene's SCL asset)."""
+    return scl_clear(read_window(BandAsset(SCL, path, 1.0, 0.0, 0.0), grid, resampling="nearest"), masked=masked)

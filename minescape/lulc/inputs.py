@@ -90,18 +90,16 @@ def clearest_scene(refs: Sequence[SceneRef], site: Site, year: int, *,
 
 
 def scl_cloud_share(href: str, grid: Grid, mask: np.ndarray, classes: Sequence[int] | None = None) -> float:
-    """Share of ``mask`` pixels whose SCL class (the file or URL ``href``, nearest onto ``grid``) is masked
+    """Share of ``mask`` pixels whose SCL class (the file ``href``, nearest onto ``grid``) is masked
     (``classes``, default :data:`~minescape.imagery.cloud_mask.DEFAULT_SCL_MASK`: no data, defective, shadow,
     clouds, cirrus); 1 for an empty mask."""
-    from minescape.imagery.cloud_mask import DEFAULT_SCL_MASK, check_scl_classes, scl_clear
-    from minescape.imagery.conventions import SCL, BandAsset
-    from minescape.imagery.window_reader import read_window
+    from minescape.imagery.cloud_mask import DEFAULT_SCL_MASK, check_scl_classes
+    from minescape.imagery.sources import scl_file_clear
 
     if not mask.any():
         return 1.0
-    scl = read_window(BandAsset(SCL, href, 1.0, 0.0, 0.0), grid, resampling="nearest")
     masked = check_scl_classes(DEFAULT_SCL_MASK if classes is None else classes)
-    return float((~scl_clear(scl, masked=masked))[mask].mean())
+    return float((~scl_file_clear(href, grid, masked=masked))[mask].mean())
 
 
 def read_stack_on(scene: Scene, grid: Grid, *, bands: Sequence[str]) -> Raster:

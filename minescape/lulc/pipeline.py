@@ -125,13 +125,12 @@ def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | No
     inside = site.mask()
     method = resolve_method(config.get("composite", "auto"), from_catalogue=isinstance(source, StacSource))
     comp = None
+    settings = ImagerySettings.from_dict(config.get("imagery"))
     if method == "clearest" and source is None:
-        ref, share, _ = clearest_scene(scenes, site, year.year,
-                                       scl_classes=ImagerySettings.from_dict(config.get("imagery")).scl_mask)
+        ref, share, _ = clearest_scene(scenes, site, year.year, scl_classes=settings.scl_mask)
         stack = load_stack(ref, site, bands=SPECTRAL_BANDS)
         label = ref.source.name
     else:
-        settings = ImagerySettings.from_dict(config.get("imagery"))
         comp = annual_composite(source or LocalSource(scenes, scl_classes=settings.scl_mask), site.grid, year.year,
                                 bands=SPECTRAL_BANDS, method=method, mask=inside, min_clear=settings.min_clear,
                                 what=f"site {site.id}")

@@ -65,8 +65,7 @@ def collect_change(folder: Path, *, title: str) -> Section:
                 ),
                 ("valid pixels", s.get("valid_pixels")),
                 ("co-registration shift (px)", s.get("coregistration_shift_px")),
-                ("cloud mask", (s.get("cloud_mask") or {}).get("description")
-                 if isinstance(s.get("cloud_mask"), dict) else None),
+                ("cloud mask", s["cloud_mask"].get("description") if isinstance(s.get("cloud_mask"), dict) else None),
                 ("scene notes", "; ".join(map(str, s["scene_notes"])) if s.get("scene_notes") else None),
                 ("date 1", Path(str(s.get("t1", ""))).name),
                 ("date 2", Path(str(s.get("t2", ""))).name),
