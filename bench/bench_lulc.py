@@ -147,9 +147,8 @@ def case_sites() -> dict:
     refs = discover_scenes([region.scene_dir])
     site = sites[0]
     ref = next(r for r in refs if r.date.year == 2018 and r.date.month == 7)
-    f = compute_features(load_stack(ref, site, bands=list(__import__("minescape.lulc.features",
-                                                                        fromlist=["x"]).SPECTRAL_BANDS)),
-                         load_dh(region.dcm_dh, site))
+    stack, _ = load_stack(ref, site, bands=list(__import__("minescape.lulc.features", fromlist=["x"]).SPECTRAL_BANDS))
+    f = compute_features(stack, load_dh(region.dcm_dh, site))
     sub = f.with_data(f.data[:, :100, :100].copy(), band_names=f.band_names)
     rules = default_rules()
     t0 = time.perf_counter()

@@ -61,7 +61,7 @@ def test_site_touches_only_covering_scenes(tmp_path):
     close_all()
     opened = pool().opened
     ref, _, _ = clearest_scene(refs, site, 2019)
-    stack = load_stack(ref, site, bands=["B02", "B11"])
+    stack, _ = load_stack(ref, site, bands=["B02", "B11"])
     assert np.isfinite(stack.data).sum() > 0
     touched = {r.name.rsplit("/", 1)[-1] for r in pool().idle_readers()}
     assert touched and touched <= {"S2A_MSIL2A_201900_T33.tif", "S2A_MSIL2A_201901_T33.tif"}

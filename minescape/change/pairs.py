@@ -260,12 +260,16 @@ class PairSource:
 
     ``read_dn(window) -> DNWindow | None``: the same window as stored, where both dates are Sentinel-2 files on
     the pair grid pixel for pixel (None otherwise, and None for sources without it): a reader that normalises
-    for a network skips the float reflectance arrays (one pass over the data instead of four)."""
+    for a network skips the float reflectance arrays (one pass over the data instead of four).
+
+    ``notes``: what opening the two scenes decided, for the run to report (:attr:`minescape.sentinel2.Scene.notes`).
+    """
 
     grid: Grid
     read: object  # Callable[[Window], tuple[np.ndarray, np.ndarray]]
     kind: str
     read_dn: object = None  # Callable[[Window], DNWindow | None] | None
+    notes: tuple[str, ...] = ()  # what opening the scenes decided (a catalogue offset the pixels contradict)
 
 
 def band_indexes(wanted: Sequence[str], file_bands: Sequence[str | None], count: int, path) -> list[int]:
@@ -344,8 +348,9 @@ def open_pair_source(t1: str | Path, t2: str | Path, bands: Sequence[str], *,
         r1, r2 = read_pair(pair, window=window, handles=handles)
         return r1.data, r2.data
 
+    notes = (*pair.t1.notes, *pair.t2.notes)
     if not all(stored_on_grid(sc, bands, pair.grid, handles=handles) for sc in (pair.t1, pair.t2)):
-        return PairSource(pair.grid, read_scenes, "Sentinel-2 scenes")
+        return PairSource(pair.grid, read_scenes, "Sentinel-2 scenes", notes=notes)
     scale = tuple((1.0 / QUANTIFICATION, sc.info.radiometric_offset / QUANTIFICATION) for sc in (pair.t1, pair.t2))
 
     def read_dn(window: Window) -> DNWindow | None:
@@ -358,7 +363,7 @@ def open_pair_source(t1: str | Path, t2: str | Path, bands: Sequence[str], *,
         valid = np.logical_not(np.logical_or(bad1, bad2, out=bad1), out=bad1)
         return DNWindow(dn1, dn2, valid, scale)
 
-    return PairSource(pair.grid, read_scenes, "Sentinel-2 scenes", read_dn)
+    return PairSource(pair.grid, read_scenes, "Sentinel-2 scenes", read_dn, notes)
 
 
 def stored_on_grid(scene: Scene, bands: Sequence[str], grid: Grid, *, handles: dict | None = None) -> bool:

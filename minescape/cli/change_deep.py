@@ -13,6 +13,7 @@ import typer
 
 from minescape.cli.common import handle_errors
 from minescape.errors import ConfigError
+from minescape.progress import err_console
 
 
 def _list(text: str | None) -> list[str] | None:
@@ -197,6 +198,8 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         typer.echo(f"wrote {res.mask} and {res.probability.name}: {res.pixels} pixels in {res.tiles} tiles, "
                    f"threshold {res.threshold:.2f}, {res.changed_fraction:.2%} changed{moved}{ens} "
                    f"[{compute.describe() if backend == 'torch' else 'onnxruntime'}]")
+        for note in res.notes:
+            err_console.print(f"note: {note}", markup=False, highlight=False)
 
     @app.command("export")
     @handle_errors

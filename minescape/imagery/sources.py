@@ -130,8 +130,7 @@ class StacSource:
         scl_ok = scl_clear(scl, masked=self.scl_classes)
         if not scl_ok.any():
             empty = np.full((len(bands), *grid.shape), np.nan, dtype=np.float32)
-            return Observation(scene.id, scene.date, empty, scl_ok, (*notes, f"{scene.id}: no clear pixel; bands "
-                                                                          "not read"))
+            return Observation(scene.id, scene.date, empty, scl_ok, tuple(notes))  # the composite counts these
         dns = self._bands([scene.assets[b] for b in bands], grid)
         assets = dict(scene.assets)
         blue = "B02" if "B02" in dns else None

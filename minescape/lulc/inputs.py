@@ -108,8 +108,9 @@ def read_stack_on(scene: Scene, grid: Grid, *, bands: Sequence[str]) -> Raster:
     return read_stack(scene, bands=[b.upper() for b in bands], grid=grid)
 
 
-def load_stack(ref: SceneRef, site: Site, *, bands: Sequence[str]) -> Raster:
-    """Reflectance of ``bands`` on the site grid (scenes in other CRSs are warped), NaN outside the site."""
+def load_stack(ref: SceneRef, site: Site, *, bands: Sequence[str]) -> tuple[Raster, tuple[str, ...]]:
+    """Reflectance of ``bands`` on the site grid (scenes in other CRSs are warped), NaN outside the site, and the
+    notes of what reading it decided (a catalogue DN offset the pixels contradict: read as already offset)."""
     from minescape.lulc.scene_index import describe, recall_probe
 
     wanted = [b.upper() for b in bands]
@@ -123,10 +124,10 @@ def load_stack(ref: SceneRef, site: Site, *, bands: Sequence[str]) -> Raster:
         for i, b in enumerate(wanted):
             merged[i] = known.band(b) if b in known.band_names else part.band(b)
         stack = Raster(merged, known.crs, known.transform, np.nan, tuple(wanted))
-    undo_uncarried_offset(stack, ref.offset_dn, ref.source.name)
+    note = undo_uncarried_offset(stack, ref.offset_dn, ref.source.name)
     data = stack.data
     data[:, ~site.mask()] = np.nan
-    return stack
+    return stack, (note,) if note else ()
 
 
 def dh_on_grid(dcm_dh: str | Path, grid: Grid, *, resampling: str = "bilinear", what: str = "the area") -> Raster:

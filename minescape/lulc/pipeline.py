@@ -92,6 +92,7 @@ class SiteInputs:
     mask: np.ndarray  # inside the polygon and every feature valid
     composite: Composite | None = None  # the annual composite the stack comes from
     dcm: SiteDcm | None = None  # read from a DLR delivery (None for the two-raster form)
+    notes: tuple[str, ...] = ()  # what reading the imagery decided (e.g. a catalogue offset the pixels contradict)
 
     @property
     def scene_name(self) -> str:
@@ -128,7 +129,7 @@ def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | No
     settings = ImagerySettings.from_dict(config.get("imagery"))
     if method == "clearest" and source is None:
         ref, share, _ = clearest_scene(scenes, site, year.year, scl_classes=settings.scl_mask)
-        stack = load_stack(ref, site, bands=SPECTRAL_BANDS)
+        stack, notes = load_stack(ref, site, bands=SPECTRAL_BANDS)
         label = ref.source.name
     else:
         comp = annual_composite(source or LocalSource(scenes, scl_classes=settings.scl_mask), site.grid, year.year,
@@ -137,6 +138,7 @@ def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | No
         stack = comp.raster
         stack.data[:, ~inside] = np.nan
         ref, share, label = None, 1.0 - comp.clear_fraction(inside), f"the {year.year} composite"
+        notes = comp.notes
     if not inside.any():
         raise InputError(f"site {site.id}: polygon covers no pixel centre of its 10 m grid")
     valid = np.isfinite(stack.data).all(axis=0) & inside
@@ -147,7 +149,7 @@ def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | No
         raise InputError(f"site {site.id}: the DEM-change map has no data inside the site")
     features = compute_features(stack, dh, window=int(config["window"]))
     mask = inside & np.isfinite(features.data).all(axis=0)
-    return SiteInputs(site, year, ref, share, stack, features, mask, composite=comp, dcm=sdcm)
+    return SiteInputs(site, year, ref, share, stack, features, mask, composite=comp, dcm=sdcm, notes=notes)
 
 
 @functools.lru_cache(maxsize=4)
@@ -292,6 +294,7 @@ def classify_site(unit: Unit) -> dict:
         "pixels": int((classes > 0).sum()),
         "area_m2": {MINING_LULC.name_of(c): float(counts[c] * site.grid.pixel_area()) for c in MINING_LULC.codes},
         "outputs": outputs,
+        **({"imagery_notes": list(inputs.notes)} if inputs.notes else {}),
         **(inputs.dcm.report() if inputs.dcm is not None else {}),
     }
 

@@ -23,7 +23,7 @@ from minescape.webreport.geojson import geometries_geojson
 from minescape.webreport.overlay import Overlay, render_overlay
 
 # result keys that, when a pipeline records them, the popup shows as they are
-EXTRA_KEYS = ("composite", "n_scenes", "scenes", "clear_observations")
+EXTRA_KEYS = ("composite", "n_scenes", "scenes", "clear_observations", "imagery_notes")
 FAILED_COLOR = "#7f7f7f"
 
 

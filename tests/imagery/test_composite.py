@@ -155,3 +155,15 @@ def test_threads_same_bytes(stac_region):
     b = annual_composite(many, site.grid, 2019, bands=SPECTRAL_BANDS, mask=site.mask())
     assert a.n_scenes == 3 and np.isfinite(a.raster.data).sum() > 0
     assert a.raster.data.tobytes() == b.raster.data.tobytes() and a.clear_count.data.tobytes() == b.clear_count.data.tobytes()
+
+
+def test_scenes_with_no_clear_pixel_are_one_note(utm_raster):
+    """Scenes clouded over the whole grid are counted in one note (a cloudy year has dozens), in date order."""
+    grid = Grid(utm_raster.crs, utm_raster.transform, 9, 7)
+    obs = _obs(n=6)
+    assert all(o.clear.any() for o in obs)
+    assert reduce_observations(obs, grid, ["a", "b", "c"]).notes == ()
+    for k in (5, 1, 3, 4):
+        obs[k] = Observation(obs[k].id, obs[k].date, obs[k].reflectance, np.zeros_like(obs[k].clear))
+    comp = reduce_observations(obs[::-1], grid, ["a", "b", "c"])
+    assert comp.notes == ("4 of 6 scenes had no clear pixel here (not used): s1, s3, s4, ...",)

@@ -119,7 +119,8 @@ def test_flag_contradicted_by_pixels(stac_region, tmp_path):
     np.testing.assert_allclose(ol.reflectance, orr.reflectance, rtol=0, atol=1e-6)
     from minescape.lulc.inputs import load_stack  # the clearest-scene path reads it the same way
 
-    stack = load_stack(lref, sites[0], bands=SPECTRAL_BANDS)
+    stack, notes = load_stack(lref, sites[0], bands=SPECTRAL_BANDS)
+    assert len(notes) == 1 and "cannot carry" in notes[0] and feats[0]["id"] in notes[0]  # the run reports it
     inside = sites[0].mask()
     np.testing.assert_allclose(stack.data[:, inside], orr.reflectance[:, inside], rtol=0, atol=1e-6)
 

@@ -72,8 +72,8 @@ def test_band_folder_and_stac(tmp_path, small_region):
     (cref,) = discover_scenes([tmp_path / "stac" / "catalog.json"])
     assert cref.date == dt.date(2019, 7, 16)
     sites, _ = read_sites(small_region.sites)
-    a = load_stack(sref, sites[0], bands=["B02", "B08"])
-    b = load_stack(SceneRef(src_path, dt.date(2019, 7, 15)), sites[0], bands=["B02", "B08"])
+    a, _ = load_stack(sref, sites[0], bands=["B02", "B08"])
+    b, _ = load_stack(SceneRef(src_path, dt.date(2019, 7, 15)), sites[0], bands=["B02", "B08"])
     np.testing.assert_array_equal(np.nan_to_num(a.data), np.nan_to_num(b.data))
     (tmp_path / "junk.json").write_text('{"type": "Nonsense"}')
     with pytest.raises(InputError, match="not a STAC"):

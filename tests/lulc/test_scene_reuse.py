@@ -21,7 +21,7 @@ def test_probe_bands_reused_with_the_same_values(small_region):
             continue  # one scene of that year: nothing probed
         kept = scene_index._probe.value
         assert kept[0] == ref and set(kept[2].band_names) == {"B02", "B11"}  # the winner's probe is kept
-        stack = load_stack(ref, site, bands=SPECTRAL_BANDS)
+        stack, _ = load_stack(ref, site, bands=SPECTRAL_BANDS)
         assert scene_index._probe.value is None  # used once, then forgotten
         fresh = read_stack_on(scene_index.describe(ref), site.grid, bands=SPECTRAL_BANDS)
         fresh.data[:, ~site.mask()] = np.nan

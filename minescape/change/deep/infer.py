@@ -92,6 +92,7 @@ class PredictResult:
     shift: tuple[float, float] | None = None  # date 2 co-registration shift (rows, cols) in px, if applied
     clouds: str | None = None  # the cloud mask, described, if one was applied (mask_clouds)
     tiles_skipped: int = 0  # tiles not run because every pixel was nodata or under the cloud mask
+    notes: tuple[str, ...] = ()  # what opening the scenes decided (also the GeoTIFFs' ``scene_notes`` tag)
 
 
 def make_members(models: Sequence[ChangeModel], *, backend: str = "torch", compute: Compute | None = None,
@@ -171,6 +172,9 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
             raise InputError(f"pair is {grid.width}x{grid.height} pixels, smaller than the network's "
                              f"{MIN_SIDE}x{MIN_SIDE} minimum", path=t1_path)
         tags = {"model": ";".join(str(m.path) for m in models), "threshold": f"{thr:.4f}"}
+        if pair.notes:  # e.g. a catalogue offset the pixels contradict: read as already offset
+            tags["scene_notes"] = "; ".join(pair.notes)
+        notes = pair.notes
         clouds = None
         if mask_clouds:
             from minescape.change.pair_cloud_mask import pair_cloud_mask
@@ -255,7 +259,7 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
                 written()
     return PredictResult(Path(out_prob), Path(out_mask), thr, counts[0] / max(counts[1], 1), h * w,
                          len(rows) * len(cols), len(models), shift,
-                         None if clouds is None else clouds.describe(), skipped)
+                         None if clouds is None else clouds.describe(), skipped, notes)
 
 
 def _column_parts(width: int, n: int) -> list[tuple[int, int]]:

@@ -29,9 +29,9 @@
     h += row("scene", p.scene) + row("scene date", p.scene_date);
     h += row("cloud share", p.cloud_share === null || p.cloud_share === undefined ? null : fmt(p.cloud_share, 4));
     [["composite", "composite"], ["n_scenes", "scenes in composite"], ["scenes", "scenes used"],
-     ["clear_observations", "clear observations"]].forEach(function (k) {
+     ["clear_observations", "clear observations"], ["imagery_notes", "imagery notes"]].forEach(function (k) {
       var v = p[k[0]];
-      if (v !== undefined && v !== null) h += row(k[1], Array.isArray(v) ? v.join(", ") : v);
+      if (v !== undefined && v !== null) h += row(k[1], Array.isArray(v) ? v.join(k[0] === "imagery_notes" ? "; " : ", ") : v);
     });
     h += row("largest class", p.dominant) + "</table>";
     var names = Object.keys(p.areas || {});
