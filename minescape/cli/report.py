@@ -29,8 +29,8 @@ def write_run_report(run_dir: Path) -> None:
         err_console.print(f"warning: no report written: {exc}", markup=False, highlight=False)
         return
     typer.echo(
-        f"report: {res.path} ({res.sites} sites on the map"
-        + (f", {len(res.missing)} missing item(s) listed)" if res.missing else ")")
+        f"report: {res.path} ({res.describe()}"
+        + (f"; {len(res.missing)} missing item(s) listed)" if res.missing else ")")
     )
 
 
@@ -54,10 +54,7 @@ def report_cmd(
     from minescape.webreport.write import write_report
 
     res = write_report(run_dir, out_dir=out)
-    typer.echo(
-        f"wrote {res.path}: {res.sites} sites on the map"
-        + (f", one page per region ({len(res.pages)} pages)" if res.pages else "")
-    )
+    typer.echo(f"wrote {res.path}: {res.describe()}")
     for m in res.missing:
         typer.echo(f"  missing: {m.what}: {m.why}")
 

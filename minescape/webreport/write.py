@@ -27,6 +27,16 @@ class ReportResult:
     sites: int
     missing: tuple[Missing, ...]
     pages: tuple[Path, ...] = ()
+    layers: int = 0  # map layers: raster overlays (class maps, change layers) and feature layers
+
+    def describe(self) -> str:
+        """What the page shows, for the line a command prints: ``3 map layers, 12 sites``."""
+        parts = [f"{self.layers} map layer{'s' if self.layers != 1 else ''}"]
+        if self.sites:
+            parts.append(f"{self.sites} site{'s' if self.sites != 1 else ''}")
+        if self.pages:
+            parts.append(f"one page per region ({len(self.pages)} page{'s' if len(self.pages) != 1 else ''})")
+        return ", ".join(parts)
 
 
 def _put(path: Path, data: bytes) -> None:
@@ -139,6 +149,7 @@ def write_report(
                     _put(tmp / rel, ov.png)
                     src[id(ov)] = f"{FILES_DIR}/{rel}"
         n_sites = contents.n_site_features
+        n_layers = sum(len(sec.overlays) + len(sec.layers) for sec in contents.sections)
         pages = region_pages(contents, max_features=max_page_features)  # after every PNG is written
         links = [(label, name) for label, name, _ in pages]
         page = render_page(contents, out, src, files_dir=FILES_DIR, links=links)
@@ -163,4 +174,5 @@ def write_report(
         sites=n_sites,
         missing=tuple(contents.all_missing),
         pages=tuple(out / name for name in extra),
+        layers=n_layers,
     )

@@ -83,6 +83,8 @@ def test_change_report(small_region, tmp_path):
     data = page_data((out / "report.html").read_text())
     styles = sorted(im["style"] for im in data["images"])
     assert styles == ["change", "diverging"]
+    # the line says what the page shows (before: "0 sites on the map" for a change run)
+    assert f"report: {out / 'report.html'} (2 map layers)" in res.output
     mask_png = next(out / im["src"] for im in data["images"] if im["style"] == "change")
     img = np.array(Image.open(mask_png).convert("RGBA"))
     assert (img[..., 3] > 0).sum() > 0  # changed pixels drawn
@@ -204,6 +206,8 @@ def test_lulc_classify_no_report(small_region, tmp_path):
 def test_big_run_gets_region_pages(lulc_run, tmp_path):
     rows = json.loads((lulc_run / "sites.json").read_text())
     res = write_report(lulc_run, out_dir=tmp_path / "r", max_page_features=1)  # as if the run were too big
+    assert (res.layers, res.sites, len(res.pages)) == (1, len(rows), 1)  # the sites layer; one region
+    assert res.describe() == f"1 map layer, {len(rows)} sites, one page per region (1 page)"
     main = page_data(res.path.read_text())
     assert main["layers"] == [] and "one page per region" in res.path.read_text()
     pages = sorted((tmp_path / "r").glob("report_*_*.html"))
