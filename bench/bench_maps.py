@@ -1,6 +1,6 @@
 """Benchmarks of large-area maps: tiled-inference memory, weak supervision, real WorldCover products/validation.
 
-Run:  flock /tmp/minescape-heavy.lock .venv/bin/python bench/bench_maps.py [--only memory|weak|worldcover]
+Run:  flock /tmp/minescape-heavy.lock .venv/bin/python bench/bench_maps.py [--only memory|weak|worldcover|scan]
 
 Each case runs in its own subprocess and reports its peak resident memory (``resource.getrusage``), so
 cases do not inherit each other's peaks. Figures are printed as ratios against a baseline measured in the
@@ -208,6 +208,25 @@ def case_worldcover() -> dict:
     }
 
 
+def case_scan(cache_mb: int) -> dict:
+    """One-pass readers over the real WorldCover tiles (class counts, ellipsoidal class areas, the census of two
+    maps) with GDAL's block cache capped at ``cache_mb`` MB (``scan_reads``; 0 = GDAL's default, 5 % of RAM)."""
+    import minescape.geo.raster as raster
+    from minescape.legend import WORLDCOVER
+    from minescape.maps.validate import census_agreement, map_class_areas
+    from minescape.sampling import stratum_counts
+
+    raster.SCAN_CACHE_MB = cache_mb
+    m = WORLDCOVER_DIR / "ESA_WorldCover_10m_2021_v200_N00E006_Map.tif"
+    r = WORLDCOVER_DIR / "ESA_WorldCover_10m_2020_v100_N00E006_Map.tif"
+    t0 = time.perf_counter()
+    counts = stratum_counts(m, WORLDCOVER)
+    areas = map_class_areas(m, WORLDCOVER)
+    census = census_agreement(m, r, WORLDCOVER)
+    return {"seconds": time.perf_counter() - t0, "pixels": int(counts.sum()), "km2": float(areas.sum()),
+            "census_oa": census.overall_accuracy}
+
+
 # ---------------------------------------------------------------------------------------------------- driver
 
 
@@ -222,7 +241,8 @@ def _run(case: str, *args: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--worker", nargs="+")
-    ap.add_argument("--only", choices=["memory", "weak", "worldcover"])
+    ap.add_argument("--only", choices=["memory", "weak", "worldcover", "scan"])
+    ap.add_argument("--runs", type=int, default=3, help="alternating runs per setting of the scan case")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--big", type=int, default=20000, help="side of the large input (px)")
     ns = ap.parse_args()
@@ -286,6 +306,30 @@ def main() -> None:
                       f"{r['median_abs_rel_diff_units_gt_1km2']:.3f} (classes > 1 km² in 2020)")
                 print(f"  seconds: {r['seconds']}; peak memory {r['peak_mb']:.0f} MB (limit 3072 MB, baseline "
                       f"{base:.0f} MB)")
+        if ns.only in (None, "scan"):
+            if not WORLDCOVER_DIR.exists():
+                print(f"\n[scan] skipped: {WORLDCOVER_DIR} not found")
+            else:
+                from minescape.geo.raster import SCAN_CACHE_MB
+
+                runs: dict[int, list[dict]] = {0: [], SCAN_CACHE_MB: []}
+                for _ in range(ns.runs):  # alternating, each in a fresh process
+                    for cap in runs:
+                        runs[cap].append(_run("scan", str(cap)))
+                same = {json.dumps({k: v for k, v in x.items() if k not in ("seconds", "peak_mb")}, sort_keys=True)
+                        for xs in runs.values() for x in xs}
+                print(f"\n[one-pass readers over the real WorldCover tiles (class counts, class areas, census of "
+                      f"2021 vs 2020), {ns.runs} alternating runs: GDAL's default block cache vs scan_reads' "
+                      f"{SCAN_CACHE_MB} MB; median (min-max)]")
+                for cap, xs in runs.items():
+                    peaks, secs = sorted(x["peak_mb"] for x in xs), sorted(x["seconds"] for x in xs)
+                    label = "GDAL default" if cap == 0 else f"cap {cap} MB"
+                    print(f"  {label:13s} peak {peaks[len(peaks) // 2]:.0f} MB ({peaks[0]:.0f}-{peaks[-1]:.0f}), "
+                          f"{secs[len(secs) // 2]:.1f} s ({secs[0]:.1f}-{secs[-1]:.1f})")
+                med = {cap: sorted(x["peak_mb"] for x in xs)[len(xs) // 2] for cap, xs in runs.items()}
+                tmed = {cap: sorted(x["seconds"] for x in xs)[len(xs) // 2] for cap, xs in runs.items()}
+                print(f"  peak memory x{med[SCAN_CACHE_MB] / med[0]:.2f}, time x{tmed[SCAN_CACHE_MB] / tmed[0]:.2f} "
+                      f"(capped / default; baseline process {base:.0f} MB); same results in every run: {len(same) == 1}")
         if ns.only in (None, "memory"):
             _run("make-input", "1000")
             u_small = _run("unet", "1000", "512")

@@ -9,7 +9,9 @@ and vector outputs (class names) from one definition. Three legends ship with mi
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -110,12 +112,22 @@ class Legend:
         """Raise InputError if ``array`` holds values that are neither class codes nor nodata."""
         allowed = set(self.codes) | ({self.nodata} if allow_nodata else set())
         found = set(np.unique(np.asarray(array)).tolist())
+        if found - allowed:
+            raise self.unknown_values(found, allowed=allowed, path=source)
+
+    def unknown_values(self, found: Iterable[int], *, allowed: Iterable[int] | None = None,
+                       path: str | Path | None = None) -> InputError:
+        """The one-line error for a map holding ``found`` values of which some are not ``allowed`` (default: the
+        codes and nodata), naming the built-in legends that hold every found value (a map read with the wrong
+        ``--legend``)."""
+        allowed = set(self.codes) | {self.nodata} if allowed is None else set(allowed)
+        found = {int(v) for v in found}
         bad = sorted(found - allowed)
-        if bad:
-            raise InputError(
-                f"values {bad[:10]} are not in the {self.name} legend (expected {sorted(allowed)})",
-                path=source,
-            )
+        fits = [lg.name for lg in LEGENDS.values()
+                if lg.name != self.name and found - {self.nodata} <= set(lg.codes) | {lg.nodata}]
+        hint = f"; every value is a class of the {' and the '.join(fits)} legend" if fits else ""
+        return InputError(f"values {bad[:10]} are not in the {self.name} legend (expected {sorted(allowed)}){hint}",
+                          path=path)
 
     def matplotlib_cmap(self):
         """A ``(ListedColormap, BoundaryNorm)`` pair that draws codes in legend colours."""

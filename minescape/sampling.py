@@ -214,19 +214,17 @@ def stratum_counts(path: str | Path, legend: Legend, *, tile: int = 2048, source
     Raises InputError when the map holds codes that are neither classes nor nodata.
     """
     from minescape.geo.grid import iter_tiles
-    from minescape.geo.raster import open_class_map
+    from minescape.geo.raster import open_class_map, scan_reads
 
     codes = np.asarray(legend.codes)
     counts = np.zeros(max(max(legend.codes), legend.nodata, 255) + 1, dtype=np.int64)
-    with open_class_map(path) as src:
+    with scan_reads(), open_class_map(path) as src:
         for t in iter_tiles(src.width, src.height, size=tile):
             block = src.read(1, window=t.core)
             counts += np.bincount(block.ravel(), minlength=counts.size)[: counts.size]
-    allowed = set(legend.codes) | {legend.nodata}
-    bad = [int(v) for v in np.nonzero(counts)[0] if int(v) not in allowed]
-    if bad:
-        raise InputError(f"values {bad[:10]} are not in the {legend.name} legend (expected {sorted(allowed)})",
-                         path=source or path)
+    found = np.nonzero(counts)[0]
+    if not set(found.tolist()) <= set(legend.codes) | {legend.nodata}:
+        raise legend.unknown_values(found, path=source or path)
     return counts[codes]
 
 
@@ -251,7 +249,7 @@ def stratified_points(path: str | Path, n: int, legend: Legend, *, allocation: s
     import geopandas as gpd
 
     from minescape.geo.grid import iter_tiles
-    from minescape.geo.raster import open_raster
+    from minescape.geo.raster import open_raster, scan_reads
 
     counts = stratum_counts(path, legend, tile=tile)
     n_h = allocate(counts, n, method=allocation, min_per_class=min_per_class)
@@ -260,7 +258,7 @@ def stratified_points(path: str | Path, n: int, legend: Legend, *, allocation: s
               for code, c, k in zip(legend.codes, counts, n_h, strict=True)}
     seen = dict.fromkeys(legend.codes, 0)
     rows, cols, vals = [], [], []
-    with open_raster(path) as src:
+    with scan_reads(), open_raster(path) as src:
         transform, crs = src.transform, src.crs
         for t in iter_tiles(src.width, src.height, size=tile):
             block = src.read(1, window=t.core)

@@ -84,3 +84,26 @@ def test_legend_command_exports():
     assert res.exit_code == 2 and "mining_lulc" in res.output
     res = runner.invoke(app, ["legend", "change", "--format", "xml"])
     assert res.exit_code == 2 and "clr" in res.output
+
+
+def test_many_failed_sites_print_a_bounded_list(small_region, tmp_path):
+    """The 100 real mine polygons against the synthetic region's DCM (on another continent): every site fails,
+    exit 3; the first FAILURES_SHOWN are printed one by one and the rest in one line naming sites.json, which
+    lists them all."""
+    import json
+
+    from minescape.cli.common import FAILURES_SHOWN
+    from tests.conftest import shared_path
+
+    polygons = shared_path("mining-polygons", "mining_polygons_combined_demo.gpkg")
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["lulc", "classify", str(polygons), str(out), "-s", str(small_region.scene_dir),
+                              "--dcm", str(small_region.dcm_dh), "--dcm-year", str(small_region.dcm_year),
+                              "--no-report", "--no-quicklook"])
+    assert res.exit_code == 3, res.output
+    rows = json.loads((out / "sites.json").read_text())
+    assert len(rows) == 100 and all(r["status"] == "failed" for r in rows)
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("failed: ")]
+    assert len(lines) == FAILURES_SHOWN + 1 < len(rows)
+    assert all("lies outside the DCM year raster" in ln for ln in lines[:-1])
+    assert lines[-1] == f"failed: {100 - FAILURES_SHOWN} more (all of them in {out / 'sites.json'})"

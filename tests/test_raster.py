@@ -166,3 +166,24 @@ def test_window_reads_give_the_same_values_in_threads(tmp_path):
     expected = [data[:, w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width] for _ in files for w in windows]
     for g, e in zip(got, expected):
         np.testing.assert_array_equal(g, e)
+
+
+def test_scan_reads_caps_gdal_block_cache_for_the_pass_only(monkeypatch):
+    """One-pass readers cap GDAL's block cache (bench_maps.py --only scan measures the memory it saves); a user's
+    GDAL_CACHEMAX, or 0, leaves GDAL's setting; the cap ends with the pass."""
+    import minescape.geo.raster as raster
+    from rasterio.env import getenv, hasenv
+
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    with raster.scan_reads():
+        assert hasenv() and int(getenv()["GDAL_CACHEMAX"]) == raster.SCAN_CACHE_MB * 2**20
+    with raster.scan_reads(64):
+        assert int(getenv()["GDAL_CACHEMAX"]) == 64 * 2**20
+    monkeypatch.setenv("GDAL_CACHEMAX", "512")  # the user's own setting wins over the default cap
+    with raster.scan_reads():
+        assert "GDAL_CACHEMAX" not in getenv()
+    monkeypatch.delenv("GDAL_CACHEMAX")
+    monkeypatch.setattr(raster, "SCAN_CACHE_MB", 0)
+    with raster.scan_reads():
+        assert "GDAL_CACHEMAX" not in getenv()
+    assert not hasenv() or "GDAL_CACHEMAX" not in getenv()

@@ -84,6 +84,25 @@ def test_stratified_points_are_seeded_and_within_strata(tmp_path):
     assert not a.duplicated(["row", "col"]).any()
 
 
+def test_map_read_with_the_wrong_legend_names_the_one_that_fits(tmp_path):
+    """A WorldCover map sampled with the default sinolc1 legend: the one-line error says its values are all
+    WorldCover classes; values no built-in legend holds get no hint."""
+    from minescape.legend import SINOLC1
+
+    path, data = _class_map(tmp_path, np.random.default_rng(0))
+    assert set(np.unique(data).tolist()) - set(SINOLC1.codes)  # the map holds codes sinolc1 lacks
+    with pytest.raises(InputError) as err:
+        stratified_points(path, 10, SINOLC1)
+    text = str(err.value)
+    assert text.startswith(str(path)) and "are not in the sinolc1 legend" in text and "\n" not in text
+    assert text.endswith("; every value is a class of the worldcover legend")
+    data[0, 0] = 77
+    odd = write_raster(Raster(data[None], CRS.from_epsg(32633), Affine(10, 0, 0, 0, -10, 0), 0), tmp_path / "odd.tif")
+    with pytest.raises(InputError, match=r"values \[77\] are not in the worldcover legend \(expected \[0, 10,") as err:
+        stratified_points(odd, 10, WORLDCOVER)
+    assert "every value" not in str(err.value)
+
+
 def test_export_import_roundtrip_and_bad_labels(tmp_path):
     path, _ = _class_map(tmp_path, np.random.default_rng(1))
     pts, _ = stratified_points(path, 40, WORLDCOVER, allocation="proportional", seed=0)

@@ -95,11 +95,10 @@ def _block_means(source, block: int) -> np.ndarray:
     strips of whole blocks, so memory follows one strip."""
     import warnings
 
-    import rasterio
     from rasterio.windows import Window
     from skimage.measure import block_reduce
 
-    from minescape.geo.raster import window_reads
+    from minescape.geo.raster import scan_reads, window_reads
 
     h, w = source.grid.height, source.grid.width
     nr, nc = -(-h // block), -(-w // block)
@@ -107,7 +106,7 @@ def _block_means(source, block: int) -> np.ndarray:
     rows = block * max(1, 512 // block)  # about 512 rows: 45 MB a date on a 10980-px-wide pair
     # one band of a pixel-interleaved stack: GDAL decodes every band's blocks, so its block cache is bounded while
     # the mask reads (10980² 13-band pair: 1.45 GB of cache and 5.6 s unbounded, 0.28 GB and 2.5 s with 64 MB)
-    with window_reads(), rasterio.Env(GDAL_CACHEMAX=CACHE_MB * 2**20):
+    with window_reads(), scan_reads(CACHE_MB):
         for r0 in range(0, h, rows):
             a1, a2 = source.read(Window(0, r0, w, min(rows, h - r0)))
             with warnings.catch_warnings():  # a block without a valid pixel is NaN: nanmean warns, rightly so

@@ -35,7 +35,7 @@ from minescape.atomic import atomic_write_text
 from minescape.change.pair_cloud_mask import PairCloudMask
 from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.grid import Grid, iter_tiles
-from minescape.geo.raster import Raster, open_writer
+from minescape.geo.raster import Raster, open_writer, scan_reads
 from minescape.indices import INDICES, index_bands
 from minescape.legend import CHANGE
 
@@ -363,10 +363,8 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
         from minescape.change.pair_cloud_mask import pair_cloud_mask
 
         clouds = pair_cloud_mask(t1, t2, pair.grid)
-    import rasterio
-
     try:
-        with rasterio.Env(GDAL_CACHEMAX=int(cache_mb) * 2**20):
+        with scan_reads(int(cache_mb)):
             stats = detect_pair_streamed(pair, mask_path, diff_path, options=options, bands=bands,
                                          window=window, progress=progress, coregister=coregister,
                                          t2_path=Path(t2), workers=workers, cache_mb=cache_mb, clouds=clouds)
@@ -465,12 +463,11 @@ class _PairJob:
 def _diff_window(item: tuple) -> np.ndarray:
     """Pass 1 for one window: the difference goes into the scratch grid (disjoint windows: any process may write
     its own); returns the window's score histogram."""
-    import rasterio
     from rasterio.windows import transform as window_transform
 
     job, w, top, scores = item
     grid = job.pair.grid
-    with rasterio.Env(GDAL_CACHEMAX=int(job.cache_mb) * 2**20):
+    with scan_reads(int(job.cache_mb)):
         a1, a2 = job.reader()(w)
     tr = window_transform(w, grid.transform)
     diff = difference(Raster(a1, grid.crs, tr, np.nan, job.bands), Raster(a2, grid.crs, tr, np.nan, job.bands),

@@ -113,7 +113,7 @@ def evaluate_files(pred: str | Path, truth: str | Path, *, pred_encoding: str = 
     """
     from minescape.change.labels import decode_binary, scan_mask_file
     from minescape.change.pairs import common_grid, read_on_grid
-    from minescape.geo.raster import open_raster, read_raster
+    from minescape.geo.raster import open_raster, read_raster, scan_reads
 
     pred, truth = Path(pred), Path(truth)
     t_enc, t_fill = scan_mask_file(truth, encoding=truth_encoding)
@@ -128,15 +128,16 @@ def evaluate_files(pred: str | Path, truth: str | Path, *, pred_encoding: str = 
         if not direct:  # NoOverlapError naming both files when the footprints are disjoint
             common_grid(grid, Grid(src.crs, src.transform, src.width, src.height), names=(str(truth), str(pred)))
     matrix = np.zeros((2, 2), dtype=np.int64)
-    for tile in iter_tiles(grid.width, grid.height, size=window):
-        t = decode_binary(read_raster(truth, window=tile.core).data[0], encoding=t_enc, nodata=t_fill,
-                          source=str(truth))
-        if direct:
-            p_raw = read_raster(pred, window=tile.core).data[0]
-        else:
-            p_raw = read_on_grid(pred, grid, window=tile.core, fill=p_fill).data[0]
-        p = decode_binary(p_raw, encoding=p_enc, nodata=p_fill, source=str(pred))
-        matrix += change_matrix(t, p)
+    with scan_reads():
+        for tile in iter_tiles(grid.width, grid.height, size=window):
+            t = decode_binary(read_raster(truth, window=tile.core).data[0], encoding=t_enc, nodata=t_fill,
+                              source=str(truth))
+            if direct:
+                p_raw = read_raster(pred, window=tile.core).data[0]
+            else:
+                p_raw = read_on_grid(pred, grid, window=tile.core, fill=p_fill).data[0]
+            p = decode_binary(p_raw, encoding=p_enc, nodata=p_fill, source=str(pred))
+            matrix += change_matrix(t, p)
     return scores_from_matrix(matrix)
 
 

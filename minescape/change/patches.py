@@ -35,7 +35,7 @@ from rasterio.windows import Window
 from minescape.atomic import atomic_write_text, replace_dir, temp_path
 from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.grid import Grid, window_starts
-from minescape.geo.raster import Raster, write_raster
+from minescape.geo.raster import Raster, scan_reads, write_raster
 from minescape.legend import CHANGE
 
 Padding = Literal["flush", "nodata", "reflect"]
@@ -387,13 +387,11 @@ def patches_from_files(t1: str | Path, t2: str | Path, mask: str | Path, out_dir
     from minescape.change.pairs import open_datasets, open_pair
     from minescape.limits import plan_run
 
-    import rasterio
-
     pair = open_pair(t1, t2, bands=bands)
     plan_run(pair.grid.width, pair.grid.height, px_per_second=PATCH_PX_PER_S, name=str(t1), force=force)
     # open handles keep decoded blocks between patches; GDAL's block cache is capped (scoped) so memory
     # does not grow with the scene
-    with rasterio.Env(GDAL_CACHEMAX=128 * 2**20), open_datasets() as handles:
+    with scan_reads(128), open_datasets() as handles:
         reader = pair_reader(pair, mask, mask_encoding=mask_encoding, handles=handles)
         return make_patches(reader, pair.grid, out_dir, options=options, band_names=pair.bands,
                             sources={"t1": str(t1), "t2": str(t2), "mask": str(mask)}, progress=progress)

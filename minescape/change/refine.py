@@ -27,7 +27,7 @@ from rasterio.windows import Window
 
 from minescape.errors import InputError
 from minescape.geo.grid import Grid, iter_tiles
-from minescape.geo.raster import open_raster, open_writer, read_raster
+from minescape.geo.raster import open_raster, open_writer, read_raster, scan_reads
 from minescape.geo.trace import trace_polygons
 from minescape.geo.vector import geodesic_area, read_vector, repair_geometries, write_gpkg
 from minescape.legend import CHANGE
@@ -60,19 +60,20 @@ def export_candidates(mask: str | Path, out: str | Path, *, difference: str | Pa
     mask, out = Path(mask), Path(out)
     grid = _grid_of(mask)
     interior_parts, parts = [], []
-    for t in iter_tiles(grid.width, grid.height, size=tile):
-        data = read_raster(mask, window=t.core).data[0]
-        bad = sorted(set(np.unique(data).tolist()) - {0, 1, CHANGE.nodata})
-        if bad:
-            raise InputError(f"unexpected mask values {bad[:10]} (expected 0, 1, 255)", path=mask)
-        change = data == 1
-        if not change.any():
-            continue
-        transform = rasterio.windows.transform(t.core, grid.transform)
-        tile_polys = trace_polygons(change.view(np.uint8), transform, nodata=0).to_shapely()
-        for poly in tile_polys:
-            parts.append(poly)
-            interior_parts.append(_touches_tile_edge(poly, t.core, grid, transform))
+    with scan_reads():  # one pass: each block read once
+        for t in iter_tiles(grid.width, grid.height, size=tile):
+            data = read_raster(mask, window=t.core).data[0]
+            bad = sorted(set(np.unique(data).tolist()) - {0, 1, CHANGE.nodata})
+            if bad:
+                raise InputError(f"unexpected mask values {bad[:10]} (expected 0, 1, 255)", path=mask)
+            change = data == 1
+            if not change.any():
+                continue
+            transform = rasterio.windows.transform(t.core, grid.transform)
+            tile_polys = trace_polygons(change.view(np.uint8), transform, nodata=0).to_shapely()
+            for poly in tile_polys:
+                parts.append(poly)
+                interior_parts.append(_touches_tile_edge(poly, t.core, grid, transform))
     polys = [p for p, e in zip(parts, interior_parts, strict=True) if not e]
     edge_parts = [p for p, e in zip(parts, interior_parts, strict=True) if e]
     if edge_parts:  # merge regions cut by tile edges (they share an edge after polygonizing)
@@ -178,7 +179,7 @@ def burn_edits(edited: str | Path, mask: str | Path, out: str | Path, *, layer: 
     geoms = list(gdf.geometry)
     tree = shapely.STRtree(geoms) if geoms else None
     changed = 0
-    with open_writer(out, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE) as dst:
+    with scan_reads(), open_writer(out, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE) as dst:
         for t in iter_tiles(grid.width, grid.height, size=tile):
             original = read_raster(mask, window=t.core).data[0]
             transform = rasterio.windows.transform(t.core, grid.transform)

@@ -8,7 +8,14 @@ from typing import Optional
 
 import typer
 
-from minescape.cli.common import RunDirOpt, SchedulerOpt, WorkersOpt, executor_from_options, handle_errors
+from minescape.cli.common import (
+    RunDirOpt,
+    SchedulerOpt,
+    WorkersOpt,
+    executor_from_options,
+    handle_errors,
+    print_failures,
+)
 from minescape.cli.report import NoReportOpt, write_run_report
 from minescape.cli.stac_options import (
     CollectionOpt,
@@ -114,7 +121,6 @@ def classify_cmd(
     Exit code 3 when some sites failed (each listed with its reason in OUT/sites.json).
     """
     from minescape.lulc.pipeline import classify_sites
-    from minescape.progress import err_console
 
     scenes = check_scenes(scenes, stac)
     cfg = _full_config(_config(mmu, majority, window, rules, quicklook), composite, max_cloud, min_clear, scl_mask,
@@ -124,8 +130,7 @@ def classify_cmd(
                              id_field=id_field, site_ids=site or None,
                              stac=stac_query(stac, collection, max_cloud))
     typer.echo(f"{out / 'maps'}: {len(summary.results)} class maps; {out / 'sites.json'}; {out / 'report'}")
-    for sid, reason in summary.failed.items():
-        err_console.print(f"failed: {sid}: {reason}", markup=False, highlight=False)
+    print_failures(summary.failed, record=out / "sites.json")
     if report:
         write_run_report(out)
     summary.raise_for_failures("sites")
@@ -165,7 +170,6 @@ def train_cmd(
     """Train a LightGBM pixel classifier from labels (or weak labels) on the chosen sites; print importances."""
     from minescape.lulc.model import importance_table, save_model
     from minescape.lulc.pipeline import train_from_sites
-    from minescape.progress import err_console
 
     scenes = check_scenes(scenes, stac)
     res = train_from_sites(sites, scenes, dcm, dcm_year, labels=labels, class_field=class_field,
@@ -181,8 +185,7 @@ def train_cmd(
     typer.echo(f"{model_out}: trained on {len(res.sites_used)} sites ({samples})")
     typer.echo("feature importance (gain share): " + ", ".join(f"{f} {v:.3f}"
                                                                for f, v in importance_table(res.model, top=10)))
-    for sid, reason in res.sites_failed.items():
-        err_console.print(f"skipped: {sid}: {reason}", markup=False, highlight=False)
+    print_failures(res.sites_failed, word="skipped")
 
 
 @app.command("evaluate")

@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 import typer
 
-from minescape.cli.common import handle_errors
+from minescape.cli.common import handle_errors, print_failures
 from minescape.progress import err_console
 
 app = typer.Typer(help="Large-area land-cover maps: predict (tiled COG), train (low-to-high weak supervision), "
@@ -123,8 +123,7 @@ def products(
                f"{res.index} and {res.areas_csv}")
     for note in res.notes:
         err_console.print(f"note: {note}", markup=False)
-    for unit, reason in res.failed.items():
-        err_console.print(f"failed: {unit}: {reason}", markup=False)
+    print_failures(res.failed, record=out / "failed.csv")
     if res.failed:
         raise UnitFailed(f"{len(res.failed)} of {len(res.failed) + len(res.tiles)} units failed (see {out}/failed.csv)")
 

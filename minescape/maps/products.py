@@ -130,7 +130,7 @@ def clip_unit(unit: Unit) -> dict:
     import shapely
 
     from minescape.geo.grid import Grid
-    from minescape.geo.raster import open_raster, open_writer
+    from minescape.geo.raster import open_raster, open_writer, scan_reads
 
     a = unit.args
     legend: Legend = a["legend"]
@@ -138,7 +138,7 @@ def clip_unit(unit: Unit) -> dict:
     tile = int(a["tile"])
     counts_area = np.zeros(256, dtype=np.float64)
     counts_px = np.zeros(256, dtype=np.int64)
-    with open_raster(a["map"]) as src:
+    with scan_reads(), open_raster(a["map"]) as src:
         grid = Grid(src.crs, src.transform, src.width, src.height)
         try:
             window = grid.window_of_bounds(geom.bounds)

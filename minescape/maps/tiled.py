@@ -32,7 +32,7 @@ from minescape.atomic import atomic_path
 from minescape.errors import InputError
 from minescape.geo.blend import Blender, lattice_origins, taper_2d
 from minescape.geo.grid import Grid, iter_tiles
-from minescape.geo.raster import open_raster, open_writer
+from minescape.geo.raster import open_raster, open_writer, scan_reads
 from minescape.legend import Legend
 from minescape.progress import make_progress
 
@@ -249,7 +249,7 @@ def predict_tiled(image: str | Path, predictor: Predictor, out: str | Path, *, l
         raise InputError(f"{predictor.name} predicts codes {missing} that are not in the {legend.name} legend")
     code_lut = np.asarray(predictor.codes, dtype=np.uint8)
     counts = np.zeros(256, dtype=np.int64)
-    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb), open_raster(image) as src:
+    with scan_reads(gdal_cache_mb), open_raster(image) as src:
         idx = bands or list(range(1, src.count + 1))
         if len(idx) != predictor.n_bands:
             raise InputError(f"{predictor.name} expects {predictor.n_bands} bands but the imagery has {len(idx)} "
@@ -303,7 +303,7 @@ def cog_from_stream(streamed: Path, out: Path, *, gdal_cache_mb: int = 256) -> P
     blocksize = 512
     while blocksize > 128 and side <= blocksize:
         blocksize //= 2
-    with rasterio.Env(GDAL_PAM_ENABLED="NO", GDAL_CACHEMAX=gdal_cache_mb):
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), scan_reads(gdal_cache_mb):
         rio_copy(streamed, out, driver="COG", COMPRESS="DEFLATE", OVERVIEW_RESAMPLING="MODE",
                  BLOCKSIZE=blocksize, NUM_THREADS=1)
     return out

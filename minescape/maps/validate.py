@@ -32,11 +32,11 @@ def map_class_areas(path: str | Path, legend: Legend, *, tile: int = 2048) -> np
     from rasterio.windows import Window
 
     from minescape.geo.grid import iter_tiles
-    from minescape.geo.raster import open_class_map
+    from minescape.geo.raster import open_class_map, scan_reads
     from minescape.maps.products import pixel_areas_m2
 
     total = np.zeros(256, dtype=np.float64)
-    with open_class_map(path) as src:
+    with scan_reads(), open_class_map(path) as src:
         for t in iter_tiles(src.width, src.height, size=tile):
             block = src.read(1, window=t.core)
             h, w = block.shape
@@ -152,10 +152,10 @@ def compare_areas(mapped, reference, legend: Legend, *, key: str = "unit"):
 def census_agreement(map_path: str | Path, ref_path: str | Path, legend: Legend, *, tile: int = 2048) -> Metrics:
     """Confusion matrix of every pixel of two maps on the same grid (rows reference, columns map), by tiles."""
     from minescape.geo.grid import iter_tiles
-    from minescape.geo.raster import open_raster
+    from minescape.geo.raster import open_raster, scan_reads
 
     cm = np.zeros((len(legend), len(legend)), dtype=np.int64)
-    with open_raster(map_path) as a, open_raster(ref_path) as b:
+    with scan_reads(), open_raster(map_path) as a, open_raster(ref_path) as b:
         if (a.width, a.height, a.transform) != (b.width, b.height, b.transform):
             raise InputError(f"reference grid {b.width}x{b.height} differs from the map's {a.width}x{a.height}",
                              path=ref_path)

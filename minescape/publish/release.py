@@ -119,10 +119,8 @@ def read_class_map(site: SiteMap, legend: Legend) -> Raster:
         allowed = np.zeros(256, dtype=bool)
         allowed[legend.codes] = True
         allowed[int(nodata)] = True
-        bad = np.nonzero((counts > 0) & ~allowed)[0]
-        if len(bad):
-            raise InputError(f"values {bad[:10].tolist()} are not in the {legend.name} legend "
-                             f"(expected {sorted(legend.codes)} and nodata {int(nodata)})", path=site.path)
+        if ((counts > 0) & ~allowed).any():
+            raise legend.unknown_values(np.nonzero(counts)[0], allowed=[*legend.codes, int(nodata)], path=site.path)
     else:
         legend.check_codes(np.where(data == nodata, legend.nodata, data), source=str(site.path))
     return raster
