@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from minescape.cli.common import handle_errors
+from minescape.cli.report import NoReportOpt, write_run_report
 from minescape.errors import ConfigError
 from minescape.progress import err_console
 
@@ -158,7 +159,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
                                     metavar="MODEL[,MODEL...]"),
         t1: Path = typer.Argument(..., help="Date 1: reflectance GeoTIFF stack or Sentinel-2 scene."),
         t2: Path = typer.Argument(..., help="Date 2 (same kind; scenes are warped onto date 1's grid)."),
-        out: Path = typer.Argument(..., help="Output folder: change_probability.tif, change_mask.tif."),
+        out: Path = typer.Argument(..., help="Output folder: change_probability.tif, change_mask.tif, report.html."),
         tile: int = typer.Option(512, help="Largest tile in pixels (multiple of 16); tiles are fitted to the "
                                            "pair, so none is computed twice for nothing."),
         overlap: int = typer.Option(32, help="Tile overlap in pixels (blended)."),
@@ -177,6 +178,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
                                          help="Write nodata where a date has a cloud: from the change of the "
                                               "cirrus band B10 where both dates have it (L1C), else from their "
                                               "SCL layers (L2A; shadows too)."),
+        report: bool = NoReportOpt,
     ) -> None:
         """Predict a change probability GeoTIFF and a 0/1/255 change mask on the pair's grid.
 
@@ -200,6 +202,8 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
                    f"[{compute.describe() if backend == 'torch' else 'onnxruntime'}]")
         for note in res.notes:
             err_console.print(f"note: {note}", markup=False, highlight=False)
+        if report:
+            write_run_report(out)
 
     @app.command("export")
     @handle_errors
