@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Optional, TypeVar
 
@@ -26,16 +26,21 @@ class _State:
 state = _State()
 
 
-def print_failures(failed: Mapping[str, str], *, word: str = "failed", record: str | Path | None = None) -> None:
-    """``<word>: <unit>: <reason>`` on stderr for the first :data:`FAILURES_SHOWN` units, then one line for the
-    rest naming ``record`` (the file that lists them all): a run of 80,000 sites that all miss the DCM prints 21
-    lines, not 80,000."""
-    items = list(failed.items())
-    for unit, reason in items[:FAILURES_SHOWN]:
-        err_console.print(f"{word}: {unit}: {reason}", markup=False, highlight=False)
+def print_failures(lines: Sequence[str], *, word: str = "failed", record: str | Path | None = None) -> None:
+    """``<word>: <line>`` on stderr for the first :data:`FAILURES_SHOWN` lines (``<unit>: <reason>``, see
+    :func:`unit_lines`), then one line for the rest naming ``record`` (the file that lists them all): a run of
+    80,000 sites that all miss the DCM prints 21 lines, not 80,000."""
+    items = list(lines)
+    for line in items[:FAILURES_SHOWN]:
+        err_console.print(f"{word}: {line}", markup=False, highlight=False)
     if len(items) > FAILURES_SHOWN:
         where = f" (all of them in {record})" if record is not None else ""
         err_console.print(f"{word}: {len(items) - FAILURES_SHOWN} more{where}", markup=False, highlight=False)
+
+
+def unit_lines(failed: Mapping[str, str]) -> list[str]:
+    """``<unit>: <reason>`` for each failed unit (the lines :func:`print_failures` prints)."""
+    return [f"{unit}: {reason}" for unit, reason in failed.items()]
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:

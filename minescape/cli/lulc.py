@@ -15,6 +15,7 @@ from minescape.cli.common import (
     executor_from_options,
     handle_errors,
     print_failures,
+    unit_lines,
 )
 from minescape.cli.report import NoReportOpt, write_run_report
 from minescape.cli.stac_options import (
@@ -130,7 +131,7 @@ def classify_cmd(
                              id_field=id_field, site_ids=site or None,
                              stac=stac_query(stac, collection, max_cloud))
     typer.echo(f"{out / 'maps'}: {len(summary.results)} class maps; {out / 'sites.json'}; {out / 'report'}")
-    print_failures(summary.failed, record=out / "sites.json")
+    print_failures(unit_lines(summary.failed), record=out / "sites.json")
     if report:
         write_run_report(out)
     summary.raise_for_failures("sites")
@@ -185,7 +186,7 @@ def train_cmd(
     typer.echo(f"{model_out}: trained on {len(res.sites_used)} sites ({samples})")
     typer.echo("feature importance (gain share): " + ", ".join(f"{f} {v:.3f}"
                                                                for f, v in importance_table(res.model, top=10)))
-    print_failures(res.sites_failed, word="skipped")
+    print_failures(unit_lines(res.sites_failed), word="skipped")
 
 
 @app.command("evaluate")

@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 import typer
 
-from minescape.cli.common import handle_errors, print_failures
+from minescape.cli.common import handle_errors, print_failures, unit_lines
 from minescape.progress import err_console
 
 app = typer.Typer(help="Large-area land-cover maps: predict (tiled COG), train (low-to-high weak supervision), "
@@ -123,7 +123,7 @@ def products(
                f"{res.index} and {res.areas_csv}")
     for note in res.notes:
         err_console.print(f"note: {note}", markup=False)
-    print_failures(res.failed, record=out / "failed.csv")
+    print_failures(unit_lines(res.failed), record=out / "failed.csv")
     if res.failed:
         raise UnitFailed(f"{len(res.failed)} of {len(res.failed) + len(res.tiles)} units failed (see {out}/failed.csv)")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from minescape.cli.common import handle_errors
+from minescape.cli.common import handle_errors, print_failures
 from minescape.errors import UnitFailed
 
 
@@ -33,7 +33,6 @@ def publish_cmd(
                                 "for any number."),
 ) -> None:
     """Publish per-site class maps as regional ZIPs of GeoPackage shards with a manifest and README."""
-    from minescape.progress import err_console
     from minescape.publish.release import publish
     from minescape.threads import resolve_threads
 
@@ -45,8 +44,7 @@ def publish_cmd(
     typer.echo(f"{out}: {summary.features:,} features from {summary.manifest['sites']} sites in "
                f"{len(summary.files)} GeoPackages, {len(summary.zips)} regional ZIPs, manifest, README")
     if summary.skipped:
-        for line in summary.skipped:
-            err_console.print(f"skipped: {line}", markup=False)
+        print_failures(summary.skipped, word="skipped", record=out / "manifest.json")
         raise UnitFailed(f"{len(summary.skipped)} class map(s) could not be published (listed above and in "
                          f"{out / 'manifest.json'})")
 
