@@ -258,11 +258,23 @@ WORLDCOVER = Legend(
     ),
 )
 
-LEGENDS: dict[str, Legend] = {lg.name: lg for lg in (MINING_LULC, SINOLC1, CHANGE, WORLDCOVER)}
+# A change mask scored against its reference, pixel by pixel (``change evaluate --errors``).
+CHANGE_ERRORS = Legend(
+    name="change_errors",
+    nodata=255,
+    classes=(
+        LegendClass(0, "No change, agreed", (235, 235, 235), "Neither the mask nor the reference has change."),
+        LegendClass(1, "Change found", (26, 150, 65), "Change in the mask and the reference (true positive)."),
+        LegendClass(2, "False alarm", (215, 25, 28), "Change in the mask only (false positive)."),
+        LegendClass(3, "Missed change", (43, 131, 186), "Change in the reference only (false negative)."),
+    ),
+)
+
+LEGENDS: dict[str, Legend] = {lg.name: lg for lg in (MINING_LULC, SINOLC1, CHANGE, WORLDCOVER, CHANGE_ERRORS)}
 
 
 def get_legend(name: str) -> Legend:
-    """A built-in legend by name (``mining_lulc``, ``sinolc1``, ``change``, ``worldcover``)."""
+    """A built-in legend by name (``mining_lulc``, ``sinolc1``, ``change``, ``worldcover``, ``change_errors``)."""
     try:
         return LEGENDS[name]
     except KeyError:

@@ -100,20 +100,40 @@ def pool(per_image: dict[str, np.ndarray | ChangeScores]) -> Evaluation:
     return Evaluation(scores, scores_from_matrix(total), float(np.mean(f1s)) if f1s else float("nan"))
 
 
+def error_codes(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Per pixel, how a CHANGE-coded prediction agrees with the truth, in the
+    :data:`~minescape.legend.CHANGE_ERRORS` codes: 0 no change agreed, 1 change found, 2 false alarm, 3 missed
+    change; 255 where either is neither 0 nor 1 (nodata). uint8, the arrays' shape."""
+    t1, p1 = truth == 1, pred == 1
+    out = np.where(t1, np.where(p1, 1, 3), np.where(p1, 2, 0)).astype(np.uint8)
+    out[~(((truth == 0) | t1) & ((pred == 0) | p1))] = 255
+    return out
+
+
 def evaluate_files(pred: str | Path, truth: str | Path, *, pred_encoding: str = "auto",
-                   truth_encoding: str = "auto", window: int = 2048) -> ChangeScores:
+                   truth_encoding: str = "auto", window: int = 2048, errors: str | Path | None = None) -> ChangeScores:
     """Score a prediction file against a truth file, window by window (memory: one window).
 
     Both may use any binary encoding (declared, or detected from the values present; file nodata is
     ignored). The prediction is read onto the truth's grid: same-size files without CRS are taken as
     aligned; others are warped with nearest resampling (pixels outside the prediction are ignored).
 
+    Args:
+        errors: also write the error map here (:func:`error_codes` on the truth's grid, a GeoTIFF with the
+            :data:`~minescape.legend.CHANGE_ERRORS` colour table and names, written atomically).
+
     Raises:
         InputError: unexpected mask values, unknown encodings, rasters that cannot be aligned.
     """
+    import contextlib
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
     from minescape.change.labels import decode_binary, scan_mask_file
     from minescape.change.pairs import common_grid, read_on_grid
-    from minescape.geo.raster import open_raster, read_raster, scan_reads
+    from minescape.geo.raster import open_raster, open_writer, read_raster, scan_reads
+    from minescape.legend import CHANGE_ERRORS
 
     pred, truth = Path(pred), Path(truth)
     t_enc, t_fill = scan_mask_file(truth, encoding=truth_encoding)
@@ -122,22 +142,31 @@ def evaluate_files(pred: str | Path, truth: str | Path, *, pred_encoding: str = 
         grid = Grid(src.crs, src.transform, src.width, src.height)
     with open_raster(pred) as src:
         direct = src.crs is None or grid.crs is None  # no georeferencing: pixel-aligned by size only
+        # the error map's grid: the truth's, or the prediction's where only it is georeferenced (OSCD's labels)
+        out_grid = Grid(src.crs, src.transform, src.width, src.height) if grid.crs is None and src.crs else grid
         if direct and (src.height, src.width) != grid.shape:
             raise InputError(f"is {src.height}x{src.width} pixels and the truth {truth.name} "
                              f"{grid.height}x{grid.width}, and one has no CRS: cannot align them", path=pred)
         if not direct:  # NoOverlapError naming both files when the footprints are disjoint
             common_grid(grid, Grid(src.crs, src.transform, src.width, src.height), names=(str(truth), str(pred)))
     matrix = np.zeros((2, 2), dtype=np.int64)
-    with scan_reads():
-        for tile in iter_tiles(grid.width, grid.height, size=window):
-            t = decode_binary(read_raster(truth, window=tile.core).data[0], encoding=t_enc, nodata=t_fill,
-                              source=str(truth))
-            if direct:
-                p_raw = read_raster(pred, window=tile.core).data[0]
-            else:
-                p_raw = read_on_grid(pred, grid, window=tile.core, fill=p_fill).data[0]
-            p = decode_binary(p_raw, encoding=p_enc, nodata=p_fill, source=str(pred))
-            matrix += change_matrix(t, p)
+    tags = {"PREDICTION": str(pred), "REFERENCE": str(truth), "UNITS": "change_errors class code"}
+    writer = (open_writer(errors, out_grid, count=1, dtype="uint8", nodata=CHANGE_ERRORS.nodata, legend=CHANGE_ERRORS,
+                          tags=tags) if errors is not None else contextlib.nullcontext())
+    with scan_reads(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # an error map of two files without a CRS
+        with writer as dst:
+            for tile in iter_tiles(grid.width, grid.height, size=window):
+                t = decode_binary(read_raster(truth, window=tile.core).data[0], encoding=t_enc, nodata=t_fill,
+                                  source=str(truth))
+                if direct:
+                    p_raw = read_raster(pred, window=tile.core).data[0]
+                else:
+                    p_raw = read_on_grid(pred, grid, window=tile.core, fill=p_fill).data[0]
+                p = decode_binary(p_raw, encoding=p_enc, nodata=p_fill, source=str(pred))
+                matrix += change_matrix(t, p)
+                if dst is not None:
+                    dst.write(error_codes(t, p)[None], window=tile.core)
     return scores_from_matrix(matrix)
 
 
@@ -164,13 +193,27 @@ def match_files(pred_dir: str | Path, truth_dir: str | Path) -> list[tuple[str, 
 
 
 def evaluate_paths(pred: str | Path, truth: str | Path, *, pred_encoding: str = "auto",
-                   truth_encoding: str = "auto", names: Sequence[str] | None = None) -> Evaluation:
-    """Evaluate a file against a file, or a folder against a folder (per file and pooled)."""
+                   truth_encoding: str = "auto", names: Sequence[str] | None = None,
+                   errors: str | Path | None = None) -> Evaluation:
+    """Evaluate a file against a file, or a folder against a folder (per file and pooled).
+
+    Args:
+        errors: write error maps (:func:`evaluate_files`): this GeoTIFF for a file, ``errors/<name>.tif`` per
+            image for folders.
+    """
     pred, truth = Path(pred), Path(truth)
-    if pred.is_dir() or truth.is_dir():
+    folders = pred.is_dir() or truth.is_dir()
+    if folders:
         pairs: Iterable[tuple[str, Path, Path]] = match_files(pred, truth)
     else:
         pairs = [(pred.stem, pred, truth)]
-    per = {name: evaluate_files(p, t, pred_encoding=pred_encoding, truth_encoding=truth_encoding)
+
+    def error_map(name: str) -> Path | None:
+        if errors is None:
+            return None
+        return Path(errors) / f"{name}.tif" if folders else Path(errors)
+
+    per = {name: evaluate_files(p, t, pred_encoding=pred_encoding, truth_encoding=truth_encoding,
+                                errors=error_map(name))
            for name, p, t in pairs if names is None or name in names}
     return pool(per)

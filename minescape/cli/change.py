@@ -226,12 +226,15 @@ def evaluate(
     pred_encoding: str = typer.Option("auto", help=ENCODING_HELP),
     truth_encoding: str = typer.Option("auto", help=ENCODING_HELP),
     out: Path | None = typer.Option(None, help="Write the scores as JSON here."),
+    errors: Path | None = typer.Option(None, "--errors", help="Write an error map on the reference's grid: "
+                                       "change found, false alarms, missed change (GeoTIFF with a colour table "
+                                       "for QGIS); a .tif for one mask, a folder (one map per image) for folders."),
 ) -> None:
     """Precision, recall, F1, IoU (change class), OA and kappa; per image and pooled for folders."""
     from minescape.atomic import atomic_write_text
     from minescape.change.metrics import evaluate_paths
 
-    ev = evaluate_paths(pred, truth, pred_encoding=pred_encoding, truth_encoding=truth_encoding)
+    ev = evaluate_paths(pred, truth, pred_encoding=pred_encoding, truth_encoding=truth_encoding, errors=errors)
     if len(ev.per_image) > 1:
         for name, s in ev.per_image.items():
             typer.echo(_scores_line(name, s))
@@ -239,6 +242,8 @@ def evaluate(
     typer.echo(_scores_line("pooled", ev.pooled))
     if out is not None:
         atomic_write_text(out, json.dumps(ev.to_dict(), indent=2))
+    if errors is not None:
+        typer.echo(f"error maps: {errors}" + ("" if errors.suffix.lower() in (".tif", ".tiff") else "/<name>.tif"))
 
 
 # The deep-learning commands (train, predict, export) live in minescape.cli.change_deep.

@@ -87,3 +87,43 @@ def test_folders_per_image_and_pooled(tmp_path):
     (tmp_path / "pred" / "c.tif").unlink()
     with pytest.raises(InputError, match="1 truth files have no prediction"):
         evaluate_paths(tmp_path / "pred", tmp_path / "truth")
+
+
+def test_error_codes_of_every_case():
+    from minescape.change.metrics import error_codes
+
+    truth = np.array([0, 0, 1, 1, 255, 0, 1])
+    pred = np.array([0, 1, 1, 0, 1, 255, 255])
+    assert error_codes(truth, pred).tolist() == [0, 2, 1, 3, 255, 255, 255]
+
+
+def test_error_maps_count_what_the_scores_count(tmp_path):
+    """``--errors``: a GeoTIFF with the change_errors colour table whose counts are the confusion matrix, on the
+    prediction's georeferencing where the truth has none (OSCD's labels); one map per image for folders."""
+    from typer.testing import CliRunner
+
+    from minescape.cli.app import app
+    from minescape.legend import CHANGE_ERRORS
+
+    rng = np.random.default_rng(3)
+    truth01 = (rng.random((37, 41)) < 0.2).astype(np.uint8)
+    pred01 = truth01.copy()
+    pred01[:5] = 1 - pred01[:5]  # false alarms and missed change
+    pred01[30:, :4] = 255  # nodata in the prediction
+    (tmp_path / "truth").mkdir()
+    t = _write(tmp_path / "truth" / "x.tif", truth01 + 1, crs=False)  # OSCD: 1/2, no CRS
+    p = _write(tmp_path / "pred" / "x.tif", pred01, nodata=255)
+    s = evaluate_files(p, t, errors=tmp_path / "errors.tif")
+    (tn, fp), (fn, tp) = s.matrix.tolist()
+    assert min(tn, fp, fn, tp) > 0  # every case is there to be counted
+    with rasterio.open(tmp_path / "errors.tif") as src:
+        codes = src.read(1)
+        assert src.crs == CRS.from_epsg(32633) and src.transform == Affine(10, 0, 500000, 0, -10, 4100000)
+        assert src.nodata == 255 and src.colormap(1)[2][:3] == CHANGE_ERRORS.by_name("False alarm").color
+    assert [int((codes == c).sum()) for c in (0, 1, 2, 3, 255)] == [tn, tp, fp, fn, 7 * 4]
+    res = CliRunner().invoke(app, ["change", "evaluate", str(tmp_path / "pred"), str(tmp_path / "truth"), "--errors",
+                                   str(tmp_path / "maps")])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "maps" / "x.tif") as src:
+        assert np.array_equal(src.read(1), codes)
+    assert f"error maps: {tmp_path / 'maps'}/<name>.tif" in res.output
