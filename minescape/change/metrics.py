@@ -199,10 +199,16 @@ def evaluate_paths(pred: str | Path, truth: str | Path, *, pred_encoding: str = 
 
     Args:
         errors: write error maps (:func:`evaluate_files`): this GeoTIFF for a file, ``errors/<name>.tif`` per
-            image for folders.
+            image for folders (the run owns that folder: error maps of images no longer evaluated are removed).
+            It may be neither input (the maps would replace the masks).
     """
+    from minescape.atomic import prune
+
     pred, truth = Path(pred), Path(truth)
     folders = pred.is_dir() or truth.is_dir()
+    if errors is not None and Path(errors).absolute() in (pred.absolute(), truth.absolute()):
+        raise InputError("--errors would overwrite the masks being evaluated; give another "
+                         + ("folder" if folders else "file"), path=errors)
     if folders:
         pairs: Iterable[tuple[str, Path, Path]] = match_files(pred, truth)
     else:
@@ -216,4 +222,6 @@ def evaluate_paths(pred: str | Path, truth: str | Path, *, pred_encoding: str = 
     per = {name: evaluate_files(p, t, pred_encoding=pred_encoding, truth_encoding=truth_encoding,
                                 errors=error_map(name))
            for name, p, t in pairs if names is None or name in names}
+    if errors is not None and folders:
+        prune(errors, "*.tif", keep=[error_map(name) for name in per], protect=(pred, truth))
     return pool(per)

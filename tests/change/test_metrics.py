@@ -127,3 +127,12 @@ def test_error_maps_count_what_the_scores_count(tmp_path):
     with rasterio.open(tmp_path / "maps" / "x.tif") as src:
         assert np.array_equal(src.read(1), codes)
     assert f"error maps: {tmp_path / 'maps'}/<name>.tif" in res.output
+    (tmp_path / "maps" / "gone.tif").write_bytes(b"an error map of an image evaluated before")
+    evaluate_paths(tmp_path / "pred", tmp_path / "truth", errors=tmp_path / "maps")
+    assert sorted(f.name for f in (tmp_path / "maps").iterdir()) == ["x.tif"]  # the run owns its folder
+    for target in (tmp_path / "pred", tmp_path / "truth"):  # never over the masks themselves
+        res = CliRunner().invoke(app, ["change", "evaluate", str(tmp_path / "pred"), str(tmp_path / "truth"),
+                                       "--errors", str(target)])
+        assert res.exit_code == 2 and "would overwrite the masks being evaluated" in res.output
+    with rasterio.open(p) as src:
+        assert np.array_equal(src.read(1), pred01)
