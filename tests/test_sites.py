@@ -145,3 +145,36 @@ def test_many_dropped_features_warn_a_few_lines_and_one_summary(tmp_path):
     assert len(lines) == NOTES_SHOWN + 1
     assert lines[-1] == f"many.gpkg: {12 - NOTES_SHOWN} more dropped or renamed features (all of them are in the " \
                         "returned notes and the run's report)"
+
+
+def test_real_mine_points_become_discs_with_point_buffer(tmp_path):
+    """The hand-labelled mine points (Amazon): dropped with a hint without --point-buffer; with it, each is a
+    site whose polygon is the disc of that radius (ellipsoidal area within 0.2 % of pi r², centred on the point),
+    in the point's own UTM zone, also across the antimeridian and for a MultiPoint (a union of discs)."""
+    from minescape.errors import ConfigError
+    from minescape.geo.vector import geodesic_area
+
+    path = shared_path("mining-points", "MinesPos2018-2020Sentinel_points.geojson")
+    points = gpd.read_file(path)
+    assert len(points) == 95 and set(points.geom_type) == {"Point"}
+    sites, notes = _quiet_read(path)
+    assert sites == [] and len(notes) == 95 and "--point-buffer METRES makes a site" in notes[0]
+    sites, _ = _quiet_read(path, point_buffer_m=500)
+    assert len(sites) == 95
+    areas = geodesic_area([s.geometry for s in sites])
+    np.testing.assert_allclose(areas, np.pi * 500**2, rtol=2e-3)
+    for site, pt in zip(sites[:10], points.geometry.values[:10], strict=True):
+        assert site.geometry.centroid.distance(pt) < 1e-6  # degrees: centred on the mine
+        assert site.crs == CRS.from_epsg(32600 + int((pt.x + 180) // 6) + 1)  # northern UTM zone of the point
+        assert site.grid.width == site.grid.height == 101  # 1 km across at 10 m, snapped
+    odd = gpd.GeoDataFrame({"site_id": ["dateline", "pair"]},
+                           geometry=[shapely.Point(179.999, -17.0), shapely.MultiPoint([(10.0, 50.0), (10.02, 50.0)])],
+                           crs="EPSG:4326")
+    odd.to_file(tmp_path / "odd.geojson")
+    (far, pair), _ = _quiet_read(tmp_path / "odd.geojson", point_buffer_m=300)
+    assert far.crs.to_epsg() in (32760, 32701) and far.grid.width <= 62
+    assert pair.geometry.geom_type == "MultiPolygon" and len(pair.geometry.geoms) == 2  # 1.4 km apart: two discs
+    np.testing.assert_allclose(geodesic_area([far.geometry, pair.geometry]), [np.pi * 300**2, 2 * np.pi * 300**2],
+                               rtol=2e-3)
+    with pytest.raises(ConfigError, match="--point-buffer must be a distance > 0"):
+        read_sites(path, point_buffer_m=0)

@@ -33,6 +33,9 @@ from minescape.cli.stac_options import (
 app = typer.Typer(help="Mining land use/land cover per site: classify (rules or a LightGBM model), train, "
                        "evaluate.", no_args_is_help=True)
 
+PointBufferOpt = typer.Option(None, "--point-buffer", help="Sites from point features (mine "
+                              "locations): the disc of this many metres around each point; without it points are "
+                              "dropped.", metavar="METRES")
 ScenesOpt = typer.Option(None, "--scenes", "-s", help="Scene file, folder or local STAC JSON (repeatable); or "
                                                      "use --stac.")
 
@@ -101,6 +104,7 @@ def classify_cmd(
     id_field: Optional[str] = typer.Option(None, "--id-field", help="Field holding site ids (default site_id/id, "
                                                                    "else a hash of the geometry)."),
     site: Optional[list[str]] = typer.Option(None, "--site", help="Only this site id (repeatable)."),
+    point_buffer: Optional[float] = PointBufferOpt,
     mmu: float = typer.Option(300.0, "--mmu", help="Minimum mapping unit in m² (0 = off)."),
     majority: int = typer.Option(1, "--majority", help="Majority filter window in pixels (1 = off)."),
     window: int = typer.Option(5, "--window", help="Neighbourhood statistics window in pixels (odd)."),
@@ -128,7 +132,7 @@ def classify_cmd(
                        dcm_map, dcm_max_hai, dcm_keep_cim, method)
     summary = classify_sites(sites, scenes, dcm, dcm_year, out, classifier=model, config=cfg,
                              executor=executor_from_options(workers, scheduler, run_dir), layer=layer,
-                             id_field=id_field, site_ids=site or None,
+                             id_field=id_field, site_ids=site or None, point_buffer_m=point_buffer,
                              stac=stac_query(stac, collection, max_cloud))
     typer.echo(f"{out / 'maps'}: {len(summary.results)} class maps; {out / 'sites.json'}; {out / 'report'}")
     print_failures(unit_lines(summary.failed), record=out / "sites.json")
@@ -155,6 +159,7 @@ def train_cmd(
     site: Optional[list[str]] = typer.Option(None, "--site", help="Train on this site id (repeatable; default all)."),
     layer: Optional[str] = typer.Option(None, "--layer", help="Layer of the sites file."),
     id_field: Optional[str] = typer.Option(None, "--id-field", help="Field holding site ids."),
+    point_buffer: Optional[float] = PointBufferOpt,
     per_class: int = typer.Option(2000, "--per-class", help="Pixels sampled per class and site."),
     rounds: int = typer.Option(60, "--rounds", help="LightGBM boosting rounds."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
@@ -175,6 +180,7 @@ def train_cmd(
     scenes = check_scenes(scenes, stac)
     res = train_from_sites(sites, scenes, dcm, dcm_year, labels=labels, class_field=class_field,
                            site_ids=site or None, layer=layer, id_field=id_field, per_class=per_class,
+                           point_buffer_m=point_buffer,
                            rounds=rounds, seed=seed,
                            config=_full_config(_config(0.0, 1, window, rules), composite, max_cloud, min_clear,
                                                scl_mask, dcm_map, dcm_max_hai, dcm_keep_cim, method),

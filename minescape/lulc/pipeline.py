@@ -358,6 +358,7 @@ def classify_sites(
     id_field: str | None = None,
     site_ids: Sequence[str] | None = None,
     stac: StacQuery | None = None,
+    point_buffer_m: float | None = None,
 ) -> RunSummary:
     """Classify every site of ``sites_path`` into ``out_dir`` (maps, sites.json, report).
 
@@ -373,7 +374,8 @@ def classify_sites(
         classifier: ``"rules"`` or a model JSON path.
         config: options overriding :data:`DEFAULT_CONFIG`.
         executor: where units run (default in-process).
-        layer, id_field: passed to :func:`minescape.sites.read_sites`.
+        layer, id_field, point_buffer_m: passed to :func:`minescape.sites.read_sites` (``point_buffer_m``: sites
+            from point features, the disc of that radius in metres around each).
         site_ids: only these sites (InputError if one is unknown).
         stac: a STAC catalogue instead of ``scenes`` (per site, the items of its year; composites per
             ``config["composite"]``). It is opened once first: unreachable -> InputError, nothing written.
@@ -383,7 +385,7 @@ def classify_sites(
         get_classifier(classifier)  # fail early on a bad model
     check_dcm(dcm_dh, dcm_year)
     out_dir = prepare_output(out_dir, folder=True)
-    sites, notes = read_sites(sites_path, layer=layer, id_field=id_field)
+    sites, notes = read_sites(sites_path, layer=layer, id_field=id_field, point_buffer_m=point_buffer_m)
     sites = select_sites(sites, site_ids, path=sites_path)
     site_stems([s.id for s in sites], path=sites_path)  # refuse before any unit runs
     refs = discover_scenes(scenes, exclude=run_outputs(out_dir)) if stac is None else []
@@ -401,7 +403,8 @@ def classify_sites(
         inputs.append(Path(classifier))
     remove_stale(out_dir, summary, keep=inputs)
     write_run_files(out_dir, sites, summary, config=cfg, classifier=str(classifier), notes=notes,
-                    source={"sites": str(Path(sites_path).resolve()), "layer": layer, "id_field": id_field})
+                    source={"sites": str(Path(sites_path).resolve()), "layer": layer, "id_field": id_field,
+                            **({"point_buffer_m": point_buffer_m} if point_buffer_m is not None else {})})
     return summary
 
 
@@ -465,8 +468,8 @@ def write_run_files(out_dir: Path, sites: Sequence[Site], summary: RunSummary, *
                     notes: Sequence[str], source: dict | None = None) -> None:
     """``OUT/sites.json`` (per site: id, year, rule, status, reason) and ``OUT/report/run.json``.
 
-    ``source`` (``{"sites": path, "layer", "id_field"}``) records where the site polygons were read, so that
-    ``minescape report`` can draw them.
+    ``source`` (``{"sites": path, "layer", "id_field"}``, and ``point_buffer_m`` for sites drawn around points)
+    records where the site polygons were read, so that ``minescape report`` can draw them.
     """
     rows = []
     for site in sites:
@@ -527,6 +530,7 @@ def train_from_sites(
     config: dict | None = None,
     stac: StacQuery | None = None,
     cache_dir: str | Path | None = None,
+    point_buffer_m: float | None = None,
 ) -> TrainResult:
     """Train a LightGBM model on the sites ``site_ids`` (default all).
 
@@ -544,7 +548,7 @@ def train_from_sites(
         raise ConfigError(f"--rounds and --per-class must be >= 1 (got {rounds} and {per_class})")
     rules = load_rules(cfg["rules"])
     check_dcm(dcm_dh, dcm_year)
-    sites, _ = read_sites(sites_path, layer=layer, id_field=id_field)
+    sites, _ = read_sites(sites_path, layer=layer, id_field=id_field, point_buffer_m=point_buffer_m)
     sites = select_sites(sites, site_ids, path=sites_path)
     refs = discover_scenes(scenes) if stac is None else []
     source = None if stac is None else make_source({"source": stac.source, "collection": stac.collection}, [],

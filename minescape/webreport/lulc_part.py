@@ -65,7 +65,8 @@ def _site_geometries(source: dict | None, missing: list[Missing], title: str) ->
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sites, _ = read_sites(path, layer=source.get("layer"), id_field=source.get("id_field"))
+            sites, _ = read_sites(path, layer=source.get("layer"), id_field=source.get("id_field"),
+                                  point_buffer_m=source.get("point_buffer_m"))
     except (InputError, OSError) as exc:
         missing.append(
             Missing(f"{title}: site polygons", f"{path}: {exc}; class-map footprints are drawn instead")

@@ -7,8 +7,10 @@ import json
 import re
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pytest
+import shapely
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -247,3 +249,31 @@ def test_composite_and_clear_observations(lulc_run, tmp_path):
     assert p["clear_observations"].startswith("1 / 2 / 3")
     other = [v for k, v in props.items() if k != site["id"]]
     assert other and all("composite" not in v and "clear_observations" not in v for v in other)
+
+
+def test_sites_from_points_are_classified_and_drawn_as_discs(small_region, tmp_path):
+    """``--point-buffer``: mine points (here a point inside each synthetic site) become sites of that radius; each
+    is classified over about pi r² of 10 m pixels, and the report draws the discs it classified, not the points."""
+    from minescape.geo.raster import read_raster
+    from minescape.sites import read_sites
+    from tests.webreport.conftest import lulc_args
+
+    sites, _ = read_sites(small_region.sites)
+    points = gpd.GeoDataFrame({"site_id": [s.id for s in sites]},
+                              geometry=[shapely.point_on_surface(s.geometry) for s in sites], crs="EPSG:4326")
+    points.to_file(tmp_path / "mines.geojson")
+    out = tmp_path / "run"
+    args = ["lulc", "classify", str(tmp_path / "mines.geojson"), str(out), *lulc_args(small_region), "--no-quicklook"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 3 and "--point-buffer METRES makes a site" in res.output  # points alone: dropped
+    res = runner.invoke(app, [*args, "--point-buffer", "200"])
+    assert res.exit_code == 0, res.output
+    run = json.loads((out / "report" / "run.json").read_text())
+    assert run["source"]["point_buffer_m"] == 200 and sorted(run["results"]) == sorted(s.id for s in sites)
+    for sid in run["results"]:
+        classes = read_raster(out / "maps" / f"{sid}.tif").data[0]
+        assert abs(int((classes > 0).sum()) - np.pi * 200**2 / 100) < 0.05 * np.pi * 200**2 / 100
+    data = page_data((out / "report.html").read_text())
+    feats = [f for layer in data["layers"] if layer["kind"] == "sites" for f in layer["features"]["features"]]
+    assert len(feats) == len(sites) and all(f["geometry"]["type"] == "Polygon" for f in feats)
+    assert all(len(f["geometry"]["coordinates"][0]) == 65 for f in feats)  # the 64-vertex discs, closed
