@@ -31,7 +31,7 @@ from rasterio.windows import Window
 from minescape.errors import ConfigError, InputError
 from minescape.geo.crs import as_crs, transformer
 from minescape.geo.grid import Grid, bounds_in, utm_crs
-from minescape.geo.vector import read_vector, repair_geometries
+from minescape.geo.vector import FeatureNote, read_vector, repair_geometries
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -199,7 +199,8 @@ def read_sites(
         point_buffer_m: radius in metres of the site drawn around each Point / MultiPoint feature (> 0).
 
     Returns:
-        ``(sites, warnings)``: the sites in file order and one line per dropped or renamed feature.
+        ``(sites, notes)``: the sites in file order and a :class:`~minescape.geo.vector.FeatureNote` per dropped
+        or renamed feature (``str()`` of each is its warning line).
     """
     gdf = read_vector(path, layer=layer)
     if id_field is not None and id_field not in gdf.columns:
@@ -208,7 +209,7 @@ def read_sites(
     if id_field is None:
         id_field = next((f for f in ID_FIELDS if f in gdf.columns), None)
     source = Path(path).name + (f":{layer}" if layer else "")
-    notes: list[str] = []
+    notes: list[FeatureNote] = []
     if point_buffer_m is not None:
         gdf = _points_as_discs(gdf, point_buffer_m)
     geoms = gdf.geometry
@@ -217,7 +218,7 @@ def read_sites(
     for pos in np.flatnonzero(nonpoly):
         kind = geoms.values[pos].geom_type
         hint = " (--point-buffer METRES makes a site of the disc around each point)" if "Point" in kind else ""
-        notes.append(f"{source}: feature {gdf.index[pos]} is a {kind}, not a polygon{hint}; dropped")
+        notes.append(FeatureNote(source, str(gdf.index[pos]), f"is a {kind}, not a polygon{hint}"))
     gdf = gdf[~nonpoly]
     gdf, dropped = repair_geometries(gdf, source=source)
     notes.extend(dropped)
@@ -234,20 +235,20 @@ def read_sites(
         if sid is None:
             sid = site_id_from_geometry(geom)
             if id_field:
-                notes.append(f"{source}: feature {idx} has no {id_field}; using {sid}")
+                notes.append(FeatureNote(source, str(idx), f"has no {id_field}; using {sid}", dropped=False))
         if sid in seen:
             seen[sid] += 1
             new = f"{sid}-{seen[sid]}"
-            notes.append(f"{source}: duplicate site id {sid!r} (feature {idx}); renamed {new!r}")
+            notes.append(FeatureNote(source, str(idx), f"repeats site id {sid!r}; renamed {new!r}", dropped=False))
             sid = new
         else:
             seen[sid] = 1
         try:
             sites.append(make_site(sid, geom, res=res, attrs=rec))
         except InputError as exc:
-            notes.append(f"{source}: feature {idx}: {exc}; dropped")
-    for line in notes[:NOTES_SHOWN]:
-        warnings.warn(line, stacklevel=2)
+            notes.append(FeatureNote(source, str(idx), f"cannot be a site ({exc})"))
+    for note in notes[:NOTES_SHOWN]:
+        warnings.warn(str(note), stacklevel=2)
     if len(notes) > NOTES_SHOWN:  # a real layer can drop hundreds of empty features: one line for the rest
         warnings.warn(f"{source}: {len(notes) - NOTES_SHOWN} more dropped or renamed features (all of them are "
                       "in the returned notes and the run's report)", stacklevel=2)

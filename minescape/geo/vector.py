@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,26 +69,41 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
 
 
-def repair_geometries(gdf: gpd.GeoDataFrame, *, source: str = "layer") -> tuple[gpd.GeoDataFrame, list[str]]:
+@dataclass(frozen=True)
+class FeatureNote:
+    """What reading a vector layer did to one feature, as a value: ``feature`` (its index in ``source``, the file
+    and layer) ``what`` (e.g. ``has empty geometry``), and whether it was ``dropped``. ``str()`` is the warning
+    line: ``sites.gpkg: feature 2 has empty geometry; dropped``."""
+
+    source: str
+    feature: str
+    what: str
+    dropped: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.source}: feature {self.feature} {self.what}" + ("; dropped" if self.dropped else "")
+
+
+def repair_geometries(gdf: gpd.GeoDataFrame, *, source: str = "layer") -> tuple[gpd.GeoDataFrame, list[FeatureNote]]:
     """Make geometries valid (``shapely.make_valid``, keeping polygonal parts) and drop empty ones.
 
-    Returns the repaired frame (index preserved) and one warning line per dropped feature.
+    Returns the repaired frame (index preserved) and a note per dropped feature.
     """
     geoms = gdf.geometry.values
-    dropped: list[str] = []
+    dropped: list[FeatureNote] = []
     fixed = []
     keep = np.ones(len(gdf), dtype=bool)
     for i, geom in enumerate(geoms):
         if geom is None or geom.is_empty:
             keep[i] = False
-            dropped.append(f"{source}: feature {gdf.index[i]} has empty geometry; dropped")
+            dropped.append(FeatureNote(source, str(gdf.index[i]), "has empty geometry"))
             fixed.append(geom)
             continue
         if not geom.is_valid:
             geom = _polygonal(shapely.make_valid(geom))
             if geom.is_empty:
                 keep[i] = False
-                dropped.append(f"{source}: feature {gdf.index[i]} has no area after repair; dropped")
+                dropped.append(FeatureNote(source, str(gdf.index[i]), "has no area after repair"))
         fixed.append(geom)
     out = gdf.copy()
     import geopandas as gpd

@@ -32,6 +32,7 @@ from minescape.dcm.options import DcmOptions
 from minescape.dcm.site import SiteDcm, is_delivery, read_site_dcm
 from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.raster import Raster, write_raster
+from minescape.geo.vector import FeatureNote
 from minescape.imagery.composite import Composite, annual_composite
 from minescape.imagery.settings import ImagerySettings, make_source, resolve_method
 from minescape.imagery.sources import ImagerySource, LocalSource, StacSource
@@ -322,9 +323,6 @@ def _inputs_fingerprint(scenes: Sequence[SceneRef], dcm_dh, dcm_year, classifier
     return fingerprint([p for p in paths if p.exists()])
 
 
-_DROPPED = re.compile(r"feature (?P<idx>\S+) (?P<why>.*); dropped$")
-
-
 def build_units(sites: Sequence[Site], scenes: Sequence[SceneRef], dcm_dh, dcm_year, out_dir, *,
                 classifier: str | Path, config: dict, stac: StacQuery | None = None) -> list[Unit]:
     """One :class:`~minescape.runner.Unit` per site (picklable args, fingerprint of inputs + config); with
@@ -391,10 +389,9 @@ def classify_sites(
     refs = discover_scenes(scenes, exclude=run_outputs(out_dir)) if stac is None else []
     units = build_units(sites, refs, dcm_dh, dcm_year, out_dir, classifier=classifier, config=cfg, stac=stac)
     summary = run_units(units, classify_site, description="classify sites", executor=executor)
-    for line in notes:
-        m = _DROPPED.search(line)
-        if m:
-            summary.failed[f"feature {m.group('idx')}"] = m.group("why")
+    for note in notes:
+        if note.dropped:
+            summary.failed[f"feature {note.feature}"] = note.what
     if dcm_year is None and is_delivery(dcm_dh):  # files in the DCM delivery that are not tiles
         for problem in dcm_index(dcm_dh).problems:
             summary.failed[f"dcm {problem.path.name}"] = problem.reason
@@ -465,7 +462,7 @@ def select_sites(sites: list[Site], site_ids: Sequence[str] | None, *, path) -> 
 
 
 def write_run_files(out_dir: Path, sites: Sequence[Site], summary: RunSummary, *, config: dict, classifier: str,
-                    notes: Sequence[str], source: dict | None = None) -> None:
+                    notes: Sequence[FeatureNote], source: dict | None = None) -> None:
     """``OUT/sites.json`` (per site: id, year, rule, status, reason) and ``OUT/report/run.json``.
 
     ``source`` (``{"sites": path, "layer", "id_field"}``, and ``point_buffer_m`` for sites drawn around points)
@@ -493,7 +490,7 @@ def write_run_files(out_dir: Path, sites: Sequence[Site], summary: RunSummary, *
     atomic_write_text(out_dir / "sites.json", json.dumps(rows, indent=1))
     run = {"classifier": classifier, "config": config, "sites": len(rows),
            "ok": sum(r["status"] == "ok" for r in rows), "failed": {k: v for k, v in summary.failed.items()},
-           "read_notes": list(notes), "source": source, "results": summary.results}
+           "read_notes": [str(n) for n in notes], "source": source, "results": summary.results}
     atomic_write_text(out_dir / "report" / "run.json", json.dumps(run, indent=1, default=str))
     # wall time is not reproducible: it lives in its own log, never in sites.json or run.json
     atomic_write_text(out_dir / "report" / "timings.json",

@@ -256,7 +256,7 @@ def make_products(map_path: str | Path, admin, out_dir: str | Path, *, legend: L
     with open_raster(map_path) as src:
         map_crs = src.crs
     gdf_map = gdf.to_crs(map_crs) if map_crs is not None and gdf.crs is not None else gdf
-    summary = ProductsSummary(out=out, notes=list(notes))
+    summary = ProductsSummary(out=out, notes=[str(n) for n in notes])
     units: list[Unit] = []
     names_of: dict[str, tuple[str, str, str]] = {}
     for idx, row in gdf_map.iterrows():
