@@ -19,6 +19,17 @@ CHANGE_RASTERS: tuple[tuple[str, str, Style], ...] = (
 )
 
 
+# tags of a deep model's change_probability.tif the report shows, with their labels
+PREDICT_TAGS: tuple[tuple[str, str], ...] = (
+    ("arch", "arch"),
+    ("threshold", "threshold"),
+    ("model", "model"),
+    ("cloud_mask", "cloud mask"),
+    ("coregistration_shift_px", "co-registration shift (px)"),
+    ("scene_notes", "scene notes"),
+)
+
+
 def collect_change(folder: Path, *, title: str) -> Section:
     """The section of a change output folder: overlays of the rasters present, detect.json's figures."""
     sec = Section(title=title, kind="change", folder=folder)
@@ -38,7 +49,7 @@ def collect_change(folder: Path, *, title: str) -> Section:
                 tags = src.tags()
         except rasterio.errors.RasterioIOError:
             tags = {}
-        sec.facts += [(k, tags[k]) for k in ("arch", "threshold", "model") if tags.get(k)]
+        sec.facts += [(label, tags[k]) for k, label in PREDICT_TAGS if tags.get(k)]
     if not (folder / "change_mask.tif").exists():
         sec.missing.append(Missing(f"{title}: change_mask.tif", "not found (the run did not finish?)"))
     stats_path = folder / "detect.json"

@@ -103,6 +103,8 @@ def test_change_predict_notes_a_contradicted_offset(stac_region, tmp_path):
                 assert "scene_notes" not in tags
     assert "note: " in outputs["wrong"] and "cannot carry the baseline-04.00 offset" in outputs["wrong"]
     assert (tmp_path / "o_wrong" / "report.html").exists() and "report: " in outputs["wrong"]  # as change detect
+    html = (tmp_path / "o_wrong" / "report.html").read_text()
+    assert "scene notes" in html and "cannot carry the baseline-04.00 offset" in html
     assert "note: " not in outputs["plain"]
     assert np.isfinite(probs["plain"]).mean() > 0.5
     np.testing.assert_allclose(probs["wrong"], probs["plain"], rtol=0, atol=1e-6, equal_nan=True)
