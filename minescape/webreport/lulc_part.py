@@ -25,6 +25,7 @@ from minescape.webreport.overlay import Overlay, render_overlay
 # result keys that, when a pipeline records them, the popup shows as they are
 EXTRA_KEYS = ("composite", "n_scenes", "scenes", "clear_observations", "imagery_notes")
 FAILED_COLOR = "#7f7f7f"
+NOTES_LISTED = 200  # imagery notes in the run's table (every site's are in its popup and run.json)
 
 
 def _read_json(path: Path, what: str, missing: list[Missing]):
@@ -155,6 +156,7 @@ def collect_lulc(folder: Path, report_dir: Path, *, title: str) -> Section:
     geom_list: list[shapely.Geometry] = []
     overlays: dict[str, Overlay] = {}
     failures: list[tuple] = []
+    imagery_notes: list[tuple] = []
     area_total: Counter = Counter()
     years: Counter = Counter()
     rules: Counter = Counter()
@@ -165,6 +167,7 @@ def collect_lulc(folder: Path, report_dir: Path, *, title: str) -> Section:
         res = results.get(sid) if isinstance(results.get(sid), dict) else {}
         if status != "ok":
             failures.append((sid, status, r.get("reason") or ""))
+        imagery_notes += [(sid, str(n)) for n in (res.get("imagery_notes") or [])]
         if sid.startswith("feature ") and sid not in geoms:
             continue  # a feature dropped while reading: no geometry, listed under failures
         map_path = folder / r["map"] if r.get("map") else None
@@ -259,6 +262,18 @@ def collect_lulc(folder: Path, report_dir: Path, *, title: str) -> Section:
                 ("site", "status", "reason"),
                 tuple(failures),
                 note="; ".join(map(str, run.get("read_notes") or []))[:2000],
+            )
+        )
+    if imagery_notes:  # what reading the imagery decided (e.g. an offset the pixels contradict), site by site
+        sites_with = len({sid for sid, _ in imagery_notes})
+        sec.tables.append(
+            Table(
+                "Imagery notes",
+                ("site", "note"),
+                tuple(imagery_notes[:NOTES_LISTED]),
+                note=f"{sites_with} site(s) with notes"
+                + (f"; the first {NOTES_LISTED} of {len(imagery_notes)} listed (all in report/run.json)"
+                   if len(imagery_notes) > NOTES_LISTED else ""),
             )
         )
     metrics = folder / "report" / "metrics.json"

@@ -58,6 +58,7 @@ def test_contradicted_offset_is_noted_per_site_and_undone(stac_region, tmp_path)
         np.testing.assert_array_equal(a, b)
         html = (tmp_path / f"{composite}_wrong" / "report.html").read_text()
         assert "imagery_notes" in html and "cannot carry the baseline-04.00 offset" in html
+        assert "Imagery notes" in html and "1 site(s) with notes" in html  # the run's table, beside the popups
 
 
 def test_change_predict_notes_a_contradicted_offset(stac_region, tmp_path):
