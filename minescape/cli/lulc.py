@@ -223,6 +223,43 @@ def _f(v) -> str:
     return "  -  " if v is None else f"{v:.3f}"
 
 
+@app.command("scenes")
+@handle_errors
+def scenes_cmd(
+    sites: Path = typer.Argument(..., help="Mining-area polygons (GPKG, GeoJSON, Shapefile)."),
+    out: Path = typer.Argument(..., help="CSV to write: per site its year and the scenes of that year."),
+    scenes: Optional[list[Path]] = ScenesOpt,
+    dcm: Path = DcmOpt,
+    dcm_year: Optional[Path] = DcmYearOpt,
+    dcm_map: str = DcmMapOpt,
+    dcm_max_hai: float = DcmHaiOpt,
+    dcm_keep_cim: Optional[list[int]] = DcmCimOpt,
+    stac: StacOpt = None,
+    collection: CollectionOpt = None,
+    max_cloud: MaxCloudOpt = 20.0,
+    composite: CompositeOpt = "auto",
+    layer: Optional[str] = typer.Option(None, "--layer", help="Layer of a multi-layer GPKG."),
+    id_field: Optional[str] = typer.Option(None, "--id-field", help="Field holding site ids."),
+    site: Optional[list[str]] = typer.Option(None, "--site", help="Only this site id (repeatable)."),
+    point_buffer: Optional[float] = PointBufferOpt,
+) -> None:
+    """Plan a classify run without reading imagery: per site, its year (from the DCM) and the scenes of that year
+    a run would consider (a STAC search, or the local scenes over it), with dates and cloud cover; sites that would
+    fail, and why."""
+    from minescape.atomic import atomic_write_text
+    from minescape.lulc.scene_plan import plan_csv, plan_run, summary_line
+
+    scenes = check_scenes(scenes, stac)
+    cfg = {**imagery_config(composite, max_cloud, None), **_dcm_config(dcm_map, dcm_max_hai, dcm_keep_cim, "default")}
+    plans, notes = plan_run(sites, scenes, dcm, dcm_year, config=cfg, layer=layer, id_field=id_field,
+                            site_ids=site or None, stac=stac_query(stac, collection, max_cloud),
+                            point_buffer_m=point_buffer)
+    atomic_write_text(out, plan_csv(plans))
+    typer.echo(f"{out}: {summary_line(plans)}")
+    print_failures([p.problem for p in plans if p.problem] + [str(n) for n in notes if n.dropped],
+                   word="no imagery", record=out)
+
+
 @app.command("rules")
 @handle_errors
 def rules_cmd() -> None:

@@ -108,6 +108,20 @@ class SiteInputs:
         return str(self.year.year) if self.composite is not None else self.scene.date.isoformat()  # type: ignore
 
 
+def site_dcm_year(site: Site, dcm_dh: str | Path | None, dcm_year: str | Path | None, *,
+                  config: dict) -> tuple[SiteYear, SiteDcm | None]:
+    """The site's year (the DCM's later acquisition, :func:`minescape.sites.site_year` rules) and, from a DLR
+    delivery, its DCM layers read on the site grid (None for the two-raster form). InputError = one-line reason."""
+    sdcm = None
+    if dcm_year is None and is_delivery(dcm_dh):  # DLR tiles: change, DATE and quality layers together
+        sdcm = read_site_dcm(dcm_dh, site, DcmOptions.from_config(config))
+    elif dcm_year is None:
+        raise InputError(f"site {site.id}: no DCM year raster given")
+    if dcm_dh is None:
+        raise InputError(f"site {site.id}: no DEM-change raster given")
+    return (sdcm.year if sdcm is not None else site_year(site, dcm_year)), sdcm
+
+
 def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | None, dcm_year: str | Path | None,
                  *, config: dict, source: ImagerySource | None = None) -> SiteInputs:
     """Year, imagery (clearest scene or annual composite), clipped stack and DEM change, features for one site
@@ -116,14 +130,7 @@ def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | No
     ``source`` (a STAC catalogue) gives the imagery; without it ``scenes`` (local) do. ``config["composite"]``
     picks the method (``auto``: median from a catalogue, the clearest local scene otherwise).
     """
-    sdcm = None
-    if dcm_year is None and is_delivery(dcm_dh):  # DLR tiles: change, DATE and quality layers together
-        sdcm = read_site_dcm(dcm_dh, site, DcmOptions.from_config(config))
-    elif dcm_year is None:
-        raise InputError(f"site {site.id}: no DCM year raster given")
-    if dcm_dh is None:
-        raise InputError(f"site {site.id}: no DEM-change raster given")
-    year = sdcm.year if sdcm is not None else site_year(site, dcm_year)
+    year, sdcm = site_dcm_year(site, dcm_dh, dcm_year, config=config)
     inside = site.mask()
     method = resolve_method(config.get("composite", "auto"), from_catalogue=isinstance(source, StacSource))
     comp = None
