@@ -159,10 +159,10 @@ def scan_reads(cache_mb: int | None = None) -> rasterio.Env:
 
     A pass reads each block once (a haloed pass reads a block row again, far less than 128 MB), so GDAL's
     default cache, 5 % of the RAM, only fills with blocks that are never read again, and a process's memory grew
-    with the raster up to that size: ``map sample`` over the 1.3-gigapixel WorldCover tile peaked at 1,466 MB on
-    this 24 GB machine (1,287 MB of it cached blocks), 288 MB with the cap, in the same time. The price: a second
-    pass over the same raster decodes its blocks again (``bench_maps.py --only scan``: three passes over the
-    WorldCover tiles 1,620 -> 404 MB, 20.0 -> 23.1 s).
+    with the raster up to that size: ``map sample`` over the 1.3-gigapixel WorldCover tile peaked at 1,467 MB on
+    this 24 GB machine, 359 MB with the cap, in the same time (7.5 vs 6.3 s). The price, where a process passes
+    over the same raster again while the default cache still held it: its blocks are decoded again
+    (``bench_maps.py --only scan``: three passes over the WorldCover tiles 1,620 -> 404 MB, 20.0 -> 23.1 s).
     """
     if cache_mb is None and "GDAL_CACHEMAX" in os.environ:  # the user's setting wins
         return rasterio.Env()
