@@ -111,7 +111,8 @@ def error_codes(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 def evaluate_files(pred: str | Path, truth: str | Path, *, pred_encoding: str = "auto",
-                   truth_encoding: str = "auto", window: int = 2048, errors: str | Path | None = None) -> ChangeScores:
+                   truth_encoding: str = "auto", window: int = 2048,
+                   errors: str | Path | None = None) -> ChangeScores:
     """Score a prediction file against a truth file, window by window (memory: one window).
 
     Both may use any binary encoding (declared, or detected from the values present; file nodata is
@@ -151,8 +152,8 @@ def evaluate_files(pred: str | Path, truth: str | Path, *, pred_encoding: str = 
             common_grid(grid, Grid(src.crs, src.transform, src.width, src.height), names=(str(truth), str(pred)))
     matrix = np.zeros((2, 2), dtype=np.int64)
     tags = {"PREDICTION": str(pred), "REFERENCE": str(truth), "UNITS": "change_errors class code"}
-    writer = (open_writer(errors, out_grid, count=1, dtype="uint8", nodata=CHANGE_ERRORS.nodata, legend=CHANGE_ERRORS,
-                          tags=tags) if errors is not None else contextlib.nullcontext())
+    writer = (open_writer(errors, out_grid, count=1, dtype="uint8", nodata=CHANGE_ERRORS.nodata,
+                          legend=CHANGE_ERRORS, tags=tags) if errors is not None else contextlib.nullcontext())
     with scan_reads(), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)  # an error map of two files without a CRS
         with writer as dst:

@@ -250,7 +250,8 @@ def scenes_cmd(
     from minescape.lulc.scene_plan import plan_csv, plan_run, summary_line
 
     scenes = check_scenes(scenes, stac)
-    cfg = {**imagery_config(composite, max_cloud, None), **_dcm_config(dcm_map, dcm_max_hai, dcm_keep_cim, "default")}
+    cfg = {**imagery_config(composite, max_cloud, None),
+           **_dcm_config(dcm_map, dcm_max_hai, dcm_keep_cim, "default")}
     plans, notes = plan_run(sites, scenes, dcm, dcm_year, config=cfg, layer=layer, id_field=id_field,
                             site_ids=site or None, stac=stac_query(stac, collection, max_cloud),
                             point_buffer_m=point_buffer)

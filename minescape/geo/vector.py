@@ -84,7 +84,8 @@ class FeatureNote:
         return f"{self.source}: feature {self.feature} {self.what}" + ("; dropped" if self.dropped else "")
 
 
-def repair_geometries(gdf: gpd.GeoDataFrame, *, source: str = "layer") -> tuple[gpd.GeoDataFrame, list[FeatureNote]]:
+def repair_geometries(gdf: gpd.GeoDataFrame, *,
+                      source: str = "layer") -> tuple[gpd.GeoDataFrame, list[FeatureNote]]:
     """Make geometries valid (``shapely.make_valid``, keeping polygonal parts) and drop empty ones.
 
     Returns the repaired frame (index preserved) and a note per dropped feature.

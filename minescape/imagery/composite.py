@@ -113,8 +113,8 @@ def reduce_observations(observations: Sequence[Observation], grid: Grid, bands: 
     notes = tuple(n for o in obs for n in o.notes)
     unclear = [o.id for o in obs if not o.clear.any()]
     if unclear:  # one line, not one per scene: a cloudy year can have dozens
-        notes += (f"{len(unclear)} of {len(obs)} scenes had no clear pixel here (not used): {', '.join(unclear[:3])}"
-                  f"{', ...' if len(unclear) > 3 else ''}",)
+        shown = ", ".join(unclear[:3]) + (", ..." if len(unclear) > 3 else "")
+        notes += (f"{len(unclear)} of {len(obs)} scenes had no clear pixel here (not used): {shown}",)
     raster = Raster(data, grid.crs, grid.transform, np.nan, tuple(bands))
     counts = Raster(count[np.newaxis], grid.crs, grid.transform, None, ("CLEAR_COUNT",))
     used = tuple(o.id for o in obs) if method != "clearest" else (obs[best].id,)

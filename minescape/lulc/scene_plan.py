@@ -56,7 +56,8 @@ class SitePlan:
     def row(self) -> dict[str, object]:
         """The CSV row (:data:`COLUMNS`)."""
         known = [c for c in self.clouds if c is not None]
-        return {"site_id": self.site_id, "year": self.year, "year_rule": self.year_rule, "n_scenes": len(self.scenes),
+        return {"site_id": self.site_id, "year": self.year, "year_rule": self.year_rule,
+                "n_scenes": len(self.scenes),
                 "first_date": min(self.dates).isoformat() if self.dates else None,
                 "last_date": max(self.dates).isoformat() if self.dates else None,
                 "min_cloud": round(min(known), 2) if known else None, "scenes": " ".join(self.scenes),

@@ -31,7 +31,8 @@
     [["composite", "composite"], ["n_scenes", "scenes in composite"], ["scenes", "scenes used"],
      ["clear_observations", "clear observations"], ["imagery_notes", "imagery notes"]].forEach(function (k) {
       var v = p[k[0]];
-      if (v !== undefined && v !== null) h += row(k[1], Array.isArray(v) ? v.join(k[0] === "imagery_notes" ? "; " : ", ") : v);
+      var sep = k[0] === "imagery_notes" ? "; " : ", ";  // notes hold commas of their own
+      if (v !== undefined && v !== null) h += row(k[1], Array.isArray(v) ? v.join(sep) : v);
     });
     h += row("largest class", p.dominant) + "</table>";
     var names = Object.keys(p.areas || {});
