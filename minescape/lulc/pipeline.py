@@ -412,6 +412,21 @@ def classify_sites(
     return summary
 
 
+def sites_and_imagery(sites_path: str | Path, scenes: Sequence[str | Path], stac: StacQuery | None, config: dict,
+                      *, layer: str | None = None, id_field: str | None = None,
+                      site_ids: Sequence[str] | None = None, point_buffer_m: float | None = None,
+                      ) -> tuple[list[Site], list[FeatureNote], list[SceneRef], ImagerySource | None]:
+    """The sites chosen from ``sites_path`` (with the notes of features changed or dropped while reading them),
+    the local scenes (none with ``stac``) and the catalogue source of ``stac`` under ``config``'s imagery settings
+    (None for local scenes): what training and planning read before their per-site work."""
+    sites, notes = read_sites(sites_path, layer=layer, id_field=id_field, point_buffer_m=point_buffer_m)
+    sites = select_sites(sites, site_ids, path=sites_path)
+    refs = discover_scenes(scenes) if stac is None else []
+    source = None if stac is None else make_source({"source": stac.source, "collection": stac.collection}, [],
+                                                   ImagerySettings.from_dict(config["imagery"]))
+    return sites, notes, refs, source
+
+
 def run_outputs(out_dir: Path) -> list[Path]:
     """What a ``classify_sites`` run owns in ``out_dir``: ``maps/``, ``report/``, ``sites.json``."""
     return [out_dir / "maps", out_dir / "report", out_dir / "sites.json"]
@@ -552,11 +567,8 @@ def train_from_sites(
         raise ConfigError(f"--rounds and --per-class must be >= 1 (got {rounds} and {per_class})")
     rules = load_rules(cfg["rules"])
     check_dcm(dcm_dh, dcm_year)
-    sites, _ = read_sites(sites_path, layer=layer, id_field=id_field, point_buffer_m=point_buffer_m)
-    sites = select_sites(sites, site_ids, path=sites_path)
-    refs = discover_scenes(scenes) if stac is None else []
-    source = None if stac is None else make_source({"source": stac.source, "collection": stac.collection}, [],
-                                                   ImagerySettings.from_dict(cfg["imagery"]))
+    sites, _, refs, source = sites_and_imagery(sites_path, scenes, stac, cfg, layer=layer, id_field=id_field,
+                                               site_ids=site_ids, point_buffer_m=point_buffer_m)
     label_src = None
     if labels is not None:
         label_src = read_vector_labels(labels, class_field=class_field, layer=labels_layer) if is_vector(labels) \

@@ -22,7 +22,7 @@ from pathlib import Path
 from minescape.errors import InputError
 from minescape.geo.vector import FeatureNote
 from minescape.imagery.local_scenes import SceneRef
-from minescape.imagery.settings import ImagerySettings, resolve_method
+from minescape.imagery.settings import resolve_method
 from minescape.imagery.sources import ImagerySource, LocalSource, StacSource
 from minescape.imagery.stac_search import StacQuery
 from minescape.sites import Site
@@ -119,18 +119,12 @@ def plan_run(sites_path: str | Path, scenes: Sequence[str | Path], dcm_dh: str |
              point_buffer_m: float | None = None) -> tuple[list[SitePlan], list[FeatureNote]]:
     """The plan of a ``classify_sites`` run with the same inputs (same config, same site reading), and the notes
     of features changed or dropped while reading the sites."""
-    from minescape.imagery.local_scenes import discover_scenes
-    from minescape.imagery.settings import make_source
-    from minescape.lulc.pipeline import check_dcm, make_config, select_sites, with_stac_defaults
-    from minescape.sites import read_sites
+    from minescape.lulc.pipeline import check_dcm, make_config, sites_and_imagery, with_stac_defaults
 
     cfg = with_stac_defaults(make_config(config), stac, None)  # an unreachable catalogue: InputError here
     check_dcm(dcm_dh, dcm_year)
-    sites, notes = read_sites(sites_path, layer=layer, id_field=id_field, point_buffer_m=point_buffer_m)
-    sites = select_sites(sites, site_ids, path=sites_path)
-    refs = discover_scenes(scenes) if stac is None else []
-    source = None if stac is None else make_source({"source": stac.source, "collection": stac.collection}, [],
-                                                   ImagerySettings.from_dict(cfg["imagery"]))
+    sites, notes, refs, source = sites_and_imagery(sites_path, scenes, stac, cfg, layer=layer, id_field=id_field,
+                                                   site_ids=site_ids, point_buffer_m=point_buffer_m)
     return plan_scenes(sites, refs=refs, source=source, dcm_dh=dcm_dh, dcm_year=dcm_year, config=cfg), notes
 
 
