@@ -142,14 +142,15 @@ def evaluate_files(pred: str | Path, truth: str | Path, *, pred_encoding: str = 
     with open_raster(truth) as src:
         grid = Grid(src.crs, src.transform, src.width, src.height)
     with open_raster(pred) as src:
-        direct = src.crs is None or grid.crs is None  # no georeferencing: pixel-aligned by size only
-        # the error map's grid: the truth's, or the prediction's where only it is georeferenced (OSCD's labels)
-        out_grid = Grid(src.crs, src.transform, src.width, src.height) if grid.crs is None and src.crs else grid
-        if direct and (src.height, src.width) != grid.shape:
-            raise InputError(f"is {src.height}x{src.width} pixels and the truth {truth.name} "
-                             f"{grid.height}x{grid.width}, and one has no CRS: cannot align them", path=pred)
-        if not direct:  # NoOverlapError naming both files when the footprints are disjoint
-            common_grid(grid, Grid(src.crs, src.transform, src.width, src.height), names=(str(truth), str(pred)))
+        pgrid = Grid(src.crs, src.transform, src.width, src.height)
+    direct = pgrid.crs is None or grid.crs is None  # no georeferencing: pixel-aligned by size only
+    # the error map's grid: the truth's, or the prediction's where only it is georeferenced (OSCD's labels)
+    out_grid = pgrid if grid.crs is None and pgrid.crs else grid
+    if direct and pgrid.shape != grid.shape:
+        raise InputError(f"is {pgrid.height}x{pgrid.width} pixels and the truth {truth.name} "
+                         f"{grid.height}x{grid.width}, and one has no CRS: cannot align them", path=pred)
+    if not direct:  # NoOverlapError naming both files when the footprints are disjoint
+        common_grid(grid, pgrid, names=(str(truth), str(pred)))
     matrix = np.zeros((2, 2), dtype=np.int64)
     tags = {"PREDICTION": str(pred), "REFERENCE": str(truth), "UNITS": "change_errors class code"}
     writer = (open_writer(errors, out_grid, count=1, dtype="uint8", nodata=CHANGE_ERRORS.nodata,
@@ -193,6 +194,12 @@ def match_files(pred_dir: str | Path, truth_dir: str | Path) -> list[tuple[str, 
     return [(k, preds[k], truths[k]) for k in common]
 
 
+def compares_folders(pred: str | Path, truth: str | Path) -> bool:
+    """Whether :func:`evaluate_paths` compares folders (per image, error maps ``<errors>/<name>.tif``) rather
+    than two files."""
+    return Path(pred).is_dir() or Path(truth).is_dir()
+
+
 def evaluate_paths(pred: str | Path, truth: str | Path, *, pred_encoding: str = "auto",
                    truth_encoding: str = "auto", names: Sequence[str] | None = None,
                    errors: str | Path | None = None) -> Evaluation:
@@ -206,7 +213,7 @@ def evaluate_paths(pred: str | Path, truth: str | Path, *, pred_encoding: str = 
     from minescape.atomic import prune
 
     pred, truth = Path(pred), Path(truth)
-    folders = pred.is_dir() or truth.is_dir()
+    folders = compares_folders(pred, truth)
     if errors is not None and Path(errors).absolute() in (pred.absolute(), truth.absolute()):
         raise InputError("--errors would overwrite the masks being evaluated; give another "
                          + ("folder" if folders else "file"), path=errors)

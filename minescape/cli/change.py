@@ -232,7 +232,7 @@ def evaluate(
 ) -> None:
     """Precision, recall, F1, IoU (change class), OA and kappa; per image and pooled for folders."""
     from minescape.atomic import atomic_write_text
-    from minescape.change.metrics import evaluate_paths
+    from minescape.change.metrics import compares_folders, evaluate_paths
 
     ev = evaluate_paths(pred, truth, pred_encoding=pred_encoding, truth_encoding=truth_encoding, errors=errors)
     if len(ev.per_image) > 1:
@@ -243,7 +243,7 @@ def evaluate(
     if out is not None:
         atomic_write_text(out, json.dumps(ev.to_dict(), indent=2))
     if errors is not None:
-        typer.echo(f"error maps: {errors}" + ("" if errors.suffix.lower() in (".tif", ".tiff") else "/<name>.tif"))
+        typer.echo(f"error maps: {errors}" + ("/<name>.tif" if compares_folders(pred, truth) else ""))
 
 
 # The deep-learning commands (train, predict, export) live in minescape.cli.change_deep.

@@ -127,6 +127,9 @@ def test_error_maps_count_what_the_scores_count(tmp_path):
     with rasterio.open(tmp_path / "maps" / "x.tif") as src:
         assert np.array_equal(src.read(1), codes)
     assert f"error maps: {tmp_path / 'maps'}/<name>.tif" in res.output
+    res = CliRunner().invoke(app, ["change", "evaluate", str(p), str(t), "--errors", str(tmp_path / "errmap")])
+    assert res.exit_code == 0 and (tmp_path / "errmap").is_file()  # two files: one map, whatever its name
+    assert f"error maps: {tmp_path / 'errmap'}\n" in res.output  # (it said errmap/<name>.tif, by the suffix)
     (tmp_path / "maps" / "gone.tif").write_bytes(b"an error map of an image evaluated before")
     evaluate_paths(tmp_path / "pred", tmp_path / "truth", errors=tmp_path / "maps")
     assert sorted(f.name for f in (tmp_path / "maps").iterdir()) == ["x.tif"]  # the run owns its folder
