@@ -378,8 +378,8 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
         raise
     stats.update(t1=str(Path(t1)), t2=str(Path(t2)), crs=pair.grid.crs.to_string(),
                  width=pair.grid.width, height=pair.grid.height, options=asdict(options))
-    if pair.t1.notes or pair.t2.notes:  # e.g. a catalogue offset the pixels contradict
-        stats["scene_notes"] = [*pair.t1.notes, *pair.t2.notes]
+    if pair.notes:  # e.g. a catalogue offset the pixels contradict
+        stats["scene_notes"] = list(pair.notes)
     atomic_write_text(summary, json.dumps(stats, indent=2, default=str))
     return DetectFiles(mask_path, diff_path, summary, stats)
 

@@ -43,6 +43,11 @@ class Pair:
     grid: Grid
     bands: tuple[str, ...]
 
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What opening the two scenes decided (date 1's notes, then date 2's), for the run to report."""
+        return (*self.t1.notes, *self.t2.notes)
+
 
 def open_pair(t1: str | Path | Scene, t2: str | Path | Scene, *, bands: Sequence[str] | None = None) -> Pair:
     """Describe a pair: check bands, find the common footprint on T1's grid.
@@ -348,9 +353,8 @@ def open_pair_source(t1: str | Path, t2: str | Path, bands: Sequence[str], *,
         r1, r2 = read_pair(pair, window=window, handles=handles)
         return r1.data, r2.data
 
-    notes = (*pair.t1.notes, *pair.t2.notes)
     if not all(stored_on_grid(sc, bands, pair.grid, handles=handles) for sc in (pair.t1, pair.t2)):
-        return PairSource(pair.grid, read_scenes, "Sentinel-2 scenes", notes=notes)
+        return PairSource(pair.grid, read_scenes, "Sentinel-2 scenes", notes=pair.notes)
     scale = tuple((1.0 / QUANTIFICATION, sc.info.radiometric_offset / QUANTIFICATION) for sc in (pair.t1, pair.t2))
 
     def read_dn(window: Window) -> DNWindow | None:
@@ -363,7 +367,7 @@ def open_pair_source(t1: str | Path, t2: str | Path, bands: Sequence[str], *,
         valid = np.logical_not(np.logical_or(bad1, bad2, out=bad1), out=bad1)
         return DNWindow(dn1, dn2, valid, scale)
 
-    return PairSource(pair.grid, read_scenes, "Sentinel-2 scenes", read_dn, notes)
+    return PairSource(pair.grid, read_scenes, "Sentinel-2 scenes", read_dn, pair.notes)
 
 
 def stored_on_grid(scene: Scene, bands: Sequence[str], grid: Grid, *, handles: dict | None = None) -> bool:

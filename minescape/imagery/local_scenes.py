@@ -407,7 +407,7 @@ def checked_offset(scene: Scene) -> Scene:
     import dataclasses
 
     from minescape.geo.handles import borrow
-    from minescape.imagery.window_reader import pixels_carry_offset
+    from minescape.imagery.window_reader import pixels_carry_offset, uncarried_offset_note
 
     if not scene.info.offset or "B02" not in scene.band_files:
         return scene
@@ -419,6 +419,5 @@ def checked_offset(scene: Scene) -> Scene:
         nodata = src.nodata if src.nodata is not None else scene.nodata or 0
     if pixels_carry_offset(dn, nodata=nodata):
         return scene
-    note = (f"{scene.path.name}: DN below 1000 cannot carry the baseline-04.00 offset; read as already offset "
-            "(the item's metadata is wrong for it)")
+    note = uncarried_offset_note(scene.path.name)
     return dataclasses.replace(scene, info=dataclasses.replace(scene.info, offset=0.0), notes=(*scene.notes, note))

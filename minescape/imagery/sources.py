@@ -26,7 +26,7 @@ from minescape.imagery.conventions import SCL, BandAsset, StacScene
 from minescape.imagery.signing import Signer, default_signer
 from minescape.imagery.stac_search import StacQuery, search_scenes
 from minescape.imagery.window_reader import (ReadOptions, WindowCache, pixels_carry_offset, read_window,
-                                             to_reflectance, undo_uncarried_offset)
+                                             to_reflectance, uncarried_offset_note, undo_uncarried_offset)
 
 
 @dataclass(frozen=True)
@@ -136,8 +136,7 @@ class StacSource:
         blue = "B02" if "B02" in dns else None
         if (scene.convention.startswith("earth-search") and blue and assets[blue].offset_dn != 0
                 and not pixels_carry_offset(dns[blue], nodata=assets[blue].nodata)):
-            notes.append(f"{scene.id}: DN below 1000 cannot carry the baseline-04.00 offset; read as already "
-                         "offset (the catalogue's flag is wrong for this item)")
+            notes.append(uncarried_offset_note(scene.id, "the catalogue's flag is wrong for this item"))
             assets = {b: BandAsset(a.band, a.href, a.scale, 0.0, a.nodata) for b, a in assets.items()}
         refl = np.stack([to_reflectance(dns[b], assets[b]) for b in bands])
         clear = scl_ok & np.isfinite(refl).all(axis=0)

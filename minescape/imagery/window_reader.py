@@ -211,8 +211,13 @@ def undo_uncarried_offset(stack: Raster, offset_dn: float | None, name: str) -> 
     if pixels_carry_offset(dn, nodata=0.0):
         return None
     np.subtract(stack.data, np.float32(offset_dn / QUANTIFICATION), out=stack.data)
-    return (f"{name}: DN below 1000 cannot carry the baseline-04.00 offset; read as already offset (the item's "
-            "metadata is wrong for it)")
+    return uncarried_offset_note(name)
+
+
+def uncarried_offset_note(name: str, cause: str = "the item's metadata is wrong for it") -> str:
+    """The note of a scene ``name`` whose blue DN cannot carry the -1000 offset its metadata asks for, read as
+    already offset (every reader that makes this decision reports it in these words)."""
+    return f"{name}: DN below 1000 cannot carry the baseline-04.00 offset; read as already offset ({cause})"
 
 
 def pixels_carry_offset(blue_dn: np.ndarray, *, nodata: float = 0, share: float = 0.25) -> bool:

@@ -86,10 +86,10 @@ def plan_site(site: Site, *, refs: Sequence[SceneRef], source: ImagerySource | N
 def _scenes_of_year(site: Site, year: int, *, refs: Sequence[SceneRef], source: ImagerySource | None,
                     config: dict) -> list[tuple[str, dt.date, float | None]]:
     """``(id, date, cloud)`` of the scenes the run would consider for ``site`` in ``year``."""
-    method = resolve_method(config.get("composite", "auto"), from_catalogue=isinstance(source, StacSource))
     if isinstance(source, StacSource):
         return [(s.id, s.date, s.cloud) for s in source.scenes(site.grid, year)]
-    if method == "clearest":  # the clearest-scene choice: scenes whose footprint covers the site
+    if resolve_method(config.get("composite", "auto"), from_catalogue=False) == "clearest":
+        # the clearest-scene choice: scenes whose footprint covers the site
         from minescape.lulc.scene_index import covering
 
         return [(Path(r.source).name, r.date, r.cloud) for r, _ in covering(refs, site) if r.year == year]
