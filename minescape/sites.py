@@ -53,7 +53,8 @@ class Site:
 
     Attributes:
         id: stable identifier (text).
-        geometry: polygonal geometry in WGS84 longitude/latitude (EPSG:4326), as read (not unwrapped).
+        geometry: polygonal geometry in WGS84 longitude/latitude (EPSG:4326), as read (not unwrapped), but for an
+            invalid ring across the antimeridian, whose longitudes are made continuous before its repair.
         crs: working CRS (UTM zone of the centroid or UPS), metres.
         geometry_utm: the polygon in ``crs`` (metres).
         grid: the site's 10 m grid in ``crs`` covering ``geometry_utm`` (snapped to multiples of the pixel size).
@@ -220,6 +221,7 @@ def read_sites(
         hint = " (--point-buffer METRES makes a site of the disc around each point)" if "Point" in kind else ""
         notes.append(FeatureNote(source, str(gdf.index[pos]), f"is a {kind}, not a polygon{hint}"))
     gdf = gdf[~nonpoly]
+    gdf = _unwrapped_in_degrees(gdf)
     gdf, dropped = repair_geometries(gdf, source=source)
     notes.extend(dropped)
     if len(gdf) and gdf.crs is not None and not CRS.from_user_input(gdf.crs).equals(WGS84):
@@ -253,6 +255,26 @@ def read_sites(
         warnings.warn(f"{source}: {len(notes) - NOTES_SHOWN} more dropped or renamed features (all of them are "
                       "in the returned notes and the run's report)", stacklevel=2)
     return sites, notes
+
+
+def _unwrapped_in_degrees(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """``gdf`` with the longitudes made continuous (:func:`unwrap_longitudes`) in each invalid geometry that
+    crosses the antimeridian, for a layer in degrees (a geographic CRS, or none: taken as WGS84).
+
+    A ring written with wrapped longitudes (179.99 next to -179.99) is invalid in the plane of degrees, and the
+    repair that follows would cut it into pieces spanning the globe and keep the wrong ones (a 300 m disc lost
+    0.6 % of its area that way). Unwrapped first, it is the valid polygon it describes. Valid geometries (a
+    polygon split at 180°, as RFC 7946 asks) stay as read, and so do their geometry ids; layers in metres have no
+    antimeridian to cross."""
+    if not len(gdf) or (gdf.crs is not None and not CRS.from_user_input(gdf.crs).is_geographic):
+        return gdf
+    geoms = gdf.geometry.values
+    across = np.array([g is not None and crosses_antimeridian(g) and not g.is_valid for g in geoms], dtype=bool)
+    if not across.any():
+        return gdf
+    out = gdf.copy()
+    out.loc[across, out.geometry.name] = [unwrap_longitudes(g) for g in geoms[across]]
+    return out
 
 
 def _points_as_discs(gdf: gpd.GeoDataFrame, radius_m: float) -> gpd.GeoDataFrame:

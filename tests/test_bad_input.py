@@ -254,6 +254,30 @@ def test_site_across_the_antimeridian(tmp_path):
     assert area == pytest.approx(site.geometry_utm.area, rel=0.01)
 
 
+def test_a_ring_with_wrapped_longitudes_keeps_its_area(tmp_path):
+    """A polygon written with wrapped longitudes (179.998 next to -179.998 in one ring) is invalid in the plane of
+    degrees; read as a site it has the area of the same disc written with continuous longitudes, not what the
+    planar repair would leave of it."""
+    from minescape.sites import point_disc, read_sites
+
+    disc = point_disc(shapely.Point(179.999, 10.0), 300.0)  # continuous: reaches 180.0017
+    wrapped = shapely.transform(disc, lambda xy: np.c_[((xy[:, 0] + 180.0) % 360.0) - 180.0, xy[:, 1]])
+    assert wrapped.bounds[0] < -179.99 and wrapped.bounds[2] > 179.99 and not wrapped.is_valid
+    truth = geodesic_area([disc])[0]
+    assert geodesic_area([wrapped])[0] == pytest.approx(truth, rel=1e-9)  # the ellipsoid reads either right
+    repaired = shapely.make_valid(wrapped)  # what the repair did before: pieces spanning the globe
+    assert repaired.bounds[2] - repaired.bounds[0] > 359
+    path = tmp_path / "wrapped.gpkg"
+    write_gpkg(gpd.GeoDataFrame({"site_id": ["wrapped", "continuous"]}, geometry=[wrapped, disc], crs=4326), path)
+    (site, ref), notes = read_sites(path)
+    assert not notes
+    assert site.crs == ref.crs and site.crs.to_epsg() == 32660
+    assert site.geometry.is_valid and site.geometry.bounds == pytest.approx(disc.bounds)
+    assert site.geometry_utm.area == pytest.approx(ref.geometry_utm.area, rel=1e-9)
+    assert site.geometry_utm.area == pytest.approx(truth, rel=0.002)  # UTM scale near the zone edge
+    assert site.grid.width * site.grid.res[0] < 1000
+
+
 # ------------------------------------------------------------------------------------ labels with unexpected values
 
 def test_labels_with_unexpected_values(small_region, tmp_path):
