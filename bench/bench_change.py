@@ -11,7 +11,10 @@ summed RSS of its worker processes, never the parent's ``ru_maxrss`` inherited a
 * ``streamed``: ``detect_files`` with 1024-pixel windows in one process: pass 1 writes the difference and
   accumulates the score histogram (Otsu needs the global histogram), pass 2 thresholds and cleans haloed tiles;
 * ``streamed-x2``: the same with ``workers=2`` (windows computed by two processes, written in order);
-* ``streamed-quarter``: one process on the top-left 5490 x 5490 quarter, to show memory does not grow with input.
+* ``streamed-quarter``: one process on the top-left 5490 x 5490 quarter, to show memory does not grow with input;
+* ``streamed-bare`` / ``streamed-x2-bare``: ``streamed`` / ``streamed-x2`` without the outputs' internal
+  overviews (``--no-overviews``): what building them costs (the other streamed cases build them, as the CLI
+  does by default; ``whole`` writes none).
 
 Cases alternate within each of ``--repeat`` rounds (default 3); figures are medians with min and max. The mask
 and difference of ``streamed`` and ``streamed-x2`` must be the same bytes, and the masks of ``whole`` and
@@ -71,8 +74,9 @@ def run_case(case: str, t1: str, t2: str, out: str, window: int) -> dict:
             stats = res.stats
             pixels = pair.grid.width * pair.grid.height
         else:
-            workers = 2 if case.endswith("x2") else 1
-            res = detect_files(t1, t2, out_dir, options=options, window=window, workers=workers)
+            workers = 2 if "x2" in case else 1
+            res = detect_files(t1, t2, out_dir, options=options, window=window, workers=workers,
+                               overviews=not case.endswith("bare"))
             stats = res.stats
             pixels = stats["width"] * stats["height"]
         seconds = time.perf_counter() - t0
@@ -119,7 +123,7 @@ def same_bytes(a: Path, b: Path) -> bool:
     return filecmp.cmp(a, b, shallow=False)
 
 
-CASES = ("streamed", "streamed-x2", "whole", "streamed-quarter")
+CASES = ("streamed", "streamed-x2", "whole", "streamed-quarter", "streamed-bare", "streamed-x2-bare")
 
 
 def main() -> int:
@@ -191,6 +195,11 @@ def main() -> int:
           f"at most x{fmt(two_core_bound(cpu1, cpu2))} on two idle cores (load-independent bound)")
     print(f"streamed / whole: speed x{fmt(ratio(mpix_s('streamed'), mpix_s('whole')))}, peak memory "
           f"x{fmt(ratio(peaks('streamed'), peaks('whole')), digits=3)}; masks identical: {same_masks}")
+    print(f"overviews: streamed / streamed-bare: time x{fmt(ratio(mpix_s('streamed-bare'), mpix_s('streamed')))}, "
+          f"peak memory x{fmt(ratio(peaks('streamed'), peaks('streamed-bare')))}; 2 workers: time "
+          f"x{fmt(ratio(mpix_s('streamed-x2-bare'), mpix_s('streamed-x2')))}")
+    print(f"2 workers / 1 worker without overviews: speed "
+          f"x{fmt(ratio(mpix_s('streamed-x2-bare'), mpix_s('streamed-bare')))}")
     print(f"streamed full / quarter: peak memory x{fmt(ratio(peaks('streamed'), peaks('streamed-quarter')))}; "
           f"streamed peak under 1 GB in every run: {max(peaks('streamed')) < 1024}")
     for case in CASES:

@@ -6,7 +6,7 @@ import rasterio
 from rasterio.windows import Window
 
 from minescape.errors import InputError, MissingInputError
-from minescape.geo.raster import Raster, open_writer, read_raster, write_cog, write_raster
+from minescape.geo.raster import Raster, open_writer, overview_factors, read_raster, write_cog, write_raster
 from minescape.legend import MINING_LULC
 
 
@@ -69,6 +69,42 @@ def test_open_writer_streams_windows(tmp_path, utm_raster):
         dst.write(np.full((1, 17, 13), 2, np.float32), window=Window(10, 0, 13, 17))
     back = read_raster(tmp_path / "s.tif")
     assert back.data[0, 0, 9] == 1 and back.data[0, 0, 10] == 2 and back.grid == grid
+
+
+def test_overview_factors_halve_until_one_block():
+    assert overview_factors(10980, 10980, 256) == [2, 4, 8, 16, 32, 64]  # the coarsest level: 172 px
+    assert overview_factors(600, 257, 256) == [2, 4]
+    assert overview_factors(257, 100, 256) == [2]
+    assert overview_factors(256, 256, 256) == [] and overview_factors(10, 10, 256) == []
+
+
+def test_open_writer_builds_overviews_without_nodata(tmp_path):
+    """Average overviews of a float map leave NaN nodata out; an all-nodata block stays nodata; the same
+    bytes with one or two GDAL threads; nothing without the option."""
+    from affine import Affine
+    from rasterio.crs import CRS
+    from rasterio.enums import Resampling
+
+    from minescape.geo.grid import Grid
+
+    grid = Grid(CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 4000000), 600, 520)
+    data = np.full((520, 600), 4.0, np.float32)
+    data[:, 1::2] = np.nan  # every other column nodata: a 2x average must read 4, not NaN or 2
+    data[:256, :256] = np.nan  # a whole corner nodata
+    for name, ov, threads in (("plain", None, 1), ("ov1", Resampling.average, 1), ("ov2", Resampling.average, 2)):
+        with open_writer(tmp_path / f"{name}.tif", grid, count=1, dtype="float32", nodata=float("nan"),
+                         overviews=ov, threads=threads) as dst:
+            for r0 in range(0, 520, 100):
+                dst.write(data[None, r0:r0 + 100], window=Window(0, r0, 600, min(100, 520 - r0)))
+    with rasterio.open(tmp_path / "plain.tif") as src:
+        assert src.overviews(1) == []
+    with rasterio.open(tmp_path / "ov1.tif") as src:
+        assert src.overviews(1) == [2, 4]
+        half = src.read(1, out_shape=(260, 300))  # GDAL reads the 2x level
+        assert np.isnan(half[:128, :128]).all()
+        assert np.allclose(half[200:, 200:], 4.0)
+        assert np.array_equal(src.read(1), data, equal_nan=True)  # full resolution untouched
+    assert (tmp_path / "ov2.tif").read_bytes() == (tmp_path / "ov1.tif").read_bytes()
 
 
 def test_bad_files_give_one_line_errors(tmp_path):

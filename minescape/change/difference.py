@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from rasterio.enums import Resampling
 from scipy import ndimage
 
 from minescape.atomic import atomic_write_text
@@ -316,7 +317,7 @@ DETECT_PX_PER_S = 1_000_000
 def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options: DetectOptions | None = None,
                  window: int = 1024, progress: bool = False, cache_mb: int = 64,
                  coregister: bool = False, force: bool = False, workers: int | None = 1,
-                 mask_clouds: bool = False) -> DetectFiles:
+                 mask_clouds: bool = False, overviews: bool = True) -> DetectFiles:
     """Streamed change detection of a pair on disk (T2 warped onto T1's grid, common footprint).
 
     With ``coregister``, date 2 is first moved onto date 1 by a sub-pixel translation estimated by phase
@@ -333,7 +334,8 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
 
     Writes (each atomically) ``change_mask.tif`` (uint8 0/1/255, CHANGE colour table),
     ``difference.tif`` (float32, NaN nodata; the signed index difference or the CVA magnitude) and
-    ``detect.json`` (options and statistics). Both rasters are on the pair grid (T1's CRS).
+    ``detect.json`` (options and statistics). Both rasters are on the pair grid (T1's CRS) and, with ``overviews``,
+    carry internal overviews (nearest for the mask, average for the difference) for viewing zoomed out.
 
     With ``mask_clouds``, pixels under a cloud in either date (and its buffer), found by the change of the cirrus
     band B10 where both dates have it (L1C), else by both dates' SCL layers (L2A; clouds and their shadows;
@@ -367,7 +369,8 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
         with scan_reads(int(cache_mb)):
             stats = detect_pair_streamed(pair, mask_path, diff_path, options=options, bands=bands,
                                          window=window, progress=progress, coregister=coregister,
-                                         t2_path=Path(t2), workers=workers, cache_mb=cache_mb, clouds=clouds)
+                                         t2_path=Path(t2), workers=workers, cache_mb=cache_mb, clouds=clouds,
+                                         overviews=overviews)
     except BaseException as exc:
         diff_path.unlink(missing_ok=True)  # no output without its mask: the run owns out_dir
         if isinstance(exc, InputError) and "no valid pixel" in str(exc):
@@ -408,11 +411,12 @@ def all_nodata(path: Path) -> bool:
 def detect_pair_streamed(pair, mask_path: Path, diff_path: Path, *, options: DetectOptions,
                          bands: tuple[str, ...], window: int = 1024, progress: bool = False,
                          coregister: bool = False, t2_path: Path | None = None, workers: int | None = 1,
-                         cache_mb: int = 64, clouds: PairCloudMask | None = None) -> dict:
+                         cache_mb: int = 64, clouds: PairCloudMask | None = None, overviews: bool = False) -> dict:
     """The two streamed passes over a :class:`~minescape.change.pairs.Pair` (see module docs); with
     ``coregister``, date 2 is shifted onto date 1 first (window by window, with a halo). ``workers``
     processes compute windows in parallel; the outputs are the same bytes for any number. ``clouds`` (a
-    :class:`~minescape.change.pair_cloud_mask.PairCloudMask` on the pair grid) makes its pixels nodata."""
+    :class:`~minescape.change.pair_cloud_mask.PairCloudMask` on the pair grid) makes its pixels nodata;
+    ``overviews`` builds both GeoTIFFs' internal overviews."""
     shift, shift_used, tags = None, None, {}
     if coregister:
         from minescape.change.coregister import checked_shift, estimate_reader_shift, needs_shift
@@ -426,7 +430,7 @@ def detect_pair_streamed(pair, mask_path: Path, diff_path: Path, *, options: Det
         tags["cloud_mask"] = clouds.describe()
     job = _PairJob(pair, bands, options, shift_used, cache_mb, clouds)
     stats = _streamed(job, pair.grid, mask_path, diff_path, options=options, n_bands=len(bands),
-                      window=window, progress=progress, tags=tags or None, workers=workers)
+                      window=window, progress=progress, tags=tags or None, workers=workers, overviews=overviews)
     stats["coregistration_shift_px"] = list(shift) if shift is not None else None
     stats["cloud_mask"] = None if clouds is None else {"description": clouds.describe(),
                                                        "masked_fraction": clouds.fraction}
@@ -496,7 +500,7 @@ def _mask_tile(item: tuple) -> tuple[np.ndarray, int, int, int, int]:
 
 def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, options: DetectOptions,
               n_bands: int, window: int, progress: bool, tags: dict[str, str] | None = None,
-              workers: int | None = 1) -> dict:
+              workers: int | None = 1, overviews: bool = False) -> dict:
     """Pass 1: difference by windows + histogram; pass 2: threshold + clean-up by haloed tiles.
 
     Windows are computed by ``workers`` processes (:func:`minescape.parallel.ordered_map`) and written here in
@@ -525,7 +529,8 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
             (process_pool(workers) if workers > 1 else contextlib.nullcontext()) as pool:  # one pool, both passes
         task = bar.add_task("change: difference", total=len(tiles) + len(tiles2), extra="", visible=progress)
         with open_writer(diff_path, grid, count=1, dtype="float32", nodata=float("nan"), band_names=(name,),
-                         blocksize=256, tags=tags, threads=workers) as dst:
+                         blocksize=256, tags=tags, threads=workers,
+                         overviews=Resampling.average if overviews else None) as dst:
             items = ((job, tile.core, top, scores) for tile in tiles)
             for tile, hist in zip(tiles, ordered_map(_diff_window, items, workers=workers, pool=pool)):
                 dst.write(scores.read(tile.core), 1, window=tile.core)  # written in tile order: same bytes
@@ -535,7 +540,8 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
         bar.update(task, description="change: threshold + clean-up")
         n_change = n_valid = n_loss = n_gain = 0
         with open_writer(mask_path, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE,
-                         blocksize=256, tags=tags, threads=workers) as dst:
+                         blocksize=256, tags=tags, threads=workers,
+                         overviews=Resampling.nearest if overviews else None) as dst:
             items = ((scores, tile, thr, options, n_min) for tile in tiles2)
             results = ordered_map(_mask_tile, items, workers=workers, pool=pool)
             for tile, (mask, nc, nv, nl, ng) in zip(tiles2, results):

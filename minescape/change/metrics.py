@@ -133,6 +133,8 @@ def evaluate_files(pred: str | Path, truth: str | Path, *, pred_encoding: str = 
 
     from minescape.change.labels import decode_binary, scan_mask_file
     from minescape.change.pairs import common_grid, read_on_grid
+    from rasterio.enums import Resampling
+
     from minescape.geo.raster import open_raster, open_writer, read_raster, scan_reads
     from minescape.legend import CHANGE_ERRORS
 
@@ -154,7 +156,8 @@ def evaluate_files(pred: str | Path, truth: str | Path, *, pred_encoding: str = 
     matrix = np.zeros((2, 2), dtype=np.int64)
     tags = {"PREDICTION": str(pred), "REFERENCE": str(truth), "UNITS": "change_errors class code"}
     writer = (open_writer(errors, out_grid, count=1, dtype="uint8", nodata=CHANGE_ERRORS.nodata,
-                          legend=CHANGE_ERRORS, tags=tags) if errors is not None else contextlib.nullcontext())
+                          legend=CHANGE_ERRORS, tags=tags, overviews=Resampling.nearest)
+              if errors is not None else contextlib.nullcontext())
     with scan_reads(), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)  # an error map of two files without a CRS
         with writer as dst:

@@ -23,6 +23,7 @@ import geopandas as gpd
 import numpy as np
 import rasterio.features
 import shapely
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from minescape.errors import InputError
@@ -179,7 +180,8 @@ def burn_edits(edited: str | Path, mask: str | Path, out: str | Path, *, layer: 
     geoms = list(gdf.geometry)
     tree = shapely.STRtree(geoms) if geoms else None
     changed = 0
-    with scan_reads(), open_writer(out, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE) as dst:
+    with scan_reads(), open_writer(out, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE,
+                                   overviews=Resampling.nearest) as dst:
         for t in iter_tiles(grid.width, grid.height, size=tile):
             original = read_raster(mask, window=t.core).data[0]
             transform = rasterio.windows.transform(t.core, grid.transform)

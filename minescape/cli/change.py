@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from minescape.cli.common import handle_errors
+from minescape.cli.common import OverviewsOpt, handle_errors
 from minescape.cli.report import NoReportOpt, write_run_report
 from minescape.cli.stac_options import CollectionOpt, CompositeOpt, MaxCloudOpt, MinClearOpt, SclMaskOpt, StacOpt
 
@@ -45,6 +45,7 @@ def detect(
     mask_clouds: bool = typer.Option(False, "--mask-clouds/--no-mask-clouds",
                                      help="Nodata where a date has a cloud: from the change of the cirrus band "
                                           "B10 where both dates have it (L1C), else from their SCL layers (L2A)."),
+    overviews: bool = OverviewsOpt,
     truth: Path | None = typer.Option(None, help="Known change mask: print scores against it."),
     truth_encoding: str = typer.Option("auto", help=ENCODING_HELP),
     force: bool = typer.Option(False, "--force", help="Run even when the pair is estimated to take longer "
@@ -86,7 +87,7 @@ def detect(
     options = DetectOptions(method=method, direction=direction, threshold=threshold, value=value,
                             opening=opening, closing=closing, min_area_m2=min_area, cva_bands=_bands(cva_bands))
     res = detect_files(t1, t2, out, options=options, window=window, progress=True, coregister=coregister,
-                       force=force, workers=workers, mask_clouds=mask_clouds)
+                       force=force, workers=workers, mask_clouds=mask_clouds, overviews=overviews)
     s = res.stats
     if s.get("coregistration_shift_px") is not None:
         dy, dx = s["coregistration_shift_px"]

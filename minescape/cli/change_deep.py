@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from minescape.cli.common import handle_errors
+from minescape.cli.common import OverviewsOpt, handle_errors
 from minescape.cli.report import NoReportOpt, write_run_report
 from minescape.errors import ConfigError
 from minescape.progress import err_console
@@ -178,6 +178,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
                                          help="Write nodata where a date has a cloud: from the change of the "
                                               "cirrus band B10 where both dates have it (L1C), else from their "
                                               "SCL layers (L2A; shadows too)."),
+        overviews: bool = OverviewsOpt,
         report: bool = NoReportOpt,
     ) -> None:
         """Predict a change probability GeoTIFF and a 0/1/255 change mask on the pair's grid.
@@ -192,7 +193,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         models = [load_model(p) for p in paths]
         res = predict_scene(models, t1, t2, out / "change_probability.tif", out / "change_mask.tif", tile=tile,
                             overlap=overlap, threshold=threshold, backend=backend, compute=compute, tta=tta,
-                            coregister=coregister, mask_clouds=mask_clouds)
+                            coregister=coregister, mask_clouds=mask_clouds, overviews=overviews)
         moved = "" if res.shift is None else f", date 2 moved by ({res.shift[0]:+.2f}, {res.shift[1]:+.2f}) px"
         ens = f", ensemble of {res.models} models" if res.models > 1 else ""
         ens += f"; cloud mask: {res.clouds}" if res.clouds else ""

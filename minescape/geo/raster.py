@@ -7,6 +7,7 @@ pixel corners (rasterio convention).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -18,6 +19,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
@@ -341,6 +343,16 @@ def write_cog(
     return path
 
 
+def overview_factors(width: int, height: int, blocksize: int) -> list[int]:
+    """Overview decimation factors 2, 4, 8, ... for a ``width`` x ``height`` raster: halving until the coarsest
+    level fits in one ``blocksize`` block (as GDAL's COG driver does); none for a raster within one block."""
+    factors, f = [], 2
+    while math.ceil(max(width, height) / (f // 2)) > blocksize:
+        factors.append(f)
+        f *= 2
+    return factors
+
+
 @contextlib.contextmanager
 def open_writer(
     path: str | Path,
@@ -355,12 +367,17 @@ def open_writer(
     blocksize: int = 256,
     tags: dict[str, str] | None = None,
     threads: int = 1,
+    overviews: Resampling | None = None,
 ) -> Iterator[rasterio.io.DatasetWriter]:
     """Open a tiled GeoTIFF for window-by-window writing; it appears under ``path`` only on success.
 
     Use for outputs too large to hold in memory: ``dst.write(block, window=w)`` per window. ``threads`` > 1
     compresses blocks in that many GDAL threads (GTiff ``NUM_THREADS``; blocks are still written in order, the
-    file is the same bytes).
+    file is the same bytes). With ``overviews`` (a resampling: ``nearest`` or ``mode`` for classes, ``average`` for
+    continuous values; nodata is left out of averages), internal overviews are built once every window is
+    written, by halving until the coarsest level fits in one block (:func:`overview_factors`), so QGIS draws
+    the whole raster zoomed out without reading it at full resolution. GDAL builds them from the file, block by
+    block (in ``threads`` threads): memory stays bounded.
     """
     fake = Raster(np.zeros((count, 1, 1), dtype=dtype), grid.crs, grid.transform, nodata)
     profile = _profile(fake, tiled=True, compress=compress, blocksize=blocksize, dtype=dtype)
@@ -385,3 +402,9 @@ def open_writer(
                 if all_tags:
                     dst.update_tags(**all_tags)
                 yield dst
+                factors = overview_factors(grid.width, grid.height, blocksize) if overviews is not None else []
+                if factors:
+                    # levels computed on `threads` too; DEFLATE level 1 for the levels (a third of the pixels) takes
+                    # a fifth off their time on a float map, for about the same size
+                    with rasterio.Env(GDAL_NUM_THREADS=max(1, int(threads)), ZLEVEL_OVERVIEW=1):
+                        dst.build_overviews(factors, overviews)

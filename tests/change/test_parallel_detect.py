@@ -31,6 +31,9 @@ def test_two_workers_write_the_same_bytes(small_region, tmp_path, options, coreg
     with rasterio.open(one.mask) as src:
         mask = src.read(1)
         assert src.width > 2 * 96 and src.height > 2 * 96  # several windows each way: the pool had work
+        assert src.overviews(1) == [2]  # built by default (260 px: one level), in one and two GDAL threads
+    with rasterio.open(two.difference) as src:
+        assert src.overviews(1) == [2]
     assert (mask == 1).sum() > 100 and (mask == 0).sum() > 100  # change and no change were both written
     assert _digests(tmp_path / "one") == _digests(tmp_path / "two")
     for out in ("one", "two"):  # the scratch copy of the difference is gone with the run
@@ -49,6 +52,14 @@ def test_cli_threads_option(small_region, tmp_path):
     ref = detect_files(small_region.t1, small_region.t2, tmp_path / "ref", options=DetectOptions(), window=128)
     with rasterio.open(out / "change_mask.tif") as a, rasterio.open(ref.mask) as b:
         assert np.array_equal(a.read(1), b.read(1)) and (a.read(1) == 1).any()
+        assert a.overviews(1) == b.overviews(1) == [2]
+    bare = tmp_path / "bare"
+    res = runner.invoke(app, ["change", "detect", str(small_region.t1), str(small_region.t2), str(bare),
+                              "--window", "128", "--no-overviews", "--no-report"])
+    assert res.exit_code == 0, res.output
+    for name in ("change_mask.tif", "difference.tif"):
+        with rasterio.open(bare / name) as a, rasterio.open(out / name) as b:
+            assert a.overviews(1) == [] and np.array_equal(a.read(1), b.read(1), equal_nan=True)
     for bad in ("0", str(available_cores() + 1)):
         res = runner.invoke(app, ["change", "detect", str(small_region.t1), str(small_region.t2), str(out),
                                   "--threads", bad])

@@ -93,6 +93,26 @@ def test_polygon_clip_and_values_outside_the_legend(tmp_path):
     assert km2 == pytest.approx(np.pi * 0.2**2, rel=0.03)
 
 
+def test_unit_tiles_carry_mode_overviews(tmp_path):
+    """A tile over one block gets internal overviews by the most common class (QGIS draws it zoomed out from
+    them): each 2 x 2 cell holds three pixels of cropland and one of tree cover, so the 2x level is cropland
+    everywhere, which sampling one pixel of each cell would not promise."""
+    import rasterio
+
+    data = np.full((520, 600), 40, dtype=np.uint8)
+    data[1::2, 1::2] = 10
+    r = Raster(data, CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 4100000), 0)
+    path = write_raster(r, tmp_path / "map.tif", legend=WORLDCOVER)
+    units = gpd.GeoDataFrame({"region": ["R"], "province": ["P"], "city": ["All"]},
+                             geometry=[shapely.box(500000, 4094800, 506000, 4100000)], crs=32633)
+    s = make_products(path, units, tmp_path / "out", legend=WORLDCOVER)
+    assert list(s.tiles) == ["R_P_All"]
+    with rasterio.open(tmp_path / "out" / "tiles" / "R_P_All.tif") as src:
+        assert src.overviews(1) == [2, 4]
+        assert np.array_equal(src.read(1), data)  # full resolution as the map
+        assert (src.read(1, out_shape=(260, 300)) == 40).all()
+
+
 def test_admin_layer_without_naming_attributes(geo_map, tmp_path):
     path, _ = geo_map
     units = grid_units((10.0, 45.0, 10.02, 45.015), nx=2, ny=1).rename(columns={"city": "name"})

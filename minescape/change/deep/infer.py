@@ -118,7 +118,7 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
                   overlap: int = DEFAULT_OVERLAP, threshold: float | None = None, backend: str = "torch",
                   onnx_paths: Sequence[Path] | None = None, compute: Compute | None = None,
                   tta: bool | None = None, coregister: bool | None = None,
-                  mask_clouds: bool = False) -> PredictResult:
+                  mask_clouds: bool = False, overviews: bool = True) -> PredictResult:
     """Predict change for a pair (reflectance stacks or Sentinel-2 scenes), streaming strip by strip.
 
     Args:
@@ -140,7 +140,10 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
             the change of Sentinel-2's cirrus band B10 where both dates have it (L1C), else from both dates'
             SCL layers (L2A; clouds and their shadows; :mod:`minescape.change.pair_cloud_mask`). They are not
             counted as valid.
+        overviews: build both GeoTIFFs' internal overviews (average for the probability, nearest for the
+            mask) once they are written, for viewing zoomed out.
     """
+    from rasterio.enums import Resampling
     from rasterio.windows import Window
 
     from minescape.change.pairs import open_pair_source
@@ -227,9 +230,10 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
 
         with open_writer(out_prob, grid, count=1, dtype="float32", nodata=float("nan"),
                          band_names=["change_probability"], tags={**tags, "arch": ref.arch},
-                         threads=io_threads) as dp, \
+                         threads=io_threads, overviews=Resampling.average if overviews else None) as dp, \
                 open_writer(out_mask, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE,
-                            tags=tags, threads=io_threads) as dm, make_progress() as bar:
+                            tags=tags, threads=io_threads,
+                            overviews=Resampling.nearest if overviews else None) as dm, make_progress() as bar:
             task = bar.add_task(f"predict {Path(t1_path).name}", total=len(rows) * len(cols), extra="")
             blend = Blender(1, th, w)
             written = None

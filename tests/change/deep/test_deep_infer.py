@@ -143,6 +143,15 @@ def test_predict_sentinel2_scenes_of_the_synthetic_region(small_region, tmp_path
     truth = read_raster(small_region.truth_change)
     prob = read_raster(res.probability)
     assert prob.shape == truth.shape and prob.transform == truth.transform and prob.crs == truth.crs
+    import rasterio
+
+    for path in (res.probability, res.mask):  # overviews by default (260 px: one level); none when asked
+        with rasterio.open(path) as src:
+            assert src.overviews(1) == [2]
+    bare = predict_scene(model, small_region.t1, small_region.t2, tmp_path / "bare_p.tif", tmp_path / "bare_m.tif",
+                         tile=128, overlap=16, overviews=False)
+    with rasterio.open(bare.probability) as src:
+        assert src.overviews(1) == [] and np.array_equal(src.read(1), prob.data[0], equal_nan=True)
     m13 = saved_model(tmp_path / "m13.pt", ("B10",))
     with pytest.raises(InputError, match=r"missing bands \['B10'\]"):
         predict_scene(m13, small_region.t1, small_region.t2, tmp_path / "p.tif",
