@@ -149,7 +149,7 @@ def clip_unit(unit: Unit) -> dict:
         ugrid = grid.window_grid(window)
         with open_writer(a["out"], ugrid, count=1, dtype="uint8", nodata=legend.nodata, legend=legend,
                          tags={"REGION": str(a["names"][0]), "PROVINCE": str(a["names"][1]),
-                               "CITY": str(a["names"][2])}, overviews=Resampling.mode) as dst:
+                               "CITY": str(a["names"][2])}, overviews=Resampling.nearest) as dst:
             for r0 in range(0, ugrid.height, tile):
                 for c0 in range(0, ugrid.width, tile):
                     h, w = min(tile, ugrid.height - r0), min(tile, ugrid.width - c0)

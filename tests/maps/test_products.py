@@ -93,14 +93,13 @@ def test_polygon_clip_and_values_outside_the_legend(tmp_path):
     assert km2 == pytest.approx(np.pi * 0.2**2, rel=0.03)
 
 
-def test_unit_tiles_carry_mode_overviews(tmp_path):
-    """A tile over one block gets internal overviews by the most common class (QGIS draws it zoomed out from
-    them): each 2 x 2 cell holds three pixels of cropland and one of tree cover, so the 2x level is cropland
-    everywhere, which sampling one pixel of each cell would not promise."""
+def test_unit_tiles_carry_overviews(tmp_path):
+    """A tile over one block gets internal overviews (nearest: the classes QGIS would sample anyway, without
+    reading every pixel): the 2x level of a map of 10 x 10 px class blocks is the same blocks at 5 x 5 px."""
     import rasterio
 
-    data = np.full((520, 600), 40, dtype=np.uint8)
-    data[1::2, 1::2] = 10
+    classes = np.random.default_rng(3).choice([10, 30, 40, 80], size=(52, 60)).astype(np.uint8)
+    data = np.kron(classes, np.ones((10, 10), dtype=np.uint8))  # 520 x 600 px
     r = Raster(data, CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 4100000), 0)
     path = write_raster(r, tmp_path / "map.tif", legend=WORLDCOVER)
     units = gpd.GeoDataFrame({"region": ["R"], "province": ["P"], "city": ["All"]},
@@ -110,7 +109,7 @@ def test_unit_tiles_carry_mode_overviews(tmp_path):
     with rasterio.open(tmp_path / "out" / "tiles" / "R_P_All.tif") as src:
         assert src.overviews(1) == [2, 4]
         assert np.array_equal(src.read(1), data)  # full resolution as the map
-        assert (src.read(1, out_shape=(260, 300)) == 40).all()
+        assert np.array_equal(src.read(1, out_shape=(260, 300)), np.kron(classes, np.ones((5, 5), np.uint8)))
 
 
 def test_admin_layer_without_naming_attributes(geo_map, tmp_path):
