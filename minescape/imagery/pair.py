@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 
 from minescape.errors import InputError
 from minescape.geo.grid import Grid, bounds_in, iter_tiles, utm_crs
@@ -56,9 +57,11 @@ def composite_year(source: ImagerySource, grid: Grid, year: int, path: Path, *, 
     tiles = list(iter_tiles(grid.width, grid.height, size=tile, overlap=0))
     tags = {"DATE": f"{year}-07-01", "COMPOSITE": method, "YEAR": str(year)}
     count_path = path.with_name(f"clear_count_{year}.tif")
-    with open_writer(path, grid, count=len(bands), dtype="uint16", nodata=0, band_names=bands, tags=tags) as dst, \
+    with open_writer(path, grid, count=len(bands), dtype="uint16", nodata=0, band_names=bands, tags=tags,
+                     overviews=Resampling.average) as dst, \
             open_writer(count_path, grid, count=1, dtype="uint16", nodata=None, band_names=["CLEAR_COUNT"],
-                        tags={"YEAR": str(year), "UNITS": "clear observations per pixel"}) as cdst:
+                        tags={"YEAR": str(year), "UNITS": "clear observations per pixel"},
+                        overviews=Resampling.nearest) as cdst:
         for t in tiles:
             tgrid = grid.window_grid(t.core)
             obs = observe_all(source, scenes, tgrid, bands, threads=source.scene_threads)

@@ -156,6 +156,9 @@ def test_change_detect_from_catalogue(stac_region, loopback, tmp_path, monkeypat
     with rasterio.open(out / "composites" / "T1_2017.tif") as a, rasterio.open(out / "composites" / "T2_2024.tif") as b:
         assert a.crs == b.crs and a.transform == b.transform and a.shape == b.shape  # one grid
         assert a.tags()["N_SCENES"] == "3" and a.descriptions[0] == "B02"
+        assert a.overviews(1) == b.overviews(1) != []  # QGIS draws the composites zoomed out from overviews
+    with rasterio.open(out / "change_mask.tif") as m:
+        assert m.overviews(1) != []
 
 
 def _cli(*args: str) -> subprocess.Popen:
