@@ -411,7 +411,7 @@ def all_nodata(path: Path) -> bool:
 def detect_pair_streamed(pair, mask_path: Path, diff_path: Path, *, options: DetectOptions,
                          bands: tuple[str, ...], window: int = 1024, progress: bool = False,
                          coregister: bool = False, t2_path: Path | None = None, workers: int | None = 1,
-                         cache_mb: int = 64, clouds: PairCloudMask | None = None, overviews: bool = False) -> dict:
+                         cache_mb: int = 64, clouds: PairCloudMask | None = None, overviews: bool = True) -> dict:
     """The two streamed passes over a :class:`~minescape.change.pairs.Pair` (see module docs); with
     ``coregister``, date 2 is shifted onto date 1 first (window by window, with a halo). ``workers``
     processes compute windows in parallel; the outputs are the same bytes for any number. ``clouds`` (a
@@ -500,7 +500,7 @@ def _mask_tile(item: tuple) -> tuple[np.ndarray, int, int, int, int]:
 
 def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, options: DetectOptions,
               n_bands: int, window: int, progress: bool, tags: dict[str, str] | None = None,
-              workers: int | None = 1, overviews: bool = False) -> dict:
+              workers: int | None = 1, overviews: bool = True) -> dict:
     """Pass 1: difference by windows + histogram; pass 2: threshold + clean-up by haloed tiles.
 
     Windows are computed by ``workers`` processes (:func:`minescape.parallel.ordered_map`) and written here in
