@@ -37,6 +37,7 @@ from minescape.change.pair_cloud_mask import PairCloudMask
 from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.grid import Grid, iter_tiles
 from minescape.geo.raster import Raster, open_writer, scan_reads
+from minescape.geo.raster_style import diverging_ramp, sequential_ramp, style_path, write_ramp_style
 from minescape.indices import INDICES, index_bands
 from minescape.legend import CHANGE
 
@@ -167,6 +168,28 @@ def threshold_from_histogram(counts: np.ndarray, *, top: float, options: DetectO
     lo, hi = nz[0], nz[-1] + 1
     centers = (np.arange(lo, hi) + 0.5) * width
     return float(threshold_otsu(hist=(counts[lo:hi], centers)))
+
+
+#: share of valid pixels whose score the difference's colour ramp spans (the rest take its end colours)
+DISPLAY_PERCENTILE = 99.5
+
+
+def display_limit(counts: np.ndarray, top: float) -> float:
+    """The score at :data:`DISPLAY_PERCENTILE` of the histogram ``counts`` over ``[0, top]``: the end of the
+    difference's colour ramp, so that a few extreme pixels do not wash out the rest (index units)."""
+    return threshold_from_histogram(counts, top=top, options=DetectOptions(threshold="percentile",
+                                                                            value=DISPLAY_PERCENTILE))
+
+
+def write_difference_style(diff_path: Path, options: DetectOptions, limit: float) -> Path:
+    """``difference.qml`` beside the difference, the style QGIS applies when it opens it: brown (index loss)
+    through white to green (gain) over ``-limit .. +limit`` for an index; yellow to red over ``0 .. limit`` for
+    the CVA magnitude."""
+    if options.method == "CVA":
+        ramp = sequential_ramp(0.0, limit, "change-vector magnitude (reflectance)")
+    else:
+        ramp = diverging_ramp(limit, f"{options.method}(T2) - {options.method}(T1)")
+    return write_ramp_style(diff_path, ramp)
 
 
 def pixel_area_m2(grid: Grid) -> float:
@@ -358,8 +381,8 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
     check_alloc(window * window * 4 * (2 * len(bands) + 6), f"a {window:,} px window")
     plan_run(pair.grid.width, pair.grid.height, px_per_second=DETECT_PX_PER_S, name=str(t1), force=force)
     mask_path, diff_path, summary = out_dir / "change_mask.tif", out_dir / "difference.tif", out_dir / "detect.json"
-    for stale in (mask_path, summary):  # a failed re-run must not leave an old mask beside a new difference
-        stale.unlink(missing_ok=True)
+    for stale in (mask_path, summary, style_path(diff_path)):  # a failed re-run must not leave an old mask
+        stale.unlink(missing_ok=True)  # beside a new difference
     clouds = None
     if mask_clouds:
         from minescape.change.pair_cloud_mask import pair_cloud_mask
@@ -373,6 +396,7 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
                                          overviews=overviews)
     except BaseException as exc:
         diff_path.unlink(missing_ok=True)  # no output without its mask: the run owns out_dir
+        style_path(diff_path).unlink(missing_ok=True)
         if isinstance(exc, InputError) and "no valid pixel" in str(exc):
             empty = [p for p in (Path(t1), Path(t2)) if all_nodata(p)]
             if empty:
@@ -537,6 +561,7 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
                 counts += hist
                 bar.advance(task)
         thr = threshold_from_histogram(counts, top=top, options=options)
+        write_difference_style(diff_path, options, display_limit(counts, top))
         bar.update(task, description="change: threshold + clean-up")
         n_change = n_valid = n_loss = n_gain = 0
         with open_writer(mask_path, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE,

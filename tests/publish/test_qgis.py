@@ -1,4 +1,5 @@
-"""The shards open in QGIS itself, styled by class_name with the legend's colours (skipped without QGIS)."""
+"""The shards open in QGIS itself, styled by class_name with the legend's colours; a change difference opens with
+its colour ramp (skipped without QGIS)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,21 @@ def test_shard_opens_in_qgis_with_its_default_style(release, tmp_path):
     assert report["rendered"] and png.stat().st_size > 1000
     warnings = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Warning")]
     assert warnings == []  # e.g. no "GeoPackage version ... partially supported", no bad datetime
+
+
+@pytest.mark.skipif(QGIS_PYTHON is None, reason="QGIS Python bindings not installed (Debian: python3-qgis)")
+def test_difference_opens_in_qgis_with_its_ramp(small_region, tmp_path):
+    """QGIS applies difference.qml, the style beside difference.tif, when it opens the raster."""
+    from minescape.change.difference import detect_files
+    from minescape.geo.raster_style import style_path
+
+    res = detect_files(small_region.t1, small_region.t2, tmp_path / "out")
+    assert style_path(res.difference).exists()
+    proc = subprocess.run([QGIS_PYTHON, str(SCRIPT.with_name("open_raster_in_qgis.py")), str(res.difference)],
+                          capture_output=True, text=True, timeout=120,
+                          env={"QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["valid"] and report["renderer"] == "singlebandpseudocolor"
+    assert [c for _, c in report["stops"]] == ["#a6611a", "#dfc27d", "#f5f5f5", "#80cdc1", "#018571"]
+    assert report["stops"][0][0] == -report["stops"][-1][0] < 0

@@ -1,0 +1,91 @@
+"""QGIS styles for continuous rasters: a ``<name>.qml`` beside ``<name>.tif`` that QGIS applies when it opens it.
+
+Class rasters carry their legend as a colour table (GDAL writes it into the GeoTIFF); a float raster has no such
+thing, so QGIS draws it as a grey min-max stretch over its outliers. QGIS loads a QML file that sits beside a
+layer's file under the same name as that layer's default style (as it does for GeoPackage ``layer_styles``,
+:mod:`minescape.publish.style`). This module writes a single-band pseudocolour renderer: an interpolated ramp
+through given ``(value, colour)`` stops, values outside clamped to the end colours. No library writes QGIS
+raster styles (QGIS's own Python bindings are not installable with pip), hence the few lines of XML here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from minescape.atomic import atomic_write_text
+
+#: ColorBrewer BrBG (5 classes): brown (index loss: vegetation cleared, ground opened) to green (regrowth)
+DIVERGING = ("#a6611a", "#dfc27d", "#f5f5f5", "#80cdc1", "#018571")
+#: ColorBrewer YlOrRd (5 classes): pale yellow (low) to dark red (high)
+SEQUENTIAL = ("#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026")
+
+
+@dataclass(frozen=True)
+class ColourRamp:
+    """An interpolated colour ramp: ``stops`` are ``(value, "#rrggbb")`` in increasing value (raster units),
+    ``title`` says what the values are (shown as the ramp's label in QGIS's layer panel)."""
+
+    stops: tuple[tuple[float, str], ...]
+    title: str
+
+    def __post_init__(self) -> None:
+        values = [v for v, _ in self.stops]
+        if len(values) < 2 or any(b <= a for a, b in zip(values, values[1:])):
+            raise ValueError(f"ramp stops must be at least two increasing values (got {values})")
+
+
+def _spread(lo: float, hi: float, colours: Sequence[str]) -> tuple[tuple[float, str], ...]:
+    n = len(colours) - 1
+    return tuple((lo + (hi - lo) * i / n, c) for i, c in enumerate(colours))
+
+
+def diverging_ramp(limit: float, title: str) -> ColourRamp:
+    """A brown-white-green ramp from ``-limit`` through 0 to ``+limit`` (a signed difference; ``limit`` is
+    rounded to two significant digits, so the legend reads 0.27, not 0.271729)."""
+    limit = float(f"{limit:.2g}") if limit > 0 else 1.0
+    return ColourRamp(_spread(-limit, limit, DIVERGING), title)
+
+
+def sequential_ramp(low: float, high: float, title: str) -> ColourRamp:
+    """A yellow-to-red ramp from ``low`` to ``high`` (a magnitude or a probability; ``high`` rounded to two
+    significant digits)."""
+    high = float(f"{high:.2g}") if high > low else float(low) + 1.0
+    return ColourRamp(_spread(float(low), high, SEQUENTIAL), title)
+
+
+def ramp_qml(ramp: ColourRamp, *, band: int = 1) -> str:
+    """QGIS QML: a single-band pseudocolour renderer of ``band`` with the ramp (interpolated, clamped)."""
+    lo, hi = ramp.stops[0][0], ramp.stops[-1][0]
+    items = "".join(f'<item alpha="255" value="{v:.6g}" label="{v:.6g}" color="{c}"/>' for v, c in ramp.stops)
+    return (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        '<qgis version="3.28.0" styleCategories="Symbology">\n'
+        "<pipe>\n"
+        f'<rasterrenderer type="singlebandpseudocolor" band="{int(band)}" opacity="1" alphaBand="-1" '
+        f'classificationMin="{lo:.6g}" classificationMax="{hi:.6g}" classificationMinMaxOrigin="User">\n'
+        "<rasterTransparency/>\n"
+        f"<rastershader><colorrampshader colorRampType=\"INTERPOLATED\" classificationMode=\"1\" clip=\"0\" "
+        f'minimumValue="{lo:.6g}" maximumValue="{hi:.6g}" labelPrecision="3">{items}</colorrampshader>'
+        "</rastershader>\n"
+        f"<!-- {_comment(ramp.title)} -->\n"
+        "</rasterrenderer>\n"
+        "</pipe>\n"
+        "</qgis>\n"
+    )
+
+
+def _comment(text: str) -> str:
+    return text.replace("--", "- -")
+
+
+def style_path(raster_path: str | Path) -> Path:
+    """Where QGIS looks for a raster's default style: the same name with ``.qml``."""
+    return Path(raster_path).with_suffix(".qml")
+
+
+def write_ramp_style(raster_path: str | Path, ramp: ColourRamp) -> Path:
+    """Write ``<raster>.qml`` atomically (same ramp, same bytes) and return its path."""
+    return atomic_write_text(style_path(raster_path), ramp_qml(ramp))
+

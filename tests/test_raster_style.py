@@ -1,0 +1,83 @@
+"""QGIS styles beside continuous rasters: the QML QGIS applies when it opens ``<name>.tif`` (``<name>.qml``)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import rasterio
+
+from minescape.change.difference import DISPLAY_PERCENTILE, DetectOptions, detect_files
+from minescape.errors import InputError
+from minescape.geo.raster_style import (
+    ColourRamp,
+    diverging_ramp,
+    ramp_qml,
+    sequential_ramp,
+    style_path,
+    write_ramp_style,
+)
+
+
+def _stops(qml_text: str) -> list[tuple[float, str]]:
+    root = ET.fromstring(qml_text.split("\n", 1)[1])  # past the DOCTYPE line
+    renderer = root.find("pipe/rasterrenderer")
+    assert renderer is not None and renderer.get("type") == "singlebandpseudocolor" and renderer.get("band") == "1"
+    shader = renderer.find("rastershader/colorrampshader")
+    assert shader is not None and shader.get("colorRampType") == "INTERPOLATED"
+    items = [(float(i.get("value")), i.get("color")) for i in shader.findall("item")]
+    assert float(renderer.get("classificationMin")) == items[0][0]
+    assert float(renderer.get("classificationMax")) == items[-1][0]
+    return items
+
+
+def test_ramps_are_valid_qgis_renderers():
+    div = _stops(ramp_qml(diverging_ramp(0.271729, "SAVI(T2) - SAVI(T1)")))
+    assert [v for v, _ in div] == pytest.approx([-0.27, -0.135, 0.0, 0.135, 0.27])  # two significant digits
+    assert div[0][1] == "#a6611a" and div[2][1] == "#f5f5f5" and div[-1][1] == "#018571"  # loss brown, gain green
+    seq = _stops(ramp_qml(sequential_ramp(0.0, 1.0, "probability")))
+    assert [v for v, _ in seq] == pytest.approx([0, 0.25, 0.5, 0.75, 1.0])
+    assert _stops(ramp_qml(diverging_ramp(0.0, "flat")))[-1][0] == 1.0  # an all-equal map still gets a ramp
+    with pytest.raises(ValueError, match="increasing"):
+        ColourRamp(((1.0, "#000000"), (0.5, "#ffffff")), "backwards")
+
+
+def test_write_ramp_style_beside_the_raster(tmp_path):
+    path = write_ramp_style(tmp_path / "prob.tif", sequential_ramp(0.0, 1.0, "p -- q"))
+    assert path == style_path(tmp_path / "prob.tif") == tmp_path / "prob.qml"
+    text = path.read_text()
+    assert "<!-- p - - q -->" in text  # a title cannot end the XML comment
+    assert write_ramp_style(tmp_path / "prob.tif", sequential_ramp(0.0, 1.0, "p -- q")).read_text() == text
+
+
+@pytest.mark.parametrize("options", [DetectOptions(), DetectOptions(method="CVA", threshold="percentile", value=97)])
+def test_change_detect_writes_the_difference_style(small_region, tmp_path, options):
+    """The ramp spans the difference's 99.5th percentile of |score| (a diverging ramp for an index, a sequential
+    one for the CVA magnitude), computed from the same histogram as the threshold: it is checked here against
+    the written difference itself."""
+    res = detect_files(small_region.t1, small_region.t2, tmp_path / "out", options=options, window=96)
+    stops = _stops(style_path(res.difference).read_text())
+    with rasterio.open(res.difference) as src:
+        d = src.read(1)
+    d = d[np.isfinite(d)]
+    assert d.size > 1000
+    score = np.abs(d)
+    expected = float(f"{np.percentile(score, DISPLAY_PERCENTILE):.2g}")
+    top = stops[-1][0]
+    assert top == pytest.approx(expected, rel=0.05, abs=0.002)  # the histogram's bins are 3/4096 wide
+    assert (score > top).mean() < 0.01 and (score > top / 2).mean() > 0.005  # the ramp neither clips much nor idles
+    if options.method == "CVA":
+        assert stops[0][0] == 0.0 and stops[0][1] == "#ffffb2"
+    else:
+        assert stops[0][0] == -top and stops[2][0] == 0.0
+    # a re-run that fails once it has started (date 2 all nodata) leaves no style of the old difference
+    with rasterio.open(small_region.t2) as src:
+        profile, descriptions = src.profile, src.descriptions
+        assert profile["nodata"] == 0
+    empty = tmp_path / "empty.tif"
+    with rasterio.open(empty, "w", **profile) as dst:
+        dst.descriptions = descriptions
+    with pytest.raises(InputError, match="every pixel is nodata"):
+        detect_files(small_region.t1, empty, tmp_path / "out", options=options, window=96)
+    assert not style_path(res.difference).exists() and not res.difference.exists() and not res.mask.exists()
