@@ -37,7 +37,13 @@ from minescape.change.pair_cloud_mask import PairCloudMask
 from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.grid import Grid, iter_tiles
 from minescape.geo.raster import Raster, open_writer, scan_reads
-from minescape.geo.raster_style import diverging_ramp, sequential_ramp, style_path, write_ramp_style
+from minescape.geo.raster_style import (
+    DISPLAY_PERCENTILE,
+    diverging_ramp,
+    sequential_ramp,
+    style_path,
+    write_ramp_style,
+)
 from minescape.indices import INDICES, index_bands
 from minescape.legend import CHANGE
 
@@ -170,10 +176,6 @@ def threshold_from_histogram(counts: np.ndarray, *, top: float, options: DetectO
     return float(threshold_otsu(hist=(counts[lo:hi], centers)))
 
 
-#: share of valid pixels whose score the difference's colour ramp spans (the rest take its end colours)
-DISPLAY_PERCENTILE = 99.5
-
-
 def display_limit(counts: np.ndarray, top: float) -> float:
     """The score at :data:`DISPLAY_PERCENTILE` of the histogram ``counts`` over ``[0, top]``: the end of the
     difference's colour ramp, so that a few extreme pixels do not wash out the rest (index units)."""
@@ -182,9 +184,9 @@ def display_limit(counts: np.ndarray, top: float) -> float:
 
 
 def write_difference_style(diff_path: Path, options: DetectOptions, limit: float) -> Path:
-    """``difference.qml`` beside the difference, the style QGIS applies when it opens it: brown (index loss)
-    through white to green (gain) over ``-limit .. +limit`` for an index; yellow to red over ``0 .. limit`` for
-    the CVA magnitude."""
+    """``difference.qml`` beside the difference, the style QGIS applies when it opens it: red (index loss)
+    through white to blue (gain) over ``-limit .. +limit`` for an index, as the run report draws it; viridis over
+    ``0 .. limit`` for the CVA magnitude."""
     if options.method == "CVA":
         ramp = sequential_ramp(0.0, limit, "change-vector magnitude (reflectance)")
     else:

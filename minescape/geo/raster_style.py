@@ -4,22 +4,29 @@ Class rasters carry their legend as a colour table (GDAL writes it into the GeoT
 thing, so QGIS draws it as a grey min-max stretch over its outliers. QGIS loads a QML file that sits beside a
 layer's file under the same name as that layer's default style (as it does for GeoPackage ``layer_styles``,
 :mod:`minescape.publish.style`). This module writes a single-band pseudocolour renderer: an interpolated ramp
-through given ``(value, colour)`` stops, values outside clamped to the end colours. No library writes QGIS
+through ``(value, colour)`` stops sampled from the matplotlib colour map the run report draws the same raster
+with, values outside clamped to the end colours. No library writes QGIS
 raster styles (QGIS's own Python bindings are not installable with pip), hence the few lines of XML here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from minescape.atomic import atomic_write_text
 
-#: ColorBrewer BrBG (5 classes): brown (index loss: vegetation cleared, ground opened) to green (regrowth)
-DIVERGING = ("#a6611a", "#dfc27d", "#f5f5f5", "#80cdc1", "#018571")
-#: ColorBrewer YlOrRd (5 classes): pale yellow (low) to dark red (high)
-SEQUENTIAL = ("#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026")
+#: matplotlib colour map of a signed difference: red (index loss: vegetation cleared, ground opened) through white
+#: to blue (gain); the run report's overlays (:mod:`minescape.webreport.overlay`) draw with the same
+DIVERGING_CMAP = "RdBu"
+#: matplotlib colour map of a magnitude or a probability (dark purple low, yellow high), as the report's
+SEQUENTIAL_CMAP = "viridis"
+#: share of valid pixels (in %) whose absolute value a difference's ramp spans; the rest take its end colours
+DISPLAY_PERCENTILE = 98.0
+#: colour stops written per ramp (QGIS interpolates between them)
+STOPS = 9
 
 
 @dataclass(frozen=True)
@@ -36,23 +43,27 @@ class ColourRamp:
             raise ValueError(f"ramp stops must be at least two increasing values (got {values})")
 
 
-def _spread(lo: float, hi: float, colours: Sequence[str]) -> tuple[tuple[float, str], ...]:
-    n = len(colours) - 1
-    return tuple((lo + (hi - lo) * i / n, c) for i, c in enumerate(colours))
+def _spread(lo: float, hi: float, cmap: str) -> tuple[tuple[float, str], ...]:
+    """:data:`STOPS` evenly spaced values from ``lo`` to ``hi`` with the colours of the matplotlib map ``cmap``."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    colours = colormaps[cmap](np.linspace(0.0, 1.0, STOPS))
+    return tuple((float(lo + (hi - lo) * i / (STOPS - 1)), to_hex(c)) for i, c in enumerate(colours))
 
 
 def diverging_ramp(limit: float, title: str) -> ColourRamp:
-    """A brown-white-green ramp from ``-limit`` through 0 to ``+limit`` (a signed difference; ``limit`` is
-    rounded to two significant digits, so the legend reads 0.27, not 0.271729)."""
+    """A red-white-blue ramp from ``-limit`` through 0 to ``+limit`` (a signed difference; ``limit`` is rounded to
+    two significant digits, so the legend reads 0.27, not 0.271729)."""
     limit = float(f"{limit:.2g}") if limit > 0 else 1.0
-    return ColourRamp(_spread(-limit, limit, DIVERGING), title)
+    return ColourRamp(_spread(-limit, limit, DIVERGING_CMAP), title)
 
 
 def sequential_ramp(low: float, high: float, title: str) -> ColourRamp:
-    """A yellow-to-red ramp from ``low`` to ``high`` (a magnitude or a probability; ``high`` rounded to two
+    """A sequential ramp (viridis) from ``low`` to ``high`` (a magnitude or a probability; ``high`` rounded to two
     significant digits)."""
     high = float(f"{high:.2g}") if high > low else float(low) + 1.0
-    return ColourRamp(_spread(float(low), high, SEQUENTIAL), title)
+    return ColourRamp(_spread(float(low), high, SEQUENTIAL_CMAP), title)
 
 
 def ramp_qml(ramp: ColourRamp, *, band: int = 1) -> str:

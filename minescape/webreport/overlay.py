@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 
+from minescape.geo.raster_style import DISPLAY_PERCENTILE, DIVERGING_CMAP, SEQUENTIAL_CMAP
 from minescape.legend import Legend
 
 Style = Literal["classes", "change", "ramp", "diverging"]
@@ -148,10 +149,10 @@ def render_overlay(path: str | Path, *, name: str, style: Style, max_px: int = 1
         out = warp(src_arr, np.nan, Resampling.bilinear)
         valid = np.isfinite(out)
         if style == "ramp":
-            lo, hi, cmap = 0.0, 1.0, "viridis"
+            lo, hi, cmap = 0.0, 1.0, SEQUENTIAL_CMAP
         else:
-            m = float(np.nanpercentile(np.abs(out[valid]), 98)) if valid.any() else 1.0
-            lo, hi, cmap = -(m or 1.0), (m or 1.0), "RdBu"
+            m = float(np.nanpercentile(np.abs(out[valid]), DISPLAY_PERCENTILE)) if valid.any() else 1.0
+            lo, hi, cmap = -(m or 1.0), (m or 1.0), DIVERGING_CMAP
         levels = np.linspace(lo, hi, RAMP_LEVELS)
         palette += [(*rgb[:3], 200) for rgb in _ramp(levels, lo, hi, cmap)]
         bins = np.clip(

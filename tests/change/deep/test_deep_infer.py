@@ -150,7 +150,7 @@ def test_predict_sentinel2_scenes_of_the_synthetic_region(small_region, tmp_path
             assert src.overviews(1) == [2]
     from minescape.geo.raster_style import style_path
 
-    qml = style_path(res.probability).read_text()  # the style QGIS applies: yellow (0) to red (1)
+    qml = style_path(res.probability).read_text()  # the style QGIS applies: viridis from 0 to 1
     assert 'type="singlebandpseudocolor"' in qml and 'classificationMin="0"' in qml and 'classificationMax="1"' in qml
     assert f"threshold {res.threshold:.2f}" in qml
     bare = predict_scene(model, small_region.t1, small_region.t2, tmp_path / "bare_p.tif", tmp_path / "bare_m.tif",
