@@ -17,7 +17,9 @@ from minescape.geo.raster_style import (
     ramp_qml,
     sequential_ramp,
     style_path,
+    true_colour_qml,
     write_ramp_style,
+    write_true_colour_style,
 )
 
 
@@ -88,3 +90,16 @@ def test_change_detect_writes_the_difference_style(small_region, tmp_path, optio
     with pytest.raises(InputError, match="every pixel is nodata"):
         detect_files(small_region.t1, empty, tmp_path / "out", options=options, window=96)
     assert not style_path(res.difference).exists() and not res.difference.exists() and not res.mask.exists()
+
+
+def test_true_colour_style_for_stacks_with_the_visible_bands(tmp_path):
+    text = true_colour_qml(("B02", "B03", "B04", "B08"))
+    root = ET.fromstring(text.split("\n", 1)[1])
+    renderer = root.find("pipe/rasterrenderer")
+    assert renderer.get("type") == "multibandcolor"
+    assert (renderer.get("redBand"), renderer.get("greenBand"), renderer.get("blueBand")) == ("3", "2", "1")
+    assert [renderer.find(f"{c}ContrastEnhancement/maxValue").text for c in ("red", "green", "blue")] == ["3000"] * 3
+    assert true_colour_qml(("B04", "B08")) is None
+    path = write_true_colour_style(tmp_path / "c.tif", ("b04", "b03", "b02"))
+    assert path == tmp_path / "c.qml" and 'redBand="1"' in path.read_text()
+    assert write_true_colour_style(tmp_path / "c.tif", ("B08",)) is None and not path.exists()  # no stale style

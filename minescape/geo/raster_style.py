@@ -11,6 +11,7 @@ raster styles (QGIS's own Python bindings are not installable with pip), hence t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,48 @@ def ramp_qml(ramp: ColourRamp, *, band: int = 1) -> str:
         "</pipe>\n"
         "</qgis>\n"
     )
+
+
+#: the Sentinel-2 bands QGIS shows as red, green, blue in true colour
+TRUE_COLOUR = ("B04", "B03", "B02")
+#: the top of the true-colour stretch in DN (reflectance x 10,000): 0.3 reflectance, bright ground not clipped
+TRUE_COLOUR_DN_MAX = 3000
+
+
+def true_colour_qml(band_names: Sequence[str], *, dn_max: float = TRUE_COLOUR_DN_MAX) -> str | None:
+    """QGIS QML: a multiband renderer showing B04, B03, B02 of a stack as red, green, blue, each stretched from 0
+    to ``dn_max``; None when the stack lacks one of them. (QGIS's own default shows bands 1, 2, 3, which for
+    a stack ordered B02, B03, B04 puts blue in red.)"""
+    names = [str(b).upper() for b in band_names]
+    if not all(b in names for b in TRUE_COLOUR):
+        return None
+    red, green, blue = (names.index(b) + 1 for b in TRUE_COLOUR)
+    stretch = "".join(
+        f"<{colour}ContrastEnhancement><minValue>0</minValue><maxValue>{dn_max:g}</maxValue>"
+        f"<algorithm>StretchToMinimumMaximum</algorithm></{colour}ContrastEnhancement>"
+        for colour in ("red", "green", "blue")
+    )
+    return (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        '<qgis version="3.28.0" styleCategories="Symbology">\n'
+        "<pipe>\n"
+        f'<rasterrenderer type="multibandcolor" redBand="{red}" greenBand="{green}" blueBand="{blue}" '
+        'opacity="1" alphaBand="-1">\n'
+        f"<rasterTransparency/>\n{stretch}\n"
+        "</rasterrenderer>\n"
+        "</pipe>\n"
+        "</qgis>\n"
+    )
+
+
+def write_true_colour_style(raster_path: str | Path, band_names: Sequence[str]) -> Path | None:
+    """Write ``<raster>.qml`` (:func:`true_colour_qml`) atomically; None, and no file (an old one removed), for a
+    stack without the three visible bands."""
+    text = true_colour_qml(band_names)
+    if text is None:
+        style_path(raster_path).unlink(missing_ok=True)
+        return None
+    return atomic_write_text(style_path(raster_path), text)
 
 
 def _comment(text: str) -> str:

@@ -21,6 +21,7 @@ from rasterio.enums import Resampling
 from minescape.errors import InputError
 from minescape.geo.grid import Grid, bounds_in, iter_tiles, utm_crs
 from minescape.geo.raster import open_writer
+from minescape.geo.raster_style import write_true_colour_style
 from minescape.imagery.composite import Method, observe_all, reduce_observations
 from minescape.imagery.sources import ImagerySource
 from minescape.sentinel2 import TEN_BANDS
@@ -73,6 +74,7 @@ def composite_year(source: ImagerySource, grid: Grid, year: int, path: Path, *, 
             used.update(comp.scenes)
             clear_px += int((comp.clear_count.data[0] > 0).sum())
         dst.update_tags(N_SCENES=str(len(used)), SCENES=",".join(sorted(used)))
+    write_true_colour_style(path, bands)  # QGIS opens the composite in true colour (B04, B03, B02)
     return {"year": year, "path": str(path), "clear_count": str(count_path), "scenes": sorted(used),
             "clear_fraction": clear_px / (grid.width * grid.height)}
 

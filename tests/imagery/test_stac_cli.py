@@ -157,6 +157,9 @@ def test_change_detect_from_catalogue(stac_region, loopback, tmp_path, monkeypat
         assert a.crs == b.crs and a.transform == b.transform and a.shape == b.shape  # one grid
         assert a.tags()["N_SCENES"] == "3" and a.descriptions[0] == "B02"
         assert a.overviews(1) == b.overviews(1) != []  # QGIS draws the composites zoomed out from overviews
+        qml = (out / "composites" / "T1_2017.qml").read_text()  # and opens them in true colour
+        red, green, blue = (a.descriptions.index(band) + 1 for band in ("B04", "B03", "B02"))
+        assert f'redBand="{red}" greenBand="{green}" blueBand="{blue}"' in qml and red != 1
     with rasterio.open(out / "change_mask.tif") as m:
         assert m.overviews(1) != []
 
