@@ -26,7 +26,9 @@ import shapely
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from minescape.atomic import atomic_path
 from minescape.errors import InputError
+from minescape.geo.gpkg_style import Category, LayerStyle, add_layer_style
 from minescape.geo.grid import Grid, iter_tiles
 from minescape.geo.raster import open_raster, open_writer, read_raster, scan_reads
 from minescape.geo.trace import trace_polygons
@@ -35,6 +37,18 @@ from minescape.legend import CHANGE
 
 REJECT = ("reject", "rejected", "delete", "deleted", "no", "false", "0")
 LAYER = "candidates"
+
+#: the candidates' default QGIS style: outlines over the imagery, loss red and gain blue as in the difference's ramp
+#: (RdBu, as ``difference.qml`` and the report)
+DIRECTION_STYLE = LayerStyle("direction", (
+    Category("loss", "loss (index decrease)", (178, 24, 43)),
+    Category("gain", "gain (index increase)", (33, 102, 172)),
+    Category("mixed", "mixed", (120, 120, 120)),
+    Category("unknown", "unknown (no difference under it)", (120, 120, 120)),
+), "change candidates by direction (outlines)", outline_only=True)
+#: without a difference: every candidate in one colour
+CANDIDATE_STYLE = LayerStyle("status", (Category("candidate", "candidate", (255, 127, 0)),),
+                             "change candidates (outlines)", outline_only=True)
 
 
 def _grid_of(path: Path) -> Grid:
@@ -95,7 +109,10 @@ def export_candidates(mask: str | Path, out: str | Path, *, difference: str | Pa
         means = _mean_in_polygons(Path(difference), gdf, grid)
         gdf["mean_diff"] = means
         gdf["direction"] = [_direction(m) for m in means]
-    return write_gpkg(gdf, out, layer=LAYER)
+    with atomic_path(out) as tmp:  # the layer and its default QGIS style appear together
+        write_gpkg(gdf, tmp, layer=LAYER)
+        add_layer_style(tmp, LAYER, CANDIDATE_STYLE if difference is None else DIRECTION_STYLE)
+    return out
 
 
 def _touches_tile_edge(poly, core: Window, grid: Grid, transform) -> bool:

@@ -3,7 +3,7 @@
 Class rasters carry their legend as a colour table (GDAL writes it into the GeoTIFF); a float raster has no such
 thing, so QGIS draws it as a grey min-max stretch over its outliers. QGIS loads a QML file that sits beside a
 layer's file under the same name as that layer's default style (as it does for GeoPackage ``layer_styles``,
-:mod:`minescape.publish.style`). This module writes a single-band pseudocolour renderer: an interpolated ramp
+:mod:`minescape.geo.gpkg_style`). This module writes a single-band pseudocolour renderer: an interpolated ramp
 through ``(value, colour)`` stops sampled from the matplotlib colour map the run report draws the same raster
 with, values outside clamped to the end colours. No library writes QGIS
 raster styles (QGIS's own Python bindings are not installable with pip), hence the few lines of XML here.

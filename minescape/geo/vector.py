@@ -15,13 +15,15 @@ from pyproj import CRS, Geod
 
 from minescape.atomic import atomic_path
 from minescape.errors import InputError, MissingInputError
+from minescape.geo.gpkg_style import FIXED_DATE
 
 if TYPE_CHECKING:  # geopandas and pyogrio are imported where a layer is read or written (~0.4 s)
     import geopandas as gpd
 
 WGS84_GEOD = Geod(ellps="WGS84")
-# GDAL stamps the write time into ``gpkg_contents.last_change``; pinning it makes GPKG bytes reproducible.
-GPKG_FIXED_DATE = "2000-01-01T00:00:00.000Z"
+# GDAL stamps the write time into ``gpkg_contents.last_change``; pinning it makes GPKG bytes reproducible (the date
+# the layer styles carry too: one date for every GeoPackage minescape writes)
+GPKG_FIXED_DATE = FIXED_DATE
 
 
 @contextlib.contextmanager
@@ -40,6 +42,9 @@ def gdal_config(**options: str) -> Iterator[None]:
 def read_vector(path: str | Path, *, layer: str | int | None = None) -> gpd.GeoDataFrame:
     """Read a GPKG, GeoJSON or Shapefile layer with a one-line InputError on failure.
 
+    Without ``layer``, the first layer with geometries: a GeoPackage's attribute tables (the ``layer_styles`` a
+    QGIS style lives in, which minescape writes beside its own layers) are not candidates.
+
     Raises InputError if the file is unreadable (truncated, not a vector format), has no CRS or the
     layer does not exist (the message lists the layers).
     """
@@ -49,11 +54,15 @@ def read_vector(path: str | Path, *, layer: str | int | None = None) -> gpd.GeoD
     import pyogrio  # (it imports geopandas and pandas: ~0.4 s, paid only where a layer is read)
 
     try:
-        layers = [name for name, _ in pyogrio.list_layers(path)]
+        listed = [(str(name), kind) for name, kind in pyogrio.list_layers(path)]
     except Exception as exc:  # pyogrio raises DataSourceError and friends
         raise InputError(f"not a readable vector file ({_first_line(exc)})", path=path) from None
+    layers = [name for name, _ in listed]
     if layer is not None and isinstance(layer, str) and layer not in layers:
         raise InputError(f"no layer {layer!r}; layers are {layers}", path=path)
+    if layer is None and len(listed) > 1:
+        spatial = [name for name, kind in listed if kind is not None]
+        layer = spatial[0] if spatial else None
     try:
         import geopandas as gpd
 

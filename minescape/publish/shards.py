@@ -21,7 +21,7 @@ from pyproj import CRS
 
 from minescape.geo.vector import GPKG_FIXED_DATE, gdal_config
 from minescape.legend import Legend
-from minescape.publish.style import add_layer_style
+from minescape.geo.gpkg_style import LayerStyle, add_layer_style
 
 FIELDS = ("index_n", "class_name", "area_m2", "year")
 GPKG_VERSION = "1.2"  # readable without warnings by the GDAL of older QGIS releases (3.22 LTR: GDAL 3.6)
@@ -84,5 +84,5 @@ def write_shard(
             dataset_options={"VERSION": GPKG_VERSION},
             layer_options={"FID": "fid", "GEOMETRY_NAME": "geom", "SPATIAL_INDEX": "YES"},
         )
-    add_layer_style(path, layer, legend)
+    add_layer_style(path, layer, LayerStyle.from_legend(legend))
     return path

@@ -9,7 +9,7 @@ from minescape.change.difference import DetectOptions, detect_files
 from minescape.change.refine import burn_edits, export_candidates
 from minescape.errors import InputError
 from minescape.geo.raster import read_raster
-from minescape.geo.vector import write_gpkg
+from minescape.geo.vector import read_vector, write_gpkg
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +19,9 @@ def detected(small_region, tmp_path_factory):
 
 
 def test_export_is_one_feature_per_region_whatever_the_tiling(detected, tmp_path):
-    whole = gpd.read_file(export_candidates(detected.mask, tmp_path / "w.gpkg", difference=detected.difference))
-    tiled = gpd.read_file(export_candidates(detected.mask, tmp_path / "t.gpkg", tile=37))
+    whole = gpd.read_file(export_candidates(detected.mask, tmp_path / "w.gpkg", difference=detected.difference),
+                          layer="candidates")
+    tiled = gpd.read_file(export_candidates(detected.mask, tmp_path / "t.gpkg", tile=37), layer="candidates")
     assert len(whole) == len(tiled) > 3
     assert whole.area.sum() == pytest.approx(tiled.area.sum())
     assert whole.area.sum() == pytest.approx(detected.stats["changed_pixels"] * 100.0)
@@ -28,6 +29,24 @@ def test_export_is_one_feature_per_region_whatever_the_tiling(detected, tmp_path
     assert set(whole.direction) == {"loss", "gain"}
     # ellipsoidal areas: within 0.5 % of the UTM areas near the zone's edge
     assert np.allclose(whole.area_m2, whole.area, rtol=5e-3)
+    # the default QGIS style stored in the GeoPackage: outlines by direction, loss red, gain blue; without a
+    # difference every candidate in one colour
+    import xml.etree.ElementTree as ET
+
+    from minescape.geo.gpkg_style import read_default_style
+
+    root = ET.fromstring(read_default_style(tmp_path / "w.gpkg", "candidates").split("\n", 1)[1])
+    renderer = root.find("renderer-v2")
+    assert renderer.get("type") == "categorizedSymbol" and renderer.get("attr") == "direction"
+    cats = {c.get("value"): c.get("symbol") for c in renderer.iter("category")}
+    assert set(whole.direction) <= set(cats)  # every value in the layer has its colour
+    colour = {s.get("name"): {o.get("name"): o.get("value") for o in s.iter("Option") if o.get("name")}
+              for s in renderer.iter("symbol")}
+    assert colour[cats["loss"]]["outline_color"] == "178,24,43,255" and colour[cats["loss"]]["style"] == "no"
+    assert colour[cats["gain"]]["outline_color"] == "33,102,172,255"
+    plain = ET.fromstring(read_default_style(tmp_path / "t.gpkg", "candidates").split("\n", 1)[1])
+    assert plain.find("renderer-v2").get("attr") == "status"
+    assert gpd.read_file(tmp_path / "t.gpkg", layer="candidates").status.unique().tolist() == ["candidate"]
 
 
 def test_edits_are_burnt_back(detected, tmp_path):
@@ -74,7 +93,7 @@ def test_burn_rejects_points(detected, tmp_path):
 
 
 def test_polygons_in_another_crs_are_reprojected(detected, tmp_path):
-    cand = gpd.read_file(export_candidates(detected.mask, tmp_path / "c.gpkg"))
+    cand = read_vector(export_candidates(detected.mask, tmp_path / "c.gpkg"))  # the layer, not its style table
     write_gpkg(cand.to_crs(4326), tmp_path / "wgs.gpkg", layer="candidates")
     burn_edits(tmp_path / "wgs.gpkg", detected.mask, tmp_path / "b.tif")
     a = read_raster(tmp_path / "b.tif").data[0]

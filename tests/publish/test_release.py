@@ -18,7 +18,7 @@ from minescape.legend import MINING_LULC
 from minescape.publish import release as rel
 from minescape.publish.inspect import inspect_release
 from minescape.publish.regions import WORLD9, world9_region
-from minescape.publish.style import read_default_style
+from minescape.geo.gpkg_style import read_default_style
 
 GEOD = Geod(ellps="WGS84")
 
