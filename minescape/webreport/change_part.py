@@ -30,12 +30,25 @@ PREDICT_TAGS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _band_name(path: Path) -> str | None:
+    """The first band's description of a GeoTIFF (``dSAVI``, ``CVA`` ...), None when unreadable or unnamed."""
+    import rasterio
+
+    try:
+        with rasterio.open(path) as src:
+            return src.descriptions[0]
+    except rasterio.errors.RasterioIOError:
+        return None
+
+
 def collect_change(folder: Path, *, title: str) -> Section:
     """The section of a change output folder: overlays of the rasters present, detect.json's figures."""
     sec = Section(title=title, kind="change", folder=folder)
     for name, label, style in CHANGE_RASTERS:
         path = folder / name
         if path.exists():
+            if name == "difference.tif" and _band_name(path) == "CVA":  # a magnitude, not a signed difference
+                label, style = "change-vector magnitude", "magnitude"
             try:
                 sec.overlays.append(render_overlay(path, name=f"{title}: {label}", style=style))
             except InputError as exc:

@@ -12,15 +12,15 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 from minescape.geo.raster_style import DISPLAY_PERCENTILE, DIVERGING_CMAP, SEQUENTIAL_CMAP
 from minescape.legend import Legend
 
-Style = Literal["classes", "change", "ramp", "diverging"]
-STYLES: tuple[str, ...] = ("classes", "change", "ramp", "diverging")
+Style = Literal["classes", "change", "ramp", "diverging", "magnitude"]
+STYLES: tuple[str, ...] = get_args(Style)
 
 CHANGE_RGBA = (230, 20, 60, 230)  # the change class of a 0/1/255 mask; "no change" stays transparent
 RAMP_LEVELS = 64  # colours of a continuous ramp
@@ -78,7 +78,9 @@ def render_overlay(path: str | Path, *, name: str, style: Style, max_px: int = 1
         style: ``classes`` (the raster's ``LEGEND`` tag colours, nodata transparent), ``change`` (a 0/1/255
             mask: 1 in red, the rest transparent), ``ramp`` (a probability in [0, 1], viridis) or
             ``diverging`` (a difference, symmetric around 0 at its 98th percentile of absolute values,
-            RdBu).
+            RdBu) or ``magnitude`` (a value >= 0 such as the CVA magnitude, 0 to its 98th percentile, viridis):
+            the colours and percentile of the QGIS styles written beside the rasters
+            (:mod:`minescape.geo.raster_style`).
         max_px: the PNG's longer side at most (pixels).
 
     Raises:
@@ -150,6 +152,9 @@ def render_overlay(path: str | Path, *, name: str, style: Style, max_px: int = 1
         valid = np.isfinite(out)
         if style == "ramp":
             lo, hi, cmap = 0.0, 1.0, SEQUENTIAL_CMAP
+        elif style == "magnitude":
+            m = float(np.nanpercentile(out[valid], DISPLAY_PERCENTILE)) if valid.any() else 1.0
+            lo, hi, cmap = 0.0, (m or 1.0), SEQUENTIAL_CMAP
         else:
             m = float(np.nanpercentile(np.abs(out[valid]), DISPLAY_PERCENTILE)) if valid.any() else 1.0
             lo, hi, cmap = -(m or 1.0), (m or 1.0), DIVERGING_CMAP
@@ -159,7 +164,7 @@ def render_overlay(path: str | Path, *, name: str, style: Style, max_px: int = 1
             np.round((np.nan_to_num(out) - lo) / (hi - lo) * (RAMP_LEVELS - 1)), 0, RAMP_LEVELS - 1
         )
         index = np.where(valid, bins.astype(np.uint8) + 1, 0).astype(np.uint8)
-        fmt = "{:.1f}" if style == "ramp" else "{:+.2f}"
+        fmt = {"ramp": "{:.1f}", "magnitude": "{:.2f}"}.get(style, "{:+.2f}")
         keys = tuple(
             (fmt.format(v), _hex(_ramp(np.array([v]), lo, hi, cmap)[0])) for v in (lo, (lo + hi) / 2, hi)
         )

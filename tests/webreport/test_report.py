@@ -95,6 +95,17 @@ def test_change_report(small_region, tmp_path):
         ["change", "detect", str(small_region.t1), str(small_region.t2), str(tmp_path / "c2"), "--no-report"],
     )
     assert res.exit_code == 0 and not (tmp_path / "c2" / "report.html").exists()
+    # a CVA run's difference is a magnitude (>= 0): drawn from 0 with the sequential map, as its QML
+    res = runner.invoke(app, ["change", "detect", str(small_region.t1), str(small_region.t2), str(tmp_path / "cva"),
+                              "--method", "CVA"])
+    assert res.exit_code == 0, res.output
+    data = page_data((tmp_path / "cva" / "report.html").read_text())
+    magnitude = [im for im in data["images"] if im["style"] == "magnitude"]
+    assert len(magnitude) == 1 and "change-vector magnitude" in magnitude[0]["name"]
+    from minescape.webreport.overlay import render_overlay
+
+    overlay = render_overlay(tmp_path / "cva" / "difference.tif", name="cva", style="magnitude")
+    assert overlay.legend[0][0] == "0.00" and float(overlay.legend[-1][0]) > 0  # from 0, not from -max
 
 
 def test_release_report(lulc_run, tmp_path):
