@@ -14,6 +14,7 @@ from minescape.geo.raster_style import (
     DISPLAY_PERCENTILE,
     ColourRamp,
     diverging_ramp,
+    legend_qml,
     ramp_qml,
     sequential_ramp,
     style_path,
@@ -103,3 +104,15 @@ def test_true_colour_style_for_stacks_with_the_visible_bands(tmp_path):
     path = write_true_colour_style(tmp_path / "c.tif", ("b04", "b03", "b02"))
     assert path == tmp_path / "c.qml" and 'redBand="1"' in path.read_text()
     assert write_true_colour_style(tmp_path / "c.tif", ("B08",)) is None and not path.exists()  # no stale style
+
+
+def test_legend_style_lists_the_class_names():
+    from minescape.legend import MINING_LULC
+
+    root = ET.fromstring(legend_qml(MINING_LULC).split("\n", 1)[1])
+    renderer = root.find("pipe/rasterrenderer")
+    assert renderer.get("type") == "paletted" and renderer.get("band") == "1"
+    entries = renderer.findall("colorPalette/paletteEntry")
+    assert [(int(e.get("value")), e.get("label")) for e in entries] == [(c.code, c.name) for c in MINING_LULC.classes]
+    assert entries[0].get("color") == "#{:02x}{:02x}{:02x}".format(*MINING_LULC.classes[0].color[:3])
+    assert all(int(e.get("value")) != MINING_LULC.nodata for e in entries)  # nodata stays transparent

@@ -42,6 +42,7 @@ from minescape.geo.raster_style import (
     diverging_ramp,
     sequential_ramp,
     style_path,
+    write_legend_style,
     write_ramp_style,
 )
 from minescape.indices import INDICES, index_bands
@@ -383,8 +384,8 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
     check_alloc(window * window * 4 * (2 * len(bands) + 6), f"a {window:,} px window")
     plan_run(pair.grid.width, pair.grid.height, px_per_second=DETECT_PX_PER_S, name=str(t1), force=force)
     mask_path, diff_path, summary = out_dir / "change_mask.tif", out_dir / "difference.tif", out_dir / "detect.json"
-    for stale in (mask_path, summary, style_path(diff_path)):  # a failed re-run must not leave an old mask
-        stale.unlink(missing_ok=True)  # beside a new difference
+    for stale in (mask_path, summary, style_path(diff_path), style_path(mask_path)):  # a failed re-run must not
+        stale.unlink(missing_ok=True)  # leave an old mask beside a new difference
     clouds = None
     if mask_clouds:
         from minescape.change.pair_cloud_mask import pair_cloud_mask
@@ -399,6 +400,7 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
     except BaseException as exc:
         diff_path.unlink(missing_ok=True)  # no output without its mask: the run owns out_dir
         style_path(diff_path).unlink(missing_ok=True)
+        style_path(mask_path).unlink(missing_ok=True)
         if isinstance(exc, InputError) and "no valid pixel" in str(exc):
             empty = [p for p in (Path(t1), Path(t2)) if all_nodata(p)]
             if empty:
@@ -578,6 +580,7 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
                 n_loss += nl
                 n_gain += ng
                 bar.advance(task)
+        write_legend_style(mask_path, CHANGE)  # QGIS lists "No change" / "Change", not 0 / 1
     return {
         "method": options.method, "direction": options.direction, "threshold_rule": options.threshold,
         "threshold": thr, "min_component_pixels": n_min, "valid_pixels": n_valid, "changed_pixels": n_change,

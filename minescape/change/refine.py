@@ -31,6 +31,7 @@ from minescape.errors import InputError
 from minescape.geo.gpkg_style import Category, LayerStyle, add_layer_style
 from minescape.geo.grid import Grid, iter_tiles
 from minescape.geo.raster import open_raster, open_writer, read_raster, scan_reads
+from minescape.geo.raster_style import write_legend_style
 from minescape.geo.trace import trace_polygons
 from minescape.geo.vector import geodesic_area, read_vector, repair_geometries, write_gpkg
 from minescape.legend import CHANGE
@@ -213,4 +214,5 @@ def burn_edits(edited: str | Path, mask: str | Path, out: str | Path, *, layer: 
             burnt[original == CHANGE.nodata] = CHANGE.nodata
             changed += int((burnt == 1).sum())
             dst.write(burnt, 1, window=t.core)
+    write_legend_style(out, CHANGE)
     return {"features": len(geoms), "changed_pixels": changed, "changed_area_m2": changed * pixel_area_m2(grid)}

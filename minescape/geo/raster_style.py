@@ -14,10 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
 from minescape.atomic import atomic_write_text
+from minescape.legend import Legend
 
 #: matplotlib colour map of a signed difference: red (index loss: vegetation cleared, ground opened) through white
 #: to blue (gain); the run report's overlays (:mod:`minescape.webreport.overlay`) draw with the same
@@ -86,6 +88,33 @@ def ramp_qml(ramp: ColourRamp, *, band: int = 1) -> str:
         "</pipe>\n"
         "</qgis>\n"
     )
+
+
+def legend_qml(legend: Legend) -> str:
+    """QGIS QML: a paletted renderer with the legend's colours and class names, so QGIS's layer panel lists
+    "Open pit", "Change" ... instead of the codes (GDAL keeps a GeoTIFF's colour table but class names only in a
+    PAM ``.aux.xml``, which minescape does not write). Nodata stays transparent (the file's nodata value)."""
+    entries = "".join(
+        f'<paletteEntry value="{c.code}" color="#{c.color[0]:02x}{c.color[1]:02x}{c.color[2]:02x}" alpha="255" '
+        f"label={quoteattr(c.name)}/>"
+        for c in legend.classes
+    )
+    return (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        '<qgis version="3.28.0" styleCategories="Symbology">\n'
+        "<pipe>\n"
+        '<rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1">\n'
+        f"<rasterTransparency/>\n<colorPalette>{entries}</colorPalette>\n"
+        f"<!-- {_comment(legend.name)} legend -->\n"
+        "</rasterrenderer>\n"
+        "</pipe>\n"
+        "</qgis>\n"
+    )
+
+
+def write_legend_style(raster_path: str | Path, legend: Legend) -> Path:
+    """Write ``<raster>.qml`` (:func:`legend_qml`) atomically beside a class raster."""
+    return atomic_write_text(style_path(raster_path), legend_qml(legend))
 
 
 #: the Sentinel-2 bands QGIS shows as red, green, blue in true colour

@@ -33,6 +33,7 @@ from minescape.errors import InputError
 from minescape.geo.blend import Blender, lattice_origins, taper_2d
 from minescape.geo.grid import Grid, iter_tiles
 from minescape.geo.raster import open_raster, open_writer, scan_reads
+from minescape.geo.raster_style import write_legend_style
 from minescape.legend import Legend
 from minescape.progress import make_progress
 
@@ -284,6 +285,7 @@ def predict_tiled(image: str | Path, predictor: Predictor, out: str | Path, *, l
             finally:
                 if cog:
                     streamed.unlink(missing_ok=True)
+    write_legend_style(out, legend)  # QGIS's layer panel lists the class names, not the codes
     return PredictSummary(path=out, width=grid.width, height=grid.height, tiles=len(tiles),
                           class_pixels={int(c): int(counts[c]) for c in legend.codes if counts[c]},
                           nodata_pixels=int(counts[legend.nodata]))

@@ -47,4 +47,6 @@ def test_killed_map_predict_leftovers_are_swept(tiny_unet, hr_scene, tmp_path):
     small = write_raster(g, tmp_path / "small.tif")
     res = CliRunner().invoke(app, ["map", "predict", str(small), str(model), str(out / "other.tif")])
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in out.iterdir()) == ["other.tif"]  # the killed run's files, nested ones too
+    # the killed run's files are gone, nested ones too; the map's QGIS style (class names) sits beside it
+    assert sorted(p.name for p in out.iterdir()) == ["other.qml", "other.tif"]
+    assert 'type="paletted"' in (out / "other.qml").read_text()

@@ -33,7 +33,7 @@ from minescape.change.deep.runner import (
 )
 from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.blend import Blender, fitted_windows, taper_2d
-from minescape.geo.raster_style import sequential_ramp, style_path, write_ramp_style
+from minescape.geo.raster_style import sequential_ramp, style_path, write_legend_style, write_ramp_style
 from minescape.legend import CHANGE
 
 BACKENDS: tuple[str, ...] = ("torch", "onnx")
@@ -229,7 +229,8 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
             dp.write(prob[None], window=out_win)
             dm.write(mask[None], window=out_win)
 
-        style_path(out_prob).unlink(missing_ok=True)  # a failed re-run leaves no style of an old probability
+        for old in (out_prob, out_mask):  # a failed re-run leaves no style of an old output
+            style_path(old).unlink(missing_ok=True)
         with open_writer(out_prob, grid, count=1, dtype="float32", nodata=float("nan"),
                          band_names=["change_probability"], tags={**tags, "arch": ref.arch},
                          threads=io_threads, overviews=Resampling.average if overviews else None) as dp, \
@@ -264,6 +265,7 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
             if written is not None:
                 written()
         write_ramp_style(out_prob, sequential_ramp(0.0, 1.0, f"change probability (threshold {thr:.2f})"))
+        write_legend_style(out_mask, CHANGE)
     return PredictResult(Path(out_prob), Path(out_mask), thr, counts[0] / max(counts[1], 1), h * w,
                          len(rows) * len(cols), len(models), shift,
                          None if clouds is None else clouds.describe(), skipped, notes)
