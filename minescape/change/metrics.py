@@ -129,12 +129,11 @@ def evaluate_files(pred: str | Path, truth: str | Path, *, pred_encoding: str = 
     import contextlib
     import warnings
 
+    from rasterio.enums import Resampling
     from rasterio.errors import NotGeoreferencedWarning
 
     from minescape.change.labels import decode_binary, scan_mask_file
     from minescape.change.pairs import common_grid, read_on_grid
-    from rasterio.enums import Resampling
-
     from minescape.geo.raster import open_raster, open_writer, read_raster, scan_reads
     from minescape.legend import CHANGE_ERRORS
 

@@ -1,12 +1,18 @@
-"""QGIS styles for continuous rasters: a ``<name>.qml`` beside ``<name>.tif`` that QGIS applies when it opens it.
+"""QGIS styles for rasters: a ``<name>.qml`` beside ``<name>.tif`` that QGIS applies when it opens it.
 
-Class rasters carry their legend as a colour table (GDAL writes it into the GeoTIFF); a float raster has no such
-thing, so QGIS draws it as a grey min-max stretch over its outliers. QGIS loads a QML file that sits beside a
-layer's file under the same name as that layer's default style (as it does for GeoPackage ``layer_styles``,
-:mod:`minescape.geo.gpkg_style`). This module writes a single-band pseudocolour renderer: an interpolated ramp
-through ``(value, colour)`` stops sampled from the matplotlib colour map the run report draws the same raster
-with, values outside clamped to the end colours. No library writes QGIS
-raster styles (QGIS's own Python bindings are not installable with pip), hence the few lines of XML here.
+QGIS loads a QML file that sits beside a layer's file under the same name as that layer's default style (as it
+does for GeoPackage ``layer_styles``, :mod:`minescape.geo.gpkg_style`). Three renderers:
+
+* a float raster (a difference, a probability) has no colour table, so QGIS draws a grey min-max stretch over its
+  outliers: :func:`ramp_qml` is a single-band pseudocolour renderer, an interpolated ramp through ``(value,
+  colour)`` stops sampled from the matplotlib colour map the run report draws the same raster with, values outside
+  clamped to the end colours;
+* a class raster keeps GDAL's colour table but not its class names (GDAL stores those only in a PAM ``.aux.xml``):
+  :func:`legend_qml` is a paletted renderer with the legend's colours and names;
+* a Sentinel-2 stack: :func:`true_colour_qml` shows B04, B03, B02 as red, green, blue.
+
+No library writes QGIS raster styles (QGIS's own Python bindings are not installable with pip), hence the few
+lines of XML here.
 """
 
 from __future__ import annotations
@@ -69,14 +75,21 @@ def sequential_ramp(low: float, high: float, title: str) -> ColourRamp:
     return ColourRamp(_spread(float(low), high, SEQUENTIAL_CMAP), title)
 
 
+def _pipe_qml(renderer: str) -> str:
+    """A QGIS raster style document around one ``<rasterrenderer>`` element."""
+    return (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        '<qgis version="3.28.0" styleCategories="Symbology">\n'
+        f"<pipe>\n{renderer}</pipe>\n"
+        "</qgis>\n"
+    )
+
+
 def ramp_qml(ramp: ColourRamp, *, band: int = 1) -> str:
     """QGIS QML: a single-band pseudocolour renderer of ``band`` with the ramp (interpolated, clamped)."""
     lo, hi = ramp.stops[0][0], ramp.stops[-1][0]
     items = "".join(f'<item alpha="255" value="{v:.6g}" label="{v:.6g}" color="{c}"/>' for v, c in ramp.stops)
-    return (
-        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
-        '<qgis version="3.28.0" styleCategories="Symbology">\n'
-        "<pipe>\n"
+    return _pipe_qml(
         f'<rasterrenderer type="singlebandpseudocolor" band="{int(band)}" opacity="1" alphaBand="-1" '
         f'classificationMin="{lo:.6g}" classificationMax="{hi:.6g}" classificationMinMaxOrigin="User">\n'
         "<rasterTransparency/>\n"
@@ -85,8 +98,6 @@ def ramp_qml(ramp: ColourRamp, *, band: int = 1) -> str:
         "</rastershader>\n"
         f"<!-- {_comment(ramp.title)} -->\n"
         "</rasterrenderer>\n"
-        "</pipe>\n"
-        "</qgis>\n"
     )
 
 
@@ -94,21 +105,13 @@ def legend_qml(legend: Legend) -> str:
     """QGIS QML: a paletted renderer with the legend's colours and class names, so QGIS's layer panel lists
     "Open pit", "Change" ... instead of the codes (GDAL keeps a GeoTIFF's colour table but class names only in a
     PAM ``.aux.xml``, which minescape does not write). Nodata stays transparent (the file's nodata value)."""
-    entries = "".join(
-        f'<paletteEntry value="{c.code}" color="#{c.color[0]:02x}{c.color[1]:02x}{c.color[2]:02x}" alpha="255" '
-        f"label={quoteattr(c.name)}/>"
-        for c in legend.classes
-    )
-    return (
-        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
-        '<qgis version="3.28.0" styleCategories="Symbology">\n'
-        "<pipe>\n"
+    entries = "".join(f'<paletteEntry value="{c.code}" color="{c.hex}" alpha="255" label={quoteattr(c.name)}/>'
+                      for c in legend.classes)
+    return _pipe_qml(
         '<rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1">\n'
         f"<rasterTransparency/>\n<colorPalette>{entries}</colorPalette>\n"
         f"<!-- {_comment(legend.name)} legend -->\n"
         "</rasterrenderer>\n"
-        "</pipe>\n"
-        "</qgis>\n"
     )
 
 
@@ -136,16 +139,11 @@ def true_colour_qml(band_names: Sequence[str], *, dn_max: float = TRUE_COLOUR_DN
         f"<algorithm>StretchToMinimumMaximum</algorithm></{colour}ContrastEnhancement>"
         for colour in ("red", "green", "blue")
     )
-    return (
-        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
-        '<qgis version="3.28.0" styleCategories="Symbology">\n'
-        "<pipe>\n"
+    return _pipe_qml(
         f'<rasterrenderer type="multibandcolor" redBand="{red}" greenBand="{green}" blueBand="{blue}" '
         'opacity="1" alphaBand="-1">\n'
         f"<rasterTransparency/>\n{stretch}\n"
         "</rasterrenderer>\n"
-        "</pipe>\n"
-        "</qgis>\n"
     )
 
 
