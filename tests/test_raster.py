@@ -107,6 +107,35 @@ def test_open_writer_builds_overviews_without_nodata(tmp_path):
     assert (tmp_path / "ov2.tif").read_bytes() == (tmp_path / "ov1.tif").read_bytes()
 
 
+def test_levels_built_later_in_another_process_are_the_same_bytes(tmp_path):
+    """``build_overviews`` on a closed file, in a worker process (as ``change detect`` overlaps it with its second
+    pass), gives the file ``open_writer(overviews=...)`` writes; the scratch name is left alone."""
+    from affine import Affine
+    from rasterio.crs import CRS
+    from rasterio.enums import Resampling
+
+    from minescape.geo.grid import Grid
+    from minescape.geo.raster import build_overviews
+    from minescape.parallel import process_pool
+
+    grid = Grid(CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 4000000), 600, 520)
+    data = np.arange(520 * 600, dtype=np.float32).reshape(1, 520, 600) % 97
+    data[:, :256, :256] = np.nan
+    for name, ov in (("later", None), ("inline", Resampling.average)):
+        with open_writer(tmp_path / f"{name}.tif", grid, count=1, dtype="float32", nodata=float("nan"),
+                         overviews=ov) as dst:
+            dst.write(data)
+    with rasterio.open(tmp_path / "later.tif") as src:
+        assert src.overviews(1) == []
+    with process_pool(2) as pool:
+        pool.submit(build_overviews, tmp_path / "later.tif", Resampling.average, threads=2).result()
+    with rasterio.open(tmp_path / "later.tif") as src:
+        assert src.overviews(1) == [2, 4]
+        assert np.array_equal(src.read(1), data[0], equal_nan=True)
+    assert (tmp_path / "later.tif").read_bytes() == (tmp_path / "inline.tif").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inline.tif", "later.tif"]  # no .aux.xml, no .tmp-*
+
+
 def test_bad_files_give_one_line_errors(tmp_path):
     with pytest.raises(MissingInputError, match="file not found"):
         read_raster(tmp_path / "missing.tif")

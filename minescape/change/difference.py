@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -32,11 +33,11 @@ import numpy as np
 from rasterio.enums import Resampling
 from scipy import ndimage
 
-from minescape.atomic import atomic_write_text
+from minescape.atomic import atomic_path, atomic_write_text
 from minescape.change.pair_cloud_mask import PairCloudMask
 from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.grid import Grid, iter_tiles
-from minescape.geo.raster import Raster, open_writer, scan_reads
+from minescape.geo.raster import Raster, build_overviews, open_writer, scan_reads
 from minescape.geo.raster_style import (
     DISPLAY_PERCENTILE,
     diverging_ramp,
@@ -526,6 +527,15 @@ def _mask_tile(item: tuple) -> tuple[np.ndarray, int, int, int, int]:
             int((core_change & (core_d < 0)).sum()), int((core_change & (core_d > 0)).sum()))
 
 
+def _overviews(path: Path, resampling: Resampling, pool, threads: int) -> Callable[[], object]:
+    """Build the closed GeoTIFF ``path``'s overview levels (:func:`build_overviews`): on a worker of ``pool``,
+    while the caller goes on (returns the wait for it), or here and now without a pool."""
+    if pool is None:
+        build_overviews(path, resampling, threads=threads)
+        return lambda: None
+    return pool.submit(build_overviews, path, resampling, threads=threads).result
+
+
 def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, options: DetectOptions,
               n_bands: int, window: int, progress: bool, tags: dict[str, str] | None = None,
               workers: int | None = 1, overviews: bool = True) -> dict:
@@ -534,7 +544,8 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
     Windows are computed by ``workers`` processes (:func:`minescape.parallel.ordered_map`) and written here in
     tile order, so the files are the same bytes for any number of workers. Pass 1 also keeps the difference in an
     uncompressed scratch file beside the outputs (:mod:`minescape.geo.scratch`), which pass 2 reads instead of
-    decoding the compressed difference again (removed at the end).
+    decoding the compressed difference again (removed at the end). With workers, the difference's overview levels
+    are built on one of them while pass 2 runs, and the mask's while the difference's finish.
     """
     from minescape.geo.scratch import scratch_grid
     from minescape.parallel import ordered_map, process_pool, workers_for
@@ -554,23 +565,26 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
     workers = max(1, min(int(workers), len(tiles)))
     with make_progress(transient=True) as bar, \
             scratch_grid(Path(diff_path).with_suffix(".raw"), grid.height, grid.width) as scores, \
-            (process_pool(workers) if workers > 1 else contextlib.nullcontext()) as pool:  # one pool, both passes
+            (process_pool(workers) if workers > 1 else contextlib.nullcontext()) as pool, \
+            contextlib.ExitStack() as stack:  # one pool, both passes; outputs renamed into place with their levels
         task = bar.add_task("change: difference", total=len(tiles) + len(tiles2), extra="", visible=progress)
-        with open_writer(diff_path, grid, count=1, dtype="float32", nodata=float("nan"), band_names=(name,),
-                         blocksize=256, tags=tags, threads=workers,
-                         overviews=Resampling.average if overviews else None) as dst:
+        diff_tmp = stack.enter_context(atomic_path(diff_path))
+        with open_writer(diff_tmp, grid, count=1, dtype="float32", nodata=float("nan"), band_names=(name,),
+                         blocksize=256, tags=tags, threads=workers) as dst:
             items = ((job, tile.core, top, scores) for tile in tiles)
             for tile, hist in zip(tiles, ordered_map(_diff_window, items, workers=workers, pool=pool)):
                 dst.write(scores.read(tile.core), 1, window=tile.core)  # written in tile order: same bytes
                 counts += hist
                 bar.advance(task)
+        # the difference's overview levels on a worker while pass 2 runs (pass 2 reads the scratch copy)
+        waits = [_overviews(diff_tmp, Resampling.average, pool, workers)] if overviews else []
         thr = threshold_from_histogram(counts, top=top, options=options)
         write_difference_style(diff_path, options, display_limit(counts, top))
         bar.update(task, description="change: threshold + clean-up")
         n_change = n_valid = n_loss = n_gain = 0
-        with open_writer(mask_path, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE,
-                         blocksize=256, tags=tags, threads=workers,
-                         overviews=Resampling.nearest if overviews else None) as dst:
+        mask_tmp = stack.enter_context(atomic_path(mask_path))
+        with open_writer(mask_tmp, grid, count=1, dtype="uint8", nodata=CHANGE.nodata, legend=CHANGE,
+                         blocksize=256, tags=tags, threads=workers) as dst:
             items = ((scores, tile, thr, options, n_min) for tile in tiles2)
             results = ordered_map(_mask_tile, items, workers=workers, pool=pool)
             for tile, (mask, nc, nv, nl, ng) in zip(tiles2, results):
@@ -581,6 +595,10 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
                 n_gain += ng
                 bar.advance(task)
         write_legend_style(mask_path, CHANGE)  # QGIS lists "No change" / "Change", not 0 / 1
+        if overviews:
+            waits.append(_overviews(mask_tmp, Resampling.nearest, pool, workers))
+        for wait in waits:
+            wait()
     return {
         "method": options.method, "direction": options.direction, "threshold_rule": options.threshold,
         "threshold": thr, "min_component_pixels": n_min, "valid_pixels": n_valid, "changed_pixels": n_change,

@@ -353,6 +353,25 @@ def overview_factors(width: int, height: int, blocksize: int) -> list[int]:
     return factors
 
 
+def build_overviews(path: str | Path, resampling: Resampling, *, blocksize: int = 256, threads: int = 1) -> None:
+    """Add internal overviews to the closed tiled GeoTIFF ``path`` (updated in place), as :func:`open_writer` does.
+
+    Levels halve until the coarsest fits in one ``blocksize`` block (:func:`overview_factors`; none for a raster
+    within one block). GDAL computes them from the file block by block in ``threads`` threads (memory stays
+    bounded), nodata left out of averages. A module-level function of plain values, so a worker process can build
+    one file's levels while the caller goes on (:mod:`minescape.change.difference` overlaps them with its second
+    pass); the bytes are the same wherever it runs.
+    """
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), scan_reads():
+        with rasterio.open(path, "r+") as dst:
+            factors = overview_factors(dst.width, dst.height, blocksize)
+            if factors:
+                # DEFLATE level 1 for the levels (a third of the pixels) takes a fifth off their time on a float
+                # map, for about the same size
+                with rasterio.Env(GDAL_NUM_THREADS=max(1, int(threads)), ZLEVEL_OVERVIEW=1):
+                    dst.build_overviews(factors, resampling)
+
+
 @contextlib.contextmanager
 def open_writer(
     path: str | Path,
@@ -402,9 +421,5 @@ def open_writer(
                 if all_tags:
                     dst.update_tags(**all_tags)
                 yield dst
-                factors = overview_factors(grid.width, grid.height, blocksize) if overviews is not None else []
-                if factors:
-                    # levels computed on `threads` too; DEFLATE level 1 for the levels (a third of the pixels) takes
-                    # a fifth off their time on a float map, for about the same size
-                    with rasterio.Env(GDAL_NUM_THREADS=max(1, int(threads)), ZLEVEL_OVERVIEW=1):
-                        dst.build_overviews(factors, overviews)
+        if overviews is not None:
+            build_overviews(tmp, overviews, blocksize=blocksize, threads=threads)
