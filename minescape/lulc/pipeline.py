@@ -390,10 +390,10 @@ def classify_sites(
         get_classifier(classifier)  # fail early on a bad model
     check_dcm(dcm_dh, dcm_year)
     out_dir = prepare_output(out_dir, folder=True)
-    sites, notes = read_sites(sites_path, layer=layer, id_field=id_field, point_buffer_m=point_buffer_m)
-    sites = select_sites(sites, site_ids, path=sites_path)
+    sites, notes, refs, _ = sites_and_imagery(sites_path, scenes, stac, cfg, layer=layer, id_field=id_field,
+                                              site_ids=site_ids, point_buffer_m=point_buffer_m,
+                                              exclude=run_outputs(out_dir))
     site_stems([s.id for s in sites], path=sites_path)  # refuse before any unit runs
-    refs = discover_scenes(scenes, exclude=run_outputs(out_dir)) if stac is None else []
     units = build_units(sites, refs, dcm_dh, dcm_year, out_dir, classifier=classifier, config=cfg, stac=stac)
     summary = run_units(units, classify_site, description="classify sites", executor=executor)
     for note in notes:
@@ -415,13 +415,15 @@ def classify_sites(
 def sites_and_imagery(sites_path: str | Path, scenes: Sequence[str | Path], stac: StacQuery | None, config: dict,
                       *, layer: str | None = None, id_field: str | None = None,
                       site_ids: Sequence[str] | None = None, point_buffer_m: float | None = None,
+                      exclude: Sequence[Path] = (),
                       ) -> tuple[list[Site], list[FeatureNote], list[SceneRef], ImagerySource | None]:
     """The sites chosen from ``sites_path`` (with the notes of features changed or dropped while reading them),
-    the local scenes (none with ``stac``) and the catalogue source of ``stac`` under ``config``'s imagery settings
-    (None for local scenes): what training and planning read before their per-site work."""
+    the local scenes (none with ``stac``; files under ``exclude``, a run's own outputs, are not scenes) and the
+    catalogue source of ``stac`` under ``config``'s imagery settings (None for local scenes): what classifying,
+    training and planning read before their per-site work."""
     sites, notes = read_sites(sites_path, layer=layer, id_field=id_field, point_buffer_m=point_buffer_m)
     sites = select_sites(sites, site_ids, path=sites_path)
-    refs = discover_scenes(scenes) if stac is None else []
+    refs = discover_scenes(scenes, exclude=list(exclude)) if stac is None else []
     source = None if stac is None else make_source({"source": stac.source, "collection": stac.collection}, [],
                                                    ImagerySettings.from_dict(config["imagery"]))
     return sites, notes, refs, source
