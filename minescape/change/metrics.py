@@ -121,7 +121,8 @@ def evaluate_files(pred: str | Path, truth: str | Path, *, pred_encoding: str = 
 
     Args:
         errors: also write the error map here (:func:`error_codes` on the truth's grid, a GeoTIFF with the
-            :data:`~minescape.legend.CHANGE_ERRORS` colour table and names, written atomically).
+            :data:`~minescape.legend.CHANGE_ERRORS` colour table and names, written atomically), with its QGIS
+            style beside it (``<errors>.qml``: the class names in QGIS's legend).
 
     Raises:
         InputError: unexpected mask values, unknown encodings, rasters that cannot be aligned.
@@ -171,6 +172,10 @@ def evaluate_files(pred: str | Path, truth: str | Path, *, pred_encoding: str = 
                 matrix += change_matrix(t, p)
                 if dst is not None:
                     dst.write(error_codes(t, p)[None], window=tile.core)
+    if errors is not None:  # QGIS lists "False alarm", "Missed change"..., not the codes
+        from minescape.geo.raster_style import write_legend_style
+
+        write_legend_style(errors, CHANGE_ERRORS)
     return scores_from_matrix(matrix)
 
 
@@ -208,8 +213,9 @@ def evaluate_paths(pred: str | Path, truth: str | Path, *, pred_encoding: str = 
     """Evaluate a file against a file, or a folder against a folder (per file and pooled).
 
     Args:
-        errors: write error maps (:func:`evaluate_files`): this GeoTIFF for a file, ``errors/<name>.tif`` per
-            image for folders (the run owns that folder: error maps of images no longer evaluated are removed).
+        errors: write error maps (:func:`evaluate_files`, each with its ``.qml``): this GeoTIFF for a file,
+            ``errors/<name>.tif`` per image for folders (the run owns that folder: error maps of images no longer
+            evaluated are removed, with their styles).
             It may be neither input (the maps would replace the masks).
     """
     from minescape.atomic import prune
@@ -233,5 +239,9 @@ def evaluate_paths(pred: str | Path, truth: str | Path, *, pred_encoding: str = 
                                 errors=error_map(name))
            for name, p, t in pairs if names is None or name in names}
     if errors is not None and folders:
-        prune(errors, "*.tif", keep=[error_map(name) for name in per], protect=(pred, truth))
+        from minescape.geo.raster_style import style_path
+
+        kept = [error_map(name) for name in per]
+        prune(errors, "*.tif", keep=kept, protect=(pred, truth))
+        prune(errors, "*.qml", keep=[style_path(m) for m in kept], protect=(pred, truth))
     return pool(per)

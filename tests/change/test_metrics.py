@@ -121,6 +121,8 @@ def test_error_maps_count_what_the_scores_count(tmp_path):
         assert src.crs == CRS.from_epsg(32633) and src.transform == Affine(10, 0, 500000, 0, -10, 4100000)
         assert src.nodata == 255 and src.colormap(1)[2][:3] == CHANGE_ERRORS.by_name("False alarm").color
     assert [int((codes == c).sum()) for c in (0, 1, 2, 3, 255)] == [tn, tp, fp, fn, 7 * 4]
+    style = (tmp_path / "errors.qml").read_text()  # QGIS's default style: the class names, not the codes
+    assert 'value="2" color="#d7191c" alpha="255" label="False alarm"' in style and 'label="Missed change"' in style
     res = CliRunner().invoke(app, ["change", "evaluate", str(tmp_path / "pred"), str(tmp_path / "truth"), "--errors",
                                    str(tmp_path / "maps")])
     assert res.exit_code == 0, res.output
@@ -131,8 +133,9 @@ def test_error_maps_count_what_the_scores_count(tmp_path):
     assert res.exit_code == 0 and (tmp_path / "errmap").is_file()  # two files: one map, whatever its name
     assert f"error maps: {tmp_path / 'errmap'}\n" in res.output  # (it said errmap/<name>.tif, by the suffix)
     (tmp_path / "maps" / "gone.tif").write_bytes(b"an error map of an image evaluated before")
+    (tmp_path / "maps" / "gone.qml").write_text("its style")
     evaluate_paths(tmp_path / "pred", tmp_path / "truth", errors=tmp_path / "maps")
-    assert sorted(f.name for f in (tmp_path / "maps").iterdir()) == ["x.tif"]  # the run owns its folder
+    assert sorted(f.name for f in (tmp_path / "maps").iterdir()) == ["x.qml", "x.tif"]  # the run owns its folder
     for target in (tmp_path / "pred", tmp_path / "truth"):  # never over the masks themselves
         res = CliRunner().invoke(app, ["change", "evaluate", str(tmp_path / "pred"), str(tmp_path / "truth"),
                                        "--errors", str(target)])
