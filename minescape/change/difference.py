@@ -25,6 +25,7 @@ import contextlib
 import json
 import math
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -527,7 +528,7 @@ def _mask_tile(item: tuple) -> tuple[np.ndarray, int, int, int, int]:
             int((core_change & (core_d < 0)).sum()), int((core_change & (core_d > 0)).sum()))
 
 
-def _overviews(path: Path, resampling: Resampling, pool, threads: int) -> Callable[[], object]:
+def _overviews(path: Path, resampling: Resampling, pool: Executor | None, threads: int) -> Callable[[], object]:
     """Build the closed GeoTIFF ``path``'s overview levels (:func:`build_overviews`): on a worker of ``pool``,
     while the caller goes on (returns the wait for it), or here and now without a pool."""
     if pool is None:

@@ -423,7 +423,7 @@ def sites_and_imagery(sites_path: str | Path, scenes: Sequence[str | Path], stac
     training and planning read before their per-site work."""
     sites, notes = read_sites(sites_path, layer=layer, id_field=id_field, point_buffer_m=point_buffer_m)
     sites = select_sites(sites, site_ids, path=sites_path)
-    refs = discover_scenes(scenes, exclude=list(exclude)) if stac is None else []
+    refs = discover_scenes(scenes, exclude=exclude) if stac is None else []
     source = None if stac is None else make_source({"source": stac.source, "collection": stac.collection}, [],
                                                    ImagerySettings.from_dict(config["imagery"]))
     return sites, notes, refs, source
