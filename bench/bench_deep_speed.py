@@ -15,6 +15,9 @@ as median (min-max) and as ratios against the baseline measured in the same run:
     flock /tmp/minescape-heavy.lock .venv/bin/python bench/bench_deep_speed.py [--repeats 3] [--threads 2]
         [--cases network,city,loaded,s2tile]
 
+``s2tile`` runs the CLI on a ``--size``² pair of 13-band stacks: fp32, the new defaults, the new defaults with
+``--no-overviews`` (what the two outputs' overview levels cost), and ``--flip-repeats`` runs with the 4 flips.
+
 Timings on a shared machine move with the other jobs: read the ratios, and say that the machine was loaded.
 """
 
@@ -305,10 +308,12 @@ def cli_cases(args, cases: set[str], model_path: Path) -> dict:
     if "s2tile" in cases:
         t1, t2 = write_pair(WORK, args.size, bands=ALL_BANDS, strip=512)
         px = args.size * args.size / 1e6
-        runs: dict[str, list[float]] = {"fp32 no flips": [], "new no flips": [], "new flips": []}
+        runs: dict[str, list[float]] = {"fp32 no flips": [], "new no flips": [], "new no flips, no overviews": [],
+                                        "new flips": []}
         peaks: dict[str, list[float]] = {k: [] for k in runs}
         for _ in range(args.repeats):
-            for name, extra in (("fp32 no flips", ["--precision", "fp32"]), ("new no flips", [])):
+            for name, extra in (("fp32 no flips", ["--precision", "fp32"]), ("new no flips", []),
+                                ("new no flips, no overviews", ["--no-overviews"])):
                 sec, mb = cli_predict(model_path, t1, t2, WORK / "out_s2tile", "--no-tta", *extra)
                 runs[name].append(px / sec)
                 peaks[name].append(mb)
@@ -318,10 +323,14 @@ def cli_cases(args, cases: set[str], model_path: Path) -> dict:
             peaks["new flips"].append(mb)
         out["s2tile_mpix_s"], out["s2tile_peak_mb"] = runs, peaks
         for name, v in runs.items():
+            if not v:  # --flip-repeats 0
+                continue
             print(f"s2tile CLI {args.size}x{args.size} x13 bands, {name}: {fmt(v, ' Mpix/s')}, "
                   f"peak {fmt(peaks[name], ' MB', 0)}", flush=True)
         print(f"s2tile no flips: new / fp32 = {fmt(ratio(runs['new no flips'], runs['fp32 no flips']), 'x')}",
               flush=True)
+        print("s2tile no flips: the outputs' overview levels cost (time with / without) "
+              f"{fmt(ratio(runs['new no flips, no overviews'], runs['new no flips']), 'x')}", flush=True)
     return out
 
 
