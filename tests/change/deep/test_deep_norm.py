@@ -159,7 +159,7 @@ def test_ema_update_is_the_per_tensor_average_and_copies_integer_buffers():
     with torch.no_grad():
         for p in net.parameters():
             p.add_(torch.randn_like(p))
-        for name, b in net.named_buffers():
+        for b in net.buffers():
             b.add_(3 if not b.dtype.is_floating_point else torch.rand_like(b))
     before = {k: v.clone() for k, v in ema.state_dict().items()}
     floats = [k for k, v in before.items() if v.dtype.is_floating_point]
