@@ -80,8 +80,8 @@ def run_case(case: str, t1: str, t2: str, out: str, window: int) -> dict:
             stats = res.stats
             pixels = stats["width"] * stats["height"]
         seconds = time.perf_counter() - t0
-    return {"case": case, "seconds": seconds, "peak_mb": peak.peak_mb, "cpu_seconds": peak.cpu_seconds, "pixels": pixels,
-            "threshold": stats["threshold"], "changed_pixels": stats["changed_pixels"]}
+    return {"case": case, "seconds": seconds, "peak_mb": peak.peak_mb, "cpu_seconds": peak.cpu_seconds,
+            "pixels": pixels, "threshold": stats["threshold"], "changed_pixels": stats["changed_pixels"]}
 
 
 def compare_masks(a: Path, b: Path) -> bool:

@@ -159,14 +159,15 @@ def main() -> None:
     if not args.skip_big:
         t0 = time.perf_counter()
         make_pair(args.size, WORK, args.rows)
-        print(f"synthetic pair {args.rows or args.size} x {args.size} x {len(BANDS)} bands ready ({time.perf_counter() - t0:.0f} s)",
-              flush=True)
+        print(f"synthetic pair {args.rows or args.size} x {args.size} x {len(BANDS)} bands ready "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
         results["s2tile-streamed"] = r = _subprocess("s2tile-streamed", args)
         print(f"{'s2tile-streamed':16s} {r['pixels'] / 1e6:7.2f} Mpix  {r['seconds']:7.1f} s  "
               f"{r['pixels'] / 1e6 / r['seconds']:6.3f} Mpix/s  peak {r['peak_mb']:7.0f} MB", flush=True)
     cw, cs, cc = results["city-whole"], results["city-streamed"], results["city-coregistered"]
     speed = lambda r: r["pixels"] / r["seconds"]  # noqa: E731
-    print(f"\nratios: city streamed/whole speed {speed(cs) / speed(cw):.2f}x, memory {cs['peak_mb'] / cw['peak_mb']:.2f}x")
+    print(f"\nratios: city streamed/whole speed {speed(cs) / speed(cw):.2f}x, "
+          f"memory {cs['peak_mb'] / cw['peak_mb']:.2f}x")
     print(f"        city co-registered/streamed (date 2 moved by {cc['shift'][0]:+.2f}, {cc['shift'][1]:+.2f} px): "
           f"speed {speed(cc) / speed(cs):.2f}x, memory {cc['peak_mb'] / cs['peak_mb']:.2f}x")
     if "s2tile-streamed" in results:

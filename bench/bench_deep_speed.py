@@ -172,7 +172,6 @@ def batch_building(args) -> dict:
     the CPU path before session 10) vs the crops copied one by one (the CPU path now). The same batches."""
     import numpy as np
     import torch
-
     from measure import fmt, ratio
 
     from minescape.change.deep import batches as B
@@ -209,7 +208,6 @@ def batch_building(args) -> dict:
 def train_steps(args, new) -> dict:
     """Training steps per second on this CPU, fp32 vs bf16 autocast (see the module docstring)."""
     import torch
-
     from measure import fmt, ratio
 
     from minescape.change.deep.model import build_model

@@ -263,15 +263,16 @@ def main() -> None:
                   f"({s[k]['seconds']:.1f} s)")
         print(f"  training LightGBM on 3 sites: {s['train_seconds']:.1f} s; peak RSS {s['peak_rss_mb']:.0f} MB")
         print(f"  rules vectorised {s['rules_vectorised_mpix_per_s']:.2f} Mpix/s vs naive per-pixel loop "
-              f"{s['rules_naive_mpix_per_s']:.4f} Mpix/s: x{s['rules_vectorised_mpix_per_s'] / s['rules_naive_mpix_per_s']:.0f}")
+              f"{s['rules_naive_mpix_per_s']:.4f} Mpix/s: "
+              f"x{s['rules_vectorised_mpix_per_s'] / s['rules_naive_mpix_per_s']:.0f}")
     if "whole" in results:
         w = results["whole"]
         print(f"whole-array {SMALL}x{SMALL} (baseline): {w['mpix_per_s']:.2f} Mpix/s, peak {w['peak_rss_mb']:.0f} MB "
               f"({w['peak_rss_mb'] / (SMALL * SMALL / 1e6):.0f} MB/Mpix)")
         if "tiled-small" in results:
             t = results["tiled-small"]
-            print(f"windowed {SMALL}x{SMALL}: {t['mpix_per_s']:.2f} Mpix/s (x{t['mpix_per_s'] / w['mpix_per_s']:.2f} of "
-                  f"whole), peak {t['peak_rss_mb']:.0f} MB (x{t['peak_rss_mb'] / w['peak_rss_mb']:.2f} of whole)")
+            print(f"windowed {SMALL}x{SMALL}: {t['mpix_per_s']:.2f} Mpix/s (x{t['mpix_per_s'] / w['mpix_per_s']:.2f} "
+                  f"of whole), peak {t['peak_rss_mb']:.0f} MB (x{t['peak_rss_mb'] / w['peak_rss_mb']:.2f} of whole)")
     if "tile" in results:
         t = results["tile"]
         print(f"windowed {TILE}x{TILE} 10-band tile: {t['mpix_per_s']:.2f} Mpix/s ({t['seconds']:.0f} s, "
@@ -280,7 +281,8 @@ def main() -> None:
         if "whole" in results:
             w = results["whole"]
             extrap = w["peak_rss_mb"] / (SMALL * SMALL / 1e6) * TILE * TILE / 1e6
-            print(f"  vs whole-array: speed x{t['mpix_per_s'] / w['mpix_per_s']:.2f}; memory x{t['peak_rss_mb'] / extrap:.3f} "
+            print(f"  vs whole-array: speed x{t['mpix_per_s'] / w['mpix_per_s']:.2f}; "
+                  f"memory x{t['peak_rss_mb'] / extrap:.3f} "
                   f"of the whole-array version extrapolated to the tile ({extrap / 1024:.1f} GB)")
 
 

@@ -271,7 +271,8 @@ def main() -> None:
             b, h = w["labels_10m"], w["unet_self_trained"]
             print(f"  self-trained U-Net vs upsampled 10 m labels: OA x{h['oa'] / b['oa']:.3f}, BF1@2px "
                   f"x{h['bf1_2px'] / b['bf1_2px']:.2f}; labels agree on {w['agreement_share']:.1%}, self-training "
-                  f"relabelled {w['relabel_share']:.1%}; training {w['train_seconds']:.0f} s, peak {w['peak_mb']:.0f} MB")
+                  f"relabelled {w['relabel_share']:.1%}; training {w['train_seconds']:.0f} s, "
+                  f"peak {w['peak_mb']:.0f} MB")
         if ns.only in (None, "memory"):
             small, big, tile = 2000, ns.big, 1024
             for side in (small, big):
@@ -293,9 +294,12 @@ def main() -> None:
                 print("\n[real ESA WorldCover N00E006, 36000x36000 px: 2021 v200 as map, 2020 v100 as reference, "
                       "6x6 synthetic admin units]")
                 print(f"  products: {r['units']} unit GeoTIFFs ({r['failed']} failed), {r['zips']} province ZIPs, "
-                      f"{r['versions']} versions; land {r['land_km2_2021']:.1f} km², water {r['water_km2_2021']:.1f} km²")
-                print(f"  census agreement (all {r['census_n'] / 1e6:.0f} Mpx with data in both): OA {r['census_oa']:.4f}")
-                print(f"  stratified sample n={r['sample_n']} (Olofsson allocation): area-weighted OA {r['aw_oa']:.4f} ± "
+                      f"{r['versions']} versions; land {r['land_km2_2021']:.1f} km², "
+                      f"water {r['water_km2_2021']:.1f} km²")
+                print(f"  census agreement (all {r['census_n'] / 1e6:.0f} Mpx with data in both): "
+                      f"OA {r['census_oa']:.4f}")
+                print(f"  stratified sample n={r['sample_n']} (Olofsson allocation): "
+                      f"area-weighted OA {r['aw_oa']:.4f} ± "
                       f"{r['aw_oa_ci']:.4f} (95 %), ratio to census {r['aw_oa'] / r['census_oa']:.4f}; sample OA "
                       f"{r['sample_oa']:.3f}, kappa {r['sample_kappa']:.3f}")
                 for name, key in (("tree cover", "tree_km2"), ("built-up", "built_km2")):
@@ -329,7 +333,8 @@ def main() -> None:
                 med = {cap: sorted(x["peak_mb"] for x in xs)[len(xs) // 2] for cap, xs in runs.items()}
                 tmed = {cap: sorted(x["seconds"] for x in xs)[len(xs) // 2] for cap, xs in runs.items()}
                 print(f"  peak memory x{med[SCAN_CACHE_MB] / med[0]:.2f}, time x{tmed[SCAN_CACHE_MB] / tmed[0]:.2f} "
-                      f"(capped / default; baseline process {base:.0f} MB); same results in every run: {len(same) == 1}")
+                      f"(capped / default; baseline process {base:.0f} MB); "
+                      f"same results in every run: {len(same) == 1}")
         if ns.only in (None, "memory"):
             _run("make-input", "1000")
             u_small = _run("unet", "1000", "512")
@@ -338,7 +343,8 @@ def main() -> None:
             for side, p in ((1000, u_small), (small, u_big)):
                 print(f"  {side}x{side} px: peak {p['peak_mb']:.0f} MB, {p['tiles']} tiles, {p['seconds']:.1f} s "
                       f"({p['mpix'] / p['seconds']:.3f} Mpx/s)")
-            print(f"  pixels x{u_big['mpix'] / u_small['mpix']:.0f} -> peak memory x{u_big['peak_mb'] / u_small['peak_mb']:.2f}")
+            print(f"  pixels x{u_big['mpix'] / u_small['mpix']:.0f} -> "
+                  f"peak memory x{u_big['peak_mb'] / u_small['peak_mb']:.2f}")
     finally:
         if not ns.keep:
             shutil.rmtree(SCRATCH, ignore_errors=True)

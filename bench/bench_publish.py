@@ -9,8 +9,8 @@ Methods, each timed in its own subprocess on the same seeded class map (peak RSS
   write shards, ZIPs, manifest) with 1 or 2 worker processes; ``publish_1core``: the 1-process run held to one
   CPU (``sched_setaffinity``), since one process already puts its ZIP appends on a second core (a thread);
 * ``minescape``: :func:`minescape.publish.release.site_features` (boundary tracing into flat arrays,
-  ellipsoidal area, lon/lat, WKB) and GPKG shards of <= 5,000 features with the QGIS style (:class:`_ShardBuffer`), i.e. what
-  ``minescape publish`` does per site, minus reading the GeoTIFF and zipping.
+  ellipsoidal area, lon/lat, WKB) and GPKG shards of <= 5,000 features with the QGIS style (:class:`_ShardBuffer`),
+  i.e. what ``minescape publish`` does per site, minus reading the GeoTIFF and zipping.
 
 Cases: a 4000 x 4000 class map (~10,000 polygons), a 10980 x 10980 one (a Sentinel-2 tile), and 2,000
 sites of 200 x 200 px (reported as sites/s and extrapolated to 80,000 sites). For ``minescape`` the
@@ -323,7 +323,8 @@ def main() -> None:
             print(f"{case:>6} minescape vs the users' path: x{fmt(ratio(secs['users'], secs['minescape']))} faster "
                   f"(goal >= 2.5); vs polygonize alone: x{fmt(ratio(secs['minescape'], secs['shapes']))} (goal <= 2)")
         if {"publish", "users"} <= set(secs):
-            print(f"{case:>6} publish end to end vs the users' path: x{fmt(ratio(secs['users'], secs['publish']))} faster")
+            print(f"{case:>6} publish end to end vs the users' path: "
+                  f"x{fmt(ratio(secs['users'], secs['publish']))} faster")
         if {"publish", "publish_x2"} <= set(secs):
             same = len({r["release_sha256"] for m in ("publish", "publish_x2", "publish_1core") if m in runs
                         for r in runs[m]}) == 1
@@ -339,7 +340,8 @@ def main() -> None:
         if case == "sites":
             for m in ("minescape", "publish", "publish_x2", "publish_1core", "users", "shapes"):
                 if m in secs:
-                    print(f" sites {m:<10} 80,000 sites in {fmt([80000 / (args.sites / t) / 60 for t in secs[m]], ' min', 1)}")
+                    print(f" sites {m:<10} 80,000 sites in "
+                          f"{fmt([80000 / (args.sites / t) / 60 for t in secs[m]], ' min', 1)}")
 
 
 if __name__ == "__main__":

@@ -117,7 +117,8 @@ def bench_inprocess(n_sites: int, rounds: int, baseline: str | None) -> None:
     if baseline:
         base = times[f"baseline {baseline}"]
         print(f"  speed-up over the baseline: x{fmt(ratio(base, times['this tree']))} (goal >= 3); maps "
-              f"byte-identical to the baseline's: {'yes' if maps['this tree'] == maps[f'baseline {baseline}'] else 'NO'}")
+              f"byte-identical to the baseline's: "
+              f"{'yes' if maps['this tree'] == maps[f'baseline {baseline}'] else 'NO'}")
 
 
 def bench_speedup(n_sites: int, rounds: int) -> None:
@@ -125,7 +126,6 @@ def bench_speedup(n_sites: int, rounds: int) -> None:
     import logging
 
     from distributed import LocalCluster
-
     from measure import fmt, ratio
 
     from minescape.runner import Executor
@@ -148,14 +148,16 @@ def bench_speedup(n_sites: int, rounds: int) -> None:
                 t_steady, second = classify(files, WORK / f"lulc-w{w}", ex)
                 steady[w].append(t_steady)
                 same &= digests(WORK / f"lulc-w{w}") == reference and not second.failed
-    print(f"[speed-up] per-site LULC chain, {n_sites} sites, {rounds} alternating rounds (in-process once: {t_in:.1f} s)")
+    print(f"[speed-up] per-site LULC chain, {n_sites} sites, {rounds} alternating rounds "
+          f"(in-process once: {t_in:.1f} s)")
     for w in (1, 2):
         print(f"  {w} worker{'s' if w > 1 else ' '} end to end (cluster start + run) {fmt(end[w], ' s')};  "
               f"steady state (warm cluster) {fmt(steady[w], ' s')} = "
               f"{fmt([60 * n_sites / t for t in steady[w]], ' sites/min', 0)}")
     print(f"  1 -> 2 workers, steady state: x{fmt(ratio(steady[1], steady[2]))} (goal >= 1.7); "
           f"end to end: x{fmt(ratio(end[1], end[2]))}")
-    print(f"  maps byte-identical to in-process in all {4 * rounds} runs: {'yes' if same else 'NO'} ({len(reference)} maps)")
+    print(f"  maps byte-identical to in-process in all {4 * rounds} runs: {'yes' if same else 'NO'} "
+          f"({len(reference)} maps)")
 
 
 def _real_sites(files, out: Path, scale: float = 1.0) -> Path:
@@ -213,7 +215,6 @@ def bench_project(n_sites: int, rounds: int) -> None:
 
     import numpy as np
     from distributed import LocalCluster
-
     from measure import fmt
 
     from minescape.lulc.model import save_model

@@ -31,7 +31,6 @@ sys.path.insert(0, str(ROOT / "experiments"))
 from oscd_deep import BAND_SETS, load_pairs  # noqa: E402
 
 from minescape.change.deep.infer import predict_arrays  # noqa: E402
-from minescape.compute import resolve_compute  # noqa: E402
 from minescape.change.deep.model import load_model, load_payload  # noqa: E402
 from minescape.change.deep.runner import torch_runner  # noqa: E402
 from minescape.change.deep.train import (  # noqa: E402
@@ -41,6 +40,7 @@ from minescape.change.deep.train import (  # noqa: E402
     samples_from_pairs,
     validate,
 )
+from minescape.compute import resolve_compute  # noqa: E402
 
 
 def main() -> None:

@@ -36,7 +36,6 @@ from minescape.change.cirrus_mask import cirrus_change, cirrus_mask  # noqa: E40
 from minescape.change.datasets import read_oscd_city  # noqa: E402
 from minescape.change.deep.train import change_scores  # noqa: E402
 from minescape.geo.raster import Raster  # noqa: E402
-from minescape.sentinel2 import ALL_BANDS  # noqa: E402
 
 
 def load_member(spec: str, cities: list[str]) -> dict[str, tuple[np.ndarray, float]]:

@@ -28,7 +28,6 @@ from pathlib import Path
 
 from minescape.errors import MinescapeError, OutputError
 
-
 #: Short id of this host in temporary names (a process id means nothing on another host of a shared disk).
 HOST = format(zlib.crc32(socket.gethostname().encode()), "08x")[:6]
 

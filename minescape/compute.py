@@ -46,6 +46,7 @@ class Compute:
 
     @property
     def bf16(self) -> bool:
+        """Whether the network runs in bfloat16 autocast."""
         return self.precision == "bf16"
 
     def describe(self) -> str:

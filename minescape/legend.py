@@ -199,7 +199,8 @@ MINING_LULC = Legend(
                     "Land cleared or disturbed by mining (haul roads, stockpiles, cleared ground) with minimal "
                     "elevation change and little vegetation."),
         LegendClass(4, "Water body", (40, 110, 220),
-                    "Pit lakes, tailings and sedimentation ponds and other surface water, identified by a water index."),
+                    "Pit lakes, tailings and sedimentation ponds and other surface water, identified by a "
+                    "water index."),
         LegendClass(5, "Facility", (130, 40, 160),
                     "Buildings and infrastructure of the mine (processing plants, offices, workshops, tanks), "
                     "identified by a built-up index."),

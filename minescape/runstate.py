@@ -10,7 +10,8 @@ Layout of a run folder::
 A unit is *done* when its latest line says ``done`` with the same ``key`` (a hash of the unit's args, its
 ``fingerprint`` of inputs + config and the function), and every path its result lists under ``"outputs"``
 still holds what the unit wrote: the line records each output's size and SHA-256 (``"checks"``), verified
-before the unit is skipped, so an output truncated, overwritten or deleted after the run is made again. Anything else (no line, failed, other key, missing output) runs again. Each line is written
+before the unit is skipped, so an output truncated, overwritten or deleted after the run is made again.
+Anything else (no line, failed, other key, missing output) runs again. Each line is written
 and flushed as its unit finishes; a SIGKILL can at worst cut the last line, which the reader ignores (and
 the next run starts on a fresh line). Outputs are renamed into place by the units, never half-written. The
 journal is compacted (one line per unit, atomic rewrite) when re-runs have made it more than twice as long.
@@ -219,7 +220,7 @@ def is_done(state: UnitState | None, key: str) -> bool:
 
 def now() -> str:
     """UTC time stamp (ISO 8601, seconds)."""
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
 
 
 def write_run_info(run_dir: Path, info: dict[str, Any]) -> Path:
@@ -286,5 +287,5 @@ def summarize(run_dir: str | Path) -> dict[str, Any]:
     failed = {i: states[i].reason for i in ids if i in states and states[i].status == "failed"}
     missing = [i for i in ids if i not in states]
     seconds = sum(states[i].seconds for i in ids if i in states)
-    return {"info": info, "running": is_running(run_dir), "total": len(ids), "done": done, "failed": failed, "missing": missing,
-            "unit_seconds": seconds, "states": states}
+    return {"info": info, "running": is_running(run_dir), "total": len(ids), "done": done, "failed": failed,
+            "missing": missing, "unit_seconds": seconds, "states": states}

@@ -411,8 +411,8 @@ def write_region(region: Region, out_dir: str | Path) -> RegionFiles:
 
     Layout: ``sites.gpkg``, ``dcm/`` (the DCM as DLR delivers it: tile ZIPs, LAST and FIRST, see
     :mod:`minescape.dcm.synthetic_tiles`), ``dcm_dh.tif`` (float32 m, nodata -9999) and ``dcm_year.tif`` (uint16,
-    nodata 0) (the same DCM as two prepared rasters), ``scenes/*.tif`` (uint16 DN stacks named like S2 products), ``truth/lulc.tif``,
-    ``truth/lulc_t2.tif``, ``truth/change.tif`` and ``region.json``.
+    nodata 0) (the same DCM as two prepared rasters), ``scenes/*.tif`` (uint16 DN stacks named like S2 products),
+    ``truth/lulc.tif``, ``truth/lulc_t2.tif``, ``truth/change.tif`` and ``region.json``.
     """
     root = Path(out_dir)
     grid = region.grid

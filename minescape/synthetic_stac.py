@@ -30,8 +30,8 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
 from minescape.atomic import atomic_path, atomic_write_text
-from minescape.synthetic import CLOUD, TILE, VEG, WATER, Region, _baseline_for, _render, reflectance_to_dn
 from minescape.sentinel2 import TEN_BANDS
+from minescape.synthetic import CLOUD, TILE, VEG, WATER, Region, _baseline_for, _render, reflectance_to_dn
 
 COLLECTION = "sentinel-2-l2a"
 TWENTY_M = ("B05", "B06", "B07", "B8A", "B11", "B12")

@@ -1,6 +1,5 @@
 """The CLI through Typer's runner on real temporary files."""
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 

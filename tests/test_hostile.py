@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile import one_error_line, plant_pickle, plant_torch, small_fs
 from typer.testing import CliRunner
 
-from hostile import one_error_line, plant_pickle, plant_torch, small_fs
 from minescape.cli.app import app
 
 

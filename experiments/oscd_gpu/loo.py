@@ -50,10 +50,10 @@ def load_cities(path: Path, tiny: bool) -> dict:
     """The prepared cities as training samples: 13 bands in ``ALL_BANDS`` order on the 10 m grid (the 20 m and
     60 m bands resampled bilinearly from their block means), reflectance, NaN = nodata; label 0/1, 255 ignored."""
     import torch
+    from prepare import unpack
     from torch.nn import functional as F
 
     from minescape.change.deep.train import Sample
-    from prepare import unpack
 
     data = np.load(path)
     cities = sorted({k.split("__")[0] for k in data.files})
@@ -86,11 +86,11 @@ def run_fold(args: argparse.Namespace) -> None:
     (probabilities as float16, labels) and ``fold_<city>.json`` (per-member figures)."""
     import torch
 
-    from minescape.compute import resolve_compute
     from minescape.change.deep.infer import predict_arrays
     from minescape.change.deep.model import load_model
     from minescape.change.deep.runner import flip_batch_for, torch_runner
     from minescape.change.deep.train import TrainConfig, change_scores, holdout_split, train
+    from minescape.compute import resolve_compute
 
     torch.set_num_threads(1)
     out = Path(args.out)

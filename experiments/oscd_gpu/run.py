@@ -92,10 +92,10 @@ def bench_inference(device: str, size: int, tile: int, smi: Path) -> list[dict]:
     """Network-only and end-to-end (``predict_arrays``) inference speed of an untrained 13-band FC-Siam-diff."""
     import torch
 
-    from minescape.compute import resolve_compute
     from minescape.change.deep.infer import predict_arrays
     from minescape.change.deep.model import build_model
     from minescape.change.deep.runner import torch_runner
+    from minescape.compute import resolve_compute
 
     rng = np.random.default_rng(0)
     t1 = rng.uniform(0.02, 0.4, (13, size, size)).astype(np.float32)
@@ -157,11 +157,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     import torch
 
-    from minescape.compute import resolve_compute
     from minescape.change.deep.infer import predict_arrays
     from minescape.change.deep.model import load_model
     from minescape.change.deep.runner import torch_runner
     from minescape.change.deep.train import TrainConfig, change_scores, holdout_split, train
+    from minescape.compute import resolve_compute
 
     compute = resolve_compute(args.device, "auto", training=True)
     env = {"torch": torch.__version__, "device": compute.describe(),
@@ -217,7 +217,8 @@ def main() -> None:
                 print("fold", city, name, {k: (round(v, 3) if isinstance(v, float) else v)
                                            for k, v in folds[name][city].items()}, flush=True)
             results["loo"] = {n: {"folds": folds[n],
-                                  "pooled_f1": 2 * pooled[n][0] / max(2 * pooled[n][0] + pooled[n][1] + pooled[n][2], 1),
+                                  "pooled_f1": (2 * pooled[n][0]
+                                                / max(2 * pooled[n][0] + pooled[n][1] + pooled[n][2], 1)),
                                   "pooled_precision": pooled[n][0] / max(pooled[n][0] + pooled[n][1], 1),
                                   "pooled_recall": pooled[n][0] / max(pooled[n][0] + pooled[n][2], 1)}
                               for n in names}

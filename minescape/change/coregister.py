@@ -14,8 +14,8 @@ translation is all this corrects: rotation, scale and terrain-dependent residual
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Callable, Sequence
 
 import numpy as np
 

@@ -285,7 +285,7 @@ def postprocess(score: np.ndarray, threshold: float, *, options: DetectOptions, 
 
 
 def encode_mask(change: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """bool change + bool valid -> uint8 CHANGE codes (0, 1, 255)."""
+    """Bool change + bool valid -> uint8 CHANGE codes (0, 1, 255)."""
     out = change.astype(np.uint8)
     out[~valid] = CHANGE.nodata
     return out

@@ -7,7 +7,6 @@ Registered into the ``change`` group by :mod:`minescape.cli.change`. torch is im
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -35,16 +34,16 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
     @handle_errors
     def train_cmd(
         out: Path = typer.Argument(..., help="Output folder: model.pt, model.json (model card), checkpoint.pt."),
-        oscd: Optional[Path] = typer.Option(None, help="OSCD root (images/, train_labels/)."),
-        cities: Optional[str] = typer.Option(None, help="OSCD training cities, comma-separated (default all)."),
-        val_cities: Optional[str] = typer.Option(None, help="OSCD validation cities (default: bottom rows of "
+        oscd: Path | None = typer.Option(None, help="OSCD root (images/, train_labels/)."),
+        cities: str | None = typer.Option(None, help="OSCD training cities, comma-separated (default all)."),
+        val_cities: str | None = typer.Option(None, help="OSCD validation cities (default: bottom rows of "
                                                             "each training city)."),
-        patches: Optional[Path] = typer.Option(None, help="Patch dataset (T1/, T2/, Change/ or Mudança/, "
+        patches: Path | None = typer.Option(None, help="Patch dataset (T1/, T2/, Change/ or Mudança/, "
                                                           "split.csv)."),
-        t1: Optional[Path] = typer.Option(None, help="Date 1 scene (stack file or band folder)."),
-        t2: Optional[Path] = typer.Option(None, help="Date 2 scene (warped onto date 1's grid)."),
-        truth: Optional[Path] = typer.Option(None, help="Change raster on date 1's grid (with --t1/--t2)."),
-        bands: Optional[str] = typer.Option(None, help="Bands, comma-separated (default all available)."),
+        t1: Path | None = typer.Option(None, help="Date 1 scene (stack file or band folder)."),
+        t2: Path | None = typer.Option(None, help="Date 2 scene (warped onto date 1's grid)."),
+        truth: Path | None = typer.Option(None, help="Change raster on date 1's grid (with --t1/--t2)."),
+        bands: str | None = typer.Option(None, help="Bands, comma-separated (default all available)."),
         arch: str = typer.Option("siam-att", help="fc-ef, fc-siam-conc, fc-siam-diff, siam-att, or fc-ef-x2 (two "
                                                   "FC-EF trained at once, each on half of a batch; even batch size)."),
         epochs: int = typer.Option(30, help="Maximum epochs."),
@@ -74,10 +73,10 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
                                                      "(e.g. 0.5; 0 = off)."),
         val_fraction: float = typer.Option(0.2, help="Held-out bottom fraction of rows when there is no "
                                                      "validation set."),
-        max_minutes: Optional[float] = typer.Option(None, help="Stop after this much training time."),
+        max_minutes: float | None = typer.Option(None, help="Stop after this much training time."),
         seed: int = typer.Option(0, help="Random seed (same seed and data, same model)."),
         resume: bool = typer.Option(False, help="Continue from OUT/checkpoint.pt."),
-        threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
+        threads: int | None = typer.Option(None, help=THREADS_HELP),
         device: str = typer.Option("auto", help=DEVICE_HELP),
         precision: str = typer.Option("auto", help=PRECISION_HELP),
         coregister: bool = typer.Option(False, help="Move each pair's date 2 onto date 1 by its sub-pixel shift "
@@ -163,15 +162,15 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         tile: int = typer.Option(512, help="Largest tile in pixels (multiple of 16); tiles are fitted to the "
                                            "pair, so none is computed twice for nothing."),
         overlap: int = typer.Option(32, help="Tile overlap in pixels (blended)."),
-        threshold: Optional[float] = typer.Option(None, help="Decision threshold (default: the model's; for an "
+        threshold: float | None = typer.Option(None, help="Decision threshold (default: the model's; for an "
                                                              "ensemble the mean of the models')."),
         backend: str = typer.Option("torch", help="torch or onnx (needs `minescape change export` first)."),
-        threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
+        threads: int | None = typer.Option(None, help=THREADS_HELP),
         device: str = typer.Option("auto", help=DEVICE_HELP),
         precision: str = typer.Option("auto", help=PRECISION_HELP),
-        tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Average 4 flips per tile (default: "
+        tta: bool | None = typer.Option(None, "--tta/--no-tta", help="Average 4 flips per tile (default: "
                                                                         "as the model's threshold was chosen)."),
-        coregister: Optional[bool] = typer.Option(None, "--coregister/--no-coregister",
+        coregister: bool | None = typer.Option(None, "--coregister/--no-coregister",
                                                   help="Move date 2 onto date 1 by its sub-pixel shift first "
                                                        "(default: as the model was trained)."),
         mask_clouds: bool = typer.Option(False, "--mask-clouds/--no-mask-clouds",
@@ -184,9 +183,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         """Predict a change probability GeoTIFF and a 0/1/255 change mask on the pair's grid.
 
         The model's stored normalisation (global or per-image) is applied."""
-        from minescape.compute import resolve_compute
         from minescape.change.deep.infer import predict_scene
         from minescape.change.deep.model import load_model
+        from minescape.compute import resolve_compute
 
         compute = resolve_compute(device, precision, threads)
         paths = [Path(p.strip()) for p in model.split(",") if p.strip()]
@@ -210,7 +209,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
     @handle_errors
     def export_cmd(
         model: Path = typer.Argument(..., help="model.pt to export."),
-        out: Optional[Path] = typer.Option(None, help="Output .onnx (default beside the model)."),
+        out: Path | None = typer.Option(None, help="Output .onnx (default beside the model)."),
         tolerance: float = typer.Option(1e-4, help="Largest allowed torch/onnxruntime logit difference."),
     ) -> None:
         """Export a model to ONNX and check onnxruntime against torch."""

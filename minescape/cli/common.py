@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Optional, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -115,14 +115,14 @@ WorkersOpt = Annotated[
     ),
 ]
 SchedulerOpt = Annotated[
-    Optional[str],  # noqa: UP007 (Typer needs Optional on older Pythons)
+    str | None,  # noqa: UP007 (Typer needs Optional on older Pythons)
     typer.Option(
         "--scheduler",
         help="Address of an existing Dask scheduler (e.g. tcp://host:8786); overrides --workers.",
     ),
 ]
 RunDirOpt = Annotated[
-    Optional[Path],  # noqa: UP007
+    Path | None,  # noqa: UP007
     typer.Option(
         "--run-dir",
         help="Folder recording each unit's state; re-running the same command resumes (only missing or "

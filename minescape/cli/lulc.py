@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -56,7 +55,7 @@ MethodOpt = typer.Option("default", "--method", help="'default' (LightGBM, neigh
                                                       "docs/lulc.md).")
 
 
-def _dcm_config(dcm_map: str, max_hai: float, keep_cim: Optional[list[int]], method: str) -> dict:
+def _dcm_config(dcm_map: str, max_hai: float, keep_cim: list[int] | None, method: str) -> dict:
     cfg = {"dcm_map": dcm_map, "dcm_max_hai": max_hai, "method": method}
     if keep_cim:
         cfg["dcm_keep_cim"] = list(keep_cim)
@@ -68,7 +67,7 @@ def _dcm_config(dcm_map: str, max_hai: float, keep_cim: Optional[list[int]], met
 
 
 def _full_config(base: dict, composite: str, max_cloud: float, min_clear: float | None, scl_mask: str | None,
-                 dcm_map: str, max_hai: float, keep_cim: Optional[list[int]], method: str) -> dict:
+                 dcm_map: str, max_hai: float, keep_cim: list[int] | None, method: str) -> dict:
     """The pipeline config from the options: a preset (``--method published``) sets its own composite
     (median) unless ``--composite`` names one explicitly."""
     cfg = {**base, **imagery_config(composite, max_cloud, min_clear, scl_mask),
@@ -78,7 +77,7 @@ def _full_config(base: dict, composite: str, max_cloud: float, min_clear: float 
     return cfg
 
 
-def _config(mmu: float, majority: int, window: int, rules: Optional[Path], quicklook: bool = True) -> dict:
+def _config(mmu: float, majority: int, window: int, rules: Path | None, quicklook: bool = True) -> dict:
     cfg: dict = {"mmu_m2": mmu, "majority": majority, "window": window, "quicklook": quicklook}
     if rules is not None:
         from minescape.jsonfile import read_json
@@ -92,23 +91,23 @@ def _config(mmu: float, majority: int, window: int, rules: Optional[Path], quick
 def classify_cmd(
     sites: Path = typer.Argument(..., help="Mining-area polygons (GPKG, GeoJSON, Shapefile)."),
     out: Path = typer.Argument(..., help="Output folder: maps/<site>.tif, sites.json, report/."),
-    scenes: Optional[list[Path]] = ScenesOpt,
+    scenes: list[Path] | None = ScenesOpt,
     dcm: Path = DcmOpt,
-    dcm_year: Optional[Path] = DcmYearOpt,
+    dcm_year: Path | None = DcmYearOpt,
     dcm_map: str = DcmMapOpt,
     dcm_max_hai: float = DcmHaiOpt,
-    dcm_keep_cim: Optional[list[int]] = DcmCimOpt,
+    dcm_keep_cim: list[int] | None = DcmCimOpt,
     method: str = MethodOpt,
     model: str = typer.Option("rules", "--model", help="'rules' (knowledge-based) or a model JSON from 'lulc train'."),
-    layer: Optional[str] = typer.Option(None, "--layer", help="Layer of a multi-layer GPKG (e.g. maus_polygons)."),
-    id_field: Optional[str] = typer.Option(None, "--id-field", help="Field holding site ids (default site_id/id, "
+    layer: str | None = typer.Option(None, "--layer", help="Layer of a multi-layer GPKG (e.g. maus_polygons)."),
+    id_field: str | None = typer.Option(None, "--id-field", help="Field holding site ids (default site_id/id, "
                                                                    "else a hash of the geometry)."),
-    site: Optional[list[str]] = typer.Option(None, "--site", help="Only this site id (repeatable)."),
-    point_buffer: Optional[float] = PointBufferOpt,
+    site: list[str] | None = typer.Option(None, "--site", help="Only this site id (repeatable)."),
+    point_buffer: float | None = PointBufferOpt,
     mmu: float = typer.Option(300.0, "--mmu", help="Minimum mapping unit in m² (0 = off)."),
     majority: int = typer.Option(1, "--majority", help="Majority filter window in pixels (1 = off)."),
     window: int = typer.Option(5, "--window", help="Neighbourhood statistics window in pixels (odd)."),
-    rules: Optional[Path] = typer.Option(None, "--rules", help="JSON overriding rule thresholds."),
+    rules: Path | None = typer.Option(None, "--rules", help="JSON overriding rule thresholds."),
     quicklook: bool = typer.Option(True, help="Write report/quicklooks/<site>.png."),
     stac: StacOpt = None,
     collection: CollectionOpt = None,
@@ -146,32 +145,34 @@ def classify_cmd(
 def train_cmd(
     sites: Path = typer.Argument(..., help="Mining-area polygons."),
     model_out: Path = typer.Argument(..., help="Model JSON to write."),
-    scenes: Optional[list[Path]] = ScenesOpt,
+    scenes: list[Path] | None = ScenesOpt,
     dcm: Path = DcmOpt,
-    dcm_year: Optional[Path] = DcmYearOpt,
+    dcm_year: Path | None = DcmYearOpt,
     dcm_map: str = DcmMapOpt,
     dcm_max_hai: float = DcmHaiOpt,
-    dcm_keep_cim: Optional[list[int]] = DcmCimOpt,
+    dcm_keep_cim: list[int] | None = DcmCimOpt,
     method: str = MethodOpt,
-    labels: Optional[Path] = typer.Option(None, "--labels", help="Label raster, labelled polygons or points; "
-                                                                 "without it the rules' confident pixels (weak labels)."),
-    class_field: Optional[str] = typer.Option(None, "--class-field", help="Class field of vector labels (codes or names)."),
-    site: Optional[list[str]] = typer.Option(None, "--site", help="Train on this site id (repeatable; default all)."),
-    layer: Optional[str] = typer.Option(None, "--layer", help="Layer of the sites file."),
-    id_field: Optional[str] = typer.Option(None, "--id-field", help="Field holding site ids."),
-    point_buffer: Optional[float] = PointBufferOpt,
+    labels: Path | None = typer.Option(None, "--labels", help="Label raster, labelled polygons or points; "
+                                                                 "without it the rules' confident pixels "
+                                                                 "(weak labels)."),
+    class_field: str | None = typer.Option(None, "--class-field",
+                                           help="Class field of vector labels (codes or names)."),
+    site: list[str] | None = typer.Option(None, "--site", help="Train on this site id (repeatable; default all)."),
+    layer: str | None = typer.Option(None, "--layer", help="Layer of the sites file."),
+    id_field: str | None = typer.Option(None, "--id-field", help="Field holding site ids."),
+    point_buffer: float | None = PointBufferOpt,
     per_class: int = typer.Option(2000, "--per-class", help="Pixels sampled per class and site."),
     rounds: int = typer.Option(60, "--rounds", help="LightGBM boosting rounds."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     window: int = typer.Option(5, "--window", help="Neighbourhood statistics window in pixels (odd)."),
-    rules: Optional[Path] = typer.Option(None, "--rules", help="JSON overriding rule thresholds (weak labels)."),
+    rules: Path | None = typer.Option(None, "--rules", help="JSON overriding rule thresholds (weak labels)."),
     stac: StacOpt = None,
     collection: CollectionOpt = None,
     max_cloud: MaxCloudOpt = 20.0,
     composite: CompositeOpt = "auto",
     min_clear: MinClearOpt = None,
     scl_mask: SclMaskOpt = None,
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Folder caching windows fetched from --stac."),
+    cache: Path | None = typer.Option(None, "--cache", help="Folder caching windows fetched from --stac."),
 ) -> None:
     """Train a LightGBM pixel classifier from labels (or weak labels) on the chosen sites; print importances."""
     from minescape.lulc.model import importance_table, save_model
@@ -200,11 +201,11 @@ def train_cmd(
 def evaluate_cmd(
     maps: Path = typer.Argument(..., help="Output folder of 'lulc classify' (or its maps/ folder)."),
     reference: Path = typer.Argument(..., help="Label raster, or labelled points/polygons."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default MAPS/report)."),
-    site: Optional[list[str]] = typer.Option(None, "--site", help="Score only this site (repeatable): the test "
+    out: Path | None = typer.Option(None, "--out", help="Report folder (default MAPS/report)."),
+    site: list[str] | None = typer.Option(None, "--site", help="Score only this site (repeatable): the test "
                                                                   "sites of a split by site."),
-    class_field: Optional[str] = typer.Option(None, "--class-field", help="Class field of vector references."),
-    layer: Optional[str] = typer.Option(None, "--layer", help="Layer of a vector reference."),
+    class_field: str | None = typer.Option(None, "--class-field", help="Class field of vector references."),
+    layer: str | None = typer.Option(None, "--layer", help="Layer of a vector reference."),
 ) -> None:
     """Accuracy against reference labels: confusion matrix, OA, kappa, PA/UA, F1, IoU (JSON + PNG)."""
     from minescape.lulc.evaluate import evaluate_maps
@@ -228,20 +229,20 @@ def _f(v) -> str:
 def scenes_cmd(
     sites: Path = typer.Argument(..., help="Mining-area polygons (GPKG, GeoJSON, Shapefile)."),
     out: Path = typer.Argument(..., help="CSV to write: per site its year and the scenes of that year."),
-    scenes: Optional[list[Path]] = ScenesOpt,
+    scenes: list[Path] | None = ScenesOpt,
     dcm: Path = DcmOpt,
-    dcm_year: Optional[Path] = DcmYearOpt,
+    dcm_year: Path | None = DcmYearOpt,
     dcm_map: str = DcmMapOpt,
     dcm_max_hai: float = DcmHaiOpt,
-    dcm_keep_cim: Optional[list[int]] = DcmCimOpt,
+    dcm_keep_cim: list[int] | None = DcmCimOpt,
     stac: StacOpt = None,
     collection: CollectionOpt = None,
     max_cloud: MaxCloudOpt = 20.0,
     composite: CompositeOpt = "auto",
-    layer: Optional[str] = typer.Option(None, "--layer", help="Layer of a multi-layer GPKG."),
-    id_field: Optional[str] = typer.Option(None, "--id-field", help="Field holding site ids."),
-    site: Optional[list[str]] = typer.Option(None, "--site", help="Only this site id (repeatable)."),
-    point_buffer: Optional[float] = PointBufferOpt,
+    layer: str | None = typer.Option(None, "--layer", help="Layer of a multi-layer GPKG."),
+    id_field: str | None = typer.Option(None, "--id-field", help="Field holding site ids."),
+    site: list[str] | None = typer.Option(None, "--site", help="Only this site id (repeatable)."),
+    point_buffer: float | None = PointBufferOpt,
 ) -> None:
     """Plan a classify run without reading imagery: per site, its year (from the DCM) and the scenes of that year
     a run would consider (a STAC search, or the local scenes over it), with dates and cloud cover; sites that would

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import typer
@@ -38,7 +37,7 @@ def predict(
     device: str = typer.Option("auto", help="auto (CUDA when torch sees a GPU), cpu or cuda."),
     precision: str = typer.Option("fp32", help="fp32, bf16 (a compiled bf16 network on a CPU, autocast "
                                                "on CUDA) or auto (bf16 on CUDA and on CPUs with native bf16)."),
-    threads: Optional[int] = typer.Option(None, help="torch threads (default: the cores this process may use, less those "
+    threads: int | None = typer.Option(None, help="torch threads (default: the cores this process may use, less those "
                                          "other processes keep busy at the start)."),
 ) -> None:
     """Classify IMAGE tile by tile with blended overlapping windows and write a COG with overviews."""
@@ -90,8 +89,8 @@ def train(
         img = img.with_data(np.where(img.data == img.nodata, np.nan, img.data.astype(np.float32)), nodata=np.nan,
                             band_names=img.band_names)
     products = [read_raster(p) for p in labels]
-    res = train_weak(img, products, lg, config=TrainConfig(epochs=epochs, steps_per_epoch=steps, seed=seed, device=device,
-                                                        precision=precision),
+    res = train_weak(img, products, lg, config=TrainConfig(epochs=epochs, steps_per_epoch=steps, seed=seed,
+                                                        device=device, precision=precision),
                      self_training=self_train, confidence=confidence, names=[str(p) for p in labels])
     save_checkpoint(res.model, out)
     typer.echo(f"wrote {out} (labels agree on {res.agreement_share:.1%} of pixels; self-training relabelled "
@@ -180,6 +179,7 @@ def validate(
     from minescape.atomic import atomic_path
     from minescape.errors import InputError
     from minescape.legend import get_legend
+    from minescape.limits import plan_raster
     from minescape.maps.products import read_admin, unit_stem
     from minescape.maps.validate import (
         compare_areas,
@@ -188,7 +188,6 @@ def validate(
         validate_sample,
         write_validation,
     )
-    from minescape.limits import plan_raster
     from minescape.sampling import import_points
 
     lg = get_legend(legend)

@@ -4,19 +4,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from minescape.errors import InputError
 
 StacOpt = Annotated[
-    Optional[str],  # noqa: UP007 (Typer needs Optional)
+    str | None,  # noqa: UP007 (Typer needs Optional)
     typer.Option("--stac", help="STAC API URL (e.g. https://earth-search.aws.element84.com/v1) or a saved "
                                 "ItemCollection JSON; replaces --scenes."),
 ]
 CollectionOpt = Annotated[
-    Optional[str],  # noqa: UP007
+    str | None,  # noqa: UP007
     typer.Option("--collection", help="STAC collection (e.g. sentinel-2-l2a); needed with an API URL."),
 ]
 MaxCloudOpt = Annotated[float, typer.Option("--max-cloud", help="Keep items with eo:cloud_cover <= this (%).")]
@@ -26,13 +26,13 @@ CompositeOpt = Annotated[
                                      "local scene from --scenes."),
 ]
 MinClearOpt = Annotated[
-    Optional[float],  # noqa: UP007
+    float | None,  # noqa: UP007
     typer.Option("--min-clear", help="Least share of a site's pixels with a clear observation (default 0.3); "
                                      "below it the site is reported and the run goes on."),
 ]
 
 SclMaskOpt = Annotated[
-    Optional[str],  # noqa: UP007
+    str | None,  # noqa: UP007
     typer.Option("--scl-mask", help="SCL classes masked per pixel, comma-separated (default 0,1,3,8,9,10)."),
 ]
 

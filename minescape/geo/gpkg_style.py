@@ -39,6 +39,7 @@ class Category:
 
     @property
     def hex(self) -> str:
+        """The colour as ``#rrggbb``."""
         return "#{:02x}{:02x}{:02x}".format(*self.color)
 
 

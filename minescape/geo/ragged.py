@@ -35,6 +35,7 @@ class RaggedPolygons:
 
     @classmethod
     def empty(cls) -> RaggedPolygons:
+        """No polygons."""
         zero = np.zeros(1, dtype=np.int64)
         return cls(np.empty((0, 2)), zero, zero.copy(), np.empty(0, dtype=np.int64))
 

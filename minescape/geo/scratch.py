@@ -39,6 +39,7 @@ class ScratchGrid:
 
     @property
     def itemsize(self) -> int:
+        """Bytes per value."""
         return np.dtype(self.dtype).itemsize
 
     def write(self, values: np.ndarray, window: Window) -> None:

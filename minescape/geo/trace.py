@@ -120,17 +120,17 @@ def trace_polygons(data: np.ndarray, transform: Affine, nodata: int | None = Non
     # horizontal runs: line i between pixel rows i-1 and i; eastward if the patch is above
     hs, he, ho, hdir = [], [], [], []
     for block, i0 in _line_blocks(labels, transpose=False):
-        (li, f, l, o), (li2, f2, l2, o2) = _runs(block, i0)
-        hs += [li * stride + f, li2 * stride + l2 + 1]  # start vertex: east walks from f, west from l+1
-        he += [li * stride + l + 1, li2 * stride + f2]
+        (li, f, last, o), (li2, f2, l2, o2) = _runs(block, i0)
+        hs += [li * stride + f, li2 * stride + l2 + 1]  # start vertex: east walks from f, west from last+1
+        he += [li * stride + last + 1, li2 * stride + f2]
         ho += [o, o2]
         hdir += [np.ones(len(o), bool), np.zeros(len(o2), bool)]  # True = eastward
     h_start, h_end, h_owner, h_east = (np.concatenate(a) for a in (hs, he, ho, hdir))
     # vertical runs: line j between pixel columns j-1 and j; northward if the patch is to the west
     vs, ve, vo, vdir = [], [], [], []
     for block, j0 in _line_blocks(labels, transpose=True):
-        (lj, f, l, o), (lj2, f2, l2, o2) = _runs(block, j0)
-        vs += [(l + 1) * stride + lj, f2 * stride + lj2]  # north walks from row l+1 up to f
+        (lj, f, last, o), (lj2, f2, l2, o2) = _runs(block, j0)
+        vs += [(last + 1) * stride + lj, f2 * stride + lj2]  # north walks from row last+1 up to f
         ve += [f * stride + lj, (l2 + 1) * stride + lj2]
         vo += [o, o2]
         vdir += [np.ones(len(lj), bool), np.zeros(len(lj2), bool)]  # True = northward

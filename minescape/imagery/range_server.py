@@ -2,9 +2,9 @@
 
 Run as ``python -m minescape.imagery.range_server --root DIR --port N [--log FILE] [--fail-first K]``. It binds
 127.0.0.1 only, serves ``DIR`` (query strings such as SAS tokens are ignored), appends one JSON line per response
-to ``FILE`` (``{"path", "status", "bytes", "range", "signed"}``: how bench/ measures bytes transferred per site), and with
-``--fail-first K`` answers the first K requests with HTTP 503 (to exercise the readers' retries); ``--delay-ms D``
-waits D ms before answering each request (an emulated network round trip, for the benchmark).
+to ``FILE`` (``{"path", "status", "bytes", "range", "signed"}``: how bench/ measures bytes transferred per site),
+and with ``--fail-first K`` answers the first K requests with HTTP 503 (to exercise the readers' retries);
+``--delay-ms D`` waits D ms before answering each request (an emulated network round trip, for the benchmark).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class LoggingRangeHandler(RangeRequestHandler):
     lock = threading.Lock()
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (stdlib signature); quiet
+        """Log nothing (the tests' servers are quiet)."""
         return
 
     def _record(self, status: int, nbytes: int) -> None:
@@ -64,6 +65,7 @@ class LoggingRangeHandler(RangeRequestHandler):
         return fail
 
     def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+        """Serve the file, or the byte range the ``Range`` header asks for (206)."""
         if self._maybe_fail():
             return
         f = self.send_head()
@@ -78,6 +80,7 @@ class LoggingRangeHandler(RangeRequestHandler):
         self._record(206 if self.range else 200, counter.n)
 
     def do_HEAD(self) -> None:  # noqa: N802
+        """The headers of a GET, without the body."""
         if self._maybe_fail():
             return
         f = self.send_head()

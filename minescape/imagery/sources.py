@@ -25,8 +25,15 @@ from minescape.imagery.cloud_mask import DEFAULT_SCL_MASK, check_scl_classes, sc
 from minescape.imagery.conventions import SCL, BandAsset, StacScene
 from minescape.imagery.signing import Signer, default_signer
 from minescape.imagery.stac_search import StacQuery, search_scenes
-from minescape.imagery.window_reader import (ReadOptions, WindowCache, pixels_carry_offset, read_window,
-                                             to_reflectance, uncarried_offset_note, undo_uncarried_offset)
+from minescape.imagery.window_reader import (
+    ReadOptions,
+    WindowCache,
+    pixels_carry_offset,
+    read_window,
+    to_reflectance,
+    uncarried_offset_note,
+    undo_uncarried_offset,
+)
 
 
 @dataclass(frozen=True)

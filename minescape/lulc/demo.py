@@ -53,7 +53,8 @@ def run(ctx) -> list[str]:
     years = ", ".join(f"{k} {v['year']} ({v['year_rule']})" for k, v in sorted(rules_run.results.items()))
     top = ", ".join(f"{f} {v:.2f}" for f, v in importance_table(trained.model, top=3))
     return [
-        f"{out / 'rules' / 'maps'}: {len(rules_run.results)} site class maps (knowledge-based rules); site years: {years}",
+        f"{out / 'rules' / 'maps'}: {len(rules_run.results)} site class maps (knowledge-based rules); "
+        f"site years: {years}",
         f"{model_path}: LightGBM trained on the truth of sites {', '.join(train_ids)}; top features {top}",
         f"held-out sites {', '.join(test_ids)}: rules OA {rules_eval['overall_accuracy']:.3f} kappa "
         f"{rules_eval['kappa']:.3f}; LightGBM OA {model_eval['overall_accuracy']:.3f} kappa {model_eval['kappa']:.3f} "

@@ -34,12 +34,12 @@ from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.raster import Raster, write_raster
 from minescape.geo.vector import FeatureNote
 from minescape.imagery.composite import Composite, annual_composite
+from minescape.imagery.local_scenes import SceneRef, discover_scenes
 from minescape.imagery.settings import ImagerySettings, make_source, resolve_method
 from minescape.imagery.sources import ImagerySource, LocalSource, StacSource
 from minescape.imagery.stac_search import StacQuery
 from minescape.legend import MINING_LULC
 from minescape.lulc.features import DEFAULT_WINDOW, FEATURES, SPECTRAL_BANDS, compute_features, feature_matrix
-from minescape.imagery.local_scenes import SceneRef, discover_scenes
 from minescape.lulc.inputs import clearest_scene, dh_on_grid, load_dh, load_stack
 from minescape.lulc.model import LulcModel, load_model, sample_pixels, train_model
 from minescape.lulc.postprocess import postprocess
@@ -162,7 +162,8 @@ def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | No
 
 @functools.lru_cache(maxsize=4)
 def _cached_model(path: str, mtime: float, shown: str) -> LulcModel:
-    from minescape.lulc.forest import FORMAT as FOREST_FORMAT, load_forest, model_format
+    from minescape.lulc.forest import FORMAT as FOREST_FORMAT
+    from minescape.lulc.forest import load_forest, model_format
 
     # errors name the path the user gave
     return load_forest(shown) if model_format(shown) == FOREST_FORMAT else load_model(shown)
@@ -276,8 +277,8 @@ def classify_site(unit: Unit) -> dict:
     if inputs.composite is not None:
         tags.update(COMPOSITE=inputs.composite.method, N_SCENES=str(inputs.composite.n_scenes),
                     SCENES=",".join(inputs.composite.scenes))
-    path = write_raster(Raster(classes, site.crs, site.grid.transform, MINING_LULC.nodata), map_path(a["out_dir"], site.id),
-                        legend=MINING_LULC, tags=tags)
+    path = write_raster(Raster(classes, site.crs, site.grid.transform, MINING_LULC.nodata),
+                        map_path(a["out_dir"], site.id), legend=MINING_LULC, tags=tags)
     counts = np.bincount(classes.ravel(), minlength=8)
     outputs = [str(path)]
     if inputs.composite is not None:  # per pixel, the clear observations the composite had
@@ -287,7 +288,8 @@ def classify_site(unit: Unit) -> dict:
                                               "N_SCENES": str(inputs.composite.n_scenes),
                                               "UNITS": "clear observations per pixel"})))
     if config.get("quicklook", True):
-        ql = write_quicklook(inputs, classes, Path(a["out_dir"]) / "report" / "quicklooks" / f"{site_stem(site.id)}.png")
+        ql = write_quicklook(inputs, classes,
+                             Path(a["out_dir"]) / "report" / "quicklooks" / f"{site_stem(site.id)}.png")
         outputs.append(str(ql))
     return {
         "site_id": site.id,
@@ -641,8 +643,8 @@ def classify_scene(
     from minescape.geo.grid import iter_tiles
     from minescape.geo.raster import open_writer
     from minescape.imagery.local_scenes import SceneRef as _Ref
-    from minescape.progress import make_progress
     from minescape.lulc.inputs import read_stack_on
+    from minescape.progress import make_progress
 
     t0 = time.perf_counter()
     cfg = make_config(config)

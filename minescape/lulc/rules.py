@@ -92,8 +92,8 @@ def classify_rules(features: Raster, *, rules: dict | None = None) -> tuple[np.n
         tests = [
             (WATER, mndwi > r["water"]["mndwi_min"], mndwi > r["water"]["confident_mndwi_min"]),
             (FACILITY,
-             (bright > r["facility"]["bright_min"]) & (ndvi < r["facility"]["ndvi_max"]) & (bsi < r["facility"]["bsi_max"])
-             & (swir_blue > r["facility"]["swir1_blue_min"]),
+             (bright > r["facility"]["bright_min"]) & (ndvi < r["facility"]["ndvi_max"])
+             & (bsi < r["facility"]["bsi_max"]) & (swir_blue > r["facility"]["swir1_blue_min"]),
              bright > r["facility"]["confident_bright_min"]),
             (PIT, dh < r["open_pit"]["dh_max"], dh < r["open_pit"]["confident_dh_max"]),
             (DUMP, dh > r["waste_dump"]["dh_min"], dh > r["waste_dump"]["confident_dh_min"]),

@@ -7,24 +7,21 @@ a 2 x 2 grid of synthetic admin units, a stratified sample labelled from the kno
 
 from __future__ import annotations
 
-import numpy as np
-
 from minescape.accuracy import evaluate
 from minescape.legend import SINOLC1
 
 
 def run(ctx) -> list[str]:
     """Run the stage; returns lines saying what was written and what it shows."""
+    from minescape.geo.raster import read_raster
     from minescape.maps.boundary import boundary_f1
-    from minescape.maps.products import grid_units, make_products
+    from minescape.maps.products import grid_units, make_products, unit_stem
     from minescape.maps.synthetic_hr import HRConfig, make_scene, write_scene
     from minescape.maps.tiled import predict_tiled, unet_predictor
     from minescape.maps.train import TrainConfig, save_checkpoint
     from minescape.maps.validate import map_class_areas, oa_per_unit, validate_sample, write_validation
     from minescape.maps.weak import train_weak, upsample_labels
-    from minescape.geo.raster import read_raster
     from minescape.sampling import export_points, read_reference_at, stratified_points
-    from minescape.maps.products import unit_stem
 
     out = ctx.stage_dir("maps")
     scene = make_scene(HRConfig(seed=ctx.seed, width=210, height=180))

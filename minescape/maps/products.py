@@ -305,7 +305,7 @@ def make_products(map_path: str | Path, admin, out_dir: str | Path, *, legend: L
     # per-unit class areas and the index
     area_rows, index_rows, geoms = [], [], []
     wgs = gdf.to_crs(4326) if gdf.crs is not None else gdf
-    for (idx, row) in wgs.iterrows():
+    for _, row in wgs.iterrows():
         names = tuple(row[f] for f in fields)
         if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in names):
             continue

@@ -236,8 +236,6 @@ def predict_tiled(image: str | Path, predictor: Predictor, out: str | Path, *, l
         InputError: band count mismatch, codes not in the legend, unreadable input.
         ResourceLimitError: a tile that does not fit in memory; an image estimated above the time limit.
     """
-    import rasterio
-
     from minescape.limits import check_alloc, check_positive
 
     image, out = Path(image), Path(out)

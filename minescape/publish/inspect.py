@@ -21,8 +21,8 @@ import shapely
 from pyproj import CRS
 
 from minescape.errors import InputError, MissingInputError
-from minescape.jsonfile import read_json
 from minescape.geo.vector import geodesic_area
+from minescape.jsonfile import read_json
 from minescape.legend import MINING_LULC, Legend
 from minescape.publish.release import MANIFEST, README, sha256_file
 

@@ -232,7 +232,7 @@ class _ShardBuffer:
     """Collects features of one region and writes full shards as it goes."""
 
     def __init__(self, folder: Path, name: str, *, cap: int, crs: CRS, legend: Legend, extra: bool,
-                 stats: "_Stats", zips: _ZipWriter | None = None) -> None:
+                 stats: _Stats, zips: _ZipWriter | None = None) -> None:
         self.folder, self.name, self.cap, self.crs = folder, name, cap, crs
         self.zips = zips
         self.legend, self.extra, self.stats = legend, extra, stats

@@ -19,9 +19,9 @@ import pyogrio.raw
 import shapely
 from pyproj import CRS
 
+from minescape.geo.gpkg_style import LayerStyle, add_layer_style
 from minescape.geo.vector import GPKG_FIXED_DATE, gdal_config
 from minescape.legend import Legend
-from minescape.geo.gpkg_style import LayerStyle, add_layer_style
 
 FIELDS = ("index_n", "class_name", "area_m2", "year")
 GPKG_VERSION = "1.2"  # readable without warnings by the GDAL of older QGIS releases (3.22 LTR: GDAL 3.6)

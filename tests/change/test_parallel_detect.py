@@ -37,8 +37,9 @@ def test_two_workers_write_the_same_bytes(small_region, tmp_path, options, coreg
     assert (mask == 1).sum() > 100 and (mask == 0).sum() > 100  # change and no change were both written
     assert _digests(tmp_path / "one") == _digests(tmp_path / "two")
     for out in ("one", "two"):  # the scratch copy of the difference is gone with the run
-        assert sorted(p.name for p in (tmp_path / out).iterdir()) == ["change_mask.qml", "change_mask.tif", "detect.json",
-                                                                       "difference.qml", "difference.tif"]
+        assert sorted(p.name for p in (tmp_path / out).iterdir()) == ["change_mask.qml", "change_mask.tif",
+                                                                       "detect.json", "difference.qml",
+                                                                       "difference.tif"]
     assert one.stats == two.stats
     assert json.loads(one.summary.read_text())["changed_pixels"] == int((mask == 1).sum())
 

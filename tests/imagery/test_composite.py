@@ -10,10 +10,10 @@ import pytest
 from minescape.errors import ConfigError, InputError
 from minescape.geo.grid import Grid
 from minescape.imagery.composite import annual_composite, reduce_observations
+from minescape.imagery.local_scenes import discover_scenes
 from minescape.imagery.sources import LocalSource, Observation, StacSource
 from minescape.imagery.stac_search import StacQuery
 from minescape.lulc.features import SPECTRAL_BANDS
-from minescape.imagery.local_scenes import discover_scenes
 from minescape.sites import read_sites
 from minescape.synthetic_stac import scene_truth
 
@@ -154,7 +154,8 @@ def test_threads_same_bytes(stac_region):
     a = annual_composite(one, site.grid, 2019, bands=SPECTRAL_BANDS, mask=site.mask())
     b = annual_composite(many, site.grid, 2019, bands=SPECTRAL_BANDS, mask=site.mask())
     assert a.n_scenes == 3 and np.isfinite(a.raster.data).sum() > 0
-    assert a.raster.data.tobytes() == b.raster.data.tobytes() and a.clear_count.data.tobytes() == b.clear_count.data.tobytes()
+    assert (a.raster.data.tobytes() == b.raster.data.tobytes()
+            and a.clear_count.data.tobytes() == b.clear_count.data.tobytes())
 
 
 def test_scenes_with_no_clear_pixel_are_one_note(utm_raster):

@@ -108,8 +108,8 @@ def test_flag_contradicted_by_pixels(stac_region, tmp_path):
     assert any("flag is wrong" in n for n in ow.notes)
     np.testing.assert_array_equal(ow.reflectance, orr.reflectance)
     # the same item given as a scene file (--scenes): the same check on its pixels
-    from minescape.imagery.sources import LocalSource
     from minescape.imagery.local_scenes import discover_scenes
+    from minescape.imagery.sources import LocalSource
 
     local = LocalSource(discover_scenes([path]))
     (lref,) = local.scenes(grid, 2024)
@@ -161,8 +161,8 @@ def test_local_stac_files_read_as_the_catalogue_path(stac_region):
     Earth Search's ``blue`` ... keys and its harmonized item (offset already subtracted) give the same reflectance,
     and their SCL layers the same clear pixels.
     Before, the scene-file path knew ``B02`` keys only and took Earth Search's SCL.tif for a multi-band stack."""
-    from minescape.imagery.sources import LocalSource
     from minescape.imagery.local_scenes import discover_scenes
+    from minescape.imagery.sources import LocalSource
 
     _, files, stac = stac_region
     sites, _ = read_sites(files.sites)

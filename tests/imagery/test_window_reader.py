@@ -143,7 +143,8 @@ def test_stalled_server_times_out_and_is_reported(stac_region, tmp_path):
     scene = sorted(p.name for p in stac.assets.iterdir())[0]
     port = free_port()
     log = tmp_path / "log.jsonl"
-    proc = start_asset_server(stac.assets, port=port, log=log, delay_ms=1500)  # under wait_http's 2 s poll, over the 1 s read timeout
+    proc = start_asset_server(stac.assets, port=port, log=log,
+                              delay_ms=1500)  # under wait_http's 2 s poll, over the 1 s read timeout
     try:
         href = f"http://127.0.0.1:{port}/{scene}/B04.tif"
         t0 = time.monotonic()

@@ -16,8 +16,8 @@ from minescape.lulc.model import importance_table, load_model, sample_pixels, sa
 from minescape.lulc.postprocess import majority_filter, mmu_pixels, sieve
 from minescape.lulc.rules import classify_rules, default_rules, load_rules
 from minescape.lulc.weak import weak_labels
-from minescape.synthetic import SPECTRA
 from minescape.sentinel2 import TEN_BANDS
+from minescape.synthetic import SPECTRA
 
 T = Affine(10, 0, 500000, 0, -10, 4100000)
 DH = {1: -40.0, 2: 25.0, 3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0, 7: 0.0}
@@ -60,7 +60,8 @@ def test_box_stats_and_fill():
     assert mean[2, 2] == pytest.approx(np.nanmean(a[1:4, 1:4]))
     assert std[2, 2] == pytest.approx(np.nanstd(a[1:4, 1:4]), rel=1e-5)
     filled, void = fill_voids(a)
-    assert void.sum() == 1 and np.isfinite(filled).all() and filled[2, 2] in (6, 7, 8, 11, 13, 16, 17, 18)  # a chessboard neighbour
+    assert (void.sum() == 1 and np.isfinite(filled).all()
+            and filled[2, 2] in (6, 7, 8, 11, 13, 16, 17, 18))  # a chessboard neighbour
 
 
 def test_rules_recover_each_class_from_definitions():

@@ -13,7 +13,8 @@ runner = CliRunner()
 
 def test_map_commands_end_to_end(hr_scene, hr_files, tmp_path):
     model = tmp_path / "unet.pt"
-    res = runner.invoke(app, ["map", "train", str(hr_files["image"]), str(model), "--labels", str(hr_files["label_10m"]),
+    res = runner.invoke(app, ["map", "train", str(hr_files["image"]), str(model),
+                              "--labels", str(hr_files["label_10m"]),
                               "--labels", str(hr_files["label_30m"]), "--epochs", "1", "--steps", "3"])
     assert res.exit_code == 0, res.output
     assert "labels agree on" in res.output and model.exists()

@@ -14,11 +14,11 @@ import shapely
 from pyproj import Geod
 
 from minescape.errors import ConfigError, InputError
+from minescape.geo.gpkg_style import read_default_style
 from minescape.legend import MINING_LULC
 from minescape.publish import release as rel
 from minescape.publish.inspect import inspect_release
 from minescape.publish.regions import WORLD9, world9_region
-from minescape.geo.gpkg_style import read_default_style
 
 GEOD = Geod(ellps="WGS84")
 
@@ -144,7 +144,8 @@ def test_user_regions_layer(site_maps, tmp_path):
     import geopandas as gpd
 
     layer = tmp_path / "regions.gpkg"
-    gpd.GeoDataFrame({"region": ["west", "east"]}, geometry=[shapely.box(-180, -90, 0, 90), shapely.box(0, -90, 180, 90)],
+    gpd.GeoDataFrame({"region": ["west", "east"]},
+                     geometry=[shapely.box(-180, -90, 0, 90), shapely.box(0, -90, 180, 90)],
                      crs=4326).to_file(layer)
     s = rel.publish(site_maps, tmp_path / "r", regions=layer, progress=False)
     assert s.zips == ["mining_lulc_east.zip", "mining_lulc_west.zip"]

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from minescape.geo.raster import read_raster
 
 DEMO_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
@@ -14,11 +12,11 @@ def run(ctx) -> list[str]:
     """Train (seconds), predict, export; returns lines saying what was written and how good it is."""
     import torch
 
-    from minescape.compute import Compute
     from minescape.change.deep.infer import predict_scene
     from minescape.change.deep.model import load_model
     from minescape.change.deep.onnx_backend import export_onnx
     from minescape.change.deep.train import Sample, TrainConfig, change_scores, holdout_split, train
+    from minescape.compute import Compute
     from minescape.errors import ConfigError
     from minescape.sentinel2 import open_scene, read_stack
 

@@ -6,21 +6,20 @@ edges leave no seams. Tiles are fitted to the scene (:func:`~minescape.geo.blend
 ``tile`` needs, each just large enough, so the network does not compute pixels twice for nothing.
 :func:`predict_scene` streams strip by strip: each strip of tile rows is read and normalised on every core (in
 column parts, into buffers reused from strip to strip) while the previous strip is written, then the network
-runs on it; one strip of accumulators is kept, so memory grows with the scene's width, not its height. Several models form an ensemble: their
-probabilities are averaged.
+runs on it; one strip of accumulators is kept, so memory grows with the scene's width, not its height. Several
+models form an ensemble: their probabilities are averaged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from minescape.compute import Compute
 from minescape.change.deep.model import ChangeModel
 from minescape.change.deep.norm import NORMS, StatsAccumulator, normalise, normalise_pair, stats_in_stored_units
 from minescape.change.deep.runner import (
@@ -31,6 +30,7 @@ from minescape.change.deep.runner import (
     tile_probability,
     torch_runner,
 )
+from minescape.compute import Compute
 from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.blend import Blender, fitted_windows, taper_2d
 from minescape.geo.raster_style import sequential_ramp, style_path, write_legend_style, write_ramp_style

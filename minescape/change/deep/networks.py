@@ -62,6 +62,7 @@ class Encoder(nn.Module):
         self.stages = nn.ModuleList(stages)
 
     def forward(self, x):
+        """The bottleneck features and the skip features of each level, finest first."""
         skips = []
         for s in self.stages:
             x = s(x)
@@ -89,6 +90,7 @@ class Decoder(nn.Module):
         self.head = nn.Conv2d(16 * g, g, 3, padding=1, groups=g)
 
     def forward(self, x, skips):
+        """Change logits ``[B, groups, H, W]`` (float32) from the bottleneck ``x`` and the encoder's ``skips``."""
         for up, conv, skip in zip(self.up, self.convs, reversed(skips)):
             x = conv(_cat_per_group([up(x), skip], self.groups))
         return fp32_head(self.head, x)
@@ -112,6 +114,7 @@ class FCEF(nn.Module):
         self.decoder = Decoder(1, dropout)
 
     def forward(self, x1, x2):
+        """Change logits ``[B, 1, H, W]`` (float32) of the date-1 and date-2 batches ``[B, C, H, W]``."""
         x, skips = self.encoder(torch.cat([x1, x2], dim=1))
         return self.decoder(x, skips)
 
@@ -137,6 +140,8 @@ class FCEFEnsemble(nn.Module):
         self.decoder = Decoder(1, dropout, groups=members)
 
     def forward(self, x1, x2):
+        """The logit of the members' mean probability, ``[B, 1, H, W]``; in training, each member's logits for its
+        own share of the batch, stacked along the batch."""
         k = self.members
         x = torch.cat([x1, x2], dim=1)
         if self.training:
@@ -187,6 +192,7 @@ class FCSiamConc(nn.Module):
         self.decoder = Decoder(2, dropout)
 
     def forward(self, x1, x2):
+        """Change logits ``[B, 1, H, W]`` (float32) of the date-1 and date-2 batches ``[B, C, H, W]``."""
         _, s1 = self.encoder(x1)
         x, s2 = self.encoder(x2)
         return self.decoder(x, [torch.cat([a, b], dim=1) for a, b in zip(s1, s2)])
@@ -205,6 +211,7 @@ class FCSiamDiff(nn.Module):
         self.decoder = Decoder(1, dropout)
 
     def forward(self, x1, x2):
+        """Change logits ``[B, 1, H, W]`` (float32) of the date-1 and date-2 batches ``[B, C, H, W]``."""
         _, s1 = self.encoder(x1)
         x, s2 = self.encoder(x2)
         return self.decoder(x, [torch.abs(a - b) for a, b in zip(s1, s2)])
@@ -221,6 +228,7 @@ class ResStage(nn.Module):
         self.skip = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x):
+        """The stage's output: its convolutions plus the (projected) input, through a ReLU."""
         return F.relu(self.body(x) + self.skip(x))
 
 
@@ -233,6 +241,7 @@ class SqueezeExcite(nn.Module):
         self.fc2 = nn.Conv2d(max(4, c // r), c, 1)
 
     def forward(self, x):
+        """``x`` with each channel scaled by its squeeze-and-excitation weight in ``(0, 1)``."""
         w = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3), keepdim=True)))))
         return x * w
 
@@ -246,6 +255,7 @@ class Fuse(nn.Module):
         self.se = SqueezeExcite(c)
 
     def forward(self, a, b):
+        """The fused features of the two dates' ``a`` and ``b`` (their absolute difference and both)."""
         return self.se(self.mix(torch.cat([torch.abs(a - b), a, b], dim=1)))
 
 
@@ -260,6 +270,7 @@ class Gate(nn.Module):
         self.psi = nn.Conv2d(inter, 1, 1)
 
     def forward(self, skip, gate):
+        """``skip`` weighted per pixel by the attention computed from it and the coarser ``gate``."""
         return skip * torch.sigmoid(self.psi(F.relu(self.ws(skip) + self.wg(gate))))
 
 
@@ -290,6 +301,7 @@ class SiamAtt(nn.Module):
         return feats
 
     def forward(self, x1, x2):
+        """Change logits ``[B, 1, H, W]`` (float32) of the date-1 and date-2 batches ``[B, C, H, W]``."""
         f1 = self._encode(x1)
         f2 = self._encode(x2)
         skips = [fu(a, b) for fu, a, b in zip(self.fuse, f1, f2)]

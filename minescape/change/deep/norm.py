@@ -61,12 +61,14 @@ class StatsAccumulator:
         self.n = 0
 
     def add(self, stack: np.ndarray, valid: np.ndarray) -> None:
+        """Count the valid pixels of ``stack`` (``[C, H, W]``) into the running statistics."""
         v = stack[:, valid].astype(np.float64)
         self.s += v.sum(1)
         self.ss += (v * v).sum(1)
         self.n += v.shape[1]
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """The per-band mean and standard deviation of every pixel added."""
         if self.n == 0:
             return np.zeros(len(self.s), np.float32), np.ones(len(self.s), np.float32)
         mean = self.s / self.n

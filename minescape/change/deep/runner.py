@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minescape.compute import Compute
-from minescape.inference_net import prepared_forward
 from minescape.change.deep.model import STRIDE, ChangeModel
+from minescape.compute import Compute
 from minescape.errors import InputError
+from minescape.inference_net import prepared_forward
 
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (N,C,H,W) x2 normalised -> (N,1,H,W) float32 logits
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))  # identity, horizontal, vertical, both

@@ -87,10 +87,10 @@ class TrainConfig:
     # best validation epoch; 0 = keep the best epoch
 
     def __post_init__(self) -> None:
-        from minescape.compute import DEVICES, PRECISIONS
-        from minescape.change.deep.model import ARCHITECTURES
         from minescape.change.deep.clouds import check_clouds
+        from minescape.change.deep.model import ARCHITECTURES
         from minescape.change.deep.norm import NORMS
+        from minescape.compute import DEVICES, PRECISIONS
 
         check_choice(self.arch, ARCHITECTURES, what="architecture")
         check_choice(self.loss, LOSSES, what="loss")
@@ -441,10 +441,10 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
     from minescape.atomic import atomic_write_bytes, atomic_write_text
     from minescape.change.deep.batches import make_batch
     from minescape.change.deep.clouds import synthetic_clouds
-    from minescape.compute import resolve_compute
     from minescape.change.deep.model import ChangeModel, build_model, load_payload, save_model, torch_bytes
     from minescape.change.deep.model_card import write_model_card
     from minescape.change.deep.networks import ensemble_members
+    from minescape.compute import resolve_compute
     from minescape.progress import make_progress
 
     if not train_samples or not val_samples:

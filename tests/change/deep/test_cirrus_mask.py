@@ -64,7 +64,8 @@ def test_a_pair_without_b10_is_one_clear_error(tmp_path):
         (tmp_path / date).mkdir()
         for k, band in enumerate(BANDS4):
             dn = np.where(np.isfinite(arr[k]), np.clip(arr[k] * 10000, 1, 65535), 0).astype(np.uint16)
-            write_raster(Raster(dn[None], CRS_UTM, TRANSFORM, 0), tmp_path / date / f"T00XXX_20200101T000000_{band}.tif")
+            write_raster(Raster(dn[None], CRS_UTM, TRANSFORM, 0),
+                         tmp_path / date / f"T00XXX_20200101T000000_{band}.tif")
         folders.append(tmp_path / date)
     with pytest.raises(InputError, match="has no band B10") as e:
         cirrus_mask(*folders)

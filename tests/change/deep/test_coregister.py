@@ -126,7 +126,8 @@ def test_cli_detect_coregister_on_real_abudhabi(tmp_path):
 
     city = OSCD / "images" / "abudhabi"
     masks = {}
-    for name, extra in (("plain", []), ("coreg", ["--coregister"]), ("coreg-small", ["--coregister", "--window", "160"])):
+    for name, extra in (("plain", []), ("coreg", ["--coregister"]),
+                        ("coreg-small", ["--coregister", "--window", "160"])):
         res = runner.invoke(app, ["change", "detect", str(city / "imgs_1"), str(city / "imgs_2"), str(tmp_path / name),
                                   *extra])
         assert res.exit_code == 0, res.output

@@ -9,8 +9,8 @@ import rasterio
 from minescape.change.deep.infer import predict_arrays, predict_scene
 from minescape.change.deep.model import load_model
 from minescape.change.deep.runner import torch_runner
-from minescape.geo.blend import taper_1d, window_origins
 from minescape.errors import ConfigError, CRSMismatchError, InputError
+from minescape.geo.blend import taper_1d, window_origins
 from minescape.geo.raster import Raster, read_raster, write_raster
 from minescape.legend import CHANGE
 from tests.change.deep.conftest import BANDS4, CRS_UTM, TRANSFORM, saved_model, toy_pair, write_pair
@@ -221,7 +221,7 @@ def test_dn_scenes_are_normalised_from_the_stored_numbers(tiny_model, tmp_path):
     """Sentinel-2 DN stacks on one grid are normalised straight from the uint16 DN (statistics moved into DN
     units, each date with its own radiometric offset): the probabilities of the reflectance path within 1e-5,
     NaN at the same pixels (a nodata pixel in one band of date 2 included)."""
-    from minescape.change.pairs import open_pair_source, read_pair, open_pair
+    from minescape.change.pairs import open_pair, open_pair_source, read_pair
     from minescape.compute import Compute
 
     m = load_model(tiny_model.model_path)
@@ -262,7 +262,8 @@ def test_prediction_keeps_its_band_files_open(tiny_model, tmp_path):
         (tmp_path / date).mkdir()
         for k, band in enumerate(BANDS4):
             dn = np.where(np.isfinite(arr[k]), np.clip(arr[k] * 10000, 1, 65535), 0).astype(np.uint16)
-            write_raster(Raster(dn[None], CRS_UTM, TRANSFORM, 0), tmp_path / date / f"T00XXX_20200101T000000_{band}.tif")
+            write_raster(Raster(dn[None], CRS_UTM, TRANSFORM, 0),
+                         tmp_path / date / f"T00XXX_20200101T000000_{band}.tif")
         folder[date] = tmp_path / date
     p = pool()
     saved = p.max_idle

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from minescape.change.deep.model_card import read_model_card
 from minescape.change.deep.model import load_model
+from minescape.change.deep.model_card import read_model_card
 from minescape.errors import InputError
 from tests.change.deep.conftest import BANDS4, toy_pair, write_pair
 
@@ -39,8 +39,8 @@ def test_onnx_export_other_architectures(arch, tmp_path):
 
 
 def test_scene_inference_onnx_backend(tiny_model, tmp_path):
-    from minescape.change.deep.onnx_backend import export_onnx
     from minescape.change.deep.infer import predict_scene
+    from minescape.change.deep.onnx_backend import export_onnx
     from minescape.geo.raster import read_raster
 
     m = load_model(tiny_model.model_path)

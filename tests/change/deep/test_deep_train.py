@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from minescape.change.deep.batches import make_batch
 from minescape.change.deep.train import (
     Sample,
     TrainConfig,
@@ -17,7 +18,6 @@ from minescape.change.deep.train import (
     train,
 )
 from minescape.errors import ConfigError, InputError
-from minescape.change.deep.batches import make_batch
 from tests.change.deep.conftest import BANDS4, saved_model, toy_pair
 
 CFG = TrainConfig(arch="fc-siam-diff", crop=32, batch_size=4, epochs=2, steps_per_epoch=4, lr=3e-3, seed=5,
@@ -295,7 +295,8 @@ def test_threshold_beta_below_one_chooses_a_more_precise_threshold():
     threshold than F1, with higher precision; beta 1 is F1 exactly."""
     rng = np.random.default_rng(0)
     truth = (rng.random(20000) < 0.1).astype(np.uint8)
-    # changed pixels score high; no-change pixels mostly low, with a tail up to 1: F1 accepts some of the tail for recall
+    # changed pixels score high; no-change pixels mostly low, with a tail up to 1: F1 accepts some of the tail
+    # for recall
     prob = np.where(truth == 1, rng.uniform(0.3, 1.0, truth.size), rng.uniform(0.0, 1.0, truth.size) ** 3)
     t1, f1_1, m1 = best_threshold(prob, truth)
     assert best_threshold(prob, truth, beta=1.0) == (t1, f1_1, m1)

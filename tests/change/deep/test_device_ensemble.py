@@ -65,10 +65,10 @@ def test_precision_resolution_names_the_fallback(monkeypatch):
 
 
 def test_bf16_probabilities_stay_within_1e3_of_fp32(tiny_model):
-    from minescape.compute import Compute, cpu_has_bf16
     from minescape.change.deep.infer import predict_arrays
     from minescape.change.deep.model import load_model
     from minescape.change.deep.runner import torch_runner
+    from minescape.compute import Compute, cpu_has_bf16
 
     if not cpu_has_bf16():
         pytest.skip("this CPU has no native bf16")

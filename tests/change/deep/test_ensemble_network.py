@@ -83,7 +83,6 @@ def test_trained_ensemble_saves_loads_and_predicts_as_its_members_mean(tmp_path)
     """Through train(), the model file and the fp32 prediction path: the loaded fc-ef-x2 predicts the mean of
     its two members' probabilities, and the members have learnt different things."""
     import numpy as np
-    import torch
 
     from minescape.change.deep.infer import predict_arrays
     from minescape.change.deep.model import load_model

@@ -9,8 +9,8 @@ torch = pytest.importorskip("torch")
 
 from minescape.change.deep.model import build_model  # noqa: E402
 from minescape.change.deep.runner import torch_runner  # noqa: E402
-from minescape.inference_net import CpuBf16Net, inference_net  # noqa: E402
 from minescape.compute import Compute, cpu_has_bf16  # noqa: E402
+from minescape.inference_net import CpuBf16Net, inference_net  # noqa: E402
 
 
 def _net(arch: str = "fc-siam-diff"):
