@@ -145,7 +145,7 @@ def run_on_dask(
                         reason = failure_reason(value) if isinstance(value, BaseException) else repr(value)
                         value = [{"ok": False, "seconds": 0.0, "reason": f"lost by the cluster: {reason}"}] \
                             * len(chunk)
-                    for unit, outcome in zip(chunk, value):
+                    for unit, outcome in zip(chunk, value, strict=True):
                         on_outcome(unit, outcome, attempt + 1)
                     item = next(pending, None)
                     if item is not None:

@@ -573,7 +573,7 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
         with open_writer(diff_tmp, grid, count=1, dtype="float32", nodata=float("nan"), band_names=(name,),
                          blocksize=256, tags=tags, threads=workers) as dst:
             items = ((job, tile.core, top, scores) for tile in tiles)
-            for tile, hist in zip(tiles, ordered_map(_diff_window, items, workers=workers, pool=pool)):
+            for tile, hist in zip(tiles, ordered_map(_diff_window, items, workers=workers, pool=pool), strict=True):
                 dst.write(scores.read(tile.core), 1, window=tile.core)  # written in tile order: same bytes
                 counts += hist
                 bar.advance(task)
@@ -588,7 +588,7 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
                          blocksize=256, tags=tags, threads=workers) as dst:
             items = ((scores, tile, thr, options, n_min) for tile in tiles2)
             results = ordered_map(_mask_tile, items, workers=workers, pool=pool)
-            for tile, (mask, nc, nv, nl, ng) in zip(tiles2, results):
+            for tile, (mask, nc, nv, nl, ng) in zip(tiles2, results, strict=True):
                 dst.write(mask, 1, window=tile.core)
                 n_change += nc
                 n_valid += nv

@@ -460,7 +460,7 @@ def _publish_sites(paths: list[Path], maps_dir: Path, out: Path, mapper, *, max_
     skipped: list[str] = []
     sites: list[SiteMap] = []
     seen: dict[tuple[str, int], Path] = {}
-    for p, s in zip(paths, mapper(functools.partial(_scan_job, regions=regions), paths, chunk=32)):
+    for p, s in zip(paths, mapper(functools.partial(_scan_job, regions=regions), paths, chunk=32), strict=True):
         if isinstance(s, str):
             skipped.append(s)
             continue

@@ -210,13 +210,13 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
             raw = pair.read_dn(win) if pair.read_dn is not None else None
             if raw is not None:
                 valid[:, c0:c1] = raw.valid
-                for mb, (n1, n2) in zip(members, normed):
+                for mb, (n1, n2) in zip(members, normed, strict=True):
                     _normalise_into(mb, raw.dn1, raw.dn2, stats, n1[:, :, c0:c1], n2[:, :, c0:c1],
                                     scale=raw.to_reflectance, valid=raw.valid)
                 return
             s1, s2 = pair.read(win)
             np.logical_and(np.isfinite(s1).all(0), np.isfinite(s2).all(0), out=valid[:, c0:c1])
-            for mb, (n1, n2) in zip(members, normed):
+            for mb, (n1, n2) in zip(members, normed, strict=True):
                 _normalise_into(mb, s1, s2, stats, n1[:, :, c0:c1], n2[:, :, c0:c1])
 
         def write(prob: np.ndarray, valid: np.ndarray, r0: int) -> None:
@@ -297,7 +297,7 @@ def _ensemble_tile(members: Sequence[Member], normed: Sequence[tuple[np.ndarray,
                    tta: bool) -> np.ndarray:
     """Mean probability of the members on one tile (columns ``cols`` of each member's normalised strips)."""
     total = None
-    for mb, (n1, n2) in zip(members, normed):
+    for mb, (n1, n2) in zip(members, normed, strict=True):
         p = tile_probability(mb.runner, n1[:, :, cols], n2[:, :, cols], tta=tta, flip_batch=mb.flip_batch)
         total = p if total is None else total + p
     return total / len(members)

@@ -56,7 +56,7 @@ def tile_probability(runner: Runner, x1: np.ndarray, x2: np.ndarray, *, tta: boo
             flips = FLIPS[i:i + flip_batch]
             b1 = np.stack([np.flip(x1, ax) if ax else x1 for ax in flips])
             b2 = np.stack([np.flip(x2, ax) if ax else x2 for ax in flips])
-            logits += [np.flip(z, ax) if ax else z for z, ax in zip(runner(b1, b2)[:, 0], flips)]
+            logits += [np.flip(z, ax) if ax else z for z, ax in zip(runner(b1, b2)[:, 0], flips, strict=True)]
         prob = _sigmoid(np.stack(logits)).mean(0)
     else:
         prob = _sigmoid(runner(x1[None], x2[None])[0, 0])

@@ -547,7 +547,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
                     logits = net(x1, x2)
                 # an ensemble's members each get their own share of the batch and their own loss (summed)
                 loss = sum(loss_fn(z, t, kind=config.loss, pos_weight=pos_weight)
-                           for z, t in zip(logits.float().chunk(members), lab.chunk(members)))
+                           for z, t in zip(logits.float().chunk(members), lab.chunk(members), strict=True))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -709,7 +709,7 @@ def _ema_update(ema_net, net, decay: float) -> None:
     import torch
 
     floats, others = ([], []), ([], [])
-    for e, v in zip(ema_net.state_dict().values(), net.state_dict().values()):
+    for e, v in zip(ema_net.state_dict().values(), net.state_dict().values(), strict=True):
         pair = floats if e.dtype.is_floating_point else others
         pair[0].append(e)
         pair[1].append(v.detach())
@@ -717,7 +717,7 @@ def _ema_update(ema_net, net, decay: float) -> None:
         if floats[0]:
             torch._foreach_mul_(floats[0], decay)
             torch._foreach_add_(floats[0], floats[1], alpha=1.0 - decay)
-        for e, v in zip(*others):
+        for e, v in zip(*others, strict=True):
             e.copy_(v)
 
 
