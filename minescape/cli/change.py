@@ -114,13 +114,13 @@ def refine_export(
     min_pixels: int = typer.Option(1, help="Skip candidate regions smaller than this (pixels)."),
 ) -> None:
     """Change candidates as polygons for editing in QGIS (delete, keep, redraw, add; status=reject drops)."""
-    from minescape.change.refine import export_candidates
-
-    path = export_candidates(mask, out, difference=difference, min_pixels=min_pixels)
     import pyogrio
 
-    n = pyogrio.read_info(path)["features"]
-    typer.echo(f"wrote {path}: {n} candidate polygons (layer 'candidates')")
+    from minescape.change.refine import LAYER, export_candidates
+
+    path = export_candidates(mask, out, difference=difference, min_pixels=min_pixels)
+    n = pyogrio.read_info(path, layer=LAYER)["features"]  # by name: the file also holds its QGIS style table
+    typer.echo(f"wrote {path}: {n} candidate polygons (layer '{LAYER}')")
 
 
 @refine_app.command("burn")

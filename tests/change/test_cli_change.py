@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from minescape.cli.app import app
@@ -11,6 +12,7 @@ from minescape.geo.raster import read_raster, write_raster
 runner = CliRunner()
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # e.g. pyogrio's "More than one layer" on the styled candidates
 def test_detect_refine_patches_evaluate(small_region, tmp_path):
     det = tmp_path / "det"
     res = runner.invoke(app, ["change", "detect", str(small_region.t1), str(small_region.t2), str(det),
