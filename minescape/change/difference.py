@@ -546,7 +546,8 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
     tile order, so the files are the same bytes for any number of workers. Pass 1 also keeps the difference in an
     uncompressed scratch file beside the outputs (:mod:`minescape.geo.scratch`), which pass 2 reads instead of
     decoding the compressed difference again (removed at the end). With workers, the difference's overview levels
-    are built on one of them while pass 2 runs, and the mask's while the difference's finish.
+    are built by one more process while the workers run pass 2 (in the workers' pool they held a worker back from
+    pass 2: 2 workers 12.8-13.5 -> 11.5-12.9 s on a 10980² pair), and the mask's on a worker while those finish.
     """
     from minescape.geo.scratch import scratch_grid
     from minescape.parallel import ordered_map, process_pool, workers_for
@@ -570,15 +571,18 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
             contextlib.ExitStack() as stack:  # one pool, both passes; outputs renamed into place with their levels
         task = bar.add_task("change: difference", total=len(tiles) + len(tiles2), extra="", visible=progress)
         diff_tmp = stack.enter_context(atomic_path(diff_path))
+        # no predictor: an index difference is noise to the float predictor (OSCD cities: files 2-3 % smaller
+        # without it, written and read back faster; bench/bench_float_deflate.py)
         with open_writer(diff_tmp, grid, count=1, dtype="float32", nodata=float("nan"), band_names=(name,),
-                         blocksize=256, tags=tags, threads=workers) as dst:
+                         blocksize=256, tags=tags, threads=workers, predictor=1) as dst:
             items = ((job, tile.core, top, scores) for tile in tiles)
             for tile, hist in zip(tiles, ordered_map(_diff_window, items, workers=workers, pool=pool), strict=True):
                 dst.write(scores.read(tile.core), 1, window=tile.core)  # written in tile order: same bytes
                 counts += hist
                 bar.advance(task)
-        # the difference's overview levels on a worker while pass 2 runs (pass 2 reads the scratch copy)
-        waits = [_overviews(diff_tmp, Resampling.average, pool, workers)] if overviews else []
+        # the difference's overview levels in a process of their own while pass 2 runs (it reads the scratch copy)
+        levels_pool = stack.enter_context(process_pool(1)) if pool is not None and overviews else None
+        waits = [_overviews(diff_tmp, Resampling.average, levels_pool, workers)] if overviews else []
         thr = threshold_from_histogram(counts, top=top, options=options)
         write_difference_style(diff_path, options, display_limit(counts, top))
         bar.update(task, description="change: threshold + clean-up")

@@ -256,6 +256,10 @@ def read_window(
     return Raster(data=data, crs=src.crs, transform=transform, nodata=src.nodata, band_names=names)
 
 
+#: DEFLATE level of floating-point GeoTIFFs (GDAL's ``ZLEVEL``; integer rasters keep GDAL's default, 6)
+FLOAT_DEFLATE_LEVEL = 1
+
+
 def _profile(raster: Raster, *, tiled: bool, compress: str, blocksize: int, dtype) -> dict:
     profile = {
         "driver": "GTiff",
@@ -270,8 +274,13 @@ def _profile(raster: Raster, *, tiled: bool, compress: str, blocksize: int, dtyp
     }
     if tiled and raster.width >= blocksize and raster.height >= blocksize:
         profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
+    floating = np.issubdtype(np.dtype(dtype), np.floating)
     if compress in ("deflate", "lzw", "zstd"):
-        profile["predictor"] = 3 if np.issubdtype(np.dtype(dtype), np.floating) else 2
+        profile["predictor"] = 3 if floating else 2
+    if compress == "deflate" and floating:
+        # level 1: on float maps (SAVI differences of OSCD cities, change probabilities, DEM change) within 1 % of
+        # level 6's size, in 35-45 % less time (docs/speed.md); class maps keep level 6
+        profile["zlevel"] = FLOAT_DEFLATE_LEVEL
     return profile
 
 
@@ -387,6 +396,7 @@ def open_writer(
     tags: dict[str, str] | None = None,
     threads: int = 1,
     overviews: Resampling | None = None,
+    predictor: int | None = None,
 ) -> Iterator[rasterio.io.DatasetWriter]:
     """Open a tiled GeoTIFF for window-by-window writing; it appears under ``path`` only on success.
 
@@ -396,7 +406,9 @@ def open_writer(
     continuous values; nodata is left out of averages), internal overviews are built once every window is
     written, by halving until the coarsest level fits in one block (:func:`overview_factors`), so QGIS draws
     the whole raster zoomed out without reading it at full resolution. GDAL builds them from the file, block by
-    block (in ``threads`` threads): memory stays bounded.
+    block (in ``threads`` threads): memory stays bounded. ``predictor`` overrides the TIFF predictor (default 3
+    for floats, 2 for integers; 1 = none, for noisy float maps such as index differences, where it saves time
+    and bytes: ``bench/bench_float_deflate.py``).
     """
     fake = Raster(np.zeros((count, 1, 1), dtype=dtype), grid.crs, grid.transform, nodata)
     profile = _profile(fake, tiled=True, compress=compress, blocksize=blocksize, dtype=dtype)
@@ -407,6 +419,8 @@ def open_writer(
         profile["nodata"] = legend.nodata
     if threads > 1 and compress not in (None, "none"):
         profile["num_threads"] = int(threads)
+    if predictor is not None and compress in ("deflate", "lzw", "zstd"):
+        profile["predictor"] = int(predictor)
     with atomic_path(path) as tmp:
         with rasterio.Env(GDAL_PAM_ENABLED="NO"):
             with rasterio.open(tmp, "w", **profile) as dst:
