@@ -34,6 +34,8 @@ def test_two_workers_write_the_same_bytes(small_region, tmp_path, options, coreg
         assert src.overviews(1) == [2]  # built by default (260 px: one level), in one and two GDAL threads
     with rasterio.open(two.difference) as src:
         assert src.overviews(1) == [2]
+        assert src.compression.name == "deflate"  # without the float predictor (bench/bench_float_deflate.py)
+        assert src.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR", "1") == "1"
     assert (mask == 1).sum() > 100 and (mask == 0).sum() > 100  # change and no change were both written
     assert _digests(tmp_path / "one") == _digests(tmp_path / "two")
     for out in ("one", "two"):  # the scratch copy of the difference is gone with the run
