@@ -100,8 +100,8 @@ OverviewsOpt = typer.Option(
     True,
     "--overviews/--no-overviews",
     help="Build the output GeoTIFFs' internal overviews, so QGIS draws them zoomed out without reading every "
-    "pixel (change detect on a 10980 x 10980 pair: about x1.2 the time, built on a worker during the second "
-    "pass; the masks' cost little).",
+    "pixel (change detect on a 10980 x 10980 pair: about x1.2 the time, built in a process of their own during the "
+    "second pass; the masks' cost little).",
 )
 
 
