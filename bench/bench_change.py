@@ -22,7 +22,8 @@ and difference of ``streamed`` and ``streamed-x2`` must be the same bytes, and t
 
 Run: ``python bench/bench_change.py`` (about 6 min idle on 2 cores: 3 rounds of 4 cases after a one-off pair
 write of ~1 min), or ``python bench/bench_change.py --quick`` (2048 px pair, 2 rounds, about 30 s).
-Options: ``--size N`` (default 10980), ``--window N`` (default 1024), ``--repeat N``, ``--keep``.
+Options: ``--size N`` (default 10980), ``--window N`` (default 1024), ``--repeat N``, ``--keep``, ``--baseline REV``
+(the streamed and streamed-x2 cases also on the code of git revision REV, alternating: "this tree / baseline").
 """
 
 from __future__ import annotations
@@ -135,6 +136,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="rounds of alternating cases (default 3)")
     parser.add_argument("--quick", action="store_true", help="2048 px pair, 2 rounds: a check in ~30 s")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--baseline", help="git revision whose code also runs the streamed and streamed-x2 cases, "
+                                           "alternating (from session 19 on: detect_files takes overviews=)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--args", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -154,17 +157,26 @@ def main() -> int:
     q1 = crop_quarter(t1, WORK / f"t1_{args.size}_q.tif")
     q2 = crop_quarter(t2, WORK / f"t2_{args.size}_q.tif")
 
-    runs: dict[str, list[dict]] = {c: [] for c in CASES}
+    cases = list(CASES)
+    env = dict(os.environ)
+    if args.baseline:  # the same two cases on the baseline's code (PYTHONPATH puts its minescape first)
+        from measure import export_tree
+
+        tree = export_tree(args.baseline, WORK)
+        cases += [f"{c}@baseline" for c in ("streamed", "streamed-x2")]
+    runs: dict[str, list[dict]] = {c: [] for c in cases}
     same_files, same_masks = True, True
     for rnd in range(args.repeat):  # cases alternate within each round
-        for case in CASES:
+        for case in cases:
             a, b = (q1, q2) if case.endswith("quarter") else (t1, t2)
             out = WORK / f"out-{case}"
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
-            proc = subprocess.run([sys.executable, __file__, "--case", case.removesuffix("-quarter"),
+            child_env = {**env, "PYTHONPATH": str(tree)} if case.endswith("@baseline") else env
+            proc = subprocess.run([sys.executable, __file__, "--case",
+                                   case.removesuffix("-quarter").removesuffix("@baseline"),
                                    "--window", str(args.window), "--args", str(a), str(b), str(out)],
-                                  capture_output=True, text=True, cwd=str(HERE))
+                                  capture_output=True, text=True, cwd=str(HERE), env=child_env)
             if proc.returncode != 0:
                 print(f"{case}: failed\n{proc.stderr[-2000:]}")
                 return 1
@@ -185,7 +197,7 @@ def main() -> int:
         return [r["peak_mb"] for r in runs[case]]
 
     print(f"\n== change detection, {args.size}^2 pair, {args.repeat} alternating rounds: median (min-max) ==")
-    for case in CASES:
+    for case in cases:
         print(f"{case:17s} {fmt(mpix_s(case), ' Mpix/s')}   peak {fmt(peaks(case), ' MB', 0)}")
     print(f"2 workers / 1 worker (streamed): speed x{fmt(ratio(mpix_s('streamed-x2'), mpix_s('streamed')))} "
           f"(goal >= 1.6); files the same bytes: {same_files}")
@@ -200,6 +212,12 @@ def main() -> int:
           f"x{fmt(ratio(mpix_s('streamed-x2-bare'), mpix_s('streamed-x2')))}")
     print(f"2 workers / 1 worker without overviews: speed "
           f"x{fmt(ratio(mpix_s('streamed-x2-bare'), mpix_s('streamed-bare')))}")
+    if args.baseline:
+        for case in ("streamed", "streamed-x2"):
+            print(f"{case}: time this tree / baseline {args.baseline} "
+                  f"x{fmt(ratio(mpix_s(case + '@baseline'), mpix_s(case)))}")
+        base2, base1 = mpix_s("streamed-x2@baseline"), mpix_s("streamed@baseline")
+        print(f"  baseline: 2 workers / 1 worker x{fmt(ratio(base2, base1))}")
     print(f"streamed full / quarter: peak memory x{fmt(ratio(peaks('streamed'), peaks('streamed-quarter')))}; "
           f"streamed peak under 1 GB in every run: {max(peaks('streamed')) < 1024}")
     for case in CASES:

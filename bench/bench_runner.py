@@ -81,26 +81,14 @@ def _inprocess_child(n_sites: int, out: str) -> None:
     emit({"seconds": t, "ok": len(summary.results), "failed": len(summary.failed), "digests": digests(Path(out))})
 
 
-def _export(ref: str) -> Path:
-    """The tree of git revision ``ref`` under /tmp (for the baseline), exported once."""
-    root = Path(__file__).resolve().parents[1]
-    sha = subprocess.run(["git", "rev-parse", ref], capture_output=True, text=True, cwd=root, check=True).stdout.strip()
-    dest = WORK / f"baseline-{sha[:12]}"
-    if not (dest / "minescape").is_dir():
-        dest.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", sha], capture_output=True, cwd=root, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    return dest
-
-
 def bench_inprocess(n_sites: int, rounds: int, baseline: str | None) -> None:
-    from measure import fmt, ratio, run_child
+    from measure import export_tree, fmt, ratio, run_child
 
     region(n_sites)
     root = str(Path(__file__).resolve().parents[1])
     trees = {"this tree": root}
     if baseline:
-        trees[f"baseline {baseline}"] = str(_export(baseline))
+        trees[f"baseline {baseline}"] = str(export_tree(baseline, WORK))
     times: dict[str, list[float]] = {k: [] for k in trees}
     maps: dict[str, dict] = {}
     for _ in range(rounds):

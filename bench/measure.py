@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def peak_rss_mb() -> float:
@@ -133,3 +134,16 @@ def machine_line() -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (f"machine: {cores} usable CPUs, load average {os.getloadavg()[0]:.1f} (1 min) at start; "
             f"python {sys.version.split()[0]}")
+
+
+def export_tree(ref: str, work: Path) -> Path:
+    """The source tree of git revision ``ref`` under ``work`` (exported once), for a baseline run beside this
+    tree's: a child started with ``PYTHONPATH=<tree>`` imports that revision's ``minescape``."""
+    root = Path(__file__).resolve().parents[1]
+    sha = subprocess.run(["git", "rev-parse", ref], capture_output=True, text=True, cwd=root, check=True).stdout.strip()
+    dest = work / f"baseline-{sha[:12]}"
+    if not (dest / "minescape").is_dir():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", sha], capture_output=True, cwd=root, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
