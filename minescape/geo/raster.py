@@ -260,7 +260,10 @@ def read_window(
 FLOAT_DEFLATE_LEVEL = 1
 
 
-def _profile(raster: Raster, *, tiled: bool, compress: str, blocksize: int, dtype) -> dict:
+def _profile(raster: Raster, *, tiled: bool, compress: str, blocksize: int, dtype,
+             predictor: int | None = None) -> dict:
+    """The GTiff creation profile of ``raster`` (``predictor``: the TIFF predictor, default 3 for floats and 2
+    for integers where the compression takes one)."""
     profile = {
         "driver": "GTiff",
         "width": raster.width,
@@ -276,10 +279,10 @@ def _profile(raster: Raster, *, tiled: bool, compress: str, blocksize: int, dtyp
         profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
     floating = np.issubdtype(np.dtype(dtype), np.floating)
     if compress in ("deflate", "lzw", "zstd"):
-        profile["predictor"] = 3 if floating else 2
+        profile["predictor"] = int(predictor) if predictor is not None else 3 if floating else 2
     if compress == "deflate" and floating:
-        # level 1: on float maps (SAVI differences of OSCD cities, change probabilities, DEM change) within 1 % of
-        # level 6's size, in 35-45 % less time (docs/speed.md); class maps keep level 6
+        # level 1: on float maps (SAVI differences of OSCD cities, DEM change) files 0.4-0.8 % larger than at
+        # level 6, written in x0.61-0.67 the time (bench/bench_float_deflate.py); class maps keep level 6
         profile["zlevel"] = FLOAT_DEFLATE_LEVEL
     return profile
 
@@ -411,7 +414,7 @@ def open_writer(
     and bytes: ``bench/bench_float_deflate.py``).
     """
     fake = Raster(np.zeros((count, 1, 1), dtype=dtype), grid.crs, grid.transform, nodata)
-    profile = _profile(fake, tiled=True, compress=compress, blocksize=blocksize, dtype=dtype)
+    profile = _profile(fake, tiled=True, compress=compress, blocksize=blocksize, dtype=dtype, predictor=predictor)
     profile.update(width=grid.width, height=grid.height)
     if grid.width >= blocksize and grid.height >= blocksize:
         profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
@@ -419,8 +422,6 @@ def open_writer(
         profile["nodata"] = legend.nodata
     if threads > 1 and compress not in (None, "none"):
         profile["num_threads"] = int(threads)
-    if predictor is not None and compress in ("deflate", "lzw", "zstd"):
-        profile["predictor"] = int(predictor)
     with atomic_path(path) as tmp:
         with rasterio.Env(GDAL_PAM_ENABLED="NO"):
             with rasterio.open(tmp, "w", **profile) as dst:
