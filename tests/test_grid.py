@@ -44,6 +44,18 @@ def test_from_bounds_and_windows():
         g.window_of_bounds((5000, 5000, 6000, 6000))
 
 
+def test_window_of_bounds_covers_every_pixel_the_bounds_touch():
+    """Bounds inside pixels: the window reaches the pixel holding each edge (rasterio's rounding dropped the last
+    column and row); bounds on pixel edges (with float noise) add no pixel."""
+    g = Grid("EPSG:32633", Affine(10, 0, 0, 0, -10, 100), 10, 10)
+    w = g.window_of_bounds((26, 32, 68, 94))  # x 2.6..6.8 px, y 0.6..6.8 px
+    assert (w.col_off, w.width, w.row_off, w.height) == (2, 5, 0, 7)
+    w = g.window_of_bounds((20 + 1e-9, 30 - 1e-9, 60 - 1e-9, 90 + 1e-9))
+    assert (w.col_off, w.width, w.row_off, w.height) == (2, 4, 1, 6)
+    w = g.window_of_bounds((-50, -50, 500, 500))
+    assert (w.col_off, w.width, w.row_off, w.height) == (0, 10, 0, 10)
+
+
 def test_reproject_to_other_crs_keeps_values(utm_raster):
     """Nearest resampling onto a WGS84 grid over the raster: every output pixel holds the value of the source
     pixel under its centre (located independently with pyproj), and many pixels are compared."""

@@ -23,6 +23,8 @@ from rasterio.windows import Window
 from minescape.errors import ConfigError, CRSMismatchError, NoOverlapError
 from minescape.geo.raster import Raster
 
+#: Bounds within this many pixels of a pixel edge are taken as on it (floating-point noise of ``from_bounds``).
+EDGE_TOLERANCE_PX = 1e-6
 
 @dataclass(frozen=True)
 class Grid:
@@ -74,9 +76,17 @@ class Grid:
         return Grid(self.crs, rasterio.windows.transform(w, self.transform), int(w.width), int(w.height))
 
     def window_of_bounds(self, bounds: tuple[float, float, float, float]) -> Window:
-        """Pixel window covering ``bounds`` (in this grid's CRS), clipped to the grid."""
+        """Pixel window covering ``bounds`` (in this grid's CRS), clipped to the grid: every pixel the bounds touch
+        (edges within 1e-6 px of a pixel edge count as on it).
+
+        Rounded here, not by ``Window.round_offsets``/``round_lengths``: rasterio 1.4 ignores their ``op`` and
+        rounds the length to the nearest integer, which loses the last row and column of a window whose bounds
+        fall inside pixels."""
         win = rasterio.windows.from_bounds(*bounds, transform=self.transform)
-        win = win.round_offsets(op="floor").round_lengths(op="ceil")
+        col0, row0 = math.floor(win.col_off + EDGE_TOLERANCE_PX), math.floor(win.row_off + EDGE_TOLERANCE_PX)
+        col1 = math.ceil(win.col_off + win.width - EDGE_TOLERANCE_PX)
+        row1 = math.ceil(win.row_off + win.height - EDGE_TOLERANCE_PX)
+        win = Window(col0, row0, max(col1 - col0, 0), max(row1 - row0, 0))
         full = Window(0, 0, self.width, self.height)
         try:
             return win.intersection(full)

@@ -71,6 +71,20 @@ def unit_stem(region: object, province: object, city: object) -> str:
     return "_".join(unit_part(p) for p in (region, province, city))
 
 
+def _file_name_clash(taken: dict[tuple[str, ...], tuple[str, ...]], names: tuple[str, str, str]) -> str | None:
+    """Why a unit's region or province would share a file name (``Region_vN``, ``Region_Province.zip``) with a
+    different region or province already in ``taken`` (file-name parts -> names; "Hai Nan" and "Hai-Nan"), or
+    None, after recording the unit's own. The ZIPs and versions are named by :func:`unit_part`, so two such
+    names would write one file."""
+    keys = [(tuple(unit_part(p) for p in names[:depth]), names[:depth]) for depth in (1, 2)]
+    for (safe, raw), what in zip(keys, ("region", "province"), strict=True):
+        if taken.get(safe, raw) != raw:
+            return (f"{what} {'/'.join(raw)!r} and {'/'.join(taken[safe])!r} give the same file name "
+                    f"{'_'.join(safe)}; rename one (only the first is produced)")
+    taken.update(keys)
+    return None
+
+
 # --------------------------------------------------------------------------------------------------------------
 # areas on the ellipsoid
 
@@ -260,6 +274,7 @@ def make_products(map_path: str | Path, admin, out_dir: str | Path, *, legend: L
     summary = ProductsSummary(out=out, notes=[str(n) for n in notes])
     units: list[Unit] = []
     names_of: dict[str, tuple[str, str, str]] = {}
+    file_names: dict[tuple[str, ...], tuple[str, ...]] = {}  # region and province file-name parts -> names
     for idx, row in gdf_map.iterrows():
         names = tuple(row[f] for f in fields)
         if any(v is None or (isinstance(v, float) and np.isnan(v)) or not unit_part(v) for v in names):
@@ -268,6 +283,10 @@ def make_products(map_path: str | Path, admin, out_dir: str | Path, *, legend: L
         stem = unit_stem(*names)
         if stem in names_of:
             summary.failed[f"{stem} (feature {idx})"] = f"duplicate unit name {stem}; only the first is produced"
+            continue
+        clash = _file_name_clash(file_names, tuple(str(v) for v in names))
+        if clash:
+            summary.failed[f"{stem} (feature {idx})"] = clash
             continue
         names_of[stem] = tuple(str(v) for v in names)
         units.append(Unit(id=stem, args={"map": str(map_path), "geometry_wkb": row.geometry.wkb, "names": names,

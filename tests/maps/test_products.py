@@ -128,3 +128,39 @@ def test_versions_and_names():
     assert group_versions(sizes, size_cap=70) == {"A_v1": [("A", "p1"), ("A", "p2")], "A_v2": [("A", "p3")],
                                                   "A_v3": [("A", "p4")], "B_v1": [("B", "q")]}
     assert unit_stem("North China", "He_bei", "Shí jiā/zhuāng") == "North-China_He-bei_Shí-jiā-zhuāng"
+
+
+def test_unit_off_pixel_edges_keeps_every_pixel_centre_inside(tmp_path):
+    """A unit from 0.7 to 2.6 px across and 0.7 to 5.0 px down: its tile holds every pixel whose centre is inside
+    (counted by rasterio's own mask), the last column and row too."""
+    import rasterio.features
+
+    transform = Affine(0.001, 0, 100.0, 0, -0.001, 30.0)
+    path = write_raster(Raster(np.full((40, 60), 10, np.uint8), CRS.from_epsg(4326), transform, 0),
+                        tmp_path / "map.tif", legend=WORLDCOVER)
+    unit = shapely.box(100.0007, 29.995, 100.0026, 29.9993)
+    inside = int(rasterio.features.geometry_mask([unit], out_shape=(40, 60), transform=transform, invert=True).sum())
+    assert inside == 8  # columns 1-2, rows 1-4
+    units = gpd.GeoDataFrame({"region": ["R"], "province": ["P"], "city": ["C"]}, geometry=[unit], crs=4326)
+    s = make_products(path, units, tmp_path / "out", legend=WORLDCOVER)
+    assert s.tiles["R_P_C"]["valid_pixels"] == inside
+
+
+def test_provinces_with_one_file_name_are_refused_not_overwritten(geo_map, tmp_path):
+    """"Hai Nan" and "Hai-Nan" would both write North_Hai-Nan.zip: the second province's unit fails with a
+    reason naming both, and the ZIP holds the first province's tile alone."""
+    path, _ = geo_map
+    units = grid_units((10.0, 45.0, 10.02, 45.015), nx=3, ny=1)
+    units["region"] = ["North", "North", "North China"]
+    units["province"] = ["Hai Nan", "Hai-Nan", "X"]
+    units.loc[len(units)] = {"region": "North-China", "province": "Y", "city": "Z",
+                             "geometry": shapely.box(10.0, 45.0, 10.005, 45.005)}
+    s = make_products(path, units, tmp_path / "out", legend=WORLDCOVER)
+    assert len(s.tiles) == 2 and len(s.failed) == 2
+    assert any("province 'North/Hai-Nan' and 'North/Hai Nan' give the same file name North_Hai-Nan" in m
+               for m in s.failed.values())
+    assert any("region 'North-China' and 'North China' give the same file name North-China" in m
+               for m in s.failed.values())
+    with zipfile.ZipFile(tmp_path / "out" / "zips" / "North_Hai-Nan.zip") as zf:
+        assert len(zf.namelist()) == 1 and zf.namelist()[0].startswith("North_Hai-Nan_")
+    assert len(pd.read_csv(tmp_path / "out" / "versions.csv")) == 2
