@@ -285,3 +285,32 @@ def _block_bytes(path) -> list[int]:
     with rasterio.open(path) as src:
         rows, cols = (-(-n // b) for n, b in zip(src.shape, src.block_shapes[0], strict=True))
         return [src.block_size(1, r, c) for r in range(rows) for c in range(cols)]
+
+
+def _vrt_over(private: Path, width: int, height: int) -> str:
+    """The XML of a VRT whose one band is ``private``'s first band (an absolute path: outside any folder)."""
+    return (f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}"><SRS>EPSG:32633</SRS>'
+            f"<GeoTransform>500000, 10, 0, 4100000, 0, -10</GeoTransform>"
+            f'<VRTRasterBand dataType="Float32" band="1"><SimpleSource>'
+            f'<SourceFilename relativeToVRT="0">{private}</SourceFilename><SourceBand>1</SourceBand>'
+            f"</SimpleSource></VRTRasterBand></VRTDataset>")
+
+
+def test_the_name_decides_the_format_never_the_bytes(tmp_path):
+    """A VRT dressed as ``B02.tif`` would make GDAL read the file it names (a user's private raster, here 4242):
+    it is opened as a GeoTIFF and refused in one line. The same XML named ``.vrt`` is a VRT, and reads 4242:
+    the payload is live."""
+    from minescape.geo.raster import open_raster, raster_driver
+
+    private = write_raster(Raster(np.full((1, 4, 6), 4242, np.float32), rasterio.crs.CRS.from_epsg(32633),
+                                  rasterio.Affine(10, 0, 500000, 0, -10, 4100000), None), tmp_path / "private.tif")
+    (tmp_path / "mosaic.vrt").write_text(_vrt_over(private, 6, 4))
+    with open_raster(tmp_path / "mosaic.vrt") as src:
+        assert src.driver == "VRT" and (src.read(1) == 4242).all()
+    disguised = tmp_path / "scene" / "B02.tif"
+    disguised.parent.mkdir()
+    disguised.write_text(_vrt_over(private, 6, 4))
+    with pytest.raises(InputError, match=r"B02.tif: not a readable raster \(read as GTiff, by its name"):
+        open_raster(disguised)
+    assert raster_driver("https://x.blob.core.windows.net/B02.jp2?st=1&sig=a.vrt") == "JP2OpenJPEG"
+    assert raster_driver("/vsizip//d/t.zip/DCM/x_DCM.TIF") == "GTiff" and raster_driver("labels") == "GTiff"

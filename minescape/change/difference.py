@@ -38,7 +38,7 @@ from minescape.atomic import atomic_path, atomic_write_text
 from minescape.change.pair_cloud_mask import PairCloudMask
 from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.grid import Grid, iter_tiles
-from minescape.geo.raster import Raster, build_overviews, open_writer, scan_reads
+from minescape.geo.raster import Raster, build_overviews, open_by_name, open_writer, scan_reads
 from minescape.geo.raster_style import (
     DISPLAY_PERCENTILE,
     diverging_ramp,
@@ -425,7 +425,7 @@ def all_nodata(path: Path) -> bool:
     if not path.is_file():
         return False
     try:
-        with rasterio.open(path) as src:
+        with open_by_name(path) as src:
             nan_is_nodata = src.nodata is None and np.dtype(src.dtypes[0]).kind == "f"
             for _, w in src.block_windows(1):
                 if nan_is_nodata:

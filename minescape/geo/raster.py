@@ -184,17 +184,41 @@ def window_reads() -> rasterio.Env:
     return rasterio.Env(GTIFF_DIRECT_IO=True)
 
 
+#: The GDAL driver a raster is opened with, by the suffix of its name: the name decides the format, never the
+#: bytes. Left to sniff the content, GDAL follows a VRT (or another format that names files and URLs) dressed as
+#: ``B02.tif`` to whatever it references: a local file's pixels in a map, requests to third-party URLs. A ``.vrt``
+#: is opened as one only when its name says so (a user's own mosaic); hrefs never are (``check_href``).
+DRIVER_BY_SUFFIX: dict[str, str] = {".tif": "GTiff", ".tiff": "GTiff", ".jp2": "JP2OpenJPEG", ".vrt": "VRT"}
+#: Names with another suffix (or none) are read as GeoTIFF.
+DEFAULT_DRIVER = "GTiff"
+
+
+def raster_driver(name: str | Path) -> str:
+    """The GDAL driver :data:`DRIVER_BY_SUFFIX` gives a file name, a ``/vsizip/`` member or a URL (its query
+    string and fragment ignored: signed URLs end in ``?sig=...``)."""
+    text = str(name).split("?", 1)[0].split("#", 1)[0]
+    return DRIVER_BY_SUFFIX.get(os.path.splitext(text)[1].lower(), DEFAULT_DRIVER)
+
+
+def open_by_name(path: str | Path):
+    """``rasterio.open(path)`` (a local path, a ``/vsi...`` path or a URL) with the driver its name gives
+    (:func:`raster_driver`); rasterio's errors pass through."""
+    return rasterio.open(path, driver=raster_driver(path))
+
+
 def open_raster(path: str | Path):
-    """``rasterio.open`` with a one-line InputError for missing or unreadable files."""
+    """``rasterio.open`` with a one-line InputError for missing or unreadable files; the format is the one the
+    name says (:func:`raster_driver`)."""
     path = Path(path)
     if not path.exists():
         raise MissingInputError("file not found", path=path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
+            return open_by_name(path)
     except RasterioIOError as exc:
-        raise InputError(f"not a readable raster ({str(exc).splitlines()[0][:120]})", path=path) from None
+        raise InputError(f"not a readable raster (read as {raster_driver(path)}, by its name: "
+                         f"{str(exc).splitlines()[0][:120]})", path=path) from None
 
 
 def open_class_map(path: str | Path):

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from minescape.errors import InputError
+from minescape.geo.raster import open_by_name
 from minescape.webreport.contents import Missing, Section, Table
 from minescape.webreport.overlay import Style, render_overlay
 
@@ -35,7 +36,7 @@ def _band_name(path: Path) -> str | None:
     import rasterio
 
     try:
-        with rasterio.open(path) as src:
+        with open_by_name(path) as src:
             return src.descriptions[0]
     except rasterio.errors.RasterioIOError:
         return None
@@ -58,7 +59,7 @@ def collect_change(folder: Path, *, title: str) -> Section:
         import rasterio
 
         try:
-            with rasterio.open(prob) as src:
+            with open_by_name(prob) as src:
                 tags = src.tags()
         except rasterio.errors.RasterioIOError:
             tags = {}

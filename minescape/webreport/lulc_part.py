@@ -16,6 +16,7 @@ from pathlib import Path
 import shapely
 
 from minescape.errors import InputError
+from minescape.geo.raster import open_by_name
 from minescape.legend import MINING_LULC
 from minescape.webreport.accuracy_part import accuracy_tables
 from minescape.webreport.contents import FeatureLayer, Figure, Missing, Section, Table
@@ -78,11 +79,10 @@ def _site_geometries(source: dict | None, missing: list[Missing], title: str) ->
 
 def _footprint(map_path: Path) -> shapely.Geometry | None:
     """The EPSG:4326 box of a class map (the stand-in for a site polygon)."""
-    import rasterio
     from rasterio.warp import transform_bounds
 
     try:
-        with rasterio.open(map_path) as src:
+        with open_by_name(map_path) as src:
             return shapely.box(*transform_bounds(src.crs, "EPSG:4326", *src.bounds))
     except Exception:  # noqa: BLE001 - an unreadable map is reported by the overlay step
         return None
@@ -101,7 +101,7 @@ def composite_info(map_path: Path, clear_count: Path) -> dict:
 
     info: dict = {}
     try:
-        with rasterio.open(map_path) as src:
+        with open_by_name(map_path) as src:
             tags = src.tags()
     except rasterio.errors.RasterioIOError:
         return info
@@ -110,7 +110,7 @@ def composite_info(map_path: Path, clear_count: Path) -> dict:
         info["scenes"] = [t for t in tags.get("SCENES", "").split(",") if t]
     if clear_count.exists():
         try:
-            with rasterio.open(clear_count) as src:
+            with open_by_name(clear_count) as src:
                 counts = src.read(1, masked=True).compressed()
         except rasterio.errors.RasterioIOError:
             return info
