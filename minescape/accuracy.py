@@ -22,17 +22,27 @@ def confusion_matrix(truth: np.ndarray, pred: np.ndarray, codes: Sequence[int], 
     pred = np.asarray(pred).ravel()
     if truth.shape != pred.shape:
         raise ValueError(f"truth and prediction differ in size: {truth.size} vs {pred.size}")
-    codes = np.asarray(list(codes))
-    lut_size = int(max(codes.max(), truth.max(initial=0), pred.max(initial=0))) + 1
-    lut = np.full(lut_size, -1, dtype=np.int64)
+    codes = np.asarray(list(codes), dtype=np.int64)
+    lut = np.full(int(codes.max()) + 1, -1, dtype=np.int64)
     lut[codes] = np.arange(codes.size)
-    ti = lut[truth.astype(np.int64)]
-    pi = lut[pred.astype(np.int64)]
+    ti, pi = _code_index(truth, lut), _code_index(pred, lut)
     keep = (ti >= 0) & (pi >= 0)
     if valid is not None:
         keep &= np.asarray(valid).ravel()
     n = codes.size
     return np.bincount(ti[keep] * n + pi[keep], minlength=n * n).reshape(n, n).astype(np.int64)
+
+
+def _code_index(values: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Position in ``codes`` of each value through ``lut`` (code -> position, -1 elsewhere); -1 for values that
+    are no code: negative (an int16 nodata of -1 must not wrap round to the last code), beyond the table,
+    fractional or NaN."""
+    inside = (values >= 0) & (values < lut.size)
+    if values.dtype.kind == "f":
+        inside &= values == np.floor(values)  # NaN compares False
+    out = np.full(values.shape, -1, dtype=np.int64)
+    out[inside] = lut[values[inside].astype(np.int64)]
+    return out
 
 
 @dataclass(frozen=True)

@@ -109,10 +109,16 @@ class AreaEstimate:
     users_accuracy_ci: np.ndarray
     producers_accuracy: np.ndarray
     producers_accuracy_ci: np.ndarray
-    area: np.ndarray  # estimated (reference) area per class
+    area: np.ndarray  # estimated (reference) area per class, over the sampled strata
     area_ci: np.ndarray
-    mapped_area: np.ndarray  # area mapped as each class
+    mapped_area: np.ndarray  # area mapped as each class (all strata)
     n_per_stratum: np.ndarray
+    unsampled: tuple[int, ...] = ()  # codes of strata mapped but without a sample point: left out of the estimates
+
+    @property
+    def unsampled_area(self) -> float:
+        """Mapped area of the :attr:`unsampled` strata (the part of the map the estimates do not cover)."""
+        return float(sum(a for c, a in zip(self.codes, self.mapped_area, strict=True) if c in self.unsampled))
 
     def to_dict(self, names: Sequence[str] | None = None) -> dict:
         """JSON-ready dict keyed by class name (or code)."""
@@ -132,6 +138,8 @@ class AreaEstimate:
             "estimated_area_ci95": per(self.area_ci),
             "mapped_area": per(self.mapped_area),
             "n_per_stratum": {k: int(v) for k, v in zip(keys, self.n_per_stratum, strict=True)},
+            "unsampled_strata": [k for k, c in zip(keys, self.codes, strict=True) if c in self.unsampled],
+            "unsampled_mapped_area": self.unsampled_area,
         }
 
 
@@ -145,21 +153,27 @@ def area_weighted_estimates(map_codes: np.ndarray, ref_codes: np.ndarray, codes:
         codes: class codes, giving the order of strata and classes.
         stratum_sizes: mapped size of each stratum (pixels or area), in ``codes`` order.
         pixel_area: area of one unit of ``stratum_sizes`` (e.g. km² per pixel); areas are reported in that unit.
+
+    A stratum mapped but without a point (a rare class whose points were all left uninterpreted) has no estimate
+    of its own; counted with weight and no point, it would read as 0 % accurate and its area would vanish. The
+    estimates cover the sampled strata (weights over their area) and the others are listed in ``unsampled``,
+    their mapped area in ``mapped_area`` as for every stratum.
     """
     codes = list(codes)
     # rows: map (strata), columns: reference -> counts n_ij; accuracy.confusion_matrix puts truth in rows
     n_ij = confusion_matrix(ref_codes, map_codes, codes).T.astype(np.float64)
-    sizes = np.asarray(stratum_sizes, dtype=np.float64)
-    if sizes.shape != (len(codes),):
-        raise InputError(f"{sizes.size} stratum sizes for {len(codes)} classes")
+    all_sizes = np.asarray(stratum_sizes, dtype=np.float64)
+    if all_sizes.shape != (len(codes),):
+        raise InputError(f"{all_sizes.size} stratum sizes for {len(codes)} classes")
+    n_i = n_ij.sum(axis=1)
+    unsampled = tuple(int(c) for c, size, n in zip(codes, all_sizes, n_i, strict=True) if size > 0 and n == 0)
+    sizes = np.where(n_i > 0, all_sizes, 0.0)
     total = sizes.sum()
     w = sizes / total if total > 0 else np.zeros_like(sizes)
-    n_i = n_ij.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(n_i[:, None] > 0, n_ij / n_i[:, None], 0.0)  # n_ij / n_i.
         p = w[:, None] * frac  # eq. 4
         p_dot_j = p.sum(axis=0)  # reference-class proportions (eq. 9)
-        p_i_dot = p.sum(axis=1)
         diag = np.diag(p)
         oa = float(diag.sum())  # eq. 1
         ua = np.where(n_i > 0, np.diag(frac), np.nan)  # eq. 2
@@ -194,8 +208,9 @@ def area_weighted_estimates(map_codes: np.ndarray, ref_codes: np.ndarray, codes:
         producers_accuracy_ci=Z95 * np.sqrt(v_pa),
         area=p_dot_j * area_total,
         area_ci=Z95 * se_p * area_total,
-        mapped_area=p_i_dot * area_total,
+        mapped_area=all_sizes * pixel_area,
         n_per_stratum=n_i.astype(np.int64),
+        unsampled=unsampled,
     )
 
 

@@ -31,3 +31,14 @@ def test_perfect_and_empty():
     assert e.n == 0 and np.isnan(e.overall_accuracy)
     d = m.to_dict(["a", "b"])
     assert d["f1"]["a"] == 1.0 and d["confusion_matrix"] == [[1, 0], [0, 2]]
+
+
+def test_values_that_are_no_code_are_ignored_not_wrapped():
+    """An int16 nodata of -1 (numpy would wrap -1 round to the last code), a float NaN, 2.5 and a value beyond the
+    codes are ignored; the eight pixels of codes that remain all agree."""
+    truth = np.array([-1, -1, 2, 3, 2, 3, 2, 3, 2, 3, 7, 2], dtype=np.int16)
+    pred = np.array([3, 3, 2, 3, 2, 3, 2, 3, 2, 3, 3, 9], dtype=np.int16)
+    cm = confusion_matrix(truth, pred, [2, 3])
+    assert cm.tolist() == [[4, 0], [0, 4]]
+    cm = confusion_matrix(np.array([np.nan, 2.5, 2, 3]), np.array([3.0, 3.0, 2.0, 3.0]), [2, 3])
+    assert cm.tolist() == [[1, 0], [0, 1]]

@@ -121,3 +121,19 @@ def test_export_import_roundtrip_and_bad_labels(tmp_path):
     named = table.drop(columns="ref_code").assign(ref_class="Tree cover")
     named.to_csv(tmp_path / "named.csv", index=False)
     assert (import_points(tmp_path / "named.csv", WORLDCOVER)["ref_code"] == 10).all()
+
+
+def test_a_stratum_without_points_is_left_out_and_named():
+    """Class 3 is mapped on 20 km² but none of its points was interpreted. Counted with its weight it would make a
+    map whose every interpreted point agrees 80 % accurate and lose 20 km²; it is left out and named instead."""
+    from minescape.sampling import area_weighted_estimates
+
+    m = np.array([1] * 10 + [2] * 10)
+    e = area_weighted_estimates(m, m.copy(), [1, 2, 3], [50.0, 30.0, 20.0])
+    assert e.n_per_stratum.tolist() == [10, 10, 0]
+    assert e.overall_accuracy == pytest.approx(1.0)
+    assert e.area.tolist() == pytest.approx([50.0, 30.0, 0.0]) and e.mapped_area.tolist() == [50.0, 30.0, 20.0]
+    assert e.unsampled == (3,) and e.unsampled_area == 20.0
+    assert e.to_dict(["a", "b", "c"])["unsampled_strata"] == ["c"]
+    full = area_weighted_estimates(np.r_[m, 3, 3], np.r_[m, 3, 3], [1, 2, 3], [50.0, 30.0, 20.0])
+    assert full.unsampled == () and full.area.tolist() == pytest.approx([50.0, 30.0, 20.0])

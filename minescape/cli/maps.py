@@ -212,6 +212,10 @@ def validate(
     typer.echo(f"n={result.metrics.n} points: OA {result.metrics.overall_accuracy:.3f} (sample), kappa "
                f"{result.metrics.kappa:.3f}; area-weighted OA {e.overall_accuracy:.3f} ± {e.overall_accuracy_ci:.3f} "
                f"(95 %); wrote {', '.join(p.name for p in written)} in {out}")
+    if e.unsampled:
+        names = ", ".join(lg.name_of(c) for c in e.unsampled)
+        typer.echo(f"warning: no interpreted point in the stratum of {names} ({e.unsampled_area:.3f} km² mapped): "
+                   "the area-weighted estimates cover the other strata only", err=True)
 
 
 
