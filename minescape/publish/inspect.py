@@ -260,9 +260,12 @@ def _check_file(label, path, report, *, cap, rtol, years, names, extras, allow_e
         _check_geometries(where, fids, geoms, col, meta, report, rtol=rtol)
         if "index_n" in col:
             idx = col["index_n"]
-            for fid, v in zip(fids.tolist(), np.asarray(idx).tolist(), strict=True):
-                if v is None or (isinstance(v, float) and np.isnan(v)):
+            for fid, raw, v in zip(fids.tolist(), np.asarray(idx).tolist(), _numbers(idx).tolist(), strict=True):
+                if raw is None or (isinstance(raw, float) and np.isnan(raw)):
                     bad(Violation(where, fid, "index_n is null"))
+                    continue
+                if not np.isfinite(v) or not v.is_integer():
+                    bad(Violation(where, fid, f"index_n {raw!r} is not an integer"))
                     continue
                 v = int(v)
                 if v in seen_index:
@@ -277,17 +280,26 @@ def _check_file(label, path, report, *, cap, rtol, years, names, extras, allow_e
                     valid = ", ".join(sorted(names))
                     bad(Violation(where, fid, f"class_name {v!r} is not in the legend ({valid})"))
         yr = col.get("year")
+        year_nums = _numbers(yr) if yr is not None else None
         if yr is not None:
-            for fid, v in zip(fids.tolist(), np.asarray(yr).tolist(), strict=True):
-                if v is None or not float(v).is_integer() or not years[0] <= int(v) <= years[1]:
-                    bad(Violation(where, fid, f"year {v!r} is not an integer in {years[0]}..{years[1]}"))
+            for fid, raw, v in zip(fids.tolist(), np.asarray(yr).tolist(), year_nums.tolist(), strict=True):
+                if not np.isfinite(v) or not v.is_integer() or not years[0] <= int(v) <= years[1]:
+                    bad(Violation(where, fid, f"year {raw!r} is not an integer in {years[0]}..{years[1]}"))
         if cls is not None and yr is not None and "area_m2" in col:
-            area = np.asarray(col["area_m2"], dtype=float)
-            for c, y, a in zip(cls.tolist(), np.asarray(yr).tolist(), area.tolist(), strict=True):
-                year = int(y) if y is not None and float(y).is_integer() else -1
+            area = _numbers(col["area_m2"])
+            for c, y, a in zip(cls.tolist(), year_nums.tolist(), area.tolist(), strict=True):
+                year = int(y) if np.isfinite(y) and y.is_integer() else -1
                 entry = report.by_class_year[(str(c), year)]
                 entry[0] += 1
                 entry[1] += a if np.isfinite(a) else 0.0
+
+
+def _numbers(values) -> np.ndarray:
+    """``values`` of a field as float64, NaN where missing or not a number (a text year or area: its field type
+    is reported as a violation, and its values are reported one by one instead of stopping the inspection)."""
+    import pandas as pd
+
+    return pd.to_numeric(pd.Series(np.asarray(values, dtype=object)), errors="coerce").to_numpy(dtype=np.float64)
 
 
 def _check_geometries(where, fids, geoms, col, meta, report, *, rtol) -> None:
@@ -320,10 +332,13 @@ def _check_geometries(where, fids, geoms, col, meta, report, *, rtol) -> None:
     truth = np.full(len(geoms), np.nan)
     if good.any():
         truth[good] = geodesic_area(geoms[good], crs)
-    area = np.asarray(col["area_m2"], dtype=float)
+    raw = np.asarray(col["area_m2"])
+    area = _numbers(raw)
+    for i in np.nonzero(good & ~np.isfinite(area))[0]:
+        bad(Violation(where, int(fids[i]), f"area_m2 {raw[i]!r} is not a number"))
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.abs(area - truth) / truth
-    for i in np.nonzero(good & ~(rel <= rtol))[0]:
+    for i in np.nonzero(good & np.isfinite(area) & ~(rel <= rtol))[0]:
         bad(Violation(where, int(fids[i]), f"area_m2 {area[i]:.3f} differs from the geometry's ellipsoidal "
                                            f"area {truth[i]:.3f} m² (relative {rel[i]:.2e} > {rtol:g})"))
 

@@ -95,6 +95,27 @@ def test_bad_geometries_schema_and_fids(tmp_path):
     assert inspect_release(folder, allow_extra_columns=True).violations != report.violations
 
 
+def test_text_in_number_fields_is_reported_not_a_crash(tmp_path):
+    """A shard whose index_n, area_m2 and year are text (one value of each a number): the field types and each
+    value that is not a number are violations, the numbers among them still count."""
+    from pyproj import Geod
+
+    folder = tmp_path / "rel"
+    folder.mkdir()
+    boxes = np.array([shapely.box(10, 10, 10.001, 10.001), shapely.box(11, 10, 11.001, 10.001)])
+    area = abs(Geod(ellps="WGS84").geometry_area_perimeter(boxes[1])[0])
+    pyogrio.raw.write(folder / "t.gpkg", shapely.to_wkb(boxes),
+                      [np.array(["one", "2"], dtype=object), np.array(["Open pit"] * 2, dtype=object),
+                       np.array(["big", repr(area)], dtype=object), np.array(["twenty", "2020"], dtype=object)],
+                      ["index_n", "class_name", "area_m2", "year"], layer="t", driver="GPKG",
+                      geometry_type="Polygon", crs="EPSG:4326")
+    lines = [str(v) for v in inspect_release(folder).violations]
+    assert "t.gpkg: field 'year' is object, expected integer" in lines
+    assert {"t.gpkg: fid 1: index_n 'one' is not an integer", "t.gpkg: fid 1: area_m2 'big' is not a number",
+            "t.gpkg: fid 1: year 'twenty' is not an integer in 1984..2100"} <= set(lines)
+    assert not [s for s in lines if s.startswith("t.gpkg: fid 2:")]
+
+
 def test_tampered_release_and_cli(release, tmp_path):
     broken = tmp_path / "copy"
     shutil.copytree(release, broken)
