@@ -85,28 +85,45 @@ def check_region_name(name: str, *, source: str) -> str:
 
 
 class RegionsLayer:
-    """A user regions layer: polygons with a ``region`` column, looked up by point (lon/lat)."""
+    """A user regions layer: polygons with a ``region`` column, looked up by point (lon/lat).
+
+    A projected layer is searched in its own CRS (the site's point goes there): a Pacific region drawn in a
+    Pacific-centred projection (EPSG:3832) crosses 180°, and in lon/lat it would become a band round the rest of
+    the world. A geographic layer is searched in EPSG:4326 at the point's longitude and at it ± 360° (rings
+    written with longitudes past 180°)."""
 
     def __init__(self, path: str | Path) -> None:
+        from pyproj import Transformer
+
         from minescape.geo.vector import read_vector
 
         gdf = read_vector(path)
         if "region" not in gdf.columns:
             raise InputError(f"regions layer needs a 'region' column (columns: {list(gdf.columns)})", path=path)
-        gdf = gdf.to_crs(4326)
+        self._to_layer = None
+        if gdf.crs is None or gdf.crs.is_geographic:
+            gdf = gdf.to_crs(4326) if gdf.crs is not None else gdf
+        else:
+            self._to_layer = Transformer.from_crs(4326, gdf.crs, always_xy=True)
         self.path = Path(path)
         self.names = [check_region_name(str(n), source=str(path)) for n in gdf["region"]]
         self.geoms = np.asarray(gdf.geometry.values, dtype=object)
         shapely.prepare(self.geoms)
 
+    def _points(self, lon: float, lat: float) -> list[shapely.Point]:
+        """Where the point may lie in the layer's coordinates, in order of preference."""
+        if self._to_layer is not None:
+            return [shapely.Point(*self._to_layer.transform(lon, lat))]
+        lon = ((lon + 180.0) % 360.0) - 180.0
+        return [shapely.Point(lon + shift, lat) for shift in (0.0, 360.0, -360.0)]
+
     def region_of(self, lon: float, lat: float, *, site: str) -> str:
         """The first region containing the point, else InputError."""
-        pt = shapely.Point(((lon + 180.0) % 360.0) - 180.0, lat)
-        hits = np.nonzero(shapely.covers(self.geoms, pt))[0]
-        if len(hits) == 0:
-            raise InputError(f"site at lon {lon:.4f}, lat {lat:.4f} is outside every region of {self.path}",
-                             path=site)
-        return self.names[int(hits[0])]
+        for pt in self._points(lon, lat):
+            hits = np.nonzero(shapely.covers(self.geoms, pt))[0]
+            if len(hits):
+                return self.names[int(hits[0])]
+        raise InputError(f"site at lon {lon:.4f}, lat {lat:.4f} is outside every region of {self.path}", path=site)
 
 
 def make_region_resolver(regions: str | Path):

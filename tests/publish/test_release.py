@@ -151,6 +151,35 @@ def test_user_regions_layer(site_maps, tmp_path):
     assert s.zips == ["mining_lulc_east.zip", "mining_lulc_west.zip"]
 
 
+def test_regions_layer_across_the_antimeridian(tmp_path):
+    """A Pacific region drawn in EPSG:3832 from 175°E to 175°W: in lon/lat it would be a band from 175°W round to
+    175°E (covering Africa). Searched in its own CRS, Fiji is Pacific and Zimbabwe African; a geographic layer
+    with longitudes past 180° finds Fiji's western neighbour at -179.5° too."""
+    import geopandas as gpd
+    from pyproj import Transformer
+
+    from minescape.publish.regions import RegionsLayer
+
+    to_3832 = Transformer.from_crs(4326, 3832, always_xy=True)
+
+    def box(left, bottom, right, top):
+        xs, ys = to_3832.transform([left, right, right, left], [bottom, bottom, top, top])
+        return shapely.Polygon(zip(xs, ys, strict=True))
+
+    gpd.GeoDataFrame({"region": ["pacific", "africa"]}, geometry=[box(175, -25, 185, -10), box(-20, -35, 55, 37)],
+                     crs=3832).to_file(tmp_path / "r3832.gpkg")
+    layer = RegionsLayer(tmp_path / "r3832.gpkg")
+    assert layer.region_of(178.5, -18.0, site="fiji") == "pacific"
+    assert layer.region_of(-179.5, -18.0, site="lau") == "pacific"
+    assert layer.region_of(30.0, -19.0, site="zimbabwe") == "africa"
+    gpd.GeoDataFrame({"region": ["pacific"]}, geometry=[shapely.box(175, -25, 185, -10)],
+                     crs=4326).to_file(tmp_path / "r4326.gpkg")
+    geographic = RegionsLayer(tmp_path / "r4326.gpkg")
+    assert geographic.region_of(-179.5, -18.0, site="lau") == "pacific"
+    with pytest.raises(InputError, match="outside every region"):
+        geographic.region_of(30.0, -19.0, site="zimbabwe")
+
+
 def test_bad_site_is_reported_and_the_rest_published(site_maps, tmp_path):
     import shutil
 
