@@ -45,13 +45,11 @@ def raster_labels_on(path: str | Path, grid: Grid, *, legend: Legend = MINING_LU
     c1 = min(lgrid.width, int(win.col_off + win.width) + 1)
     r1 = min(lgrid.height, int(win.row_off + win.height) + 1)
     part = read_raster(path, bands=[1], window=Window(c0, r0, c1 - c0, r1 - r0))
-    data = part.data.astype(np.uint8)
-    if nodata is not None and nodata != legend.nodata:
-        data[part.data == nodata] = legend.nodata
-    on = reproject_to_grid(Raster(data, part.crs, part.transform, legend.nodata), grid, resampling="nearest",
-                           dst_nodata=legend.nodata).data[0]
-    legend.check_codes(on, source=str(path))
-    return on
+    raw = part.data if nodata is None else np.where(part.data == nodata, legend.nodata, part.data)
+    legend.check_codes(raw, source=str(path))  # before the cast to uint8: 257 must not pass as class 1
+    data = raw.astype(np.uint8)
+    return reproject_to_grid(Raster(data, part.crs, part.transform, legend.nodata), grid, resampling="nearest",
+                             dst_nodata=legend.nodata).data[0]
 
 
 def _codes_of(values, legend: Legend, path) -> np.ndarray:

@@ -29,12 +29,13 @@ def upsample_labels(labels: Raster, grid: Grid, legend: Legend, *, name: str = "
 
     Raises InputError naming ``name`` if the labels hold values outside the legend or carry no CRS.
     """
-    legend.check_codes(labels.data, source=name)
+    data = labels.data if labels.nodata is None else np.where(labels.data == labels.nodata, legend.nodata,
+                                                                  labels.data).astype(labels.data.dtype)
+    legend.check_codes(data, source=name)  # the product's own nodata (255, say) is the legend's, no class
     if labels.crs is None:
         raise CRSMismatchError(f"{name}: label raster has no CRS; cannot place it on the image grid")
-    nodata = legend.nodata if labels.nodata is None else labels.nodata
-    up = reproject_to_grid(replace(labels, nodata=nodata), grid, resampling="nearest", dst_nodata=legend.nodata)
-    return up
+    return reproject_to_grid(replace(labels, data=data, nodata=legend.nodata), grid, resampling="nearest",
+                             dst_nodata=legend.nodata)
 
 
 def codes_to_index(codes: np.ndarray, legend: Legend) -> np.ndarray:

@@ -39,3 +39,26 @@ def test_estimate_cloud():
     stack[1, :2] = 0.4  # SWIR darker than blue: cloud
     r = Raster(stack, "EPSG:32633", Affine(10, 0, 0, 0, -10, 0), np.nan, ("B02", "B11"))
     assert estimate_cloud(r, np.ones((4, 4), bool)) == 0.5
+
+
+def test_raster_labels_are_checked_before_the_cast_to_bytes(tmp_path):
+    """A uint16 label raster: 257 would become class 1 once cast to uint8, so it is refused naming the file; its
+    own nodata (65535) is no class and reads as unlabelled (0)."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from minescape.geo.grid import Grid
+    from minescape.geo.raster import write_raster
+    from minescape.lulc.labels import raster_labels_on
+
+    data = np.full((1, 6, 8), 3, np.uint16)
+    data[0, 0, :] = 65535
+    transform = Affine(10, 0, 500000, 0, -10, 4100000)
+    grid = Grid(CRS.from_epsg(32633), transform, 8, 6)
+    path = write_raster(Raster(data, CRS.from_epsg(32633), transform, 65535), tmp_path / "labels.tif")
+    on = raster_labels_on(path, grid)
+    assert (on[0] == 0).all() and (on[1:] == 3).all()
+    data[0, 2, 2] = 257
+    bad = write_raster(Raster(data, CRS.from_epsg(32633), transform, 65535), tmp_path / "bad.tif")
+    with pytest.raises(InputError, match=r"bad.tif: values \[257\] are not in the mining_lulc legend"):
+        raster_labels_on(bad, grid)

@@ -84,3 +84,23 @@ def test_weak_supervision_beats_the_upsampled_labels():
     assert oa_hr > oa_lr, (oa_hr, oa_lr)
     assert bf_hr > bf_lr + 0.1, (bf_hr, bf_lr)
     assert 0.5 < res.agreement_share < 0.9
+
+
+def test_a_label_product_keeps_its_own_nodata():
+    """A 30 m product whose nodata is 255 (not the legend's 0): the 255 pixel is no class, it comes out as the
+    legend's nodata on the 10 m grid (3 x 3 pixels), and the other labels are kept."""
+    from affine import Affine
+
+    from minescape.geo.grid import Grid
+    from minescape.geo.raster import Raster
+
+    lab = np.full((1, 4, 4), 2, np.uint8)
+    lab[0, 0, 0] = 255
+    labels = Raster(lab, "EPSG:32650", Affine(30, 0, 500000, 0, -30, 7500000), 255)
+    grid = Grid("EPSG:32650", Affine(10, 0, 500000, 0, -10, 7500000), 12, 12)
+    up = upsample_labels(labels, grid, SINOLC1, name="product_30m.tif")
+    assert up.nodata == SINOLC1.nodata and (up.data[0, :3, :3] == SINOLC1.nodata).all()
+    assert int((up.data == 2).sum()) == 144 - 9
+    lab[0, 1, 1] = 254
+    with pytest.raises(InputError, match=r"product_30m.tif: values \[254\] are not in the sinolc1 legend"):
+        upsample_labels(Raster(lab, labels.crs, labels.transform, 255), grid, SINOLC1, name="product_30m.tif")
