@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -116,6 +117,15 @@ def _product_root(file: Path, tile: TileName) -> Path:
     return parent.parent if parent.name.upper() in ("DCM", "DCM_AUXFILES") else parent
 
 
+def walk_delivery(folder: Path) -> Iterator[tuple[Path, list[str]]]:
+    """``(folder, file names)`` for ``folder`` and every folder below it, in a stable order; names starting
+    with a dot (hidden files and folders) are left out and symbolic links to folders are not followed. The one
+    walk of a delivery: :func:`discover_tiles` reads what it yields, and the index cache keys on it."""
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        yield Path(dirpath), sorted(f for f in filenames if not f.startswith("."))
+
+
 def discover_tiles(path: str | Path) -> tuple[list[TileSource], list[SourceProblem]]:
     """All tile products under ``path`` (a folder searched recursively, or one ZIP), in a stable order.
 
@@ -130,12 +140,9 @@ def discover_tiles(path: str | Path) -> tuple[list[TileSource], list[SourceProbl
     tiles: list[TileSource] = []
     problems: list[SourceProblem] = []
     loose: dict[Path, list[tuple[TileName, MapKind, Layer, str]]] = {}
-    for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for fname in sorted(filenames):
-            if fname.startswith("."):
-                continue
-            f = Path(dirpath) / fname
+    for dirpath, filenames in walk_delivery(path):
+        for fname in filenames:
+            f = dirpath / fname
             if fname.lower().endswith(".zip"):
                 t, p = scan_zip(f)
                 tiles.extend(t)

@@ -9,7 +9,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from minescape.dcm.discover import SourceProblem, TileSource, discover_tiles
+from minescape.dcm.discover import SourceProblem, TileSource, discover_tiles, walk_delivery
 from minescape.dcm.layers import MapKind
 from minescape.dcm.tiles import TileName, tiles_covering
 
@@ -53,11 +53,33 @@ def build_index(path: str | Path) -> DcmIndex:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached(path: str, mtime_ns: int) -> DcmIndex:
+def _cached(path: str, signature: tuple) -> DcmIndex:
     return build_index(path)
 
 
+def _signature(path: Path) -> tuple:
+    """What changes when the delivery at ``path`` changes, cheap to read: the modification time of every folder
+    walked (a file added, removed or renamed in it, such as a ZIP replaced by an atomic write) and the size and
+    modification time of every ZIP (rewritten in place). Unzipped layers are opened afresh at each read, so only
+    their names, hence the folders' times, matter."""
+    def stat(p: Path) -> tuple[int, int]:
+        try:
+            st = p.stat()
+        except OSError:  # removed while walking: the next call sees the folder's new time
+            return 0, -1
+        return st.st_mtime_ns, st.st_size
+
+    if not path.is_dir():
+        return (stat(path),) if path.exists() else ()
+    out: list[tuple] = []
+    for folder, names in walk_delivery(path):
+        out.append((str(folder), stat(folder)[0]))
+        out.extend((name, *stat(folder / name)) for name in names if name.lower().endswith(".zip"))
+    return tuple(out)
+
+
 def dcm_index(path: str | Path) -> DcmIndex:
-    """:func:`build_index`, cached per process (rebuilt when the folder or ZIP's modification time changes)."""
+    """:func:`build_index`, cached per process: rebuilt when a folder of the delivery or one of its ZIPs changes
+    (a ZIP added or replaced in a subfolder included; see :func:`_signature`)."""
     p = Path(path).resolve()
-    return _cached(str(p), p.stat().st_mtime_ns if p.exists() else 0)
+    return _cached(str(p), _signature(p))

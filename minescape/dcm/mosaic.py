@@ -25,9 +25,10 @@ from minescape.dcm.discover import TileSource
 from minescape.dcm.index import DcmIndex
 from minescape.dcm.layers import DCM_VOID, Layer
 from minescape.dcm.options import DcmOptions
+from minescape.dcm.tiles import TileName, tiles_covering
 from minescape.errors import CRSMismatchError, InputError, NoOverlapError
 from minescape.geo.grid import Grid, bounds_in
-from minescape.geo.raster import Raster
+from minescape.geo.raster import Raster, open_by_name
 
 WGS84 = CRS.from_epsg(4326)
 OUTSIDE, VALID, VOID, MASKED_HAI, MASKED_CIM, NO_DATE = range(6)
@@ -71,7 +72,7 @@ class _Header:
 
 def _open(source: TileSource, layer: Layer, what: str):
     try:
-        return rasterio.open(source.path(layer))
+        return open_by_name(source.path(layer))  # a VRT member dressed as .tif is not followed
     except RasterioIOError as exc:
         raise InputError(f"{what}: {source.label}: {layer.value.rstrip('_')} layer is not a readable raster "
                          f"({str(exc).splitlines()[0][:100]})") from None
@@ -87,7 +88,9 @@ def _header(source: TileSource, what: str) -> _Header:
 
 
 def _check_aligned(a: _Header, b: _Header, what: str) -> None:
-    """Tiles that overlap must share one pixel lattice (same CRS, pixel size and whole-pixel offsets)."""
+    """Two sources of the same 1° tile (e.g. two deliveries of it) that overlap must share one pixel lattice
+    (same CRS, pixel size and whole-pixel offsets). Neighbouring tiles need not: their longitude spacing changes
+    at 50°, 60°, 70°, 80° and 85° latitude, and each is sampled on its own lattice."""
     ax0, ay0, ax1, ay1 = a.bounds
     bx0, by0, bx1, by1 = b.bounds
     tol_x, tol_y = 0.5 * abs(a.transform.a), 0.5 * abs(a.transform.e)
@@ -124,19 +127,28 @@ def _as_date(raw: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(raw) & (raw > 0), np.rint(np.nan_to_num(raw)), 0).astype(np.int32)
 
 
-def _tile_on_grid(hdr: _Header, grid: Grid, points: tuple[np.ndarray, np.ndarray], options: DcmOptions,
-                  what: str):
+def _tile_on_grid(hdr: _Header, points: tuple[np.ndarray, np.ndarray], options: DcmOptions, what: str):
     """The tile's change, date and state at the target grid's pixel centres (``points``: their coordinates in
-    the tile's CRS), or None when the grid does not reach the tile."""
-    src_grid = Grid(hdr.crs, hdr.transform, hdr.width, hdr.height)
-    b = bounds_in(grid.bounds, grid.crs, hdr.crs) if grid.crs != hdr.crs else grid.bounds
-    try:
-        win = src_grid.window_of_bounds(b)
-    except NoOverlapError:
+    the tile's CRS), or None when no pixel centre falls in the tile.
+
+    The window read is the tile's pixels under those centres plus :data:`MARGIN_PX` (found from the points
+    themselves, so a grid across the antimeridian, whose bounds in degrees have west > east, reads the right
+    window); each value depends only on the pixels next to its point, so a grid read in windows equals it read
+    whole."""
+    x, y = points
+    if hdr.crs.is_geographic:  # longitudes within 180° of the tile's centre: 180.0001 and -179.9999 alike
+        cx = hdr.transform.c + hdr.transform.a * hdr.width / 2
+        x = np.mod(x - cx + 180.0, 360.0) - 180.0 + cx
+    # fractional pixel coordinates (pixel corners at whole numbers) of the target pixel centres in the tile
+    inv = ~hdr.transform
+    col = inv.a * x + inv.b * y + inv.c
+    row = inv.d * x + inv.e * y + inv.f
+    inside = (col >= 0) & (col < hdr.width) & (row >= 0) & (row < hdr.height)
+    if not inside.any():
         return None
-    c0, r0 = max(0, int(win.col_off) - MARGIN_PX), max(0, int(win.row_off) - MARGIN_PX)
-    c1 = min(hdr.width, int(win.col_off + win.width) + MARGIN_PX)
-    r1 = min(hdr.height, int(win.row_off + win.height) + MARGIN_PX)
+    c0, r0 = max(0, int(col[inside].min()) - MARGIN_PX), max(0, int(row[inside].min()) - MARGIN_PX)
+    c1 = min(hdr.width, int(col[inside].max()) + 1 + MARGIN_PX)
+    r1 = min(hdr.height, int(row[inside].max()) + 1 + MARGIN_PX)
     window = Window(c0, r0, c1 - c0, r1 - r0)
     s = hdr.source
     dcm = _read(s, Layer.DCM, window, hdr, what).astype(np.float32)
@@ -154,13 +166,6 @@ def _tile_on_grid(hdr: _Header, grid: Grid, points: tuple[np.ndarray, np.ndarray
     state[bad_hai] = MASKED_HAI
     state[no_date] = NO_DATE
     state[void] = VOID
-    # fractional pixel coordinates (pixel corners at whole numbers) of the target pixel centres in the tile
-    inv = ~hdr.transform
-    col = inv.a * points[0] + inv.b * points[1] + inv.c
-    row = inv.d * points[0] + inv.e * points[1] + inv.f
-    inside = (col >= 0) & (col < hdr.width) & (row >= 0) & (row < hdr.height)
-    if not inside.any():
-        return None
     col, row = col - c0, row - r0
     dh = _bilinear(np.where(state == VALID, dcm, np.nan).astype(np.float32), col, row)
     ci = np.clip(np.floor(col).astype(np.int64), 0, dcm.shape[1] - 1)
@@ -198,10 +203,16 @@ def read_dcm_on_grid(index: DcmIndex, grid: Grid, options: DcmOptions | None = N
                      what: str = "the area") -> DcmWindow:
     """The DCM of ``index`` on ``grid`` (any CRS): change, date and per-pixel state.
 
+    Each tile is sampled on its own lattice, so neighbours with different longitude spacings (the TanDEM-X
+    bands at 50°, 60°, 70°, 80° and 85° latitude) mosaic as any other neighbours. A target pixel centre is taken
+    from the tile whose 1° cell holds it (``N50E013`` from 50°N up), and from a neighbour's shared edge pixels
+    only where that tile has not been delivered. A grid across the antimeridian reads the tiles on both sides.
+
     Raises:
         NoOverlapError: no tile of the chosen kind touches the grid.
-        InputError: a tile the grid needs is unusable (missing layer, unreadable) or two overlapping tiles
-            have different grids (CRSMismatchError); the message names the tile(s) and ``what``.
+        InputError: a tile the grid needs is unusable (missing layer, unreadable) or two overlapping sources
+            of the same tile have different grids (CRSMismatchError); the message names the tile(s) and
+            ``what``.
     """
     options = options or DcmOptions()
     b = bounds_in(grid.bounds, grid.crs, WGS84) if grid.crs != WGS84 else grid.bounds
@@ -215,31 +226,58 @@ def read_dcm_on_grid(index: DcmIndex, grid: Grid, options: DcmOptions | None = N
         if s.problem:
             raise InputError(f"{what}: {s.source}: {s.problem}")
     headers = [_header(s, what) for s in sources]
-    rows, cols = np.indices(grid.shape)
-    xs, ys = grid.xy(rows.ravel(), cols.ravel())
-    by_crs: dict = {}
     for i, a in enumerate(headers):
         for other in headers[i + 1:]:
-            _check_aligned(a, other, what)
+            if other.source.tile == a.source.tile:
+                _check_aligned(a, other, what)
+    rows, cols = np.indices(grid.shape)
+    xs, ys = grid.xy(rows.ravel(), cols.ravel())
+    lonlat = _points_in(xs, ys, grid.crs, WGS84, grid.shape)
+    by_crs: dict = {WGS84: lonlat}
     dh = np.full(grid.shape, np.nan, dtype=np.float32)
     date = np.zeros(grid.shape, dtype=np.int32)
     state = np.zeros(grid.shape, dtype=np.uint8)
+    from_own = np.zeros(grid.shape, dtype=bool)  # taken from the tile whose 1° cell holds the pixel centre
     used = []
     for hdr in headers:
         if hdr.crs not in by_crs:
             by_crs[hdr.crs] = _points_in(xs, ys, grid.crs, hdr.crs, grid.shape)
-        part = _tile_on_grid(hdr, grid, by_crs[hdr.crs], options, what)
+        part = _tile_on_grid(hdr, by_crs[hdr.crs], options, what)
         if part is None:
             continue
         used.append(hdr.source.label)
         t_dh, t_date, t_state = part
-        take = (state == OUTSIDE) & (t_state != OUTSIDE)
+        own = _in_cell(lonlat, hdr.source.tile)
+        has = t_state != OUTSIDE
+        take = has & ((state == OUTSIDE) | (own & ~from_own))
         state[take] = t_state[take]
         date[take] = t_date[take]
-        fill = take | ((state == VALID) & ~np.isfinite(dh) & np.isfinite(t_dh))
+        dh[take] = t_dh[take]
+        from_own[take] = own[take]
+        fill = ~take & has & (state == VALID) & ~np.isfinite(dh) & np.isfinite(t_dh)
         dh[fill] = t_dh[fill]
     dh[state != VALID] = np.nan
     return DcmWindow(Raster(dh, grid.crs, grid.transform, np.nan, ("DH",)), date, state, tuple(used))
+
+
+def _in_cell(lonlat: tuple[np.ndarray, np.ndarray], tile: TileName) -> np.ndarray:
+    """Whether each ``(lon, lat)`` point (degrees) lies in ``tile``'s 1° cell (west and south edges included;
+    longitudes taken modulo 360°)."""
+    lon, lat = lonlat
+    with np.errstate(invalid="ignore"):
+        lon = np.mod(lon - tile.lon, 360.0)
+        return (lon < 1.0) & (lat >= tile.lat) & (lat < tile.lat + 1)
+
+
+def cells_of(grid: Grid, mask: np.ndarray) -> list[TileName]:
+    """The 1° tiles holding the centres of ``grid``'s pixels where ``mask`` is True, sorted."""
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        return []
+    xs, ys = grid.xy(rows, cols)
+    lon, lat = _points_in(xs, ys, grid.crs, WGS84, rows.shape)
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    return sorted({TileName.containing(lo, la) for lo, la in zip(lon[ok].tolist(), lat[ok].tolist(), strict=True)})
 
 
 def _points_in(xs, ys, src_crs, dst_crs, shape) -> tuple[np.ndarray, np.ndarray]:
@@ -253,6 +291,4 @@ def _points_in(xs, ys, src_crs, dst_crs, shape) -> tuple[np.ndarray, np.ndarray]
 
 
 def _needed(bounds) -> list[str]:
-    from minescape.dcm.tiles import tiles_covering
-
     return [t.name for t in tiles_covering(bounds)][:6]

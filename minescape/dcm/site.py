@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from minescape.dcm.index import DcmIndex, dcm_index
-from minescape.dcm.mosaic import MASKED_CIM, MASKED_HAI, NO_DATE, OUTSIDE, VALID, VOID, read_dcm_on_grid
+from minescape.dcm.mosaic import MASKED_CIM, MASKED_HAI, NO_DATE, OUTSIDE, VALID, VOID, cells_of, read_dcm_on_grid
 from minescape.dcm.options import DcmOptions
+from minescape.dcm.tiles import TileName
 from minescape.errors import InputError
 from minescape.geo.raster import Raster
 from minescape.sites import Site, SiteYear, site_year_from_grid
@@ -25,10 +26,14 @@ class SiteDcm:
         date: acquisition date YYYYMMDD (int32, 0 = none) on the site grid.
         year: the site year (DATE's year at the centroid, else the nearest dated pixel inside).
         date_used: the YYYYMMDD of the pixel that gave the year.
-        void_share: share of the site's pixels that are void (-32767) or undated (DATE <= 0).
+        void_share: share of the site's pixels without DCM data: void (-32767), undated (DATE <= 0) or
+            outside every delivered tile.
         masked_share: share masked by the quality layers (HAI above the limit or an excluded CIM class).
         masked_hai_share, masked_cim_share: the two parts of ``masked_share``.
         tiles: labels of the tiles read.
+        outside_share: the part of ``void_share`` outside every delivered tile of the map kind read.
+        missing_tiles: the 1° tiles holding those pixels (not delivered for that kind).
+        notes: what the reader found that a run should report (one line each, naming the missing tiles).
     """
 
     dh: Raster
@@ -40,13 +45,19 @@ class SiteDcm:
     masked_hai_share: float
     masked_cim_share: float
     tiles: tuple[str, ...]
+    outside_share: float = 0.0
+    missing_tiles: tuple[TileName, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def report(self) -> dict:
         """JSON-ready figures for the per-site report."""
         return {"dcm_date": self.date_used, "dcm_void_share": round(self.void_share, 4),
                 "dcm_masked_share": round(self.masked_share, 4),
                 "dcm_masked_hai_share": round(self.masked_hai_share, 4),
-                "dcm_masked_cim_share": round(self.masked_cim_share, 4), "dcm_tiles": list(self.tiles)}
+                "dcm_masked_cim_share": round(self.masked_cim_share, 4), "dcm_tiles": list(self.tiles),
+                "dcm_outside_share": round(self.outside_share, 4),
+                **({"dcm_missing_tiles": [t.name for t in self.missing_tiles]} if self.missing_tiles else {}),
+                **({"dcm_notes": list(self.notes)} if self.notes else {})}
 
 
 def is_delivery(path: str | Path | None) -> bool:
@@ -59,6 +70,7 @@ def is_delivery(path: str | Path | None) -> bool:
 
 def read_site_dcm(dcm: str | Path | DcmIndex, site: Site, options: DcmOptions | None = None) -> SiteDcm:
     """Read the site's DCM from a delivery (folder, ZIP or a built index); InputError names the site/tile."""
+    options = options or DcmOptions()
     index = dcm if isinstance(dcm, DcmIndex) else dcm_index(dcm)
     what = f"site {site.id}"
     win = read_dcm_on_grid(index, site.grid, options, what=what)
@@ -70,7 +82,15 @@ def read_site_dcm(dcm: str | Path | DcmIndex, site: Site, options: DcmOptions | 
     if not (st != OUTSIDE).any():
         raise InputError(f"{what} lies outside every DCM tile it touches ({', '.join(win.tiles) or 'none read'})")
     counts = np.bincount(st, minlength=6)
-    void, hai, cim = counts[VOID] + counts[NO_DATE], counts[MASKED_HAI], counts[MASKED_CIM]
+    outside = counts[OUTSIDE]
+    void, hai, cim = counts[VOID] + counts[NO_DATE] + outside, counts[MASKED_HAI], counts[MASKED_CIM]
+    missing: tuple[TileName, ...] = ()
+    notes: tuple[str, ...] = ()
+    if outside:
+        missing = tuple(cells_of(site.grid, inside & (win.state == OUTSIDE)))
+        names = ", ".join(t.name for t in missing)
+        notes = (f"{what}: {outside / n:.1%} of the site lies outside every delivered {options.kind.value} DCM "
+                 f"tile (not delivered: {names}); counted as void",)
     dated = win.date[inside] > 0
     if not dated.any():
         if counts[NO_DATE]:
@@ -86,4 +106,5 @@ def read_site_dcm(dcm: str | Path | DcmIndex, site: Site, options: DcmOptions | 
     dh = win.dh.data.copy()
     dh[:, ~inside] = np.nan
     return SiteDcm(win.dh.with_data(dh), win.date, year, int(win.date[year.row, year.col]), float(void / n),
-                   float((hai + cim) / n), float(hai / n), float(cim / n), win.tiles)
+                   float((hai + cim) / n), float(hai / n), float(cim / n), win.tiles, float(outside / n), missing,
+                   notes)

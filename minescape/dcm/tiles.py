@@ -59,9 +59,28 @@ class TileName:
         return self.name
 
 
+def lon_ranges(west: float, east: float) -> list[tuple[float, float]]:
+    """``[west, east]`` (degrees) as one or two ranges inside [-180, 180], split at the antimeridian.
+
+    ``west > east`` is a range across the antimeridian (as ``rasterio.warp.transform_bounds`` returns it for an
+    area across 180°), and so is a range reaching past ±180° (longitudes unwrapped around a site); a range of
+    360° or more is the whole circle.
+    """
+    if east - west >= 360.0:
+        return [(-180.0, 180.0)]
+    w, e = (v if -180.0 <= v <= 180.0 else ((v + 180.0) % 360.0) - 180.0 for v in (west, east))
+    return [(w, e)] if w <= e else [(w, 180.0), (-180.0, e)]
+
+
 def tiles_covering(bounds: tuple[float, float, float, float]) -> list[TileName]:
-    """Tiles touching ``(west, south, east, north)`` in degrees (west <= east; no antimeridian wrap)."""
+    """Tiles touching ``(west, south, east, north)`` in degrees, south to north then west to east.
+
+    ``west > east`` (or a range past ±180°) crosses the antimeridian: the tiles on both sides are returned
+    (``N65E179`` and ``N65W180`` for ``(179.9, 65.1, -179.9, 65.2)``).
+    """
     west, south, east, north = bounds
     lats = range(max(-90, math.floor(south)), min(89, math.floor(north)) + 1)
-    lons = range(max(-180, math.floor(west)), min(179, math.floor(east)) + 1)
+    lons: list[int] = []
+    for w, e in lon_ranges(west, east):
+        lons.extend(lo for lo in range(max(-180, math.floor(w)), min(179, math.floor(e)) + 1) if lo not in lons)
     return [TileName(la, lo) for la in lats for lo in lons]

@@ -502,7 +502,10 @@ def write_run_files(out_dir: Path, sites: Sequence[Site], summary: RunSummary, *
                          "reason": None, "scene": res["scene"], "map": str(Path(res["path"]).relative_to(out_dir))
                          if Path(res["path"]).is_relative_to(out_dir) else res["path"]})
             if "dcm_masked_share" in res:  # DLR delivery: share of the site's DCM pixels void / masked
-                rows[-1].update(dcm_void_share=res["dcm_void_share"], dcm_masked_share=res["dcm_masked_share"])
+                rows[-1].update(dcm_void_share=res["dcm_void_share"], dcm_masked_share=res["dcm_masked_share"],
+                                dcm_outside_share=res.get("dcm_outside_share", 0.0),
+                                **({"dcm_missing_tiles": res["dcm_missing_tiles"]}
+                                   if res.get("dcm_missing_tiles") else {}))
         elif site.id in summary.failed:
             rows.append({"id": site.id, "year": None, "rule": None, "status": "failed",
                          "reason": summary.failed[site.id], "scene": None, "map": None})

@@ -134,3 +134,19 @@ def test_site_outside_every_tile(dcm_region, tmp_path):
     assert rows["S01"]["status"] == rows["S02"]["status"] == "ok"
     assert "site FAR lies outside every DCM tile" in rows["FAR"]["reason"] and "N10E010" in rows["FAR"]["reason"]
     assert any("FAR" in x for x in res.output.splitlines())
+
+
+def test_missing_neighbour_tile_is_named_in_sites_json(dcm_region, tmp_path):
+    """S01 straddles two tiles; with one of them left out of the delivery, S01 is still classified from the
+    other, and sites.json says which share of it had no tile and which tile is missing."""
+    res, rows = _classify(dcm_region, dcm_region.sites, dcm_region.dcm, tmp_path / "full")
+    run = json.loads((tmp_path / "full" / "report" / "run.json").read_text())
+    tiles = run["results"]["S01"]["dcm_tiles"]
+    assert len(tiles) == 2 and rows["S01"]["dcm_outside_share"] == 0 and "dcm_missing_tiles" not in rows["S01"]
+    dcm = _copy(dcm_region, tmp_path)
+    gone = dcm / tiles[1].split("(")[1].rstrip(")")  # "tile S23E118 LAST (TDM1_DCM__10_S23E118_LAST...zip)"
+    gone.unlink()
+    res, rows = _classify(dcm_region, dcm_region.sites, dcm, tmp_path / "out")
+    assert rows["S01"]["status"] == "ok", res.output
+    assert 0 < rows["S01"]["dcm_outside_share"] <= rows["S01"]["dcm_void_share"]
+    assert rows["S01"]["dcm_missing_tiles"] == [tiles[1].split()[1]]
