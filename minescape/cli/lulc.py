@@ -81,7 +81,9 @@ def _config(mmu: float, majority: int, window: int, rules: Path | None, quickloo
     cfg: dict = {"mmu_m2": mmu, "majority": majority, "window": window, "quicklook": quicklook}
     if rules is not None:
         from minescape.jsonfile import read_json
+        from minescape.lulc.rules import load_rules
 
+        load_rules(rules)  # checked here, where a problem can name the file
         cfg["rules"] = read_json(rules, "rules file")
     return cfg
 

@@ -50,9 +50,19 @@ def load_rules(config: dict | str | Path | None = None) -> dict:
     rules = default_rules()
     if config is None:
         return rules
+    source = None
     if isinstance(config, (str, Path)):
-        config = read_json(config, "rules file")
-    rules = copy.deepcopy(rules)
+        source, config = config, read_json(config, "rules file")
+    try:
+        return _merged(copy.deepcopy(rules), config)
+    except ConfigError as exc:
+        raise (ConfigError(str(exc), path=source) if source is not None else exc) from None
+
+
+def _merged(rules: dict, config: dict) -> dict:
+    """``rules`` updated with the sections and thresholds of ``config``, each checked."""
+    if not isinstance(config, dict):
+        raise ConfigError("rules must be an object of sections")
     for section, values in config.items():
         if section.startswith("_"):
             continue
@@ -64,8 +74,28 @@ def load_rules(config: dict | str | Path | None = None) -> dict:
         for key, value in values.items():
             if key not in rules[section]:
                 raise ConfigError(f"unknown threshold {section}.{key}; choose one of: {', '.join(rules[section])}")
-            rules[section][key] = value
+            rules[section][key] = _checked_value(f"{section}.{key}", value, rules[section][key])
     return rules
+
+
+def _checked_value(name: str, value, default):
+    """``value`` if it is of the kind of the packaged ``default``: a finite number for a threshold, a whole number
+    >= 1 for a window size, text for a feature name; else ConfigError (a threshold given as "0.2" would only fail
+    inside every site's classification)."""
+    import math
+
+    if isinstance(default, str):
+        ok = isinstance(value, str)
+        kind = "a feature name (text)"
+    elif isinstance(default, int) and not isinstance(default, bool):
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        kind = "a whole number >= 1"
+    else:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        kind = "a finite number"
+    if not ok:
+        raise ConfigError(f"threshold {name} must be {kind} (got {value!r})")
+    return value
 
 
 def classify_rules(features: Raster, *, rules: dict | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -90,6 +90,24 @@ def test_rule_thresholds_from_config(tmp_path):
     assert load_rules(path)["vegetation"]["ndvi_min"] == 0.5
 
 
+@pytest.mark.parametrize(("override", "problem"), [
+    ({"water": {"mndwi_min": "0.2"}}, "threshold water.mndwi_min must be a finite number (got '0.2')"),
+    ({"water": {"mndwi_min": True}}, "threshold water.mndwi_min must be a finite number (got True)"),
+    ({"confidence": {"homogeneous_window": 2.5}}, "confidence.homogeneous_window must be a whole number >= 1"),
+    ({"elevation": {"feature": 3}}, "threshold elevation.feature must be a feature name (text) (got 3)"),
+])
+def test_rule_values_of_the_wrong_kind_name_the_file(tmp_path, override, problem):
+    """A threshold given as text would pass the key check and fail inside every site: refused up front, in one
+    line naming the rules file; the same values of the right kind load."""
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(override))
+    with pytest.raises(ConfigError) as err:
+        load_rules(path)
+    assert str(err.value).startswith(f"{path}: ") and problem in str(err.value)
+    assert load_rules({"water": {"mndwi_min": 0.25}, "confidence": {"homogeneous_window": 5}})["water"] \
+        == {**default_rules()["water"], "mndwi_min": 0.25}
+
+
 def test_model_train_save_load_roundtrip(tmp_path):
     rng = np.random.default_rng(3)
     stack, dh, truth = _class_rows(rng, n=200)
