@@ -354,6 +354,16 @@ def export_points(points, out_stem: str | Path) -> tuple[Path, Path]:
     return gpkg, csv
 
 
+def _check_whole(gdf, values, given, column: str, path) -> None:
+    """InputError naming the points whose ``column`` is given but not a whole number (``2.5``, ``forest``): cast to
+    an integer, 2.5 would silently become class 2."""
+    bad = given & ~(values.notna() & (values == np.floor(values)))
+    if bad.any():
+        ids = gdf.loc[bad, "point_id"].tolist()[:5] if "point_id" in gdf else list(gdf.index[bad][:5])
+        raise InputError(f"{column} values {gdf.loc[bad, column].astype(str).tolist()[:5]} (points {ids}) are not "
+                         "class codes (whole numbers); leave a point's ref_code empty to skip it", path=path)
+
+
 def import_points(path: str | Path, legend: Legend):
     """Read interpreted points (GPKG or the CSV of :func:`export_points`) and check their labels.
 
@@ -406,14 +416,18 @@ def import_points(path: str | Path, legend: Legend):
         gdf["ref_code"] = [legend.code_of(v) if isinstance(v, str) else np.nan for v in names]
     if "ref_code" not in gdf.columns:
         raise InputError("no 'ref_code' or 'ref_class' column (the interpreted reference labels)", path=path)
-    gdf = gdf[pd.to_numeric(gdf["ref_code"], errors="coerce").notna()].copy()
+    ref = pd.to_numeric(gdf["ref_code"], errors="coerce")
+    blank = gdf["ref_code"].isna() | gdf["ref_code"].astype(str).str.strip().isin(["", "nan", "None"])
+    _check_whole(gdf, ref, ~blank, "ref_code", path)  # a typo is not "left uninterpreted"
+    gdf = gdf[ref.notna()].copy()
     if gdf.empty:
         raise InputError("no interpreted points (every ref_code / ref_class is empty)", path=path)
-    gdf["ref_code"] = pd.to_numeric(gdf["ref_code"]).astype(np.int64)
+    gdf["ref_code"] = ref[ref.notna()].astype(np.int64)
     mapped = pd.to_numeric(gdf["map_code"], errors="coerce")
     if mapped.isna().any():
         raise InputError(f"map_code has missing or non-numeric values (rows {list(gdf.index[mapped.isna()][:5])})",
                          path=path)
+    _check_whole(gdf, mapped, mapped.notna(), "map_code", path)
     gdf["map_code"] = mapped.astype(np.int64)
     for column in ("ref_code", "map_code"):
         bad_rows = ~gdf[column].isin(legend.codes)

@@ -118,6 +118,13 @@ def test_export_import_roundtrip_and_bad_labels(tmp_path):
     table.to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(InputError, match=r"bad.csv: ref_code values \[33\]"):
         import_points(tmp_path / "bad.csv", WORLDCOVER)
+    typos = table.astype({"ref_code": object})
+    for typo in ("10.5", "forest"):  # neither may become a class, nor pass as "not interpreted yet"
+        typos.loc[7, "ref_code"] = typo
+        typos.to_csv(tmp_path / "typo.csv", index=False)
+        with pytest.raises(InputError, match=rf"typo.csv: ref_code values \['{typo}'\] \(points \[\S+\]\) are not "
+                                             r"class codes \(whole numbers\)"):
+            import_points(tmp_path / "typo.csv", WORLDCOVER)
     named = table.drop(columns="ref_code").assign(ref_class="Tree cover")
     named.to_csv(tmp_path / "named.csv", index=False)
     assert (import_points(tmp_path / "named.csv", WORLDCOVER)["ref_code"] == 10).all()
