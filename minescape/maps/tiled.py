@@ -160,9 +160,14 @@ class PredictSummary:
     nodata_pixels: int
 
 
-def _valid_and_fill(block: np.ndarray, nodata, fill: tuple[float, ...] | None) -> tuple[np.ndarray, np.ndarray]:
+def _valid_and_fill(block: np.ndarray, nodata, fill: tuple[float, ...] | None, *,
+                    inside: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``block`` as float32 with its invalid pixels (nodata, not finite, or outside the image where ``inside`` is
+    False) set to ``fill`` (per band; the training mean), and the valid mask."""
     data = block.astype(np.float32, copy=False)
     valid = np.isfinite(data).all(axis=0)
+    if inside is not None:
+        valid &= inside
     if nodata is not None and not np.isnan(nodata):
         valid &= (block != nodata).all(axis=0)
     if not valid.all():
@@ -184,8 +189,7 @@ def _predict_patch_tile(src, pred: Predictor, core: Window, n_classes: int) -> t
     block = src.read(window=region, boundless=True, fill_value=fill_value)
     inside = np.zeros((H, W), dtype=bool)
     inside[: max(0, min(H, src.height - R0)), : max(0, min(W, src.width - C0))] = True
-    data, valid = _valid_and_fill(block, src.nodata, pred.fill)
-    valid &= inside
+    data, valid = _valid_and_fill(block, src.nodata, pred.fill, inside=inside)  # the padding too: as nodata
     blend = Blender(n_classes, H, W)
     taper = taper_2d(pred.window, pred.window, kind="hann")
     s = pred.window

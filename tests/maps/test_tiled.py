@@ -70,3 +70,21 @@ def test_bands_that_do_not_match_the_model(tiny_unet, hr_scene, tmp_path):
     five = LogisticRegression().fit(rng.normal(size=(50, 5)), np.repeat([2, 4], 25))  # trained on 5 features
     with pytest.raises(InputError, match="expects 5 features but the imagery gives 3"):
         predict_tiled(three, pixel_predictor(five, codes=[2, 4], n_bands=3), tmp_path / "y.tif", legend=SINOLC1)
+
+
+def test_padding_past_the_edge_is_nodata_whether_or_not_the_image_declares_one(tiny_unet, hr_scene, tmp_path):
+    """Windows reaching past the right and bottom edges are padded. Without a declared nodata the padding was fed
+    to the network as 0 (not the training mean), so the edge pixels depended on whether the image declared a
+    nodata that never occurs; now the map is the same either way."""
+    from dataclasses import replace
+
+    img = hr_scene.image
+    plain = write_raster(replace(img, nodata=None), tmp_path / "plain.tif")
+    declared = write_raster(replace(img, nodata=-9999.0), tmp_path / "declared.tif")
+    with rasterio.open(plain) as a, rasterio.open(declared) as b:
+        assert a.nodata is None and b.nodata == -9999.0 and not (b.read() == -9999.0).any()
+    pred = unet_predictor(tiny_unet, window=64, stride=40)  # 240 x 180 px: the last windows reach past both edges
+    m1 = read_raster(predict_tiled(plain, pred, tmp_path / "m1.tif", legend=SINOLC1, tile=4096).path).data[0]
+    m2 = read_raster(predict_tiled(declared, pred, tmp_path / "m2.tif", legend=SINOLC1, tile=4096).path).data[0]
+    assert (m1 != SINOLC1.nodata).all() and len(np.unique(m1)) >= 2
+    np.testing.assert_array_equal(m1, m2)
