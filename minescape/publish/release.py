@@ -460,6 +460,7 @@ def _publish_sites(paths: list[Path], maps_dir: Path, out: Path, mapper, *, max_
     skipped: list[str] = []
     sites: list[SiteMap] = []
     seen: dict[tuple[str, int], Path] = {}
+    region_names: dict[str, str] = {}  # lower case -> the first spelling: one ZIP name on every file system
     for p, s in zip(paths, mapper(functools.partial(_scan_job, regions=regions), paths, chunk=32), strict=True):
         if isinstance(s, str):
             skipped.append(s)
@@ -467,6 +468,11 @@ def _publish_sites(paths: list[Path], maps_dir: Path, out: Path, mapper, *, max_
         if (s.site_id, s.year) in seen:
             skipped.append(f"{p}: site {s.site_id} year {s.year} already published from "
                            f"{seen[s.site_id, s.year]}")
+            continue
+        first = region_names.setdefault(s.region.lower(), s.region)
+        if first != s.region:
+            skipped.append(f"{p}: region {s.region!r} differs from region {first!r} only in case; their ZIPs would "
+                           "be one file on Windows and macOS: use one spelling")
             continue
         seen[s.site_id, s.year] = p
         sites.append(s)

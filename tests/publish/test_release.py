@@ -149,6 +149,12 @@ def test_user_regions_layer(site_maps, tmp_path):
                      crs=4326).to_file(layer)
     s = rel.publish(site_maps, tmp_path / "r", regions=layer, progress=False)
     assert s.zips == ["mining_lulc_east.zip", "mining_lulc_west.zip"]
+    gpd.GeoDataFrame({"region": ["West", "west"]},
+                     geometry=[shapely.box(-180, -90, 0, 90), shapely.box(0, -90, 180, 90)],
+                     crs=4326).to_file(tmp_path / "cased.gpkg")
+    s = rel.publish(site_maps, tmp_path / "c", regions=tmp_path / "cased.gpkg", progress=False)
+    assert len(s.zips) == 1 and s.zips[0] in ("mining_lulc_West.zip", "mining_lulc_west.zip")
+    assert s.skipped and all("differs from region" in m and "only in case" in m for m in s.skipped)
 
 
 def test_regions_layer_across_the_antimeridian(tmp_path):
