@@ -84,12 +84,15 @@ def wilson_interval(k: np.ndarray, n: np.ndarray, z: float = 1.959964) -> tuple[
 
 def oa_per_unit(points, units, *, name_field: str = "unit"):
     """Share of points whose map and reference classes agree, per unit (GeoDataFrame of the units with ``n``,
-    ``oa``, ``oa_low``, ``oa_high``; NaN where a unit holds no point)."""
+    ``oa``, ``oa_low``, ``oa_high``; NaN where a unit holds no point). A point on the border of two units counts
+    once, in the first of them in the layer's order."""
     import geopandas as gpd
 
     pts = points.to_crs(units.crs) if points.crs != units.crs else points
     joined = gpd.sjoin(pts[["map_code", "ref_code", "geometry"]], units[[name_field, "geometry"]],
-                       how="inner", predicate="within")
+                       how="inner", predicate="intersects")
+    joined = joined.rename_axis("_point").sort_values(["_point", "index_right"], kind="stable")
+    joined = joined[~joined.index.duplicated(keep="first")]
     joined["agree"] = (joined["map_code"] == joined["ref_code"]).astype(int)
     stats = joined.groupby(name_field)["agree"].agg(["sum", "count"])
     out = units.copy()

@@ -91,3 +91,14 @@ def test_compare_areas():
     assert np.isnan(t.loc[("b", "Cropland"), "relative_difference"])
     with pytest.raises(InputError, match="no 'unit' column"):
         compare_areas(mapped.rename(columns={"unit": "name"}), ref, WORLDCOVER)
+
+
+def test_a_point_on_a_shared_border_counts_once():
+    """Three points, one on the border of two units: it counts in the first unit of the layer (with 'within' it
+    counted in none), and the units hold three points together."""
+    pts = gpd.GeoDataFrame({"map_code": [10, 10, 30], "ref_code": [10, 30, 30]},
+                           geometry=[shapely.Point(5, 5), shapely.Point(10, 5), shapely.Point(15, 5)], crs=32633)
+    units = gpd.GeoDataFrame({"unit": ["west", "east"]},
+                             geometry=[shapely.box(0, 0, 10, 10), shapely.box(10, 0, 20, 10)], crs=32633)
+    per = oa_per_unit(pts, units)
+    assert per["n"].tolist() == [2, 1] and per["oa"].tolist() == [0.5, 1.0]
