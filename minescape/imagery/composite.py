@@ -122,15 +122,16 @@ def reduce_observations(observations: Sequence[Observation], grid: Grid, bands: 
 
 
 def observe_all(source: ImagerySource, scenes: Sequence, grid: Grid, bands: Sequence[str], *,
-                threads: int = 4) -> list[Observation]:
+                threads: int = 4, area: Grid | None = None) -> list[Observation]:
     """Every scene read onto ``grid``, ``threads`` scenes at a time (reads wait on the network; the result is in
-    scene order whatever the timing)."""
+    scene order whatever the timing). ``area``: the whole composite when ``grid`` is one of its tiles (per-scene
+    decisions are made over it, :meth:`~minescape.imagery.sources.ImagerySource.observe`); default ``grid``."""
     if threads <= 1 or len(scenes) <= 1:
-        return [source.observe(s, grid, bands) for s in scenes]
+        return [source.observe(s, grid, bands, area=area) for s in scenes]
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(threads, len(scenes))) as pool:
-        return list(pool.map(lambda s: source.observe(s, grid, bands), scenes))
+        return list(pool.map(lambda s: source.observe(s, grid, bands, area=area), scenes))
 
 
 def annual_composite(source: ImagerySource, grid: Grid, year: int, *, bands: Sequence[str],

@@ -64,7 +64,8 @@ class StacScene:
         cloud: ``eo:cloud_cover`` in percent, or None.
         epsg: the item's ``proj:epsg`` (UTM zone of the MGRS tile).
         baseline: processing baseline (``"05.10"``) or None.
-        bbox: item bbox in WGS84 degrees ``(west, south, east, north)`` or None.
+        bbox: item bbox in WGS84 degrees ``(west, south, east, north)`` (heights of a 3D bbox dropped; west >
+            east for an item crossing the antimeridian) or None.
         assets: band name -> :class:`BandAsset`.
         convention: ``"earth-search"``, ``"earth-search-v0"`` or ``"planetary-computer"``.
         notes: what the conventions decided (e.g. a flag contradicted by the baseline).
@@ -159,7 +160,8 @@ def _epsg(item: dict[str, Any], props: dict[str, Any]) -> int:
     if value is None and isinstance(props.get("proj:code"), str) and props["proj:code"].upper().startswith("EPSG:"):
         value = props["proj:code"].split(":", 1)[1]
     if value is None:  # some catalogues put it on the assets only
-        for asset in (item.get("assets") or {}).values():
+        assets = item.get("assets")
+        for asset in assets.values() if isinstance(assets, dict) else ():
             if isinstance(asset, dict) and asset.get("proj:epsg") is not None:
                 value = asset["proj:epsg"]
                 break
@@ -195,27 +197,74 @@ def scene_from_item(item: dict[str, Any], *, base: str | None = None) -> StacSce
         base: folder or URL that relative asset hrefs are resolved against (an ItemCollection file's folder).
 
     Raises:
-        InputError: naming the item when it has no id, datetime or ``proj:epsg``.
+        InputError: naming the item when it has no id, datetime or ``proj:epsg``, or malformed properties,
+            assets or ``raster:bands``.
     """
     if not isinstance(item, dict) or item.get("type") != "Feature" or not item.get("id"):
         raise InputError(f"not a STAC item (a GeoJSON Feature with an id): {str(item)[:80]}")
     iid = str(item["id"])
-    props = item.get("properties") or {}
+    props = _properties(item)
     when = props.get("datetime") or props.get("start_datetime")
     try:
-        date = dt.datetime.fromisoformat(str(when).replace("Z", "+00:00")).date()
+        date = utc_date(dt.datetime.fromisoformat(str(when).replace("Z", "+00:00")))
     except ValueError:
         raise InputError(f"STAC item {iid}: no valid datetime ({when!r})") from None
     epsg = _epsg(item, props)
     baseline = item_baseline(props)
+    assets, notes = item_band_assets(item, base=base)  # first: checks that the assets are an object
     keys = set(item.get("assets") or {})
     convention = ("earth-search" if "red" in keys or "scl" in keys else
                   "planetary-computer" if "s2:processing_baseline" in props else "earth-search-v0")
-    assets, notes = item_band_assets(item, base=base)
-    bbox = item.get("bbox")
-    return StacScene(iid, date, _float(props.get("eo:cloud_cover")), epsg, baseline,
-                     tuple(float(v) for v in bbox[:4]) if isinstance(bbox, list) and len(bbox) >= 4 else None,
+    return StacScene(iid, date, _float(props.get("eo:cloud_cover")), epsg, baseline, bbox_2d(item.get("bbox")),
                      assets, convention, notes)
+
+
+def utc_date(when: dt.datetime) -> dt.date:
+    """The UTC calendar date of ``when`` (a datetime with a UTC offset is converted first:
+    ``2019-12-31T23:30-02:00`` is 2020-01-01); a naive datetime is taken as UTC, as STAC requires."""
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.UTC)
+    return when.date()
+
+
+def bbox_2d(bbox: Any) -> tuple[float, float, float, float] | None:
+    """A STAC / GeoJSON bbox as ``(west, south, east, north)`` degrees: a 2D ``[w, s, e, n]`` as is, a 3D
+    ``[w, s, zmin, e, n, zmax]`` without its heights; None for anything else (no bbox, wrong length, not numbers).
+    ``west > east`` (a bbox crossing the antimeridian, as the STAC spec writes it) is kept as given."""
+    if not isinstance(bbox, list | tuple) or len(bbox) not in (4, 6):
+        return None
+    try:
+        values = [float(v) for v in bbox]
+    except (TypeError, ValueError):
+        return None
+    w, s, e, n = values if len(values) == 4 else (values[0], values[1], values[3], values[4])
+    return w, s, e, n
+
+
+def _properties(item: dict[str, Any]) -> dict[str, Any]:
+    """An item's ``properties`` object ({} when absent); InputError naming the item when it is not an object."""
+    props = item.get("properties")
+    if props is None:
+        return {}
+    if not isinstance(props, dict):
+        raise InputError(f"STAC item {item.get('id')}: properties is a {type(props).__name__}, not an object")
+    return props
+
+
+def _raster_band(item_id: str, key: str, asset: dict[str, Any]) -> dict[str, Any]:
+    """The first ``raster:bands`` entry of an asset ({} when the asset has none).
+
+    Raises:
+        InputError: naming the item and the asset when ``raster:bands`` is not a list of objects.
+    """
+    bands = asset.get("raster:bands")
+    if bands is None or bands == []:
+        return {}
+    if not isinstance(bands, list) or not all(isinstance(b, dict) for b in bands):
+        shown = " ".join(str(bands).split())[:60]
+        raise InputError(f"STAC item {item_id}: asset {key!r} has a malformed raster:bands ({shown}); expected a "
+                         "list of objects such as [{\"scale\": 0.0001, \"offset\": -0.1, \"nodata\": 0}]")
+    return bands[0]
 
 
 def item_band_assets(item: dict[str, Any], *, base: str | None = None) -> tuple[dict[str, BandAsset], tuple[str, ...]]:
@@ -227,19 +276,22 @@ def item_band_assets(item: dict[str, Any], *, base: str | None = None) -> tuple[
     resolved against ``base`` and checked (:func:`check_href`).
     """
     iid = str(item.get("id"))
-    props = item.get("properties") or {}
+    props = _properties(item)
     baseline = item_baseline(props)
     flag = props.get("earthsearch:boa_offset_applied", props.get("sentinel:boa_offset_applied"))
     flag = bool(flag) if flag is not None else None
     assets: dict[str, BandAsset] = {}
     notes: list[str] = []
-    for key, asset in sorted((item.get("assets") or {}).items()):
+    raw_assets = item.get("assets") or {}
+    if not isinstance(raw_assets, dict):
+        raise InputError(f"STAC item {iid}: assets is a {type(raw_assets).__name__}, not an object of assets")
+    for key, asset in sorted(raw_assets.items()):
         band = band_of(key, asset) if isinstance(asset, dict) else None
         if band is None or band in assets or not asset.get("href"):
             continue
         href = resolve_href(str(asset["href"]), base)
         check_href(href, iid)
-        rb = (asset.get("raster:bands") or [{}])[0] or {}
+        rb = _raster_band(iid, key, asset)
         nodata = _float(rb.get("nodata"))
         if band == SCL:
             assets[band] = BandAsset(band, href, 1.0, 0.0, 0.0 if nodata is None else nodata)

@@ -139,27 +139,52 @@ ITEM_TYPES = ("Feature", "FeatureCollection")
 
 
 def _stac_scenes(path: Path, data: dict | None = None) -> list[SceneRef]:
-    """The scenes of a STAC JSON file (``data``: its content when the caller has already read it)."""
+    """The scenes of a STAC JSON file (``data``: its content when the caller has already read it).
+
+    Raises:
+        InputError: naming ``path`` for a document that is not STAC or is malformed (a missing field, a wrong
+            type, an invalid datetime: whatever pystac or the reading of its objects raises becomes one line).
+    """
     import pystac
 
     data = read_json(path, "STAC file") if data is None else data
-    kind = data.get("type")
     try:
-        if kind == "FeatureCollection":
-            items = list(pystac.ItemCollection.from_dict(data, preserve_dict=False))
-            for item in items:  # resolve relative hrefs against the collection file
-                for asset in item.assets.values():
-                    if not Path(asset.href).is_absolute() and "://" not in asset.href:
-                        asset.href = str((path.parent / asset.href).resolve())
-        elif kind == "Feature":
-            items = [pystac.Item.from_dict(data, href=str(path), preserve_dict=False)]
-        elif kind in ("Catalog", "Collection"):
-            items = _catalog_items(path, data)
-        else:
-            raise InputError(f"JSON is not a STAC Catalog, Collection, ItemCollection or Item (type {kind!r})",
-                             path=path)
-    except pystac.STACError as exc:
-        raise InputError(f"invalid STAC ({exc})", path=path) from None
+        return _stac_file_scenes(path, data)
+    except InputError:
+        raise
+    except (pystac.STACError, KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise InputError(f"invalid STAC ({_stac_problem(exc)})", path=path) from None
+
+
+def _stac_problem(exc: BaseException) -> str:
+    """One line saying what pystac (or the reading of its objects) found wrong in a STAC document."""
+    import pystac
+
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}" if exc.args else "a missing field"
+    text = " ".join(str(exc).split())[:160]
+    return text if isinstance(exc, pystac.STACError) else f"{type(exc).__name__}: {text}"
+
+
+def _stac_file_scenes(path: Path, data: dict) -> list[SceneRef]:
+    """The scenes of the STAC JSON ``data`` read from ``path``; errors of malformed documents pass through
+    (:func:`_stac_scenes` names the file)."""
+    import pystac
+
+    kind = data.get("type")
+    if kind == "FeatureCollection":
+        items = list(pystac.ItemCollection.from_dict(data, preserve_dict=False))
+        for item in items:  # resolve relative hrefs against the collection file
+            for asset in item.assets.values():
+                if not Path(asset.href).is_absolute() and "://" not in asset.href:
+                    asset.href = str((path.parent / asset.href).resolve())
+    elif kind == "Feature":
+        items = [pystac.Item.from_dict(data, href=str(path), preserve_dict=False)]
+    elif kind in ("Catalog", "Collection"):
+        items = _catalog_items(path, data)
+    else:
+        raise InputError(f"JSON is not a STAC Catalog, Collection, ItemCollection or Item (type {kind!r})",
+                         path=path)
     for item in items:  # an item's own folder: the file it was read from (never a self link the JSON states)
         _use_local_copies(item, path.parent if kind == "FeatureCollection" else Path(item.get_self_href()).parent)
     return [_scene_from_item(item, path) for item in items]
@@ -221,7 +246,10 @@ def _catalog_items(path: Path, data: dict) -> list:
                 raise InputError(f"STAC catalogue links more than {MAX_STAC_DOCUMENTS:,} documents", path=path)
             child = read_json(target, "STAC file")
             if child.get("type") == "Feature":
-                item = pystac.Item.from_dict(child, href=str(target), preserve_dict=False)
+                try:
+                    item = pystac.Item.from_dict(child, href=str(target), preserve_dict=False)
+                except (pystac.STACError, KeyError, TypeError, AttributeError, ValueError) as exc:
+                    raise InputError(f"invalid STAC item ({_stac_problem(exc)})", path=target) from None
                 items.append(item)
             elif child.get("type") in ("Catalog", "Collection"):
                 queue.append((target, child))
@@ -239,11 +267,19 @@ def _scene_from_item(item, source: Path) -> SceneRef:
 
     Only assets that are files are kept (a partly downloaded item lacks the bands left as URLs); an item whose
     bands are all URLs is an InputError pointing at ``--stac``, which reads catalogues over the network."""
-    from minescape.imagery.conventions import DEFAULT_SCALE, band_of, check_href, item_band_assets, item_baseline
+    from minescape.imagery.conventions import (
+        DEFAULT_SCALE,
+        band_of,
+        check_href,
+        item_band_assets,
+        item_baseline,
+        utc_date,
+    )
 
     when = item.datetime or item.common_metadata.start_datetime
     if when is None:
         raise InputError(f"STAC item {item.id} has no datetime", path=source)
+    day = utc_date(when)
     cloud = _float(item.properties.get("eo:cloud_cover"))
     data = item.to_dict(include_self_link=False, transform_hrefs=False)
     for key, asset in (data.get("assets") or {}).items():
@@ -267,7 +303,7 @@ def _scene_from_item(item, source: Path) -> SceneRef:
                              f"other than 1e-4 ({sorted(scales)}) cannot be read as one scene; give the items "
                              "with --stac", path=source)
         scl = assets.get("SCL") if "SCL" in assets and "://" not in assets["SCL"].href else None
-        return SceneRef(Path(source.parent / f"{item.id}"), when.date(), cloud,
+        return SceneRef(Path(source.parent / f"{item.id}"), day, cloud,
                         tuple(sorted((b, a.href, 1) for b, a in spectral.items())), baseline, offsets.pop(),
                         scl.href if scl is not None else None)
     for key, asset in data.get("assets", {}).items():
@@ -280,7 +316,7 @@ def _scene_from_item(item, source: Path) -> SceneRef:
             except InputError as exc:
                 raise InputError(str(exc), path=source) from None
             ref = _scene_from_file(Path(href))
-            return SceneRef(ref.source, when.date(), cloud if cloud is not None else ref.cloud, None,
+            return SceneRef(ref.source, day, cloud if cloud is not None else ref.cloud, None,
                             baseline or ref.baseline)
     raise InputError(f"STAC item {item.id} has no raster band assets", path=source)
 
@@ -394,20 +430,17 @@ def open_one_scene(path: str | Path) -> Scene:
     return checked_offset(refs[0].open())
 
 
-#: Longest side (pixels) of the decimated blue band :func:`checked_offset` reads.
-OFFSET_PROBE_PX = 512
-
-
 def checked_offset(scene: Scene) -> Scene:
     """``scene`` with its catalogue-decided -1000 DN offset checked once on its pixels: where the blue band's DN
     cannot carry it (:func:`minescape.imagery.window_reader.pixels_carry_offset` on B02 read decimated to at most
-    :data:`OFFSET_PROBE_PX` px a side, nearest; an Earth Search item whose ``boa_offset_applied`` flag is wrong),
-    the scene is read with offset 0 and says so in its ``notes``. A change pair is read window by window, so the
-    decision is made once per scene here, not per window (site classification checks each site's window)."""
+    :data:`~minescape.imagery.window_reader.OFFSET_PROBE_PX` px a side, nearest; an Earth Search item whose
+    ``boa_offset_applied`` flag is wrong), the scene is read with offset 0 and says so in its ``notes``. A change
+    pair is read window by window, so the decision is made once per scene here, not per window (site
+    classification checks each site's window)."""
     import dataclasses
 
     from minescape.geo.handles import borrow
-    from minescape.imagery.window_reader import pixels_carry_offset, uncarried_offset_note
+    from minescape.imagery.window_reader import OFFSET_PROBE_PX, pixels_carry_offset, uncarried_offset_note
 
     if not scene.info.offset or "B02" not in scene.band_files:
         return scene

@@ -5,7 +5,8 @@ The area is a WGS84 bbox; its grid is the WGS84 UTM zone of the bbox centre at 1
 tile by tile (memory follows ``tile``, not the area), each tile from every scene of the year, and written as
 uint16 DN stacks (reflectance x 10000, 0 = no clear observation) with band descriptions, a ``DATE`` tag
 (``YEAR-07-01``) and the scenes used; beside each, ``clear_count_<YEAR>.tif``. Median and medoid are per
-pixel, so tiling does not change them; ``clearest`` ranks the scenes per tile.
+pixel, so tiling does not change them; ``clearest`` ranks the scenes per tile. What is decided per scene (the DN
+offset its pixels carry) is decided once over the whole area, so tiling does not change it either.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def composite_year(source: ImagerySource, grid: Grid, year: int, path: Path, *, 
     if not scenes:
         raise InputError(f"no scene of {year} found over the area ({source.describe()})")
     used: set[str] = set()
+    notes: dict[str, None] = {}  # what the readers decided, each note once (every tile repeats a scene's note)
     clear_px = 0
     tiles = list(iter_tiles(grid.width, grid.height, size=tile, overlap=0))
     tags = {"DATE": f"{year}-07-01", "COMPOSITE": method, "YEAR": str(year)}
@@ -65,18 +67,19 @@ def composite_year(source: ImagerySource, grid: Grid, year: int, path: Path, *, 
                         overviews=Resampling.nearest) as cdst:
         for t in tiles:
             tgrid = grid.window_grid(t.core)
-            obs = observe_all(source, scenes, tgrid, bands, threads=source.scene_threads)
+            obs = observe_all(source, scenes, tgrid, bands, threads=source.scene_threads, area=grid)
             comp = reduce_observations(obs, tgrid, bands, method=method)
             refl = comp.raster.data
             dn = np.where(np.isfinite(refl), np.clip(np.round(refl * 10000.0), 1, 65535), 0).astype(np.uint16)
             dst.write(dn, window=t.core)
             cdst.write(comp.clear_count.data, window=t.core)
             used.update(comp.scenes)
+            notes.update(dict.fromkeys(n for o in obs for n in o.notes))
             clear_px += int((comp.clear_count.data[0] > 0).sum())
         dst.update_tags(N_SCENES=str(len(used)), SCENES=",".join(sorted(used)))
     write_true_colour_style(path, bands)  # QGIS opens the composite in true colour (B04, B03, B02)
     return {"year": year, "path": str(path), "clear_count": str(count_path), "scenes": sorted(used),
-            "clear_fraction": clear_px / (grid.width * grid.height)}
+            "clear_fraction": clear_px / (grid.width * grid.height), "notes": list(notes)}
 
 
 def composite_pair(source: ImagerySource, bbox_lonlat: tuple[float, float, float, float], t1: int, t2: int,

@@ -13,7 +13,8 @@ per-pixel clear mask on the target grid):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,12 +29,33 @@ from minescape.imagery.stac_search import StacQuery, search_scenes
 from minescape.imagery.window_reader import (
     ReadOptions,
     WindowCache,
+    offset_probe_grid,
     pixels_carry_offset,
     read_window,
     to_reflectance,
     uncarried_offset_note,
     undo_uncarried_offset,
 )
+
+
+class _Decisions:
+    """What a source decided per (scene, area) during a run (whether a scene's blue DN carry the -1000 offset),
+    so each decision is made once and every tile of the area reuses it. Safe to use from the scene threads."""
+
+    def __init__(self) -> None:
+        self._done: dict[tuple, bool] = {}
+        self._lock = threading.Lock()
+
+    def get(self, scene_id: str, area: Grid, decide: Callable[[], bool]) -> bool:
+        """The decision for ``scene_id`` over ``area``, made by ``decide()`` the first time it is asked for."""
+        key = (scene_id, area.crs.to_string() if area.crs else None, tuple(area.transform)[:6], area.width,
+               area.height)
+        with self._lock:
+            if key in self._done:
+                return self._done[key]
+        value = decide()  # outside the lock: another scene's decision need not wait on this read
+        with self._lock:
+            return self._done.setdefault(key, value)
 
 
 @dataclass(frozen=True)
@@ -61,8 +83,9 @@ class ImagerySource(Protocol):
     def scenes(self, grid: Grid, year: int) -> Sequence[Any]:
         """Scenes of ``year`` that may cover ``grid`` (sorted by date, id)."""
 
-    def observe(self, scene: Any, grid: Grid, bands: Sequence[str]) -> Observation:
-        """One scene read onto ``grid``."""
+    def observe(self, scene: Any, grid: Grid, bands: Sequence[str], *, area: Grid | None = None) -> Observation:
+        """One scene read onto ``grid``, a tile of ``area`` (default ``grid``): what is decided per scene rather
+        than per pixel (the DN offset its pixels carry) is decided once over ``area``, so tiling never changes it."""
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready identity of the source (run records, fingerprints)."""
@@ -86,7 +109,8 @@ class StacSource:
         query: catalogue, collection and cloud ceiling.
         scl_classes: SCL classes masked per pixel (default {0, 1, 3, 8, 9, 10}).
         read: retries, timeouts and the window cache folder.
-        signer: href -> readable URL (default: Planetary Computer's signer for its catalogue, else none).
+        signer: href -> readable URL (default :func:`~minescape.imagery.signing.default_signer`: Planetary
+            Computer's signer for its catalogue, and for a saved ItemCollection's hrefs on Azure blob storage).
     """
 
     def __init__(self, query: StacQuery, *, scl_classes: Sequence[int] = DEFAULT_SCL_MASK,
@@ -96,6 +120,7 @@ class StacSource:
         self.read = read
         self.signer = signer or default_signer(query.source)
         self.cache = WindowCache(read.cache_dir) if read.cache_dir is not None else None
+        self._offsets = _Decisions()
 
     @property
     def scene_threads(self) -> int:
@@ -125,11 +150,25 @@ class StacSource:
             arrays = list(pool.map(lambda a: self._band(a, grid, "bilinear"), assets))
         return {a.band: arr for a, arr in zip(assets, arrays, strict=True)}
 
-    def observe(self, scene: StacScene, grid: Grid, bands: Sequence[str]) -> Observation:
+    def offset_carried(self, scene: StacScene, area: Grid, *, blue_dn: np.ndarray | None = None) -> bool:
+        """Whether ``scene``'s blue DN carry the -1000 offset its metadata asks for, decided once per scene and
+        ``area`` (:func:`~minescape.imagery.window_reader.pixels_carry_offset` on B02 read bilinear, as every
+        band, onto :func:`~minescape.imagery.window_reader.offset_probe_grid` of ``area``) and reused for every
+        tile of it. ``blue_dn``: that read when the caller already holds it (a site: the probe grid is the grid
+        it read), so it is not fetched twice."""
+        blue = scene.assets["B02"]
+        return self._offsets.get(scene.id, area, lambda: pixels_carry_offset(
+            blue_dn if blue_dn is not None else self._band(blue, offset_probe_grid(area), "bilinear"),
+            nodata=blue.nodata))
+
+    def observe(self, scene: StacScene, grid: Grid, bands: Sequence[str], *, area: Grid | None = None) -> Observation:
         """Reflectance of ``bands`` (bilinear onto ``grid``, fetched in parallel) and the SCL clear mask (nearest).
 
         SCL is read first: a scene with no clear pixel on ``grid`` is not read further (its reflectance is NaN),
-        which saves the requests of the 10 other assets for scenes clouded over the site.
+        which saves the requests of the 10 other assets for scenes clouded over the site. An Earth Search item
+        asking for the -1000 DN offset is checked on its blue DN once over ``area`` (default ``grid``; a composite
+        passes its whole area to each tile, :meth:`offset_carried`): where they cannot carry it, every band is read
+        with offset 0 and a note says so.
         """
         scene.require([*bands, SCL])
         notes = list(scene.notes)
@@ -140,9 +179,10 @@ class StacSource:
             return Observation(scene.id, scene.date, empty, scl_ok, tuple(notes))  # the composite counts these
         dns = self._bands([scene.assets[b] for b in bands], grid)
         assets = dict(scene.assets)
-        blue = "B02" if "B02" in dns else None
-        if (scene.convention.startswith("earth-search") and blue and assets[blue].offset_dn != 0
-                and not pixels_carry_offset(dns[blue], nodata=assets[blue].nodata)):
+        area = grid if area is None else area
+        if (scene.convention.startswith("earth-search") and "B02" in assets and assets["B02"].offset_dn != 0
+                and not self.offset_carried(scene, area, blue_dn=dns.get("B02") if offset_probe_grid(area) == grid
+                                            else None)):
             notes.append(uncarried_offset_note(scene.id, "the catalogue's flag is wrong for this item"))
             assets = {b: BandAsset(a.band, a.href, a.scale, 0.0, a.nodata) for b, a in assets.items()}
         refl = np.stack([to_reflectance(dns[b], assets[b]) for b in bands])
@@ -160,6 +200,7 @@ class LocalSource:
     def __init__(self, refs: Sequence[Any], *, scl_classes: Sequence[int] = DEFAULT_SCL_MASK) -> None:
         self.refs = list(refs)
         self.scl_classes = check_scl_classes(scl_classes)
+        self._offsets = _Decisions()
 
     scene_threads = 1  # local files: reads do not wait on a network
 
@@ -183,17 +224,33 @@ class LocalSource:
                 out.append(ref)
         return sorted(out, key=lambda r: (r.date, str(r.source)))
 
-    def observe(self, ref: Any, grid: Grid, bands: Sequence[str]) -> Observation:
+    def offset_carried(self, ref: Any, area: Grid) -> bool:
+        """Whether the blue DN of a local STAC scene read with a -1000 DN offset carry it, decided once per scene
+        and ``area`` on B02 read bilinear (as every band) onto
+        :func:`~minescape.imagery.window_reader.offset_probe_grid` of ``area`` (as :meth:`StacSource.offset_carried`;
+        where the probe grid is the grid read, :meth:`observe` decides on what it read instead)."""
+        from minescape.sentinel2 import read_stack
+
+        def decide() -> bool:
+            dn = read_stack(ref.open(), bands=["B02"], grid=offset_probe_grid(area), reflectance=False).data[0]
+            return pixels_carry_offset(np.nan_to_num(dn, nan=0.0), nodata=0.0)
+
+        return self._offsets.get(str(ref.source), area, decide)
+
+    def observe(self, ref: Any, grid: Grid, bands: Sequence[str], *, area: Grid | None = None) -> Observation:
         """Reflectance on ``grid`` (:func:`minescape.sentinel2.read_stack`) and the clear mask: from the scene's
         SCL (nearest onto ``grid``) where it has one, else spectral. A local STAC scene read with the -1000 DN
-        offset whose blue DN cannot carry it (:func:`~minescape.imagery.window_reader.pixels_carry_offset`) is read
-        as already offset, with a note."""
+        offset whose blue DN cannot carry it over ``area`` (default ``grid``; :meth:`offset_carried`) is read as
+        already offset, with a note."""
         from minescape.sentinel2 import read_stack
 
         scl_href = getattr(ref, "scl", None)
         need = list(dict.fromkeys([*bands, "B02"] if scl_href else [*bands, "B02", "B11"]))
         stack = read_stack(ref.open(), bands=need, grid=grid)
-        note = undo_uncarried_offset(stack, getattr(ref, "offset_dn", None), Path(ref.source).name)
+        offset = getattr(ref, "offset_dn", None)
+        area = grid if area is None else area
+        carried = self.offset_carried(ref, area) if offset and offset_probe_grid(area) != grid else None
+        note = undo_uncarried_offset(stack, offset, Path(ref.source).name, carried=carried)
         refl = stack.select(list(bands)).data
         notes = (note,) if note else ()
         if scl_href:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from minescape.errors import InputError
-from minescape.imagery.conventions import StacScene, scene_from_item
+from minescape.imagery.conventions import StacScene, bbox_2d, scene_from_item
 from minescape.jsonfile import read_json
 
 MAX_FILE_BYTES = 512 * 2**20  # a saved ItemCollection larger than this is refused before it is read
@@ -32,7 +32,8 @@ class StacQuery:
     Attributes:
         source: STAC API root URL (``https://earth-search.aws.element84.com/v1``) or an ItemCollection JSON path.
         collection: collection id (``sentinel-2-l2a``); None for an ItemCollection (all its items).
-        max_cloud: keep items with ``eo:cloud_cover`` <= this (percent); items without it are kept.
+        max_cloud: keep items with ``eo:cloud_cover`` <= this (percent); items without it are kept, except by an
+            API with the query extension, which is given the ceiling and filters itself (:func:`_api_items`).
         retries: attempts per API request (connection errors, timeouts, 5xx) with exponential backoff.
         timeout_s: seconds per API request.
     """
@@ -155,10 +156,40 @@ def _file_items(query: StacQuery) -> list[dict[str, Any]]:
     return features
 
 
-def _intersects(a: tuple[float, float, float, float], b: tuple[float, float, float, float] | None) -> bool:
+def _lon_spans(west: float, east: float) -> list[tuple[float, float]]:
+    """Longitude intervals of a bbox: one, or two for a bbox crossing the antimeridian (``west > east``)."""
+    return [(west, east)] if west <= east else [(west, 180.0), (-180.0, east)]
+
+
+def bboxes_meet(a: tuple[float, float, float, float], b: tuple[float, float, float, float] | None) -> bool:
+    """True when two ``(west, south, east, north)`` WGS84 bboxes share a point (edges included); either may cross
+    the antimeridian (``west > east``, as STAC writes it). ``b`` None (an item without a bbox) meets everything."""
     if b is None:
         return True
-    return not (a[2] < b[0] or a[0] > b[2] or a[3] < b[1] or a[1] > b[3])
+    if a[3] < b[1] or a[1] > b[3]:
+        return False
+    return any(not (x1 < y0 or x0 > y1) for x0, x1 in _lon_spans(a[0], a[2]) for y0, y1 in _lon_spans(b[0], b[2]))
+
+
+def _supports_query(client: Any) -> bool:
+    """True when the STAC API states the query extension in its conformance (``eo:cloud_cover`` filtered by the
+    server); False when it does not say so (the ceiling is then applied here, item by item)."""
+    from pystac_client.conformance import ConformanceClasses
+
+    return bool(client.conforms_to(ConformanceClasses.QUERY))
+
+
+def _matched(search: Any) -> int | None:
+    """The number of items the server says a search matches, or None when it does not say (one more request)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pystac-client warns when the server gives no count
+            n = search.matched()
+    except Exception:  # only the error message's count: the error itself must still be raised
+        return None
+    return int(n) if isinstance(n, int) else None
 
 
 def search_scenes(query: StacQuery, bbox_lonlat: tuple[float, float, float, float], year: int) -> list[StacScene]:
@@ -167,18 +198,15 @@ def search_scenes(query: StacQuery, bbox_lonlat: tuple[float, float, float, floa
     Returns:
         :class:`StacScene` values sorted by (date, id); an empty list when none matches.
 
+    Item bboxes may be 3D or cross the antimeridian (:func:`bboxes_meet`); dates are UTC.
+
     Raises:
         CatalogueUnreachable: the API did not answer after the retries.
-        InputError: an item without ``proj:epsg`` or datetime, a file that is not an ItemCollection (named).
+        InputError: an item without ``proj:epsg`` or datetime, a file that is not an ItemCollection (named); an
+            API search that finds more than :data:`MAX_ITEMS` items.
     """
     if query.is_api:
-        def run() -> list[dict[str, Any]]:
-            search = _client(query).search(collections=[query.collection] if query.collection else None,
-                                           bbox=list(bbox_lonlat), datetime=f"{year}-01-01/{year}-12-31",
-                                           max_items=MAX_ITEMS)
-            return [dict(f) for f in search.items_as_dicts()]
-
-        raw = _retrying(f"{query.source} (search {year})", run, retries=query.retries)
+        raw = _api_items(query, bbox_lonlat, year)
         base = None
     else:
         raw = _file_items(query)
@@ -189,8 +217,7 @@ def search_scenes(query: StacQuery, bbox_lonlat: tuple[float, float, float, floa
             coll = item.get("collection")
             if query.collection and coll and coll != query.collection:
                 continue
-            bbox = item.get("bbox")
-            if isinstance(bbox, list) and len(bbox) >= 4 and not _intersects(bbox_lonlat, tuple(bbox[:4])):
+            if not bboxes_meet(bbox_lonlat, bbox_2d(item.get("bbox"))):
                 continue
         try:
             scene = scene_from_item(item, base=base)
@@ -203,3 +230,36 @@ def search_scenes(query: StacQuery, bbox_lonlat: tuple[float, float, float, floa
             continue
         scenes.setdefault(scene.id, scene)
     return sorted(scenes.values(), key=lambda s: (s.date, s.id))
+
+
+def _api_items(query: StacQuery, bbox_lonlat: tuple[float, float, float, float], year: int) -> list[dict[str, Any]]:
+    """The items of one year's search of the API (at most :data:`MAX_ITEMS`).
+
+    The cloud ceiling goes to the server as a ``query`` on ``eo:cloud_cover`` when the API conforms to the query
+    extension (cloudy items then neither travel nor count towards the limit; the server leaves out items without
+    ``eo:cloud_cover``, which Earth Search and Planetary Computer give on every Sentinel-2 item); otherwise
+    :func:`search_scenes` applies it to each item.
+
+    Raises:
+        InputError: the search finds more than :data:`MAX_ITEMS` items (naming the count where the server gives
+            it): a search never stops silently part way through a year.
+    """
+    def run() -> tuple[list[dict[str, Any]], int | None, bool]:
+        client = _client(query)
+        by_server = query.max_cloud < 100 and _supports_query(client)
+        extra = {"query": {"eo:cloud_cover": {"lte": query.max_cloud}}} if by_server else {}
+        search = client.search(collections=[query.collection] if query.collection else None,
+                               bbox=list(bbox_lonlat), datetime=f"{year}-01-01/{year}-12-31",
+                               max_items=MAX_ITEMS + 1, **extra)  # one more than the limit: tells truncation
+        items = [dict(f) for f in search.items_as_dicts()]
+        return items, (_matched(search) if len(items) > MAX_ITEMS else None), by_server
+
+    items, matched, by_server = _retrying(f"{query.source} (search {year})", run, retries=query.retries)
+    if len(items) > MAX_ITEMS:
+        count = f"{matched:,} items, more than the {MAX_ITEMS:,}" if matched else f"more than the {MAX_ITEMS:,} items"
+        box = ",".join(f"{v:g}" for v in bbox_lonlat)
+        cloudy = "" if by_server else " (cloudy items count too: this API cannot filter eo:cloud_cover)"
+        raise InputError(f"{query.source}: the search of {year} over bbox {box} finds {count} read per search"
+                         f"{cloudy}; a year of one site is ~150 items: narrow the bbox or the dates"
+                         f"{'' if query.collection else ', or name the collection'}")
+    return items

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from rasterio.vrt import WarpedVRT
 from minescape.atomic import atomic_path
 from minescape.errors import InputError
 from minescape.geo.grid import Grid, aligned_window
-from minescape.geo.raster import Raster
+from minescape.geo.raster import Raster, open_by_name, raster_driver
 from minescape.imagery.conventions import BandAsset
 from minescape.imagery.signing import Signer, no_signing
 from minescape.sentinel2 import read_window_filled
@@ -91,13 +92,18 @@ class WindowCache:
         return self.folder / key[:2] / f"{key}.npy"
 
     def get(self, key: str, shape: tuple[int, int]) -> np.ndarray | None:
-        """The cached array, or None (also for a file of the wrong shape: it is then ignored)."""
+        """The cached array, or None: no file, or one that cannot be used (empty or cut short, e.g. by a crash or
+        a full disk while it was written; not an ``.npy`` array; of the wrong shape), which is then ignored and
+        the window fetched again."""
         path = self.path(key)
         if not path.exists():
             return None
         try:
             arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # empty (EOFError), cut short or foreign
+            return None
+        if not isinstance(arr, np.ndarray):  # an .npz archive under the name: not a window
+            arr.close()
             return None
         return arr if arr.shape == shape else None
 
@@ -140,7 +146,7 @@ def _is_missing(message: str) -> bool:
 
 
 def _read(url: str, grid: Grid, method: Resampling, fill: float) -> np.ndarray:
-    with rasterio.open(url) as src:
+    with open_by_name(url) as src:  # the driver the href's name gives: a VRT served as B02.tif is not followed
         if src.crs is None:
             raise InputError(f"asset {url} has no CRS")
         win = aligned_window(src.crs, src.transform, grid)
@@ -177,6 +183,9 @@ def read_window(asset: BandAsset, grid: Grid, *, resampling: str = "bilinear", o
             break
         except RasterioIOError as exc:
             last = " ".join(str(exc).split())[:160]
+            if "not recognized as being in a supported file format" in last:  # the bytes: a retry will not help
+                raise InputError(f"asset {asset.band} is not a readable {raster_driver(href)} file (the driver its "
+                                 f"name gives): {href}") from None
             if _is_missing(last):
                 raise InputError(f"asset {asset.band} not found (HTTP 404 or missing file): {href}") from None
             forget_url(url)
@@ -196,19 +205,24 @@ def to_reflectance(dn: np.ndarray, asset: BandAsset) -> np.ndarray:
     return out
 
 
-def undo_uncarried_offset(stack: Raster, offset_dn: float | None, name: str) -> str | None:
+def undo_uncarried_offset(stack: Raster, offset_dn: float | None, name: str, *,
+                          carried: bool | None = None) -> str | None:
     """For reflectance read with a catalogue item's -1000 DN offset (``offset_dn``) whose blue DN cannot carry it
     (:func:`pixels_carry_offset`: Earth Search items whose ``boa_offset_applied`` flag is wrong), add the offset
     back to every band of ``stack`` in place (the reflectance as if read with offset 0) and return a note naming
-    ``name``; else None. ``stack`` must hold ``B02`` to be checked (local STAC scenes; the ``--stac`` path checks
-    the DN as it reads them)."""
+    ``name``; else None. ``carried``: the decision already made for the whole area (:func:`offset_probe_grid`;
+    a tile of a larger composite must not decide on its own pixels); None decides on ``stack``, which must then
+    hold ``B02`` (local STAC scenes; the ``--stac`` path checks the DN as it reads them)."""
     from minescape.sentinel2 import QUANTIFICATION
 
-    if not offset_dn or "B02" not in stack.band_names:
+    if not offset_dn:
         return None
-    blue = stack.band("B02")
-    dn = np.where(np.isfinite(blue), blue * QUANTIFICATION - offset_dn, 0.0)
-    if pixels_carry_offset(dn, nodata=0.0):
+    if carried is None:
+        if "B02" not in stack.band_names:
+            return None
+        blue = stack.band("B02")
+        carried = pixels_carry_offset(np.where(np.isfinite(blue), blue * QUANTIFICATION - offset_dn, 0.0), nodata=0.0)
+    if carried:
         return None
     np.subtract(stack.data, np.float32(offset_dn / QUANTIFICATION), out=stack.data)
     return uncarried_offset_note(name)
@@ -218,6 +232,25 @@ def uncarried_offset_note(name: str, cause: str = "the item's metadata is wrong 
     """The note of a scene ``name`` whose blue DN cannot carry the -1000 offset its metadata asks for, read as
     already offset (every reader that makes this decision reports it in these words)."""
     return f"{name}: DN below 1000 cannot carry the baseline-04.00 offset; read as already offset ({cause})"
+
+
+#: Longest side (pixels) of the decimated blue band the DN-offset check reads once per scene (and area).
+OFFSET_PROBE_PX = 512
+
+
+def offset_probe_grid(area: Grid, *, max_px: int = OFFSET_PROBE_PX) -> Grid:
+    """The grid on which a scene's blue DN are checked for the -1000 offset (:func:`pixels_carry_offset`) once for
+    a whole ``area``: ``area`` itself up to ``max_px`` pixels a side, else coarsened by a whole factor (same
+    origin and CRS; its bounds cover ``area``'s). Every tile of the area then shares one decision."""
+    import math
+
+    from affine import Affine
+
+    factor = max(1, math.ceil(max(area.width, area.height) / max_px))
+    if factor == 1:
+        return area
+    return Grid(area.crs, area.transform * Affine.scale(factor), math.ceil(area.width / factor),
+                math.ceil(area.height / factor))
 
 
 def pixels_carry_offset(blue_dn: np.ndarray, *, nodata: float = 0, share: float = 0.25) -> bool:

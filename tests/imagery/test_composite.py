@@ -114,8 +114,8 @@ class _Only:
     def scenes(self, grid, year):
         return self.source.scenes(grid, year)[self.k:self.k + 1]
 
-    def observe(self, scene, grid, bands):
-        return self.source.observe(scene, grid, bands)
+    def observe(self, scene, grid, bands, *, area=None):
+        return self.source.observe(scene, grid, bands, area=area)
 
     def describe(self):
         return self.source.describe()

@@ -221,3 +221,48 @@ def test_clearest_local_stac_scene_ranked_by_its_scl(stac_region):
         assert len(set(round(v, 3) for v in cloudy.values())) > 1  # the scenes differ: the ranking means something
         ref, share, _ = clearest_scene(refs, site, year)
         assert ref.date == min(cloudy, key=cloudy.get) and share == pytest.approx(cloudy[ref.date], abs=1e-3)
+
+
+@pytest.mark.parametrize("raster_bands", [{"scale": 0.0001}, [0.0001], "0.0001", [{"scale": 0.0001}, 3]])
+def test_malformed_raster_bands_name_the_item(raster_bands):
+    """``raster:bands`` that is not a list of objects: one InputError naming the item and the asset."""
+    item = json.loads(shared_path("stac-items", "S2B_MSIL2A_20190629T212529_R043_T06VVN_20201006T080531.json")
+                      .read_text())
+    item["assets"]["B02"]["raster:bands"] = [{"scale": 0.0001, "offset": 0, "nodata": 0}]
+    assert scene_from_item(item).assets["B02"].scale == pytest.approx(1e-4)  # a well-formed one is read
+    item["assets"]["B02"]["raster:bands"] = raster_bands
+    with pytest.raises(InputError) as e:
+        scene_from_item(item)
+    text = str(e.value)
+    assert text.startswith(f"STAC item {item['id']}: asset 'B02' has a malformed raster:bands") and "\n" not in text
+
+
+def test_malformed_item_parts_name_the_item():
+    """Properties or assets of the wrong JSON type: one InputError naming the item, not a Python error."""
+    base = json.loads(shared_path("stac-items", "S2A_28QCH_20200714_0_L2A.json").read_text())
+    cases = [("properties", [1, 2], "properties is a list"), ("assets", [{"href": "x.tif"}], "assets is a list")]
+    assert scene_from_item(base).assets  # the item itself is read
+    for field, value, words in cases:
+        item = json.loads(json.dumps(base))
+        item[field] = value
+        with pytest.raises(InputError, match=rf"^STAC item {item['id']}: {words}"):
+            scene_from_item(item)
+
+
+def test_malformed_raster_bands_through_the_cli(tmp_path):
+    """``change detect --stac`` on an ItemCollection with a malformed ``raster:bands``: exit 2, one line naming
+    the file and the item (was a traceback)."""
+    from typer.testing import CliRunner
+
+    from minescape.cli.app import app
+
+    item = json.loads(shared_path("stac-items", "S2B_MSIL2A_20190629T212529_R043_T06VVN_20201006T080531.json")
+                      .read_text())
+    item["assets"]["B02"]["raster:bands"] = {"scale": 0.0001}
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [item]}))
+    res = CliRunner().invoke(app, ["change", "detect", "--stac", str(path), "--bbox", "-147.9,60.8,-147.8,60.9",
+                                   "--t1", "2019", "--t2", "2019", str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and f"STAC item {item['id']}: asset 'B02'" in lines[0]

@@ -240,3 +240,56 @@ def test_one_scene_per_date_keeps_undated_band_folders(tmp_path):
     assert scene.path == folder and scene.info.date is None and set(scene.bands) == set(TEN_BANDS)
     with pytest.raises(MissingInputError):
         open_one_scene(tmp_path / "nope.json")
+
+
+def _item_doc(**changes) -> dict:
+    doc = {"type": "Feature", "stac_version": "1.0.0", "id": "x", "geometry": None, "links": [], "assets": {},
+           "properties": {"datetime": "2021-01-01T00:00:00Z"}}
+    doc.update(changes)
+    return {k: v for k, v in doc.items() if v is not None or k == "geometry"}
+
+
+@pytest.mark.parametrize("name, doc, words", [
+    ("no-properties", _item_doc(properties=None), "missing field 'properties'"),
+    ("bad-datetime", _item_doc(properties={"datetime": "yesterday"}), "ValueError"),
+    ("assets-list", {"type": "FeatureCollection", "features": [_item_doc(assets=[])]}, "AttributeError"),
+    ("asset-href-number", _item_doc(assets={"B02": {"href": 12}}), "TypeError"),
+])
+def test_malformed_local_stac_is_one_error_naming_the_file(tmp_path, name, doc, words):
+    """JSON-valid but malformed STAC given as scenes: whatever pystac raises (KeyError, ValueError, AttributeError,
+    TypeError) becomes one InputError naming the file."""
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(_item_doc()))
+    with pytest.raises(InputError, match="no raster band assets"):  # the well-formed item gets past pystac
+        discover_scenes([good])
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InputError) as e:
+        discover_scenes([path])
+    text = str(e.value)
+    assert text.startswith(f"{path}: invalid STAC (") and words in text and "\n" not in text
+
+
+def test_malformed_item_of_a_catalogue_names_the_item_file(tmp_path):
+    (tmp_path / "items").mkdir()
+    (tmp_path / "items" / "a.json").write_text(json.dumps(_item_doc(properties={"datetime": "yesterday"})))
+    cat = tmp_path / "catalog.json"
+    cat.write_text(json.dumps({"type": "Catalog", "stac_version": "1.0.0", "id": "c", "description": "d",
+                               "links": [{"rel": "item", "href": "items/a.json"}]}))
+    with pytest.raises(InputError, match=r"items/a\.json: invalid STAC item \(ValueError"):
+        discover_scenes([cat])
+
+
+def test_malformed_local_stac_through_the_cli(tmp_path):
+    """``change detect`` on malformed STAC items: exit 2 and one line naming the file (was a traceback, exit 1)."""
+    from typer.testing import CliRunner
+
+    from minescape.cli.app import app
+
+    t1, t2 = tmp_path / "t1.json", tmp_path / "t2.json"
+    for p in (t1, t2):
+        p.write_text(json.dumps(_item_doc(properties={"datetime": "yesterday"})))
+    res = CliRunner().invoke(app, ["change", "detect", str(t1), str(t2), str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and f"{t1}: invalid STAC (ValueError" in lines[0]

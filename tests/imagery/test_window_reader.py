@@ -159,3 +159,102 @@ def test_stalled_server_times_out_and_is_reported(stac_region, tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize("content", [b"", b"\x93NUMPY", b"PK\x03\x04 an archive cut short"])
+def test_unusable_cache_file_is_fetched_again(stac_region, tmp_path, content):
+    """A cached window left empty or cut short (a crash or a full disk while it was written): the window is read
+    again from the asset and the cache file rewritten, instead of an EOFError."""
+    _, files, stac = stac_region
+    grid = read_sites(files.sites)[0][0].grid
+    scene = sorted(p.name for p in stac.assets.iterdir())[0]
+    asset = BandAsset("B02", str(stac.assets / scene / "B02.tif"))
+    cache = WindowCache(tmp_path / "cache")
+    first = read_window(asset, grid, cache=cache)
+    path = cache.path(WindowCache.key(asset.href, grid, "bilinear"))
+    assert path.stat().st_size > 0 and (first > 0).sum() > 0.9 * first.size  # a real window was cached
+    path.write_bytes(content)
+    again = read_window(asset, grid, cache=cache)
+    np.testing.assert_array_equal(again, first)
+    assert path.stat().st_size > len(content)  # rewritten with the window
+    np.testing.assert_array_equal(np.load(path), first)
+
+
+def test_saved_planetary_computer_items_are_signed(tmp_path):
+    """A saved Planetary Computer ItemCollection (the real item): its catalogue is a file path, so signing follows
+    the assets' host (Azure blob storage); hrefs elsewhere stay as they are. Offline: without the
+    ``planetary-computer`` package, reading an asset is one InputError asking for it (never an unsigned request)."""
+    import importlib.util
+
+    from rasterio.transform import from_origin
+
+    from minescape.geo.grid import Grid
+    from minescape.imagery.signing import default_signer, no_signing, on_azure_blob
+    from minescape.imagery.sources import StacSource
+    from minescape.imagery.stac_search import StacQuery, search_scenes
+    from tests.conftest import shared_path
+
+    item = json.loads(shared_path("stac-items", "S2B_MSIL2A_20190629T212529_R043_T06VVN_20201006T080531.json")
+                      .read_text())
+    path = tmp_path / "pc-items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [item]}))
+    source = StacSource(StacQuery(str(path), "sentinel-2-l2a"))
+    (scene,) = search_scenes(source.query, (-147.9, 60.8, -147.8, 60.9), 2019)
+    href = scene.assets["B02"].href
+    assert scene.convention == "planetary-computer" and on_azure_blob(href)  # the assets are on Azure
+    assert source.signer is not no_signing
+    for other in ("http://127.0.0.1:8000/B02.tif", "https://example.com/blob.core.windows.net/B02.tif",
+                  str(tmp_path / "B02.tif")):
+        assert source.signer(other) == other  # not on Azure blob storage: unchanged, no package needed
+    assert default_signer("https://earth-search.aws.element84.com/v1") is no_signing  # an API says it itself
+    if importlib.util.find_spec("planetary_computer") is not None:
+        pytest.skip("planetary-computer is installed: signing would ask its token service (network)")
+    with pytest.raises(InputError, match=r"asset on sentinel2l2a01\.blob\.core\.windows\.net: Planetary Computer "
+                                         r"assets must be signed; install the 'planetary-computer' package"):
+        source.signer(href)
+    grid = Grid("EPSG:32606", from_origin(400000, 6760000, 10, 10), 8, 6)  # in the item's UTM zone
+    with pytest.raises(InputError, match="install the 'planetary-computer' package"):
+        source.observe(scene, grid, ["B02"])  # the first read (SCL) asks for the signature, before any request
+
+
+def test_a_vrt_served_as_a_geotiff_is_refused_not_followed(tmp_path):
+    """An untrusted catalogue's ``B02.tif`` whose bytes are a VRT naming a private local file (all 4242) and a URL
+    on a third server: read as the VRT it is, it would put 4242 in the window and call the third server; read as
+    the GeoTIFF its name says, it is one line naming the asset, with no request to the third server."""
+    import rasterio
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from minescape.geo.grid import Grid
+    from minescape.geo.raster import Raster, write_raster
+
+    crs, transform = CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 4100000)
+    private = write_raster(Raster(np.full((1, 8, 8), 4242, np.uint16), crs, transform, 0), tmp_path / "private.tif")
+    (tmp_path / "third").mkdir()
+    write_raster(Raster(np.full((1, 8, 8), 7, np.uint16), crs, transform, 0), tmp_path / "third" / "x.tif")
+    (tmp_path / "served").mkdir()
+    ports = free_port(), free_port()
+    vrt = (f'<VRTDataset rasterXSize="8" rasterYSize="8"><SRS>EPSG:32633</SRS><GeoTransform>500000, 10, 0, 4100000, '
+           f'0, -10</GeoTransform><VRTRasterBand dataType="UInt16" band="1"><SimpleSource><SourceFilename '
+           f'relativeToVRT="0">{private}</SourceFilename><SourceBand>1</SourceBand></SimpleSource><SimpleSource>'
+           f'<SourceFilename relativeToVRT="0">/vsicurl/http://127.0.0.1:{ports[1]}/x.tif</SourceFilename>'
+           f'<SourceBand>1</SourceBand><SrcRect xOff="0" yOff="0" xSize="1" ySize="1"/>'
+           f'<DstRect xOff="0" yOff="0" xSize="1" ySize="1"/></SimpleSource></VRTRasterBand></VRTDataset>')
+    (tmp_path / "served" / "B02.tif").write_text(vrt)
+    log = tmp_path / "third.jsonl"
+    procs = [start_asset_server(tmp_path / "served", port=ports[0]),
+             start_asset_server(tmp_path / "third", port=ports[1], log=log)]
+    try:
+        href = f"http://127.0.0.1:{ports[0]}/B02.tif"
+        with rasterio.open(href, driver="VRT") as src:  # the payload is live when GDAL sniffs the bytes
+            assert src.read(1)[4, 4] == 4242
+        start = len(_log(log))
+        assert start >= 1  # ... and calls the third server
+        grid = Grid(crs, transform, 8, 8)
+        with pytest.raises(InputError, match=r"asset B02 is not a readable GTiff file \(the driver its name gives\)"):
+            read_window(BandAsset("B02", href), grid, options=ReadOptions(retries=3, backoff_s=0.01))
+        assert len(_log(log)) == start  # nothing more asked of the third server
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
