@@ -211,6 +211,8 @@ def _stac_pair(paths, stac, collection, max_cloud, composite, min_clear, scl_mas
         info = pc.info[key]
         typer.echo(f"{info['path']}: {info['year']} {pc.info['method']} composite of {len(info['scenes'])} scenes, "
                    f"clear fraction {info['clear_fraction']:.2f}")
+        for note in info.get("notes", ()):  # what reading decided (a catalogue offset the pixels contradict)
+            typer.echo(f"  note: {note}")
     return pc.t1, pc.t2, out
 
 

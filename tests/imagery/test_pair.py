@@ -81,3 +81,17 @@ def test_offset_decided_once_per_scene_whatever_the_tile(tmp_path):
     np.testing.assert_array_equal(blue[8], blue[512])  # the tile size does not change the composite
     for info in infos.values():  # the decision is reported once, through the notes
         assert len(info["notes"]) == 1 and "cannot carry the baseline-04.00 offset" in info["notes"][0]
+
+
+def test_change_detect_prints_the_decision(tmp_path, monkeypatch):
+    """``change detect --stac`` says what reading decided for a date (the note of the composite's info)."""
+    from typer.testing import CliRunner
+
+    from minescape.cli.app import app
+
+    monkeypatch.setenv("MINESCAPE_PROGRESS", "0")
+    items = _already_offset_scene(tmp_path / "scene")
+    res = CliRunner().invoke(app, ["change", "detect", str(tmp_path / "out"), "--stac", str(items), "--bbox",
+                                   ",".join(f"{v:.7f}" for v in _bbox()), "--t1", "2023", "--t2", "2023"])
+    notes = [line for line in res.output.splitlines() if line.strip().startswith("note:")]
+    assert len(notes) == 2 and all("cannot carry the baseline-04.00 offset" in n for n in notes), res.output
