@@ -166,8 +166,12 @@ def dn_to_reflectance(
 def decode_dn(dn: np.ndarray, *, reflectance: bool, offset: float, nodata: float | None,
               out: np.ndarray | None = None) -> np.ndarray:
     """One band of DN as float32: reflectance (see :func:`dn_to_reflectance`) or DN, NaN where ``nodata``;
-    written into ``out`` when given."""
-    if reflectance:
+    written into ``out`` when given.
+
+    A floating-point band holds reflectance already (a stack a user computed, a composite minescape wrote): it is
+    taken as stored, never scaled, so every reader (``change detect``, ``change predict``, ``lulc``) sees the
+    same values whatever the file's type."""
+    if reflectance and np.asarray(dn).dtype.kind != "f":
         return dn_to_reflectance(dn, offset=offset, nodata=nodata, out=out)
     res = np.empty(np.shape(dn), np.float32) if out is None else out
     np.copyto(res, dn, casting="unsafe")

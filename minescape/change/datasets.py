@@ -7,20 +7,25 @@ OSCD layout (Daudt et al. 2018)::
     images/<city>/dates.txt
     train_labels/<city>/cm/<city>-cm.tif            change label, no CRS, on date 1's 10 m grid (1/2 coded)
 
+The labels of every city of the release are coded 1 = no change, 2 = change (its README says 0/1); the encoding is
+the dataset's, declared, never guessed per city (a city without change would hold only 1, read as all change).
+
 Both dates are read onto the 10 m grid of date 1's B02 (the label's grid), bands resampled bilinearly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from minescape.change.labels import Encoding, decode_binary
-from minescape.errors import InputError, MissingInputError
+from minescape.change.labels import ENCODINGS, Encoding, decode_binary, scan_mask_files
+from minescape.errors import ConfigError, InputError, MissingInputError
 from minescape.geo.raster import Raster, read_raster
 from minescape.legend import CHANGE
 from minescape.sentinel2 import ALL_BANDS, open_scene, read_stack
@@ -65,12 +70,16 @@ def read_oscd_city(
     city: str,
     *,
     bands: Sequence[str] = ALL_BANDS,
-    label_encoding: Encoding = "auto",
+    label_encoding: Encoding = "1-2",
     reflectance: bool = True,
 ) -> ChangePair:
     """Load one OSCD city: both dates on date 1's 10 m grid, and its change label (if present).
 
-    Raises InputError if the label's shape does not match date 1's 10 m grid.
+    ``label_encoding`` is OSCD's (``1-2``: 1 no change, 2 change) for every city; ``auto`` guesses from this
+    city's values alone, which reads a city without change (all 1) as all change.
+
+    Raises InputError if the label's shape does not match date 1's 10 m grid, or it holds values other than
+    the encoding's.
     """
     root = Path(root)
     city_dir = root / "images" / city
@@ -112,7 +121,8 @@ def common_valid_mask(*rasters: Raster) -> np.ndarray:
 #
 # CHANGE-MINING2025 may also come split into sub-folders ``<root>/{train,val,test}/{T1,T2,Mudança}``;
 # the split is then taken from the folder name. Masks are decoded to the CHANGE legend (0/1/255)
-# whatever their encoding (0/1, 1/2, 0/255).
+# whatever their encoding (0/1, 1/2, 0/255): one encoding per dataset, resolved once by load_patch_dataset
+# (minescape's manifest.json says CHANGE legend; else the values of all masks together decide).
 # --------------------------------------------------------------------------------------------------
 
 MASK_DIRS: tuple[str, ...] = ("Change", "Mudança", "change", "mudança", "mask", "label")
@@ -130,6 +140,8 @@ class PatchRecord:
         t2: date 2 image file (same grid as ``t1``).
         mask: change mask file, or None when the dataset has no labels for this patch.
         split: ``train``, ``val``, ``test`` or None when unknown.
+        mask_encoding: the dataset's mask encoding (``0-1``, ``1-2`` or ``0-255``), the same for every patch
+            of a dataset: :func:`load_patch_dataset` resolves it once.
     """
 
     name: str
@@ -137,6 +149,7 @@ class PatchRecord:
     t2: Path
     mask: Path | None
     split: str | None
+    mask_encoding: str
 
 
 def _nfc(name: str) -> str:
@@ -199,23 +212,51 @@ def _records_in(folder: Path, split: str | None, splits: dict[str, str]) -> list
         if missing:
             raise InputError(f"{len(missing)} patches have no mask in {mask_dir.name}/ (e.g. {missing[0]!r})",
                              path=folder)
-    return [PatchRecord(name, t1[name], t2[name], masks.get(name), split or splits.get(name)) for name in sorted(t1)]
+    return [PatchRecord(name, t1[name], t2[name], masks.get(name), split or splits.get(name), "0-1")
+            for name in sorted(t1)]
 
 
-def load_patch_dataset(root: str | Path) -> list[PatchRecord]:
+#: ``format`` of the manifest.json that :mod:`minescape.change.patches` writes (masks in the CHANGE legend).
+PATCHES_FORMAT_PREFIX = "minescape-change-patches/"
+
+
+def _written_by_minescape(root: Path) -> bool:
+    """Whether ``root/manifest.json`` says minescape wrote the dataset (its masks are in the CHANGE legend:
+    0/1, nodata 255). A missing or unreadable manifest says nothing (the masks are scanned instead)."""
+    try:
+        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    fmt = manifest.get("format") if isinstance(manifest, dict) else None
+    return isinstance(fmt, str) and fmt.startswith(PATCHES_FORMAT_PREFIX)
+
+
+def dataset_mask_encoding(root: Path, records: Sequence[PatchRecord]) -> str:
+    """The one mask encoding of a patch dataset: ``0-1`` (CHANGE legend) when minescape wrote it (its
+    ``manifest.json``), else from the values of all its masks together (each read once, block by block)."""
+    masks = [r.mask for r in records if r.mask is not None]
+    if not masks or _written_by_minescape(root):
+        return "0-1"
+    return scan_mask_files(masks, source=root)
+
+
+def load_patch_dataset(root: str | Path, *, mask_encoding: Encoding = "auto") -> list[PatchRecord]:
     """List the patches of a patch dataset (minescape's layout or CHANGE-MINING2025 as published).
 
     Args:
         root: folder holding ``T1/``, ``T2/`` and ``Change/`` (or ``Mudança/``), or holding
             ``train/``, ``val/``, ``test/`` sub-folders with that layout.
+        mask_encoding: the masks' encoding, or ``auto``: ``0-1`` when minescape wrote the dataset (its
+            ``manifest.json``), else detected once from the values of all masks together (never per patch).
 
     Returns:
-        Records sorted by split folder then name; ``split`` comes from ``split.csv`` when present,
-        else from the sub-folder, else None.
+        Records sorted by split folder then name, each carrying the dataset's mask encoding; ``split`` comes
+        from ``split.csv`` when present, else from the sub-folder, else None.
 
     Raises:
         MissingInputError: ``root`` does not exist.
-        InputError: no patches, or T1/T2/mask file names that do not match.
+        InputError: no patches, T1/T2/mask file names that do not match, or masks whose values fit no
+            encoding.
     """
     root = Path(root)
     if not root.is_dir():
@@ -231,11 +272,16 @@ def load_patch_dataset(root: str | Path) -> list[PatchRecord]:
     if not records:
         raise InputError("no patches found: expected T1/, T2/ and Change/ (or Mudança/) folders, "
                          "optionally under train/ val/ test/", path=root)
-    return records
+    if mask_encoding == "auto":
+        mask_encoding = dataset_mask_encoding(root, records)
+    elif mask_encoding not in ENCODINGS:
+        raise ConfigError(f"invalid mask encoding {mask_encoding!r}; choose one of: auto, {', '.join(ENCODINGS)}")
+    return [dataclasses.replace(r, mask_encoding=mask_encoding) for r in records]
 
 
-def read_patch(record: PatchRecord, *, mask_encoding: Encoding = "auto") -> tuple[Raster, Raster, Raster | None]:
-    """Read one patch: T1 and T2 as float32 rasters, the mask in the CHANGE legend (uint8 0/1/255).
+def read_patch(record: PatchRecord) -> tuple[Raster, Raster, Raster | None]:
+    """Read one patch: T1 and T2 as float32 rasters, the mask in the CHANGE legend (uint8 0/1/255), decoded with
+    the dataset's encoding (``record.mask_encoding``, resolved once by :func:`load_patch_dataset`).
 
     Integer images are taken as Sentinel-2 DN and divided by 10000 (no baseline offset: patches written by
     minescape are float32 reflectance already; apply offsets yourself for post-2022 DN patches). Image
@@ -259,7 +305,7 @@ def read_patch(record: PatchRecord, *, mask_encoding: Encoding = "auto") -> tupl
         if m.shape != t1.shape:
             raise InputError(f"mask is {m.shape} pixels but T1 is {t1.shape}", path=record.mask)
         nodata = int(m.nodata) if m.nodata is not None and float(m.nodata).is_integer() else None
-        codes = decode_binary(m.data[0], encoding=mask_encoding, nodata=nodata, source=str(record.mask))
+        codes = decode_binary(m.data[0], encoding=record.mask_encoding, nodata=nodata, source=str(record.mask))
         codes[~(np.isfinite(t1.data).all(axis=0) & np.isfinite(t2.data).all(axis=0))] = CHANGE.nodata
         mask = Raster(codes, t1.crs, t1.transform, CHANGE.nodata)
     return t1, t2, mask

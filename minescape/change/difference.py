@@ -223,6 +223,24 @@ def halo(options: DetectOptions, n_min: int) -> tuple[int, int]:
     return shrink + n_min, shrink
 
 
+#: Bytes per pixel of a pass-2 tile in memory: the difference, the score and the component labels (4 B each), the
+#: change and valid masks and scipy's morphology temporaries.
+PASS2_BYTES_PER_PX = 32
+
+
+def pass2_reads(grid: Grid, *, window: int, pad: int) -> tuple[tuple[int, int], float]:
+    """What pass 2 of :func:`detect_files` reads with ``window`` px cores and a ``pad`` px halo (:func:`halo`):
+    ``((rows, cols), factor)``, the largest tile read (pixels; the halo clipped at the raster's edges) and the
+    pixels read over the scene's (1.0: each pixel once). The halo grows with the minimum area: 5 ha of 10 m pixels
+    is a 500 px halo, so 64 px windows read (64 + 1000)² px each, the whole of a small scene."""
+    def along(n: int) -> tuple[int, int]:
+        reads = [min(n, start + window + pad) - max(0, start - pad) for start in range(0, n, window)]
+        return max(reads), sum(reads)
+
+    (rows, read_r), (cols, read_c) = along(grid.height), along(grid.width)
+    return (rows, cols), read_r * read_c / max(grid.height * grid.width, 1)
+
+
 def _disc(radius: int) -> np.ndarray:
     from skimage.morphology import disk
 
@@ -370,9 +388,10 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
     :mod:`minescape.change.pair_cloud_mask`), are nodata in both rasters and left out of the threshold's
     histogram; ``detect.json`` and the tags say what was masked.
 
-    A pair estimated (from its size and :data:`DETECT_PX_PER_S`) to take more than
+    A pair estimated (from its size and :data:`DETECT_PX_PER_S`, pass 2's halo reads counted) to take more than
     :data:`~minescape.limits.MAX_RUN_HOURS` is refused unless ``force``; a window that does not fit in memory is
-    refused before anything is read.
+    refused before anything is read, pass 2's tiles with their halo included (:func:`pass2_reads`: the halo
+    grows with ``min_area_m2``, up to whole-scene tiles).
     """
     from minescape.change.pairs import open_pair
     from minescape.limits import check_alloc, check_positive, plan_run
@@ -384,7 +403,16 @@ def detect_files(t1: str | Path, t2: str | Path, out_dir: str | Path, *, options
                      else method_bands(options, ()))
     bands = method_bands(options, pair.bands)
     check_alloc(window * window * 4 * (2 * len(bands) + 6), f"a {window:,} px window")
-    plan_run(pair.grid.width, pair.grid.height, px_per_second=DETECT_PX_PER_S, name=str(t1), force=force)
+    n_min = min_pixels(options, pair.grid)
+    pad, _ = halo(options, n_min)
+    (rows, cols), reads = pass2_reads(pair.grid, window=window, pad=pad)
+    check_alloc(rows * cols * PASS2_BYTES_PER_PX,
+                f"a {window:,} px window with its {pad:,} px clean-up halo ({rows:,} x {cols:,} px read at once"
+                + (f"; the halo grows with --min-area, {options.min_area_m2:g} m² = {n_min:,} px" if n_min else "")
+                + ")")
+    # pass 2 reads each pixel `reads` times (the halo): the estimate counts it (pass 1 and 2 about half each)
+    plan_run(pair.grid.width, pair.grid.height, px_per_second=DETECT_PX_PER_S * 2 / (1 + reads), name=str(t1),
+             force=force)
     mask_path, diff_path, summary = out_dir / "change_mask.tif", out_dir / "difference.tif", out_dir / "detect.json"
     for stale in (mask_path, summary, style_path(diff_path), style_path(mask_path)):  # a failed re-run must not
         stale.unlink(missing_ok=True)  # leave an old mask beside a new difference

@@ -65,6 +65,22 @@ def decode_binary(array: np.ndarray, *, encoding: Encoding = "auto", nodata: int
     return out
 
 
+def _mask_values(path) -> tuple[set[int], int | None]:
+    """The values in a single-band integer mask file (read block by block; memory: one block) and its nodata
+    value (None when the file declares none or a non-integer one). InputError naming the file if not integer."""
+    from minescape.geo.raster import open_raster
+
+    with open_raster(path) as src:
+        if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
+            raise InputError(f"change mask must hold integers (0/1, 1/2 or 0/255), not {src.dtypes[0]}",
+                             path=path)
+        nodata = int(src.nodata) if src.nodata is not None and float(src.nodata).is_integer() else None
+        values: set[int] = set()
+        for _, win in src.block_windows(1):
+            values |= set(np.unique(src.read(1, window=win)).tolist())
+    return values, nodata
+
+
 def scan_mask_file(path, *, encoding: Encoding = "auto") -> tuple[str, int]:
     """Check a change-mask file's values block by block (memory: one block) and resolve its encoding.
 
@@ -79,16 +95,7 @@ def scan_mask_file(path, *, encoding: Encoding = "auto") -> tuple[str, int]:
     Raises:
         InputError: non-integer data, or values that are not no-change/change/nodata (names the file).
     """
-    from minescape.geo.raster import open_raster
-
-    with open_raster(path) as src:
-        if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
-            raise InputError(f"change mask must hold integers (0/1, 1/2 or 0/255), not {src.dtypes[0]}",
-                             path=path)
-        nodata = int(src.nodata) if src.nodata is not None and float(src.nodata).is_integer() else None
-        values: set[int] = set()
-        for _, win in src.block_windows(1):
-            values |= set(np.unique(src.read(1, window=win)).tolist())
+    values, nodata = _mask_values(path)
     present = values - ({nodata} if nodata is not None else set())
     if encoding == "auto":
         encoding = detect_encoding(present, source=str(path))
@@ -96,3 +103,24 @@ def scan_mask_file(path, *, encoding: Encoding = "auto") -> tuple[str, int]:
     if nodata is None:
         nodata = next(v for v in (CHANGE.nodata, *range(254, -1, -1)) if v not in values)
     return encoding, nodata
+
+
+def scan_mask_files(paths, *, source) -> str:
+    """The one encoding of a set of mask files (a patch dataset's), from the values of all of them together.
+
+    A single patch cannot tell its encoding: an all-no-change patch of a 1/2-coded dataset holds only 1 (read
+    alone, "0-1": all change), an all-change patch of a 0/255 one only 255 (read alone, nodata). The values of
+    every file (each file's own nodata left out) decide once, and every patch is then decoded with that.
+
+    Args:
+        paths: the mask files (single-band integer rasters).
+        source: the dataset (its folder), named in the error.
+
+    Raises:
+        InputError: non-integer data (names the file), or values that fit no encoding (names ``source``).
+    """
+    present: set[int] = set()
+    for path in paths:
+        values, nodata = _mask_values(path)
+        present |= values - ({nodata} if nodata is not None else set())
+    return detect_encoding(present, source=str(source)) if present else "0-1"

@@ -145,6 +145,8 @@ def read_scene(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Window
     Bands stored in one pixel-aligned file are read in a single call (a multi-band stack is decompressed
     once per window, not once per band) and windows reaching past the file are filled with nodata
     without GDAL's slow boundless reads. Files that need warping go through ``read_stack`` (same values).
+    Floating-point files hold reflectance and are taken as stored (:func:`minescape.sentinel2.decode_dn`), as
+    :func:`open_pair_source` reads them: ``change detect`` and ``change predict`` see the same values.
     """
     target = grid.window_grid(window) if window is not None else grid
     out = np.empty((len(bands), target.height, target.width), dtype=np.float32)

@@ -98,7 +98,12 @@ class PredictResult:
 
 def make_members(models: Sequence[ChangeModel], *, backend: str = "torch", compute: Compute | None = None,
                  onnx_paths: Sequence[Path] | None = None) -> list[Member]:
-    """Runners for each model (torch on ``compute``, or onnxruntime from ``<model>.onnx``)."""
+    """Runners for each model (torch on ``compute``, or onnxruntime from ``<model>.onnx``, or ``onnx_paths``).
+
+    Raises:
+        InputError: an ONNX file not exported from its model (architecture, bands, normalisation or weights
+            differ; :func:`minescape.change.deep.onnx_backend.onnx_mismatch`), naming the file.
+    """
     check_choice(backend, BACKENDS, what="backend")
     check_ensemble(models)
     compute = compute or Compute()
@@ -108,7 +113,7 @@ def make_members(models: Sequence[ChangeModel], *, backend: str = "torch", compu
             from minescape.change.deep.onnx_backend import onnx_runner
 
             path = Path(onnx_paths[i]) if onnx_paths else Path(m.path).with_suffix(".onnx")
-            out.append(Member(m, onnx_runner(path, threads=compute.threads), flip_batch_for(None)))
+            out.append(Member(m, onnx_runner(path, threads=compute.threads, model=m), flip_batch_for(None)))
         else:
             out.append(Member(m, torch_runner(m.net, compute), flip_batch_for(compute)))
     return out

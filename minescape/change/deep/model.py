@@ -3,6 +3,10 @@
 A model file is a zip written by ``torch.save`` and read with ``torch.load(..., weights_only=True)``: it holds
 only tensors (``state_dict``), a format marker and the metadata as one JSON string (``meta``), so loading
 an untrusted file never runs code. Files of an older format, or anything else, are refused with one line.
+
+``torch.save`` stores the zip's entries uncompressed, so the memory loading takes is bounded by the file's size;
+a file with compressed entries (a few MB inflating to many GB) is refused before ``torch.load`` reads it
+(:func:`check_archive`).
 """
 
 from __future__ import annotations
@@ -98,6 +102,23 @@ def count_parameters(net) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
+def weights_sha256(model: ChangeModel) -> str:
+    """SHA-256 (hex) of the network's weights: every state-dict tensor in name order, with its dtype and shape.
+    The same weights give the same digest on any device; an ONNX export records it (``weights_sha256``) so a
+    stale export of other weights with the same shapes is told apart from the model's own."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    state = model.net.state_dict()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def torch_bytes(payload: dict) -> bytes:
     """``torch.save`` into memory: the same payload gives the same bytes (no file name inside the zip)."""
     import torch
@@ -116,13 +137,50 @@ def save_model(path: str | Path, model: ChangeModel) -> Path:
     return atomic_write_bytes(path, torch_bytes(payload))
 
 
+def check_archive(path: Path) -> None:
+    """Refuse a model or checkpoint zip that would take more memory to load than its size says, before
+    ``torch.load`` inflates anything: an entry stored compressed (``torch.save`` never compresses, so such a file
+    was not written by it and could inflate a few MB into many GB), an entry declaring more bytes than it
+    stores, or entries whose total size fails :func:`minescape.limits.check_alloc`. Files that are not zips are
+    left to ``torch.load`` (it refuses them).
+
+    Raises:
+        InputError: one line naming ``path`` and the entry.
+    """
+    import zipfile
+
+    from minescape.limits import check_alloc
+
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise InputError(f"not a readable model/checkpoint file (corrupted or truncated?): {exc}", path=path) from None
+    total = 0
+    for entry in entries:
+        if entry.compress_type != zipfile.ZIP_STORED:
+            raise InputError(f"refused: zip entry {entry.filename!r} is compressed ({entry.file_size:,} bytes "
+                             f"in {entry.compress_size:,}); torch.save stores entries uncompressed, so this file was "
+                             "not written by minescape and could inflate far beyond its size", path=path)
+        if entry.file_size != entry.compress_size:
+            raise InputError(f"refused: zip entry {entry.filename!r} declares {entry.file_size:,} bytes but stores "
+                             f"{entry.compress_size:,} (damaged or forged)", path=path)
+        total += entry.file_size
+    try:
+        check_alloc(total, "loading the model/checkpoint file")
+    except ResourceLimitError as exc:
+        raise ResourceLimitError(str(exc), path=path) from None
+
+
 def load_payload(path: str | Path, *, formats: tuple[str, ...]) -> dict:
     """Read a model or checkpoint file safely (``weights_only=True``): a dict with ``format`` in ``formats``.
 
     Raises:
         MissingInputError: no such file.
-        InputError: unreadable, foreign (any pickle that is not plain tensors and values), or an old format;
-            one line naming the file.
+        InputError: unreadable, foreign (any pickle that is not plain tensors and values), an old format, or a
+            zip that would inflate beyond its size (:func:`check_archive`); one line naming the file.
     """
     import pickle
 
@@ -131,6 +189,7 @@ def load_payload(path: str | Path, *, formats: tuple[str, ...]) -> dict:
     path = Path(path)
     if not path.is_file():
         raise MissingInputError("model file not found", path=path)
+    check_archive(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -159,7 +218,13 @@ def load_payload(path: str | Path, *, formats: tuple[str, ...]) -> dict:
 
 
 def load_model(path: str | Path) -> ChangeModel:
-    """Load a model written by :func:`save_model` (network on the CPU, eval mode)."""
+    """Load a model written by :func:`save_model` (network on the CPU, eval mode).
+
+    Raises:
+        InputError: one line naming the file: unreadable or foreign (:func:`load_payload`), metadata that lacks a
+            field or holds an unusable one (unknown architecture or normalisation, a mean or std per band that is
+            not finite or a std <= 0, a threshold outside [0, 1]), or weights that do not fit the network.
+    """
     from minescape.change.deep.norm import NORMS
 
     path = Path(path)
@@ -180,6 +245,11 @@ def load_model(path: str | Path) -> ChangeModel:
                          path=path)
     if mean.shape != (len(bands),) or std.shape != (len(bands),):
         raise InputError(f"model has {len(bands)} bands but {mean.size} means and {std.size} stds", path=path)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        raise InputError(f"model normalisation is unusable (mean {mean.tolist()}, std {std.tolist()}): every mean "
+                         "and std must be finite and every std > 0", path=path)
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(f"model threshold {threshold} is not a probability in [0, 1]", path=path)
     kwargs = meta.get("model_kwargs") or {}
     if not isinstance(kwargs, dict):
         raise InputError(f"model metadata has model_kwargs of type {type(kwargs).__name__}, not an object", path=path)

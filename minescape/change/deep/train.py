@@ -160,8 +160,9 @@ def samples_from_patches(root: str | Path, *, split: str | None = None,
                          bands: Sequence[str] | None = None) -> list[Sample]:
     """Samples from a patch dataset (``T1/``, ``T2/``, ``Change/`` or ``Mudança/``), optionally one split.
 
-    Band selection uses the patch files' band descriptions; files without them must have exactly the
-    requested number of bands.
+    Band selection uses the patch files' band descriptions: a requested band they lack is an InputError naming
+    the file and the missing bands. Only files without descriptions fall back to their band order, and must then
+    have exactly the requested number of bands.
     """
     from minescape.change.datasets import load_patch_dataset, read_patch
 
@@ -173,16 +174,28 @@ def samples_from_patches(root: str | Path, *, split: str | None = None,
             raise InputError("patch has no change mask; training needs one", path=rec.t1)
         a1, a2 = t1.data, t2.data
         if bands is not None:
-            if t1.band_names and all(b in t1.band_names for b in bands):
-                a1, a2 = t1.select(bands).data, t2.select(bands).data
-            elif t1.count != len(bands):
-                raise InputError(f"patch has bands {list(t1.band_names or [])} ({t1.count}); "
-                                 f"training asks for {list(bands)}", path=rec.t1)
+            a1, a2 = _patch_bands(t1, rec.t1, bands), _patch_bands(t2, rec.t2, bands)
         out.append(Sample(rec.name, a1.astype(np.float32), a2.astype(np.float32),
                           _ignore_invalid(mask.data[0], a1, a2)))
     if not out:
         raise InputError(f"no patches in split {split!r}", path=root)
     return out
+
+
+def _patch_bands(image, path: Path, bands: Sequence[str]) -> np.ndarray:
+    """``bands`` of one patch image (a Raster): by its band descriptions, or, for a file without any, its bands
+    in file order when their number is the requested one. InputError naming ``path`` otherwise."""
+    names = [b for b in (image.band_names or ()) if b]
+    if names:
+        missing = [b for b in bands if b not in names]
+        if missing:
+            raise InputError(f"patch lacks bands {missing} (it has {names}); training asks for {list(bands)}",
+                             path=path)
+        return image.select(bands).data
+    if image.count != len(bands):
+        raise InputError(f"patch has {image.count} unnamed bands; training asks for {len(bands)} {list(bands)}",
+                         path=path)
+    return image.data
 
 
 def patch_band_names(root: str | Path) -> tuple[str, ...]:
