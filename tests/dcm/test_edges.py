@@ -165,8 +165,12 @@ def test_site_across_the_antimeridian_reads_both_tiles(tmp_path):
     assert (win.state[inside] == VALID).all()
 
 
-def test_index_sees_zips_added_in_a_subfolder(tmp_path):
-    """A ZIP added to a subfolder leaves the root folder's time as it was; the cached index still sees it."""
+def test_index_sees_zips_added_in_a_subfolder(tmp_path, monkeypatch):
+    """A ZIP added to a subfolder leaves the root folder's time as it was; the cached index still sees it, once
+    the signature is due to be checked again (here at every call; by default every 10 s)."""
+    import minescape.dcm.index
+
+    monkeypatch.setattr(minescape.dcm.index, "SIGNATURE_TTL_S", 0.0)
     box = (117.985, -22.62, 118.015, -22.60)
     src = tmp_path / "src"
     write_dcm_tiles(src, [box], _field(10.0, 2018, -22.6), kinds=(MapKind.LAST,))
@@ -183,6 +187,10 @@ def test_index_sees_zips_added_in_a_subfolder(tmp_path):
     (root / "part" / other).write_bytes(b"not a zip")  # replaced in place: same folder times
     assert [p.path.name for p in dcm_index(root).problems] == [other]
     assert dcm_index(root) is dcm_index(root)  # unchanged: cached
+    monkeypatch.setattr(minescape.dcm.index, "SIGNATURE_TTL_S", 3600.0)
+    known = dcm_index(root)
+    (root / "part" / other).unlink()
+    assert dcm_index(root) is known  # within the time-to-live the folders are not walked again
 
 
 def test_a_vrt_member_dressed_as_the_change_layer_is_not_followed(tmp_path):
