@@ -83,6 +83,17 @@ def page_data(contents: RunContents, overlay_src: dict[int, str]) -> dict:
     return {"layers": layers, "images": images, "legends": legends, "sites": contents.n_site_features}
 
 
+def _script_json(value) -> str:
+    """``value`` as JSON safe inside an inline ``<script>``: ``<``, ``>`` and ``&`` as unicode escapes (the same
+    value to JSON), so no text of a run (a site id ``<!--<script>``, ``</script>``) can end the script or make the
+    browser read the rest of the page as script; U+2028/2029 too, for older engines."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+                          ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text
+
+
 def render_page(
     contents: RunContents,
     report_dir: Path,
@@ -94,8 +105,7 @@ def render_page(
     """The whole page. ``overlay_src`` maps ``id(overlay)`` to its PNG path relative to the page; ``links``
     (label, href) are listed at the top (the region pages of a large release).
     """
-    data = json.dumps(page_data(contents, overlay_src), separators=(",", ":"), ensure_ascii=False)
-    data = data.replace("</", "<\\/")
+    data = _script_json(page_data(contents, overlay_src))
     missing = contents.all_missing
     parts = [
         f"""<!doctype html>

@@ -158,3 +158,28 @@ def test_release_region_page_in_browser(browser, lulc_run, tmp_path):
     logs = open_report(browser, page)
     assert severe(logs) == [], logs
     assert n > 10 and browser.execute_script("return window.minescapeReport.featureCount('classes')") == n
+
+
+def test_text_of_a_run_cannot_break_the_page_script(browser, failed_run, tmp_path):
+    """A failure reason (from a file name the user chose) holding ``<!--<script>``: inside the page's inline data
+    it would make the browser read the rest of the page as script (no map, no legend). The page still loads and
+    shows the text as text."""
+    import shutil
+
+    from minescape.webreport.write import write_report
+
+    run = tmp_path / "run"
+    shutil.copytree(failed_run, run)
+    edited = 0
+    for path in run.rglob("*.json"):
+        text = path.read_text(encoding="utf-8")
+        if "no_dcm.tif" in text:
+            path.write_text(text.replace("no_dcm.tif", "no_dcm<!--<script>.tif"), encoding="utf-8")
+            edited += 1
+    assert edited >= 1  # the reason really travels in the run's JSON
+    write_report(run)
+    assert "<!--<script>" not in (run / "report.html").read_text(encoding="utf-8").split("<script", 1)[1]
+    logs = open_report(browser, run / "report.html")
+    assert severe(logs) == [], logs
+    assert browser.execute_script("return window.minescapeReport.featureCount('sites')") == 2
+    assert "no_dcm<!--<script>.tif" in browser.find_element("tag name", "body").text
