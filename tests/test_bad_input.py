@@ -93,6 +93,31 @@ def test_truncated_gpkg_through_read_sites(small_region, tmp_path):
     one_line_naming(err.value, path, "not a readable vector file")
 
 
+def test_attribute_table_without_geometries(small_region, tmp_path):
+    """A CSV of sites, and a GeoPackage holding an attribute table only: GDAL reads both (rows are there), neither
+    has a geometry column; one line naming the file, through the CLI too (exit 2)."""
+    import pandas as pd
+    import pyogrio
+    import pyogrio.raw
+    from typer.testing import CliRunner
+
+    from minescape.cli.app import app
+
+    csv = tmp_path / "sites.csv"
+    csv.write_text("id,name\nS01,pit\nS02,dump\n")
+    table = tmp_path / "table.gpkg"  # a GeoPackage of attributes only
+    pyogrio.raw.write(table, None, [np.array(["S01"], dtype=object)], ["id"], layer="sites", driver="GPKG")
+    assert len(pyogrio.read_dataframe(csv)) == 2 and isinstance(pyogrio.read_dataframe(table), pd.DataFrame)
+    for path in (csv, table):
+        with pytest.raises(InputError) as err:
+            read_vector(path)
+        one_line_naming(err.value, path, "has no geometry column")
+    res = CliRunner().invoke(app, ["lulc", "classify", str(csv), str(tmp_path / "out"), "-s",
+                                   str(small_region.scene_dir), "--dcm", str(small_region.dcm_dh), "--dcm-year",
+                                   str(small_region.dcm_year)])
+    assert res.exit_code == 2 and "sites.csv: layer 'sites' has no geometry column" in res.output, res.output
+
+
 # ---------------------------------------------------------------------------------------- mismatched CRSs
 
 def test_mismatched_crs_is_aligned_not_mixed(small_region):

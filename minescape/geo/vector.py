@@ -69,6 +69,9 @@ def read_vector(path: str | Path, *, layer: str | int | None = None) -> gpd.GeoD
         gdf = gpd.read_file(path, layer=layer, engine="pyogrio")
     except Exception as exc:
         raise InputError(f"cannot read vector layer ({_first_line(exc)})", path=path) from None
+    if not isinstance(gdf, gpd.GeoDataFrame) or gdf.active_geometry_name is None:  # a CSV, a table
+        raise InputError(f"layer {layer or (layers[0] if layers else '')!r} has no geometry column (a table of "
+                         "attributes only: give a GeoPackage, GeoJSON or Shapefile with geometries)", path=path)
     if gdf.crs is None:
         raise InputError("layer has no CRS; assign one (e.g. EPSG:4326) before use", path=path)
     return gdf
