@@ -62,6 +62,23 @@ def test_bad_option_value_exit_2(tmp_path):
     assert "Traceback" not in res.output and "64 x 64" in res.output
 
 
+@pytest.mark.parametrize("args", [
+    ["synth", "{tmp}/s", "--seed", "-1"],
+    ["map", "sample", "{tmp}/m.tif", "{tmp}/p", "--n", "5", "--seed", "-1"],
+    ["map", "sample", "{tmp}/m.tif", "{tmp}/p", "--n", "5", "--min-per-class", "-1"],
+    ["map", "train", "{tmp}/i.tif", "{tmp}/u.pt", "--labels", "{tmp}/l.tif", "--seed", "-1"],
+    ["lulc", "classify", "{tmp}/s.gpkg", "{tmp}/o", "-s", "{tmp}", "--dcm", "{tmp}/d.tif", "--majority", "0"],
+    ["lulc", "classify", "{tmp}/s.gpkg", "{tmp}/o", "-s", "{tmp}", "--dcm", "{tmp}/d.tif", "--mmu", "-5"],
+])
+def test_numbers_out_of_range_are_refused_before_anything_runs(tmp_path, args):
+    """Negative seeds and counts reached numpy as tracebacks (or, for --mmu and --majority, passed silently):
+    refused by the option itself, naming it, exit 2, nothing written."""
+    res = runner.invoke(app, [a.format(tmp=tmp_path) for a in args])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert f"Invalid value for '{args[-2]}'" in res.output, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_console_script_error_is_one_line_on_stderr(tmp_path):
     import subprocess
     import sys

@@ -153,7 +153,7 @@ def patches(
     balance: bool = typer.Option(False, help="Keep as many unchanged patches as changed ones."),
     block: int | None = typer.Option(None, help="Split block side (pixels; default 4 x size)."),
     fractions: str = typer.Option("0.7,0.15,0.15", help="train,val,test shares."),
-    seed: int = typer.Option(0, help="Seed of the split and balancing draws."),
+    seed: int = typer.Option(0, min=0, help="Seed of the split and balancing draws."),
     prefix: str = typer.Option("", help="Prefix of patch names."),
     bands: str | None = typer.Option(None, help="Comma-separated bands (default all common)."),
     mask_encoding: str = typer.Option("auto", help=ENCODING_HELP),

@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         val_fraction: float = typer.Option(0.2, help="Held-out bottom fraction of rows when there is no "
                                                      "validation set."),
         max_minutes: float | None = typer.Option(None, help="Stop after this much training time."),
-        seed: int = typer.Option(0, help="Random seed (same seed and data, same model)."),
+        seed: int = typer.Option(0, min=0, help="Random seed (same seed and data, same model)."),
         resume: bool = typer.Option(False, help="Continue from OUT/checkpoint.pt."),
         threads: int | None = typer.Option(None, help=THREADS_HELP),
         device: str = typer.Option("auto", help=DEVICE_HELP),

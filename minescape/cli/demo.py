@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def demo(
         out: Path = typer.Option(Path("demo-output"), help="Folder for every output."),
-        seed: int = typer.Option(42, help="Random seed."),
+        seed: int = typer.Option(42, min=0, help="Random seed."),
         stac: bool = typer.Option(False, "--stac", help="Only the loopback STAC stage: the region as a catalogue, "
                                                         "served on 127.0.0.1, classified from composites."),
     ) -> None:

@@ -71,7 +71,7 @@ def train(
     steps: int = typer.Option(30, help="Steps per epoch."),
     self_train: bool = typer.Option(True, help="Run one self-training round relabelling confident pixels."),
     confidence: float = typer.Option(0.9, help="Minimum probability to relabel a pixel in self-training."),
-    seed: int = typer.Option(0, help="Random seed (same seed, same weights)."),
+    seed: int = typer.Option(0, min=0, help="Random seed (same seed, same weights)."),
     device: str = typer.Option("auto", help="auto (CUDA when torch sees a GPU), cpu or cuda."),
     precision: str = typer.Option("auto", help="fp32, bf16 (autocast) or auto (bf16 on CUDA, fp32 on a CPU)."),
 ) -> None:
@@ -134,9 +134,9 @@ def sample(
     out: Path = typer.Argument(..., help="Output stem: writes <stem>.gpkg and <stem>.csv."),
     n: int = typer.Option(500, help="Total number of points."),
     allocation: str = typer.Option("olofsson", help="proportional, equal or olofsson."),
-    min_per_class: int = typer.Option(50, help="Minimum points per class (olofsson allocation)."),
+    min_per_class: int = typer.Option(50, min=0, help="Minimum points per class (olofsson allocation)."),
     legend: str = typer.Option("sinolc1", help="Legend of the map."),
-    seed: int = typer.Option(0, help="Random seed (same seed, same points)."),
+    seed: int = typer.Option(0, min=0, help="Random seed (same seed, same points)."),
     reference: Path = typer.Option(None, help="Optional reference map: fill ref_code from it instead of by eye."),
     force: bool = typer.Option(False, "--force", help="Run even when the map is estimated to take longer than 24 h."),
 ) -> None:

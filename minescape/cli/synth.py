@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def synth(
         out: Path = typer.Argument(..., help="Output folder."),
-        seed: int = typer.Option(42, help="Random seed (same seed, same bytes)."),
+        seed: int = typer.Option(42, min=0, help="Random seed (same seed, same bytes)."),
         width: int = typer.Option(1000, help="Width in 10 m pixels."),
         height: int = typer.Option(800, help="Height in 10 m pixels."),
         sites: int = typer.Option(6, help="Number of mining sites."),
