@@ -374,6 +374,7 @@ def import_points(path: str | Path, legend: Legend):
     import geopandas as gpd
     import pandas as pd
 
+    from minescape.csvfile import read_csv
     from minescape.errors import MissingInputError
     from minescape.geo.vector import read_vector
 
@@ -381,17 +382,7 @@ def import_points(path: str | Path, legend: Legend):
     if not path.exists():
         raise MissingInputError("file not found", path=path)
     if path.suffix.lower() == ".csv":
-        if not path.is_file():
-            raise InputError("points CSV is not a regular file", path=path)
-        try:
-            table = pd.read_csv(path, encoding="utf-8", encoding_errors="strict")
-        except pd.errors.EmptyDataError:
-            raise InputError("points CSV is empty (expected a header with x, y, crs, map_code and ref_code or "
-                             "ref_class)", path=path) from None
-        except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
-            why = "not UTF-8 text (a binary file?)" if isinstance(exc, UnicodeDecodeError) else \
-                " ".join(str(exc).split())[:120]
-            raise InputError(f"points CSV cannot be read ({why})", path=path) from None
+        table = read_csv(path, "points CSV", expected="a header with x, y, crs, map_code and ref_code or ref_class")
         need = {"x", "y", "crs"}
         if not need <= set(table.columns):
             raise InputError(f"CSV lacks columns {sorted(need - set(table.columns))}", path=path)

@@ -174,9 +174,8 @@ def validate(
     force: bool = typer.Option(False, "--force", help="Run even when the map is estimated to take longer than 24 h."),
 ) -> None:
     """Confusion matrix, OA, kappa, UA/PA, area-weighted estimates with 95 % CIs, OA per unit, area comparison."""
-    import pandas as pd
-
     from minescape.atomic import atomic_path
+    from minescape.csvfile import read_csv
     from minescape.errors import InputError
     from minescape.legend import get_legend
     from minescape.limits import plan_raster
@@ -191,6 +190,11 @@ def validate(
     from minescape.sampling import import_points
 
     lg = get_legend(legend)
+    if (mapped_areas is None) != (reference_areas is None):  # before anything is read or written
+        raise InputError("give both --mapped-areas and --reference-areas to compare areas")
+    tables = None
+    if mapped_areas is not None:
+        tables = (read_csv(mapped_areas, "mapped area table"), read_csv(reference_areas, "reference area table"))
     pts = import_points(points, lg)
     plan_raster(map_path, px_per_second=SCAN_PX_PER_S, force=force)  # the class areas scan the whole map
     result = validate_sample(pts, lg, map_class_areas(map_path, lg))
@@ -201,10 +205,8 @@ def validate(
         units["unit"] = [unit_stem(*(r[f] for f in fields)) for _, r in units.iterrows()]
         per_unit = oa_per_unit(pts, units)
     written = write_validation(result, lg, out, per_unit=per_unit)
-    if (mapped_areas is None) != (reference_areas is None):
-        raise InputError("give both --mapped-areas and --reference-areas to compare areas")
-    if mapped_areas is not None:
-        table = compare_areas(pd.read_csv(mapped_areas), pd.read_csv(reference_areas), lg)
+    if tables is not None:
+        table = compare_areas(*tables, lg)
         with atomic_path(out / "area_comparison.csv") as tmp:
             table.to_csv(tmp, index=False, float_format="%.6f")
         written.append(out / "area_comparison.csv")

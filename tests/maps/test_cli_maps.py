@@ -46,6 +46,16 @@ def test_map_commands_end_to_end(hr_scene, hr_files, tmp_path):
     cmp = pd.read_csv(tmp_path / "val" / "area_comparison.csv")
     assert set(cmp.columns) == {"unit", "class", "mapped", "reference", "difference", "relative_difference"}
     assert len(cmp) > 0
+    # one of the pair, or an empty table: one line, exit 2, before anything is written
+    (tmp_path / "empty.csv").write_text("")
+    for extra, problem in ((["--mapped-areas", str(tmp_path / "prodmap" / "class_areas.csv")],
+                            "give both --mapped-areas and --reference-areas"),
+                           (["--mapped-areas", str(tmp_path / "empty.csv"), "--reference-areas",
+                             str(tmp_path / "prod" / "class_areas.csv")], "empty.csv: mapped area table is empty")):
+        res = runner.invoke(app, ["map", "validate", str(out_map), str(tmp_path / "pts.csv"), str(tmp_path / "v2"),
+                                  *extra])
+        assert res.exit_code == 2 and problem in res.output and "Traceback" not in res.output, res.output
+        assert not (tmp_path / "v2").exists()
 
 
 def test_bad_input_is_one_line(hr_scene, hr_files, tmp_path):
