@@ -93,3 +93,13 @@ def test_bad_inputs():
         polygonize(Raster(a.astype(np.float32), CRS.from_epsg(32750), T, 0))
     empty = polygonize(_raster(np.zeros((5, 6))))
     assert len(empty) == 0
+
+
+@pytest.mark.parametrize("data", [np.array([[2**40, 1, 1]], np.int64), np.array([[2**31 + 5, 1, 1]], np.uint32),
+                                  np.array([[2**32 + 1, 1, 1]], np.int64)])
+def test_large_codes_keep_their_value_with_either_connectivity(data):
+    """GDAL's polygonize (8-connectivity) takes int32 at most: a cast wrapped 2**31 + 5 negative and merged
+    2**32 + 1 with 1. Both connectivities give the codes as they are."""
+    raster = Raster(data, "EPSG:32650", Affine(10, 0, 500000, 0, -10, 7000000))
+    for connectivity in (4, 8):
+        assert sorted(polygonize(raster, connectivity=connectivity).codes.tolist()) == sorted([int(data[0, 0]), 1])

@@ -128,10 +128,14 @@ def _gdal_polygons(raster: Raster, band: int, connectivity: int) -> tuple[np.nda
     """GDAL's polygonize (through rasterio), repaired with ``make_valid`` where diagonal joins make a
     polygon invalid, shells counter-clockwise."""
     data = _class_band(raster, band)
-    if data.dtype.name not in SHAPES_DTYPES:
-        data = data.astype(np.int32)
+    lookup = None
+    if data.dtype.name not in SHAPES_DTYPES:  # (u)int64, uint32: codes as dense int32 ids (a cast would wrap)
+        lookup, data = np.unique(data, return_inverse=True)
+        data = data.reshape(raster.data.shape[1:]).astype(np.int32)
     mask = raster.valid_mask() if raster.nodata is not None else None
     geoms, codes = _shapes_to_polygons(data, mask, raster.transform, connectivity)
+    if lookup is not None:
+        codes = lookup[np.asarray(codes, dtype=np.int64)]
     if len(geoms):
         bad = ~shapely.is_valid(geoms)
         if bad.any():
