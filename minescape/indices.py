@@ -14,6 +14,12 @@ from minescape.errors import ConfigError
 from minescape.geo.raster import Raster
 
 SAVI_L = 0.5  # Huete (1988) soil-brightness correction for intermediate vegetation cover
+#: Reflectance below which NDVI, NDBI and BSI carry no signal: where the two sides of the ratio sum to less (after
+#: negative reflectance, which the baseline-04.00 offset gives very dark pixels, is taken as 0), the index is 0.
+#: Sentinel-2's noise is ~0.001-0.002 a band, so the ratio of a pit-wall shadow (red -0.002, NIR 0.004) read
+#: NDVI 3.0, "confident vegetation". Vegetation, built-up and bare ground are all far brighter than this; water
+#: indices (NDWI, MNDWI) keep no floor: dark water is still water.
+DARK_SUM = 0.02
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -32,9 +38,21 @@ def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return _ratio(a - b, a + b)
 
 
+def _bright_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`normalized_difference` of ``a`` and ``b`` clipped at 0, and 0 where they sum to less than
+    :data:`DARK_SUM` (no signal: neither side of the index)."""
+    a = np.maximum(np.asarray(a, dtype=np.float32), np.float32(0))  # NaN stays NaN
+    b = np.maximum(np.asarray(b, dtype=np.float32), np.float32(0))
+    out = normalized_difference(a, b)
+    with np.errstate(invalid="ignore", over="ignore"):
+        out[(a + b) < DARK_SUM] = 0.0
+    return out
+
+
 def ndvi(nir: np.ndarray, red: np.ndarray) -> np.ndarray:
-    """NDVI = (NIR - Red) / (NIR + Red) (Rouse et al. 1974); S2: (B08 - B04) / (B08 + B04)."""
-    return normalized_difference(nir, red)
+    """NDVI = (NIR - Red) / (NIR + Red) (Rouse et al. 1974); S2: (B08 - B04) / (B08 + B04); 0 where NIR + Red
+    < :data:`DARK_SUM` (a shadow: no signal)."""
+    return _bright_difference(nir, red)
 
 
 def savi(nir: np.ndarray, red: np.ndarray, *, soil_factor: float = SAVI_L) -> np.ndarray:
@@ -56,16 +74,19 @@ def mndwi(green: np.ndarray, swir1: np.ndarray) -> np.ndarray:
 
 
 def ndbi(swir1: np.ndarray, nir: np.ndarray) -> np.ndarray:
-    """NDBI = (SWIR1 - NIR) / (SWIR1 + NIR) (Zha et al. 2003); S2: (B11 - B08) / (B11 + B08)."""
-    return normalized_difference(swir1, nir)
+    """NDBI = (SWIR1 - NIR) / (SWIR1 + NIR) (Zha et al. 2003); S2: (B11 - B08) / (B11 + B08); 0 where SWIR1 +
+    NIR < :data:`DARK_SUM`."""
+    return _bright_difference(swir1, nir)
 
 
 def bsi(swir1: np.ndarray, red: np.ndarray, nir: np.ndarray, blue: np.ndarray) -> np.ndarray:
-    """BSI = ((SWIR1 + Red) - (NIR + Blue)) / ((SWIR1 + Red) + (NIR + Blue)) (Rikimaru et al. 2002)."""
+    """BSI = ((SWIR1 + Red) - (NIR + Blue)) / ((SWIR1 + Red) + (NIR + Blue)) (Rikimaru et al. 2002); 0 where the
+    four sum to less than :data:`DARK_SUM`."""
+    def pos(x: np.ndarray) -> np.ndarray:
+        return np.maximum(np.asarray(x, dtype=np.float32), np.float32(0))
+
     with np.errstate(invalid="ignore", over="ignore"):
-        a = np.asarray(swir1, dtype=np.float32) + np.asarray(red, dtype=np.float32)
-        b = np.asarray(nir, dtype=np.float32) + np.asarray(blue, dtype=np.float32)
-    return normalized_difference(a, b)
+        return _bright_difference(pos(swir1) + pos(red), pos(nir) + pos(blue))
 
 
 # name -> (function, Sentinel-2 bands in argument order)

@@ -19,10 +19,15 @@ def test_formulas():
 def test_division_and_nodata_safe():
     a = np.array([0.0, np.nan, 0.2, np.inf], np.float32)
     b = np.array([0.0, 0.1, -0.2, 0.1], np.float32)
+    from minescape.indices import normalized_difference
+
     with np.errstate(all="raise"):
-        out = ndvi(a, b)
+        out = normalized_difference(a, b)
+        veg = ndvi(a, b)
     assert np.isnan(out).tolist() == [True, True, True, True]
-    assert out.dtype == np.float32
+    assert out.dtype == veg.dtype == np.float32
+    # NDVI: no signal at (0, 0), negative red taken as 0, nodata and inf stay undefined
+    assert np.isnan(veg).tolist() == [False, True, False, True] and veg[[0, 2]].tolist() == [0.0, 1.0]
 
 
 def test_compute_index_from_named_stack(utm_raster):
@@ -33,3 +38,17 @@ def test_compute_index_from_named_stack(utm_raster):
         assert out.shape == (4, 5) and out.band_names == (name,) and out.crs == stack.crs
     with pytest.raises(ConfigError, match="NDVI"):
         compute_index(stack, "EVI")
+
+
+def test_dark_pixels_carry_no_vegetation_built_or_bare_signal():
+    """A pit-wall shadow after the baseline-04.00 offset: red -0.002, NIR 0.004 (DN 980 and 1040). The plain ratio
+    is 3.0, out of NDVI's range, and read as confident vegetation; below DARK_SUM the index is 0. Vegetation
+    (NIR 0.3, red 0.03) keeps its value, and dark water keeps its MNDWI (no floor for water)."""
+    from minescape.indices import DARK_SUM, mndwi, ndbi, ndvi, normalized_difference
+
+    red, nir = np.array([-0.002, 0.03], np.float32), np.array([0.004, 0.3], np.float32)
+    assert normalized_difference(nir, red)[0] == pytest.approx(3.0)  # what the ratio alone gives
+    assert ndvi(nir, red).tolist() == pytest.approx([0.0, 0.27 / 0.33])
+    assert 0.004 < DARK_SUM and ndbi(np.float32(0.003), np.float32(0.004)) == 0.0
+    assert mndwi(np.float32(0.012), np.float32(0.0005)) == pytest.approx(0.92, abs=0.01)
+    assert np.isnan(ndvi(np.float32(np.nan), np.float32(0.1)))  # nodata stays nodata
