@@ -5,7 +5,9 @@ id (``.tmp-<host>-<pid>-<random>-<name>``), so a writer that was killed outright
 leaves a file the next write into the same folder recognises as stale and removes: its process is gone.
 Every temporary name of every writer (files, folders, a temporary file's own temporary files such as the
 streamed GeoTIFF of a COG, GDAL sidecars, the old copy of a replaced folder) starts with that prefix, so one
-sweep finds them all.
+sweep finds them all. A temporary name never needs more bytes than the file system allows a name
+(:data:`NAME_MAX`) when its final name fits: a long final name is shortened in it (``~<hash><end of the name>``,
+the extension kept), and :func:`public_name` still gives the final name back.
 
 A write that fails because of where it goes (disk full, read-only file system, no permission, a folder where
 a file is expected, a file where a folder is expected) raises :class:`~minescape.errors.OutputError` naming
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno as _errno
+import hashlib
 import os
 import re
 import shutil
@@ -95,8 +98,18 @@ def sweep_stale(path: str | Path) -> list[Path]:
     return removed
 
 
+#: Longest file name in bytes of the file systems written to (ext4, XFS, btrfs, ZFS, APFS, NTFS: 255).
+NAME_MAX = 255
+#: Bytes a temporary name leaves free below :data:`NAME_MAX` for what writers append to it (the streamed GeoTIFF
+#: of a COG and its GDAL sidecars: ``.stream.tif.aux.xml``, ``.stream.tif.msk``, ``.stream.tif.ovr.tmp``).
+TEMP_ROOM = 24
+#: Final names shortened in temporary names by this process: tag (``~<hash>``) -> (final name, end kept).
+_SHORTENED: dict[str, tuple[str, str]] = {}
+
 #: A temporary-name prefix in any text (``.tmp-<host>-<pid>-<random>-``).
 _TMP_PREFIX = re.compile(r"\.tmp-[0-9a-f]{6}-\d+-[0-9a-f]{8}-")
+#: The tag of a shortened final name, right after the prefix.
+_TMP_TAG = re.compile(r"~[0-9a-f]{8}")
 #: Temporary suffixes a writer adds to a temporary name (the streamed GeoTIFF of a COG, GDAL sidecars).
 _TMP_SUFFIX = re.compile(r"(\.stream\.tif|\.aux\.xml|\.ovr\.tmp|\.msk)+(?=$|[\s:'\")])")
 
@@ -107,7 +120,17 @@ def public_name(text: str | Path) -> str:
     if not _TMP_PREFIX.search(text):
         return text
     parts = _TMP_PREFIX.split(text)
-    return parts[0] + "".join(_TMP_SUFFIX.sub("", p, count=1) for p in parts[1:])
+    return parts[0] + "".join(_TMP_SUFFIX.sub("", _long_name(p), count=1) for p in parts[1:])
+
+
+def _long_name(text: str) -> str:
+    """``text`` (what follows a temporary prefix) with a shortened final name (:func:`temp_path`) spelled out."""
+    tag = _TMP_TAG.match(text)
+    if tag is None or tag.group() not in _SHORTENED:
+        return text
+    name, tail = _SHORTENED[tag.group()]
+    rest = text[tag.end():]
+    return name + rest[len(tail):] if rest.startswith(tail) else text
 
 
 #: errno -> the cause in words, for outputs.
@@ -118,6 +141,7 @@ _CAUSES = {
     _errno.EACCES: "permission denied",
     _errno.EPERM: "operation not permitted",
     _errno.EFBIG: "file too large for the file system",
+    _errno.ENAMETOOLONG: "file name too long for the file system",
     _errno.EISDIR: "is a folder; give a file name",
     _errno.ENOTDIR: "a parent of the path is a file, not a folder",
     _errno.EEXIST: "exists and is a file; give a folder",
@@ -176,11 +200,11 @@ def prepare_output(path: str | Path, *, folder: bool = False) -> Path:
             file, a read-only or full file system, no permission.
     """
     path = Path(path)
-    if folder and path.exists() and not path.is_dir():
-        raise OutputError("exists and is a file; give a folder", path=path, errno=_errno.EEXIST)
-    if not folder and path.is_dir():
-        raise OutputError("is a folder; give a file name", path=path, errno=_errno.EISDIR)
-    try:
+    try:  # a name too long for the file system fails already in exists()
+        if folder and path.exists() and not path.is_dir():
+            raise OutputError("exists and is a file; give a folder", path=path, errno=_errno.EEXIST)
+        if not folder and path.is_dir():
+            raise OutputError("is a folder; give a file name", path=path, errno=_errno.EISDIR)
         (path if folder else path.parent).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise (output_error(exc, path) or exc) from None
@@ -189,10 +213,29 @@ def prepare_output(path: str | Path, *, folder: bool = False) -> Path:
 
 def temp_path(path: str | Path) -> Path:
     """A fresh temporary name beside ``path`` (file or folder) that :func:`sweep_stale` can attribute to this
-    process; stale ones of the same target are swept first."""
+    process; stale ones of the same target are swept first.
+
+    The name is ``.tmp-<host>-<pid>-<random>-<name>``; when that would leave less than :data:`TEMP_ROOM` bytes
+    below :data:`NAME_MAX` (a final name of more than about 200 bytes), ``<name>`` is shortened to
+    ``~<hash of the name><end of the name>`` (extension kept, for drivers chosen by it), which
+    :func:`public_name` turns back into the final name in this process.
+    """
     path = Path(path)
     sweep_stale(path)
-    return path.with_name(f".tmp-{HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")
+    prefix = f".tmp-{HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}-"
+    return path.with_name(prefix + _short_name(path.name, NAME_MAX - TEMP_ROOM - len(prefix)))
+
+
+def _short_name(name: str, size: int) -> str:
+    """``name`` if it fits in ``size`` bytes (UTF-8), else ``~<hash><the end of name>`` in ``size`` bytes."""
+    if len(name.encode()) <= size:
+        return name
+    tag = "~" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    tail = name[-max(size - len(tag), 0):]
+    while len(tail.encode()) > size - len(tag):  # multi-byte characters
+        tail = tail[1:]
+    _SHORTENED[tag] = (name, tail)
+    return tag + tail
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from minescape.atomic import public_name
 from minescape.errors import ConfigError, MinescapeError, UnitFailed, check_choice
 from minescape.progress import make_progress
 from minescape.runstate import (
@@ -38,7 +39,7 @@ from minescape.runstate import (
     write_run_info,
 )
 
-__all__ = ["Executor", "RunSummary", "Unit", "failure_reason", "fingerprint", "run_units"]
+__all__ = ["Executor", "RunSummary", "Unit", "failure_reason", "fingerprint", "run_units", "unit_path"]
 
 MODES = ("inprocess", "local", "scheduler")
 
@@ -47,12 +48,24 @@ MODES = ("inprocess", "local", "scheduler")
 class Unit:
     """One unit of work: a stable ``id``, picklable ``args`` and a ``fingerprint`` of its inputs+config.
 
-    Keep ``args`` plain (str, numbers, lists, dicts, paths): they are part of the unit's resume key.
+    Keep ``args`` plain (str, numbers, lists, dicts, paths): they are part of the unit's resume key. Paths in
+    ``args`` are absolute (:func:`unit_path`): the unit may run in another working folder.
     """
 
     id: str
     args: dict[str, Any]
     fingerprint: str = ""
+
+
+def unit_path(path: str | Path) -> Path:
+    """``path`` as a unit's args carry it: absolute (not resolved: symbolic links stay as given).
+
+    A unit may run on a worker of a scheduler whose working folder is not the client's; a relative path would
+    name another file there (an input "not found", an output written where the client never looks). Paths in
+    ``Unit.args`` are therefore always absolute, whatever the mode, so a unit's resume key is the same in every
+    mode too.
+    """
+    return Path(path).absolute()
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,10 @@ class Executor:
             raise ConfigError(f"units_per_task must be >= 1 (got {self.units_per_task})")
         if self.mode == "scheduler" and not self.scheduler:
             raise ConfigError("executor mode 'scheduler' needs a scheduler address (e.g. tcp://host:8786)")
+        if self.mode == "scheduler":
+            from minescape.runner_dask import check_scheduler_address
+
+            check_scheduler_address(self.scheduler)  # at once, not after Dask's connect timeout
         if self.run_dir is not None and not isinstance(self.run_dir, Path):
             object.__setattr__(self, "run_dir", Path(self.run_dir))
 
@@ -134,8 +151,9 @@ class RunSummary:
 
 
 def failure_reason(exc: BaseException) -> str:
-    """One line describing a unit failure (user errors verbatim, others with their type and place)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """One line describing a unit failure (user errors verbatim, others with their type and place); a temporary
+    name in it is replaced by the final name it stands for (users never see ``.tmp-...`` names)."""
+    text = " ".join(public_name(str(exc)).split()) or type(exc).__name__
     if isinstance(exc, MinescapeError):
         return text
     frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from minescape.errors import InputError
+from minescape.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from minescape.runner import Executor, Unit
@@ -46,17 +46,56 @@ def _connect(executor: Executor):
     _check_reachable(executor.scheduler)
     try:
         return Client(executor.scheduler, timeout="10s", set_as_default=False), None
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:
         raise InputError(f"cannot reach the Dask scheduler ({' '.join(str(exc).split())[:160]})",
                          path=executor.scheduler) from None
+
+
+#: Schemes of a scheduler address that go to a host and port (an address without one is ``tcp``).
+NETWORK_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+
+
+def _split_address(address: str):
+    """``address`` split as a URL (``tcp://`` added when it has no scheme)."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(address if "://" in address else f"tcp://{address}")
+
+
+def check_scheduler_address(address: str) -> str:
+    """``address`` if it names a Dask scheduler by host and port (``host:port``, ``tcp://host:port``, also
+    ``tls://``, ``ws://``, ``wss://``, ``ucx://``; ``inproc://`` as Dask gives it), without connecting.
+
+    Raises:
+        ConfigError: no host, no port (Dask would wait for its connect timeout, then fail with a traceback), a
+            port that is not a number in 1-65535, a path after the port or an unknown scheme.
+    """
+    fix = "give host:port or tcp://host:port (e.g. tcp://127.0.0.1:8786)"
+    parts = _split_address(address)
+    if parts.scheme == "inproc":
+        return address
+    if parts.scheme not in NETWORK_SCHEMES:
+        raise ConfigError(f"not a Dask scheduler address (scheme {parts.scheme!r} is not one of "
+                          f"{', '.join(NETWORK_SCHEMES)}, inproc); {fix}", path=address)
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = -1
+    what = ("no host" if not parts.hostname
+            else "more than host:port" if parts.path or parts.query or parts.fragment
+            else "no port" if port is None
+            else "the port is not a number in 1-65535" if not 1 <= port <= 65535
+            else None)
+    if what is not None:
+        raise ConfigError(f"not a Dask scheduler address ({what}); {fix}", path=address)
+    return address
 
 
 def _check_reachable(address: str) -> None:
     """Fail fast (one line) when a ``tcp://host:port`` scheduler refuses connections."""
     import socket
-    from urllib.parse import urlsplit
 
-    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    parts = _split_address(address)
     if parts.scheme != "tcp" or not parts.hostname or not parts.port:
         return
     try:

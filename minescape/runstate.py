@@ -175,13 +175,26 @@ def open_journal(run_dir: Path) -> Iterator[Callable[[UnitState], None]]:
 
 
 def _parse(line: str) -> UnitState | None:
+    """The state on one journal line, or None for a line that is not one: cut by a kill, or edited into other
+    types (then the unit counts as not finished and a re-run redoes it)."""
     try:
         d = json.loads(line)
-        checks = d.get("checks")
-        return UnitState(d["id"], d["key"], d["status"], d.get("result"), d.get("reason", ""),
-                         d.get("seconds", 0.0), d.get("attempts", 1), checks if isinstance(checks, dict) else None)
-    except (ValueError, KeyError, TypeError):
+    except ValueError:
         return None  # a line cut by a kill
+    if not isinstance(d, dict):
+        return None
+    uid, key, status, reason = d.get("id"), d.get("key"), d.get("status"), d.get("reason", "")
+    seconds, attempts, checks = d.get("seconds", 0.0), d.get("attempts", 1), d.get("checks")
+    if not (isinstance(uid, str) and isinstance(key, str) and status in ("done", "failed")
+            and isinstance(reason, str) and _is_number(seconds) and _is_number(attempts)):
+        return None
+    return UnitState(uid, key, status, d.get("result"), reason, float(seconds), int(attempts),
+                     checks if isinstance(checks, dict) else None)
+
+
+def _is_number(value: Any) -> bool:
+    """True for a finite JSON number (not a bool, not a string)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < float("inf")
 
 
 def read_states(run_dir: str | Path) -> dict[str, UnitState]:
@@ -236,7 +249,16 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
     path = run_dir / RUN_FILE
     if not path.exists():
         raise InputError("not a run folder (no run.json); pass the --run-dir of a run", path=run_dir)
-    return read_json(path, "run.json")
+    info = read_json(path, "run.json")
+    ids = info.get("unit_ids")
+    if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+        got = "an entry is not text" if isinstance(ids, list) else type(ids).__name__
+        raise InputError(f"unit_ids is not a list of unit ids ({got}); not written by a run, or edited", path=path)
+    for name in ("description", "function", "mode", "scheduler", "started", "finished"):
+        if info.get(name) is not None and not isinstance(info[name], str):
+            raise InputError(f"{name} is not text ({type(info[name]).__name__}); not written by a run, "
+                             "or edited", path=path)
+    return info
 
 
 @contextlib.contextmanager

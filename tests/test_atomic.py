@@ -85,3 +85,57 @@ def test_a_killed_writers_nested_temporary_files_are_swept_by_any_later_write(tm
     (tmp_path / "final" / "a").write_text("old")
     replace_dir(tmp_path / "new", tmp_path / "final")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final", "other.json"]
+
+
+def test_a_long_final_name_is_written_and_its_temporary_name_fits(tmp_path):
+    """A final name the file system accepts (here 250 bytes; 244 for a site id of 240 characters) is written:
+    the temporary name is shortened, keeps the extension, leaves room for the suffixes writers add to it, and
+    reads back as the final name in messages."""
+    import os
+
+    from minescape.atomic import NAME_MAX, TEMP_ROOM, public_name, temp_path
+
+    for name in ("a" * 246 + ".tif", "é" * 123 + ".tif", "short.tif"):  # 250 bytes, 250 bytes (UTF-8), short
+        final = tmp_path / name
+        if len(name.encode()) > 200:
+            final.write_text("the file system takes this name")  # what the test relies on is there
+            final.unlink()
+        tmp = temp_path(final)
+        assert len(tmp.name.encode()) <= NAME_MAX - TEMP_ROOM and tmp.suffix == ".tif"
+        assert (tmp.name.endswith(name)) == (name == "short.tif")
+        assert public_name(tmp) == str(final)
+        assert public_name(f"cannot open '{tmp}.stream.tif': no") == f"cannot open '{final}': no"
+        tmp.with_name(tmp.name + ".stream.tif.aux.xml").write_text("a writer's sidecar fits too")
+        atomic_write_text(final, "done")
+        assert final.read_text() == "done"
+        assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-") and not p.endswith(".aux.xml")]
+
+
+def test_a_killed_writers_shortened_temporary_file_is_swept(tmp_path):
+    """The shortened temporary name of a long final name keeps the host-pid prefix: a dead writer's is swept
+    by the next write into the folder, a live writer's is left alone."""
+    long_target = tmp_path / ("m" * 240 + ".tif")
+    live, live_tmp = _writer(long_target, "sleep")
+    killed, stale = _writer(long_target, "kill")
+    killed.wait(30)
+    try:
+        assert stale.exists() and live_tmp.exists() and "~" in stale.name and len(stale.name) < 240
+        atomic_write_text(tmp_path / "other.json", "{}")  # a fresh process's first write into the folder
+        assert not stale.exists() and live_tmp.exists()
+    finally:
+        live.kill()
+        live.wait(30)
+    assert sweep_stale(long_target) == [live_tmp]
+
+
+def test_a_final_name_too_long_for_the_file_system_is_one_output_error(tmp_path):
+    """Past NAME_MAX the final name itself cannot exist: an OutputError naming it, never the temporary name."""
+    import pytest
+
+    from minescape.errors import OutputError
+
+    final = tmp_path / ("z" * 300 + ".json")
+    with pytest.raises(OutputError) as info:
+        atomic_write_text(final, "{}")
+    assert str(info.value) == f"{final}: cannot write (file name too long for the file system)"
+    assert not list(tmp_path.iterdir())

@@ -53,6 +53,16 @@ def fault_job(unit: Unit) -> dict:
     return result
 
 
+def failing_write_job(unit: Unit) -> dict:
+    """ndvi_tile, or with ``fail`` an error inside an atomic write that names the temporary file (as GDAL's do)."""
+    from minescape.atomic import atomic_path
+
+    if unit.args.get("fail"):
+        with atomic_path(unit.args["out"]) as tmp:
+            raise RuntimeError(f"driver failed writing '{tmp}.stream.tif'")
+    return ndvi_tile(unit)
+
+
 @pytest.fixture
 def tiles(small_region, tmp_path):
     """NDVI tile units (64 px tiles: 20 units) of the small region writing under tmp_path/out."""
@@ -135,6 +145,23 @@ def test_bad_unit_reported_others_complete(tiles, tmp_path):
     # the failed unit is retried by the next run; the done ones are not
     again = run_units(units, ndvi_tile, executor=Executor(run_dir=run_dir))
     assert len(again.skipped) == 5 and list(again.failed) == ["bad"]
+
+
+def test_long_output_names_work_and_failures_name_the_final_path(tiles, tmp_path):
+    """A 244-character output name (a site id of 240 characters) is legal and is written; a unit failing inside
+    an atomic write is reported with the final name, never the temporary ``.tmp-...`` one."""
+    tile = tiles()[0]
+    long_out, short_out = tmp_path / ("M" * 240 + ".tif"), tmp_path / "short.tif"
+    units = [Unit("long", {**tile.args, "out": str(long_out)}),
+             Unit("long-fails", {**tile.args, "out": str(long_out.with_name("N" * 240 + ".tif")), "fail": True}),
+             Unit("short-fails", {**tile.args, "out": str(short_out), "fail": True})]
+    summary = run_units(units, failing_write_job, executor=Executor(run_dir=tmp_path / "run"))
+    assert list(summary.results) == ["long"] and long_out.exists() and len(long_out.name) == 244
+    assert sorted(summary.failed) == ["long-fails", "short-fails"]
+    assert f"driver failed writing '{tmp_path / ('N' * 240 + '.tif')}'" in summary.failed["long-fails"]
+    assert f"driver failed writing '{short_out}'" in summary.failed["short-fails"]
+    assert not any(".tmp-" in reason for reason in summary.failed.values())
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_run_folder_lock_refuses_a_second_live_run(tmp_path):
@@ -357,6 +384,45 @@ def test_journal_survives_a_cut_line_and_is_compacted(tmp_path):
     lines = journal.read_text().splitlines()
     assert len(lines) <= 2 * 30 + 100 + 30  # ... and the journal is compacted when it doubles
     assert {s.status for s in read_states(run_dir).values()} == {"failed"}
+
+
+@pytest.mark.parametrize("info", [{"unit_ids": 5}, {"unit_ids": ["a", 3]}, {"unit_ids": ["a"], "finished": 7},
+                                  {"unit_ids": ["a"], "description": ["x"]}])
+def test_runs_status_names_a_run_json_with_wrong_types(tmp_path, info):
+    from typer.testing import CliRunner
+
+    from minescape.cli.app import app
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps(info))
+    res = CliRunner().invoke(app, ["runs", "status", str(run_dir), "--all"])
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith(f"error: {run_dir / 'run.json'}: ") and "not " in res.output
+    assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+
+
+def test_journal_lines_with_wrong_types_count_as_cut_lines(tmp_path):
+    """A journal line whose fields have other types (seconds as text, id as a number, ...) is one a run did not
+    write: ignored like a cut line, so its unit is not finished (status) and is redone (resume)."""
+    from typer.testing import CliRunner
+
+    from minescape.cli.app import app
+    from minescape.runstate import JOURNAL
+
+    run_dir = tmp_path / "run"
+    run_units([Unit("a", {"i": 1}), Unit("b", {"i": 2})], trivial_job, executor=Executor(run_dir=run_dir))
+    good = [json.loads(line) for line in (run_dir / JOURNAL).read_text().splitlines()]
+    assert [d["id"] for d in good] == ["a", "b"] and all(isinstance(d["seconds"], float) for d in good)
+    bad = [{**good[0], "seconds": "1.5"}, {**good[1], "attempts": None}, {**good[0], "id": 5}, [1, 2], "text",
+           {**good[1], "status": "finished"}, {**good[0], "reason": 3, "status": "failed"}, {**good[0], "key": None}]
+    (run_dir / JOURNAL).write_text("".join(json.dumps(d) + "\n" for d in bad))
+    assert read_states(run_dir) == {}
+    res = CliRunner().invoke(app, ["runs", "status", str(run_dir), "--all", "--strict"])
+    assert res.exit_code == 3, res.output
+    assert "2 total, 0 done, 0 failed, 2 not finished" in res.output and "Traceback" not in res.output
+    again = run_units([Unit("a", {"i": 1}), Unit("b", {"i": 2})], trivial_job, executor=Executor(run_dir=run_dir))
+    assert again.ok and not again.skipped and sorted(read_states(run_dir)) == ["a", "b"]
 
 
 def trivial_job(unit: Unit) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,61 @@ def test_bad_executor_options(small_region, tmp_path):
     assert res.exit_code == 2
     line = _one_error_line(res.output)
     assert "tcp://127.0.0.1:9: cannot reach the Dask scheduler" in line
+
+
+def test_bad_scheduler_address_is_one_line_at_once(small_region, tmp_path):
+    """An address without a port (Dask would wait for its connect timeout, then raise a ValueError) or with a
+    port that is not one is refused before anything is written, with a one-line error."""
+    import time
+
+    for address, what in [("foo", "no port"), ("tcp://127.0.0.1", "no port"), ("h:abc", "not a number"),
+                          ("tcp://127.0.0.1:8786/x", "more than host:port"), ("http://h:8786", "scheme 'http'")]:
+        t0 = time.perf_counter()
+        res = _classify(small_region, tmp_path / "o", "--scheduler", address)
+        assert res.exit_code == 2, res.output
+        line = _one_error_line(res.output)
+        assert f"{address}: not a Dask scheduler address" in line and what in line, line
+        assert time.perf_counter() - t0 < 5
+    assert not (tmp_path / "o").exists()
+
+
+def test_scheduler_worker_in_another_folder_gets_the_clients_paths(small_region, tmp_path, monkeypatch):
+    """A real scheduler whose worker runs in another working folder than the client (as on any real cluster):
+    relative paths typed by the user mean the client's files, the maps land in the client's OUT, and the same
+    command again finds them done."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    worker_cwd, client_cwd = tmp_path / "w" / "ork" / "er", tmp_path / "client"  # "../.." differs too
+    worker_cwd.mkdir(parents=True)
+    client_cwd.mkdir()
+    monkeypatch.chdir(worker_cwd)  # the worker process starts here ...
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+        assert list(client.run(os.getcwd).values()) == [str(worker_cwd)]
+        monkeypatch.chdir(client_cwd)  # ... the command runs here
+
+        def rel(path: Path) -> str:
+            return os.path.relpath(path, client_cwd)
+
+        args = ["lulc", "classify", rel(small_region.sites), "out", "--dcm", rel(small_region.dcm_dh),
+                "--dcm-year", rel(small_region.dcm_year), "--no-quicklook", "--no-report",
+                "--scheduler", cluster.scheduler_address, "--run-dir", "run"]
+        for scene in small_region.scenes:
+            args += ["-s", rel(scene)]
+        assert all(not Path(a).is_absolute() for a in args[2:7])
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+        maps = _maps(client_cwd / "out")
+        assert len(maps) == 2
+        assert not list(worker_cwd.iterdir())  # nothing written in the worker's folder
+        mtimes = {p.name: p.stat().st_mtime_ns for p in (client_cwd / "out" / "maps").glob("*.tif")}
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+        assert {p.name: p.stat().st_mtime_ns for p in (client_cwd / "out" / "maps").glob("*.tif")} == mtimes
+    status = CliRunner().invoke(app, ["runs", "status", str(client_cwd / "run"), "--strict"])
+    assert status.exit_code == 0 and "2 total, 2 done, 0 failed, 0 not finished" in status.output
 
 
 @pytest.mark.parametrize("which", ["t1", "t2"])

@@ -45,7 +45,11 @@ def unit_lines(failed: Mapping[str, str]) -> list[str]:
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
     """Print ``error: message`` on one line (stderr) and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # the message is text, not markup: "[x]" in a path stays, ":abc:" in an address is not an emoji
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, emoji=False, highlight=False,
+                      soft_wrap=True)
     return typer.Exit(code)
 
 

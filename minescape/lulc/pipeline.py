@@ -19,7 +19,7 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,7 @@ from minescape.lulc.inputs import clearest_scene, dh_on_grid, load_dh, load_stac
 from minescape.lulc.model import LulcModel, load_model, sample_pixels, train_model
 from minescape.lulc.postprocess import postprocess
 from minescape.lulc.rules import classify_rules, load_rules
-from minescape.runner import Executor, RunSummary, Unit, run_units
+from minescape.runner import Executor, RunSummary, Unit, run_units, unit_path
 from minescape.runstate import fingerprint
 from minescape.sites import Site, SiteYear, make_site, read_sites, site_year
 
@@ -387,7 +387,15 @@ def classify_sites(
         stac: a STAC catalogue instead of ``scenes`` (per site, the items of its year; composites per
             ``config["composite"]``). It is opened once first: unreachable -> InputError, nothing written.
     """
-    cfg = with_stac_defaults(make_config(config), stac, Path(out_dir) / ".window-cache")
+    # units may run on a worker in another working folder: every path they carry is absolute
+    out_dir = unit_path(out_dir)
+    scenes = [s if "://" in str(s) else unit_path(s) for s in scenes]
+    dcm_dh, dcm_year = (None if p is None else unit_path(p) for p in (dcm_dh, dcm_year))
+    if str(classifier) != "rules":
+        classifier = unit_path(classifier)
+    if stac is not None and not stac.is_api:
+        stac = replace(stac, source=str(unit_path(stac.source)))
+    cfg = with_stac_defaults(make_config(config), stac, out_dir / ".window-cache")
     if classifier != "rules":
         get_classifier(classifier)  # fail early on a bad model
     check_dcm(dcm_dh, dcm_year)
