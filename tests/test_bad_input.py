@@ -344,3 +344,23 @@ def test_wrong_band_count(small_region, tmp_path):
     one_line_naming(err.value, four, "missing bands ['B11']")
     with pytest.raises(InputError, match=r"band 'B11' not available; bands are \['B02', 'B03', 'B04', 'B08'\]"):
         indices.compute_index(read_stack(four), "MNDWI")
+
+
+def test_holes_are_subtracted_whatever_the_rings_turn():
+    """A 10 x 10 km square with a 5 x 5 km hole, both rings clockwise (as some files write them): pyproj's Geod
+    adds each ring's signed area, so the hole was added (125 km² instead of 75). The area is the same as for the
+    ring order GEOS writes, and the check holds with a real difference: the hole is there."""
+    from pyproj import Transformer
+
+    to_lonlat = Transformer.from_crs(32750, 4326, always_xy=True)
+
+    def ring(x0, y0, size):  # clockwise, in lon/lat
+        xs, ys = to_lonlat.transform([x0, x0, x0 + size, x0 + size], [y0, y0 + size, y0 + size, y0])
+        return list(zip(xs, ys, strict=True))
+
+    shell, hole = ring(500000, 7500000, 10000), ring(502500, 7502500, 5000)
+    clockwise = shapely.Polygon(shell, [hole])
+    assert not shapely.is_ccw(clockwise.exterior) and not shapely.is_ccw(clockwise.interiors[0])
+    area = geodesic_area([clockwise, shapely.orient_polygons(clockwise), shapely.Polygon(shell)])
+    assert area[0] == pytest.approx(area[1], rel=1e-9) and area[0] == pytest.approx(75e6, rel=3e-3)
+    assert area[2] - area[0] == pytest.approx(25e6, rel=3e-3)

@@ -137,7 +137,8 @@ def _polygonal(geom):
 
 
 def geodesic_area(geometries, crs: CRS | str | int = "EPSG:4326") -> np.ndarray:
-    """Area in m² of each polygonal geometry on the WGS84 ellipsoid (``pyproj.Geod``), holes subtracted.
+    """Area in m² of each polygonal geometry on the WGS84 ellipsoid (``pyproj.Geod``), holes subtracted whatever
+    the orientation of the rings.
 
     Geometries in another CRS are transformed to EPSG:4326 first.
     """
@@ -146,7 +147,10 @@ def geodesic_area(geometries, crs: CRS | str | int = "EPSG:4326") -> np.ndarray:
     geoms = gpd.GeoSeries(list(geometries), crs=crs)
     if geoms.crs is not None and not geoms.crs.equals(CRS.from_epsg(4326)):
         geoms = geoms.to_crs(4326)
-    return np.array([abs(WGS84_GEOD.geometry_area_perimeter(g)[0]) if g is not None else 0.0 for g in geoms])
+    # Geod adds each ring's signed area: shells counter-clockwise and holes clockwise first, or a file whose
+    # rings all turn one way would have its holes added instead of subtracted
+    oriented = shapely.orient_polygons(np.asarray(geoms.values, dtype=object))
+    return np.array([abs(WGS84_GEOD.geometry_area_perimeter(g)[0]) if g is not None else 0.0 for g in oriented])
 
 
 def write_gpkg(gdf: gpd.GeoDataFrame, path: str | Path, *, layer: str | None = None) -> Path:
