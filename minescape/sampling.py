@@ -37,8 +37,9 @@ def allocate(counts: Sequence[int], n: int, *, method: str = "olofsson", min_per
         counts: pixels (or area) of each stratum, in legend order.
         n: total sample size.
         method: ``proportional`` (to stratum size), ``equal`` (same per stratum) or ``olofsson`` (Olofsson et
-            al. 2014, section 5.1.2: every stratum gets at least ``min_per_class`` points, or its equal share
-            when ``n`` is too small for that, the rest is allocated proportionally to stratum size).
+            al. 2014, section 5.1.2: the strata whose proportional share is below ``min_per_class`` (the rare
+            ones) get ``min_per_class`` points, or the equal share when ``n`` is too small for that, and the
+            rest is allocated proportionally among the other strata).
         min_per_class: the minimum of the ``olofsson`` allocation.
 
     Returns:
@@ -58,10 +59,27 @@ def allocate(counts: Sequence[int], n: int, *, method: str = "olofsson", min_per
     elif method == "equal":
         share = np.where(present, n / k, 0.0)
     else:
-        floor = min(min_per_class, n // k)
-        rest = n - floor * k
-        share = np.where(present, floor + counts / counts.sum() * rest, 0.0)
+        share = _olofsson_shares(counts, n, min(min_per_class, n // k))
     return _round_capped(share, counts, n)
+
+
+def _olofsson_shares(counts: np.ndarray, n: int, floor: int) -> np.ndarray:
+    """Olofsson et al. (2014) §5.1.2: ``floor`` points for each stratum whose proportional share of what is left
+    falls below it (repeated: giving rare strata their floor shrinks the others' shares), the rest proportionally
+    among the others. The large strata keep their proportional points, which their omission errors (the area
+    estimates' main uncertainty) need."""
+    present = counts > 0
+    rare = np.zeros(counts.size, dtype=bool)
+    while True:
+        common = present & ~rare
+        left = n - floor * int(rare.sum())
+        share = np.where(rare, float(floor), 0.0)
+        if common.any():
+            share[common] = counts[common] / counts[common].sum() * left
+        below = common & (share < floor)
+        if not below.any():
+            return share
+        rare |= below
 
 
 def _round_capped(share: np.ndarray, counts: np.ndarray, n: int) -> np.ndarray:

@@ -53,6 +53,9 @@ def test_allocations():
     assert allocate(counts, 640, method="proportional").tolist() == [13, 9, 205, 413]
     olof = allocate(counts, 640, method="olofsson", min_per_class=50)
     assert olof.sum() == 640 and olof.min() >= 50 and olof[3] > olof[2] > olof[0]
+    # the paper's own example (§5.1.2, n = 641, 75 for each rare stratum): the rare strata get 75, the rest is
+    # proportional among the large ones only (a floor for all, then proportional over all, gave 82/80/184/295)
+    assert allocate(counts, 641, method="olofsson", min_per_class=75).tolist() == [75, 75, 163, 328]
     eq = allocate([5, 150_000, 0, 6_450_000], 100, method="equal")
     assert eq.tolist() == [5, 47, 0, 48]  # capped at the stratum size, empty strata get nothing
     with pytest.raises(ConfigError, match="proportional, equal, olofsson"):
