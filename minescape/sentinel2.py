@@ -74,9 +74,21 @@ PRODUCT_NAME = re.compile(
     r"(?P<mission>S2[ABCD])_MSI(?P<level>L1C|L2A)_(?P<datetime>\d{8}T\d{6})_N(?P<baseline>\d{4})"
     r"_R(?P<orbit>\d{3})_T(?P<tile>\d{2}[A-Z]{3})"
 )
-# Old (pre-2017) tile-level names, e.g. S2A_OPER_MSI_L1C_TL_MTI__20160120T104345_A003020_T39QZG_B01
+# Old (pre-2017) tile-level names, e.g. S2A_OPER_MSI_L1C_TL_MTI__20160120T104345_A003020_T39QZG_B01. The date in
+# them is the file's creation (ESA's "OPER" naming), not the sensing: OSCD's aguasclaras tile above was created
+# 2016-12-27 from a scene sensed 2015-09-16. The sensing time follows from the absolute orbit (A003020).
 OLD_TILE_NAME = re.compile(r"(?P<mission>S2[AB])_OPER_MSI_(?P<level>L1C|L2A)_TL_\w{4}_(?P<datetime>\d{8}T\d{6})"
-                           r"_A\d{6}_T(?P<tile>\d{2}[A-Z]{3})")
+                           r"_A(?P<abs_orbit>\d{6})_T(?P<tile>\d{2}[A-Z]{3})")
+#: Launch (UTC) of each Sentinel-2 unit: its absolute orbit 1 starts there.
+LAUNCH = {"S2A": dt.datetime(2015, 6, 23, 1, 51, 58), "S2B": dt.datetime(2017, 3, 7, 1, 49, 24)}
+#: Sentinel-2's orbital period: 143 orbits in its 10-day repeat cycle.
+ORBIT_DAYS = 10 / 143
+
+
+def sensing_date_of_orbit(mission: str, abs_orbit: int) -> dt.date:
+    """The UTC date of absolute orbit ``abs_orbit`` of ``mission`` (launch + (orbit - 1) periods): within a day of
+    the sensing date whatever the orbit (checked against the five OSCD cities of old names, each to the day)."""
+    return (LAUNCH[mission] + dt.timedelta(days=(abs_orbit - 1) * ORBIT_DAYS)).date()
 # Granule band files, e.g. T40QBM_20180328T065919_B01
 GRANULE_NAME = re.compile(r"T(?P<tile>\d{2}[A-Z]{3})_(?P<datetime>\d{8}T\d{6})_B")
 DATE_ONLY = re.compile(r"(?<!\d)(?P<date>20\d{6})(?:T\d{6})?(?!\d)")
@@ -127,6 +139,8 @@ def parse_scene_name(name: str) -> SceneInfo:
         if m:
             g = m.groupdict()
             date = dt.datetime.strptime(g["datetime"], "%Y%m%dT%H%M%S").date()
+            if g.get("abs_orbit"):  # an old name's date is its creation: the orbit tells the sensing
+                date = sensing_date_of_orbit(g["mission"], int(g["abs_orbit"]))
             baseline = g.get("baseline")
             return SceneInfo(
                 date=date,
