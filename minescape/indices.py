@@ -38,21 +38,22 @@ def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return _ratio(a - b, a + b)
 
 
-def _bright_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """:func:`normalized_difference` of ``a`` and ``b`` clipped at 0, and 0 where they sum to less than
-    :data:`DARK_SUM` (no signal: neither side of the index)."""
-    a = np.maximum(np.asarray(a, dtype=np.float32), np.float32(0))  # NaN stays NaN
-    b = np.maximum(np.asarray(b, dtype=np.float32), np.float32(0))
-    out = normalized_difference(a, b)
+def _bright_difference(*sides: tuple[np.ndarray, ...]) -> np.ndarray:
+    """:func:`normalized_difference` of two sides, each the sum of its bands clipped at 0; 0 where the two sum to
+    less than :data:`DARK_SUM` (no signal: neither side of the index); NaN where a band is not finite."""
+    a, b = (sum(np.maximum(np.asarray(x, dtype=np.float32), np.float32(0)) for x in side) for side in sides)
+    finite = np.logical_and.reduce([np.isfinite(np.asarray(x, dtype=np.float32)) for side in sides for x in side])
     with np.errstate(invalid="ignore", over="ignore"):
+        out = normalized_difference(a, b)
         out[(a + b) < DARK_SUM] = 0.0
+    out[~finite] = np.nan
     return out
 
 
 def ndvi(nir: np.ndarray, red: np.ndarray) -> np.ndarray:
     """NDVI = (NIR - Red) / (NIR + Red) (Rouse et al. 1974); S2: (B08 - B04) / (B08 + B04); 0 where NIR + Red
     < :data:`DARK_SUM` (a shadow: no signal)."""
-    return _bright_difference(nir, red)
+    return _bright_difference((nir,), (red,))
 
 
 def savi(nir: np.ndarray, red: np.ndarray, *, soil_factor: float = SAVI_L) -> np.ndarray:
@@ -76,17 +77,13 @@ def mndwi(green: np.ndarray, swir1: np.ndarray) -> np.ndarray:
 def ndbi(swir1: np.ndarray, nir: np.ndarray) -> np.ndarray:
     """NDBI = (SWIR1 - NIR) / (SWIR1 + NIR) (Zha et al. 2003); S2: (B11 - B08) / (B11 + B08); 0 where SWIR1 +
     NIR < :data:`DARK_SUM`."""
-    return _bright_difference(swir1, nir)
+    return _bright_difference((swir1,), (nir,))
 
 
 def bsi(swir1: np.ndarray, red: np.ndarray, nir: np.ndarray, blue: np.ndarray) -> np.ndarray:
     """BSI = ((SWIR1 + Red) - (NIR + Blue)) / ((SWIR1 + Red) + (NIR + Blue)) (Rikimaru et al. 2002); 0 where the
     four sum to less than :data:`DARK_SUM`."""
-    def pos(x: np.ndarray) -> np.ndarray:
-        return np.maximum(np.asarray(x, dtype=np.float32), np.float32(0))
-
-    with np.errstate(invalid="ignore", over="ignore"):
-        return _bright_difference(pos(swir1) + pos(red), pos(nir) + pos(blue))
+    return _bright_difference((swir1, red), (nir, blue))
 
 
 # name -> (function, Sentinel-2 bands in argument order)

@@ -123,3 +123,21 @@ def test_many_failed_sites_print_a_bounded_list(small_region, tmp_path):
     assert len(lines) == FAILURES_SHOWN + 1 < len(rows)
     assert all("lies outside the DCM year raster" in ln for ln in lines[:-1])
     assert lines[-1] == f"failed: {100 - FAILURES_SHOWN} more (all of them in {out / 'sites.json'})"
+
+
+def test_warnings_are_one_line_each(small_region, tmp_path):
+    """A sites layer with an empty geometry: the dropped feature is one 'warning: ...' line, not Python's two-line
+    form with the source file, line number and code."""
+    import geopandas as gpd
+    import shapely
+
+    sites = gpd.read_file(small_region.sites)
+    sites.loc[len(sites)] = {**sites.iloc[0].to_dict(), "geometry": shapely.Polygon(), "site_id": "EMPTY"}
+    sites.to_file(tmp_path / "sites.gpkg")
+    res = runner.invoke(app, ["lulc", "scenes", str(tmp_path / "sites.gpkg"), str(tmp_path / "plan.csv"), "-s",
+                              str(small_region.scene_dir), "--dcm", str(small_region.dcm_dh), "--dcm-year",
+                              str(small_region.dcm_year)], env={"MINESCAPE_PROGRESS": "0"})
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.output.splitlines() if line.startswith("warning:")]
+    assert lines == [f"warning: sites.gpkg: feature {len(sites) - 1} has empty geometry; dropped"], res.output
+    assert "UserWarning" not in res.output and ".py:" not in res.output

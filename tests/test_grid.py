@@ -54,6 +54,8 @@ def test_window_of_bounds_covers_every_pixel_the_bounds_touch():
     assert (w.col_off, w.width, w.row_off, w.height) == (2, 4, 1, 6)
     w = g.window_of_bounds((-50, -50, 500, 500))
     assert (w.col_off, w.width, w.row_off, w.height) == (0, 10, 0, 10)
+    with pytest.raises(NoOverlapError):  # a site transformed far outside the CRS's area of use: inf / NaN bounds
+        g.window_of_bounds((float("nan"), 0, float("inf"), 10))
 
 
 def test_reproject_to_other_crs_keeps_values(utm_raster):

@@ -314,3 +314,19 @@ def test_the_name_decides_the_format_never_the_bytes(tmp_path):
         open_raster(disguised)
     assert raster_driver("https://x.blob.core.windows.net/B02.jp2?st=1&sig=a.vrt") == "JP2OpenJPEG"
     assert raster_driver("/vsizip//d/t.zip/DCM/x_DCM.TIF") == "GTiff" and raster_driver("labels") == "GTiff"
+
+
+def test_png_labels_read_and_other_formats_are_named(tmp_path):
+    """OSCD ships its labels as cm.png beside the GeoTIFF: PNG is read (by the PNG driver alone). A raster in a
+    format not read (an ERDAS .img) is one line listing the formats that are, and how to convert."""
+    from minescape.geo.raster import open_raster
+
+    with rasterio.open(tmp_path / "cm.png", "w", driver="PNG", width=6, height=4, count=1, dtype="uint8") as dst:
+        dst.write(np.full((4, 6), 2, np.uint8), 1)
+    with open_raster(tmp_path / "cm.png") as src:
+        assert src.driver == "PNG" and (src.read(1) == 2).all()
+    with rasterio.open(tmp_path / "map.img", "w", driver="HFA", width=6, height=4, count=1, dtype="uint8") as dst:
+        dst.write(np.ones((4, 6), np.uint8), 1)
+    with pytest.raises(InputError, match=r"map.img: not a readable raster .*only GeoTIFF \(.tif, .tiff\), JPEG 2000 "
+                                         r"\(.jp2\), PNG \(.png\) and VRT \(.vrt\) rasters are read: convert it"):
+        open_raster(tmp_path / "map.img")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -73,6 +75,14 @@ def error_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one stderr line, ``warning: <message>`` (the category named unless it is a UserWarning, no
+    source line): the same shape as the error lines. ``--debug`` keeps Python's own format."""
+    text = " ".join(str(message).split())
+    kind = "" if category is UserWarning else f" ({category.__name__})"
+    sys.stderr.write(f"warning: {text}{kind}\n")
+
+
 def handle_errors(func: F) -> F:
     """Turn user errors into one stderr line and exit code 2 (a traceback only with --debug).
 
@@ -85,7 +95,10 @@ def handle_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                if not state.debug:
+                    warnings.showwarning = _warning_line
+                return func(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
         except UnitFailed as exc:

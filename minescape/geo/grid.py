@@ -82,6 +82,8 @@ class Grid:
         Rounded here, not by ``Window.round_offsets``/``round_lengths``: rasterio 1.4 ignores their ``op`` and
         rounds the length to the nearest integer, which loses the last row and column of a window whose bounds
         fall inside pixels."""
+        if not all(math.isfinite(v) for v in bounds):  # e.g. a site transformed far outside the CRS's area of use
+            raise NoOverlapError(f"bounds {bounds} do not overlap the grid {self.bounds}")
         win = rasterio.windows.from_bounds(*bounds, transform=self.transform)
         col0, row0 = math.floor(win.col_off + EDGE_TOLERANCE_PX), math.floor(win.row_off + EDGE_TOLERANCE_PX)
         col1 = math.ceil(win.col_off + win.width - EDGE_TOLERANCE_PX)

@@ -188,7 +188,10 @@ def window_reads() -> rasterio.Env:
 #: bytes. Left to sniff the content, GDAL follows a VRT (or another format that names files and URLs) dressed as
 #: ``B02.tif`` to whatever it references: a local file's pixels in a map, requests to third-party URLs. A ``.vrt``
 #: is opened as one only when its name says so (a user's own mosaic); hrefs never are (``check_href``).
-DRIVER_BY_SUFFIX: dict[str, str] = {".tif": "GTiff", ".tiff": "GTiff", ".jp2": "JP2OpenJPEG", ".vrt": "VRT"}
+DRIVER_BY_SUFFIX: dict[str, str] = {".tif": "GTiff", ".tiff": "GTiff", ".jp2": "JP2OpenJPEG", ".png": "PNG",
+                                    ".vrt": "VRT"}
+#: How the formats read are named in messages.
+READ_FORMATS = "GeoTIFF (.tif, .tiff), JPEG 2000 (.jp2), PNG (.png) and VRT (.vrt)"
 #: Names with another suffix (or none) are read as GeoTIFF.
 DEFAULT_DRIVER = "GTiff"
 
@@ -217,8 +220,10 @@ def open_raster(path: str | Path):
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return open_by_name(path)
     except RasterioIOError as exc:
+        known = path.suffix.lower() in DRIVER_BY_SUFFIX
+        hint = "" if known else f"; only {READ_FORMATS} rasters are read: convert it with gdal_translate -of GTiff"
         raise InputError(f"not a readable raster (read as {raster_driver(path)}, by its name: "
-                         f"{str(exc).splitlines()[0][:120]})", path=path) from None
+                         f"{str(exc).splitlines()[0][:120]}){hint}", path=path) from None
 
 
 def open_class_map(path: str | Path):

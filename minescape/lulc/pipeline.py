@@ -30,7 +30,7 @@ from minescape.dcm.index import dcm_index
 from minescape.dcm.mosaic import read_dcm_on_grid
 from minescape.dcm.options import DcmOptions
 from minescape.dcm.site import SiteDcm, is_delivery, read_site_dcm
-from minescape.errors import ConfigError, InputError, check_choice
+from minescape.errors import ConfigError, InputError, MissingInputError, check_choice
 from minescape.geo.raster import Raster, write_raster
 from minescape.geo.vector import FeatureNote
 from minescape.imagery.composite import Composite, annual_composite
@@ -586,6 +586,8 @@ def train_from_sites(
                                                site_ids=site_ids, point_buffer_m=point_buffer_m)
     label_src = None
     if labels is not None:
+        if not Path(labels).exists():  # before any site is read
+            raise MissingInputError("label file not found", path=labels)
         label_src = read_vector_labels(labels, class_field=class_field, layer=labels_layer) if is_vector(labels) \
             else Path(labels)
     rng = np.random.default_rng(seed)
@@ -615,7 +617,8 @@ def train_from_sites(
         ys.append(lab.ravel()[idx])
         used.append(site.id)
     if not used:
-        raise InputError(f"no training site could be used: {failed}")
+        first = next(iter(failed.items()))
+        raise InputError(f"none of the {len(failed)} training sites could be used; site {first[0]}: {first[1]}")
     x = np.concatenate(xs)
     y = np.concatenate(ys)
     meta = {"sites": used, "labels": str(labels) if labels is not None else "weak (rules' confident pixels)",

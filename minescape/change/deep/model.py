@@ -228,6 +228,9 @@ def load_model(path: str | Path) -> ChangeModel:
     from minescape.change.deep.norm import NORMS
 
     path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        raise InputError(f"is an ONNX export; give the model it was exported from ({path.with_suffix('.pt').name}): "
+                         "--backend onnx runs the .onnx file beside it", path=path)
     payload = load_payload(path, formats=(MODEL_FORMAT,))
     meta = payload["meta"]
     try:

@@ -71,3 +71,16 @@ def test_export_of_another_model_is_refused(exported, tmp_path, fields, what):
     with pytest.raises(InputError, match=f"c.onnx: was not exported from model .*c.pt: {what}") as err:
         make_members([model], backend="onnx")
     assert len(str(err.value).splitlines()) == 1
+
+
+def test_the_export_given_as_the_model_says_which_file_to_give(exported):
+    """``change predict model.onnx ...``: the export is a real ONNX file (onnxruntime opens it); the model to give
+    is the .pt it came from, which the message names."""
+    import onnxruntime
+
+    from minescape.change.deep.model import load_model
+
+    _, path = exported
+    assert onnxruntime.InferenceSession(str(path)).get_inputs()
+    with pytest.raises(InputError, match=r"a.onnx: is an ONNX export; give the model it was exported from \(a.pt\)"):
+        load_model(path)
