@@ -123,11 +123,16 @@ class Legend:
         allowed = set(self.codes) | {self.nodata} if allowed is None else set(allowed)
         found = {int(v) for v in found}
         bad = sorted(found - allowed)
+        return InputError(f"values {bad[:10]} are not in the {self.name} legend (expected {sorted(allowed)})"
+                          f"{self.other_legend_hint(found)}", path=path)
+
+    def other_legend_hint(self, found: Iterable[int]) -> str:
+        """``"; every value is a class of the worldcover legend (--legend worldcover)"`` when the built-in legends
+        other than this one that hold every ``found`` value (nodata aside) exist, else ``""``."""
+        found = {int(v) for v in found} - {self.nodata}
         fits = [lg.name for lg in LEGENDS.values()
-                if lg.name != self.name and found - {self.nodata} <= set(lg.codes) | {lg.nodata}]
-        hint = f"; every value is a class of the {' and the '.join(fits)} legend" if fits else ""
-        return InputError(f"values {bad[:10]} are not in the {self.name} legend (expected {sorted(allowed)}){hint}",
-                          path=path)
+                if lg.name != self.name and found <= set(lg.codes) | {lg.nodata}]
+        return f"; every value is a class of the {' and the '.join(fits)} legend (--legend {fits[0]})" if fits else ""
 
     def matplotlib_cmap(self):
         """A ``(ListedColormap, BoundaryNorm)`` pair that draws codes in legend colours."""

@@ -443,5 +443,6 @@ def import_points(path: str | Path, legend: Legend):
         if bad_rows.any():
             ids = gdf.loc[bad_rows, "point_id"].tolist()[:5] if "point_id" in gdf else gdf.index[bad_rows][:5]
             raise InputError(f"{column} values {sorted(set(gdf.loc[bad_rows, column].tolist()))[:5]} (points "
-                             f"{list(ids)}) are not in the {legend.name} legend (codes {legend.codes})", path=path)
+                             f"{list(ids)}) are not in the {legend.name} legend (codes {legend.codes})"
+                             f"{legend.other_legend_hint(gdf[column].tolist())}", path=path)
     return gdf

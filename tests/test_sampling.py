@@ -98,7 +98,7 @@ def test_map_read_with_the_wrong_legend_names_the_one_that_fits(tmp_path):
         stratified_points(path, 10, SINOLC1)
     text = str(err.value)
     assert text.startswith(str(path)) and "are not in the sinolc1 legend" in text and "\n" not in text
-    assert text.endswith("; every value is a class of the worldcover legend")
+    assert text.endswith("; every value is a class of the worldcover legend (--legend worldcover)")
     data[0, 0] = 77
     odd = write_raster(Raster(data[None], CRS.from_epsg(32633), Affine(10, 0, 0, 0, -10, 0), 0), tmp_path / "odd.tif")
     with pytest.raises(InputError, match=r"values \[77\] are not in the worldcover legend \(expected \[0, 10,") as err:
@@ -147,3 +147,18 @@ def test_a_stratum_without_points_is_left_out_and_named():
     assert e.to_dict(["a", "b", "c"])["unsampled_strata"] == ["c"]
     full = area_weighted_estimates(np.r_[m, 3, 3], np.r_[m, 3, 3], [1, 2, 3], [50.0, 30.0, 20.0])
     assert full.unsampled == () and full.area.tolist() == pytest.approx([50.0, 30.0, 20.0])
+
+
+def test_points_of_another_legend_name_it(tmp_path):
+    """Points sampled from a WorldCover map, validated with the default legend (sinolc1): the line says which
+    legend holds every code, and the option that picks it."""
+    path, _ = _class_map(tmp_path, np.random.default_rng(1))
+    pts, _ = stratified_points(path, 30, WORLDCOVER, allocation="proportional", seed=0)
+    pts["ref_code"] = pts["map_code"]
+    _, csv = export_points(pts, tmp_path / "pts")
+    from minescape.legend import SINOLC1
+
+    assert set(pts["map_code"]) - set(SINOLC1.codes)  # codes sinolc1 does not hold
+    with pytest.raises(InputError, match=r"pts.csv: ref_code values .* are not in the sinolc1 legend .*; every "
+                                         r"value is a class of the worldcover legend \(--legend worldcover\)$"):
+        import_points(csv, SINOLC1)
