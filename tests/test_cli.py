@@ -103,26 +103,39 @@ def test_legend_command_exports():
 
 
 def test_many_failed_sites_print_a_bounded_list(small_region, tmp_path):
-    """The 100 real mine polygons against the synthetic region's DCM (on another continent): every site fails,
-    exit 3; the first FAILURES_SHOWN are printed one by one and the rest in one line naming sites.json, which
-    lists them all."""
+    """The 100 real mine polygons against the synthetic region's DCM (on another continent), with one synthetic
+    site among them: 100 sites fail, exit 3; the first FAILURES_SHOWN are printed one by one and the rest in one
+    line naming sites.json, which lists them all. Without the synthetic site no site meets the DCM: that is one
+    line, exit 2, before any site runs."""
     import json
+
+    import geopandas as gpd
+    import pandas as pd
 
     from minescape.cli.common import FAILURES_SHOWN
     from tests.conftest import shared_path
 
     polygons = shared_path("mining-polygons", "mining_polygons_combined_demo.gpkg")
+    real = gpd.read_file(polygons)
+    ours = gpd.read_file(small_region.sites).iloc[:1].to_crs(real.crs)
+    ours["id"] = ours["site_id"]
+    mixed = pd.concat([real, ours[["id", "geometry"]]], ignore_index=True)
+    gpd.GeoDataFrame(mixed, crs=real.crs).to_file(tmp_path / "mixed.gpkg")
+    args = ["-s", str(small_region.scene_dir), "--dcm", str(small_region.dcm_dh), "--dcm-year",
+            str(small_region.dcm_year), "--no-report", "--no-quicklook"]
     out = tmp_path / "out"
-    res = runner.invoke(app, ["lulc", "classify", str(polygons), str(out), "-s", str(small_region.scene_dir),
-                              "--dcm", str(small_region.dcm_dh), "--dcm-year", str(small_region.dcm_year),
-                              "--no-report", "--no-quicklook"])
+    res = runner.invoke(app, ["lulc", "classify", str(tmp_path / "mixed.gpkg"), str(out), *args])
     assert res.exit_code == 3, res.output
     rows = json.loads((out / "sites.json").read_text())
-    assert len(rows) == 100 and all(r["status"] == "failed" for r in rows)
+    assert len(rows) == 101 and sum(r["status"] == "failed" for r in rows) == 100
     lines = [ln for ln in res.output.splitlines() if ln.startswith("failed: ")]
     assert len(lines) == FAILURES_SHOWN + 1 < len(rows)
     assert all("lies outside the DCM year raster" in ln for ln in lines[:-1])
     assert lines[-1] == f"failed: {100 - FAILURES_SHOWN} more (all of them in {out / 'sites.json'})"
+    res = runner.invoke(app, ["lulc", "classify", str(polygons), str(tmp_path / "none"), *args])
+    assert res.exit_code == 2 and "failed: " not in res.output, res.output
+    assert f"{small_region.dcm_year}: none of the 100 sites meets the DCM year raster (its extent" in res.output
+    assert not (tmp_path / "none" / "sites.json").exists()
 
 
 def test_warnings_are_one_line_each(small_region, tmp_path):

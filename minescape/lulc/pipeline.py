@@ -404,6 +404,7 @@ def classify_sites(
                                               site_ids=site_ids, point_buffer_m=point_buffer_m,
                                               exclude=run_outputs(out_dir))
     site_stems([s.id for s in sites], path=sites_path)  # refuse before any unit runs
+    check_sites_meet(sites, dcm_year)
     units = build_units(sites, refs, dcm_dh, dcm_year, out_dir, classifier=classifier, config=cfg, stac=stac)
     summary = run_units(units, classify_site, description="classify sites", executor=executor)
     for note in notes:
@@ -464,6 +465,33 @@ def check_dcm(dcm_dh, dcm_year) -> None:
         raise InputError("a prepared DEM-change raster needs --dcm-year; or give --dcm a DLR delivery (a folder "
                          "or ZIP of TanDEM-X DCM tiles)", path=dcm_dh)
     dcm_index(dcm_dh)  # index once here; raises when the delivery does not exist
+
+
+def check_sites_meet(sites: Sequence[Site], year_raster: str | Path | None) -> None:
+    """InputError (one line, before any unit runs) when no site's grid meets the prepared DCM year raster: every
+    site would fail alike (real outlines on another continent), so the run says it once, with the raster's
+    extent, instead of a failure per site. Sites are compared in their own CRS (one transform per CRS)."""
+    if year_raster is None or not sites:
+        return
+    from minescape.geo.grid import bounds_in
+    from minescape.geo.raster import open_raster
+
+    with open_raster(year_raster) as src:
+        crs, bounds = src.crs, tuple(src.bounds)
+    if crs is None:
+        return  # reported per site, with the file's own problem
+    seen: dict[str, tuple[float, ...]] = {}
+    for site in sites:
+        key = site.grid.crs.to_string()
+        if key not in seen:
+            seen[key] = bounds_in(bounds, crs, site.grid.crs) if site.grid.crs != crs else bounds
+        w, s, e, n = seen[key]
+        sw, ss, se, sn = site.grid.bounds
+        if not all(np.isfinite(seen[key])) or not (se < w or sw > e or sn < s or ss > n):
+            return  # meets it (or cannot be told: left to the per-site check)
+    lon_lat = ", ".join(f"{v:.3f}" for v in bounds_in(bounds, crs, "EPSG:4326"))
+    raise InputError(f"none of the {len(sites)} sites meets the DCM year raster (its extent {lon_lat} in lon/lat "
+                     "degrees): the sites and the DEM-change inputs cover different places", path=year_raster)
 
 
 def with_stac_defaults(cfg: dict, stac: StacQuery | None, cache_dir: str | Path | None) -> dict:
