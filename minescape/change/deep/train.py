@@ -18,6 +18,7 @@ no timings, so the same data, seed and device give the same bytes; timings go to
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -592,6 +593,10 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
             epoch_seconds.append(round(now - t_epoch, 3))
             state["elapsed"] += now - t_start
             t_start = now
+            if config.max_minutes is not None:  # the bar's total: the epochs the time budget is expected to allow
+                per_epoch = state["elapsed"] / state["epoch"]
+                expected = min(config.epochs, max(state["epoch"] + 1, math.ceil(config.max_minutes * 60 / per_epoch)))
+                bar.update(task, total=expected * config.steps_per_epoch)
             if config.average_from > 0 and training_fraction(config, epoch + 1, state["elapsed"]) > \
                     config.average_from:
                 average = _accumulate(average, eval_net)
@@ -607,6 +612,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
             if average is not None:
                 payload["average"] = average
             atomic_write_bytes(ckpt_path, torch_bytes(payload))
+        bar.update(task, total=state["epoch"] * config.steps_per_epoch)  # ends full where training ended
     state["elapsed"] += time.perf_counter() - t_start
     t_start = time.perf_counter()
     if best_state is None and state["history"]:  # training ended before keep_from_epoch: keep the last epoch
