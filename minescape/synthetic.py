@@ -426,7 +426,9 @@ def write_region(region: Region, out_dir: str | Path) -> RegionFiles:
 
     write_region_tiles(region, root / "dcm")
     scene_dir = root / "scenes"
-    scenes = tuple(_write_scene(s, grid, scene_dir) for s in region.scenes)
+    from minescape.progress import track
+
+    scenes = tuple(_write_scene(s, grid, scene_dir) for s in track(region.scenes, "writing scenes"))
     t1 = _write_scene(region.t1, grid, scene_dir)
     t2 = _write_scene(region.t2, grid, scene_dir)
     truth_dir = root / "truth"
