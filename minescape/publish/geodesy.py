@@ -12,7 +12,9 @@ Area (m² on the WGS84 ellipsoid)
     over it, computed exactly from the polygon's moments (Green's theorem on its rings, vectorised
     with numpy). The result agrees with ``pyproj.Geod.geometry_area_perimeter`` on the same vertices
     in EPSG:4326 to better than 5e-6 relative (tested on every feature); the remaining
-    difference is that Geod joins vertices by geodesics, the working CRS by straight lines.
+    difference is that Geod joins vertices by geodesics, the working CRS by straight lines. ``J`` is per
+    square CRS unit (US feet included), and each fit is checked against Geod on a square at its centre: a
+    projection whose factors are not the WGS84 ellipsoid's (EPSG:3857's sphere, another datum) falls back to Geod.
 
 Lon/lat coordinates
     Sites up to 25 km: one degree-4 polynomial per site fitted to 81 exactly transformed nodes, used
@@ -93,14 +95,36 @@ def _areal_scale_fit(bounds, crs: CRS) -> tuple[np.ndarray, float, float, float]
     proj, to_geo = _proj(crs)
     lon, lat = to_geo.transform(x0 + s * uu, y0 + s * vv)
     factors = proj.get_factors(lon, lat)
-    j = 1.0 / np.asarray(factors.areal_scale)
+    # m² of ellipsoid per m² of the projection, times (metres per CRS unit)²: per CRS unit² (US feet: 0.0929)
+    unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+    j = unit * unit / np.asarray(factors.areal_scale)
     if not np.all(np.isfinite(j)):
         return None
     design = np.c_[np.ones_like(uu), uu, vv, uu * uu, uu * vv, vv * vv]
     coefs, *_ = np.linalg.lstsq(design, j, rcond=None)
     if np.max(np.abs(design @ coefs - j) / j) > FIT_TOLERANCE:
         return None
-    return coefs, x0, y0, s
+    fit = coefs, x0, y0, s
+    return fit if _agrees_with_geod(fit, crs) else None
+
+
+#: Largest relative difference allowed between the fit's area of a test square and ``pyproj.Geod``'s.
+GEOD_CHECK_TOLERANCE = 5e-6
+
+
+def _agrees_with_geod(fit, crs: CRS) -> bool:
+    """Whether the fitted areal scale gives the WGS84 area of a square at the fit's centre (half its extent a side,
+    edges densified): PROJ's factors refer to the projection's own surface, which for a spherical projection
+    (EPSG:3857: +0.26 %) or another datum is not the WGS84 ellipsoid; those fall back to ``pyproj.Geod``."""
+    _, x0, y0, s = fit
+    t = np.linspace(-0.25, 0.25, 17)
+    ring = np.r_[np.c_[t, np.full(17, -0.25)], np.c_[np.full(17, 0.25), t], np.c_[t[::-1], np.full(17, 0.25)],
+                 np.c_[np.full(17, -0.25), t[::-1]]] * s + (x0, y0)
+    square = np.array([shapely.Polygon(ring)], dtype=object)
+    xy, ring_off, ring_geom, shell = ragged(square)
+    fast = _moment_area(fit, xy, ring_off, ring_geom, shell, 1)[0]
+    exact = geodesic_area(square, crs)[0]
+    return bool(exact > 0 and abs(fast - exact) / exact < GEOD_CHECK_TOLERANCE)
 
 
 def _fit_for(bounds, crs: CRS):

@@ -106,3 +106,22 @@ def test_interpolated_transform_on_large_extents(epsg):
     area = ellipsoidal_area(geoms, epsg)
     ref = np.array([abs(GEOD.geometry_area_perimeter(g)[0]) for g in shapely.orient_polygons(ll)])
     assert np.all(np.abs(area / ref - 1) < 1e-4)
+
+
+@pytest.mark.parametrize(("epsg", "what"), [(2263, "US survey feet"), (3857, "a spherical projection"),
+                                            (32650, "UTM metres")])
+def test_fast_areas_in_any_projected_crs_are_wgs84_square_metres(epsg, what):
+    """Polygons in a CRS in US feet had their area in square feet (x10.76, labelled m²); in EPSG:3857 PROJ's
+    factors are the sphere's (+0.26 %). Every projected CRS now agrees with pyproj.Geod."""
+    from minescape.geo.vector import geodesic_area
+    from minescape.publish.geodesy import ellipsoidal_area
+
+    lon0, lat0 = {2263: (-73.95, 40.75), 3857: (10.0, 45.0), 32650: (117.0, -22.6)}[epsg]
+    to_crs = Transformer.from_crs(4326, epsg, always_xy=True)
+    x0, y0 = to_crs.transform(lon0, lat0)
+    size = 400.0 / (0.3048006096 if epsg == 2263 else 1.0)  # about 400 m in the CRS's units
+    geoms = np.array([shapely.box(x0, y0, x0 + size, y0 + 0.7 * size), shapely.box(x0 - size, y0, x0, y0 + size)],
+                     dtype=object)
+    exact = geodesic_area(geoms, f"EPSG:{epsg}")  # the contract: Geod on the same vertices
+    assert exact.min() > 4e4  # 0.06-0.16 km², in m² whatever the CRS's unit
+    np.testing.assert_allclose(ellipsoidal_area(geoms, f"EPSG:{epsg}"), exact, rtol=1e-6, err_msg=what)
