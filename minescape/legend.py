@@ -121,7 +121,7 @@ class Legend:
         codes and nodata), naming the built-in legends that hold every found value (a map read with the wrong
         ``--legend``)."""
         allowed = set(self.codes) | {self.nodata} if allowed is None else set(allowed)
-        found = {int(v) for v in found}
+        found = {int(v) if float(v).is_integer() else v for v in found if np.isfinite(v)}
         bad = sorted(found - allowed)
         return InputError(f"values {bad[:10]} are not in the {self.name} legend (expected {sorted(allowed)})"
                           f"{self.other_legend_hint(found)}", path=path)
@@ -129,7 +129,7 @@ class Legend:
     def other_legend_hint(self, found: Iterable[int]) -> str:
         """``"; every value is a class of the worldcover legend (--legend worldcover)"`` when the built-in legends
         other than this one that hold every ``found`` value (nodata aside) exist, else ``""``."""
-        found = {int(v) for v in found} - {self.nodata}
+        found = {int(v) if float(v).is_integer() else v for v in found if np.isfinite(v)} - {self.nodata}
         fits = [lg.name for lg in LEGENDS.values()
                 if lg.name != self.name and found <= set(lg.codes) | {lg.nodata}]
         return f"; every value is a class of the {' and the '.join(fits)} legend (--legend {fits[0]})" if fits else ""

@@ -62,3 +62,26 @@ def test_raster_labels_are_checked_before_the_cast_to_bytes(tmp_path):
     bad = write_raster(Raster(data, CRS.from_epsg(32633), transform, 65535), tmp_path / "bad.tif")
     with pytest.raises(InputError, match=r"bad.tif: values \[257\] are not in the mining_lulc legend"):
         raster_labels_on(bad, grid)
+
+
+def test_float_labels_with_nan_nodata_read_as_unlabelled(tmp_path):
+    """A float32 label raster whose nodata is NaN: NaN == NaN is never true, so the NaN pixels reached the legend
+    check as values and ended in a traceback (int(nan)). They are unlabelled (0); 2.5 is refused in one line."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from minescape.geo.grid import Grid
+    from minescape.geo.raster import write_raster
+    from minescape.lulc.labels import raster_labels_on
+
+    data = np.full((1, 6, 8), 3, np.float32)
+    data[0, ::2, 0] = np.nan
+    transform = Affine(10, 0, 500000, 0, -10, 4100000)
+    grid = Grid(CRS.from_epsg(32633), transform, 8, 6)
+    path = write_raster(Raster(data, CRS.from_epsg(32633), transform, np.nan), tmp_path / "labels.tif")
+    on = raster_labels_on(path, grid)
+    assert (on[::2, 0] == 0).all() and int((on == 3).sum()) == 48 - 3
+    data[0, 3, 3] = 2.5
+    bad = write_raster(Raster(data, CRS.from_epsg(32633), transform, np.nan), tmp_path / "bad.tif")
+    with pytest.raises(InputError, match=r"bad.tif: values \[2.5\] are not in the mining_lulc legend"):
+        raster_labels_on(bad, grid)
