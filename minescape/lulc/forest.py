@@ -113,7 +113,7 @@ def save_forest(model: ForestModel, path: str | Path) -> Path:
            "classes": list(model.classes), "importance": model.importance, "meta": model.meta,
            "trees": [{"left": t.left.tolist(), "right": t.right.tolist(), "feature": t.feature.tolist(),
                       "threshold": [float(v) for v in t.threshold],
-                      "value": np.round(t.value, 6).tolist()} for t in model.trees]}
+                      "value": t.value.tolist()} for t in model.trees]}  # exact: floats round-trip in JSON
     return atomic_write_text(path, json.dumps(doc, separators=(",", ":"), default=str))
 
 
@@ -149,13 +149,18 @@ def load_forest(path: str | Path) -> ForestModel:
         raise InputError(f"not a minescape random-forest model (format is not {FORMAT!r})", path=path)
     if doc.get("version") != VERSION:
         raise InputError(f"model version {doc.get('version')} is not supported (expected {VERSION})", path=path)
-    features = tuple(doc["features"])
-    classes = tuple(int(c) for c in doc["classes"])
-    trees = tuple(_tree(t, len(features), len(classes), path) for t in doc["trees"])
+    from minescape.lulc.model import model_header
+
+    features, classes, legend = model_header(doc, path)  # the checks of every LULC model file
+    trees_doc, importance, meta = doc.get("trees"), doc.get("importance", {}), doc.get("meta", {})
+    if not isinstance(trees_doc, list) or not all(isinstance(t, dict) for t in trees_doc):
+        raise InputError("malformed model file: 'trees' must be a list of tree objects", path=path)
+    if not isinstance(importance, dict) or not isinstance(meta, dict):
+        raise InputError("malformed model file: 'importance' and 'meta' must be JSON objects", path=path)
+    trees = tuple(_tree(t, len(features), len(classes), path) for t in trees_doc)
     if not trees:
         raise InputError("forest model holds no trees", path=path)
-    return ForestModel(trees, features, Legend.from_dict(doc["legend"]), classes, dict(doc["importance"]),
-                       dict(doc.get("meta", {})))
+    return ForestModel(trees, tuple(features), legend, tuple(classes), dict(importance), dict(meta))
 
 
 def model_format(path: str | Path) -> str:

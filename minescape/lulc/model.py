@@ -163,6 +163,32 @@ def save_model(model: LulcModel, path: str | Path) -> Path:
     return atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=False, default=str))
 
 
+def model_header(doc: dict, path: Path) -> tuple[list[str], list[int], Legend]:
+    """The fields every LULC model file (LightGBM or forest) carries, checked: ``features`` (distinct names),
+    ``classes`` (at least 2 distinct codes of ``legend``) and the ``legend``.
+
+    Raises:
+        InputError: ``malformed model file: ...`` naming ``path`` and the field.
+    """
+    def bad(what: str) -> InputError:
+        return InputError(f"malformed model file: {what}", path=path)
+
+    features, classes = doc.get("features"), doc.get("classes")
+    if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
+        raise bad("'features' must be a non-empty list of feature names")
+    if len(set(features)) != len(features):
+        raise bad(f"'features' repeats names {sorted({f for f in features if features.count(f) > 1})}")
+    if not isinstance(classes, list) or len(classes) < 2 or not all(type(c) is int for c in classes):
+        raise bad("'classes' must be a list of at least 2 integer class codes")
+    try:
+        legend = Legend.from_dict(doc["legend"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise bad(f"legend unreadable ({type(exc).__name__}: {exc})") from None
+    if sorted(set(classes) - set(legend.codes)) or len(set(classes)) != len(classes):
+        raise bad(f"'classes' {classes} must be distinct codes of the {legend.name} legend {list(legend.codes)}")
+    return features, classes, legend
+
+
 def load_model(path: str | Path) -> LulcModel:
     """Read a model written by :func:`save_model`.
 
@@ -187,21 +213,15 @@ def load_model(path: str | Path) -> LulcModel:
     def bad(what: str) -> InputError:
         return InputError(f"malformed model file: {what}", path=path)
 
-    features, classes, norm = doc.get("features"), doc.get("classes"), doc.get("normalisation")
-    if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
-        raise bad("'features' must be a non-empty list of feature names")
-    if len(set(features)) != len(features):
-        raise bad(f"'features' repeats names {sorted({f for f in features if features.count(f) > 1})}")
-    if not isinstance(classes, list) or len(classes) < 2 or not all(type(c) is int for c in classes):
-        raise bad("'classes' must be a list of at least 2 integer class codes")
+    features, classes, legend = model_header(doc, path)
+    norm = doc.get("normalisation")
     if not isinstance(norm, dict) or norm.get("method") != "zscore":
         raise bad("'normalisation' must be {\"method\": \"zscore\", \"mean\": [...], \"std\": [...]}")
     try:
-        legend = Legend.from_dict(doc["legend"])
         mean = np.asarray(norm["mean"], dtype=np.float64)
         std = np.asarray(norm["std"], dtype=np.float64)
     except (KeyError, TypeError, ValueError) as exc:
-        raise bad(f"legend or normalisation unreadable ({type(exc).__name__}: {exc})") from None
+        raise bad(f"normalisation unreadable ({type(exc).__name__}: {exc})") from None
     for name, arr in (("mean", mean), ("std", std)):
         if arr.shape != (len(features),):
             raise bad(f"normalisation {name} has {arr.size} values for {len(features)} features")
@@ -212,9 +232,6 @@ def load_model(path: str | Path) -> LulcModel:
         zero = [f for f, v in zip(features, std, strict=True) if v <= 0]
         raise bad(f"standard deviation of features {zero} is {std.min():g} (must be > 0; the features would "
                   "divide by zero)")
-    unknown = sorted(set(classes) - set(legend.codes))
-    if unknown or len(set(classes)) != len(classes):
-        raise bad(f"'classes' {classes} must be distinct codes of the {legend.name} legend {list(legend.codes)}")
     text = doc.get("booster")
     if not isinstance(text, str) or not text.startswith("tree"):
         raise bad("'booster' must be the LightGBM model text (starting with 'tree')")
