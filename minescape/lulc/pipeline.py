@@ -678,9 +678,12 @@ def classify_scene(
 ) -> dict:
     """Classify a whole scene window by window (memory follows ``tile``, not the scene).
 
-    Each tile is read with a halo (neighbourhood statistics, majority filter and sieve see past its edge) and
-    only its core is written, streamed into a tiled GeoTIFF on the scene's 10 m grid. The DCM is read per tile
-    and warped when its grid differs. Returns ``{path, pixels, seconds, tiles}``.
+    Each tile is read with a halo (neighbourhood statistics and the majority filter see past its edge) and
+    only its core is written. The minimum mapping unit's sieve merges a small patch into its largest neighbour,
+    whose size the tile may cut: with ``mmu_m2`` > 0, up to ~0.02 % of the pixels (synthetic 1000 x 800 scene,
+    300 m², tiles of 64 vs 4096 px) can differ with the tile size; with ``mmu_m2`` 0 none do. Output is
+    streamed into a tiled GeoTIFF on the scene's 10 m grid. The DCM is read per tile and warped when its grid
+    differs. Returns ``{path, pixels, seconds, tiles}``.
     """
     from minescape.geo.grid import iter_tiles
     from minescape.geo.raster import open_writer
