@@ -101,3 +101,9 @@ def test_window_starts_and_aligned_window():
     assert aligned_window(g.crs, Affine(10, 0, 900, 0, -10, 2100), g) == Window(10, 10, 5, 4)
     assert aligned_window(g.crs, Affine(10, 0, 905, 0, -10, 2100), g) is None  # half-pixel shift
     assert aligned_window(g.crs, Affine(20, 0, 900, 0, -20, 2100), g) is None  # other pixel size
+
+
+def test_pixel_area_of_a_rotated_grid():
+    """10 m pixels rotated by 30°: 100 m² (a * e alone gave 75)."""
+    g = Grid("EPSG:32633", Affine.translation(500000, 4100000) * Affine.rotation(30) * Affine.scale(10, -10), 4, 4)
+    assert g.pixel_area() == pytest.approx(100.0) and abs(g.transform.a * g.transform.e) == pytest.approx(75.0)

@@ -106,8 +106,9 @@ class Grid:
         return np.asarray(rows), np.asarray(cols)
 
     def pixel_area(self) -> float:
-        """Nominal pixel area in CRS units squared (m² for projected metric CRSs)."""
-        return abs(self.transform.a * self.transform.e)
+        """Nominal pixel area in CRS units squared (m² for projected metric CRSs); rotated grids too (the
+        transform's determinant, not ``a * e``)."""
+        return abs(self.transform.determinant)
 
 
 def _grid_bounds(grid: Grid) -> tuple[float, float, float, float]:
