@@ -130,17 +130,20 @@ def _touches_tile_edge(poly, core: Window, grid: Grid, transform) -> bool:
 
 
 def _mean_in_polygons(diff_path: Path, gdf: gpd.GeoDataFrame, grid: Grid) -> np.ndarray:
-    """Mean difference under each polygon (windowed per polygon bounding box)."""
+    """Mean difference under each polygon (windowed per polygon bounding box); the raster's nodata (NaN, or a
+    declared value such as -9999 of a converted raster) is left out."""
     out = np.full(len(gdf), np.nan)
     with open_raster(diff_path) as src:
         if (src.height, src.width) != grid.shape or src.transform != grid.transform:
             raise InputError("difference raster is not on the mask's grid", path=diff_path)
+        nodata = src.nodata
     for i, geom in enumerate(gdf.geometry):
         win = grid.window_of_bounds(geom.bounds)
         d = read_raster(diff_path, window=win).data[0].astype(np.float64)
         inside = rasterio.features.geometry_mask([geom], out_shape=d.shape, invert=True,
                                                  transform=rasterio.windows.transform(win, grid.transform))
-        vals = d[inside & np.isfinite(d)]
+        valid = np.isfinite(d) if nodata is None or np.isnan(nodata) else np.isfinite(d) & (d != nodata)
+        vals = d[inside & valid]
         if vals.size:
             out[i] = float(vals.mean())
     return out

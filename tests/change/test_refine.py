@@ -99,3 +99,26 @@ def test_polygons_in_another_crs_are_reprojected(detected, tmp_path):
     a = read_raster(tmp_path / "b.tif").data[0]
     b = read_raster(detected.mask).data[0]
     assert (a == b).mean() > 0.999
+
+
+def test_mean_difference_leaves_out_a_declared_nodata(tmp_path):
+    """A converted difference raster whose nodata is -9999 (not NaN): 20 of a region's 28 pixels are nodata and
+    8 hold -0.1. Averaged in, the nodata made the mean -7142 ('loss' by accident); it is -0.1."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    mask = np.zeros((40, 50), np.uint8)
+    mask[5:9, 5:12] = 1
+    profile = dict(driver="GTiff", width=50, height=40, count=1, dtype="uint8", crs="EPSG:32633",
+                   transform=from_origin(500000, 4000000, 10, 10), nodata=255)
+    with rasterio.open(tmp_path / "mask.tif", "w", **profile) as dst:
+        dst.write(mask, 1)
+    diff = np.full((40, 50), 0.3, np.float32)
+    diff[5:9, 5:12] = -9999.0
+    diff[5:9, 5:7] = -0.1
+    with rasterio.open(tmp_path / "diff.tif", "w", **{**profile, "dtype": "float32", "nodata": -9999.0}) as dst:
+        dst.write(diff, 1)
+    cand = gpd.read_file(export_candidates(tmp_path / "mask.tif", tmp_path / "c.gpkg",
+                                           difference=tmp_path / "diff.tif"), layer="candidates")
+    assert cand["pixels"].tolist() == [28] and (diff[mask == 1] == -9999.0).sum() == 20
+    assert cand["mean_diff"].iloc[0] == pytest.approx(-0.1) and cand["direction"].iloc[0] == "loss"

@@ -216,22 +216,26 @@ def samples_from_oscd(root: str | Path, cities: Sequence[str], *, bands: Sequenc
 
 def samples_from_scenes(t1: str | Path, t2: str | Path, truth: str | Path, *,
                         bands: Sequence[str] | None = None) -> tuple[list[Sample], tuple[str, ...]]:
-    """One sample from two Sentinel-2 scenes (date 2 warped onto date 1's 10 m grid) and a change raster
-    on date 1's grid (any binary encoding, decoded to the CHANGE legend). Returns ``(samples, bands)``."""
-    from minescape.change.labels import decode_binary
-    from minescape.geo.raster import read_raster
+    """One sample from two Sentinel-2 scenes (date 2 warped onto date 1's 10 m grid) and a change raster read
+    onto date 1's grid (nearest; any CRS, or none if it has date 1's size, as OSCD's labels; any binary
+    encoding, decoded to the CHANGE legend; outside it: ignored), as ``change patches`` reads its mask.
+    Returns ``(samples, bands)``."""
+    from minescape.change.labels import decode_binary, scan_mask_file
+    from minescape.change.pairs import read_on_grid
     from minescape.imagery.local_scenes import open_one_scene
+    from minescape.legend import CHANGE
     from minescape.sentinel2 import read_stack
 
     s1, s2 = open_one_scene(t1), open_one_scene(t2)
     bands = tuple(bands) if bands else tuple(b for b in s1.bands if b in s2.band_files)
     r1 = read_stack(s1, bands=bands)
     r2 = read_stack(s2, bands=bands, grid=r1.grid)
-    lab = read_raster(truth)
-    if lab.shape != r1.shape:
-        raise InputError(f"change raster is {lab.shape} pixels but date 1 is {r1.shape}", path=truth)
-    nodata = int(lab.nodata) if lab.nodata is not None and float(lab.nodata).is_integer() else None
-    codes = decode_binary(lab.data[0], nodata=nodata, source=str(truth))
+    encoding, fill = scan_mask_file(truth)  # its encoding, and a value that marks pixels outside it
+    lab = read_on_grid(truth, r1.grid, fill=fill)  # a truth on another grid lands where it belongs
+    codes = decode_binary(lab.data[0], encoding=encoding, nodata=fill, source=str(truth))
+    if (codes == CHANGE.nodata).all():
+        raise InputError(f"change raster does not cover date 1 ({Path(t1).name}): no labelled pixel on its grid",
+                         path=truth)
     return [Sample(Path(t1).stem, r1.data, r2.data, _ignore_invalid(codes, r1.data, r2.data))], bands
 
 
@@ -267,6 +271,10 @@ def _strip(s: Sample, side: str, fraction: float) -> tuple[Sample, Sample]:
             Sample(s.name + ":val", s.t1[:, :, b], s.t2[:, :, b], s.label[:, b]))
 
 
+#: The narrowest side (pixels) either part of a hold-out split may have: the networks' smallest input.
+MIN_HOLDOUT_PX = 16
+
+
 def holdout_split(samples: Sequence[Sample], *, fraction: float = 0.2,
                   side: str = "auto") -> tuple[list[Sample], list[Sample]]:
     """Spatial hold-out: a border strip of ``fraction`` of each scene for validation, the rest for training.
@@ -291,6 +299,11 @@ def holdout_split(samples: Sequence[Sample], *, fraction: float = 0.2,
             a, b = _strip(s, best, fraction)
         else:
             a, b = _strip(s, side, fraction)
+        for part, what in ((a, "training"), (b, "validation")):
+            if min(part.label.shape) < MIN_HOLDOUT_PX:
+                raise ConfigError(f"--val-fraction {fraction:g} leaves {s.name}'s {what} part "
+                                  f"{part.label.shape[0]} x {part.label.shape[1]} px (at least {MIN_HOLDOUT_PX} a "
+                                  f"side is needed; the scene is {s.label.shape[0]} x {s.label.shape[1]})")
         tr.append(a)
         va.append(b)
     return tr, va

@@ -206,6 +206,11 @@ def test_bad_training_input():
     s = Sample("x", t1, t2, label)
     with pytest.raises(InputError, match="3 band names"):
         train([s], [s], "/tmp/unused", bands=BANDS4[:3], config=CFG)
+    # a validation strip of no rows (or a training part of none) failed after a whole epoch, naming neither
+    for fraction, part in ((0.001, "validation"), (0.999, "training")):
+        with pytest.raises(ConfigError, match=rf"--val-fraction {fraction:g} leaves x's {part} part \d+ x \d+ px"):
+            holdout_split([s], fraction=fraction, side="bottom")
+    assert min(holdout_split([s], fraction=0.25, side="bottom")[1][0].label.shape) >= 16
 
 
 @pytest.mark.parametrize("kind", ["wce", "dice", "focal", "wce+dice"])
