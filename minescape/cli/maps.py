@@ -204,9 +204,9 @@ def validate(
         units = read_admin(admin, fields=fields)
         units["unit"] = [unit_stem(*(r[f] for f in fields)) for _, r in units.iterrows()]
         per_unit = oa_per_unit(pts, units)
+    table = compare_areas(*tables, lg) if tables is not None else None  # its problems before anything is written
     written = write_validation(result, lg, out, per_unit=per_unit)
-    if tables is not None:
-        table = compare_areas(*tables, lg)
+    if table is not None:
         with atomic_path(out / "area_comparison.csv") as tmp:
             table.to_csv(tmp, index=False, float_format="%.6f")
         written.append(out / "area_comparison.csv")

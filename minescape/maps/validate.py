@@ -142,8 +142,20 @@ def compare_areas(mapped, reference, legend: Legend, *, key: str = "unit"):
     if not classes:
         raise InputError(f"reference area table has no class column of the {legend.name} legend "
                          f"({', '.join(legend.names)})")
-    m = mapped.set_index(key)[classes].stack().rename("mapped")
-    r = reference.set_index(key)[classes].stack().rename("reference")
+    tables = {}
+    for name, table in (("mapped", mapped), ("reference", reference)):
+        repeated = sorted(set(table[key][table[key].duplicated()].astype(str)))
+        if repeated:
+            raise InputError(f"{name} area table lists {key} {repeated[:5]} more than once")
+        values = table[classes].apply(pd.to_numeric, errors="coerce")
+        bad = values.isna() & table[classes].notna()
+        if bad.to_numpy().any():
+            row, col = np.argwhere(bad.to_numpy())[0]
+            raise InputError(f"{name} area table: {table[classes].iat[row, col]!r} ({key} "
+                             f"{table[key].iat[row]}, {classes[col]}) is not a number (areas in km², '.' decimals)")
+        tables[name] = values.set_index(table[key])
+    m = tables["mapped"].stack().rename("mapped")
+    r = tables["reference"].stack().rename("reference")
     both = pd.concat([m, r], axis=1, join="inner").reset_index()
     both.columns = [key, "class", "mapped", "reference"]
     both["difference"] = both["mapped"] - both["reference"]
@@ -159,8 +171,11 @@ def census_agreement(map_path: str | Path, ref_path: str | Path, legend: Legend,
 
     cm = np.zeros((len(legend), len(legend)), dtype=np.int64)
     with scan_reads(), open_raster(map_path) as a, open_raster(ref_path) as b:
-        if (a.width, a.height, a.transform) != (b.width, b.height, b.transform):
-            raise InputError(f"reference grid {b.width}x{b.height} differs from the map's {a.width}x{a.height}",
+        if (a.width, a.height) != (b.width, b.height) or not a.transform.almost_equals(b.transform) \
+                or a.crs != b.crs:
+            raise InputError(f"reference grid ({b.width}x{b.height}, {b.crs}, origin {b.transform.c:g}, "
+                             f"{b.transform.f:g}) differs from the map's ({a.width}x{a.height}, {a.crs}, origin "
+                             f"{a.transform.c:g}, {a.transform.f:g}): the census compares pixel by pixel",
                              path=ref_path)
         for t in iter_tiles(a.width, a.height, size=tile):
             cm += confusion_matrix(b.read(1, window=t.core), a.read(1, window=t.core), legend.codes)

@@ -102,3 +102,31 @@ def test_a_point_on_a_shared_border_counts_once():
                              geometry=[shapely.box(0, 0, 10, 10), shapely.box(10, 0, 20, 10)], crs=32633)
     per = oa_per_unit(pts, units)
     assert per["n"].tolist() == [2, 1] and per["oa"].tolist() == [0.5, 1.0]
+
+
+def test_area_tables_with_repeated_units_or_text_are_one_line():
+    """A reference table listing a unit twice, or an area written '1,100.5': one line naming the table, the unit
+    and the value (pandas' non-unique index error and a str - float TypeError before)."""
+    mapped = pd.DataFrame({"unit": ["a", "b"], "Tree cover": [10.0, 4.0]})
+    twice = pd.DataFrame({"unit": ["a", "a"], "Tree cover": [8.0, 9.0]})
+    with pytest.raises(InputError, match=r"reference area table lists unit \['a'\] more than once"):
+        compare_areas(mapped, twice, WORLDCOVER)
+    text = pd.DataFrame({"unit": ["a", "b"], "Tree cover": ["1,100.5", "4"]})
+    with pytest.raises(InputError, match=r"reference area table: '1,100.5' \(unit a, Tree cover\) is not a number"):
+        compare_areas(mapped, text, WORLDCOVER)
+    ok = compare_areas(mapped, pd.DataFrame({"unit": ["a", "b"], "Tree cover": ["8", 4]}), WORLDCOVER)
+    assert ok["relative_difference"].tolist() == pytest.approx([0.25, 0.0])
+
+
+def test_census_needs_one_grid_crs_included(tmp_path):
+    """Two maps with one transform in UTM 33N and 34N lie 600 km apart: comparing them pixel by pixel gave OA 1.0;
+    now one line saying the grids differ."""
+    from minescape.maps.validate import census_agreement
+
+    data = np.full((1, 10, 12), 10, np.uint8)
+    transform = Affine(10, 0, 500000, 0, -10, 4100000)
+    a = write_raster(Raster(data, CRS.from_epsg(32633), transform, 0), tmp_path / "a.tif", legend=WORLDCOVER)
+    b = write_raster(Raster(data, CRS.from_epsg(32634), transform, 0), tmp_path / "b.tif", legend=WORLDCOVER)
+    assert census_agreement(a, a, WORLDCOVER).overall_accuracy == 1.0
+    with pytest.raises(InputError, match=r"b.tif: reference grid .*EPSG:32634.* differs from the map's"):
+        census_agreement(a, b, WORLDCOVER)
