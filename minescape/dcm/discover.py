@@ -9,6 +9,7 @@ a DCM tile at all (a ZIP without DCM layers, an unreadable ZIP) becomes a :class
 from __future__ import annotations
 
 import os
+import posixpath
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -98,9 +99,11 @@ def scan_zip(path: Path) -> tuple[list[TileSource], list[SourceProblem]]:
     for info in infos:
         if info.is_dir():
             continue
-        parsed = parse_layer_name(PurePosixPath(info.filename).name)
+        # the member as GDAL finds it: '/' separators (Windows zippers write '\\'), no './' or '//'
+        name = posixpath.normpath(info.filename.replace("\\", "/"))
+        parsed = parse_layer_name(PurePosixPath(name).name)
         if parsed is not None:
-            found.append((*parsed, f"/vsizip/{path.resolve().as_posix()}/{info.filename}"))
+            found.append((*parsed, f"/vsizip/{path.resolve().as_posix()}/{name}"))
     if not found:
         return [], [SourceProblem(path, "not a TanDEM-X DCM tile: no TDM1_DCM__10_<tile>_<DCM_|DATE|HAI_|CIM_>*"
                                         "<FIRST|LAST>1622_*.tif inside")]

@@ -17,6 +17,7 @@ import re
 from enum import Enum
 
 from minescape.dcm.tiles import TileName
+from minescape.errors import InputError
 
 LAYER_FILE = re.compile(
     r"^TDM1_DCM__10_(?P<tile>[NS]\d{2}[EW]\d{3})_(?P<code>DCM_|DATE|HAI_|CIM_)"
@@ -46,11 +47,17 @@ REQUIRED_LAYERS: tuple[Layer, ...] = (Layer.DCM, Layer.DATE, Layer.HAI, Layer.CI
 
 
 def parse_layer_name(name: str) -> tuple[TileName, MapKind, Layer] | None:
-    """``(tile, kind, layer)`` of a DCM layer file name (base name), or None when it is not one."""
+    """``(tile, kind, layer)`` of a DCM layer file name (base name), or None when it is not one (a name of the
+    pattern whose tile cannot exist, such as ``N95E010``, is not one either: one stray file must not stop the
+    reading of a whole delivery)."""
     m = LAYER_FILE.match(name)
     if m is None:
         return None
-    return TileName.parse(m["tile"].upper()), MapKind(m["kind"].upper()), Layer(m["code"].upper())
+    try:
+        tile = TileName.parse(m["tile"].upper())
+    except InputError:
+        return None
+    return tile, MapKind(m["kind"].upper()), Layer(m["code"].upper())
 
 
 def layer_file_name(tile: TileName, kind: MapKind, layer: Layer, *, version: str = "V01_C") -> str:

@@ -228,3 +228,38 @@ def test_a_vrt_member_dressed_as_the_change_layer_is_not_followed(tmp_path):
     site = make_site("X", shapely.box(117.495, -22.505, 117.505, -22.495))
     with pytest.raises(InputError, match=r"site X: tile S23E117 LAST .*DCM layer is not a readable raster"):
         read_site_dcm(tmp_path / "dcm", site)
+
+
+@pytest.mark.parametrize("rename", [lambda n: n.replace("/", "\\"), lambda n: "./" + n])
+def test_zip_members_written_by_other_zippers_are_read(tmp_path, rename):
+    """A tile ZIP whose members use Windows separators, or start with './': the tile is indexed and its layers
+    open (the raw name was either not matched, 'not a TanDEM-X DCM tile', or not found by GDAL)."""
+    import zipfile
+
+    tile, kind = TileName(-23, 117), MapKind.LAST
+    clean = write_tile_zip(tmp_path / "clean.zip", tile, kind, tile_layers(tile, kind, _field(10.0, 2018, -22.6),
+                                                                            [(117.49, -22.51, 117.51, -22.49)]))
+    (tmp_path / "dcm").mkdir()
+    odd = tmp_path / "dcm" / f"{product_name(tile, kind)}.zip"
+    with zipfile.ZipFile(clean) as zin, zipfile.ZipFile(odd, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(rename(info.filename), zin.read(info))
+    with zipfile.ZipFile(odd) as zf:
+        assert all(n.startswith("./") or "\\" in n for n in zf.namelist())
+    index = dcm_index(tmp_path / "dcm")
+    assert index.tiles(MapKind.LAST) == [tile] and not index.problems
+    site = make_site("X", shapely.box(117.495, -22.505, 117.505, -22.495))
+    assert np.isfinite(read_site_dcm(index, site).dh.data).any()
+
+
+def test_a_stray_file_with_an_impossible_tile_name_is_one_problem(tmp_path):
+    """A ZIP holding 'TDM1_DCM__10_N95E010_DATE_LAST1622_V01_C.tif' (no tile at 95°N) beside a real tile: the
+    ZIP is one problem naming it; the delivery is read (the whole command stopped with exit 2 before)."""
+    import zipfile
+
+    box = (117.985, -22.62, 118.015, -22.60)
+    write_dcm_tiles(tmp_path / "dcm", [box], _field(10.0, 2018, -22.6), kinds=(MapKind.LAST,))
+    with zipfile.ZipFile(tmp_path / "dcm" / "readme_bundle.zip", "w") as zf:
+        zf.writestr("TDM1_DCM__10_N95E010_DATE_LAST1622_V01_C.tif", b"not a raster")
+    index = dcm_index(tmp_path / "dcm")
+    assert index.tiles(MapKind.LAST) and [p.path.name for p in index.problems] == ["readme_bundle.zip"]
