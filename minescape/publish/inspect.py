@@ -76,6 +76,10 @@ def _gpkg_sources(paths: list[Path], tmp: Path) -> Iterator[tuple[str, Path]]:
                 with zipfile.ZipFile(f) as zf:
                     members = sorted((i for i in zf.infolist() if i.filename.lower().endswith(".gpkg")),
                                      key=lambda i: i.filename)
+                    names = [i.filename for i in members]
+                    twice = sorted({n for n in names if names.count(n) > 1})
+                    if twice:  # unzipping keeps one of them: the release would not be what was checked
+                        raise InputError(f"member {twice[0]} is in the ZIP more than once", path=f)
                     for info in members:
                         check_member(f, info, tmp)  # before a byte is extracted
                         target = tmp / "x.gpkg"
@@ -89,7 +93,7 @@ def _gpkg_sources(paths: list[Path], tmp: Path) -> Iterator[tuple[str, Path]]:
                                 dst.write(chunk)
                         yield f"{f.name}/{info.filename}", target
                         target.unlink()
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
                 raise InputError(f"damaged ZIP file ({exc})", path=f) from None
         else:
             raise InputError("not a ZIP or GeoPackage file", path=f)
@@ -110,6 +114,8 @@ def check_member(zip_path: Path, info: zipfile.ZipInfo, tmp: Path) -> None:
     import shutil
 
     name = f"member {info.filename}"
+    if info.flag_bits & 0x1:
+        raise InputError(f"{name} is encrypted (a release's shards are not); not extracted", path=zip_path)
     if info.file_size > MAX_MEMBER_BYTES:
         raise InputError(f"{name} declares {info.file_size:,} bytes uncompressed, above the limit of "
                          f"{MAX_MEMBER_BYTES:,} bytes; not extracted", path=zip_path)
@@ -226,6 +232,10 @@ def _check_file(label, path, report, *, cap, rtol, years, names, extras, allow_e
     if not spatial:
         bad(Violation(label, None, "no polygon layer"))
         return
+    if len(spatial) > 1:  # the cap is per file: layers side by side would hold more features than it
+        bad(Violation(label, None, f"{len(spatial)} polygon layers ({', '.join(spatial)}); published files "
+                                   "hold one"))
+    before = report.features
     for layer in spatial:
         where = label if len(spatial) == 1 else f"{label}:{layer}"
         meta, fids, wkb, data = pyogrio.raw.read(path, layer=layer, return_fids=True)
@@ -248,6 +258,9 @@ def _check_file(label, path, report, *, cap, rtol, years, names, extras, allow_e
                                            f"fid, {', '.join(REQUIRED)})"))
         if n > cap:
             bad(Violation(where, None, f"{n} features, more than the cap of {cap}"))
+        elif len(spatial) > 1 and layer == spatial[-1] and report.features - before > cap:
+            bad(Violation(label, None, f"{report.features - before} features in the file's layers together, "
+                                       f"more than the cap of {cap}"))
         fids = np.asarray(fids, dtype=np.int64)
         for label_fid, values in (("fid", fids), ("fid column", col.get("fid"))):
             if values is None:

@@ -148,3 +148,52 @@ def test_cli_publish(site_maps, tmp_path):
     (maps / "bad.tif").write_bytes(b"xx")
     res = runner.invoke(app, ["publish", str(maps), str(tmp_path / "r3")])
     assert res.exit_code == 3 and "bad.tif" in res.output
+
+
+def test_zips_with_twin_or_encrypted_members_are_one_line(release, tmp_path):
+    """A ZIP holding one shard twice (unzipping keeps one: the release is not what was checked) and one whose
+    member carries the encryption flag (RuntimeError traceback before): one line each, exit 2."""
+    import warnings
+
+    shard = _loose(release, tmp_path / "loose")[0]
+    data = shard.read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns about the duplicate name it writes
+        with zipfile.ZipFile(tmp_path / "dup.zip", "w") as zf:
+            zf.writestr("s.gpkg", data)
+            zf.writestr("s.gpkg", data)
+    with zipfile.ZipFile(tmp_path / "enc.zip", "w") as zf:
+        zf.writestr("s.gpkg", data)
+    raw = bytearray((tmp_path / "enc.zip").read_bytes())
+    for sig in (b"PK\x03\x04", b"PK\x01\x02"):  # the flag in the local header (offset 6) and the central (8)
+        at = raw.find(sig)
+        raw[at + (6 if sig == b"PK\x03\x04" else 8)] |= 0x1
+    (tmp_path / "enc.zip").write_bytes(bytes(raw))
+    with zipfile.ZipFile(tmp_path / "enc.zip") as zf:
+        assert zf.infolist()[0].flag_bits & 0x1
+    for name, problem in (("dup.zip", "member s.gpkg is in the ZIP more than once"),
+                          ("enc.zip", "member s.gpkg is encrypted")):
+        res = CliRunner().invoke(app, ["inspect", str(tmp_path / name)])
+        assert res.exit_code == 2 and f"{name}: {problem}" in res.output and "Traceback" not in res.output, \
+            res.output
+
+
+def test_the_cap_is_per_file_over_its_layers(tmp_path):
+    """One GeoPackage with three polygon layers of 30, 10 and 30 features under a cap of 40: each layer is under
+    the cap, the file is not; both the file's layers and its total are violations."""
+    from pyproj import Geod
+
+    folder = tmp_path / "rel"
+    folder.mkdir()
+    start = 1
+    for layer, n in (("a", 30), ("b", 10), ("c", 30)):
+        boxes = np.array([shapely.box(10 + i * 0.01, 10, 10.005 + i * 0.01, 10.005) for i in range(n)])
+        areas = np.array([abs(Geod(ellps="WGS84").geometry_area_perimeter(b)[0]) for b in boxes])
+        pyogrio.raw.write(folder / "three.gpkg", shapely.to_wkb(boxes),
+                          [np.arange(start, start + n), np.array(["Open pit"] * n, dtype=object), areas,
+                           np.full(n, 2020, np.int32)], ["index_n", "class_name", "area_m2", "year"], layer=layer,
+                          driver="GPKG", geometry_type="Polygon", crs="EPSG:4326", append=layer != "a")
+        start += n
+    lines = [str(v) for v in inspect_release(folder, max_features=40).violations]
+    assert "three.gpkg: 3 polygon layers (a, b, c); published files hold one" in lines
+    assert "three.gpkg: 70 features in the file's layers together, more than the cap of 40" in lines
