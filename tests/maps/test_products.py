@@ -164,3 +164,27 @@ def test_provinces_with_one_file_name_are_refused_not_overwritten(geo_map, tmp_p
     with zipfile.ZipFile(tmp_path / "out" / "zips" / "North_Hai-Nan.zip") as zf:
         assert len(zf.namelist()) == 1 and zf.namelist()[0].startswith("North_Hai-Nan_")
     assert len(pd.read_csv(tmp_path / "out" / "versions.csv")) == 2
+
+
+def test_a_unit_in_another_crs_follows_its_curved_edges(tmp_path):
+    """A 1° x 0.25° unit in EPSG:4326 on a 100 m UTM map at 60° N: its parallels are curves on the map. The tile
+    holds exactly the pixels whose centres are inside the unit in its own CRS (chords cut some before)."""
+    from pyproj import Transformer
+
+    to_utm = Transformer.from_crs(4326, 32633, always_xy=True)
+    x0, y1 = to_utm.transform(14.0, 60.3)
+    x1, y0 = to_utm.transform(16.0, 59.9)
+    transform = Affine(100, 0, np.floor(x0 / 100) * 100 - 2000, 0, -100, np.ceil(y1 / 100) * 100 + 2000)
+    width, height = int((x1 - x0) / 100) + 40, int((y1 - y0) / 100) + 40
+    path = write_raster(Raster(np.full((1, height, width), 10, np.uint8), CRS.from_epsg(32633), transform, 0),
+                        tmp_path / "map.tif", legend=WORLDCOVER)
+    unit = shapely.box(14.5, 60.0, 15.5, 60.25)
+    rows, cols = np.indices((height, width))
+    xs, ys = transform * (cols.ravel() + 0.5, rows.ravel() + 0.5)
+    lon, lat = Transformer.from_crs(32633, 4326, always_xy=True).transform(xs, ys)
+    inside = int(shapely.contains_xy(unit, lon, lat).sum())
+    chords = shapely.Polygon([to_utm.transform(x, y) for x, y in unit.exterior.coords])
+    assert abs(int(shapely.contains_xy(chords, xs, ys).sum()) - inside) > 100  # straight edges on the map differ
+    units = gpd.GeoDataFrame({"region": ["R"], "province": ["P"], "city": ["C"]}, geometry=[unit], crs=4326)
+    s = make_products(path, units, tmp_path / "out", legend=WORLDCOVER)
+    assert s.tiles["R_P_C"]["valid_pixels"] == inside
