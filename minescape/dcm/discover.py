@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,12 +68,23 @@ def _unsafe(member: str) -> bool:
     return p.is_absolute() or ".." in p.parts or (len(member) > 1 and member[1] == ":")
 
 
+#: The product version at the end of a layer's name (``..._LAST1622_V01_C.tif`` -> ``V01_C``).
+_VERSION = re.compile(r"1622_(?P<version>[^/\\]*?)\.tiff?$", re.IGNORECASE)
+
+
+def _version(gdal_path: str) -> str:
+    m = _VERSION.search(gdal_path)
+    return m["version"].upper() if m else ""
+
+
 def _group(found: list[tuple[TileName, MapKind, Layer, str]], source: Path) -> list[TileSource]:
-    groups: dict[tuple[TileName, MapKind], dict[Layer, str]] = {}
+    """The tile products among ``found`` layers: one per tile, map kind and product version (layers of two
+    versions in one folder, a flattened copy, are two products, never one of mixed layers)."""
+    groups: dict[tuple[TileName, MapKind, str], dict[Layer, str]] = {}
     for tile, kind, layer, gdal_path in sorted(found, key=lambda t: (t[0], t[1].value, t[2].value, t[3])):
-        groups.setdefault((tile, kind), {}).setdefault(layer, gdal_path)
+        groups.setdefault((tile, kind, _version(gdal_path)), {}).setdefault(layer, gdal_path)
     out = []
-    for (tile, kind), layers in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1].value)):
+    for (tile, kind, _), layers in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1].value, kv[0][2])):
         missing = [lay.value.rstrip("_") for lay in REQUIRED_LAYERS if lay not in layers]
         problem = None
         if missing:

@@ -49,6 +49,10 @@ def build_index(path: str | Path) -> DcmIndex:
     entries: dict[tuple[MapKind, TileName], list[TileSource]] = {}
     for t in tiles:
         entries.setdefault((t.kind, t.tile), []).append(t)
+    for sources in entries.values():  # an incomplete copy beside a complete one: read the complete, say so
+        if any(s.problem is None for s in sources):
+            problems += [SourceProblem(s.source, f"{s.problem}; another copy of the tile is read")
+                         for s in sources if s.problem]
     return DcmIndex(Path(path), {k: tuple(v) for k, v in entries.items()}, tuple(problems))
 
 

@@ -222,9 +222,11 @@ def read_dcm_on_grid(index: DcmIndex, grid: Grid, options: DcmOptions | None = N
         n = len(index.tiles(options.kind))
         raise NoOverlapError(f"{what} lies outside every DCM tile ({n} {options.kind.value} tiles in "
                              f"{index.root}; it needs {', '.join(_needed(b))})")
-    for s in sources:
-        if s.problem:
+    usable = {s.tile for s in sources if not s.problem}
+    for s in sources:  # a tile with a usable source is read from it; one with none is refused, naming why
+        if s.problem and s.tile not in usable:
             raise InputError(f"{what}: {s.source}: {s.problem}")
+    sources = [s for s in sources if not s.problem]
     headers = [_header(s, what) for s in sources]
     for i, a in enumerate(headers):
         for other in headers[i + 1:]:

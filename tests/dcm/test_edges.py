@@ -263,3 +263,28 @@ def test_a_stray_file_with_an_impossible_tile_name_is_one_problem(tmp_path):
         zf.writestr("TDM1_DCM__10_N95E010_DATE_LAST1622_V01_C.tif", b"not a raster")
     index = dcm_index(tmp_path / "dcm")
     assert index.tiles(MapKind.LAST) and [p.path.name for p in index.problems] == ["readme_bundle.zip"]
+
+
+def test_two_versions_in_one_folder_are_two_products_and_the_complete_one_is_read(tmp_path):
+    """Loose layers of V01 (its CIM missing) and V02 (complete) of one tile in one folder, as a flattened copy
+    holds them: they were one product of mixed layers (DCM from V01, CIM from V02). Now two products; the site
+    reads the complete V02 (values: the V02 field), and V01 is reported as the incomplete copy it is."""
+    import zipfile
+
+    tile, kind = TileName(-23, 117), MapKind.LAST
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for version, offset in (("V01_C", 1.0), ("V02_C", 30.0)):
+        zpath = write_tile_zip(tmp_path / f"{version}.zip", tile, kind, tile_layers(
+            tile, kind, _field(offset, 2018, -22.6), [(117.49, -22.51, 117.51, -22.49)]))
+        with zipfile.ZipFile(zpath) as zf:
+            for info in zf.infolist():
+                name = info.filename.rsplit("/", 1)[-1]
+                if name.endswith(".tif") and not (version == "V01_C" and "_CIM_" in name):
+                    (folder / name.replace("V01_C", version)).write_bytes(zf.read(info))
+    index = dcm_index(folder)
+    assert len(index.entries[(kind, tile)]) == 2
+    assert [p.reason.split(";")[0] for p in index.problems] == [
+        f"tile {tile.name} LAST has no CIM layer (expected TDM1_DCM__10_{tile.name}_<CIM>*LAST1622_*.tif)"]
+    dh = read_site_dcm(index, make_site("X", shapely.box(117.495, -22.505, 117.505, -22.495))).dh.data
+    assert np.nanmedian(dh) > 20  # V02's field (offset 30), not V01's (offset 1)
