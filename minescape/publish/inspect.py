@@ -59,18 +59,18 @@ class InspectReport:
 
 def _gpkg_sources(paths: list[Path], tmp: Path) -> Iterator[tuple[str, Path]]:
     """(label, local path) of every GeoPackage in folders, ZIPs and GPKG files (ZIP members extracted)."""
-    files: list[Path] = []
+    files: list[tuple[Path, str]] = []  # (file, its label: the path below the folder given, as the manifest)
     for p in paths:
         if p.is_dir():
-            files += sorted(q for q in p.rglob("*") if q.suffix.lower() in (".zip", ".gpkg")
-                            and not q.name.startswith("."))
+            files += [(q, q.relative_to(p).as_posix()) for q in sorted(p.rglob("*"))
+                      if q.suffix.lower() in (".zip", ".gpkg") and not q.name.startswith(".")]
         elif p.exists():
-            files.append(p)
+            files.append((p, p.name))
         else:
             raise MissingInputError("release not found", path=p)
-    for f in files:
+    for f, name in files:
         if f.suffix.lower() == ".gpkg":
-            yield f.name, f
+            yield name, f
         elif zipfile.is_zipfile(f):
             try:
                 with zipfile.ZipFile(f) as zf:
@@ -91,7 +91,7 @@ def _gpkg_sources(paths: list[Path], tmp: Path) -> Iterator[tuple[str, Path]]:
                                     raise InputError(f"member {info.filename} holds more than it declares",
                                                      path=f)
                                 dst.write(chunk)
-                        yield f"{f.name}/{info.filename}", target
+                        yield f"{name}/{info.filename}", target
                         target.unlink()
             except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
                 raise InputError(f"damaged ZIP file ({exc})", path=f) from None
@@ -192,33 +192,41 @@ def inspect_release(
     report = InspectReport()
     seen_index: dict[int, tuple[str, int]] = {}
     names = set(legend.names)
-    if manifest is not None:
-        _check_hashes(manifest, root, report)
+    members = _check_hashes(manifest, root, report) if manifest is not None else set()
     with tempfile.TemporaryDirectory(prefix="minescape-inspect-") as tmp:
         for label, path in _gpkg_sources(paths, Path(tmp)):
             report.files.append(label)
-            if manifest is not None and "/" in label:
-                expected = manifest.get("sha256", {}).get(label)
-                if expected is not None and sha256_file(path) != expected:
+            if label in members:
+                members.discard(label)
+                if sha256_file(path) != manifest["sha256"][label]:
                     report.violations.append(Violation(label, None, "SHA-256 differs from manifest.json"))
             _check_file(label, path, report, cap=cap, rtol=area_rtol, years=years, names=names,
                         extras=extras, allow_extra=allow_extra_columns, seen_index=seen_index)
+    if root is not None and root in paths:  # members the manifest lists that no ZIP holds
+        report.violations += [Violation(m, None, "listed in manifest.json but missing") for m in sorted(members)]
     if not report.files:
         raise InputError("no GeoPackage files found", path=paths[0])
     return report
 
 
-def _check_hashes(manifest: dict, root: Path, report: InspectReport) -> None:
+def _check_hashes(manifest: dict, root: Path, report: InspectReport) -> set[str]:
+    """Check the files the manifest lists (any depth below ``root``); return the keys that are members of a ZIP
+    (``zips/a.zip/s.gpkg``), which are checked as they are read."""
+    members: set[str] = set()
     for rel, digest in manifest.get("sha256", {}).items():
-        if "/" in rel:
-            continue  # members of ZIPs are checked when read
         f = root / rel
-        if not f.exists():
+        parts = rel.split("/")
+        in_zip = next((i for i in range(1, len(parts)) if "/".join(parts[:i]).lower().endswith(".zip")
+                       and (root / "/".join(parts[:i])).is_file()), None)
+        if in_zip is not None and not f.is_file():
+            members.add(rel)
+        elif not f.is_file():
             report.violations.append(Violation(rel, None, "listed in manifest.json but missing"))
         elif sha256_file(f) != digest:
             report.violations.append(Violation(rel, None, "SHA-256 differs from manifest.json"))
     if not (root / README).exists():
         report.violations.append(Violation(README, None, "missing"))
+    return members
 
 
 def _check_file(label, path, report, *, cap, rtol, years, names, extras, allow_extra, seen_index) -> None:

@@ -197,3 +197,38 @@ def test_the_cap_is_per_file_over_its_layers(tmp_path):
     lines = [str(v) for v in inspect_release(folder, max_features=40).violations]
     assert "three.gpkg: 3 polygon layers (a, b, c); published files hold one" in lines
     assert "three.gpkg: 70 features in the file's layers together, more than the cap of 40" in lines
+
+
+def test_a_release_in_subfolders_is_checked_as_deep_as_its_manifest_lists(release, tmp_path):
+    """The release's ZIPs moved into zips/ with the manifest's keys moved with them, one shard taken out of a ZIP
+    and one ZIP listed that is not there: keys with a '/' were taken for ZIP members and never checked (the
+    release passed); now the changed ZIP, the missing ZIP and the missing shard are each a violation."""
+    import json
+
+    nested = tmp_path / "nested"
+    shutil.copytree(release, nested)
+    (nested / "zips").mkdir()
+    manifest = json.loads((nested / "manifest.json").read_text())
+    hashes = {}
+    for key, digest in manifest["sha256"].items():
+        top = key.split("/")[0]
+        hashes[f"zips/{key}" if top.endswith(".zip") else key] = digest
+    for z in sorted(nested.glob("*.zip")):
+        z.rename(nested / "zips" / z.name)
+    manifest["sha256"] = hashes
+    (nested / "manifest.json").write_text(json.dumps(manifest))
+    assert inspect_release(nested).ok  # first: moved as a whole, the release still checks out
+    manifest["sha256"]["zips/gone.zip"] = "0" * 64
+    (nested / "manifest.json").write_text(json.dumps(manifest))
+    victim = sorted((nested / "zips").glob("*.zip"))[0]
+    with zipfile.ZipFile(victim) as zf:
+        kept = {i.filename: zf.read(i) for i in zf.infolist()}
+    dropped = sorted(kept)[-1]
+    del kept[dropped]
+    with zipfile.ZipFile(victim, "w") as zf:
+        for name, data in kept.items():
+            zf.writestr(name, data)
+    lines = [str(v) for v in inspect_release(nested).violations]
+    assert f"zips/{victim.name}: SHA-256 differs from manifest.json" in lines
+    assert "zips/gone.zip: listed in manifest.json but missing" in lines
+    assert f"zips/{victim.name}/{dropped}: listed in manifest.json but missing" in lines
