@@ -160,3 +160,31 @@ def write_gpkg(gdf: gpd.GeoDataFrame, path: str | Path, *, layer: str | None = N
         warnings.simplefilter("ignore", RuntimeWarning)
         gdf.to_file(tmp, layer=layer or path.stem, driver="GPKG", engine="pyogrio")
     return path
+
+
+def split_antimeridian(geoms: np.ndarray) -> np.ndarray:
+    """Bring lon/lat polygons with longitudes beyond 180° back into [-180, 180].
+
+    Polygons entirely east of 180° are shifted by -360°; polygons across it are cut along the
+    meridian into a MultiPolygon with parts on both sides (as RFC 7946 recommends). Others are
+    returned unchanged.
+    """
+    geoms = np.asarray(geoms, dtype=object).copy()
+    if len(geoms) == 0:
+        return geoms
+    b = shapely.bounds(geoms)
+    shift = b[:, 0] >= 180.0
+    if shift.any():
+        geoms[shift] = shapely.transform(geoms[shift], lambda c: c - [360.0, 0.0])
+    cross = (b[:, 2] > 180.0) & ~shift
+    if cross.any():
+        west = shapely.box(-180.0, -90.0, 180.0, 90.0)
+        east = shapely.box(180.0, -90.0, 540.0, 90.0)
+        for k in np.nonzero(cross)[0]:
+            g = geoms[k]
+            w = shapely.intersection(g, west)
+            e = shapely.transform(shapely.intersection(g, east), lambda c: c - [360.0, 0.0])
+            parts = [p for part in (w, e) for p in getattr(part, "geoms", [part])
+                     if p.geom_type == "Polygon" and not p.is_empty]
+            geoms[k] = shapely.MultiPolygon(parts)
+    return geoms

@@ -245,17 +245,46 @@ SEGMENT_OF_DIAGONAL = 1e-3
 
 
 def _reprojected(gdf, crs):
-    """``gdf`` in ``crs``, its outlines first densified in their own CRS (:data:`SEGMENT_OF_DIAGONAL`) when the
-    CRSs differ, so the edges follow their curves in ``crs``."""
+    """``gdf`` in ``crs``: outlines densified in their own CRS first (:data:`SEGMENT_OF_DIAGONAL`) when the CRSs
+    differ, so the edges follow their curves in ``crs``; in a geographic ``crs``, outlines across 180° as the
+    parts either side of it (:func:`_across_antimeridian`)."""
     import shapely
 
-    if gdf.crs is None or CRS.from_user_input(crs) == CRS.from_user_input(gdf.crs):
+    if gdf.crs is None:
         return gdf
-    b = gdf.geometry.bounds
-    diag = np.hypot(b["maxx"] - b["minx"], b["maxy"] - b["miny"]).to_numpy()
-    dense = shapely.segmentize(np.asarray(gdf.geometry.values, dtype=object),
-                               np.maximum(diag * SEGMENT_OF_DIAGONAL, 1e-9))
-    return gdf.set_geometry(type(gdf.geometry)(dense, index=gdf.index, crs=gdf.crs)).to_crs(crs)
+    target = CRS.from_user_input(crs)
+
+    def with_geoms(frame, geoms):
+        return frame.set_geometry(type(frame.geometry)(geoms, index=frame.index, crs=frame.crs))
+
+    out = gdf
+    if target != CRS.from_user_input(gdf.crs):
+        b = gdf.geometry.bounds
+        diag = np.hypot(b["maxx"] - b["minx"], b["maxy"] - b["miny"]).to_numpy()
+        dense = shapely.segmentize(np.asarray(gdf.geometry.values, dtype=object),
+                                   np.maximum(diag * SEGMENT_OF_DIAGONAL, 1e-9))
+        out = with_geoms(gdf, dense).to_crs(target)
+    if target.is_geographic:
+        out = with_geoms(out, _across_antimeridian(np.asarray(out.geometry.values, dtype=object)))
+    return out
+
+
+def _across_antimeridian(geoms: np.ndarray) -> np.ndarray:
+    """Lon/lat outlines across 180° as the parts either side of it: those written with longitudes past 180°, and
+    those ``to_crs`` wrapped round the globe (a unit across 180° drawn in a Pacific CRS comes out spanning -179°
+    to 179°: longitudes below 0 are moved up by 360° where that makes it narrower than 180°)."""
+    import shapely
+
+    from minescape.geo.vector import split_antimeridian
+
+    out = split_antimeridian(geoms)  # outlines written with longitudes past 180°
+    bounds = shapely.bounds(geoms)
+    for k in np.nonzero(bounds[:, 2] - bounds[:, 0] > 180.0)[0]:
+        moved = shapely.transform(geoms[k], lambda c: np.where(c[:, :1] < 0, c + [360.0, 0.0], c))
+        b = shapely.bounds(moved)
+        if b[2] - b[0] < 180.0 and shapely.is_valid(moved):
+            out[k] = split_antimeridian(np.array([moved], dtype=object))[0]
+    return out
 
 
 def make_products(map_path: str | Path, admin, out_dir: str | Path, *, legend: Legend,

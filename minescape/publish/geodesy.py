@@ -33,7 +33,7 @@ from pyproj import CRS, Proj, Transformer
 
 from minescape.geo.crs import as_crs, transformer  # noqa: F401  (re-exported: publish's callers import them here)
 from minescape.geo.ragged import RaggedPolygons
-from minescape.geo.vector import geodesic_area
+from minescape.geo.vector import geodesic_area, split_antimeridian  # noqa: F401  (re-exported)
 
 GRID_SPACING_M = 50.0  # node spacing of the interpolation grid (metres in the working CRS)
 MAX_GRID_NODES = 1000  # per axis; larger extents use a coarser spacing (110 km tile: 110 m)
@@ -336,31 +336,3 @@ def _transform_exact(xy: np.ndarray, tf: Transformer, *, unwrap: bool) -> np.nda
     if unwrap and len(x) and np.ptp(x) > 180:
         x = np.where(x < 0, x + 360.0, x)
     return np.column_stack([x, y])
-
-
-def split_antimeridian(geoms: np.ndarray) -> np.ndarray:
-    """Bring lon/lat polygons with longitudes beyond 180° back into [-180, 180].
-
-    Polygons entirely east of 180° are shifted by -360°; polygons across it are cut along the
-    meridian into a MultiPolygon with parts on both sides (as RFC 7946 recommends). Others are
-    returned unchanged.
-    """
-    geoms = np.asarray(geoms, dtype=object).copy()
-    if len(geoms) == 0:
-        return geoms
-    b = shapely.bounds(geoms)
-    shift = b[:, 0] >= 180.0
-    if shift.any():
-        geoms[shift] = shapely.transform(geoms[shift], lambda c: c - [360.0, 0.0])
-    cross = (b[:, 2] > 180.0) & ~shift
-    if cross.any():
-        west = shapely.box(-180.0, -90.0, 180.0, 90.0)
-        east = shapely.box(180.0, -90.0, 540.0, 90.0)
-        for k in np.nonzero(cross)[0]:
-            g = geoms[k]
-            w = shapely.intersection(g, west)
-            e = shapely.transform(shapely.intersection(g, east), lambda c: c - [360.0, 0.0])
-            parts = [p for part in (w, e) for p in getattr(part, "geoms", [part])
-                     if p.geom_type == "Polygon" and not p.is_empty]
-            geoms[k] = shapely.MultiPolygon(parts)
-    return geoms

@@ -188,3 +188,23 @@ def test_a_unit_in_another_crs_follows_its_curved_edges(tmp_path):
     units = gpd.GeoDataFrame({"region": ["R"], "province": ["P"], "city": ["C"]}, geometry=[unit], crs=4326)
     s = make_products(path, units, tmp_path / "out", legend=WORLDCOVER)
     assert s.tiles["R_P_C"]["valid_pixels"] == inside
+
+
+def test_units_across_the_antimeridian_on_a_geographic_map(tmp_path):
+    """A 2° x 2° unit round 180° at 17° S (Fiji) on a global 0.5° map, drawn in EPSG:3832 (to_crs gives a band
+    from -179° to 179°: 180 times its area) and in EPSG:4326 with longitudes 179° to 181°: both give the unit's
+    16 pixels and its area on the ellipsoid."""
+    from pyproj import Transformer
+
+    path = write_raster(Raster(np.full((1, 360, 720), 10, np.uint8), CRS.from_epsg(4326),
+                               Affine(0.5, 0, -180, 0, -0.5, 90), 0), tmp_path / "world.tif", legend=WORLDCOVER)
+    to_3832 = Transformer.from_crs(4326, 3832, always_xy=True)
+    (x0, y0), (x1, y1) = to_3832.transform(179, -18), to_3832.transform(181, -16)
+    expected = float(latband_area_m2(np.array([-16.0]), np.array([-18.0]), 2.0)[0]) / 1e6
+    for name, geom, crs in (("pacific", shapely.box(x0, y0, x1, y1), 3832),
+                            ("wrapped", shapely.box(179, -18, 181, -16), 4326)):
+        units = gpd.GeoDataFrame({"region": ["R"], "province": ["P"], "city": [name]}, geometry=[geom], crs=crs)
+        s = make_products(path, units, tmp_path / name, legend=WORLDCOVER)
+        tile = s.tiles[f"R_P_{name}"]
+        assert tile["valid_pixels"] == 16, name
+        assert sum(tile["areas_km2"].values()) == pytest.approx(expected, rel=1e-6), name
