@@ -35,6 +35,11 @@ class LegendClass:
         return "#{:02x}{:02x}{:02x}".format(*self.color)
 
 
+def _finite_values(values: Iterable[float]) -> set:
+    """The finite values among ``values``, whole ones as ``int`` (NaN and infinities are no class value)."""
+    return {int(v) if float(v).is_integer() else float(v) for v in values if np.isfinite(v)}
+
+
 @dataclass(frozen=True)
 class Legend:
     """An ordered set of classes with a raster nodata code (never a class code)."""
@@ -115,13 +120,23 @@ class Legend:
         if found - allowed:
             raise self.unknown_values(found, allowed=allowed, path=source)
 
+    def with_legend_nodata(self, data: np.ndarray, nodata: float | None) -> np.ndarray:
+        """``data`` (a class raster of another file) with its own nodata pixels, ``nodata`` and NaN where ``data``
+        is float, set to this legend's nodata, in ``data``'s dtype: what :meth:`check_codes` and a cast to the
+        legend's codes should see (a product whose nodata is 255, a float label whose nodata is NaN)."""
+        data = np.asarray(data)
+        missing = ~np.isfinite(data) if data.dtype.kind == "f" else np.zeros(data.shape, dtype=bool)
+        if nodata is not None and not np.isnan(nodata):
+            missing |= data == nodata
+        return np.where(missing, self.nodata, data).astype(data.dtype, copy=False)
+
     def unknown_values(self, found: Iterable[int], *, allowed: Iterable[int] | None = None,
                        path: str | Path | None = None) -> InputError:
         """The one-line error for a map holding ``found`` values of which some are not ``allowed`` (default: the
         codes and nodata), naming the built-in legends that hold every found value (a map read with the wrong
         ``--legend``)."""
         allowed = set(self.codes) | {self.nodata} if allowed is None else set(allowed)
-        found = {int(v) if float(v).is_integer() else v for v in found if np.isfinite(v)}
+        found = _finite_values(found)
         bad = sorted(found - allowed)
         return InputError(f"values {bad[:10]} are not in the {self.name} legend (expected {sorted(allowed)})"
                           f"{self.other_legend_hint(found)}", path=path)
@@ -129,7 +144,7 @@ class Legend:
     def other_legend_hint(self, found: Iterable[int]) -> str:
         """``"; every value is a class of the worldcover legend (--legend worldcover)"`` when the built-in legends
         other than this one that hold every ``found`` value (nodata aside) exist, else ``""``."""
-        found = {int(v) if float(v).is_integer() else v for v in found if np.isfinite(v)} - {self.nodata}
+        found = _finite_values(found) - {self.nodata}
         fits = [lg.name for lg in LEGENDS.values()
                 if lg.name != self.name and found <= set(lg.codes) | {lg.nodata}]
         return f"; every value is a class of the {' and the '.join(fits)} legend (--legend {fits[0]})" if fits else ""

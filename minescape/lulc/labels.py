@@ -45,10 +45,7 @@ def raster_labels_on(path: str | Path, grid: Grid, *, legend: Legend = MINING_LU
     c1 = min(lgrid.width, int(win.col_off + win.width) + 1)
     r1 = min(lgrid.height, int(win.row_off + win.height) + 1)
     part = read_raster(path, bands=[1], window=Window(c0, r0, c1 - c0, r1 - r0))
-    missing = ~np.isfinite(part.data) if part.data.dtype.kind == "f" else np.zeros(part.data.shape, bool)
-    if nodata is not None and not np.isnan(nodata):
-        missing |= part.data == nodata
-    raw = np.where(missing, legend.nodata, part.data)  # a float label's NaN is nodata too
+    raw = legend.with_legend_nodata(part.data, nodata)  # a float label's NaN is nodata too
     legend.check_codes(raw, source=str(path))  # before the cast to uint8: 257 must not pass as class 1
     data = raw.astype(np.uint8)
     return reproject_to_grid(Raster(data, part.crs, part.transform, legend.nodata), grid, resampling="nearest",

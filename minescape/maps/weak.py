@@ -29,8 +29,7 @@ def upsample_labels(labels: Raster, grid: Grid, legend: Legend, *, name: str = "
 
     Raises InputError naming ``name`` if the labels hold values outside the legend or carry no CRS.
     """
-    data = labels.data if labels.nodata is None else np.where(labels.data == labels.nodata, legend.nodata,
-                                                                  labels.data).astype(labels.data.dtype)
+    data = legend.with_legend_nodata(labels.data, labels.nodata)
     legend.check_codes(data, source=name)  # the product's own nodata (255, say) is the legend's, no class
     if labels.crs is None:
         raise CRSMismatchError(f"{name}: label raster has no CRS; cannot place it on the image grid")

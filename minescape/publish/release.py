@@ -122,7 +122,7 @@ def read_class_map(site: SiteMap, legend: Legend) -> Raster:
         if ((counts > 0) & ~allowed).any():
             raise legend.unknown_values(np.nonzero(counts)[0], allowed=[*legend.codes, int(nodata)], path=site.path)
     else:
-        legend.check_codes(np.where(data == nodata, legend.nodata, data), source=str(site.path))
+        legend.check_codes(legend.with_legend_nodata(data, nodata), source=str(site.path))
     return raster
 
 
