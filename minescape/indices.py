@@ -41,8 +41,9 @@ def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _bright_difference(*sides: tuple[np.ndarray, ...]) -> np.ndarray:
     """:func:`normalized_difference` of two sides, each the sum of its bands clipped at 0; 0 where the two sum to
     less than :data:`DARK_SUM` (no signal: neither side of the index); NaN where a band is not finite."""
-    a, b = (sum(np.maximum(np.asarray(x, dtype=np.float32), np.float32(0)) for x in side) for side in sides)
-    finite = np.logical_and.reduce([np.isfinite(np.asarray(x, dtype=np.float32)) for side in sides for x in side])
+    bands = [[np.asarray(x, dtype=np.float32) for x in side] for side in sides]
+    a, b = (sum(np.maximum(x, np.float32(0)) for x in side) for side in bands)
+    finite = np.logical_and.reduce([np.isfinite(x) for side in bands for x in side])
     with np.errstate(invalid="ignore", over="ignore"):
         out = normalized_difference(a, b)
         out[(a + b) < DARK_SUM] = 0.0
