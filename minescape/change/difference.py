@@ -38,6 +38,7 @@ from minescape.atomic import atomic_path, atomic_write_text
 from minescape.change.pair_cloud_mask import PairCloudMask
 from minescape.errors import ConfigError, InputError, check_choice
 from minescape.geo.grid import Grid, iter_tiles
+from minescape.geo.pixel_area import centre_pixel_area_m2
 from minescape.geo.raster import Raster, build_overviews, open_by_name, open_writer, scan_reads
 from minescape.geo.raster_style import (
     DISPLAY_PERCENTILE,
@@ -197,24 +198,11 @@ def write_difference_style(diff_path: Path, options: DetectOptions, limit: float
     return write_ramp_style(diff_path, ramp)
 
 
-def pixel_area_m2(grid: Grid) -> float:
-    """Area (m², WGS84 ellipsoid) of the pixel at the centre of ``grid``."""
-    from shapely.geometry import box
-
-    from minescape.geo.vector import geodesic_area
-
-    row, col = grid.height // 2, grid.width // 2
-    t = grid.transform
-    x0, y0 = t @ (col, row)
-    x1, y1 = t @ (col + 1, row + 1)
-    return float(geodesic_area([box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))], grid.crs)[0])
-
-
 def min_pixels(options: DetectOptions, grid: Grid) -> int:
     """The minimum component size in pixels for ``options.min_area_m2`` on ``grid``."""
     if options.min_area_m2 <= 0:
         return 0
-    return int(math.ceil(options.min_area_m2 / pixel_area_m2(grid) - 1e-9))
+    return int(math.ceil(options.min_area_m2 / centre_pixel_area_m2(grid) - 1e-9))
 
 
 def halo(options: DetectOptions, n_min: int) -> tuple[int, int]:
@@ -341,7 +329,7 @@ def _stats(change, valid, diff, thr, options, grid, n_min) -> dict:
         "valid_pixels": int(valid.sum()), "changed_pixels": n_change,
         "loss_pixels": int((change & (diff < 0)).sum()) if options.method != "CVA" else None,
         "gain_pixels": int((change & (diff > 0)).sum()) if options.method != "CVA" else None,
-        "changed_area_m2": n_change * pixel_area_m2(grid),
+        "changed_area_m2": n_change * centre_pixel_area_m2(grid),
     }
 
 
@@ -637,5 +625,5 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
         "threshold": thr, "min_component_pixels": n_min, "valid_pixels": n_valid, "changed_pixels": n_change,
         "loss_pixels": n_loss if options.method != "CVA" else None,
         "gain_pixels": n_gain if options.method != "CVA" else None,
-        "changed_area_m2": n_change * pixel_area_m2(grid),
+        "changed_area_m2": n_change * centre_pixel_area_m2(grid),
     }

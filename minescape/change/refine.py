@@ -191,7 +191,7 @@ def burn_edits(edited: str | Path, mask: str | Path, out: str | Path, *, layer: 
     Returns:
         ``{"features": n, "changed_pixels": n, "changed_area_m2": a}``.
     """
-    from minescape.change.difference import pixel_area_m2
+    from minescape.geo.pixel_area import centre_pixel_area_m2
 
     mask, out = Path(mask), Path(out)
     grid = _grid_of(mask)
@@ -218,4 +218,4 @@ def burn_edits(edited: str | Path, mask: str | Path, out: str | Path, *, layer: 
             changed += int((burnt == 1).sum())
             dst.write(burnt, 1, window=t.core)
     write_legend_style(out, CHANGE)
-    return {"features": len(geoms), "changed_pixels": changed, "changed_area_m2": changed * pixel_area_m2(grid)}
+    return {"features": len(geoms), "changed_pixels": changed, "changed_area_m2": changed * centre_pixel_area_m2(grid)}

@@ -31,6 +31,7 @@ from minescape.dcm.mosaic import read_dcm_on_grid
 from minescape.dcm.options import DcmOptions
 from minescape.dcm.site import SiteDcm, is_delivery, read_site_dcm
 from minescape.errors import ConfigError, InputError, MissingInputError, check_choice
+from minescape.geo.pixel_area import code_areas_m2
 from minescape.geo.raster import Raster, write_raster
 from minescape.geo.vector import FeatureNote
 from minescape.imagery.composite import Composite, annual_composite
@@ -279,7 +280,7 @@ def classify_site(unit: Unit) -> dict:
                     SCENES=",".join(inputs.composite.scenes))
     path = write_raster(Raster(classes, site.crs, site.grid.transform, MINING_LULC.nodata),
                         map_path(a["out_dir"], site.id), legend=MINING_LULC, tags=tags)
-    counts = np.bincount(classes.ravel(), minlength=8)
+    areas = code_areas_m2(classes, site.grid, n_codes=max(MINING_LULC.codes) + 1)  # m² on WGS84
     outputs = [str(path)]
     if inputs.composite is not None:  # per pixel, the clear observations the composite had
         cc = inputs.composite.clear_count
@@ -302,7 +303,7 @@ def classify_site(unit: Unit) -> dict:
         "crs": site.crs.to_string(),
         "path": str(path),
         "pixels": int((classes > 0).sum()),
-        "area_m2": {MINING_LULC.name_of(c): float(counts[c] * site.grid.pixel_area()) for c in MINING_LULC.codes},
+        "area_m2": {MINING_LULC.name_of(c): round(float(areas[c]), 1) for c in MINING_LULC.codes},
         "outputs": outputs,
         **({"imagery_notes": list(inputs.notes)} if inputs.notes else {}),
         **(inputs.dcm.report() if inputs.dcm is not None else {}),

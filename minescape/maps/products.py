@@ -5,7 +5,7 @@ Given a class map and administrative units (polygons with region / province / ci
 * each unit is clipped from the map (pixels whose centre lies outside the polygon become nodata) and written
   as ``tiles/Region_Province_City.tif`` (tiled GeoTIFF, legend colours and class names), streamed chunk by
   chunk so memory does not grow with the unit;
-* per-unit class areas in km², computed on the WGS84 ellipsoid (:func:`pixel_areas_m2`), go to
+* per-unit class areas in km², computed on the WGS84 ellipsoid (:func:`minescape.geo.pixel_area.pixel_areas_m2`), go to
   ``class_areas.csv``;
 * the tiles of each province are packed into ``zips/Region_Province.zip``;
 * the provinces of each region are grouped, in name order, into versions ``Region_v1``, ``Region_v2``...
@@ -19,7 +19,6 @@ one-line reason in ``failed.csv`` and the others go on.
 from __future__ import annotations
 
 import json
-import math
 import re
 import zipfile
 from collections.abc import Sequence
@@ -27,15 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pyproj import CRS, Geod, Transformer
+from pyproj import CRS
 
 from minescape.atomic import atomic_path, atomic_write_text, prune
 from minescape.errors import ConfigError, InputError, NoOverlapError
+from minescape.geo.pixel_area import pixel_areas_m2
 from minescape.legend import Legend
 from minescape.runner import Unit, run_units
 
 NAME_FIELDS: tuple[str, str, str] = ("region", "province", "city")
-WGS84 = Geod(ellps="WGS84")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: same tiles, same ZIP bytes
 
 
@@ -83,55 +82,6 @@ def _file_name_clash(taken: dict[tuple[str, ...], tuple[str, ...]], names: tuple
                     f"{'_'.join(safe)}; rename one (only the first is produced)")
     taken.update(keys)
     return None
-
-
-# --------------------------------------------------------------------------------------------------------------
-# areas on the ellipsoid
-
-_A = 6378137.0
-_F = 1 / 298.257223563
-_E2 = _F * (2 - _F)
-_E = math.sqrt(_E2)
-
-
-def _q(lat_rad: np.ndarray) -> np.ndarray:
-    s = np.sin(lat_rad)
-    return (1 - _E2) * (s / (1 - _E2 * s * s) - 1 / (2 * _E) * np.log((1 - _E * s) / (1 + _E * s)))
-
-
-def latband_area_m2(lat_top: np.ndarray, lat_bottom: np.ndarray, dlon_deg: float) -> np.ndarray:
-    """Exact area in m² of WGS84 cells between two latitudes (degrees) and ``dlon_deg`` wide (Snyder 1987,
-    authalic latitude: ``A = a² dλ (q(φ2) - q(φ1)) / 2``)."""
-    q2 = _q(np.radians(np.asarray(lat_top, dtype=np.float64)))
-    q1 = _q(np.radians(np.asarray(lat_bottom, dtype=np.float64)))
-    return np.abs(_A**2 * np.radians(dlon_deg) * (q2 - q1) / 2)
-
-
-def pixel_areas_m2(transform, crs, *, rows: int, cols: int, step: int = 64) -> np.ndarray:
-    """Area in m² of each pixel of a ``rows`` x ``cols`` block with ``transform`` in ``crs`` on WGS84.
-
-    Geographic grids (lon/lat degrees): exact per-row areas, shape ``(rows, 1)``. Projected grids: the
-    geodesic area of ``step`` x ``step`` pixel blocks (corners transformed to lon/lat, ``pyproj.Geod``)
-    divided among their pixels, shape ``(rows, cols)``.
-    """
-    crs = CRS.from_user_input(crs)
-    if crs.is_geographic:
-        lat_edges = transform.f + transform.e * np.arange(rows + 1)
-        return latband_area_m2(lat_edges[:-1], lat_edges[1:], abs(transform.a))[:, None]
-    to_ll = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    out = np.empty((rows, cols), dtype=np.float64)
-    for r0 in range(0, rows, step):
-        r1 = min(rows, r0 + step)
-        for c0 in range(0, cols, step):
-            c1 = min(cols, c0 + step)
-            cc = np.array([c0, c1, c1, c0], dtype=np.float64)
-            rr = np.array([r0, r0, r1, r1], dtype=np.float64)
-            px = transform.a * cc + transform.b * rr + transform.c
-            py = transform.d * cc + transform.e * rr + transform.f
-            lon, lat = to_ll.transform(px, py)
-            area = abs(WGS84.polygon_area_perimeter(lon, lat)[0])
-            out[r0:r1, c0:c1] = area / ((r1 - r0) * (c1 - c0))
-    return out
 
 
 # --------------------------------------------------------------------------------------------------------------

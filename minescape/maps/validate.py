@@ -32,8 +32,8 @@ def map_class_areas(path: str | Path, legend: Legend, *, tile: int = 2048) -> np
     from rasterio.windows import Window
 
     from minescape.geo.grid import iter_tiles
+    from minescape.geo.pixel_area import pixel_areas_m2
     from minescape.geo.raster import open_class_map, scan_reads
-    from minescape.maps.products import pixel_areas_m2
 
     total = np.zeros(256, dtype=np.float64)
     with scan_reads(), open_class_map(path) as src:

@@ -11,17 +11,11 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from minescape.errors import InputError
+from minescape.geo.pixel_area import latband_area_m2, pixel_areas_m2
 from minescape.geo.raster import Raster, read_raster, write_raster
 from minescape.geo.vector import geodesic_area
 from minescape.legend import WORLDCOVER
-from minescape.maps.products import (
-    grid_units,
-    group_versions,
-    latband_area_m2,
-    make_products,
-    pixel_areas_m2,
-    unit_stem,
-)
+from minescape.maps.products import grid_units, group_versions, make_products, unit_stem
 
 
 @pytest.fixture
