@@ -16,6 +16,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 
 T = TypeVar("T")
 
@@ -28,16 +29,24 @@ def progress_disabled() -> bool:
 
 
 def make_progress(*, transient: bool = False) -> Progress:
-    """A Progress with description, bar, count, elapsed time and ETA."""
+    """A Progress with description, bar, count, elapsed time and ETA.
+
+    The description and the free text at the end (a unit's name, a loss) are cut with "…" to a quarter and a
+    fifth of the terminal's width (at least 20 and 16 characters), so long names never squeeze out the bar and
+    the counts (at 80 columns they did).
+    """
+    width = err_console.width
     return Progress(
         SpinnerColumn(),
-        TextColumn("[progress.description]{task.description}"),
+        TextColumn("[progress.description]{task.description}",
+                   table_column=Column(max_width=max(20, width // 4), no_wrap=True, overflow="ellipsis")),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
-        TextColumn("{task.fields[extra]}"),
+        TextColumn("{task.fields[extra]}", table_column=Column(max_width=max(16, width // 5), no_wrap=True,
+                                                               overflow="ellipsis")),
         console=err_console,
         transient=transient,
         disable=progress_disabled(),
