@@ -39,7 +39,9 @@ def detect(
     closing: int = typer.Option(1, help="Closing disc radius (pixels); 0 = none."),
     min_area: float = typer.Option(0.0, help="Minimum change area (m², ellipsoidal)."),
     cva_bands: str | None = typer.Option(None, help="Comma-separated bands for CVA (default: all common)."),
-    window: int = typer.Option(1024, help="Processing window (pixels): memory scales with it."),
+    window: int = typer.Option(1024, "--tile", "--window",
+                               help="Tile (processing window) size in pixels: memory scales with it. --window is "
+                                    "its former name."),
     coregister: bool = typer.Option(False, "--coregister/--no-coregister",
                                     help="Move date 2 onto date 1 by a sub-pixel shift (phase correlation) first."),
     mask_clouds: bool = typer.Option(False, "--mask-clouds/--no-mask-clouds",
@@ -60,10 +62,10 @@ def detect(
     bbox: str | None = typer.Option(None, "--bbox", help="With --stac: area as west,south,east,north (degrees)."),
     year1: int | None = typer.Option(None, "--t1", help="With --stac: year of date 1 (e.g. 2017)."),
     year2: int | None = typer.Option(None, "--t2", help="With --stac: year of date 2 (e.g. 2024)."),
-    threads: int | None = typer.Option(None, "--threads",
-                                       help="Processes computing windows in parallel (default: one per 4 "
-                                            "windows, up to every core this process may use); the outputs are "
-                                            "the same bytes for any number."),
+    threads: int | None = typer.Option(None, "--workers", "--threads",
+                                       help="Processes computing tiles in parallel (default: one per 4 "
+                                            "tiles, up to every core this process may use); the outputs are "
+                                            "the same bytes for any number. --threads is its former name."),
 ) -> None:
     """Change mask (0/1/255 with colour table) and difference raster of a pair, streamed by windows.
 
@@ -83,7 +85,7 @@ def detect(
     else:
         t1, t2, out = paths
 
-    workers = None if threads is None else resolve_threads(threads, what="--threads")
+    workers = None if threads is None else resolve_threads(threads, what="--workers")
     options = DetectOptions(method=method, direction=direction, threshold=threshold, value=value,
                             opening=opening, closing=closing, min_area_m2=min_area, cva_bands=_bands(cva_bands))
     res = detect_files(t1, t2, out, options=options, window=window, progress=True, coregister=coregister,

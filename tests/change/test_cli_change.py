@@ -16,7 +16,7 @@ runner = CliRunner()
 def test_detect_refine_patches_evaluate(small_region, tmp_path):
     det = tmp_path / "det"
     res = runner.invoke(app, ["change", "detect", str(small_region.t1), str(small_region.t2), str(det),
-                              "--min-area", "500", "--window", "100", "--truth", str(small_region.truth_change)])
+                              "--min-area", "500", "--tile", "100", "--truth", str(small_region.truth_change)])
     assert res.exit_code == 0, res.output
     assert "vs truth: F1 0.9" in res.output
     assert (det / "change_mask.tif").exists() and (det / "difference.tif").exists()

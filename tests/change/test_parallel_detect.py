@@ -46,25 +46,26 @@ def test_two_workers_write_the_same_bytes(small_region, tmp_path, options, coreg
     assert json.loads(one.summary.read_text())["changed_pixels"] == int((mask == 1).sum())
 
 
-def test_cli_threads_option(small_region, tmp_path):
+def test_cli_workers_option(small_region, tmp_path):
     runner = CliRunner()
     out = tmp_path / "cli"
     res = runner.invoke(app, ["change", "detect", str(small_region.t1), str(small_region.t2), str(out),
-                              "--window", "128", "--threads", "2" if available_cores() >= 2 else "1"])
+                              "--tile", "128", "--workers", "2" if available_cores() >= 2 else "1"])
     assert res.exit_code == 0, res.output
     ref = detect_files(small_region.t1, small_region.t2, tmp_path / "ref", options=DetectOptions(), window=128)
     with rasterio.open(out / "change_mask.tif") as a, rasterio.open(ref.mask) as b:
         assert np.array_equal(a.read(1), b.read(1)) and (a.read(1) == 1).any()
         assert a.overviews(1) == b.overviews(1) == [2]
     bare = tmp_path / "bare"
+    # the former names (--window, --threads) still work
     res = runner.invoke(app, ["change", "detect", str(small_region.t1), str(small_region.t2), str(bare),
-                              "--window", "128", "--no-overviews", "--no-report"])
+                              "--window", "128", "--threads", "1", "--no-overviews", "--no-report"])
     assert res.exit_code == 0, res.output
     for name in ("change_mask.tif", "difference.tif"):
         with rasterio.open(bare / name) as a, rasterio.open(out / name) as b:
             assert a.overviews(1) == [] and np.array_equal(a.read(1), b.read(1), equal_nan=True)
     for bad in ("0", str(available_cores() + 1)):
         res = runner.invoke(app, ["change", "detect", str(small_region.t1), str(small_region.t2), str(out),
-                                  "--threads", bad])
+                                  "--workers", bad])
         assert res.exit_code == 2
-        assert "--threads" in res.output and len(res.output.strip().splitlines()) == 1
+        assert "--workers" in res.output and len(res.output.strip().splitlines()) == 1
