@@ -37,6 +37,26 @@ def latband_area_m2(lat_top: np.ndarray, lat_bottom: np.ndarray, dlon_deg: float
     return np.abs(_A**2 * np.radians(dlon_deg) * (q2 - q1) / 2)
 
 
+def _block_pixel_areas(transform: Affine, crs: CRS, *, rows: int, cols: int, step: int) -> np.ndarray:
+    """Pixel area in m² of each ``step`` x ``step`` block of a projected grid (the geodesic area of the block's
+    corners transformed to lon/lat, ``pyproj.Geod``, divided among its pixels), shape ``(ceil(rows/step),
+    ceil(cols/step))``."""
+    to_ll = transformer(crs, _LONLAT)
+    r_edges = np.minimum(np.arange(0, rows + step, step), rows)
+    c_edges = np.minimum(np.arange(0, cols + step, step), cols)
+    r_edges, c_edges = r_edges[: np.searchsorted(r_edges, rows) + 1], c_edges[: np.searchsorted(c_edges, cols) + 1]
+    cc, rr = np.meshgrid(c_edges.astype(np.float64), r_edges.astype(np.float64))
+    lon, lat = to_ll.transform(transform.a * cc + transform.b * rr + transform.c,
+                               transform.d * cc + transform.e * rr + transform.f)
+    out = np.empty((len(r_edges) - 1, len(c_edges) - 1), dtype=np.float64)
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            ring = (i, i, i + 1, i + 1), (j, j + 1, j + 1, j)
+            area = abs(WGS84_GEOD.polygon_area_perimeter(lon[ring], lat[ring])[0])
+            out[i, j] = area / ((r_edges[i + 1] - r_edges[i]) * (c_edges[j + 1] - c_edges[j]))
+    return out
+
+
 def pixel_areas_m2(transform: Affine, crs: CRS | str | int, *, rows: int, cols: int, step: int = 64) -> np.ndarray:
     """Area in m² of each pixel of a ``rows`` x ``cols`` block with ``transform`` in ``crs`` on WGS84.
 
@@ -48,20 +68,8 @@ def pixel_areas_m2(transform: Affine, crs: CRS | str | int, *, rows: int, cols: 
     if crs.is_geographic:
         lat_edges = transform.f + transform.e * np.arange(rows + 1)
         return latband_area_m2(lat_edges[:-1], lat_edges[1:], abs(transform.a))[:, None]
-    to_ll = transformer(crs, _LONLAT)
-    out = np.empty((rows, cols), dtype=np.float64)
-    for r0 in range(0, rows, step):
-        r1 = min(rows, r0 + step)
-        for c0 in range(0, cols, step):
-            c1 = min(cols, c0 + step)
-            cc = np.array([c0, c1, c1, c0], dtype=np.float64)
-            rr = np.array([r0, r0, r1, r1], dtype=np.float64)
-            px = transform.a * cc + transform.b * rr + transform.c
-            py = transform.d * cc + transform.e * rr + transform.f
-            lon, lat = to_ll.transform(px, py)
-            area = abs(WGS84_GEOD.polygon_area_perimeter(lon, lat)[0])
-            out[r0:r1, c0:c1] = area / ((r1 - r0) * (c1 - c0))
-    return out
+    blocks = _block_pixel_areas(transform, crs, rows=rows, cols=cols, step=step)
+    return np.repeat(np.repeat(blocks, step, axis=0)[:rows], step, axis=1)[:, :cols]
 
 
 def centre_pixel_area_m2(grid: Grid) -> float:
@@ -73,11 +81,24 @@ def centre_pixel_area_m2(grid: Grid) -> float:
 
 def code_areas_m2(codes: np.ndarray, grid: Grid, *, n_codes: int, step: int = 64) -> np.ndarray:
     """Area in m² on WGS84 covered by each integer code ``0..n_codes-1`` of ``codes`` (a 2-D array on ``grid``);
-    codes outside that range are not counted. Per-pixel areas from :func:`pixel_areas_m2` with ``step`` x
-    ``step`` pixel blocks (a 640 m block at the edge of a UTM zone: pixel areas within 1e-5 of exact)."""
+    codes outside that range are not counted. Pixel areas as :func:`pixel_areas_m2` gives them, with ``step`` x
+    ``step`` pixel blocks on a projected grid (a 640 m block at the edge of a UTM zone: within 1e-5 of exact);
+    the codes are counted per block, so no per-pixel area array is made."""
     if codes.shape != grid.shape:
         raise ValueError(f"codes of shape {codes.shape} are not on the grid's {grid.shape}")
-    areas = np.broadcast_to(pixel_areas_m2(grid.transform, grid.crs, rows=grid.height, cols=grid.width,
-                                           step=step), codes.shape)
-    keep = (codes >= 0) & (codes < n_codes)
-    return np.bincount(codes[keep].astype(np.int64), weights=areas[keep], minlength=n_codes)
+    crs = CRS.from_user_input(grid.crs)
+    rows, cols = grid.shape
+    if crs.is_geographic:  # areas per row
+        step = 1
+        blocks = np.broadcast_to(pixel_areas_m2(grid.transform, crs, rows=rows, cols=cols), (rows, 1))
+    else:
+        blocks = _block_pixel_areas(grid.transform, crs, rows=rows, cols=cols, step=step)
+    col_step = cols if crs.is_geographic else step
+    total = np.zeros(n_codes, dtype=np.float64)
+    for i in range(blocks.shape[0]):
+        for j in range(blocks.shape[1]):
+            block = codes[i * step:(i + 1) * step, j * col_step:(j + 1) * col_step].ravel()
+            if block.dtype.kind == "i":
+                block = block[block >= 0]
+            total += blocks[i, j] * np.bincount(block, minlength=n_codes)[:n_codes]
+    return total
