@@ -99,7 +99,10 @@ QUANTIFICATION = 10000.0
 OFFSET_BASELINE = (4, 0)
 OFFSET_SINCE = dt.date(2022, 1, 25)  # every product sensed from this day on has baseline >= 04.00 (the offset)
 SAFE_DEPTH = 5  # folders above a band file searched for the SAFE product name (L2A: X.SAFE/GRANULE/*/IMG_DATA/R10m)
+# Special_Values of L1C and L2A products (product metadata, S2 Products Specification Document): DN 0 is NO_DATA,
+# DN 65535 is SATURATED. Neither is a measurement: both decode to NaN (:func:`invalid_dn`).
 DN_NODATA = 0
+DN_SATURATED = 65535
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,21 @@ def parse_scene_name(name: str) -> SceneInfo:
     return SceneInfo(date=None)
 
 
+def invalid_dn(dn: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Where ``dn`` holds no measurement: ``== nodata`` (None: no nodata value) and, for integer DN, Sentinel-2's
+    SATURATED value (:data:`DN_SATURATED`). Floating-point arrays are reflectance, not DN: only ``nodata`` counts.
+
+    The one test of Sentinel-2's special values: every reader that decodes DN (local scenes, SAFE folders, STAC
+    assets) masks with it, on the DN before any offset or scale.
+
+    >>> invalid_dn(np.array([0, 1200, 65535], dtype=np.uint16), 0).tolist()
+    [True, False, True]
+    """
+    dn = np.asarray(dn)
+    bad = dn == nodata if nodata is not None else np.zeros(dn.shape, dtype=bool)
+    return bad | (dn == DN_SATURATED) if dn.dtype.kind in "ui" else bad
+
+
 def dn_to_reflectance(
     dn: np.ndarray, *, baseline: str | None = None, offset: float | None = None, nodata: float | None = DN_NODATA,
     out: np.ndarray | None = None,
@@ -165,32 +183,32 @@ def dn_to_reflectance(
     """Convert L1C (TOA) or L2A (BOA) digital numbers to reflectance (unitless, float32).
 
     ``reflectance = (DN + offset) / 10000`` with ``offset = -1000`` for processing baseline >= 04.00
-    (or as given). Pixels equal to ``nodata`` (0 in Sentinel-2 products) become NaN. ``out``: a float32 array
-    of ``dn``'s shape to write into (no temporary arrays).
+    (or as given). Pixels equal to ``nodata`` (0 in Sentinel-2 products) or SATURATED (65535) become NaN
+    (:func:`invalid_dn`). ``out``: a float32 array of ``dn``'s shape to write into.
     """
     off = baseline_offset(baseline) if offset is None else float(offset)
     dn = np.asarray(dn)
+    bad = invalid_dn(dn, nodata)  # on the DN, before the offset and the scale
     refl = np.add(dn, np.float32(off), dtype=np.float32, out=out)
     np.divide(refl, np.float32(QUANTIFICATION), out=refl)
-    if nodata is not None:
-        np.copyto(refl, np.float32(np.nan), where=dn == nodata)
+    np.copyto(refl, np.float32(np.nan), where=bad)
     return refl
 
 
 def decode_dn(dn: np.ndarray, *, reflectance: bool, offset: float, nodata: float | None,
               out: np.ndarray | None = None) -> np.ndarray:
-    """One band of DN as float32: reflectance (see :func:`dn_to_reflectance`) or DN, NaN where ``nodata``;
-    written into ``out`` when given.
+    """One band of DN as float32: reflectance (see :func:`dn_to_reflectance`) or DN, NaN where ``nodata`` or, for
+    integer DN, SATURATED (:func:`invalid_dn`); written into ``out`` when given.
 
     A floating-point band holds reflectance already (a stack a user computed, a composite minescape wrote): it is
     taken as stored, never scaled, so every reader (``change detect``, ``change predict``, ``lulc``) sees the
     same values whatever the file's type."""
     if reflectance and np.asarray(dn).dtype.kind != "f":
         return dn_to_reflectance(dn, offset=offset, nodata=nodata, out=out)
+    bad = invalid_dn(dn, nodata)
     res = np.empty(np.shape(dn), np.float32) if out is None else out
     np.copyto(res, dn, casting="unsafe")
-    if nodata is not None:
-        np.copyto(res, np.float32(np.nan), where=dn == nodata)
+    np.copyto(res, np.float32(np.nan), where=bad)
     return res
 
 

@@ -259,3 +259,38 @@ def test_oscd_band_folder_reads_as_the_warper_does(oscd_root):
                 continue
             assert scaled_window(src.crs, src.transform, src.shape, grid) is not None
         assert np.abs(stack.data[k] - _warped(path, grid)).max() <= 1.0, band
+
+
+def test_saturated_dn_is_invalid_like_nodata():
+    """Sentinel-2 L1C/L2A Special_Values: DN 0 is NO_DATA, DN 65535 is SATURATED; both decode to NaN, as reflectance
+    and as DN. A floating-point band is reflectance already (not DN): its values are kept as stored."""
+    from minescape.sentinel2 import decode_dn
+
+    dn = np.array([0, 65535, 1000, 11000, 65534], dtype=np.uint16)
+    assert int((dn == 65535).sum()) == 1
+    for refl in (dn_to_reflectance(dn, baseline="04.00"),
+                 decode_dn(dn, reflectance=True, offset=-1000, nodata=0),
+                 decode_dn(dn, reflectance=False, offset=-1000, nodata=0)):
+        assert np.isnan(refl[:2]).all() and np.isfinite(refl[2:]).all()
+    as_float = np.array([0.1, 65535.0], dtype=np.float32)  # not DN: never masked as saturated
+    np.testing.assert_array_equal(decode_dn(as_float, reflectance=True, offset=-1000, nodata=0), as_float)
+
+
+def test_saturated_pixels_of_a_band_stack_read_as_nan(tmp_path):
+    """A real uint16 L2A stack with a few SATURATED pixels: read_stack (the engine of local scenes and SAFE folders)
+    gives NaN there, the same as nodata, and every other pixel unchanged."""
+    rng = np.random.default_rng(3)
+    dn = rng.integers(1100, 4000, (4, 9, 13), dtype=np.uint16)
+    saturated = np.zeros((9, 13), bool)
+    saturated[2, 3] = saturated[7, 11] = True
+    dn[:, saturated] = 65535
+    dn[1, 0, 0] = 0  # nodata in one band
+    path = tmp_path / "S2B_MSIL2A_20230715T022549_N0509_R046_T50KQB_20230715T062017.tif"
+    write_raster(Raster(dn, "EPSG:32750", Affine(10, 0, 500000, 0, -10, 7600000), 0, ("B02", "B03", "B04", "B08")),
+                 path)
+    refl = read_stack(path).data
+    assert int((dn == 65535).sum()) == 8  # the stack really holds saturated DN
+    assert np.isnan(refl[:, saturated]).all()
+    assert np.isnan(refl[1, 0, 0]) and np.isfinite(refl).sum() == refl.size - 8 - 1
+    keep = ~saturated & (dn[1] != 0)
+    np.testing.assert_allclose(refl[:, keep], (dn[:, keep].astype(np.float32) - 1000) / 10000, rtol=1e-6)

@@ -24,7 +24,7 @@ from rasterio.windows import Window
 from minescape.errors import ConfigError, InputError, NoOverlapError
 from minescape.geo.grid import Grid, aligned_window, bounds_in
 from minescape.geo.raster import Raster, open_raster
-from minescape.sentinel2 import QUANTIFICATION, Scene, decode_dn, read_stack, read_window_filled
+from minescape.sentinel2 import QUANTIFICATION, Scene, decode_dn, invalid_dn, read_stack, read_window_filled
 
 
 @dataclass(frozen=True)
@@ -388,7 +388,7 @@ def stored_on_grid(scene: Scene, bands: Sequence[str], grid: Grid, *, handles: d
 def read_scene_dn(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Window,
                   handles: dict | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """``(dn, invalid)``: the scene's bands over ``window`` of ``grid`` as stored, ``(C, h, w)`` in the files'
-    integer type, and ``(h, w)`` where any band is nodata (or outside the files), for files
+    integer type, and ``(h, w)`` where any band is nodata or SATURATED (or outside the files), for files
     :func:`stored_on_grid`. None where the window reaches past a file without nodata (:func:`read_scene` then
     decides what those pixels are)."""
     target = grid.window_grid(window)
@@ -411,7 +411,6 @@ def read_scene_dn(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Win
                 out[i] = dn[k]
         if invalid is None:
             invalid = np.zeros((target.height, target.width), bool)
-        if nodata is not None:
-            for band in dn:  # band by band: no (C, h, w) temporary
-                np.logical_or(invalid, band == nodata, out=invalid)
+        for band in dn:  # band by band: no (C, h, w) temporary; nodata and SATURATED as decode_dn masks them
+            np.logical_or(invalid, invalid_dn(band, nodata), out=invalid)
     return out, invalid

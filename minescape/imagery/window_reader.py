@@ -33,7 +33,7 @@ from minescape.geo.grid import Grid, aligned_window
 from minescape.geo.raster import Raster, open_by_name, raster_driver
 from minescape.imagery.conventions import BandAsset
 from minescape.imagery.signing import Signer, no_signing
-from minescape.sentinel2 import read_window_filled
+from minescape.sentinel2 import invalid_dn, read_window_filled
 
 
 class AssetUnreachable(InputError):
@@ -199,9 +199,11 @@ def read_window(asset: BandAsset, grid: Grid, *, resampling: str = "bilinear", o
 
 
 def to_reflectance(dn: np.ndarray, asset: BandAsset) -> np.ndarray:
-    """float32 reflectance ``(DN + offset_dn) x scale``; NaN where ``DN == nodata``."""
+    """float32 reflectance ``(DN + offset_dn) x scale``; NaN where the DN are the asset's nodata (its
+    ``raster:bands`` nodata) or SATURATED (65535), tested on the DN before offset and scale
+    (:func:`minescape.sentinel2.invalid_dn`)."""
     out = (dn.astype(np.float32) + np.float32(asset.offset_dn)) * np.float32(asset.scale)
-    out[dn == asset.nodata] = np.nan
+    out[invalid_dn(dn, asset.nodata)] = np.nan
     return out
 
 
@@ -256,8 +258,9 @@ def offset_probe_grid(area: Grid, *, max_px: int = OFFSET_PROBE_PX) -> Grid:
 def pixels_carry_offset(blue_dn: np.ndarray, *, nodata: float = 0, share: float = 0.25) -> bool:
     """False when the blue band's DN cannot carry the +1000 offset of baseline >= 04.00: more than ``share``
     of its valid pixels are below 1000 (a negative blue surface reflectance). Used to catch Earth Search items
-    whose ``earthsearch:boa_offset_applied`` flag says False while the offset was already subtracted."""
-    valid = blue_dn != nodata
+    whose ``earthsearch:boa_offset_applied`` flag says False while the offset was already subtracted. Nodata and
+    SATURATED DN are not valid pixels (:func:`minescape.sentinel2.invalid_dn`)."""
+    valid = ~invalid_dn(blue_dn, nodata)
     if not valid.any():
         return True
     return float((blue_dn[valid] < 1000).mean()) <= share

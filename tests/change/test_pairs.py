@@ -107,3 +107,30 @@ def test_mask_without_crs_must_match_the_grid(small_region, tmp_path):
         dst.write(np.ones((1, 50, 100), np.uint8))
     with pytest.raises(InputError, match="label.tif: has no CRS and is 50x100 pixels"):
         read_on_grid(path, pair.grid)
+
+
+def test_saturated_dn_are_invalid_in_the_dn_fast_path_as_in_the_float_read(tmp_path):
+    """``change predict`` reads Sentinel-2 stacks on the pair grid as stored (``read_dn``); SATURATED DN (65535)
+    must be invalid there exactly as the float read (``read``, which ``change detect`` uses) makes them NaN."""
+    from minescape.change.pairs import open_pair_source
+
+    rng = np.random.default_rng(5)
+    transform = Affine(10, 0, 500000, 0, -10, 7600000)
+    bands = ("B02", "B03", "B04", "B08")
+    paths = []
+    for k, date in enumerate(("20230715", "20240719")):
+        dn = rng.integers(1100, 4000, (4, 12, 16), dtype=np.uint16)
+        if k == 1:
+            dn[2, 3, 4] = dn[0, 9, 15] = 65535
+        path = tmp_path / f"S2B_MSIL2A_{date}T022549_N0509_R046_T50KQB_{date}T062017.tif"
+        write_raster(Raster(dn, "EPSG:32750", transform, 0, bands), path)
+        paths.append(path)
+    src = open_pair_source(*paths, bands)
+    window = Window(0, 0, 16, 12)
+    got = src.read_dn(window)
+    assert got is not None  # the fast path is taken for these files
+    assert int((got.dn2 == 65535).sum()) == 2  # the stored DN are there
+    a1, a2 = src.read(window)
+    float_invalid = ~(np.isfinite(a1).all(axis=0) & np.isfinite(a2).all(axis=0))
+    assert float_invalid[3, 4] and float_invalid[9, 15] and int(float_invalid.sum()) == 2
+    np.testing.assert_array_equal(~got.valid, float_invalid)

@@ -258,3 +258,28 @@ def test_a_vrt_served_as_a_geotiff_is_refused_not_followed(tmp_path):
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_saturated_dn_of_an_asset_are_nan_before_scale_and_offset(tmp_path):
+    """A STAC asset's DN 65535 (Sentinel-2 SATURATED) reads as NaN like its ``raster:bands`` nodata, whatever the
+    asset's scale and offset (masked on the DN, before they are applied), and the blue-offset check counts neither
+    as a valid pixel: mostly saturated blue whose other pixels are below 1000 cannot carry the offset."""
+    from affine import Affine
+
+    from minescape.geo.grid import Grid
+    from minescape.geo.raster import Raster, write_raster
+    from minescape.imagery.window_reader import pixels_carry_offset, to_reflectance
+
+    dn = np.full((6, 10), 3000, dtype=np.uint16)
+    dn[1, 2] = dn[4, 7] = 65535
+    dn[0, 0] = 0
+    transform = Affine(10, 0, 600000, 0, -10, 4000000)
+    href = write_raster(Raster(dn, "EPSG:32633", transform, 0), tmp_path / "B04.tif")
+    grid = Grid("EPSG:32633", transform, 10, 6)
+    raw = read_window(BandAsset("B04", str(href), 1e-4, -1000.0, 0.0), grid, resampling="nearest")
+    assert int((raw == 65535).sum()) == 2  # the file really holds saturated DN
+    for scale, offset in ((1e-4, -1000.0), (1e-4, 0.0), (2e-5, 500.0)):
+        refl = to_reflectance(raw, BandAsset("B04", str(href), scale, offset, 0.0))
+        assert np.isnan(refl[[1, 4, 0], [2, 7, 0]]).all() and np.isfinite(refl).sum() == refl.size - 3
+    blue = np.where(np.arange(100) < 80, 65535, 500).astype(np.uint16)  # 80 saturated, 20 dark
+    assert not pixels_carry_offset(blue, nodata=0)
