@@ -9,7 +9,6 @@ a DCM tile at all (a ZIP without DCM layers, an unreadable ZIP) becomes a :class
 from __future__ import annotations
 
 import os
-import posixpath
 import re
 import zipfile
 from collections.abc import Iterator
@@ -64,8 +63,27 @@ class SourceProblem:
 
 
 def _unsafe(member: str) -> bool:
+    r"""Whether a ZIP member's name would escape the tile's folder: absolute (``/x``, ``\x``, a UNC
+    ``//server/x``), a drive letter (``C:``) or a ``..`` part, with either separator."""
     p = PurePosixPath(member.replace("\\", "/"))
     return p.is_absolute() or ".." in p.parts or (len(member) > 1 and member[1] == ":")
+
+
+def vsizip_member(member: str) -> str | None:
+    r"""The name under which GDAL's ``/vsizip/`` finds a ZIP member, or None where it finds none.
+
+    GDAL lists a member under its stored name with one leading ``./`` removed, then ``\`` written ``/`` (so
+    ``.\a\b.tif`` is ``./a/b.tif`` while ``./a/./b.tif`` is ``a/./b.tif``: the name is not compacted further), and
+    leaves out every member whose listed name is empty, starts with ``/`` or repeats a separator (``a//b.tif``):
+    no ``/vsizip/`` path opens those (GDAL ``cpl_vsil_abstract_archive.cpp``, ``GetStrippedFilename`` and
+    ``GetContentOfArchive``; checked with GDAL 3.10). The one mapping from a member to its GDAL path: a name
+    normalised any other way (``posixpath.normpath``) names a member GDAL does not have.
+
+    >>> vsizip_member("./TDM1_X\\DCM\\a.tif"), vsizip_member("TDM1_X/./DCM/a.tif"), vsizip_member("TDM1_X//DCM/a.tif")
+    ('TDM1_X/DCM/a.tif', 'TDM1_X/./DCM/a.tif', None)
+    """
+    name = (member[2:] if member.startswith("./") else member).replace("\\", "/").removesuffix("/")
+    return None if not name or name.startswith("/") or "//" in name else name
 
 
 #: The product version at the end of a layer's name (``..._LAST1622_V01_C.tif`` -> ``V01_C``).
@@ -111,11 +129,14 @@ def scan_zip(path: Path) -> tuple[list[TileSource], list[SourceProblem]]:
     for info in infos:
         if info.is_dir():
             continue
-        # the member as GDAL finds it: '/' separators (Windows zippers write '\\'), no './' or '//'
-        name = posixpath.normpath(info.filename.replace("\\", "/"))
-        parsed = parse_layer_name(PurePosixPath(name).name)
-        if parsed is not None:
-            found.append((*parsed, f"/vsizip/{path.resolve().as_posix()}/{name}"))
+        parsed = parse_layer_name(PurePosixPath(info.filename.replace("\\", "/")).name)  # Windows zippers: '\\'
+        if parsed is None:
+            continue
+        name = vsizip_member(info.filename)  # the member as GDAL finds it
+        if name is None:
+            return [], [SourceProblem(path, f"member {info.filename!r} repeats a path separator ('//'): GDAL cannot "
+                                            "read it inside the ZIP; unzip the tile or zip it again")]
+        found.append((*parsed, f"/vsizip/{path.resolve().as_posix()}/{name}"))
     if not found:
         return [], [SourceProblem(path, "not a TanDEM-X DCM tile: no TDM1_DCM__10_<tile>_<DCM_|DATE|HAI_|CIM_>*"
                                         "<FIRST|LAST>1622_*.tif inside")]

@@ -41,14 +41,25 @@ class TileName:
 
     @classmethod
     def parse(cls, text: str) -> TileName:
-        """Parse ``S23E116`` (InputError for anything else)."""
+        """Parse ``S23E116`` (InputError for anything else).
+
+        Each tile has one name, the one :attr:`name` writes: latitude 0 is ``N00`` and longitude 0 is ``E000``
+        (DLR's spelling), so ``S00E010`` and ``N00W000`` are refused (they would be a second name for ``N00E010``
+        and ``N00E000``), as are corners outside lat [-90, 89], lon [-180, 179] (``N90``, ``E180``)."""
         m = TILE_NAME.fullmatch(text)
         if m is None:
             raise InputError(f"{text!r} is not a tile name (expected e.g. S23E116: hemisphere, 2-digit latitude, "
                              "E/W, 3-digit longitude of the south-west corner)")
         lat = int(m["lat"]) * (1 if m["ns"] == "N" else -1)
         lon = int(m["lon"]) * (1 if m["ew"] == "E" else -1)
-        return cls(lat, lon)
+        if not (-90 <= lat <= 89 and -180 <= lon <= 179):
+            raise InputError(f"{text!r} is not a tile name: its south-west corner ({lat}, {lon}) is outside "
+                             "lat [-90, 89], lon [-180, 179] (expected N89 at most, S90 at least, W180 to E179)")
+        tile = cls(lat, lon)
+        if tile.name != text:  # 0 written S00 or W000: the same corner as N00 / E000
+            raise InputError(f"{text!r} is not a tile name: latitude 0 is written N00 and longitude 0 E000 "
+                             f"(expected {tile.name}, the same south-west corner)")
+        return tile
 
     @classmethod
     def containing(cls, lon: float, lat: float) -> TileName:

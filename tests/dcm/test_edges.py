@@ -230,10 +230,14 @@ def test_a_vrt_member_dressed_as_the_change_layer_is_not_followed(tmp_path):
         read_site_dcm(tmp_path / "dcm", site)
 
 
-@pytest.mark.parametrize("rename", [lambda n: n.replace("/", "\\"), lambda n: "./" + n])
+@pytest.mark.parametrize("rename", [lambda n: n.replace("/", "\\"), lambda n: "./" + n,
+                                    lambda n: n.replace("/", "/./"), lambda n: ".\\" + n.replace("/", "\\"),
+                                    lambda n: "./" + n.replace("/", "/./").replace("/", "\\", 1)],
+                         ids=["backslash", "dot-slash", "inner-dot", "dot-backslash", "mixed"])
 def test_zip_members_written_by_other_zippers_are_read(tmp_path, rename):
-    """A tile ZIP whose members use Windows separators, or start with './': the tile is indexed and its layers
-    open (the raw name was either not matched, 'not a TanDEM-X DCM tile', or not found by GDAL)."""
+    """A tile ZIP whose members use Windows separators, start with './' or '.\\', hold './' parts or mix these: the
+    tile is indexed and its layers open (the raw name was either not matched, 'not a TanDEM-X DCM tile', or
+    normalised to a name GDAL's /vsizip/ does not list, 'not a readable raster')."""
     import zipfile
 
     tile, kind = TileName(-23, 117), MapKind.LAST
@@ -245,7 +249,7 @@ def test_zip_members_written_by_other_zippers_are_read(tmp_path, rename):
         for info in zin.infolist():
             zout.writestr(rename(info.filename), zin.read(info))
     with zipfile.ZipFile(odd) as zf:
-        assert all(n.startswith("./") or "\\" in n for n in zf.namelist())
+        assert all(n.startswith("./") or "\\" in n or "/./" in n for n in zf.namelist())
     index = dcm_index(tmp_path / "dcm")
     assert index.tiles(MapKind.LAST) == [tile] and not index.problems
     site = make_site("X", shapely.box(117.495, -22.505, 117.505, -22.495))
@@ -288,3 +292,99 @@ def test_two_versions_in_one_folder_are_two_products_and_the_complete_one_is_rea
         f"tile {tile.name} LAST has no CIM layer (expected TDM1_DCM__10_{tile.name}_<CIM>*LAST1622_*.tif)"]
     dh = read_site_dcm(index, make_site("X", shapely.box(117.495, -22.505, 117.505, -22.495))).dh.data
     assert np.nanmedian(dh) > 20  # V02's field (offset 30), not V01's (offset 1)
+
+
+def test_a_tile_spelled_w000_is_a_problem_not_a_second_copy_of_n00e000(tmp_path):
+    """A real tile N00E000 and a copy whose file and members say 'N00W000' (the same south-west corner written
+    with the other hemisphere): the copy was indexed as a second N00E000 delivery. Its name is refused like any
+    impossible tile name (the ZIP is one problem; the delivery is read): one entry for N00E000."""
+    import zipfile
+
+    tile, kind = TileName(0, 0), MapKind.LAST
+    dcm = tmp_path / "dcm"
+    dcm.mkdir()
+    real = write_tile_zip(dcm / f"{product_name(tile, kind)}.zip", tile, kind,
+                          tile_layers(tile, kind, _field(10.0, 2018, 0.5), [(0.49, 0.49, 0.51, 0.51)]))
+    odd = dcm / real.name.replace("N00E000", "N00W000")
+    with zipfile.ZipFile(real) as zin, zipfile.ZipFile(odd, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename.replace("N00E000", "N00W000"), zin.read(info))
+    with zipfile.ZipFile(odd) as zf:
+        assert sum("_N00W000_" in n and n.endswith(".tif") for n in zf.namelist()) == 4  # four layers, W000
+    index = dcm_index(dcm)
+    assert [s.source.name for s in index.entries[(kind, tile)]] == [real.name]
+    assert [p.path.name for p in index.problems] == [odd.name]
+    site = make_site("X", shapely.box(0.495, 0.495, 0.505, 0.505))
+    assert np.isfinite(read_site_dcm(index, site).dh.data).any()
+
+
+@pytest.mark.parametrize("rename", [lambda n: n.replace("/", "//"), lambda n: n.replace("/", "///", 1),
+                                    lambda n: n.replace("/", "\\\\"), lambda n: n.replace("/", "/\\", 1)],
+                         ids=["double-slash", "triple-slash", "double-backslash", "slash-backslash"])
+def test_zip_members_with_a_repeated_separator_are_one_problem(tmp_path, rename):
+    """A tile ZIP whose layer members repeat a separator ('TDM1_..._LAST1622_V01_C//DCM/...'): GDAL's /vsizip/
+    lists no such member, so no path opens them. The ZIP was indexed as a tile (the names normalised to 'a/b') whose
+    layers then failed to open at the site; now it is one problem naming the member, and a good tile beside it is
+    read."""
+    import posixpath
+    import zipfile
+
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    bad_tile, good_tile, kind = TileName(-23, 117), TileName(-23, 118), MapKind.LAST
+    dcm = tmp_path / "dcm"
+    for tile in (bad_tile, good_tile):
+        lon = tile.lon + 0.5
+        write_tile_zip(tmp_path / f"{tile.name}.zip" if tile == bad_tile else dcm / f"{product_name(tile, kind)}.zip",
+                       tile, kind, tile_layers(tile, kind, _field(10.0, 2018, -22.6),
+                                               [(lon - 0.01, -22.51, lon + 0.01, -22.49)]))
+    odd = dcm / f"{product_name(bad_tile, kind)}.zip"
+    with zipfile.ZipFile(tmp_path / f"{bad_tile.name}.zip") as zin, zipfile.ZipFile(odd, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(rename(info.filename), zin.read(info))
+    with zipfile.ZipFile(odd) as zf:
+        layers = [n for n in zf.namelist() if n.endswith(".tif")]
+    assert len(layers) == 4
+    date = next(n for n in layers if "_DATE_" in n)  # not the ZIP's first member (GDAL opens that one unlisted)
+    for name in (date, posixpath.normpath(date.replace("\\", "/"))):  # GDAL opens it by neither name
+        with pytest.raises(RasterioIOError):
+            rasterio.open(f"/vsizip/{odd}/{name}")
+    index = dcm_index(dcm)
+    assert index.tiles(kind) == [good_tile]
+    assert [p.path.name for p in index.problems] == [odd.name]
+    assert index.problems[0].reason.startswith(f"member {layers[0]!r} repeats a path separator")
+    site = make_site("X", shapely.box(118.495, -22.505, 118.505, -22.495))
+    assert np.isfinite(read_site_dcm(index, site).dh.data).any()
+
+
+@pytest.mark.parametrize("member", [
+    "../TDM1_DCM__10_S23E117_DATE_LAST1622_V01_C.tif",
+    "dir//..//..//TDM1_DCM__10_S23E117_DATE_LAST1622_V01_C.tif",
+    "dir\\..\\..\\TDM1_DCM__10_S23E117_DATE_LAST1622_V01_C.tif",
+    "/TDM1_DCM__10_S23E117_DATE_LAST1622_V01_C.tif",
+    "//server/share/TDM1_DCM__10_S23E117_DATE_LAST1622_V01_C.tif",
+    "\\\\server\\share\\TDM1_DCM__10_S23E117_DATE_LAST1622_V01_C.tif",
+    "C:/TDM1_DCM__10_S23E117_DATE_LAST1622_V01_C.tif",
+    "C://TDM1_DCM__10_S23E117_DATE_LAST1622_V01_C.tif",
+    "C:TDM1_DCM__10_S23E117_DATE_LAST1622_V01_C.tif",
+])
+def test_zip_members_that_would_escape_the_folder_are_refused(tmp_path, member):
+    """A real tile ZIP with one more member outside its folder (parent steps, absolute, UNC or drive-letter paths,
+    with any separators): the ZIP is one problem naming that member; nothing in it is read."""
+    import zipfile
+
+    from minescape.dcm.discover import scan_zip
+
+    tile, kind = TileName(-23, 117), MapKind.LAST
+    clean = write_tile_zip(tmp_path / "clean.zip", tile, kind, tile_layers(tile, kind, _field(10.0, 2018, -22.6),
+                                                                            [(117.49, -22.51, 117.51, -22.49)]))
+    evil = tmp_path / f"{product_name(tile, kind)}.zip"
+    with zipfile.ZipFile(clean) as zin, zipfile.ZipFile(evil, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info))
+        zout.writestr(member, b"x")
+    assert scan_zip(clean)[0] and member in zipfile.ZipFile(evil).namelist()  # a real tile, and the member is there
+    tiles, problems = scan_zip(evil)
+    assert tiles == [] and len(problems) == 1 and problems[0].path == evil
+    assert problems[0].reason.startswith(f"unsafe member path {member!r}")

@@ -28,6 +28,20 @@ def test_bad_tile_names(bad):
         TileName.parse(bad)
 
 
+@pytest.mark.parametrize(("bad", "written"), [("N00W000", "N00E000"), ("S00E010", "N00E010"), ("S00W000", "N00E000"),
+                                              ("S00W045", "N00W045")])
+def test_zero_written_with_the_other_hemisphere_is_refused(bad, written):
+    """Latitude 0 is N00 and longitude 0 is E000 (DLR's spelling): 'N00W000' or 'S00E010' name the tile of
+    'N00E000' / 'N00E010' (the same south-west corner), so two files could register as one tile under two names.
+    They are refused in one line naming the name and the spelling expected."""
+    same = TileName.parse(written)
+    assert (abs(same.lat), abs(same.lon)) == (int(bad[1:3]), int(bad[4:7]))  # the same south-west corner
+    with pytest.raises(InputError, match=rf"^'{bad}' is not a tile name: .*{written}") as err:
+        TileName.parse(bad)
+    assert "\n" not in str(err.value)
+    assert TileName.parse(written).name == written  # the canonical spelling still parses and prints back
+
+
 def test_tiles_covering_bounds_across_a_corner():
     got = tiles_covering((117.9, -23.1, 118.1, -22.9))
     assert [t.name for t in got] == ["S24E117", "S24E118", "S23E117", "S23E118"]
