@@ -13,7 +13,13 @@ marker                    part
 ``manifest.json`` with    release (``publish``)
 ``regions``
 ``validation.json``       validation of a large-area map (``map validate``)
+``manifest.json`` with    map products (``map products``: per-unit GeoTIFF tiles, class
+``tiles``, ``versions``   areas in ``class_areas.csv``)
+and ``size_cap_bytes``
 ========================  ==============================================================
+
+A ``map predict`` output is one GeoTIFF with no marker file beside it, so it is not recognised on its own; its
+``map products`` folder is.
 
 Nothing here raises on a broken or partial run: what cannot be shown becomes a :class:`Missing` row.
 """
@@ -29,26 +35,32 @@ from minescape.webreport.accuracy_part import collect_validation
 from minescape.webreport.change_part import collect_change
 from minescape.webreport.contents import Missing, RunContents
 from minescape.webreport.lulc_part import collect_lulc
+from minescape.webreport.maps_part import collect_products, is_products_manifest
 from minescape.webreport.release_part import collect_release
 
 MAX_DEPTH = 3
 REPORT_FILES = "report_files"
-SKIP_DIRS = {REPORT_FILES, "maps", "quicklooks", "clear_count", "T1", "T2", "Change", "scenes", "tiles",
+SKIP_DIRS = {REPORT_FILES, "quicklooks", "clear_count", "T1", "T2", "Change", "scenes", "tiles",
              "ndvi_tiles"}
 CHANGE_MARKERS = ("detect.json", "change_mask.tif", "change_probability.tif")
 MAX_RELEASE_FEATURES = 20_000  # class polygons of one release region drawn (measured: see docs/report.md)
+MAX_PRODUCT_TILES = 500  # map-product tiles drawn on the map, read decimated (measured: see docs/report.md)
 
 
-def _is_release(folder: Path) -> bool:
+def _manifest_kind(folder: Path) -> str | None:
+    """``release`` or ``products`` for the ``manifest.json`` of ``publish`` or ``map products``, else None."""
     try:
         m = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (ValueError, OSError):
-        return False
-    return isinstance(m, dict) and "regions" in m and "legend" in m
+        return None
+    if isinstance(m, dict) and "regions" in m and "legend" in m:
+        return "release"
+    return "products" if is_products_manifest(m) else None
 
 
 def find_parts(run_dir: Path) -> list[tuple[str, Path]]:
-    """``(kind, folder)`` of every recognised part in folder order (lulc, change, release, validation)."""
+    """``(kind, folder)`` of every recognised part in folder order (lulc, change, release or products,
+    validation)."""
     parts: list[tuple[str, Path]] = []
     for root, dirs, files in os.walk(run_dir):
         folder = Path(root)
@@ -61,10 +73,13 @@ def find_parts(run_dir: Path) -> list[tuple[str, Path]]:
         names = set(files)
         if "sites.json" in names:
             parts.append(("lulc", folder))
+            # a LULC run's maps/ holds one class map per site (80,000 in the global run), never a part; a folder
+            # called maps/ elsewhere (the demo's map stage) is searched
+            dirs[:] = [d for d in dirs if d != "maps"]
         if names.intersection(CHANGE_MARKERS):
             parts.append(("change", folder))
-        if "manifest.json" in names and _is_release(folder):
-            parts.append(("release", folder))
+        if "manifest.json" in names and (kind := _manifest_kind(folder)):
+            parts.append((kind, folder))
         if "validation.json" in names:
             parts.append(("validation", folder))
     return parts
@@ -75,6 +90,7 @@ def collect_run(
     *,
     report_dir: str | Path | None = None,
     max_release_features: int = MAX_RELEASE_FEATURES,
+    max_product_tiles: int = MAX_PRODUCT_TILES,
 ) -> RunContents:
     """Everything a report of ``run_dir`` shows.
 
@@ -82,6 +98,7 @@ def collect_run(
         run_dir: the output folder of a run (or a folder holding several, like the demo's).
         report_dir: where the report is written (relative links to quicklooks start there); default run_dir.
         max_release_features: class polygons of a release region drawn on the main page at most.
+        max_product_tiles: tiles of a map-products folder drawn on the map at most.
 
     Raises:
         MissingInputError: ``run_dir`` does not exist. InputError: it is not a folder.
@@ -100,7 +117,7 @@ def collect_run(
                 str(run_dir),
                 "no run outputs found: none of sites.json (lulc classify), "
                 "detect.json / change_mask.tif (change detect, predict), manifest.json "
-                "(publish), validation.json (map validate) in the folder or below",
+                "(publish, map products), validation.json (map validate) in the folder or below",
             )
         )
     for kind, folder in parts:
@@ -112,6 +129,8 @@ def collect_run(
             contents.sections.append(collect_change(folder, title=title))
         elif kind == "release":
             contents.sections.append(collect_release(folder, title=title, max_features=max_release_features))
+        elif kind == "products":
+            contents.sections.append(collect_products(folder, title=title, max_tiles=max_product_tiles))
         else:
             contents.sections.append(collect_validation(folder, title=title))
     return contents

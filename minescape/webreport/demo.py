@@ -11,7 +11,8 @@ def run(ctx) -> list[str]:
     ctx.outputs["report"] = res.path
     lines = [
         f"{res.path}: one offline page (Leaflet map of the {res.sites} site polygons of the LULC runs, class "
-        "maps, change mask and probability, release polygons; area, year, failure and accuracy panels); "
+        "maps, change mask and probability, release polygons, the map product tiles; area, year, failure, "
+        "product and accuracy panels); "
         "open it in any browser"
     ]
     lines += [f"listed as missing: {m.what}: {m.why}" for m in res.missing]

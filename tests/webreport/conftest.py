@@ -1,5 +1,6 @@
-"""Fixtures of the report tests: real run folders (the small synthetic region through the CLI) and a headless
-Chromium from Debian's packages driven by Selenium (skipped, with the missing binary named, when absent).
+"""Fixtures of the report tests: real run folders (the small synthetic region through the CLI; the map tests'
+synthetic SinoLC-1 scene through ``map products``) and a headless Chromium from Debian's packages driven by
+Selenium (skipped, with the missing binary named, when absent).
 """
 
 from __future__ import annotations
@@ -50,6 +51,26 @@ def failed_run(small_region, tmp_path_factory) -> Path:
         app, ["lulc", "classify", str(small_region.sites), str(out), *args], env={"MINESCAPE_PROGRESS": "0"}
     )
     assert res.exit_code == 3, res.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def products_run(tmp_path_factory) -> Path:
+    """``map products`` of the synthetic SinoLC-1 truth map of the map tests (``hr_scene``: 240 x 180 px, 1 m,
+    EPSG:32650) over 2 x 2 synthetic cities (one region, two provinces): four ``Region_Province_City.tif``
+    tiles, ``class_areas.csv`` and ``manifest.json``."""
+    from minescape.maps.products import grid_units
+    from minescape.maps.synthetic_hr import HRConfig, make_scene, write_scene
+
+    root = tmp_path_factory.mktemp("products")
+    scene = make_scene(HRConfig(seed=1, width=240, height=180))
+    truth = write_scene(scene, root / "scene")["truth"]
+    units = grid_units(scene.truth.bounds, nx=2, ny=2, crs=scene.truth.crs, regions=1, provinces_per_region=2)
+    units.to_file(root / "admin.gpkg")
+    out = root / "products"
+    res = runner.invoke(app, ["map", "products", str(truth), str(root / "admin.gpkg"), str(out)],
+                        env={"MINESCAPE_PROGRESS": "0"})
+    assert res.exit_code == 0, res.output
     return out
 
 

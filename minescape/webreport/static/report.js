@@ -63,7 +63,8 @@
   D.images.forEach(function (im, i) {
     var b = L.latLngBounds([im.bounds[0], im.bounds[1]], [im.bounds[2], im.bounds[3]]);
     var lyr = L.imageOverlay(im.src, b, { pane: "rasters" });
-    if (im.style === "change") lyr.addTo(map); // the mask on by default; ramps one click away
+    // the change mask and a map product's class map on by default; ramps one click away
+    if (im.style === "change" || im.style === "classes") lyr.addTo(map);
     control.addOverlay(lyr, esc(im.name));
     bounds.extend(b);
   });
