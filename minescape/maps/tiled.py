@@ -22,6 +22,7 @@ Pixels where any input band is nodata (or not finite) are written as the legend'
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,7 +114,9 @@ def unet_predictor(checkpoint, *, window: int = 256, stride: int | None = None, 
         window: patch size in pixels.
         stride: lattice step in pixels (default ``window * 3 // 4``; must be <= ``window``).
         batch: windows per forward pass.
-        compute: device and precision (:func:`minescape.compute.resolve_compute`; default CPU, fp32).
+        compute: device, precision and threads (:func:`minescape.compute.resolve_compute`; default CPU, fp32);
+            on a CPU its ``tiles_at_once`` batches run at once, each in one thread, so the class map is the same
+            for any thread count.
     """
     import torch
 
@@ -137,11 +140,16 @@ def unet_predictor(checkpoint, *, window: int = 256, stride: int | None = None, 
             raise InputError(f"U-Net expects {net.in_channels} bands but the imagery has {block.shape[0]}")
         return forward(normalize(block, ckpt.mean, ckpt.std)[None])[0]
 
+    at_once = (compute or Compute()).tiles_at_once
+
     def proba_batch(blocks: np.ndarray) -> np.ndarray:
         x = np.stack([normalize(b, ckpt.mean, ckpt.std) for b in blocks])
-        out = []
-        for i in range(0, len(x), batch):
-            out.append(forward(x[i:i + batch]))
+        batches = [x[i:i + batch] for i in range(0, len(x), batch)]
+        if at_once > 1 and len(batches) > 1:  # on a CPU: batches at once, each in one thread (same values)
+            with ThreadPoolExecutor(min(at_once, len(batches))) as pool:
+                out = list(pool.map(forward, batches))
+        else:
+            out = [forward(b) for b in batches]
         return np.concatenate(out).reshape(len(blocks), n_classes, *blocks.shape[2:])
 
     return Predictor(proba=proba, codes=tuple(ckpt.codes), n_bands=net.in_channels, window=window,

@@ -88,3 +88,31 @@ def test_padding_past_the_edge_is_nodata_whether_or_not_the_image_declares_one(t
     m2 = read_raster(predict_tiled(declared, pred, tmp_path / "m2.tif", legend=SINOLC1, tile=4096).path).data[0]
     assert (m1 != SINOLC1.nodata).all() and len(np.unique(m1)) >= 2
     np.testing.assert_array_equal(m1, m2)
+
+
+def test_unet_class_map_is_the_same_for_any_thread_count(tiny_unet, hr_scene, tmp_path):
+    """On a CPU, prediction with 2 threads runs 2 batches of windows at once, each in one thread
+    (``resolve_compute``; windows in batches of 2, so a chunk of windows is several batches): the class map is
+    the same bytes as with 1 thread (a batch's values do not depend on the thread count)."""
+    import os
+
+    import torch
+
+    from minescape.compute import resolve_compute
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one usable core: 2 threads cannot be compared with 1")
+    path = write_raster(hr_scene.image, tmp_path / "img.tif")
+    before = torch.get_num_threads()
+    outs = {}
+    try:
+        for n in (1, 2):
+            compute = resolve_compute("cpu", "fp32", n)
+            assert compute.tiles_at_once == n and torch.get_num_threads() == 1
+            res = predict_tiled(path, unet_predictor(tiny_unet, window=64, stride=40, batch=2, compute=compute),
+                                tmp_path / f"t{n}.tif", legend=SINOLC1, tile=100)
+            outs[n] = res.path.read_bytes()
+            assert len(res.class_pixels) >= 2
+    finally:
+        torch.set_num_threads(before)
+    assert outs[1] == outs[2]

@@ -6,7 +6,8 @@ edges leave no seams. Tiles are fitted to the scene (:func:`~minescape.geo.blend
 ``tile`` needs, each just large enough, so the network does not compute pixels twice for nothing.
 :func:`predict_scene` streams strip by strip: each strip of tile rows is read and normalised on every core (in
 column parts, into buffers reused from strip to strip) while the previous strip is written, then the network
-runs on it; one strip of accumulators is kept, so memory grows with the scene's width, not its height. Several
+runs on its tiles, ``compute.tiles_at_once`` at a time (on a CPU each in one thread: the same bytes for any
+thread count); one strip of accumulators is kept, so memory grows with the scene's width, not its height. Several
 models form an ensemble: their probabilities are averaged.
 """
 
@@ -113,7 +114,7 @@ def make_members(models: Sequence[ChangeModel], *, backend: str = "torch", compu
             from minescape.change.deep.onnx_backend import onnx_runner
 
             path = Path(onnx_paths[i]) if onnx_paths else Path(m.path).with_suffix(".onnx")
-            out.append(Member(m, onnx_runner(path, threads=compute.threads, model=m), flip_batch_for(None)))
+            out.append(Member(m, onnx_runner(path, threads=compute.op_threads, model=m), flip_batch_for(None)))
         else:
             out.append(Member(m, torch_runner(m.net, compute), flip_batch_for(compute)))
     return out
@@ -166,6 +167,7 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
         raise ConfigError(f"threshold must be in (0, 1) (got {thr})")
     check_choice(ref.norm, NORMS, what="model normalisation")
     io_threads = compute.threads if compute is not None else 1
+    tiles_at_once = compute.tiles_at_once if compute is not None else 1
     from minescape.geo.handles import reserve
     from minescape.geo.raster import window_reads
 
@@ -224,6 +226,9 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
             for mb, (n1, n2) in zip(members, normed, strict=True):
                 _normalise_into(mb, s1, s2, stats, n1[:, :, c0:c1], n2[:, :, c0:c1])
 
+        def network_tile(c0: int) -> np.ndarray:
+            return _ensemble_tile(members, normed, slice(c0, c0 + tw), tta)
+
         def write(prob: np.ndarray, valid: np.ndarray, r0: int) -> None:
             """Mask, count and write finished rows (strips are written in order)."""
             prob[~valid] = np.nan
@@ -257,14 +262,20 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
                 # pixel is invalid is not run: a tile touches no pixel outside itself, so the others stay as they were
                 if clouds is not None:
                     valid &= ~clouds.window(r0, 0, th, w)
+                # then the strip's tiles, tiles_at_once of them at a time (each in one thread on a CPU, so its
+                # values do not depend on the thread count); blended in column order
+                run = [c0 for c0 in cols if valid[:, c0:c0 + tw].any()]
+                probs = {}
+                for c0, p in zip(run, (pool.map if tiles_at_once > 1 else map)(network_tile, run), strict=True):
+                    probs[c0] = p
+                    bar.advance(task)
                 for c0 in cols:
-                    if valid[:, c0:c0 + tw].any():
-                        p = _ensemble_tile(members, normed, slice(c0, c0 + tw), tta)
-                    else:
+                    p = probs.get(c0)
+                    if p is None:
                         p = np.zeros((th, tw), np.float32)
                         skipped += 1
+                        bar.advance(task)
                     blend.add(p, 0, c0, wgt)
-                    bar.advance(task)
                 end = rows[i + 1] - r0 if i + 1 < len(rows) else th
                 written = partial(write, blend.pop_rows(end)[0], valid[:end].copy(), r0)
             if written is not None:

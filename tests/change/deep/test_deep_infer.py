@@ -281,3 +281,44 @@ def test_prediction_keeps_its_band_files_open(tiny_model, tmp_path):
         p.max_idle = saved
     assert opened[0] >= 1 and opened[1] == 0, opened
     assert raised >= 2 * len(BANDS4)
+
+
+def test_prediction_bytes_do_not_depend_on_the_thread_count(tmp_path):
+    """A convolution split over 2 threads sums in another order than over 1, so one FC-EF tile differs by ~1e-7
+    between 1 and 2 intra-op threads, and the default thread count follows the machine's load. Prediction on a
+    CPU runs ``threads`` tiles at once, one thread each (``resolve_compute``): the files are the same bytes
+    for 1 and 2 threads, on a pair of several strips and several tiles a strip."""
+    import os
+
+    import torch
+
+    from minescape.change.deep.runner import tile_probability
+    from minescape.compute import Compute, resolve_compute
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one usable core: 2 threads cannot be compared with 1")
+    m = saved_model(tmp_path / "fcef.pt", arch="fc-ef", seed=2)
+    t1, t2, _ = toy_pair(seed=41, height=300, width=400)
+    before = torch.get_num_threads()
+    try:
+        # the problem is there: the same tile through the network on 1 and on 2 intra-op threads
+        n1, n2 = (np.nan_to_num((t - m.mean[:, None, None]) / m.std[:, None, None]).astype(np.float32)
+                  for t in (t1, t2))
+        single = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            single.append(tile_probability(torch_runner(m.net, Compute("cpu", "fp32", n)), n1, n2))
+        assert not np.array_equal(single[0], single[1])
+        np.testing.assert_allclose(single[0], single[1], atol=1e-5)
+        p1, p2 = write_pair(tmp_path, t1, t2)
+        files = {}
+        for n in (1, 2):
+            compute = resolve_compute("cpu", "fp32", n)
+            assert compute.tiles_at_once == n and compute.op_threads == 1 and torch.get_num_threads() == 1
+            res = predict_scene(m, p1, p2, tmp_path / f"o{n}" / "p.tif", tmp_path / f"o{n}" / "m.tif", tile=128,
+                                overlap=16, compute=compute)
+            assert res.tiles >= 9
+            files[n] = (res.probability.read_bytes(), res.mask.read_bytes())
+        assert files[1] == files[2]
+    finally:
+        torch.set_num_threads(before)
