@@ -103,8 +103,7 @@ def detect(
 
         sc = evaluate_files(res.mask, truth, truth_encoding=truth_encoding)
         typer.echo(_scores_line("vs truth", sc))
-    if report:
-        write_run_report(out)
+    write_run_report(out, report=report)
 
 
 @refine_app.command("export")

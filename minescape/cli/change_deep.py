@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from minescape.cli.common import OverviewsOpt, handle_errors
+from minescape.cli.common import PREDICT_THREADS_HELP, OverviewsOpt, handle_errors
 from minescape.cli.report import NoReportOpt, write_run_report
 from minescape.errors import ConfigError
 from minescape.progress import err_console
@@ -23,8 +23,7 @@ def _list(text: str | None) -> list[str] | None:
 DEVICE_HELP = "auto (CUDA when torch sees a GPU), cpu or cuda."
 PRECISION_HELP = ("fp32, bf16 (autocast) or auto: bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), "
                   "fp32 elsewhere.")
-THREADS_HELP = ("torch/onnxruntime threads (default: the cores this process may use, less those other processes "
-                "keep busy at the start).")
+TRAIN_THREADS_HELP = "torch threads (default: every core this process may use; the weights depend on the number)."
 
 
 def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined in one place
@@ -76,7 +75,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         max_minutes: float | None = typer.Option(None, help="Stop after this much training time."),
         seed: int = typer.Option(0, min=0, help="Random seed (same seed and data, same model)."),
         resume: bool = typer.Option(False, help="Continue from OUT/checkpoint.pt."),
-        threads: int | None = typer.Option(None, help=THREADS_HELP),
+        threads: int | None = typer.Option(None, help=TRAIN_THREADS_HELP),
         device: str = typer.Option("auto", help=DEVICE_HELP),
         precision: str = typer.Option("auto", help=PRECISION_HELP),
         coregister: bool = typer.Option(False, help="Move each pair's date 2 onto date 1 by its sub-pixel shift "
@@ -165,7 +164,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         threshold: float | None = typer.Option(None, help="Decision threshold (default: the model's; for an "
                                                              "ensemble the mean of the models')."),
         backend: str = typer.Option("torch", help="torch or onnx (needs `minescape change export` first)."),
-        threads: int | None = typer.Option(None, help=THREADS_HELP),
+        threads: int | None = typer.Option(None, help=PREDICT_THREADS_HELP),
         device: str = typer.Option("auto", help=DEVICE_HELP),
         precision: str = typer.Option("auto", help=PRECISION_HELP),
         tta: bool | None = typer.Option(None, "--tta/--no-tta", help="Average 4 flips per tile (default: "
@@ -202,8 +201,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
                    f"[{compute.describe() if backend == 'torch' else 'onnxruntime'}]")
         for note in res.notes:
             err_console.print(f"note: {note}", markup=False, highlight=False)
-        if report:
-            write_run_report(out)
+        write_run_report(out, report=report)
 
     @app.command("export")
     @handle_errors

@@ -137,8 +137,7 @@ def classify_cmd(
                              stac=stac_query(stac, collection, max_cloud))
     typer.echo(f"{out / 'maps'}: {len(summary.results)} class maps; {out / 'sites.json'}; {out / 'report'}")
     print_failures(unit_lines(summary.failed), record=out / "sites.json")
-    if report:
-        write_run_report(out)
+    write_run_report(out, report=report)
     summary.raise_for_failures("sites")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from minescape.cli.common import handle_errors, print_failures, unit_lines
+from minescape.cli.common import PREDICT_THREADS_HELP, handle_errors, print_failures, unit_lines
 from minescape.progress import err_console
 
 app = typer.Typer(help="Large-area land-cover maps: predict (tiled COG), train (low-to-high weak supervision), "
@@ -37,8 +37,7 @@ def predict(
     device: str = typer.Option("auto", help="auto (CUDA when torch sees a GPU), cpu or cuda."),
     precision: str = typer.Option("fp32", help="fp32, bf16 (a compiled bf16 network on a CPU, autocast "
                                                "on CUDA) or auto (bf16 on CUDA and on CPUs with native bf16)."),
-    threads: int | None = typer.Option(None, help="torch threads (default: the cores this process may use, less those "
-                                         "other processes keep busy at the start)."),
+    threads: int | None = typer.Option(None, help=PREDICT_THREADS_HELP),
 ) -> None:
     """Classify IMAGE tile by tile with blended overlapping windows and write a COG with overviews."""
     from minescape.compute import resolve_compute
@@ -174,7 +173,6 @@ def validate(
     force: bool = typer.Option(False, "--force", help="Run even when the map is estimated to take longer than 24 h."),
 ) -> None:
     """Confusion matrix, OA, kappa, UA/PA, area-weighted estimates with 95 % CIs, OA per unit, area comparison."""
-    from minescape.atomic import atomic_path
     from minescape.csvfile import read_csv
     from minescape.errors import InputError
     from minescape.legend import get_legend
@@ -205,11 +203,7 @@ def validate(
         units["unit"] = [unit_stem(*(r[f] for f in fields)) for _, r in units.iterrows()]
         per_unit = oa_per_unit(pts, units)
     table = compare_areas(*tables, lg) if tables is not None else None  # its problems before anything is written
-    written = write_validation(result, lg, out, per_unit=per_unit)
-    if table is not None:
-        with atomic_path(out / "area_comparison.csv") as tmp:
-            table.to_csv(tmp, index=False, float_format="%.6f")
-        written.append(out / "area_comparison.csv")
+    written = write_validation(result, lg, out, per_unit=per_unit, area_table=table)
     e = result.estimates
     typer.echo(f"n={result.metrics.n} points: OA {result.metrics.overall_accuracy:.3f} (sample), kappa "
                f"{result.metrics.kappa:.3f}; area-weighted OA {e.overall_accuracy:.3f} ± {e.overall_accuracy_ci:.3f} "

@@ -15,14 +15,19 @@ NoReportOpt = typer.Option(
 )
 
 
-def write_run_report(run_dir: Path) -> None:
+def write_run_report(run_dir: Path, *, report: bool = True) -> None:
     """Write ``run_dir/report.html`` after a run command and say where; a report that cannot be written is a
-    warning, never the run's failure.
+    warning, never the run's failure. ``report`` False (``--no-report``): remove an earlier run's report
+    instead (the run owns its folder: a report of other outputs must not stay beside the new ones).
     """
     from minescape.errors import MinescapeError
     from minescape.progress import err_console
-    from minescape.webreport.write import write_report
+    from minescape.webreport.write import remove_report, write_report
 
+    if not report:
+        if remove_report(run_dir):
+            typer.echo(f"removed the earlier report in {run_dir} (--no-report)")
+        return
     try:
         res = write_report(run_dir)
     except (MinescapeError, OSError) as exc:

@@ -105,16 +105,21 @@ def _matrix(truth: np.ndarray, pred: np.ndarray, codes) -> np.ndarray:
     return confusion_matrix(truth, pred, codes)
 
 
+#: What :func:`write_report` writes in a run's ``report/``: the accuracy of that run's maps, which a new
+#: ``lulc classify`` into the folder makes stale (:func:`minescape.lulc.pipeline.remove_stale` removes them).
+EVALUATION_FILES: tuple[str, str] = ("metrics.json", "confusion_matrix.png")
+
+
 def write_report(result: dict, out_dir: str | Path, *, title: str = "Mining LULC") -> dict[str, Path]:
-    """``metrics.json`` and ``confusion_matrix.png`` under ``out_dir``."""
+    """``metrics.json`` and ``confusion_matrix.png`` (:data:`EVALUATION_FILES`) under ``out_dir``."""
     from minescape.report import confusion_matrix_figure, save_figure
 
     out_dir = Path(out_dir)
-    js = atomic_write_text(out_dir / "metrics.json", json.dumps(result, indent=1))
+    js = atomic_write_text(out_dir / EVALUATION_FILES[0], json.dumps(result, indent=1))
     fig = confusion_matrix_figure(np.asarray(result["confusion_matrix"]), result["classes"],
                                   title=f"{title}: OA {result['overall_accuracy']:.3f}, kappa {result['kappa']:.3f} "
                                         f"(n={result['n']})")
-    png = save_figure(fig, out_dir / "confusion_matrix.png")
+    png = save_figure(fig, out_dir / EVALUATION_FILES[1])
     return {"json": js, "png": png}
 
 

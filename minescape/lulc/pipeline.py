@@ -451,11 +451,19 @@ def remove_stale(out_dir: Path, summary: RunSummary, *, keep: Sequence[Path] = (
     the layer, renamed, failed this time, or left out by ``--site``): the run owns its output folder, so
     ``maps/`` holds exactly the maps ``sites.json`` lists (:func:`minescape.atomic.prune`). Files in ``keep``
     (the run's inputs) are never touched, nor anything but ``maps/*.tif``, ``clear_count/*.tif`` (composites' clear
-    observations) and ``report/quicklooks/*.png``."""
+    observations), ``report/quicklooks/*.png`` and an earlier ``lulc evaluate``'s accuracy of the old maps
+    (:data:`minescape.lulc.evaluate.EVALUATION_FILES` in ``report/``, which the HTML report would show as this
+    run's)."""
+    from minescape.lulc.evaluate import EVALUATION_FILES
+
     produced = {Path(p) for res in summary.results.values() for p in res.get("outputs", [])}
+    evaluation = [out_dir / "report" / name for name in EVALUATION_FILES]
+    gone = [p for p in evaluation if p.is_file() and p not in set(keep)]
+    for p in gone:
+        p.unlink()
     return (prune(out_dir / "maps", "*.tif", produced, protect=tuple(keep))
             + prune(out_dir / "clear_count", "*.tif", produced, protect=tuple(keep))
-            + prune(out_dir / "report" / "quicklooks", "*.png", produced, protect=tuple(keep)))
+            + prune(out_dir / "report" / "quicklooks", "*.png", produced, protect=tuple(keep)) + gone)
 
 
 def check_dcm(dcm_dh, dcm_year) -> None:

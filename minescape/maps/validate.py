@@ -182,9 +182,16 @@ def census_agreement(map_path: str | Path, ref_path: str | Path, legend: Legend,
     return metrics_from_matrix(cm, legend.codes)
 
 
-def write_validation(result: Validation, legend: Legend, out_dir: str | Path, *, per_unit=None) -> list[Path]:
-    """Write ``validation.json``, ``estimates.csv``, ``confusion_matrix.png`` and, with ``per_unit``,
-    ``oa_per_unit.csv`` and ``oa_per_unit.png``."""
+#: Outputs written only when asked for (``--admin``; ``--mapped-areas``/``--reference-areas``): removed when a
+#: re-run into the folder does not ask, so no accuracy of another run stays beside the new one.
+OPTIONAL_OUTPUTS: tuple[str, ...] = ("oa_per_unit.csv", "oa_per_unit.png", "area_comparison.csv")
+
+
+def write_validation(result: Validation, legend: Legend, out_dir: str | Path, *, per_unit=None,
+                     area_table=None) -> list[Path]:
+    """Write ``validation.json``, ``estimates.csv``, ``confusion_matrix.png``, with ``per_unit``
+    ``oa_per_unit.csv`` and ``oa_per_unit.png``, and with ``area_table`` (:func:`compare_areas`)
+    ``area_comparison.csv``; an optional output not written this time is removed (:data:`OPTIONAL_OUTPUTS`)."""
     import pandas as pd
 
     from minescape.report import confusion_matrix_figure, save_figure
@@ -211,6 +218,13 @@ def write_validation(result: Validation, legend: Legend, out_dir: str | Path, *,
             per_unit.drop(columns="geometry").to_csv(tmp, index=False, float_format="%.6f")
         written.append(out / "oa_per_unit.csv")
         written.append(save_figure(oa_map_figure(per_unit), out / "oa_per_unit.png"))
+    if area_table is not None:
+        with atomic_path(out / "area_comparison.csv") as tmp:
+            area_table.to_csv(tmp, index=False, float_format="%.6f")
+        written.append(out / "area_comparison.csv")
+    for name in OPTIONAL_OUTPUTS:
+        if out / name not in written:
+            (out / name).unlink(missing_ok=True)
     return written
 
 

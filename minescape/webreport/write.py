@@ -105,6 +105,23 @@ def region_pages(contents: RunContents, *, max_features: int) -> list[tuple[str,
     return pages
 
 
+def remove_report(out_dir: str | Path) -> bool:
+    """Remove the report :func:`write_report` writes in ``out_dir`` (``report.html``, its region pages and
+    ``report_files/``), so a run asked for no report leaves none of an earlier run. True when one was there."""
+    import shutil
+
+    out = Path(out_dir)
+    found = False
+    for page in [out / REPORT_NAME, *out.glob("report_[0-9][0-9]_*.html")]:
+        if page.is_file():
+            page.unlink()
+            found = True
+    if (out / FILES_DIR).is_dir():
+        shutil.rmtree(out / FILES_DIR)
+        found = True
+    return found
+
+
 def write_report(
     run_dir: str | Path,
     *,

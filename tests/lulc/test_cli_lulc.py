@@ -34,6 +34,13 @@ def test_train_classify_evaluate(small_region, tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     assert metrics["overall_accuracy"] >= 0.9 and "OA" in res.output
+    assert (out / "report" / "confusion_matrix.png").is_file()
+    # classifying again into the folder makes that accuracy stale (it was of the old maps): it is removed
+    res = runner.invoke(app, ["lulc", "classify", str(r.sites), str(out), *_inputs(r)[1:], "--site", "S01",
+                              "--no-quicklook", "--no-report"])
+    assert res.exit_code == 0, res.output
+    assert (out / "maps" / "S01.tif").exists() and not (out / "maps" / "S02.tif").exists()
+    assert not (out / "report" / "metrics.json").exists() and not (out / "report" / "confusion_matrix.png").exists()
 
 
 def test_exit_codes(small_region, tmp_path, monkeypatch):

@@ -46,6 +46,11 @@ def test_map_commands_end_to_end(hr_scene, hr_files, tmp_path):
     cmp = pd.read_csv(tmp_path / "val" / "area_comparison.csv")
     assert set(cmp.columns) == {"unit", "class", "mapped", "reference", "difference", "relative_difference"}
     assert len(cmp) > 0
+    # again into the folder without --admin and the area tables: their outputs (of the earlier run) are removed
+    res = runner.invoke(app, ["map", "validate", str(out_map), str(tmp_path / "pts.csv"), str(tmp_path / "val")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "val" / "validation.json").is_file()
+    assert not [p.name for p in (tmp_path / "val").iterdir() if p.name.startswith(("oa_per_unit", "area_comp"))]
     # one of the pair, or an empty table: one line, exit 2, before anything is written
     (tmp_path / "empty.csv").write_text("")
     for extra, problem in ((["--mapped-areas", str(tmp_path / "prodmap" / "class_areas.csv")],

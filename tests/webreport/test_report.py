@@ -214,6 +214,15 @@ def test_lulc_classify_no_report(small_region, tmp_path):
     assert (
         (out / "sites.json").exists() and not (out / "report.html").exists() and "report:" not in res.output
     )
+    # the run owns its folder: a report of an earlier run there is removed, not left beside the new outputs
+    args = ["lulc", "classify", str(small_region.sites), str(out), *lulc_args(small_region), "--site", "S01",
+            "--no-quicklook"]
+    res = runner.invoke(app, args, env={"MINESCAPE_PROGRESS": "0"})
+    assert res.exit_code == 0 and (out / "report.html").is_file() and (out / "report_files").is_dir()
+    res = runner.invoke(app, [*args, "--no-report"], env={"MINESCAPE_PROGRESS": "0"})
+    assert res.exit_code == 0, res.output
+    assert not (out / "report.html").exists() and not (out / "report_files").exists()
+    assert "removed the earlier report" in res.output
 
 
 def test_big_run_gets_region_pages(lulc_run, tmp_path):

@@ -654,6 +654,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
                         tta=config.tta, coregister=config.coregister, model_kwargs=dict(config.model_kwargs),
                         extra={"config": cfg_dict, "metrics": metrics}, path=model_path)
     save_model(model_path, model)
+    model_path.with_suffix(".onnx").unlink(missing_ok=True)  # an export of an earlier model in the folder
     card = write_model_card(model, training_data=training_data or {
         "train": [s.name for s in train_samples], "val": [s.name for s in val_samples]},
         metrics=metrics, config=cfg_dict, seed=config.seed, history=state["history"])

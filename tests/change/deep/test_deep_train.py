@@ -62,7 +62,10 @@ def test_same_seed_same_model_and_resume_matches(tmp_path):
 
     tr, va = _samples()
     a = train(tr, va, tmp_path / "a", bands=BANDS4, config=CFG)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "model.onnx").write_bytes(b"an export of an earlier model")
     b = train(tr, va, tmp_path / "b", bands=BANDS4, config=CFG)
+    assert not (tmp_path / "b" / "model.onnx").exists()  # the run owns its folder: the stale export is gone
     sa = torch.load(a.model_path, weights_only=True)["state_dict"]
     sb = torch.load(b.model_path, weights_only=True)["state_dict"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
