@@ -62,12 +62,35 @@ def estimate_shift(ref: np.ndarray, mov: np.ndarray, *, max_size: int = 1024,
 
 
 def shift_bands(data: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
-    """``data`` ``(C,H,W)`` moved by ``shift`` px (bilinear, float32); pixels from outside the array are NaN."""
-    from scipy.ndimage import shift as nd_shift
+    """``data`` ``(C,H,W)`` moved by ``shift`` px (bilinear, float32): ``out[y, x] = data[y - dy, x - dx]``
+    interpolated, as ``scipy.ndimage.shift(order=1)`` moves an image; pixels that need one from outside the
+    array (or a NaN neighbour with a weight) are NaN.
 
-    out = np.empty(data.shape, np.float32)
-    for i, band in enumerate(data):
-        out[i] = nd_shift(band.astype(np.float32), shift, order=1, mode="constant", cval=np.nan, prefilter=False)
+    Written out rather than ``ndimage.shift``: that computes each pixel's source coordinate ``y - dy`` anew, so the
+    weights' last bits depend on the pixel's index and a window shifted on its own differed from the whole
+    scene by one float32 ulp (1.2e-7, ``change detect --coregister`` with another ``--tile``). Here the four
+    weights are computed once from the fractional shift and every pixel is the same sum of its integer-offset
+    neighbours, so any window of the result equals the whole scene's, bit for bit.
+    """
+    import math
+
+    (dy, dx), (_, h, w) = shift, data.shape
+    iy, ix = math.floor(-dy), math.floor(-dx)
+    fy, fx = -dy - iy, -dx - ix  # source of out[y, x]: data[y + iy + fy, x + ix + fx], fy and fx in [0, 1)
+    src = np.asarray(data, dtype=np.float32)
+    out = np.zeros(data.shape, np.float32)
+    reach = np.zeros((h, w), bool)  # pixels whose every weighted neighbour lies inside the array
+    reach[max(0, -iy):h - max(0, iy + (fy > 0)), max(0, -ix):w - max(0, ix + (fx > 0))] = True
+    for oy, wy in ((0, 1.0 - fy), (1, fy)):
+        for ox, wx in ((0, 1.0 - fx), (1, fx)):
+            weight = np.float32(wy * wx)
+            if weight == 0:
+                continue  # a neighbour without weight is not read (a NaN there does not spread)
+            ys, xs = iy + oy, ix + ox
+            dst = (slice(None), slice(max(0, -ys), min(h, h - ys)), slice(max(0, -xs), min(w, w - xs)))
+            srcs = (slice(None), slice(max(0, ys), min(h, h + ys)), slice(max(0, xs), min(w, w + xs)))
+            out[dst] += weight * src[srcs]
+    out[:, ~reach] = np.nan
     return out
 
 
