@@ -156,23 +156,47 @@ def site_features(
             if len(ll.xy) and _mirrors(work, lonlat, polys.xy[0]):
                 ll = ll.reversed_rings()
             return SiteFeatures(ll.to_wkb(), polys.codes, area, site)
-        return SiteFeatures(_to_output(ll.to_shapely(), lonlat, crs), polys.codes, area, site)
+        return SiteFeatures(_to_output(ll.to_shapely(), lonlat, crs, path=site.path), polys.codes, area, site)
     polys = polygonize(raster, connectivity=connectivity, simplify=simplify)
     order = np.argsort(polys.codes, kind="stable")
     geoms, codes = polys.geometries[order], polys.codes[order]
     area = ellipsoidal_area(geoms, work)
-    return SiteFeatures(_to_output(transform_geometries(geoms, work, lonlat), lonlat, crs), codes, area, site)
+    return SiteFeatures(_to_output(transform_geometries(geoms, work, lonlat), lonlat, crs, path=site.path), codes,
+                        area, site)
 
 
-def _to_output(lonlat_geoms: np.ndarray, lonlat: CRS, crs: CRS) -> np.ndarray:
+def _to_output(lonlat_geoms: np.ndarray, lonlat: CRS, crs: CRS, *, path: Path) -> np.ndarray:
     """Lon/lat polygons (longitudes possibly beyond 180°) as WKB in ``crs``: split at the antimeridian,
     transformed exactly, shells counter-clockwise and holes clockwise (pyproj.Geod, RFC 7946)."""
     out = split_antimeridian(lonlat_geoms)
     if not crs.equals(lonlat):  # other output CRSs: exact PROJ transform from lon/lat
         tf = transformer(lonlat, crs)
-        out = shapely.transform(out, lambda c: np.column_stack(tf.transform(c[:, 0], c[:, 1])))
+        split = out
+        out = shapely.transform(split, lambda c: np.column_stack(tf.transform(c[:, 0], c[:, 1])))
+        check_projected(out, out_of=split, crs=crs, path=path)
     out = shapely.orient_polygons(out)
     return shapely.to_wkb(out, output_dimension=2, byte_order=1)
+
+
+def check_projected(projected: np.ndarray, *, out_of: np.ndarray, crs: CRS, path: Path) -> None:
+    """InputError unless every polygon transformed to ``crs`` is finite and valid: far outside a CRS's area of
+    use (a site in Fiji published in a UTM zone of Europe) the transform folds outlines over themselves or
+    gives infinities, and the release would hold invalid polygons (``inspect`` found 23 self-intersections).
+    The message names the site's class map (``path``) and the CRS's area of use (lon/lat degrees) where it
+    has one. ``out_of``: the lon/lat polygons they came from (only a polygon that was valid there counts)."""
+    bad = ~shapely.is_valid(projected) | ~np.isfinite(shapely.bounds(projected)).all(axis=1)
+    bad &= shapely.is_valid(out_of)
+    if not bad.any():
+        return
+    import pyproj
+
+    aou = pyproj.CRS.from_user_input(crs.to_wkt()).area_of_use
+    where = (f"its area of use is {aou.west:g}..{aou.east:g}°E, {aou.south:g}..{aou.north:g}°N"
+             if aou is not None else "it has no recorded area of use")
+    lon, lat = shapely.get_coordinates(out_of[0])[0]
+    raise InputError(f"{int(bad.sum())} of its {len(bad)} polygons (near lon {lon:.3f}, lat {lat:.3f}) become invalid "
+                     f"in the output CRS {crs.to_string()} ({where}); publish with a CRS that covers every site, "
+                     "e.g. EPSG:4326", path=path)
 
 
 def _mirrors(src: CRS, dst: CRS, src_xy: np.ndarray) -> bool:

@@ -219,3 +219,30 @@ def test_bad_arguments(site_maps, tmp_path):
 def test_world9(lon, lat, region):
     assert world9_region(lon, lat) == region
     assert region in WORLD9
+
+
+def test_a_site_outside_the_output_crs_is_skipped_not_folded(tmp_path):
+    """A site in Fiji published in a UTM zone of Europe: PROJ folds its outlines over themselves (invalid
+    polygons in the release, exit 0 before). Now that site is skipped with a line naming its map and the CRS's
+    area of use; the site inside the zone is published and the release is clean."""
+    from minescape.geo.raster import Raster, write_raster
+    from minescape.sites import make_site
+
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    rng = np.random.default_rng(0)
+    for sid, lon, lat in (("near_zone33", 15.0, 45.0), ("fiji", 180.0, -17.0)):
+        s = make_site(sid, shapely.box(lon - 0.02, lat - 0.01, lon + 0.02, lat + 0.01))
+        blocks = rng.integers(1, 8, size=(s.grid.height // 8 + 1, s.grid.width // 8 + 1)).astype(np.uint8)
+        data = np.kron(blocks, np.ones((8, 8), np.uint8))[:s.grid.height, :s.grid.width].copy()
+        data[~s.mask()] = 0
+        write_raster(Raster(data, s.crs, s.grid.transform, 0), maps / f"{sid}.tif", legend=MINING_LULC,
+                     tags={"SITE_ID": sid, "YEAR": "2019"})
+    # the problem is there: Fiji's outlines become invalid polygons in EPSG:32633
+    fiji = rel.scan_site(maps / "fiji.tif", lambda *a: "Oceania")
+    with pytest.raises(InputError, match="fiji.tif: .* polygons .* become invalid in the output CRS EPSG:32633 "
+                                         r"\(its area of use is 12..18°E, 0..84°N\)"):
+        rel.site_features(fiji, legend=MINING_LULC, crs=rel.check_output_crs("EPSG:32633"))
+    s = rel.publish(maps, tmp_path / "out", crs="EPSG:32633", progress=False)
+    assert s.features > 0 and len(s.skipped) == 1 and "fiji.tif" in s.skipped[0]
+    assert inspect_release(tmp_path / "out").ok
