@@ -44,16 +44,18 @@ def check_positive(value: int, what: str, *, minimum: int = 1) -> int:
     return value
 
 
-def check_alloc(n_bytes: float, what: str, *, limit: int | None = None) -> None:
+def check_alloc(n_bytes: float, what: str, *, limit: int | None = None, fix: str = "choose a smaller size") -> None:
     """Refuse an allocation of ``n_bytes`` above ``limit`` (default :data:`MAX_ALLOC_BYTES`) before it is made.
 
+    ``fix`` ends the message: what the user can do (default ``choose a smaller size``, for sizes typed as options).
+
     Raises:
-        ResourceLimitError: ``"<what> needs 372.5 GiB of memory, above the limit of 12.0 GiB"``.
+        ResourceLimitError: ``"<what> needs 372.5 GiB of memory, above the limit of 12.0 GiB (...); <fix>"``.
     """
     limit = MAX_ALLOC_BYTES if limit is None else limit
     if n_bytes > limit:
         raise ResourceLimitError(f"{what} needs {_gib(n_bytes)} of memory, above the limit of {_gib(limit)} "
-                                 "(half this machine's memory); choose a smaller size")
+                                 f"(half this machine's memory); {fix}")
 
 
 def check_network(build, what: str, *, weights: Mapping[str, Any] | None = None) -> None:

@@ -31,7 +31,7 @@ from rasterio.windows import Window
 from minescape.errors import ConfigError, InputError
 from minescape.geo.crs import as_crs, transformer
 from minescape.geo.grid import Grid, bounds_in, utm_crs
-from minescape.geo.vector import FeatureNote, read_vector, repair_geometries
+from minescape.geo.vector import FeatureNote, polygonal_parts, read_vector, repair_geometries
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -134,6 +134,27 @@ def make_site(site_id: str, geom_lonlat: shapely.Geometry, *, res: float = DEFAU
     return Site(site_id, geom_lonlat, crs, geom_utm, grid, (lon, lat), dict(attrs or {}))
 
 
+def check_site_size(site: Site, *, bytes_per_px: float, limit: int | None = None) -> None:
+    """Refuse a site whose grid the per-site chain could not hold in memory, before anything is allocated: its
+    ``width x height`` pixels times ``bytes_per_px`` (the chain's arrays per pixel, bytes) above ``limit`` (default
+    :data:`minescape.limits.MAX_ALLOC_BYTES`). Reading never refuses a site (its grid is only numbers); a
+    MultiPolygon whose parts lie hundreds of km apart gets one grid spanning them all, which this catches.
+
+    Raises:
+        ResourceLimitError: ``site FAR: its 4,508 x 5,091 km extent is a 450,821 x 509,113 px grid (...) needs
+            53,440.2 GiB of memory, above the limit of 11.8 GiB (...); split the site ...`` (one line).
+    """
+    from minescape.limits import check_alloc
+
+    w, h = site.grid.width, site.grid.height
+    xres, yres = site.grid.res
+    what = (f"site {site.id}: its {w * xres / 1000:,.0f} x {h * yres / 1000:,.0f} km extent is a {w:,} x {h:,} px "
+            f"grid ({w * h:,} px at {xres:g} m)")
+    check_alloc(float(w) * float(h) * bytes_per_px, what, limit=limit,
+                fix="split the site into features that each outline one mine (one feature per mine), or remove "
+                    "the parts that lie far away")
+
+
 def point_disc(geom_lonlat: shapely.Geometry, radius_m: float, *, segments: int = 64) -> shapely.Geometry:
     """The geodesic circle of ``radius_m`` metres on the WGS84 ellipsoid around a Point (a union of circles for a
     MultiPoint), as a WGS84 polygon of ``segments`` vertices (each exactly ``radius_m`` from the point, computed
@@ -204,22 +225,29 @@ def read_sites(
         or renamed feature (``str()`` of each is its warning line).
     """
     gdf = read_vector(path, layer=layer)
+    if not len(gdf):
+        raise InputError(f"layer {layer!r} has no features" if layer else "the layer has no features (no "
+                         "mining-area polygons to read)", path=path)
     if id_field is not None and id_field not in gdf.columns:
         raise InputError(f"no id field {id_field!r}; fields are {[c for c in gdf.columns if c != 'geometry']}",
                          path=path)
     if id_field is None:
         id_field = next((f for f in ID_FIELDS if f in gdf.columns), None)
     source = Path(path).name + (f":{layer}" if layer else "")
+    gdf = gdf.set_axis(_feature_names(gdf, id_field), axis=0)  # every note names the feature by its index
     notes: list[FeatureNote] = []
     if point_buffer_m is not None:
         gdf = _points_as_discs(gdf, point_buffer_m)
+    gdf = _collections_as_polygons(gdf, source, notes)
     geoms = gdf.geometry
     nonpoly = np.array([g is not None and not g.is_empty and g.geom_type not in ("Polygon", "MultiPolygon")
                         for g in geoms.values], dtype=bool)
     for pos in np.flatnonzero(nonpoly):
         kind = geoms.values[pos].geom_type
         hint = " (--point-buffer METRES makes a site of the disc around each point)" if "Point" in kind else ""
-        notes.append(FeatureNote(source, str(gdf.index[pos]), f"is a {kind}, not a polygon{hint}"))
+        what = "is a GeometryCollection holding no polygon" if kind == "GeometryCollection" else \
+            f"is a {kind}, not a polygon{hint}"
+        notes.append(FeatureNote(source, str(gdf.index[pos]), what))
     gdf = gdf[~nonpoly]
     gdf = _unwrapped_in_degrees(gdf)
     gdf, dropped = repair_geometries(gdf, source=source)
@@ -227,24 +255,29 @@ def read_sites(
     if len(gdf) and gdf.crs is not None and not CRS.from_user_input(gdf.crs).equals(WGS84):
         gdf = gdf.to_crs(WGS84)
     sites: list[Site] = []
-    seen: dict[str, int] = {}
     attr_cols = [c for c in gdf.columns if c != gdf.geometry.name]
     geoms = gdf.geometry.values
+    records = [{c: _json_value(gdf[c].iloc[pos]) for c in attr_cols} for pos in range(len(gdf))]
+    given = [_id_text(rec.get(id_field)) if id_field else None for rec in records]
+    taken = {sid for sid in given if sid is not None}  # a renamed repeat must not take an id the layer has
+    seen: set[str] = set()
+    next_n: dict[str, int] = {}
     for pos, idx in enumerate(gdf.index):
-        geom = geoms[pos]
-        rec = {c: _json_value(gdf[c].iloc[pos]) for c in attr_cols}
-        sid = _id_text(rec.get(id_field)) if id_field else None
+        geom, rec, sid = geoms[pos], records[pos], given[pos]
         if sid is None:
             sid = site_id_from_geometry(geom)
             if id_field:
                 notes.append(FeatureNote(source, str(idx), f"has no {id_field}; using {sid}", dropped=False))
         if sid in seen:
-            seen[sid] += 1
-            new = f"{sid}-{seen[sid]}"
+            n = next_n.get(sid, 2)
+            while f"{sid}-{n}" in taken:
+                n += 1
+            new = f"{sid}-{n}"
+            next_n[sid] = n + 1
             notes.append(FeatureNote(source, str(idx), f"repeats site id {sid!r}; renamed {new!r}", dropped=False))
             sid = new
-        else:
-            seen[sid] = 1
+        seen.add(sid)
+        taken.add(sid)
         try:
             sites.append(make_site(sid, geom, res=res, attrs=rec))
         except InputError as exc:
@@ -255,6 +288,37 @@ def read_sites(
         warnings.warn(f"{source}: {len(notes) - NOTES_SHOWN} more dropped or renamed features (all of them are "
                       "in the returned notes and the run's report)", stacklevel=2)
     return sites, notes
+
+
+def _feature_names(gdf: gpd.GeoDataFrame, id_field: str | None) -> list[str]:
+    """How a user finds each feature: the number QGIS shows (:func:`~minescape.geo.vector.read_vector`'s index:
+    a GeoPackage's fid, else the position from 1), and its id value when the layer has an id field
+    (``3 (site_id 'GC')``)."""
+    values = gdf[id_field].tolist() if id_field else [None] * len(gdf)
+    names = []
+    for idx, value in zip(gdf.index, values, strict=True):
+        text = _id_text(value)
+        names.append(f"{idx}" + (f" ({id_field} {text!r})" if text is not None else ""))
+    return names
+
+
+def _collections_as_polygons(gdf: gpd.GeoDataFrame, source: str, notes: list[FeatureNote]) -> gpd.GeoDataFrame:
+    """``gdf`` with each GeometryCollection holding polygons replaced by its polygonal parts
+    (:func:`~minescape.geo.vector.polygonal_parts`, as the repair keeps of make_valid's collections), with a
+    note in ``notes`` for each; collections holding none are left for the caller to drop."""
+    geoms = gdf.geometry.values
+    parts = {pos: polygonal_parts(g) for pos, g in enumerate(geoms)
+             if g is not None and g.geom_type == "GeometryCollection" and not g.is_empty}
+    parts = {pos: p for pos, p in parts.items() if not p.is_empty}
+    if not parts:
+        return gdf
+    out = gdf.copy()
+    column = out.columns.get_loc(out.geometry.name)
+    for pos, poly in parts.items():
+        out.iat[pos, column] = poly
+        notes.append(FeatureNote(source, str(gdf.index[pos]), "is a GeometryCollection; its polygonal parts are "
+                                 "the site", dropped=False))
+    return out
 
 
 def _unwrapped_in_degrees(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:

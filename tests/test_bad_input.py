@@ -364,3 +364,66 @@ def test_holes_are_subtracted_whatever_the_rings_turn():
     area = geodesic_area([clockwise, shapely.orient_polygons(clockwise), shapely.Polygon(shell)])
     assert area[0] == pytest.approx(area[1], rel=1e-9) and area[0] == pytest.approx(75e6, rel=3e-3)
     assert area[2] - area[0] == pytest.approx(25e6, rel=3e-3)
+
+
+# ------------------------------------------------------------------------------------ sites layers
+
+
+def _unclosed_ring_gpkg(path: Path) -> Path:
+    """Three polygons written as raw WKB; the third's ring leaves out its closing point (invalid WKB, which
+    GEOS refuses to parse as it is)."""
+    import struct
+
+    from pyogrio.raw import write
+
+    boxes = [shapely.box(10, 10, 10.01, 10.01), shapely.box(11, 11, 11.01, 11.01)]
+    ring = list(shapely.box(12, 12, 12.01, 12.01).exterior.coords)[:-1]
+    bad = struct.pack("<BII", 1, 3, 1) + struct.pack("<I", len(ring)) + b"".join(struct.pack("<dd", *xy) for xy in ring)
+    write(path, np.array([shapely.to_wkb(b) for b in boxes] + [bad], dtype=object),
+          [np.array(["S01", "S02", "UNCLOSED"], dtype=object)], ["site_id"], driver="GPKG", geometry_type="Polygon",
+          crs="EPSG:4326")
+    return path
+
+
+def test_a_feature_with_an_unclosed_ring_is_repaired_and_the_rest_read(tmp_path):
+    from minescape.sites import read_sites
+
+    path = _unclosed_ring_gpkg(tmp_path / "unclosed.gpkg")
+    gdf = read_vector(path)
+    assert len(gdf) == 3 and gdf.geometry.is_valid.all()
+    assert gdf.geometry.iloc[2].equals(shapely.box(12, 12, 12.01, 12.01))  # the ring closed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about: the ring is repaired
+        sites, notes = read_sites(path)
+    assert [s.id for s in sites] == ["S01", "S02", "UNCLOSED"] and not notes
+
+
+def test_a_gpkg_with_several_layers_read_without_layer_says_which(small_region, tmp_path):
+    """Without a layer name the first layer with geometries is read, and one warning line names it and the
+    others; with one, or with only one layer beside minescape's own style table, nothing is said."""
+    sites = gpd.read_file(small_region.sites)
+    path = tmp_path / "multi.gpkg"
+    gpd.GeoDataFrame({"tile_id": ["50KQB"]}, geometry=[shapely.box(*sites.total_bounds)], crs=sites.crs).to_file(
+        path, layer="tiles")
+    sites.to_file(path, layer="mine_polygons", mode="a")
+    with pytest.warns(UserWarning) as caught:
+        gdf = read_vector(path)
+    assert "tile_id" in gdf.columns
+    assert [str(w.message) for w in caught] == [
+        "multi.gpkg: read layer 'tiles', the first of its layers ['tiles', 'mine_polygons']; give --layer to read "
+        "another"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(read_vector(path, layer="mine_polygons")) == len(sites)
+        write_gpkg(sites, tmp_path / "one.gpkg")
+        assert len(read_vector(tmp_path / "one.gpkg")) == len(sites)
+
+
+def test_an_empty_sites_layer_is_one_line(small_region, tmp_path):
+    from minescape.sites import read_sites
+
+    path = tmp_path / "empty.gpkg"
+    gpd.read_file(small_region.sites).iloc[:0].to_file(path)
+    with pytest.raises(InputError) as err:
+        read_sites(path)
+    one_line_naming(err.value, path, "has no features")

@@ -152,5 +152,7 @@ def test_warnings_are_one_line_each(small_region, tmp_path):
                               str(small_region.dcm_year)], env={"MINESCAPE_PROGRESS": "0"})
     assert res.exit_code == 0, res.output
     lines = [line for line in res.output.splitlines() if line.startswith("warning:")]
-    assert lines == [f"warning: sites.gpkg: feature {len(sites) - 1} has empty geometry; dropped"], res.output
+    # named as QGIS shows it (the GeoPackage fid) with its id
+    assert lines == [f"warning: sites.gpkg: feature {len(sites)} (site_id 'EMPTY') has empty geometry; dropped"], \
+        res.output
     assert "UserWarning" not in res.output and ".py:" not in res.output

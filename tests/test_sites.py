@@ -178,3 +178,71 @@ def test_real_mine_points_become_discs_with_point_buffer(tmp_path):
                                rtol=2e-3)
     with pytest.raises(ConfigError, match="--point-buffer must be a distance > 0"):
         read_sites(path, point_buffer_m=0)
+
+
+def test_duplicate_ids_are_renamed_to_ids_the_layer_does_not_have(tmp_path):
+    """A repeated id gets the first free ``-N`` suffix: never one that another feature of the layer already has
+    (before or after it in the file), so the run's ids stay unique."""
+    path = tmp_path / "dups.gpkg"
+    boxes = [shapely.box(10 + i * 0.02, 10, 10.01 + i * 0.02, 10.01) for i in range(5)]
+    gpd.GeoDataFrame({"site_id": ["A-2", "A", "A", "A", "A-3"]}, geometry=boxes, crs="EPSG:4326").to_file(path)
+    sites, notes = _quiet_read(path)
+    ids = [s.id for s in sites]
+    assert len(ids) == 5 and len(set(ids)) == 5, ids
+    assert ids[:2] == ["A-2", "A"] and ids[4] == "A-3"  # the ids the layer gives are kept
+    assert ids[2:4] == ["A-4", "A-5"]
+    assert [str(n) for n in notes] == ["dups.gpkg: feature 3 (site_id 'A') repeats site id 'A'; renamed 'A-4'",
+                                       "dups.gpkg: feature 4 (site_id 'A') repeats site id 'A'; renamed 'A-5'"]
+
+
+def test_geometry_collection_keeps_its_polygonal_parts(tmp_path):
+    """A GeometryCollection holding a polygon is the site of its polygonal parts (the point is left out), as the
+    repair does for the collections make_valid returns; one holding no polygon is dropped, named as in QGIS."""
+    poly = shapely.box(10, 10, 10.01, 10.01)
+    gc = shapely.GeometryCollection([poly, shapely.Point(10.005, 10.005)])
+    lines = shapely.GeometryCollection([shapely.LineString([(11, 11), (11.01, 11.01)])])
+    path = tmp_path / "gc.geojson"
+    gpd.GeoDataFrame({"site_id": ["S01", "GC", "LINES"]}, geometry=[shapely.box(12, 12, 12.01, 12.01), gc, lines],
+                     crs="EPSG:4326").to_file(path, driver="GeoJSON")
+    sites, notes = _quiet_read(path)
+    assert [s.id for s in sites] == ["S01", "GC"]
+    assert sites[1].geometry.equals(poly)
+    dropped = [str(n) for n in notes if n.dropped]
+    assert dropped == ["gc.geojson: feature 3 (site_id 'LINES') is a GeometryCollection holding no polygon; dropped"]
+    kept = [str(n) for n in notes if not n.dropped]
+    assert kept == ["gc.geojson: feature 2 (site_id 'GC') is a GeometryCollection; its polygonal parts are the site"]
+
+
+def test_dropped_features_are_named_by_gpkg_fid_or_position_from_1(tmp_path):
+    """The dropped-feature lines name a feature as QGIS shows it: a GeoPackage's fid (here 10, 20, 30, not the
+    positions), else its position counted from 1; with the id value when the layer has an id field."""
+    geoms = [shapely.box(10, 10, 10.01, 10.01), shapely.Polygon(), shapely.LineString([(11, 11), (11.01, 11.01)])]
+    frame = gpd.GeoDataFrame({"fid": [10, 20, 30], "site_id": ["A", "B", "C"]}, geometry=geoms, crs="EPSG:4326")
+    frame.to_file(tmp_path / "fids.gpkg", driver="GPKG")
+    _, notes = _quiet_read(tmp_path / "fids.gpkg")
+    assert sorted(str(n) for n in notes) == ["fids.gpkg: feature 20 (site_id 'B') has empty geometry; dropped",
+                                             "fids.gpkg: feature 30 (site_id 'C') is a LineString, not a polygon; "
+                                             "dropped"]
+    frame.drop(columns=["fid", "site_id"]).to_file(tmp_path / "noid.geojson", driver="GeoJSON")
+    _, notes = _quiet_read(tmp_path / "noid.geojson")
+    assert sorted(str(n) for n in notes) == ["noid.geojson: feature 2 has empty geometry; dropped",
+                                             "noid.geojson: feature 3 is a LineString, not a polygon; dropped"]
+
+
+def test_a_huge_site_is_read_and_refused_before_its_grid_is_allocated():
+    """Parts 5,000 km apart: reading makes the site (its grid is only numbers), and the size check refuses it in
+    one line with its extent in km, its pixels and the memory it needs against the limit, allocating nothing."""
+    from minescape.errors import ResourceLimitError
+    from minescape.sites import check_site_size
+
+    far = shapely.MultiPolygon([shapely.box(118.0, -22.62, 118.05, -22.60), shapely.box(160.0, 20.0, 160.005, 20.005)])
+    site = make_site("FAR", far)
+    assert site.grid.width * site.grid.height > 10**11
+    with pytest.raises(ResourceLimitError) as err:
+        check_site_size(site, bytes_per_px=256)
+    text = str(err.value)
+    assert "\n" not in text
+    assert text.startswith(f"site FAR: its {site.grid.width / 100:,.0f} x {site.grid.height / 100:,.0f} km extent "
+                           f"is a {site.grid.width:,} x {site.grid.height:,} px grid"), text
+    assert "GiB of memory, above the limit of" in text and "one feature per mine" in text
+    check_site_size(make_site("S", shapely.box(118.0, -22.62, 118.05, -22.60)), bytes_per_px=256)  # a mine passes

@@ -43,7 +43,15 @@ def read_vector(path: str | Path, *, layer: str | int | None = None) -> gpd.GeoD
     """Read a GPKG, GeoJSON or Shapefile layer with a one-line InputError on failure.
 
     Without ``layer``, the first layer with geometries: a GeoPackage's attribute tables (the ``layer_styles`` a
-    QGIS style lives in, which minescape writes beside its own layers) are not candidates.
+    QGIS style lives in, which minescape writes beside its own layers) are not candidates. When the file has
+    other layers with geometries, a warning line names the layer read and the others.
+
+    Geometries are converted one by one (``shapely.from_wkb(..., on_invalid="fix")``): a ring left unclosed
+    is closed, and a geometry that cannot be parsed even so is read as missing (None), so one bad feature never
+    makes the layer unreadable (the callers' repair drops it with a line naming it).
+
+    The frame's index numbers the features as QGIS shows them (what every ``feature N`` line names): a
+    GeoPackage's ``fid``, else the position in the file counted from 1.
 
     Raises InputError if the file is unreadable (truncated, not a vector format), has no CRS or the
     layer does not exist (the message lists the layers).
@@ -63,10 +71,14 @@ def read_vector(path: str | Path, *, layer: str | int | None = None) -> gpd.GeoD
     if layer is None and len(listed) > 1:
         spatial = [name for name, kind in listed if kind is not None]
         layer = spatial[0] if spatial else None
+        if len(spatial) > 1:
+            warnings.warn(f"{path.name}: read layer {layer!r}, the first of its layers {spatial}; give --layer to "
+                          "read another", stacklevel=2)
     try:
         import geopandas as gpd
 
-        gdf = gpd.read_file(path, layer=layer, engine="pyogrio")
+        # fid_as_index: a GeoPackage's own feature ids; on_invalid="fix": one unclosed ring does not fail the layer
+        gdf = gpd.read_file(path, layer=layer, engine="pyogrio", fid_as_index=True, on_invalid="fix")
     except Exception as exc:
         raise InputError(f"cannot read vector layer ({_first_line(exc)})", path=path) from None
     if not isinstance(gdf, gpd.GeoDataFrame) or gdf.active_geometry_name is None:  # a CSV, a table
@@ -74,6 +86,12 @@ def read_vector(path: str | Path, *, layer: str | int | None = None) -> gpd.GeoD
                          "attributes only: give a GeoPackage, GeoJSON or Shapefile with geometries)", path=path)
     if gdf.crs is None:
         raise InputError("layer has no CRS; assign one (e.g. EPSG:4326) before use", path=path)
+    # the numbers QGIS shows: a GeoPackage's fid; other formats' fids start at 0 (or are whatever a GeoJSON
+    # feature's "id" says), so their features are numbered by position from 1. Unnamed, so never written back.
+    import pandas as pd
+
+    fids = gdf.index.to_numpy() if path.suffix.lower() == ".gpkg" else np.arange(1, len(gdf) + 1)
+    gdf.index = pd.Index(np.asarray(fids, dtype=np.int64))
     return gdf
 
 
@@ -83,9 +101,10 @@ def _first_line(exc: Exception) -> str:
 
 @dataclass(frozen=True)
 class FeatureNote:
-    """What reading a vector layer did to one feature, as a value: ``feature`` (its index in ``source``, the file
-    and layer) ``what`` (e.g. ``has empty geometry``), and whether it was ``dropped``. ``str()`` is the warning
-    line: ``sites.gpkg: feature 2 has empty geometry; dropped``."""
+    """What reading a vector layer did to one feature, as a value: ``feature`` (how a user finds it in ``source``,
+    the file and layer: the number QGIS shows, :func:`read_vector`'s index, and for sites the id value, e.g.
+    ``3 (site_id 'GC')``), ``what`` (e.g. ``has empty geometry``), and whether it was ``dropped``. ``str()`` is the
+    warning line: ``sites.gpkg: feature 3 (site_id 'GC') has empty geometry; dropped``."""
 
     source: str
     feature: str
@@ -113,7 +132,7 @@ def repair_geometries(gdf: gpd.GeoDataFrame, *,
             fixed.append(geom)
             continue
         if not geom.is_valid:
-            geom = _polygonal(shapely.make_valid(geom))
+            geom = polygonal_parts(shapely.make_valid(geom))
             if geom.is_empty:
                 keep[i] = False
                 dropped.append(FeatureNote(source, str(gdf.index[i]), "has no area after repair"))
@@ -125,8 +144,9 @@ def repair_geometries(gdf: gpd.GeoDataFrame, *,
     return out[keep], dropped
 
 
-def _polygonal(geom):
-    """Keep only polygonal parts of a geometry (make_valid may return collections)."""
+def polygonal_parts(geom: shapely.Geometry) -> shapely.Geometry:
+    """The polygonal parts of a geometry (a collection's polygons unioned; make_valid may return collections),
+    an empty Polygon when it has none."""
     if geom.geom_type in ("Polygon", "MultiPolygon"):
         return geom
     if geom.geom_type == "GeometryCollection":

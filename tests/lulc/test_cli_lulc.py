@@ -60,3 +60,26 @@ def test_exit_codes(small_region, tmp_path, monkeypatch):
     assert res.exit_code == EXIT_USER_ERROR and "model file not found" in res.output
     res = runner.invoke(app, ["lulc", "rules"])
     assert res.exit_code == 0 and json.loads(res.output)["water"]["mndwi_min"] > 0
+
+
+def test_a_site_too_large_for_memory_fails_alone(small_region, tmp_path, monkeypatch):
+    """A MultiPolygon whose parts lie 5,000 km apart: its grid (2 x 10^11 px) is refused before anything is
+    allocated, in one line naming the site, its extent, pixels and memory; the other site is classified (exit 3)."""
+    import geopandas as gpd
+    import shapely
+
+    monkeypatch.setenv("MINESCAPE_PROGRESS", "0")
+    r = small_region
+    g = gpd.read_file(r.sites).to_crs(4326)
+    far = shapely.MultiPolygon([g.geometry.iloc[0], shapely.box(160.0, 20.0, 160.005, 20.005)])
+    sites = tmp_path / "far.gpkg"
+    gpd.GeoDataFrame({"site_id": ["FAR", "S02"]}, geometry=[far, g.geometry.iloc[1]], crs=4326).to_file(sites)
+    out = tmp_path / "o"
+    res = runner.invoke(app, ["lulc", "classify", str(sites), str(out), *_inputs(r)[1:], "--no-quicklook",
+                              "--no-report"])
+    assert res.exit_code == EXIT_PARTIAL, res.output
+    rows = {row["id"]: row for row in json.loads((out / "sites.json").read_text())}
+    assert rows["S02"]["status"] == "ok" and (out / "maps" / "S02.tif").is_file()
+    reason = rows["FAR"]["reason"]
+    assert reason.startswith("site FAR: its ") and " km extent is a " in reason and " px grid (" in reason, reason
+    assert "GiB of memory, above the limit of" in reason and "MemoryError" not in reason, reason

@@ -274,3 +274,23 @@ def test_resume_with_run_dir(small_region, tmp_path):
     assert again.skipped == ["S01"] and (tmp_path / "o" / "maps" / "S02.tif").exists()
     rows = json.loads((tmp_path / "o" / "sites.json").read_text())
     assert [r["status"] for r in rows] == ["ok", "ok"]
+
+
+def test_long_and_reserved_ids_get_short_hashed_stems(tmp_path):
+    """A file-name-safe id too long for a file name keeps a readable prefix plus the hash suffix unsafe ids get
+    (two long ids with one prefix never share a stem); Windows' reserved device names (also with an extension)
+    get the hashed form. Each stem is a file this file system can create."""
+    from minescape.lulc.pipeline import site_stem
+
+    long_a, long_b = "L" * 300, "L" * 299 + "M"
+    stems = [site_stem(long_a), site_stem(long_b)]
+    assert stems[0] != stems[1]
+    for stem in stems:
+        assert stem.startswith("L" * 40) and len(stem) <= 120 and stem == site_stem(stem)
+        (tmp_path / f"{stem}.tif").write_bytes(b"")  # 'File name too long' for the id itself
+    for name in ("CON", "prn", "AUX", "NUL", "COM1", "lpt9", "NUL.txt", "con.tar.gz"):
+        stem = site_stem(name)
+        assert stem != name and stem.split(".")[0].upper() not in {"CON", "PRN", "AUX", "NUL", "COM1", "LPT9"}, stem
+        assert stem.lower().startswith(name.split(".")[0].lower()), stem
+    assert site_stem("S01") == "S01" and site_stem("CONSOLE") == "CONSOLE" and site_stem("COM10") == "COM10"
+    assert site_stem("a" * 120) == "a" * 120  # short enough: as it is
