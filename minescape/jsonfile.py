@@ -16,7 +16,16 @@ MAX_JSON_BYTES = 256 * 1024 * 1024
 
 
 def read_json(path: str | Path, what: str = "JSON file", *, max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
-    """The JSON object in ``path`` (every minescape JSON input is an object at its top level).
+    """The JSON object in ``path`` (every minescape JSON input is an object at its top level): :func:`read_json_value`
+    and ``InputError("<what> is not a JSON object (...)")`` for a list, a string or a number."""
+    data = read_json_value(path, what, max_bytes=max_bytes)
+    if not isinstance(data, dict):
+        raise InputError(f"{what} is not a JSON object (its top level is a {type(data).__name__})", path=path)
+    return data
+
+
+def read_json_value(path: str | Path, what: str = "JSON file", *, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """The JSON value in ``path``, whatever its top level (a run's ``sites.json`` is a list).
 
     Only a regular file of at most ``max_bytes`` is read (``/dev/zero``, a FIFO or a huge file never is), and
     never more than ``max_bytes + 1`` bytes of it (a file growing while read is caught too).
@@ -25,7 +34,7 @@ def read_json(path: str | Path, what: str = "JSON file", *, max_bytes: int = MAX
         MissingInputError: ``"<what> not found"`` when there is no such file.
         InputError: ``"<what> is not a regular file"`` (a folder, a device, a pipe); ``"<what> is larger than
             ..."``; ``"<what> is not valid JSON (...)"`` for undecodable bytes or a syntax error (with its line
-            and column); ``"<what> is not a JSON object (...)"`` for a list, a string or a number.
+            and column).
     """
     path = Path(path)
     try:
@@ -51,6 +60,4 @@ def read_json(path: str | Path, what: str = "JSON file", *, max_bytes: int = MAX
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         why = "nested too deeply" if isinstance(exc, RecursionError) else exc
         raise InputError(f"{what} is not valid JSON ({why})", path=path) from None
-    if not isinstance(data, dict):
-        raise InputError(f"{what} is not a JSON object (its top level is a {type(data).__name__})", path=path)
     return data

@@ -6,10 +6,10 @@ the section of a validation folder. Confusion-matrix rows are the reference clas
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from minescape.webreport.contents import Figure, Missing, Section, Table
+from minescape.webreport.contents import Figure, Section, Table
+from minescape.webreport.part_json import read_part_json
 
 
 def _r(v, nd: int = 3):
@@ -108,11 +108,7 @@ def area_tables(aw: dict, *, unit: str) -> list[Table]:
 def collect_validation(folder: Path, *, title: str) -> Section:
     """The section of a ``map validate`` output folder (``validation.json`` and its figures)."""
     sec = Section(title=title, kind="validation", folder=folder)
-    try:
-        v = json.loads((folder / "validation.json").read_text(encoding="utf-8"))
-    except (ValueError, OSError) as exc:
-        sec.missing.append(Missing(str(folder / "validation.json"), f"not readable JSON ({exc})"))
-        v = {}
+    v = read_part_json(folder / "validation.json", str(folder / "validation.json"), sec.missing)
     if not isinstance(v, dict):
         v = {}
     if isinstance(v.get("sample"), dict):

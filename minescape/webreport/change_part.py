@@ -4,13 +4,13 @@ probability and the index difference as overlays, and the run's figures from ``d
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from minescape.errors import InputError
 from minescape.geo.raster import open_by_name
 from minescape.webreport.contents import Missing, Section, Table
 from minescape.webreport.overlay import Style, render_overlay
+from minescape.webreport.part_json import read_part_json
 
 # file, layer name, style: drawn in this order (the mask last, on top)
 CHANGE_RASTERS: tuple[tuple[str, str, Style], ...] = (
@@ -68,11 +68,7 @@ def collect_change(folder: Path, *, title: str) -> Section:
         sec.missing.append(Missing(f"{title}: change_mask.tif", "not found (the run did not finish?)"))
     stats_path = folder / "detect.json"
     if stats_path.exists():
-        try:
-            s = json.loads(stats_path.read_text(encoding="utf-8"))
-        except (ValueError, OSError) as exc:
-            sec.missing.append(Missing("detect.json", f"not readable JSON ({exc})"))
-            s = {}
+        s = read_part_json(stats_path, "detect.json", sec.missing)
         if isinstance(s, dict) and s:
             rows = [
                 ("method", s.get("method")),

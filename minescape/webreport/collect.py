@@ -26,7 +26,6 @@ Nothing here raises on a broken or partial run: what cannot be shown becomes a :
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from minescape.webreport.change_part import collect_change
 from minescape.webreport.contents import Missing, RunContents
 from minescape.webreport.lulc_part import collect_lulc
 from minescape.webreport.maps_part import collect_products, is_products_manifest
+from minescape.webreport.part_json import read_part_json
 from minescape.webreport.release_part import collect_release
 
 MAX_DEPTH = 3
@@ -49,10 +49,7 @@ MAX_PRODUCT_TILES = 500  # map-product tiles drawn on the map, read decimated (m
 
 def _manifest_kind(folder: Path) -> str | None:
     """``release`` or ``products`` for the ``manifest.json`` of ``publish`` or ``map products``, else None."""
-    try:
-        m = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (ValueError, OSError):
-        return None
+    m = read_part_json(folder / "manifest.json", "manifest.json", [])  # not a manifest of ours: no part
     if isinstance(m, dict) and "regions" in m and "legend" in m:
         return "release"
     return "products" if is_products_manifest(m) else None

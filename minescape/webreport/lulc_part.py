@@ -8,7 +8,6 @@ run recorded; when it is gone, each class map's footprint (its bounds) stands in
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -22,23 +21,12 @@ from minescape.webreport.accuracy_part import accuracy_tables
 from minescape.webreport.contents import FeatureLayer, Figure, Missing, Section, Table
 from minescape.webreport.geojson import geometries_geojson
 from minescape.webreport.overlay import Overlay, render_overlay
+from minescape.webreport.part_json import read_part_json
 
 # result keys that, when a pipeline records them, the popup shows as they are
 EXTRA_KEYS = ("composite", "n_scenes", "scenes", "clear_observations", "imagery_notes")
 FAILED_COLOR = "#7f7f7f"
 NOTES_LISTED = 200  # imagery notes in the run's table (every site's are in its popup and run.json)
-
-
-def _read_json(path: Path, what: str, missing: list[Missing]):
-    """The parsed JSON at ``path`` or None (with a Missing row saying why)."""
-    if not path.exists():
-        missing.append(Missing(what, "not found"))
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as exc:
-        missing.append(Missing(what, f"not readable JSON ({str(exc).splitlines()[0][:120]})"))
-        return None
 
 
 def _site_geometries(source: dict | None, missing: list[Missing], title: str) -> dict[str, shapely.Geometry]:
@@ -133,8 +121,8 @@ def _rel(path: Path, report_dir: Path) -> str:
 def collect_lulc(folder: Path, report_dir: Path, *, title: str) -> Section:
     """The section of an LULC run folder (see module docstring); ``report_dir`` is where report.html goes."""
     sec = Section(title=title, kind="lulc", folder=folder)
-    rows = _read_json(folder / "sites.json", f"{_rel(folder / 'sites.json', report_dir)}", sec.missing)
-    run = _read_json(
+    rows = read_part_json(folder / "sites.json", f"{_rel(folder / 'sites.json', report_dir)}", sec.missing)
+    run = read_part_json(
         folder / "report" / "run.json", _rel(folder / "report" / "run.json", report_dir), sec.missing
     )
     if rows is not None and not isinstance(rows, list):
@@ -278,7 +266,7 @@ def collect_lulc(folder: Path, report_dir: Path, *, title: str) -> Section:
         )
     metrics = folder / "report" / "metrics.json"
     if metrics.exists():
-        m = _read_json(metrics, _rel(metrics, report_dir), sec.missing)
+        m = read_part_json(metrics, _rel(metrics, report_dir), sec.missing)
         if isinstance(m, dict):
             sec.tables += accuracy_tables(m, title="Accuracy against the reference")
     sec.figures += [Figure(p.stem.replace("_", " "), p) for p in sorted((folder / "report").glob("*.png"))]

@@ -12,7 +12,6 @@ into one mosaic whose longer side is ``max_px`` pixels, drawn by the one overlay
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +24,7 @@ from minescape.geo.raster import open_raster
 from minescape.legend import Legend, get_legend
 from minescape.webreport.contents import Missing, Section, Table
 from minescape.webreport.overlay import Overlay, render_overlay
+from minescape.webreport.part_json import read_part_json
 
 AREA_UNIT = "km²"
 
@@ -194,10 +194,8 @@ def collect_products(folder: Path, *, title: str, max_tiles: int, max_px: int = 
     """The section of a ``map products`` output folder; at most ``max_tiles`` tiles are drawn on the map (the
     tables list and count them all), as one overlay with a longer side of at most ``max_px`` pixels."""
     sec = Section(title=title, kind="products", folder=folder)
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (ValueError, OSError) as exc:
-        sec.missing.append(Missing("manifest.json", f"not readable JSON ({exc})"))
+    manifest = read_part_json(folder / "manifest.json", "manifest.json", sec.missing)
+    if manifest is None:
         return sec
     if not is_products_manifest(manifest):
         sec.missing.append(Missing("manifest.json", "not a map products manifest (no tiles, versions, size cap)"))

@@ -5,13 +5,13 @@ and the class polygons for the map (per region).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
 from minescape.legend import Legend
 from minescape.webreport.contents import FeatureLayer, Missing, Section, Table
 from minescape.webreport.geojson import geometries_geojson
+from minescape.webreport.part_json import read_part_json
 
 
 def _shards(folder: Path, manifest: dict) -> list[tuple[str, str]]:
@@ -31,10 +31,8 @@ def collect_release(folder: Path, *, title: str, max_features: int) -> Section:
     import pyogrio
 
     sec = Section(title=title, kind="release", folder=folder)
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (ValueError, OSError) as exc:
-        sec.missing.append(Missing("manifest.json", f"not readable JSON ({exc})"))
+    manifest = read_part_json(folder / "manifest.json", "manifest.json", sec.missing)
+    if not isinstance(manifest, dict):
         return sec
     legend = Legend.from_dict(manifest["legend"]) if isinstance(manifest.get("legend"), dict) else None
     sec.facts += [

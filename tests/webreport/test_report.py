@@ -144,8 +144,8 @@ def test_empty_and_broken_folders(tmp_path):
     broken.mkdir()
     (broken / "sites.json").write_text("[{not json")
     res = runner.invoke(app, ["report", str(broken)])
-    assert res.exit_code == 0 and "sites.json" in res.output and "not readable JSON" in res.output
-    assert "not readable JSON" in (broken / "report.html").read_text()
+    assert res.exit_code == 0 and "sites.json" in res.output and "is not valid JSON" in res.output
+    assert "is not valid JSON" in (broken / "report.html").read_text()
 
 
 @pytest.mark.parametrize("what", ["missing", "file"])
@@ -297,3 +297,24 @@ def test_sites_from_points_are_classified_and_drawn_as_discs(small_region, tmp_p
     feats = [f for layer in data["layers"] if layer["kind"] == "sites" for f in layer["features"]["features"]]
     assert len(feats) == len(sites) and all(f["geometry"]["type"] == "Polygon" for f in feats)
     assert all(len(f["geometry"]["coordinates"][0]) == 65 for f in feats)  # the 64-vertex discs, closed
+
+
+def test_part_json_is_read_size_checked_and_only_from_regular_files(tmp_path):
+    """A run folder is a user's: the report reads its JSON through minescape.jsonfile (regular files only, sizes
+    checked before reading), and a problem is a Missing row, never an exception."""
+    from minescape.jsonfile import MAX_JSON_BYTES
+    from minescape.webreport.part_json import read_part_json
+
+    (tmp_path / "ok.json").write_text('[{"a": 1}]')
+    (tmp_path / "detect.json").mkdir()  # a folder where a file should be
+    big = tmp_path / "big.json"
+    with open(big, "wb") as fh:  # sparse: larger than the limit without writing it
+        fh.truncate(MAX_JSON_BYTES + 1)
+    missing = []
+    assert read_part_json(tmp_path / "ok.json", "ok", missing) == [{"a": 1}] and missing == []
+    assert read_part_json(tmp_path / "detect.json", "detect", missing) is None
+    assert read_part_json(big, "big", missing) is None
+    assert read_part_json(tmp_path / "nope.json", "nope", missing) is None
+    assert [m.what for m in missing] == ["detect", "big", "nope"]
+    assert "not a regular file" in missing[0].why and "larger than the limit" in missing[1].why
+    assert missing[2].why == "not found"
