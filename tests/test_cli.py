@@ -135,7 +135,7 @@ def test_many_failed_sites_print_a_bounded_list(small_region, tmp_path):
     res = runner.invoke(app, ["lulc", "classify", str(polygons), str(tmp_path / "none"), *args])
     assert res.exit_code == 2 and "failed: " not in res.output, res.output
     assert f"{small_region.dcm_year}: none of the 100 sites meets the DCM year raster (its extent" in res.output
-    assert not (tmp_path / "none" / "sites.json").exists()
+    assert not (tmp_path / "none").exists()  # refused before any site ran: not even an empty folder
 
 
 def test_warnings_are_one_line_each(small_region, tmp_path):

@@ -423,12 +423,18 @@ def classify_sites(
     if classifier != "rules":
         get_classifier(classifier)  # fail early on a bad model
     check_dcm(dcm_dh, dcm_year)
+    created = not out_dir.exists()
     out_dir = prepare_output(out_dir, folder=True)
-    sites, notes, refs, _ = sites_and_imagery(sites_path, scenes, stac, cfg, layer=layer, id_field=id_field,
-                                              site_ids=site_ids, point_buffer_m=point_buffer_m,
-                                              exclude=run_outputs(out_dir))
-    site_stems([s.id for s in sites], path=sites_path)  # refuse before any unit runs
-    check_sites_meet(sites, dcm_year)
+    try:
+        sites, notes, refs, _ = sites_and_imagery(sites_path, scenes, stac, cfg, layer=layer, id_field=id_field,
+                                                  site_ids=site_ids, point_buffer_m=point_buffer_m,
+                                                  exclude=run_outputs(out_dir))
+        site_stems([s.id for s in sites], path=sites_path)  # refuse before any unit runs
+        check_sites_meet(sites, dcm_year)
+    except InputError:
+        if created and not any(out_dir.iterdir()):  # refused before anything ran: no empty folder left behind
+            out_dir.rmdir()
+        raise
     units = build_units(sites, refs, dcm_dh, dcm_year, out_dir, classifier=classifier, config=cfg, stac=stac)
     summary = run_units(units, classify_site, description="classify sites", executor=executor)
     for note in notes:
