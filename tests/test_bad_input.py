@@ -410,8 +410,8 @@ def test_a_gpkg_with_several_layers_read_without_layer_says_which(small_region, 
         gdf = read_vector(path)
     assert "tile_id" in gdf.columns
     assert [str(w.message) for w in caught] == [
-        "multi.gpkg: read layer 'tiles', the first of its layers ['tiles', 'mine_polygons']; give --layer to read "
-        "another"]
+        "multi.gpkg: read layer 'tiles', the first of its layers ['tiles', 'mine_polygons'] (a command's --layer, "
+        "where it has one, reads another)"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(read_vector(path, layer="mine_polygons")) == len(sites)

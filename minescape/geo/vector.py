@@ -72,8 +72,8 @@ def read_vector(path: str | Path, *, layer: str | int | None = None) -> gpd.GeoD
         spatial = [name for name, kind in listed if kind is not None]
         layer = spatial[0] if spatial else None
         if len(spatial) > 1:
-            warnings.warn(f"{path.name}: read layer {layer!r}, the first of its layers {spatial}; give --layer to "
-                          "read another", stacklevel=2)
+            warnings.warn(f"{path.name}: read layer {layer!r}, the first of its layers {spatial} (a command's "
+                          "--layer, where it has one, reads another)", stacklevel=2)
     try:
         import geopandas as gpd
 
