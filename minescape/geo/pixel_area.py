@@ -42,9 +42,8 @@ def _block_pixel_areas(transform: Affine, crs: CRS, *, rows: int, cols: int, ste
     corners transformed to lon/lat, ``pyproj.Geod``, divided among its pixels), shape ``(ceil(rows/step),
     ceil(cols/step))``."""
     to_ll = transformer(crs, _LONLAT)
-    r_edges = np.minimum(np.arange(0, rows + step, step), rows)
-    c_edges = np.minimum(np.arange(0, cols + step, step), cols)
-    r_edges, c_edges = r_edges[: np.searchsorted(r_edges, rows) + 1], c_edges[: np.searchsorted(c_edges, cols) + 1]
+    r_edges = np.append(np.arange(0, rows, step), rows)
+    c_edges = np.append(np.arange(0, cols, step), cols)
     cc, rr = np.meshgrid(c_edges.astype(np.float64), r_edges.astype(np.float64))
     lon, lat = to_ll.transform(transform.a * cc + transform.b * rr + transform.c,
                                transform.d * cc + transform.e * rr + transform.f)
@@ -90,7 +89,7 @@ def code_areas_m2(codes: np.ndarray, grid: Grid, *, n_codes: int, step: int = 64
     rows, cols = grid.shape
     if crs.is_geographic:  # areas per row
         step = 1
-        blocks = np.broadcast_to(pixel_areas_m2(grid.transform, crs, rows=rows, cols=cols), (rows, 1))
+        blocks = pixel_areas_m2(grid.transform, crs, rows=rows, cols=cols)  # (rows, 1)
     else:
         blocks = _block_pixel_areas(grid.transform, crs, rows=rows, cols=cols, step=step)
     col_step = cols if crs.is_geographic else step
