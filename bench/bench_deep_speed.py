@@ -17,6 +17,9 @@ as median (min-max) and as ratios against the baseline measured in the same run:
 
 ``s2tile`` runs the CLI on a ``--size``² pair of 13-band stacks: fp32, the new defaults, the new defaults with
 ``--no-overviews`` (what the two outputs' overview levels cost), and ``--flip-repeats`` runs with the 4 flips.
+``loaded`` runs the CLI (fp32 on a CPU without native bf16, no flips) on a 1536 x ``--size`` strip while a
+spinning process keeps one core busy: the default (a tile on every core) against ``--threads 1`` (what the
+load-aware default of earlier releases chose there).
 
 Timings on a shared machine move with the other jobs: read the ratios, and say that the machine was loaded.
 """
@@ -275,10 +278,8 @@ def cli_cases(args, cases: set[str], model_path: Path) -> dict:
     from synthetic_pair import write_pair
 
     from minescape.sentinel2 import ALL_BANDS
-    from minescape.threads import available_cores
 
     out: dict = {}
-    cores = available_cores()
     if "loaded" in cases:
         t1, t2 = write_pair(WORK, args.size, rows=1536, bands=ALL_BANDS, strip=512)
         cpu = sorted(os.sched_getaffinity(0))[-1]
@@ -287,7 +288,8 @@ def cli_cases(args, cases: set[str], model_path: Path) -> dict:
                                 stdout=subprocess.PIPE, text=True)
         try:
             assert spin.stdout.readline().strip() == "spinning"
-            variants = {"default": [], "threads 1": [], f"threads {cores}": []}
+            # default: a tile on every core; --threads 1: what the load-aware default (before session 23) ran
+            variants = {"default": [], "threads 1": []}
             px = 1536 * args.size / 1e6
             for _ in range(args.repeats):
                 for name in variants:

@@ -6,13 +6,13 @@
   output in float32) or ``auto`` (bf16 on CUDA; on CPUs with native bf16 instructions, AVX512-BF16 or AMX, bf16
   where it was measured to pay, :data:`CPU_AUTO_BF16`; fp32 elsewhere). ``bf16`` asked for on a CPU without them
   falls back to fp32 and says so in ``note``;
-* threads: the cores a run uses; default the cores this process may use (``os.sched_getaffinity``) less those
-  other processes keep busy when the run starts (:func:`minescape.threads.compute_threads`, named in ``note``);
-  0 or more than those cores is refused with one line. Training and GPU work use them as torch's intra-op
-  threads. Prediction on a CPU runs that many tiles at once, each in one thread (``tiles_at_once``; torch's
-  intra-op threads set to 1): a convolution split over 2 threads sums in another order than over 1 (an FC-EF
-  tile differed by up to 1.2e-7), so this way a tile's values, and the output bytes, are the same for any
-  thread count and any load, and 2 tiles on 2 cores ran ~10 % faster than one tile on 2 threads.
+* threads: the cores a run uses; default every core this process may use (``os.sched_getaffinity``,
+  :func:`minescape.threads.resolve_threads`); 0 or more than those cores is refused with one line. Training
+  and GPU work use them as torch's intra-op threads. Prediction on a CPU runs that many tiles at once, each in
+  one thread (``tiles_at_once``; torch's intra-op threads set to 1): a convolution split over 2 threads sums in
+  another order than over 1 (an FC-EF tile differed by up to 1.2e-7), so this way a tile's values, and the
+  output bytes, are the same for any thread count and any load, and 2 tiles on 2 cores ran ~10 % faster than
+  one tile on 2 threads.
 """
 
 from __future__ import annotations
@@ -73,13 +73,6 @@ class Compute:
         return torch.autocast(device_type=self.device, dtype=torch.bfloat16)
 
 
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity), at least 1 (:func:`minescape.threads.available_cores`)."""
-    from minescape.threads import available_cores
-
-    return available_cores()
-
-
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), as oneDNN reports or /proc/cpuinfo."""
     import torch
@@ -104,12 +97,10 @@ def resolve_compute(device: str = "auto", precision: str = "auto", threads: int 
     Args:
         device: :data:`DEVICES`.
         precision: :data:`PRECISIONS`.
-        threads: cores to use (default: the usable cores; for prediction, less those other processes keep
-            busy): intra-op threads, or for prediction on a CPU tiles at once.
-        workload: :data:`WORKLOADS`. It decides ``auto`` on a bf16 CPU (:data:`CPU_AUTO_BF16`) and the default
-            threads: training takes all usable cores whatever the load (the thread count changes the weights'
-            bytes); prediction's results do not depend on it (one thread a tile), so its default leaves out the
-            cores other processes keep busy.
+        threads: cores to use (default: every usable core): intra-op threads, or for prediction on a CPU tiles
+            at once (whose results do not depend on the count; training's weights do).
+        workload: :data:`WORKLOADS`. It decides ``auto`` on a bf16 CPU (:data:`CPU_AUTO_BF16`) and whether a CPU
+            runs tiles at once (prediction) or one network call on every thread (training).
 
     Raises:
         ConfigError: an unknown choice, ``cuda`` without a GPU, or a bad thread count (one line).
@@ -117,29 +108,27 @@ def resolve_compute(device: str = "auto", precision: str = "auto", threads: int 
     check_choice(device, DEVICES, what="device")
     check_choice(precision, PRECISIONS, what="precision")
     check_choice(workload, WORKLOADS, what="workload")
-    from minescape.threads import compute_threads
+    from minescape.threads import resolve_threads
 
-    choice = compute_threads(threads, load_aware=workload == "predict")
-    n = choice.threads
+    n = resolve_threads(threads)
     import torch
 
     has_cuda = torch.cuda.is_available()
     if device == "cuda" and not has_cuda:
         raise ConfigError("--device cuda: torch sees no CUDA GPU on this machine (use --device cpu or auto)")
     dev = "cuda" if device == "cuda" or (device == "auto" and has_cuda) else "cpu"
-    load_note = choice.note() if dev == "cpu" else ""
-    notes = [load_note] if load_note else []
+    note = ""
     if dev == "cuda":
         prec = "fp32" if precision == "fp32" else "bf16"
     else:
         native = cpu_has_bf16()
         if precision == "bf16" and not native:
             prec = "fp32"
-            notes.append("this CPU has no native bf16 (AVX512-BF16/AMX): fp32 instead")
+            note = "this CPU has no native bf16 (AVX512-BF16/AMX): fp32 instead"
         elif precision == "auto":
             prec = "bf16" if native and CPU_AUTO_BF16[workload] else "fp32"
         else:
             prec = precision
     tiles_at_once = n if dev == "cpu" and workload == "predict" else 1
     torch.set_num_threads(n // tiles_at_once)
-    return Compute(device=dev, precision=prec, threads=n, note="; ".join(notes), tiles_at_once=tiles_at_once)
+    return Compute(device=dev, precision=prec, threads=n, note=note, tiles_at_once=tiles_at_once)

@@ -164,6 +164,5 @@ def executor_from_options(workers: int = 1, scheduler: str | None = None, run_di
     return Executor(mode="inprocess", workers=1, run_dir=run_dir)
 
 
-PREDICT_THREADS_HELP = ("Cores to use (default: those this process may use, less those other processes keep busy at "
-                        "the start). On a CPU that many tiles run at once, one thread each: the outputs are the same "
-                        "bytes for any number.")
+PREDICT_THREADS_HELP = ("Cores to use (default: every core this process may use). On a CPU that many tiles run at "
+                        "once, one thread each: the outputs are the same bytes for any number.")

@@ -21,6 +21,7 @@ from minescape.errors import InputError, MissingInputError, ResourceLimitError
 from minescape.legend import Legend
 from minescape.limits import check_network
 from minescape.progress import make_progress
+from minescape.threads import available_cores
 
 IGNORE = 255
 
@@ -120,7 +121,7 @@ def train_unet(
     if not (labels != IGNORE).any():
         raise InputError("no labelled pixel to train on (every label is ignored)")
     seed_everything(cfg.seed, cfg.threads)
-    compute = resolve_compute(cfg.device, cfg.precision, min(cfg.threads, _cores()), workload="map-training")
+    compute = resolve_compute(cfg.device, cfg.precision, min(cfg.threads, available_cores()), workload="map-training")
     dev = torch.device(compute.device)
     rng = np.random.default_rng(cfg.seed)
     if init is not None:
@@ -161,12 +162,6 @@ def train_unet(
     net = net.cpu().eval()  # a checkpoint lives on the CPU; predictors move it where they compute
     return Checkpoint(net=net, legend=legend, mean=mean, std=std, band_names=band_names, history=history,
                       config=asdict(cfg))
-
-
-def _cores() -> int:
-    from minescape.compute import usable_cores
-
-    return usable_cores()
 
 
 def _batch(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, n: int, p: int):

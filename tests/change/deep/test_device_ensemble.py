@@ -36,14 +36,14 @@ def test_cuda_without_a_gpu_is_one_line(small_region, tmp_path):
 
 
 def test_bad_device_precision_and_threads_are_one_line(small_region, tmp_path):
-    from minescape.compute import usable_cores
+    from minescape.threads import available_cores
 
     model = saved_model(tmp_path / "m.pt")
     base = ["change", "predict", str(model.path), str(small_region.t1), str(small_region.t2), str(tmp_path / "o")]
     _one_line_exit_2(base + ["--device", "tpu"], "auto, cpu, cuda")
     _one_line_exit_2(base + ["--precision", "fp8"], "fp32, bf16, auto")
     _one_line_exit_2(base + ["--threads", "0"], "--threads 0 is not possible here: choose 1 to")
-    _one_line_exit_2(base + ["--threads", str(usable_cores() + 1)], f"choose 1 to {usable_cores()}")
+    _one_line_exit_2(base + ["--threads", str(available_cores() + 1)], f"choose 1 to {available_cores()}")
 
 
 def test_precision_resolution_names_the_fallback(monkeypatch):
