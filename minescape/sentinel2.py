@@ -23,14 +23,13 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from minescape.errors import ConfigError, InputError, MissingInputError
 from minescape.geo.grid import Grid, aligned_window, scaled_window
 from minescape.geo.handles import borrow
-from minescape.geo.raster import Raster
+from minescape.geo.raster import Raster, corrupt_reads_named
 
 
 @dataclass(frozen=True)
@@ -440,7 +439,7 @@ def read_stack(
                 raise InputError("band file has no CRS", path=path)
             src_nodata = src.nodata if src.nodata is not None else scene.nodata
             win = _aligned_window(src, target)
-            try:
+            with corrupt_reads_named(path, "band " + ",".join(bands[i] for i in positions)):
                 if win is not None:
                     dn = read_window_filled(src, indexes, win, fill=src_nodata if src_nodata is not None else 0)
                 else:
@@ -450,10 +449,6 @@ def read_stack(
                                    height=target.height, resampling=method, src_nodata=src_nodata,
                                    nodata=src_nodata) as vrt:
                         dn = vrt.read(indexes)
-            except RasterioIOError as exc:  # a truncated or corrupt file whose header still opens
-                names = ",".join(bands[i] for i in positions)
-                raise InputError(f"corrupt or truncated raster, band {names} "
-                                 f"({str(exc).splitlines()[0][:120]})", path=path) from None
         for k, i in enumerate(positions):
             decode_dn(dn[k], reflectance=reflectance, offset=offset, nodata=src_nodata, out=out[i])
     return Raster(out, target.crs, target.transform, np.nan, tuple(bands))

@@ -71,6 +71,36 @@ def test_truncated_geotiff_whose_header_still_opens(corrupt_tifs):
     one_line_naming(err.value, path, "corrupt or truncated raster")
 
 
+def test_truncated_date_in_change_detect_names_the_file_and_gdal_reason(corrupt_tifs, small_region, tmp_path):
+    """change detect reads pixel-aligned dates through its fast path (pairs.read_scene): a cut COG is one line
+    naming the file with GDAL's own reason, not rasterio's 'Read failed. See previous exception for details.'"""
+    from typer.testing import CliRunner
+
+    from minescape.cli.app import app
+
+    path = corrupt_tifs["cog_cut"]
+    res = CliRunner().invoke(app, ["change", "detect", str(path), str(small_region.t2), str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    line = one_line_naming(res.output.strip(), path, "corrupt or truncated raster", "failed")
+    assert "previous exception" not in line and "Traceback" not in res.output
+
+
+def test_cli_line_for_an_unnamed_failed_read_shows_gdal_words(corrupt_tifs):
+    """The CLI's safety net for a read site that does not name its file: rasterio's RasterioIOError says only
+    'Read failed. See previous exception for details.'; the line shows the GDAL error it chains (file named)."""
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    from minescape.cli.common import error_line
+
+    path = corrupt_tifs["cog_cut"]
+    with rasterio.open(path) as src, pytest.raises(RasterioIOError) as err:
+        src.read()
+    assert "previous exception" in str(err.value)  # what rasterio says on its own
+    line = error_line(err.value)
+    assert path.name in line and "failed" in line and "previous exception" not in line, line
+
+
 # ---------------------------------------------------------------------------------------- truncated GPKG
 
 @pytest.mark.parametrize("keep", [0.1, 0.5, 0.9])

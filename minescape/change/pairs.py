@@ -23,7 +23,7 @@ from rasterio.windows import Window
 
 from minescape.errors import ConfigError, InputError, NoOverlapError
 from minescape.geo.grid import Grid, aligned_window, bounds_in
-from minescape.geo.raster import Raster, open_raster
+from minescape.geo.raster import Raster, corrupt_reads_named, open_raster
 from minescape.sentinel2 import QUANTIFICATION, Scene, decode_dn, invalid_dn, read_stack, read_window_filled
 
 
@@ -160,7 +160,8 @@ def read_scene(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Window
                 slow.extend(i for i, _ in items)
                 continue
             nodata = src.nodata if src.nodata is not None else scene.nodata
-            dn = read_window_filled(src, [idx for _, idx in items], win, fill=nodata if nodata is not None else 0)
+            with corrupt_reads_named(path):
+                dn = read_window_filled(src, [idx for _, idx in items], win, fill=nodata if nodata is not None else 0)
         for k, (i, _) in enumerate(items):
             decode_dn(dn[k], reflectance=reflectance, offset=offset, nodata=nodata, out=out[i])
     if slow:
@@ -401,7 +402,8 @@ def read_scene_dn(scene: Scene, *, bands: Sequence[str], grid: Grid, window: Win
             if nodata is None and (win.col_off < 0 or win.row_off < 0 or win.col_off + win.width > src.width
                                    or win.row_off + win.height > src.height):
                 return None
-            dn = read_window_filled(src, [idx for _, idx in items], win, fill=nodata if nodata is not None else 0)
+            with corrupt_reads_named(path):
+                dn = read_window_filled(src, [idx for _, idx in items], win, fill=nodata if nodata is not None else 0)
         if out is None and len(by_file) == 1 and [i for i, _ in items] == list(range(len(bands))):
             out = dn  # one stack file, bands in order: the read is the result
         elif out is None:

@@ -56,11 +56,15 @@ def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
 
 
 def _os_error_line(exc: OSError) -> str:
-    """One line for an OS error: the user's path(s) (never a temporary name) and the cause in words."""
+    """One line for an OS error: the user's path(s) (never a temporary name) and the cause in words. A read
+    that rasterio reports as ``Read failed. See previous exception for details.`` (a read site that did not name
+    its file, :func:`minescape.geo.raster.corrupt_reads_named`) shows the GDAL error it chains, which starts
+    with the file's name."""
     from minescape.atomic import _CAUSES, public_name
 
     names = [public_name(n) for n in (exc.filename, exc.filename2) if n is not None]
-    cause = _CAUSES.get(exc.errno) or exc.strerror or str(exc)
+    chained = str(exc.__cause__) if exc.__cause__ is not None and not names else ""
+    cause = _CAUSES.get(exc.errno) or exc.strerror or chained or str(exc)
     return public_name(f"{' -> '.join(names)}: {cause}" if names else cause)
 
 

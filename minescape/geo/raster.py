@@ -226,6 +226,30 @@ def open_raster(path: str | Path):
                          f"{str(exc).splitlines()[0][:120]}){hint}", path=path) from None
 
 
+@contextlib.contextmanager
+def corrupt_reads_named(path: str | Path, what: str = "") -> Iterator[None]:
+    """Reads inside this block that GDAL cannot decode (a truncated or corrupt file whose header still opens)
+    raise a one-line InputError naming ``path`` (and ``what``, e.g. ``"band B04"``) instead of rasterio's
+    ``Read failed. See previous exception for details.``, which names no file."""
+    try:
+        yield
+    except RasterioIOError as exc:
+        label = f", {what}" if what else ""
+        raise InputError(f"corrupt or truncated raster{label} ({gdal_reason(exc, path)})", path=path) from None
+
+
+def gdal_reason(exc: BaseException, path: str | Path = "") -> str:
+    """GDAL's own words for a failed read, at most 120 characters: rasterio's ``Read failed. See previous
+    exception for details.`` is replaced by the GDAL error it chains (e.g. ``band 1: IReadBlock failed at X
+    offset 0, Y offset 79: TIFFReadEncodedStrip() failed.``), without the file name it starts with."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+    text = (str(cause).splitlines() or [""])[0]
+    name = Path(path).name if path else ""
+    if name and text.startswith(name + ", "):
+        text = text[len(name) + 2:]
+    return text[:120]
+
+
 def open_class_map(path: str | Path):
     """:func:`open_raster` for a class map: InputError (one line) unless its first band holds integers
     (class codes are integer; a float or complex band is imagery, not a class map)."""
@@ -270,15 +294,12 @@ def read_window(
     """:func:`read_raster` from an open reader (e.g. one from :func:`minescape.geo.handles.borrow`);
     ``path`` names the file in errors."""
     idx = list(bands) if bands is not None else list(range(1, src.count + 1))
-    try:
+    with corrupt_reads_named(path or src.name):
         if boundless:
             fill = src.nodata if src.nodata is not None else fill_value
             data = src.read(idx, window=window, boundless=True, fill_value=fill)
         else:
             data = src.read(idx, window=window)
-    except RasterioIOError as exc:
-        raise InputError(f"corrupt or truncated raster ({str(exc).splitlines()[0][:120]})",
-                         path=path or src.name) from None
     transform = src.window_transform(window) if window is not None else src.transform
     descriptions = [src.descriptions[i - 1] for i in idx]
     names = tuple(descriptions) if all(descriptions) else None
