@@ -17,7 +17,8 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -64,6 +65,29 @@ class Compute:
         return f"{self.device}, {self.precision}, {self.threads} thread{'s' if self.threads != 1 else ''}" \
             f"{per_tile}" + (f" ({self.note})" if self.note else "")
 
+    @contextmanager
+    def torch_scope(self, *, deterministic: bool = False) -> Iterator[None]:
+        """Torch's process-wide settings for one run, put back as they were when it ends (a notebook or a Dask
+        worker keeps using torch afterwards): intra-op threads set to :attr:`op_threads` (threads a prediction
+        engine starts inside take that count: 1 where tiles run at once), deterministic algorithms on when
+        ``deterministic`` (training), and the global random generators forked (``torch.manual_seed`` inside does
+        not move the caller's stream)."""
+        import torch
+
+        threads = torch.get_num_threads()
+        det, warn_only = torch.are_deterministic_algorithms_enabled(), \
+            torch.is_deterministic_algorithms_warn_only_enabled()
+        devices = [torch.cuda.current_device()] if self.device == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.set_num_threads(self.op_threads)
+            if deterministic:
+                torch.use_deterministic_algorithms(True, warn_only=True)
+            try:
+                yield
+            finally:
+                torch.set_num_threads(threads)
+                torch.use_deterministic_algorithms(det, warn_only=warn_only)
+
     def autocast(self):
         """A context manager running the enclosed forward passes in this precision."""
         if not self.bf16:
@@ -91,8 +115,9 @@ def cpu_has_bf16() -> bool:
 
 def resolve_compute(device: str = "auto", precision: str = "auto", threads: int | None = None, *,
                     workload: str = "predict") -> Compute:
-    """Check and resolve the user's choices; sets torch's intra-op thread count (1 for prediction on a CPU,
-    which runs ``threads`` tiles at once instead).
+    """Check and resolve the user's choices (nothing in torch is changed: the engines hold their thread count
+    in :meth:`Compute.torch_scope` while they run; 1 intra-op thread for prediction on a CPU, which runs
+    ``threads`` tiles at once instead).
 
     Args:
         device: :data:`DEVICES`.
@@ -130,5 +155,4 @@ def resolve_compute(device: str = "auto", precision: str = "auto", threads: int 
         else:
             prec = precision
     tiles_at_once = n if dev == "cpu" and workload == "predict" else 1
-    torch.set_num_threads(n // tiles_at_once)
     return Compute(device=dev, precision=prec, threads=n, note=note, tiles_at_once=tiles_at_once)

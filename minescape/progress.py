@@ -28,8 +28,9 @@ def progress_disabled() -> bool:
     return os.environ.get("MINESCAPE_PROGRESS", "1") == "0"
 
 
-def make_progress(*, transient: bool = False) -> Progress:
-    """A Progress with description, bar, count, elapsed time and ETA.
+def make_progress(*, transient: bool = False, enabled: bool = True) -> Progress:
+    """A Progress with description, bar, count, elapsed time and ETA; drawn unless ``enabled`` is False (a
+    library call's ``progress=False``) or ``MINESCAPE_PROGRESS=0``.
 
     The description and the free text at the end (a unit's name, a loss) are cut with "…" to a quarter and a
     fifth of the terminal's width (at least 20 and 16 characters), so long names never squeeze out the bar and
@@ -49,7 +50,7 @@ def make_progress(*, transient: bool = False) -> Progress:
                                                                overflow="ellipsis")),
         console=err_console,
         transient=transient,
-        disable=progress_disabled(),
+        disable=not enabled or progress_disabled(),
     )
 
 

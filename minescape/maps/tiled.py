@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,7 +130,9 @@ def unet_predictor(checkpoint, *, window: int = 256, stride: int | None = None, 
     if not 0 < stride <= window:
         raise InputError(f"stride must be in 1..window ({window}); got {stride}")
     net = ckpt.net
-    logits_of = prepared_forward(net, compute or Compute())  # folded, channels-last; on a bf16 CPU compiled
+    hold = compute.torch_scope if compute is not None else nullcontext  # no compute: torch as the caller set it
+    compute = compute or Compute()
+    logits_of = prepared_forward(net, compute)  # folded, channels-last; on a bf16 CPU compiled
     n_classes = len(ckpt.codes)
 
     def forward(x: np.ndarray) -> np.ndarray:
@@ -140,16 +143,17 @@ def unet_predictor(checkpoint, *, window: int = 256, stride: int | None = None, 
             raise InputError(f"U-Net expects {net.in_channels} bands but the imagery has {block.shape[0]}")
         return forward(normalize(block, ckpt.mean, ckpt.std)[None])[0]
 
-    at_once = (compute or Compute()).tiles_at_once
+    at_once = compute.tiles_at_once
 
     def proba_batch(blocks: np.ndarray) -> np.ndarray:
         x = np.stack([normalize(b, ckpt.mean, ckpt.std) for b in blocks])
         batches = [x[i:i + batch] for i in range(0, len(x), batch)]
-        if at_once > 1 and len(batches) > 1:  # on a CPU: batches at once, each in one thread (same values)
-            with ThreadPoolExecutor(min(at_once, len(batches))) as pool:
-                out = list(pool.map(forward, batches))
-        else:
-            out = [forward(b) for b in batches]
+        with hold():  # torch's threads held at op_threads while the network runs, then put back
+            if at_once > 1 and len(batches) > 1:  # on a CPU: batches at once, each in one thread (same values)
+                with ThreadPoolExecutor(min(at_once, len(batches))) as pool:
+                    out = list(pool.map(forward, batches))
+            else:
+                out = [forward(b) for b in batches]
         return np.concatenate(out).reshape(len(blocks), n_classes, *blocks.shape[2:])
 
     return Predictor(proba=proba, codes=tuple(ckpt.codes), n_bands=net.in_channels, window=window,

@@ -76,14 +76,6 @@ def normalize(image: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarra
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
 
-def seed_everything(seed: int, threads: int = 1) -> None:
-    """Seed torch and fix the thread count (CPU results are then repeatable run to run)."""
-    import torch
-
-    torch.manual_seed(seed)
-    torch.set_num_threads(threads)
-
-
 def train_unet(
     image: np.ndarray,
     labels: np.ndarray,
@@ -120,46 +112,48 @@ def train_unet(
         raise InputError(f"label indexes {bad.tolist()[:10]} outside 0..{n_classes - 1} (or {IGNORE} = ignore)")
     if not (labels != IGNORE).any():
         raise InputError("no labelled pixel to train on (every label is ignored)")
-    seed_everything(cfg.seed, cfg.threads)
     compute = resolve_compute(cfg.device, cfg.precision, min(cfg.threads, available_cores()), workload="map-training")
-    dev = torch.device(compute.device)
-    rng = np.random.default_rng(cfg.seed)
-    if init is not None:
-        mean, std = init.mean, init.std
-        net = UNet(image.shape[0], n_classes, base=init.net.base, depth=init.net.depth)
-        net.load_state_dict(init.net.state_dict())
-    else:
-        mean, std = band_stats(image)
-        net = UNet(image.shape[0], n_classes, base=cfg.base, depth=cfg.depth)
-    x_all = normalize(image, mean, std)
-    y_all = labels.astype(np.int64)
-    h, w = labels.shape
-    p = min(cfg.patch, h, w)
-    net = net.to(dev)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total = cfg.epochs * cfg.steps_per_epoch
-    warm = max(1, total // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then cosine decay
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-    history: list[float] = []
-    net.train()
-    with make_progress() as progress:
-        task = progress.add_task(description, total=total, extra="")
-        for _epoch in range(cfg.epochs):
-            losses = []
-            for _ in range(cfg.steps_per_epoch):
-                xb, yb = _batch(x_all, y_all, rng, cfg.batch, p)
-                with compute.autocast():
-                    logits = net(torch.from_numpy(xb).to(dev))
-                loss = F.cross_entropy(logits.float(), torch.from_numpy(yb).to(dev), ignore_index=IGNORE)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                losses.append(float(loss.detach()))
-                progress.update(task, advance=1, extra=f"loss {losses[-1]:.3f}")
-            history.append(float(np.mean(losses)))
-    net = net.cpu().eval()  # a checkpoint lives on the CPU; predictors move it where they compute
+    # torch's threads and global seed for this run only (CPU results repeatable; a notebook keeps its own)
+    with compute.torch_scope():
+        torch.manual_seed(cfg.seed)
+        dev = torch.device(compute.device)
+        rng = np.random.default_rng(cfg.seed)
+        if init is not None:
+            mean, std = init.mean, init.std
+            net = UNet(image.shape[0], n_classes, base=init.net.base, depth=init.net.depth)
+            net.load_state_dict(init.net.state_dict())
+        else:
+            mean, std = band_stats(image)
+            net = UNet(image.shape[0], n_classes, base=cfg.base, depth=cfg.depth)
+        x_all = normalize(image, mean, std)
+        y_all = labels.astype(np.int64)
+        h, w = labels.shape
+        p = min(cfg.patch, h, w)
+        net = net.to(dev)
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        total = cfg.epochs * cfg.steps_per_epoch
+        warm = max(1, total // 10)
+        sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then cosine decay
+            opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        history: list[float] = []
+        net.train()
+        with make_progress() as progress:
+            task = progress.add_task(description, total=total, extra="")
+            for _epoch in range(cfg.epochs):
+                losses = []
+                for _ in range(cfg.steps_per_epoch):
+                    xb, yb = _batch(x_all, y_all, rng, cfg.batch, p)
+                    with compute.autocast():
+                        logits = net(torch.from_numpy(xb).to(dev))
+                    loss = F.cross_entropy(logits.float(), torch.from_numpy(yb).to(dev), ignore_index=IGNORE)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    losses.append(float(loss.detach()))
+                    progress.update(task, advance=1, extra=f"loss {losses[-1]:.3f}")
+                history.append(float(np.mean(losses)))
+        net = net.cpu().eval()  # a checkpoint lives on the CPU; predictors move it where they compute
     return Checkpoint(net=net, legend=legend, mean=mean, std=std, band_names=band_names, history=history,
                       config=asdict(cfg))
 

@@ -108,9 +108,11 @@ def test_unet_class_map_is_the_same_for_any_thread_count(tiny_unet, hr_scene, tm
     try:
         for n in (1, 2):
             compute = resolve_compute("cpu", "fp32", n)
-            assert compute.tiles_at_once == n and torch.get_num_threads() == 1
+            assert compute.tiles_at_once == n and compute.op_threads == 1
+            torch.set_num_threads(2)  # the caller's own setting, which the prediction puts back
             res = predict_tiled(path, unet_predictor(tiny_unet, window=64, stride=40, batch=2, compute=compute),
                                 tmp_path / f"t{n}.tif", legend=SINOLC1, tile=100)
+            assert torch.get_num_threads() == 2
             outs[n] = res.path.read_bytes()
             assert len(res.class_pixels) >= 2
     finally:

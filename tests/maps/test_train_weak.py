@@ -36,7 +36,17 @@ def test_unet_any_bands_and_odd_sizes():
 def test_training_is_deterministic_and_checkpoints_roundtrip(hr_scene, tmp_path):
     labels = agreement_labels([hr_scene.label_10m], hr_scene.image.grid, SINOLC1)
     cfg = TrainConfig(epochs=1, steps_per_epoch=3, batch=2, patch=32, seed=5)
-    a = train_unet(hr_scene.image.data, labels, SINOLC1, config=cfg, band_names=hr_scene.image.band_names)
+    before = torch.get_num_threads()
+    try:  # the caller's torch (a notebook's): its thread count and random stream survive training
+        torch.set_num_threads(2)
+        torch.manual_seed(11)
+        expected = torch.rand(3)
+        torch.manual_seed(11)
+        a = train_unet(hr_scene.image.data, labels, SINOLC1, config=cfg, band_names=hr_scene.image.band_names)
+        assert torch.get_num_threads() == 2 and cfg.threads == 1  # trained on 1 thread, put back
+        assert torch.equal(torch.rand(3), expected)
+    finally:
+        torch.set_num_threads(before)
     b = train_unet(hr_scene.image.data, labels, SINOLC1, config=cfg, band_names=hr_scene.image.band_names)
     for (k, va), vb in zip(a.net.state_dict().items(), b.net.state_dict().values(), strict=True):
         assert torch.equal(va, vb), k

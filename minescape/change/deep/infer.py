@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -175,7 +176,10 @@ def predict_scene(models: ChangeModel | Sequence[ChangeModel], t1_path: str | Pa
     # fewer idle readers than that, the pool closes and reopens files on every strip (abudhabi's input phase:
     # 0.08 -> 0.05 s a strip)
     reserve(2 * len(ref.bands) * io_threads + 8)
-    with window_reads(), ThreadPoolExecutor(max_workers=io_threads) as pool:
+    # torch's threads held at op_threads while the tiles run (the pool's threads take that count), then put back;
+    # without a compute, torch as the caller set it
+    hold = compute.torch_scope() if compute is not None else nullcontext()
+    with hold, window_reads(), ThreadPoolExecutor(max_workers=io_threads) as pool:
         # files are read through the process's handle pool: a reader is lent to one thread at a time
         pair = open_pair_source(t1_path, t2_path, ref.bands)
         grid = pair.grid

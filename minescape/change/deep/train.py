@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minescape.compute import Compute, resolve_compute
 from minescape.errors import ConfigError, InputError, check_choice
 
 LOSSES: tuple[str, ...] = ("wce", "dice", "focal", "wce+dice")
@@ -463,6 +464,23 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
         resume: continue from ``out_dir/checkpoint.pt`` if it exists (same config required).
         training_data: description for the model card (sources, cities, patch root...).
     """
+    if not train_samples or not val_samples:
+        raise InputError("training needs at least one training and one validation sample")
+    if len(bands) != train_samples[0].t1.shape[0]:
+        raise InputError(f"{len(bands)} band names {list(bands)} for {train_samples[0].t1.shape[0]}-band samples")
+    if any(s.t1.shape[0] != len(bands) for s in list(train_samples) + list(val_samples)):
+        raise InputError("training and validation samples must all have the same bands")
+    compute = resolve_compute(config.device, config.precision, config.threads, workload="change-training")
+    # torch's threads, deterministic algorithms and global seed for this run only (a notebook keeps its own)
+    with compute.torch_scope(deterministic=True):
+        return _fit(train_samples, val_samples, Path(out_dir), bands=bands, config=config, resume=resume,
+                    training_data=training_data, progress=progress, compute=compute)
+
+
+def _fit(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_dir: Path, *, bands: Sequence[str],
+         config: TrainConfig, resume: bool, training_data: dict | None, progress: bool,
+         compute: Compute) -> TrainResult:
+    """:func:`train`'s work, inside its :meth:`~minescape.compute.Compute.torch_scope`."""
     import torch
 
     from minescape.atomic import atomic_write_bytes, atomic_write_text
@@ -471,18 +489,8 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
     from minescape.change.deep.model import ChangeModel, build_model, load_payload, save_model, torch_bytes
     from minescape.change.deep.model_card import write_model_card
     from minescape.change.deep.networks import ensemble_members
-    from minescape.compute import resolve_compute
     from minescape.progress import make_progress
 
-    if not train_samples or not val_samples:
-        raise InputError("training needs at least one training and one validation sample")
-    if len(bands) != train_samples[0].t1.shape[0]:
-        raise InputError(f"{len(bands)} band names {list(bands)} for {train_samples[0].t1.shape[0]}-band samples")
-    if any(s.t1.shape[0] != len(bands) for s in list(train_samples) + list(val_samples)):
-        raise InputError("training and validation samples must all have the same bands")
-    compute = resolve_compute(config.device, config.precision, config.threads, workload="change-training")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
     t_start = time.perf_counter()
@@ -546,7 +554,7 @@ def train(train_samples: Sequence[Sample], val_samples: Sequence[Sample], out_di
     epoch_seconds: list[float] = []
     steps_done = 0
     train_time = 0.0
-    with make_progress() as bar:
+    with make_progress(enabled=progress) as bar:
         task = bar.add_task(f"train {config.arch}", total=config.epochs * config.steps_per_epoch,
                             completed=state["epoch"] * config.steps_per_epoch, extra="")
         while state["epoch"] < config.epochs:

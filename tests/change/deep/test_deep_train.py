@@ -325,3 +325,25 @@ def test_threshold_beta_reaches_the_model_and_its_card(tmp_path):
     assert card["config"]["threshold_beta"] == 0.5 and "F0.5" in card["threshold_chosen_on"]
     plain = json.loads(train(tr, va, tmp_path / "p", bands=BANDS4, config=CFG).card_path.read_text())
     assert "pooled F1 of change" in plain["threshold_chosen_on"]
+
+
+def test_training_leaves_torch_as_the_caller_set_it(tmp_path, capfd):
+    """A notebook trains, then keeps using torch: its thread count, deterministic mode and random stream are as
+    it set them, and ``progress=False`` draws nothing (training itself ran deterministic on its own threads)."""
+    import torch
+
+    tr, va = _samples()
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        torch.manual_seed(123)
+        expected = torch.rand(3)  # the caller's stream, drawn without training in between
+        torch.manual_seed(123)
+        capfd.readouterr()
+        train(tr, va, tmp_path / "m", bands=BANDS4, config=CFG, progress=False)
+        assert capfd.readouterr().err == ""
+        assert torch.get_num_threads() == 1
+        assert not torch.are_deterministic_algorithms_enabled()
+        assert torch.equal(torch.rand(3), expected)
+    finally:
+        torch.set_num_threads(before)
