@@ -70,6 +70,7 @@ def main() -> None:
     t_import = time.perf_counter() - t_import
     new = resolve_compute("cpu", "auto", args.threads)
     base = Compute("cpu", "fp32", new.threads)
+    torch.set_num_threads(new.threads)  # the network case: one call on --threads threads (the engines hold their own)
     print(f"threads {new.threads}; new path: {new.describe()}; imports {t_import:.2f} s", flush=True)
     WORK.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
