@@ -581,11 +581,11 @@ def _streamed(job: _PairJob, grid: Grid, mask_path: Path, diff_path: Path, *, op
     if workers is None:
         workers = workers_for(len(tiles), per_worker=WINDOWS_PER_WORKER)
     workers = max(1, min(int(workers), len(tiles)))
-    with make_progress(transient=True) as bar, \
+    with make_progress(transient=True, enabled=progress) as bar, \
             scratch_grid(Path(diff_path).with_suffix(".raw"), grid.height, grid.width) as scores, \
             (process_pool(workers) if workers > 1 else contextlib.nullcontext()) as pool, \
             contextlib.ExitStack() as stack:  # one pool, both passes; outputs renamed into place with their levels
-        task = bar.add_task("change: difference", total=len(tiles) + len(tiles2), extra="", visible=progress)
+        task = bar.add_task("change: difference", total=len(tiles) + len(tiles2), extra="")
         diff_tmp = stack.enter_context(atomic_path(diff_path))
         # no predictor: an index difference is noise to the float predictor (OSCD cities: files 1.6-2.5 % smaller
         # without it, written and read back faster; bench/bench_float_deflate.py)

@@ -220,8 +220,8 @@ def make_patches(read_window, grid: Grid, out_dir: str | Path, *, options: Patch
     dropped_nodata = dropped_straddle = 0
     cache: dict[tuple[int, int], tuple] = {}
     budget = int(cache_mb * 2**20)
-    with make_progress(transient=True) as bar:
-        task = bar.add_task("patches: scan", total=len(windows), extra="", visible=progress)
+    with make_progress(transient=True, enabled=progress) as bar:
+        task = bar.add_task("patches: scan", total=len(windows), extra="")
         for w in windows:
             bar.advance(task)
             split = _patch_split(w, grid.shape, blocks, b)

@@ -516,8 +516,8 @@ def _publish_sites(paths: list[Path], maps_dir: Path, out: Path, mapper, *, max_
                            extra=extra_columns, stats=stats, zips=zips)
         job = functools.partial(_site_job, legend=legend, crs=out_crs, simplify=simplify,
                                 connectivity=connectivity)
-        with make_progress() as bar:
-            task = bar.add_task("publishing sites", total=len(sites), extra="", visible=progress)
+        with make_progress(enabled=progress) as bar:
+            task = bar.add_task("publishing sites", total=len(sites), extra="")
             for feats in mapper(job, sites):  # in input order whatever the number of workers
                 if isinstance(feats, str):
                     skipped.append(feats)

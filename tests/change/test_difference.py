@@ -29,8 +29,10 @@ def pair_arrays(small_region):
     return t1, t2, truth
 
 
-def test_default_method_reaches_f1_085_on_the_synthetic_pair(small_region, tmp_path):
+def test_default_method_reaches_f1_085_on_the_synthetic_pair(small_region, tmp_path, capfd):
+    capfd.readouterr()
     res = detect_files(small_region.t1, small_region.t2, tmp_path / "det", window=96)
+    assert capfd.readouterr().err == ""  # progress=False (the library default): not even a blank line
     scores = evaluate_files(res.mask, small_region.truth_change)
     print(f"synthetic pair, SAVI/Otsu defaults: F1 {scores.f1:.3f} P {scores.precision:.3f} R {scores.recall:.3f}")
     assert scores.f1 >= 0.85
