@@ -66,6 +66,11 @@ class UnitFailed(MinescapeError, RuntimeError):
     """One unit (site, tile, city) of a multi-unit run failed; the run goes on."""
 
 
+class MainGuardError(MinescapeError, RuntimeError):
+    """Worker processes cannot start: the caller's script has no ``if __name__ == "__main__":`` guard
+    (:func:`minescape.parallel.process_pool`)."""
+
+
 def check_choice(value: str, choices: list[str] | tuple[str, ...], *, what: str) -> str:
     """Return ``value`` if it is one of ``choices`` else raise a ConfigError listing them."""
     if value not in choices:

@@ -7,7 +7,13 @@ labelling) and the polygon tracing hold the GIL.
 
 Workers start with ``forkserver`` (``spawn`` where there is none), never plain ``fork``: the caller may hold
 open GDAL datasets and threads. At most ``ahead`` results wait in the parent (memory stays bounded by a few
-windows whatever the input size).
+windows whatever the input size). Each worker keeps the files it reads open for its whole life (one reader-pool
+session, :func:`minescape.geo.handles.session`), so it opens a file once, not once per window.
+
+Like every ``multiprocessing`` start method but ``fork``, a worker first runs the caller's script again (as
+``__mp_main__``) to find what it was started with. A script that calls minescape at its top level, without an
+``if __name__ == "__main__":`` guard, would then call it again in every worker; :func:`process_pool` refuses
+such a script up front (:class:`MainGuardError`) instead of letting each worker die with a traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +21,10 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
+
+from minescape.errors import MainGuardError
 
 
 def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], *, workers: int,
@@ -29,7 +38,9 @@ def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], *, workers: int,
     Args:
         fn: function of one item.
         items: the items (consumed lazily, ``ahead`` at a time).
-        workers: processes (1 = this process).
+        workers: processes (1 = this process). More than 1 from a script: its code that calls minescape must
+            sit under ``if __name__ == "__main__":`` (each worker imports the script again), else
+            :class:`MainGuardError`.
         ahead: tasks submitted but not yet yielded, at most (default ``4 * workers``).
         chunk: items per task (short items: the per-task cost of a process pool is paid once per chunk).
         pool: a :func:`process_pool` to use (several maps then share its started workers); default a new one.
@@ -77,19 +88,63 @@ def workers_for(n_items: int, *, per_worker: int, limit: int | None = None) -> i
 PRELOAD = ("numpy", "rasterio", "scipy.ndimage", "minescape.geo.handles", "minescape.change.difference")
 
 
+def unguarded_main_script() -> str | None:
+    """The path of the running ``__main__`` script when its workers would run its minescape calls again: a file
+    (``python script.py``, ``python -m module``) with no top-level ``if`` on ``__name__``. None otherwise: an
+    interactive session, a notebook or ``python -c`` (no file: workers import nothing), a guarded script, or a
+    source that cannot be read or parsed (not claimed)."""
+    import ast
+    import sys
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path:
+        return None
+    try:
+        tree = ast.parse(Path(path).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.If) and any(isinstance(n, ast.Name) and n.id == "__name__"
+                                            for n in ast.walk(node.test)):
+            return None
+    return str(path)
+
+
+def _worker_session() -> None:
+    """Process pool initializer: one reader-pool session for the worker's life (files opened once a worker)."""
+    from minescape.geo.handles import session
+
+    scope = session()
+    scope.__enter__()
+    _WORKER_SCOPE.append(scope)  # held until the worker exits (the OS closes its files)
+
+
+_WORKER_SCOPE: list = []
+
+
 @contextlib.contextmanager
 def process_pool(workers: int, *, preload: tuple[str, ...] = PRELOAD):
     """A ``ProcessPoolExecutor`` of ``workers`` processes started by forkserver (or spawn); shut down on exit
     (pending work cancelled if the block raised). ``preload``: modules the fork server imports when it starts
-    (once per process), so workers do not each import them again."""
+    (once per process), so workers do not each import them again. Each worker holds one reader-pool session.
+
+    Raises:
+        MainGuardError: the caller is a script without an ``if __name__ == "__main__":`` guard
+            (:func:`unguarded_main_script`): every worker would run the script again and die.
+    """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    script = unguarded_main_script()
+    if script is not None:
+        raise MainGuardError(f"{script}: worker processes run this script again; put its code under "
+                             f"`if __name__ == \"__main__\":` (or pass workers=1)")
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if "forkserver" in methods:
         ctx.set_forkserver_preload(list(preload))
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_session)
     ok = False
     try:
         yield pool

@@ -175,8 +175,13 @@ def execute_unit(unit: Unit, func: Callable[[Unit], Any]) -> dict[str, Any]:
 
 
 def execute_units(units: Sequence[Unit], func: Callable[[Unit], Any]) -> list[dict[str, Any]]:
-    """:func:`execute_unit` for each of ``units`` in turn (one Dask task for several short units)."""
-    return [execute_unit(u, func) for u in units]
+    """:func:`execute_unit` for each of ``units`` in turn (one Dask task for several short units), in one session
+    of the reader pool (:func:`minescape.geo.handles.session`: files shared by the units are opened once, and
+    closed when the task ends, so a long-lived worker holds no input open between tasks)."""
+    from minescape.geo.handles import session
+
+    with session():
+        return [execute_unit(u, func) for u in units]
 
 
 def func_name(func: Callable) -> str:
@@ -274,8 +279,11 @@ def _dispatch(todo: list[Unit], func, executor: Executor, description: str, summ
         if not todo:
             return
         if executor.mode == "inprocess":
-            for unit in todo:
-                record(unit, execute_unit(unit, func))
+            from minescape.geo.handles import session
+
+            with session():  # files shared by the units opened once; all closed when the run returns
+                for unit in todo:
+                    record(unit, execute_unit(unit, func))
         else:
             from minescape.runner_dask import run_on_dask
 

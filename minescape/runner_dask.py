@@ -14,9 +14,11 @@ has threads (``worker-saturation`` 1.0), and a unit given up as ``KilledWorker``
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from minescape.errors import ConfigError, InputError
@@ -28,6 +30,41 @@ if TYPE_CHECKING:
 CLIENT_RETRIES = 2
 # Client-side resubmissions of a unit the scheduler gave up on as KilledWorker (it may have been a bystander).
 KILLED_RETRIES = 1
+
+
+#: Variables a local cluster's nannies write into this process's ``os.environ`` before starting each worker,
+#: besides Dask's ``distributed.nanny.pre-spawn-environ`` (OMP/MKL/OPENBLAS_NUM_THREADS=1,
+#: MALLOC_TRIM_THRESHOLD_): the nanny's hash seed and the process-title marker.
+NANNY_ENVIRON = ("PYTHONHASHSEED", "__DASK_PARENT_PID")
+
+
+@contextlib.contextmanager
+def environ_restored(keys: Iterable[str]) -> Iterator[None]:
+    """Put ``os.environ[key]`` for each of ``keys`` back as it was on entry (unset ones unset again) on exit.
+
+    Dask's nannies run in the caller's process and set the variables their worker processes must inherit
+    (one BLAS/OpenMP thread, glibc's trim threshold, a hash seed) in ``os.environ`` itself; left there, every
+    process the caller starts afterwards (a GDAL tool, another Python, its own workers) would inherit them.
+    """
+    keys = tuple(keys)
+    saved = {k: os.environ.get(k) for k in keys}
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            elif os.environ.get(k) != v:
+                os.environ[k] = v
+
+
+def _nanny_environ() -> tuple[str, ...]:
+    """The variables a local cluster's nannies write into this process's environment (see
+    :data:`NANNY_ENVIRON`)."""
+    import dask
+    import distributed  # noqa: F401  (loads Dask's distributed.* config defaults)
+
+    return (*dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}), *NANNY_ENVIRON)
 
 
 def _connect(executor: Executor):
@@ -131,7 +168,8 @@ def run_on_dask(
         "distributed.comm.timeouts.connect": "20s",
         "distributed.scheduler.worker-saturation": 1.0,
     }
-    with dask.config.set(config):
+    restored = environ_restored(_nanny_environ()) if executor.mode == "local" else contextlib.nullcontext()
+    with dask.config.set(config), restored:  # the environment as it was once the local cluster is closed
         client, cluster = _connect(executor)
         try:
             threads = _total_threads(client, executor)

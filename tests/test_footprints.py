@@ -9,7 +9,7 @@ from rasterio.crs import CRS
 
 from minescape.geo.footprints import FootprintIndex, lonlat_box
 from minescape.geo.grid import Grid
-from minescape.geo.handles import close_all, pool
+from minescape.geo.handles import close_all, pool, session
 from minescape.geo.raster import Raster, write_raster
 from minescape.lulc import scene_index
 from minescape.lulc.inputs import clearest_scene, discover_scenes, load_stack, scene_covers
@@ -60,13 +60,14 @@ def test_site_touches_only_covering_scenes(tmp_path):
     # the per-site chain now reads pixels of covering scenes only (descriptions are cached per process)
     close_all()
     opened = pool().opened
-    ref, _, _ = clearest_scene(refs, site, 2019)
-    stack, _ = load_stack(ref, site, bands=["B02", "B11"])
-    assert np.isfinite(stack.data).sum() > 0
-    touched = {r.name.rsplit("/", 1)[-1] for r in pool().idle_readers()}
-    assert touched and touched <= {"S2A_MSIL2A_201900_T33.tif", "S2A_MSIL2A_201901_T33.tif"}
-    assert pool().opened - opened == len(touched)  # each scene opened once for the whole chain
-    close_all()
+    with session():  # as a run's units are (runner.run_units): readers kept until the session ends
+        ref, _, _ = clearest_scene(refs, site, 2019)
+        stack, _ = load_stack(ref, site, bands=["B02", "B11"])
+        assert np.isfinite(stack.data).sum() > 0
+        touched = {r.name.rsplit("/", 1)[-1] for r in pool().idle_readers()}
+        assert touched and touched <= {"S2A_MSIL2A_201900_T33.tif", "S2A_MSIL2A_201901_T33.tif"}
+        assert pool().opened - opened == len(touched)  # each scene opened once for the whole chain
+    assert pool().idle_count() == 0
 
 
 def test_index_candidates_match_exact_tests_everywhere(tmp_path):

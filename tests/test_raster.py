@@ -330,3 +330,57 @@ def test_png_labels_read_and_other_formats_are_named(tmp_path):
     with pytest.raises(InputError, match=r"map.img: not a readable raster .*only GeoTIFF \(.tif, .tiff\), JPEG 2000 "
                                          r"\(.jp2\), PNG \(.png\) and VRT \(.vrt\) rasters are read: convert it"):
         open_raster(tmp_path / "map.img")
+
+
+def test_read_scopes_give_gdal_block_cache_its_size_back(tmp_path, utm_raster):
+    """GDAL's block cache size is process-wide and rasterio does not undo GDAL_CACHEMAX for an Env nested in
+    another: after a scan_reads() inside a user's own rasterio.Env(), or build_overviews() (which nests one),
+    the cache stayed cut. Every read scope puts back the size it found, nested or not, in any thread order."""
+    import threading
+
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.env import get_gdal_config
+
+    import minescape.geo.raster as raster
+
+    def size() -> int:
+        return int(get_gdal_config("GDAL_CACHEMAX"))
+
+    before = size()
+    assert before != 64 * 2**20 and before != raster.SCAN_CACHE_MB * 2**20
+    with rasterio.Env():  # the user's own GDAL settings block
+        with raster.scan_reads(64):
+            assert size() == 64 * 2**20  # the cap is there inside
+            with raster.window_reads(), raster.scan_reads(32):  # nested scopes: each puts back its own entry
+                assert size() == 32 * 2**20
+            assert size() == 64 * 2**20
+        assert size() == before
+    assert size() == before
+    path = raster.write_raster(raster.Raster(np.zeros((1, 600, 700), np.float32), utm_raster.crs,
+                                             utm_raster.transform, np.nan), tmp_path / "o.tif",
+                               tiled=True, blocksize=128)
+    with rasterio.Env():
+        raster.build_overviews(path, Resampling.average, blocksize=128)
+    raster.build_overviews(path, Resampling.average, blocksize=128)
+    with rasterio.open(path) as src:
+        assert src.overviews(1)  # the overviews were built (through the nested scan_reads)
+    assert size() == before
+    # two threads whose scopes end in the other order than they began: the last one out puts back the size the
+    # first found (while both run, rasterio itself resets the size when a thread's outermost Env ends)
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with raster.scan_reads(48):
+            first_in.set()
+            second_in.wait(timeout=10)
+        first_out.set()
+
+    t = threading.Thread(target=first)
+    t.start()
+    assert first_in.wait(timeout=10)
+    with raster.scan_reads(40):
+        second_in.set()
+        assert first_out.wait(timeout=10)
+    t.join(timeout=10)
+    assert size() == before

@@ -463,3 +463,74 @@ def test_several_units_per_task_same_bytes_and_killer_found(tiles, tmp_path):
         {k: v["mean_ndvi"] for k, v in inproc.results.items()}
     with pytest.raises(ConfigError, match="units_per_task"):
         Executor(units_per_task=0)
+
+
+def _open_under(folder: Path) -> list[str]:
+    """This process's open descriptors on files under ``folder`` (deleted ones included)."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(folder)):
+            out.append(target)
+    return out
+
+
+def probe_pool(unit: Unit) -> dict:
+    """ndvi_tile, plus what the reader pool holds open under the scene's folder while the unit runs."""
+    result = ndvi_tile(unit)
+    result["open"] = len(_open_under(Path(unit.args["scene"]).parent))
+    return result
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_inprocess_run_opens_a_scene_once_and_closes_it_on_return(small_region, tmp_path):
+    """In one run the units share one open reader of their scene (opened once, not once per unit); when
+    run_units returns nothing stays open, so a caller that deletes the inputs frees their space."""
+    import shutil
+
+    from minescape.geo.handles import pool
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    scene = Path(shutil.copy(small_region.t1, scratch / Path(small_region.t1).name))
+    units = tile_units(scene, tmp_path / "out", size=64)
+    opened = pool().opened
+    summary = run_units(units, probe_pool)
+    assert summary.ok and len(units) > 4
+    assert all(r["open"] >= 1 for r in summary.results.values())  # held open while the run goes on
+    assert pool().opened - opened == 1  # one open for all the units
+    assert _open_under(scratch) == [] and pool().idle_count() == 0
+    shutil.rmtree(scratch)
+    assert _open_under(scratch) == []
+
+
+def worker_environ(unit: Unit) -> dict:
+    """The thread variables a Dask worker process sees."""
+    return {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+
+
+def test_local_cluster_leaves_the_callers_environment_as_it_was(monkeypatch):
+    """Dask's nannies run in the caller's process and write the variables their workers inherit (one BLAS/OpenMP
+    thread, glibc's trim threshold, a hash seed) into os.environ; a local run puts them back once the cluster
+    is closed, so processes the caller starts afterwards do not inherit them."""
+    from minescape.runner_dask import NANNY_ENVIRON, _nanny_environ
+
+    keys = _nanny_environ()
+    assert {"OMP_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_", *NANNY_ENVIRON} <= set(keys)
+    for k in keys:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")  # a caller's own value: kept, and workers get it
+    before = dict(os.environ)
+    summary = run_units([Unit("u0", {}), Unit("u1", {})], worker_environ, executor=Executor(mode="local", workers=1))
+    assert summary.ok
+    # the workers did get Dask's settings, so the nanny did set them in this process before spawning them
+    assert summary.results["u0"] == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "3", "OPENBLAS_NUM_THREADS": "1"}
+    changed = {k: (before.get(k), os.environ.get(k)) for k in set(before) | set(os.environ)
+               if before.get(k) != os.environ.get(k)}
+    assert changed == {}
+    out = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('OMP_NUM_THREADS'))"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "None"

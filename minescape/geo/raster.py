@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -136,8 +137,47 @@ def _bounds(transform: Affine, width: int, height: int) -> tuple[float, float, f
     return min(xs), min(ys), max(xs), max(ys)
 
 
-def many_files() -> rasterio.Env:
-    """A GDAL environment for opening many rasters that sit in one big folder.
+_CACHE_LOCK = threading.Lock()
+_CACHE_SCOPES: list[list[int]] = []  # per open read scope, oldest first: [GDAL's block cache size before it]
+
+
+@contextlib.contextmanager
+def read_scope(**options) -> Iterator[None]:
+    """``rasterio.Env(**options)`` for one stretch of reads, leaving the process as it found it.
+
+    The one mechanism behind :func:`many_files`, :func:`scan_reads` and :func:`window_reads`. On exit:
+
+    * GDAL's block cache gets back the size it had on entry. The size is process-wide, and rasterio only undoes
+      ``GDAL_CACHEMAX`` for the outermost Env: one nested in another (``build_overviews``, or any call inside
+      a user's own ``rasterio.Env()``) left it shrunk (1205 -> 128 MB for the rest of the process). It is read
+      and set with ``rasterio.env.get_gdal_config`` / ``set_gdal_config("GDAL_CACHEMAX", bytes)``, which
+      rasterio maps to GDALGetCacheMax64 / GDALSetCacheMax64 (no config option is left set). Scopes of several
+      threads may end in any order: the last one open puts back the size the first found.
+    * The reader pool's :func:`minescape.geo.handles.session` ends: readers borrowed inside are reused
+      within the scope and closed when the outermost scope or session returns.
+    """
+    from rasterio.env import get_gdal_config, set_gdal_config
+
+    from minescape.geo.handles import session
+
+    with _CACHE_LOCK:
+        entry = [int(get_gdal_config("GDAL_CACHEMAX"))]
+        _CACHE_SCOPES.append(entry)
+    try:
+        with rasterio.Env(**options), session():
+            yield
+    finally:
+        with _CACHE_LOCK:
+            i = next(k for k, e in enumerate(_CACHE_SCOPES) if e is entry)
+            del _CACHE_SCOPES[i]
+            if i < len(_CACHE_SCOPES):  # a later scope (another thread) is still open: it restores for both
+                _CACHE_SCOPES[i][0] = entry[0]
+            elif int(get_gdal_config("GDAL_CACHEMAX")) != entry[0]:
+                set_gdal_config("GDAL_CACHEMAX", entry[0])
+
+
+def many_files() -> contextlib.AbstractContextManager[None]:
+    """A GDAL environment for opening many rasters that sit in one big folder (a :func:`read_scope`).
 
     GDAL lists a raster's folder on every open to look for side-car files (``.aux.xml``, ``.ovr``,
     ``.msk``); with tens of thousands of per-site maps in one folder that listing dominates (600 maps:
@@ -148,16 +188,16 @@ def many_files() -> rasterio.Env:
     from the EPSG database and comparing the two, which GDAL does by default on every open: 0.54 -> 0.33 ms per
     open of a per-site class map, the same CRS (WKT compared on UTM maps written by minescape).
     """
-    return rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", GTIFF_SRS_SOURCE="GEOKEYS")
+    return read_scope(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", GTIFF_SRS_SOURCE="GEOKEYS")
 
 
 SCAN_CACHE_MB = 128  # GDAL block cache for one pass over a raster (0: GDAL's default, 5 % of the RAM)
 
 
-def scan_reads(cache_mb: int | None = None) -> rasterio.Env:
+def scan_reads(cache_mb: int | None = None) -> contextlib.AbstractContextManager[None]:
     """GDAL settings for one pass over a large raster, tile by tile: a block cache of ``cache_mb`` MB
     (default :data:`SCAN_CACHE_MB`, or the user's own ``GDAL_CACHEMAX`` environment variable when set; 0 leaves
-    GDAL's default).
+    GDAL's default), for this :func:`read_scope` only: the cache has its old size again on exit.
 
     A pass reads each block once (a haloed pass reads a block row again, far less than 128 MB), so GDAL's
     default cache, 5 % of the RAM, only fills with blocks that are never read again, and a process's memory grew
@@ -167,13 +207,13 @@ def scan_reads(cache_mb: int | None = None) -> rasterio.Env:
     (``bench_maps.py --only scan``: three passes over the WorldCover tiles 1,620 -> 404 MB, 20.0 -> 23.1 s).
     """
     if cache_mb is None and "GDAL_CACHEMAX" in os.environ:  # the user's setting wins
-        return rasterio.Env()
+        return read_scope()
     mb = SCAN_CACHE_MB if cache_mb is None else int(cache_mb)
-    return rasterio.Env(GDAL_CACHEMAX=mb * 2**20) if mb > 0 else rasterio.Env()
+    return read_scope(GDAL_CACHEMAX=mb * 2**20) if mb > 0 else read_scope()
 
 
-def window_reads() -> rasterio.Env:
-    """GDAL settings for reading many windows of large inputs.
+def window_reads() -> contextlib.AbstractContextManager[None]:
+    """GDAL settings for reading many windows of large inputs (a :func:`read_scope`).
 
     Uncompressed GeoTIFFs are read straight from the file into the result (``GTIFF_DIRECT_IO``) instead of
     through GDAL's block cache, which for a pixel-interleaved 13-band stack means a copy and a de-interleave per
@@ -181,7 +221,7 @@ def window_reads() -> rasterio.Env:
     0.12 s instead of 0.33 s, the same values. Compressed files are read as before. Entered in the main thread,
     the setting holds for threads it starts (rasterio sets the main thread's options process-wide).
     """
-    return rasterio.Env(GTIFF_DIRECT_IO=True)
+    return read_scope(GTIFF_DIRECT_IO=True)
 
 
 #: The GDAL driver a raster is opened with, by the suffix of its name: the name decides the format, never the

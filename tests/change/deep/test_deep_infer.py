@@ -250,8 +250,9 @@ def test_dn_scenes_are_normalised_from_the_stored_numbers(tiny_model, tmp_path):
 
 
 def test_prediction_keeps_its_band_files_open(tiny_model, tmp_path):
-    """The handle pool is sized for every band file of both dates and every input thread: a second prediction
-    opens no file again (with the pool's old limit of 2 readers, each strip reopened the band files)."""
+    """The handle pool is sized for every band file of both dates and every input thread: a prediction opens each
+    band file once, however many strips (with the pool's old limit of 2 readers, each strip reopened the band
+    files), and closes them all when it returns, the pool's limit back as it was."""
     from minescape.compute import Compute
     from minescape.geo.handles import pool
 
@@ -266,8 +267,8 @@ def test_prediction_keeps_its_band_files_open(tiny_model, tmp_path):
                          tmp_path / date / f"T00XXX_20200101T000000_{band}.tif")
         folder[date] = tmp_path / date
     p = pool()
-    saved = p.max_idle
-    p.max_idle = 2  # fewer readers than the 8 band files
+    saved = p.base_idle
+    p.base_idle = p.max_idle = 2  # fewer readers than the 8 band files
     try:
         opened = []
         for n in range(2):
@@ -276,11 +277,10 @@ def test_prediction_keeps_its_band_files_open(tiny_model, tmp_path):
                                 tile=64, overlap=16, compute=Compute("cpu", "fp32", 1))
             opened.append(p.opened - before)
             assert res.tiles > 4  # several strips: each read every band file
-        raised = p.max_idle
+            assert p.idle_count() == 0 and p.max_idle == 2  # all closed on return, the reservation undone
     finally:
-        p.max_idle = saved
-    assert opened[0] >= 1 and opened[1] == 0, opened
-    assert raised >= 2 * len(BANDS4)
+        p.base_idle = p.max_idle = saved
+    assert opened == [2 * len(BANDS4)] * 2, opened  # each band file of each date opened once a prediction
 
 
 def test_prediction_bytes_do_not_depend_on_the_thread_count(tmp_path):
