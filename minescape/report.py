@@ -1,28 +1,65 @@
-"""Figures (functions return a matplotlib Figure) and quicklooks; :func:`save_figure` writes PNGs atomically."""
+"""Figures (functions return a matplotlib Figure) and quicklooks; :func:`save_figure` writes PNGs atomically.
+
+Figures are built with matplotlib's object API (:func:`new_figure`), never through :mod:`matplotlib.pyplot`:
+importing or calling this module leaves the user's backend (Jupyter's inline backend, QGIS's Qt backend) as it
+was, and a returned figure is not registered with pyplot, so it is freed when the caller drops it (a loop over
+sites does not pile figures up). :func:`save_figure` draws through Agg whatever the session's backend. In a
+notebook, IPython shows a returned Figure through the PNG formatter its matplotlib integration registers for
+every :class:`~matplotlib.figure.Figure` (``%matplotlib inline``, on by default in a Jupyter kernel once pyplot is
+imported) and otherwise through :meth:`ReportFigure._repr_png_`; ``fig.savefig(...)`` works anywhere.
+"""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+from minescape.atomic import atomic_path
+from minescape.legend import Legend
 
-from minescape.atomic import atomic_path  # noqa: E402
-from minescape.legend import Legend  # noqa: E402
+
+class ReportFigure(Figure):
+    """A matplotlib Figure that IPython can show on its own.
+
+    matplotlib's Figure has no PNG representation: IPython displays one only through the formatter its
+    matplotlib integration registers (``%matplotlib inline``, or a Jupyter kernel's inline backend once pyplot is
+    imported). That formatter, where registered, still takes precedence (it honours the user's
+    ``InlineBackend.figure_formats``); :meth:`_repr_png_` covers a session where it is not.
+    """
+
+    def _repr_png_(self) -> bytes:
+        """The figure as PNG bytes at its own dpi, cropped as the inline backend crops (``bbox_inches="tight"``)."""
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", bbox_inches="tight")
+        return buffer.getvalue()
+
+
+def new_figure(*, figsize: tuple[float, float]) -> ReportFigure:
+    """A Figure of ``figsize`` inches (the rcParams dpi), on its own Agg canvas, unknown to pyplot.
+
+    The one way minescape creates a figure: no backend is chosen or changed, and nothing keeps the figure
+    alive but the caller's reference.
+    """
+    fig = ReportFigure(figsize=figsize)
+    FigureCanvasAgg(fig)  # attaches itself as fig.canvas: draws and saves without any pyplot backend
+    return fig
 
 
 def save_figure(fig: Figure, path: str | Path, *, dpi: int = 120) -> Path:
-    """Save ``fig`` as PNG atomically and close it. PNG metadata carries no timestamp (reproducible)."""
+    """Save ``fig`` as PNG atomically (drawn through Agg). PNG metadata carries no timestamp (reproducible).
+
+    Nothing is closed: minescape's figures (:func:`new_figure`) are not registered with pyplot and are freed with
+    the caller's last reference; a pyplot figure of the caller's stays the caller's to close.
+    """
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
     return path
 
 
@@ -32,7 +69,8 @@ def confusion_matrix_figure(matrix: np.ndarray, names: Sequence[str], *, title: 
     cm = np.asarray(matrix, dtype=float)
     shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
     n = len(names)
-    fig, ax = plt.subplots(figsize=(1.1 * n + 3, 1.0 * n + 2.5))
+    fig = new_figure(figsize=(1.1 * n + 3, 1.0 * n + 2.5))
+    ax = fig.subplots()
     im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
     ax.set_xticks(range(n), names, rotation=40, ha="right")
     ax.set_yticks(range(n), names)
@@ -86,7 +124,8 @@ def quicklook(rgb_stack: np.ndarray, classes: np.ndarray, legend: Legend, *, tit
         extent: ``(left, right, bottom, top)`` in map units for axis labels.
         outline: optional bool mask drawn as a contour (e.g. the site polygon).
     """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2), sharex=True, sharey=True)
+    fig = new_figure(figsize=(11, 5.2))
+    axes = fig.subplots(1, 2, sharex=True, sharey=True)
     axes[0].imshow(rgb_composite(rgb_stack), extent=extent, interpolation="nearest")
     axes[0].set_title("Sentinel-2 true colour")
     axes[1].imshow(class_map_image(classes, legend), extent=extent, interpolation="nearest")

@@ -106,10 +106,14 @@ def oa_per_unit(points, units, *, name_field: str = "unit"):
 
 
 def oa_map_figure(per_unit, *, title: str = "Overall accuracy per unit (sample agreement)"):
-    """Choropleth of ``oa`` per unit (units without points grey, hatched); returns a matplotlib Figure."""
-    import matplotlib.pyplot as plt
+    """Choropleth of ``oa`` per unit (units without points grey, hatched); returns a matplotlib Figure.
 
-    fig, ax = plt.subplots(figsize=(7, 6))
+    Built with :func:`minescape.report.new_figure` (no pyplot: the user's backend and figure registry untouched).
+    """
+    from minescape.report import new_figure
+
+    fig = new_figure(figsize=(7, 6))
+    ax = fig.subplots()
     has = per_unit["n"] > 0
     if (~has).any():
         per_unit[~has].plot(ax=ax, color="0.85", edgecolor="0.5", hatch="//", linewidth=0.5)
