@@ -230,7 +230,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise InputError("not a minescape U-Net checkpoint (missing format 'minescape-unet-1')", path=path)
     try:
         check_network(lambda: UNet(**data["net"]), "the U-Net it describes", weights=data["state_dict"])
-        net = UNet(**data["net"])
+        with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: the caller's RNG stays
+            net = UNet(**data["net"])
         net.load_state_dict(data["state_dict"])
         net.eval()
         ckpt = Checkpoint(net=net, legend=Legend.from_dict(data["legend"]),

@@ -225,6 +225,8 @@ def load_model(path: str | Path) -> ChangeModel:
             field or holds an unusable one (unknown architecture or normalisation, a mean or std per band that is
             not finite or a std <= 0, a threshold outside [0, 1]), or weights that do not fit the network.
     """
+    import torch
+
     from minescape.change.deep.norm import NORMS
 
     path = Path(path)
@@ -265,7 +267,8 @@ def load_model(path: str | Path) -> ChangeModel:
         raise InputError(f"model metadata: {exc}", path=path) from None
     except KeyError:
         raise InputError("model file has no weights (state_dict)", path=path) from None
-    net = build_model(arch, len(bands), **kwargs)
+    with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the caller's RNG alone
+        net = build_model(arch, len(bands), **kwargs)
     try:
         net.load_state_dict(payload["state_dict"])
     except (RuntimeError, KeyError, TypeError) as exc:
