@@ -255,6 +255,62 @@ def test_disk_full_is_one_line_naming_the_users_path(small_region, classified, t
         assert sorted(p.name for p in full.iterdir() if p.name != "region") == ["filler"]
 
 
+def _noise_raster(side: int):
+    """A ``side`` x ``side`` float32 raster of noise (DEFLATE cannot shrink it), UTM 33N, 10 m."""
+    import numpy as np
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from minescape.geo.raster import Raster
+
+    data = np.random.default_rng(0).random((1, side, side), dtype=np.float32)
+    return Raster(data, CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 4100000), np.nan)
+
+
+def test_a_geotiff_gdal_fails_to_close_on_a_full_disk_never_gets_its_final_name(tmp_path):
+    import rasterio
+
+    from minescape.errors import OutputError
+    from minescape.geo.grid import Grid
+    from minescape.geo.raster import open_writer, write_raster
+
+    raster = _noise_raster(120)  # 57.6 kB: fits GDAL's block cache, so the write fails only when it is closed
+    with small_fs(tmp_path / "full", kib=40) as full:
+        # the condition: rasterio's close() returns normally and leaves a file that cannot be read
+        profile = dict(driver="GTiff", width=120, height=120, count=1, dtype="float32", crs=raster.crs,
+                       transform=raster.transform, tiled=True, blockxsize=64, blockysize=64, compress="deflate")
+        with rasterio.open(full / "plain.tif", "w", **profile) as dst:
+            dst.write(raster.data)
+        with pytest.raises(rasterio.errors.RasterioIOError), rasterio.open(full / "plain.tif") as src:
+            src.read(1)
+        (full / "plain.tif").unlink()
+
+        with pytest.raises(OutputError) as err:
+            write_raster(raster, full / "map.tif", blocksize=64)
+        assert str(err.value) == f"{full / 'map.tif'}: cannot write (no space left on the device)"
+        with pytest.raises(OutputError, match="no space left"):
+            with open_writer(full / "streamed.tif", Grid(raster.crs, raster.transform, 120, 120), count=1,
+                             dtype="float32", nodata=None, blocksize=64) as dst:
+                dst.write(raster.data)
+        assert list(full.iterdir()) == []  # nothing under a final name, no temporary file left
+
+
+def test_check_complete_names_a_geotiff_that_ends_before_its_blocks(tmp_path):
+    import os
+
+    from minescape.errors import OutputError
+    from minescape.geo.raster import check_complete, read_raster, write_raster
+
+    path = write_raster(_noise_raster(300), tmp_path / "map.tif", blocksize=64)
+    check_complete(path)  # a whole file passes
+    assert read_raster(path).data.shape == (1, 300, 300)
+    with open(path, "r+b") as f:  # the last blocks lost, as a failed close leaves them
+        f.truncate(os.path.getsize(path) - 4096)
+    with pytest.raises(OutputError) as err:
+        check_complete(path)
+    assert str(err.value).startswith(f"{path}: was left incomplete by GDAL")
+
+
 def _fill(path: Path) -> None:
     """Write ``path`` until the file system is full (a real ENOSPC)."""
     import os

@@ -377,6 +377,64 @@ def _profile(raster: Raster, *, tiled: bool, compress: str, blocksize: int, dtyp
     return profile
 
 
+def check_complete(path: str | Path) -> None:
+    """Make sure the GeoTIFF just closed at ``path`` holds every block it lists, before it gets its final name.
+
+    GDAL reports a write that fails while a dataset is closed (the last blocks flushed from its cache, the
+    directory, on a full disk) only on stderr: rasterio's ``close()`` returns normally and the file ends before
+    blocks its directory points to, so it opens but cannot be read. This reopens the file and compares the end
+    of every block, at full resolution and in each overview, with the file's size (about 10 us a block, from
+    the directory alone: no pixel is read).
+
+    Raises:
+        OutputError: naming the final file (temporary names mapped back): the cause where the file system shows
+            one (full, read-only), else that the file was left incomplete.
+    """
+    import errno as _errno
+
+    from minescape.atomic import output_cause, public_name
+    from minescape.errors import OutputError
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with rasterio.open(path) as src:
+            bands = [1] if src.count == 1 or src.interleaving is None or src.interleaving.name == "PIXEL" \
+                else list(range(1, src.count + 1))
+            end = _blocks_end(src, bands)
+    except (OSError, ValueError, rasterio.errors.RasterioError):
+        end = None
+    if end is not None and end <= size:
+        return
+    final = Path(public_name(path))
+    cause = output_cause(final.parent)
+    if cause is not None:
+        raise OutputError(f"cannot write ({cause[1]})", path=final, errno=cause[0])
+    raise OutputError("was left incomplete by GDAL (its blocks end past the end of the file); write it again",
+                      path=final, errno=_errno.EIO)
+
+
+def _blocks_end(src: rasterio.io.DatasetReader, bands: list[int]) -> int:
+    """The largest offset + byte count of ``src``'s blocks in ``bands`` (full resolution and overviews), from the
+    TIFF directory (GDAL's ``BLOCK_OFFSET_x_y`` / ``BLOCK_SIZE_x_y`` items; a level's rows and columns of blocks
+    are counted until GDAL has no item, so an overview's own size and block shape need not be known)."""
+    def item(kind: str, x: int, y: int, b: int, kw: dict) -> int | None:
+        value = src.get_tag_item(f"BLOCK_{kind}_{x}_{y}", "TIFF", bidx=b, **kw)
+        return None if value in (None, "") else int(value)
+
+    end = 0
+    for kw in [{}] + [{"ovr": i} for i in range(len(src.overviews(1)))]:
+        for b in bands:
+            y = 0
+            while item("OFFSET", 0, y, b, kw) is not None:
+                x = 0
+                while (offset := item("OFFSET", x, y, b, kw)) is not None:
+                    end = max(end, offset + (item("SIZE", x, y, b, kw) or 0))
+                    x += 1
+                y += 1
+    return end
+
+
 def write_raster(
     raster: Raster,
     path: str | Path,
@@ -413,6 +471,7 @@ def write_raster(
                         dst.write_colormap(1, legend.colormap())
                 if all_tags:
                     dst.update_tags(**all_tags)
+        check_complete(tmp)
     return path
 
 
@@ -440,6 +499,7 @@ def write_cog(
             with rasterio.Env(GDAL_PAM_ENABLED="NO"):
                 rio_copy(plain, tmp, driver="COG", COMPRESS="DEFLATE", OVERVIEW_RESAMPLING=resampling,
                          BLOCKSIZE=512)
+            check_complete(tmp)
         finally:
             plain.unlink(missing_ok=True)
     return path
@@ -472,6 +532,7 @@ def build_overviews(path: str | Path, resampling: Resampling, *, blocksize: int 
                 # map, for about the same size
                 with rasterio.Env(GDAL_NUM_THREADS=max(1, int(threads)), ZLEVEL_OVERVIEW=1):
                     dst.build_overviews(factors, resampling)
+    check_complete(path)
 
 
 @contextlib.contextmanager
@@ -527,4 +588,6 @@ def open_writer(
                     dst.update_tags(**all_tags)
                 yield dst
         if overviews is not None:
-            build_overviews(tmp, overviews, blocksize=blocksize, threads=threads)
+            build_overviews(tmp, overviews, blocksize=blocksize, threads=threads)  # checks the file
+        else:
+            check_complete(tmp)

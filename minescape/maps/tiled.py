@@ -34,7 +34,7 @@ from minescape.atomic import atomic_path
 from minescape.errors import InputError
 from minescape.geo.blend import Blender, lattice_origins, taper_2d
 from minescape.geo.grid import Grid, iter_tiles
-from minescape.geo.raster import open_raster, open_writer, scan_reads
+from minescape.geo.raster import check_complete, open_raster, open_writer, scan_reads
 from minescape.geo.raster_style import write_legend_style
 from minescape.legend import Legend
 from minescape.progress import make_progress
@@ -322,6 +322,7 @@ def cog_from_stream(streamed: Path, out: Path, *, gdal_cache_mb: int = 256) -> P
     with rasterio.Env(GDAL_PAM_ENABLED="NO"), scan_reads(gdal_cache_mb):
         rio_copy(streamed, out, driver="COG", COMPRESS="DEFLATE", OVERVIEW_RESAMPLING="MODE",
                  BLOCKSIZE=blocksize, NUM_THREADS=1)
+    check_complete(out)
     return out
 
 
