@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from minescape.cli.common import handle_errors
+from minescape.cli.common import error_line, handle_errors
 
 NoReportOpt = typer.Option(
     True,
@@ -31,7 +31,7 @@ def write_run_report(run_dir: Path, *, report: bool = True) -> None:
     try:
         res = write_report(run_dir)
     except (MinescapeError, OSError) as exc:
-        err_console.print(f"warning: no report written: {exc}", markup=False, highlight=False)
+        err_console.print(f"warning: no report written: {error_line(exc)}", markup=False, highlight=False)
         return
     typer.echo(
         f"report: {res.path} ({res.describe()}"

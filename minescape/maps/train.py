@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from minescape.atomic import atomic_write_bytes
-from minescape.errors import InputError, MissingInputError, ResourceLimitError
+from minescape.errors import ConfigError, InputError, MissingInputError, ResourceLimitError
 from minescape.legend import Legend
 from minescape.limits import check_network
 from minescape.progress import make_progress
@@ -42,6 +42,12 @@ class TrainConfig:
     threads: int = 1
     device: str = "auto"  # auto (CUDA when torch sees one), cpu or cuda (minescape.compute)
     precision: str = "auto"  # fp32, bf16 or auto (bf16 on CUDA; fp32 on a CPU, where training was measured)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "steps_per_epoch", "batch", "patch", "base", "depth"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"{name} must be a whole number >= 1, not {value!r}")
 
 
 @dataclass

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from minescape.errors import CRSMismatchError, InputError
+from minescape.errors import ConfigError, CRSMismatchError, InputError
 from minescape.geo.grid import Grid, reproject_to_grid
 from minescape.geo.raster import Raster
 from minescape.legend import Legend
@@ -89,6 +89,9 @@ def train_weak(image: Raster, products: Sequence[Raster], legend: Legend, *, con
         fill_only: relabel only pixels without an agreed label (otherwise every confident pixel).
     """
     cfg = config or TrainConfig()
+    if finetune_epochs is not None and finetune_epochs < 1:
+        raise ConfigError(f"finetune_epochs must be >= 1, not {finetune_epochs} (self_training=False skips the "
+                          "self-training round)")
     labels = agreement_labels(products, image.grid, legend, names=names)
     valid = image.valid_mask()
     labels[~valid] = IGNORE

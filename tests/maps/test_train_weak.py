@@ -114,3 +114,17 @@ def test_a_label_product_keeps_its_own_nodata():
     lab[0, 1, 1] = 254
     with pytest.raises(InputError, match=r"product_30m.tif: values \[254\] are not in the sinolc1 legend"):
         upsample_labels(Raster(lab, labels.crs, labels.transform, 255), grid, SINOLC1, name="product_30m.tif")
+
+
+def test_zero_epochs_are_refused_before_any_training():
+    from minescape.errors import ConfigError
+    from minescape.maps.synthetic_hr import HRConfig, make_scene
+
+    scene = make_scene(HRConfig(seed=3, width=120, height=120))
+    with pytest.raises(ConfigError, match="epochs must be a whole number >= 1, not 0"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ConfigError, match="steps_per_epoch must be a whole number >= 1"):
+        TrainConfig(steps_per_epoch=-1)
+    with pytest.raises(ConfigError, match="finetune_epochs must be >= 1, not 0"):  # was a ZeroDivisionError
+        train_weak(scene.image, [scene.label_10m], SINOLC1, config=TrainConfig(epochs=1, steps_per_epoch=1),
+                   finetune_epochs=0)
