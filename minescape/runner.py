@@ -39,7 +39,8 @@ from minescape.runstate import (
     write_run_info,
 )
 
-__all__ = ["Executor", "RunSummary", "Unit", "failure_reason", "fingerprint", "run_units", "unit_path"]
+__all__ = ["Executor", "RunInterrupted", "RunSummary", "Unit", "failure_reason", "fingerprint", "run_units",
+           "unit_path"]
 
 MODES = ("inprocess", "local", "scheduler")
 
@@ -150,6 +151,28 @@ class RunSummary:
         raise UnitFailed(f"{len(items)} of {len(self.results) + len(items)} {what} failed: {shown}{more}")
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (a ``KeyboardInterrupt``) during :func:`run_units`, with how far the run got; still a
+    ``KeyboardInterrupt``, so ``except KeyboardInterrupt`` catches it and the CLI exits with code 130.
+
+    The units finished before the interrupt keep their outputs (each written atomically) and, with a run folder
+    (``run_dir``), their recorded state: the same run again does only the others. Worker processes of a local
+    cluster are gone when it is raised.
+
+    Attributes:
+        description: the run's label (``run_units(description=...)``).
+        done: units done, including those skipped as done by an earlier run.
+        failed: units that failed before the interrupt.
+        total: units of the run.
+        run_dir: the run folder, or None when the run was not recorded.
+    """
+
+    def __init__(self, description: str, *, done: int, failed: int, total: int, run_dir: Path | None) -> None:
+        self.description, self.done, self.failed, self.total, self.run_dir = description, done, failed, total, run_dir
+        failures = f", {failed} failed" if failed else ""
+        super().__init__(f"{done} of {total} units done{failures} ({description})")
+
+
 def failure_reason(exc: BaseException) -> str:
     """One line describing a unit failure (user errors verbatim, others with their type and place); a temporary
     name in it is replaced by the final name it stands for (users never see ``.tmp-...`` names)."""
@@ -208,6 +231,9 @@ def run_units(
 
     Returns:
         A :class:`RunSummary`; call ``summary.raise_for_failures()`` to turn failures into exit code 3.
+
+    Raises:
+        RunInterrupted: on Ctrl-C (a ``KeyboardInterrupt``), with the counts of units done, failed and in all.
     """
     executor = executor or Executor()
     ids = [u.id for u in units]
@@ -218,6 +244,16 @@ def run_units(
     name = func_name(func)
     keys = {u.id: unit_key(u.id, u.args, u.fingerprint, name) for u in units}
     summary = RunSummary()
+    try:
+        return _run(units, func, executor, description, summary, keys, ids, name, t0)
+    except KeyboardInterrupt as exc:  # Ctrl-C: how far the run got (a local cluster's workers are gone by now)
+        raise RunInterrupted(description, done=len(summary.results), failed=len(summary.failed),
+                             total=len(units), run_dir=executor.run_dir).with_traceback(exc.__traceback__) from None
+
+
+def _run(units: Sequence[Unit], func, executor: Executor, description: str, summary: RunSummary,
+         keys: dict[str, str], ids: list[str], name: str, t0: float) -> RunSummary:
+    """:func:`run_units` once its arguments are checked: with or without the run folder."""
     run_dir = executor.run_dir
     if run_dir is None:
         _dispatch(list(units), func, executor, description, summary, keys, None, skipped=0)

@@ -10,6 +10,14 @@ Dask blames every task assigned to a dying worker, including one merely queued b
 So that such a bystander is not reported as a killer, the local cluster assigns a worker no more tasks than it
 has threads (``worker-saturation`` 1.0), and a unit given up as ``KilledWorker`` is resubmitted once more
 (:data:`KILLED_RETRIES`): a real killer dies again, a bystander then runs.
+
+Ctrl-C is the client's alone. A terminal sends SIGINT to its whole foreground process group, the local
+cluster's worker processes included: each would die in a ``KeyboardInterrupt`` traceback (often in the middle of
+its imports) while the client, interrupted wherever it was, left a half-started or half-closed cluster to
+Dask's exit hook (more tracebacks). So the worker processes start with SIGINT blocked
+(:func:`sigint_blocked_for_new_threads`), a Ctrl-C while the cluster starts or closes is acted on once it is
+up or down (:func:`sigint_deferred`), and an interrupted run cancels its tasks and closes the cluster with
+Dask's loggers silenced before the ``KeyboardInterrupt`` goes on (:func:`_shut_down`).
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -30,6 +40,11 @@ if TYPE_CHECKING:
 CLIENT_RETRIES = 2
 # Client-side resubmissions of a unit the scheduler gave up on as KilledWorker (it may have been a bystander).
 KILLED_RETRIES = 1
+#: Seconds each of the client and the cluster is given to close after a Ctrl-C (workers left then are killed
+#: with the client process: each exits when its parent's pipe closes).
+INTERRUPT_CLOSE_TIMEOUT = 5
+#: Loggers silenced while an interrupted run closes its cluster (connections closed under running tasks).
+DASK_LOGGERS = ("distributed", "tornado", "asyncio", "bokeh")
 
 
 #: Variables a local cluster's nannies write into this process's ``os.environ`` before starting each worker,
@@ -65,6 +80,113 @@ def _nanny_environ() -> tuple[str, ...]:
     import distributed  # noqa: F401  (loads Dask's distributed.* config defaults)
 
     return (*dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}), *NANNY_ENVIRON)
+
+
+@contextlib.contextmanager
+def sigint_blocked_for_new_threads(*, start_method: str = "spawn") -> Iterator[None]:
+    """SIGINT blocked in this thread, and so in every thread started from it meanwhile and in every process those
+    threads start, until exit (this thread's signal mask is then put back as it was).
+
+    A local cluster's nannies live in the caller's process and start worker processes from threads of the event
+    loop thread the cluster starts; a signal mask is inherited by new threads, across ``fork`` and across
+    ``exec``, so the workers (``spawn``, ``forkserver`` or ``fork``, and a worker a nanny restarts later) never
+    see the terminal's Ctrl-C, from their first instruction on (a handler installed by the worker, e.g. through a
+    preload, would come after its imports: the SIGINT most often arrives during them). Nothing else changes: the
+    caller's SIGINT handler stays, and the kernel delivers a SIGINT to a thread that does not block it (the
+    main thread once this returns). Python runs signal handlers in the main thread whichever thread the kernel
+    picked, so blocking SIGINT in the loop's threads changes nothing for the client.
+
+    ``multiprocessing``'s resource tracker unblocks SIGINT in the thread that first starts it (CPython's
+    ``resource_tracker.ensure_running``); it is started here first, outside the blocked section, so that it does
+    not unblock the event loop's thread. A no-op where there are no signal masks (Windows).
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    caller = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    if start_method != "fork":
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()  # a no-op when it runs already
+    signal.pthread_sigmask(signal.SIG_SETMASK, caller | {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, caller)
+
+
+@contextlib.contextmanager
+def sigint_deferred(*, redeliver: bool = True) -> Iterator[None]:
+    """A Ctrl-C (SIGINT) during the block is held until the block ends, then delivered to the caller's own
+    handler (``redeliver``; otherwise dropped). Several collapse into one.
+
+    Dask cannot close a cluster it is still starting (its exit hook then fails with ``AssertionError:
+    Status.init``) nor one half closed; holding the interrupt lets the start or the close finish (both are
+    bounded by Dask's timeouts). Only the main thread can change a signal handler and only it receives
+    ``KeyboardInterrupt``: elsewhere, or when the caller's handler is not a Python function (SIGINT ignored, or
+    the default action of ending the process), nothing is changed. The caller's handler is back in place on
+    exit.
+    """
+    caller = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(caller):
+        yield
+        return
+    held: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, caller)  # a signal still pending is first handled by the holding handler
+    if held and redeliver:
+        signal.raise_signal(signal.SIGINT)  # the caller's handler runs now (KeyboardInterrupt by default)
+
+
+@contextlib.contextmanager
+def loggers_silenced(names: Iterable[str] = DASK_LOGGERS) -> Iterator[None]:
+    """The loggers ``names`` and their children emit nothing until exit (their levels are then put back)."""
+    prefixes = tuple(names)
+    manager = logging.Logger.manager
+    found = [logging.getLogger(n) for n in prefixes]
+    found += [lg for n, lg in list(manager.loggerDict.items())
+              if isinstance(lg, logging.Logger) and n.split(".", 1)[0] in prefixes]
+    saved = {lg: lg.level for lg in found}
+    for lg in saved:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in saved.items():
+            lg.setLevel(level)
+
+
+def _shut_down(client, cluster, *, interrupted: bool, pending: Iterable[Any] = ()) -> None:
+    """Close ``client`` and ``cluster`` (either may be None).
+
+    After a Ctrl-C (``interrupted``): cancel the ``pending`` futures, give each of the client and the cluster
+    :data:`INTERRUPT_CLOSE_TIMEOUT` seconds, with Dask's loggers silenced (closing connections under running
+    tasks makes them report ``CommClosedError`` s) and errors of the close itself ignored: the
+    ``KeyboardInterrupt`` is what the caller gets. A cluster that did not close in time is not closed again by
+    Dask's exit hook; its worker processes end with this process. Another Ctrl-C meanwhile is dropped.
+    """
+    if not interrupted:
+        with sigint_deferred():
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+        return
+    with sigint_deferred(redeliver=False), loggers_silenced():
+        if client is not None:
+            with contextlib.suppress(Exception):
+                futures = list(pending)
+                if futures:
+                    client.cancel(futures, force=True)
+            with contextlib.suppress(Exception):
+                client.close(timeout=INTERRUPT_CLOSE_TIMEOUT)
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.close(timeout=INTERRUPT_CLOSE_TIMEOUT)
+            cluster.shutdown_on_close = False  # closed, or given up: no second try (and traceback) at exit
 
 
 def _connect(executor: Executor):
@@ -170,13 +292,20 @@ def run_on_dask(
     }
     restored = environ_restored(_nanny_environ()) if executor.mode == "local" else contextlib.nullcontext()
     with dask.config.set(config), restored:  # the environment as it was once the local cluster is closed
-        client, cluster = _connect(executor)
+        client = cluster = None
+        owner: dict[Any, tuple[list[Unit], int, int, int]] = {}  # future -> (units, index, attempts, kills)
+        interrupted = False
         try:
+            # workers never see Ctrl-C; one during the start is acted on once the cluster is up (closable)
+            shielded = (sigint_blocked_for_new_threads(
+                start_method=dask.config.get("distributed.worker.multiprocessing-method", "spawn"))
+                if executor.mode == "local" else contextlib.nullcontext())
+            with sigint_deferred(), shielded:
+                client, cluster = _connect(executor)
             threads = _total_threads(client, executor)
             size = executor.units_per_task or units_per_task(len(units), threads)
             chunks = [units[i:i + size] for i in range(0, len(units), size)]
             pending = iter(enumerate(chunks))
-            owner: dict[Any, tuple[list[Unit], int, int, int]] = {}  # future -> (units, index, attempts, kills)
             # results are fetched in the event loop (with_results) and handled in batches: no per-task round trip
             done_iter = as_completed(loop=client.loop, with_results=True, raise_errors=False)
 
@@ -227,10 +356,11 @@ def run_on_dask(
                     item = next(pending, None)
                     if item is not None:
                         submit(item[1], item[0], 0)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            _shut_down(client, cluster, interrupted=interrupted, pending=list(owner))
 
 
 MAX_UNITS_PER_TASK = 16

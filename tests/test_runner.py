@@ -19,7 +19,7 @@ import pytest
 import rasterio
 
 from minescape.errors import ConfigError, InputError, MissingInputError, UnitFailed
-from minescape.runner import Executor, Unit, fingerprint, run_units
+from minescape.runner import Executor, RunInterrupted, Unit, fingerprint, run_units
 from minescape.runner_demo import ndvi_tile, tile_units
 from minescape.runstate import read_states, summarize
 
@@ -534,3 +534,35 @@ def test_local_cluster_leaves_the_callers_environment_as_it_was(monkeypatch):
     out = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('OMP_NUM_THREADS'))"],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == "None"
+
+
+def interrupting_job(unit: Unit) -> dict:
+    """A unit that is Ctrl-C'd while it runs (``interrupt``), else a trivial result."""
+    if unit.args.get("interrupt"):
+        raise KeyboardInterrupt
+    return {"id": unit.id}
+
+
+def test_ctrl_c_raises_run_interrupted_with_counts_and_the_run_resumes(tmp_path):
+    """Ctrl-C in the middle of a run: a KeyboardInterrupt that says how far it got; the units done are recorded and
+    the same run again does only the rest. The CLI prints it as one line (exit 130)."""
+    from minescape.cli.common import interrupted_line
+
+    run_dir = tmp_path / "run"
+    units = [Unit(f"u{i}", {"interrupt": i == 3}) for i in range(5)]
+    with pytest.raises(RunInterrupted) as info:
+        run_units(units, interrupting_job, description="tiles", executor=Executor(run_dir=run_dir))
+    exc = info.value
+    assert isinstance(exc, KeyboardInterrupt)
+    assert (exc.done, exc.failed, exc.total, exc.run_dir) == (3, 0, 5, run_dir)
+    assert str(exc) == "3 of 5 units done (tiles)"
+    assert sorted(read_states(run_dir)) == ["u0", "u1", "u2"]
+    assert interrupted_line(exc) == f"interrupted: 3 of 5 units done (tiles); the same command again does the rest " \
+                                    f"(recorded in {run_dir})"
+    again = run_units([Unit(u.id, {"interrupt": False}) for u in units], interrupting_job, description="tiles",
+                      executor=Executor(run_dir=run_dir))
+    assert again.ok and sorted(again.skipped) == ["u0", "u1", "u2"] and len(again.results) == 5
+
+    with pytest.raises(RunInterrupted) as info:  # no run folder: said so, and how to get one
+        run_units(units, interrupting_job, description="tiles")
+    assert info.value.run_dir is None and "--run-dir" in interrupted_line(info.value)

@@ -18,6 +18,7 @@ F = TypeVar("F", bound=Callable)
 
 EXIT_USER_ERROR = 2
 EXIT_PARTIAL = 3  # some units of a multi-unit run failed
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, what Typer and shells give an interrupted command)
 FAILURES_SHOWN = 20  # failed units printed one by one; the rest in one line pointing at the run's record
 
 
@@ -93,7 +94,9 @@ def handle_errors(func: F) -> F:
     User errors are the project's :class:`~minescape.errors.InputError` and
     :class:`~minescape.errors.OutputError`, and every ``OSError`` (missing file, no permission, disk full,
     read-only file system, a file where a folder is expected and the reverse): the line names the user's path
-    and the cause. A :class:`~minescape.errors.UnitFailed` exits with 3.
+    and the cause. A :class:`~minescape.errors.UnitFailed` exits with 3. Ctrl-C during a multi-unit run
+    (:class:`~minescape.runner.RunInterrupted`) prints one line, how far it got and whether the same command
+    resumes, and exits with 130 like any other Ctrl-C (which Typer turns into 130 without a word).
     """
 
     @functools.wraps(func)
@@ -105,6 +108,13 @@ def handle_errors(func: F) -> F:
                 return func(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
+        except KeyboardInterrupt as exc:
+            from minescape.runner import RunInterrupted
+
+            if state.debug or not isinstance(exc, RunInterrupted):
+                raise
+            err_console.print(interrupted_line(exc), markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except UnitFailed as exc:
             if state.debug:
                 raise
@@ -115,6 +125,13 @@ def handle_errors(func: F) -> F:
             raise fail(error_line(exc)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def interrupted_line(exc) -> str:
+    """The line printed for a :class:`~minescape.runner.RunInterrupted`: counts, then how to go on."""
+    if exc.run_dir is not None:
+        return f"interrupted: {exc}; the same command again does the rest (recorded in {exc.run_dir})"
+    return f"interrupted: {exc}; not recorded (with --run-dir DIR the same command again would do only the rest)"
 
 
 OverviewsOpt = typer.Option(
