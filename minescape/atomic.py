@@ -26,10 +26,11 @@ import socket
 import threading
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from minescape.errors import MinescapeError, OutputError
+from minescape.path_identity import PathSet
 
 #: Short id of this host in temporary names (a process id means nothing on another host of a shared disk).
 HOST = format(zlib.crc32(socket.gethostname().encode()), "08x")[:6]
@@ -239,7 +240,7 @@ def _short_name(name: str, size: int) -> str:
 
 
 @contextlib.contextmanager
-def _as_output_error(path: Path) -> Iterator[None]:
+def as_output_error(path: Path) -> Iterator[None]:
     """Re-raise a write failure inside the block as the :class:`OutputError` naming ``path`` (the user's
     path, never the temporary one); other exceptions pass unchanged."""
     try:
@@ -262,7 +263,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = prepare_output(path)
     tmp = temp_path(path)
     try:
-        with _as_output_error(path):
+        with as_output_error(path):
             yield tmp
             os.replace(tmp, path)
     finally:
@@ -324,28 +325,27 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             tmp.mkdir()
         except OSError as exc:
             raise (output_error(exc, path) or exc) from None
-        with _as_output_error(path):
+        with as_output_error(path):
             yield tmp
             replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def prune(folder: str | Path, pattern: str, keep: set[Path] | list[Path], *, protect: tuple = ()) -> list[Path]:
+def prune(folder: str | Path, pattern: str, keep: Iterable[str | Path], *,
+          protect: Iterable[str | Path] = ()) -> list[Path]:
     """Remove the files of ``folder`` matching ``pattern`` that a run did not produce (not in ``keep``): the run
     owns its output folder, so outputs of an earlier run (a unit since removed, renamed or failed) never sit
     beside the new ones. Files in ``protect`` (the run's inputs) and anything under a protected folder are never
-    touched, nor hidden files (temporary names are the sweep's). Returns the removed paths."""
+    touched, whatever their spelling (a symlink, a ``..``: :class:`PathSet`), nor hidden files (temporary names
+    are the sweep's). Returns the removed paths."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    kept = {Path(p).absolute() for p in keep}
-    guarded = [Path(p).absolute() for p in protect]
+    kept, guarded = PathSet(keep), PathSet(protect, within=True)
     removed = []
     for f in sorted(folder.glob(pattern)):
-        a = f.absolute()
-        if f.name.startswith(".") or not f.is_file() or a in kept or any(a == g or a.is_relative_to(g)
-                                                                          for g in guarded):
+        if f.name.startswith(".") or not f.is_file() or kept.match(f) is not None or guarded.match(f) is not None:
             continue
         f.unlink(missing_ok=True)
         removed.append(f)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from minescape.atomic import _as_output_error, atomic_write_text
+from minescape.atomic import as_output_error, atomic_write_text
 from minescape.errors import InputError, MissingInputError
 from minescape.jsonfile import read_json
 
@@ -158,7 +158,7 @@ def open_journal(run_dir: Path) -> Iterator[Callable[[UnitState], None]]:
     stays unreadable (and ignored) instead of merging with the next record.
     """
     path = run_dir / JOURNAL
-    with _as_output_error(path):  # a full disk names the journal (a flush error carries no file name)
+    with as_output_error(path):  # a full disk names the journal (a flush error carries no file name)
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(path, "ab") as fh:
             if fh.tell() > 0:
@@ -169,7 +169,7 @@ def open_journal(run_dir: Path) -> Iterator[Callable[[UnitState], None]]:
         fh = open(path, "a", encoding="utf-8")
 
     def record(state: UnitState) -> None:
-        with _as_output_error(path):
+        with as_output_error(path):
             fh.write(_line(state))
             fh.flush()
 

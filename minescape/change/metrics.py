@@ -216,15 +216,17 @@ def evaluate_paths(pred: str | Path, truth: str | Path, *, pred_encoding: str = 
         errors: write error maps (:func:`evaluate_files`, each with its ``.qml``): this GeoTIFF for a file,
             ``errors/<name>.tif`` per image for folders (the run owns that folder: error maps of images no longer
             evaluated are removed, with their styles).
-            It may be neither input (the maps would replace the masks).
+            It may be neither input, however spelled (the maps would replace the masks:
+            :func:`minescape.path_identity.check_not_input`).
     """
     from minescape.atomic import prune
+    from minescape.path_identity import check_not_input
 
     pred, truth = Path(pred), Path(truth)
     folders = compares_folders(pred, truth)
-    if errors is not None and Path(errors).absolute() in (pred.absolute(), truth.absolute()):
-        raise InputError("--errors would overwrite the masks being evaluated; give another "
-                         + ("folder" if folders else "file"), path=errors)
+    if errors is not None:  # however spelled: a symlink to PRED, PRED/../PRED
+        check_not_input(errors, {"the masks being evaluated in PRED": pred,
+                                 "the masks being evaluated in TRUTH": truth}, what="--errors")
     if folders:
         pairs: Iterable[tuple[str, Path, Path]] = match_files(pred, truth)
     else:

@@ -75,6 +75,10 @@ def detect(
     from minescape.change.difference import DetectOptions, detect_files
     from minescape.threads import resolve_threads
 
+    if stac is None and len(paths) == 3:  # with --stac the dates are composites this command writes
+        _check_detect_outputs(paths[2], {"the input T1": paths[0], "the input T2": paths[1], "the --truth mask": truth})
+    elif stac is not None and len(paths) == 1:
+        _check_detect_outputs(paths[0], {"the --truth mask": truth})
     if stac is not None:
         t1, t2, out = _stac_pair(paths, stac, collection, max_cloud, composite, min_clear, scl_mask, bbox, year1,
                                  year2)
@@ -118,7 +122,9 @@ def refine_export(
     import pyogrio
 
     from minescape.change.refine import LAYER, export_candidates
+    from minescape.path_identity import check_not_input
 
+    check_not_input(out, {"the input MASK": mask, "the --difference raster": difference}, what="OUT")
     path = export_candidates(mask, out, difference=difference, min_pixels=min_pixels)
     n = pyogrio.read_info(path, layer=LAYER)["features"]  # by name: the file also holds its QGIS style table
     typer.echo(f"wrote {path}: {n} candidate polygons (layer '{LAYER}')")
@@ -134,7 +140,9 @@ def refine_burn(
 ) -> None:
     """Burn the kept polygons of an edited layer into a final mask on the pair's grid."""
     from minescape.change.refine import burn_edits
+    from minescape.path_identity import check_not_input
 
+    check_not_input(out, {"the input EDITED": edited, "the input MASK": mask}, what="OUT")
     info = burn_edits(edited, mask, out, layer=layer)
     typer.echo(f"wrote {out}: {info['features']} polygons, {info['changed_pixels']} changed pixels "
                f"({info['changed_area_m2'] / 1e4:.2f} ha)")
@@ -165,6 +173,10 @@ def patches(
     """Cut a pair and its mask into georeferenced patches with spatial-block train/val/test splits."""
     from minescape.change.patches import PatchOptions, patches_from_files
     from minescape.errors import ConfigError
+    from minescape.path_identity import check_not_within
+
+    # OUT is replaced whole (patches.replace_dir): an input inside it would be deleted
+    check_not_within(out, {"the input T1": t1, "the input T2": t2, "the input MASK": mask}, what="OUT")
 
     try:
         fr = tuple(float(x) for x in fractions.split(","))
@@ -217,6 +229,23 @@ def _stac_pair(paths, stac, collection, max_cloud, composite, min_clear, scl_mas
     return pc.t1, pc.t2, out
 
 
+def _files_in(path: Path) -> list[Path]:
+    """The files of ``path`` when it is a folder (the masks a folder evaluation reads), else none."""
+    return [p for p in path.iterdir() if p.is_file()] if path.is_dir() else []
+
+
+#: The files ``change detect`` writes in OUT (:func:`minescape.change.difference.detect_files`).
+DETECT_OUTPUTS = ("change_mask.tif", "difference.tif", "detect.json")
+
+
+def _check_detect_outputs(out: Path, inputs: dict) -> None:
+    """No input of ``change detect`` may be one of the files it writes in OUT (however spelled)."""
+    from minescape.path_identity import check_not_input
+
+    for name in DETECT_OUTPUTS:
+        check_not_input(out / name, inputs, what=f"OUT/{name}")
+
+
 def _scores_line(name: str, s) -> str:
     return (f"{name}: F1 {s.f1:.3f}  precision {s.precision:.3f}  recall {s.recall:.3f}  IoU {s.iou:.3f}  "
             f"OA {s.overall_accuracy:.4f}  kappa {s.kappa:.3f}  ({s.n} px)")
@@ -237,7 +266,12 @@ def evaluate(
     """Precision, recall, F1, IoU (change class), OA and kappa; per image and pooled for folders."""
     from minescape.atomic import atomic_write_text
     from minescape.change.metrics import compares_folders, evaluate_paths
+    from minescape.path_identity import check_not_input
 
+    if out is not None:  # --errors is checked by evaluate_paths
+        check_not_input(out, {"the input PRED": pred, "the input TRUTH": truth,
+                              "a mask of PRED": _files_in(pred), "a mask of TRUTH": _files_in(truth),
+                              "the --errors output": errors}, what="--out")
     ev = evaluate_paths(pred, truth, pred_encoding=pred_encoding, truth_encoding=truth_encoding, errors=errors)
     if len(ev.per_image) > 1:
         for name, s in ev.per_image.items():

@@ -90,10 +90,14 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         """Train a change network; the decision threshold is chosen on validation data and stored."""
         from minescape.change.deep import train as T
         from minescape.compute import resolve_compute
+        from minescape.path_identity import check_not_input
         from minescape.sentinel2 import ALL_BANDS
 
         # bad choices: one line, before reading
         resolve_compute(device, precision, threads, workload="change-training")
+        for name in ("model.pt", "model.json", "checkpoint.pt", "train_log.json"):  # what train writes in OUT
+            check_not_input(out / name, {"the --t1 scene": t1, "the --t2 scene": t2, "the --truth raster": truth},
+                            what=f"OUT/{name}")
         sources = [x is not None for x in (oscd, patches, t1)]
         if sum(sources) != 1:
             raise ConfigError("give exactly one training source: --oscd, --patches or --t1/--t2/--truth")
@@ -185,9 +189,14 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         from minescape.change.deep.infer import predict_scene
         from minescape.change.deep.model import load_model
         from minescape.compute import resolve_compute
+        from minescape.path_identity import check_not_input
 
         compute = resolve_compute(device, precision, threads)
         paths = [Path(p.strip()) for p in model.split(",") if p.strip()]
+        inputs = {"the input MODEL": paths, "the ONNX export of MODEL": [p.with_suffix(".onnx") for p in paths],
+                  "the input T1": t1, "the input T2": t2}
+        for name in ("change_probability.tif", "change_mask.tif"):
+            check_not_input(out / name, inputs, what=f"OUT/{name}")
         models = [load_model(p) for p in paths]
         res = predict_scene(models, t1, t2, out / "change_probability.tif", out / "change_mask.tif", tile=tile,
                             overlap=overlap, threshold=threshold, backend=backend, compute=compute, tta=tta,
@@ -213,7 +222,10 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         """Export a model to ONNX and check onnxruntime against torch."""
         from minescape.change.deep.model import load_model
         from minescape.change.deep.onnx_backend import export_onnx, max_abs_difference, require
+        from minescape.path_identity import check_not_input
 
+        if out is not None:
+            check_not_input(out, {"the input MODEL": model}, what="--out")
         require("onnx")  # before loading anything: one line when the optional package is missing
         m = load_model(model)
         path = export_onnx(m, out, tolerance=tolerance)

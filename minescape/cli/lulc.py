@@ -88,6 +88,24 @@ def _config(mmu: float, majority: int, window: int, rules: Path | None, quickloo
     return cfg
 
 
+#: The files ``lulc classify`` writes (or removes as stale) in OUT, and its folders of per-site files (their names
+#: come from site ids: an input there may be replaced by a site's output).
+CLASSIFY_FILES = ("sites.json", "report.html", "report/run.json", "report/timings.json", "report/metrics.json",
+                  "report/confusion_matrix.png")
+CLASSIFY_FOLDERS = ("maps", "clear_count", "report/quicklooks")
+
+
+def _check_run_folder(out: Path, inputs: dict) -> None:
+    """No input of ``lulc classify`` may be one of the files it writes in OUT or lie in its per-site folders,
+    however spelled; OUT itself may be the scene folder (its outputs are never read as scenes)."""
+    from minescape.path_identity import check_not_input, check_not_within
+
+    for name in CLASSIFY_FILES:
+        check_not_input(out / name, inputs, what=f"OUT/{name}")
+    for name in CLASSIFY_FOLDERS:
+        check_not_within(out / name, inputs, what=f"OUT/{name}")
+
+
 @app.command("classify")
 @handle_errors
 def classify_cmd(
@@ -129,6 +147,9 @@ def classify_cmd(
     from minescape.lulc.pipeline import classify_sites
 
     scenes = check_scenes(scenes, stac)
+    _check_run_folder(out, {"the input SITES": sites, "a --scenes input": scenes, "the --dcm input": dcm,
+                            "the --dcm-year raster": dcm_year, "the --rules file": rules,
+                            "the --model file": None if model == "rules" else Path(model)})
     cfg = _full_config(_config(mmu, majority, window, rules, quicklook), composite, max_cloud, min_clear, scl_mask,
                        dcm_map, dcm_max_hai, dcm_keep_cim, method)
     summary = classify_sites(sites, scenes, dcm, dcm_year, out, classifier=model, config=cfg,
@@ -178,8 +199,12 @@ def train_cmd(
     """Train a LightGBM pixel classifier from labels (or weak labels) on the chosen sites; print importances."""
     from minescape.lulc.model import importance_table, save_model
     from minescape.lulc.pipeline import train_from_sites
+    from minescape.path_identity import check_not_input
 
     scenes = check_scenes(scenes, stac)
+    check_not_input(model_out, {"the input SITES": sites, "a --scenes input": scenes, "the --dcm input": dcm,
+                                "the --dcm-year raster": dcm_year, "the --labels input": labels,
+                                "the --rules file": rules}, what="MODEL_OUT")
     res = train_from_sites(sites, scenes, dcm, dcm_year, labels=labels, class_field=class_field,
                            site_ids=site or None, layer=layer, id_field=id_field, per_class=per_class,
                            point_buffer_m=point_buffer,
@@ -209,9 +234,13 @@ def evaluate_cmd(
     layer: str | None = typer.Option(None, "--layer", help="Layer of a vector reference."),
 ) -> None:
     """Accuracy against reference labels: confusion matrix, OA, kappa, PA/UA, F1, IoU (JSON + PNG)."""
-    from minescape.lulc.evaluate import evaluate_maps
+    from minescape.lulc.evaluate import EVALUATION_FILES, evaluate_maps
+    from minescape.path_identity import check_not_input
 
     report = out or ((maps / "report") if maps.is_dir() else maps.parent / "report")
+    for name in EVALUATION_FILES:
+        check_not_input(report / name, {"the input MAPS": maps, "the input REFERENCE": reference},
+                        what=f"{'--out' if out else 'the report folder'}/{name}")
     res = evaluate_maps(maps, reference, site_ids=site or None, class_field=class_field, layer=layer,
                         out_dir=report)
     typer.echo(f"{len(res['sites'])} sites, n={res['n']}: OA {res['overall_accuracy']:.4f}, kappa {res['kappa']:.4f}")
@@ -250,8 +279,11 @@ def scenes_cmd(
     fail, and why."""
     from minescape.atomic import atomic_write_text
     from minescape.lulc.scene_plan import plan_csv, plan_run, summary_line
+    from minescape.path_identity import check_not_input
 
     scenes = check_scenes(scenes, stac)
+    check_not_input(out, {"the input SITES": sites, "a --scenes input": scenes, "the --dcm input": dcm,
+                          "the --dcm-year raster": dcm_year}, what="OUT")
     cfg = {**imagery_config(composite, max_cloud, None),
            **_dcm_config(dcm_map, dcm_max_hai, dcm_keep_cim, "default")}
     plans, notes = plan_run(sites, scenes, dcm, dcm_year, config=cfg, layer=layer, id_field=id_field,

@@ -44,10 +44,12 @@ def predict(
     from minescape.limits import check_positive
     from minescape.maps.tiled import predict_plan, predict_tiled, unet_predictor
     from minescape.maps.train import load_checkpoint
+    from minescape.path_identity import check_not_input
 
     check_positive(tile, "--tile (core tile size in pixels)")
     check_positive(window, "--window (pixels)", minimum=8)
     check_positive(stride, "--stride (pixels; 0 = 3/4 of the window)", minimum=0)
+    check_not_input(out, {"the input IMAGE": image, "the input MODEL": model}, what="OUT")
     compute = resolve_compute(device, precision, threads)
     err_console.print(predict_plan(image, force=force).line(str(image)), markup=False, highlight=False)
     ckpt = load_checkpoint(model)
@@ -80,8 +82,10 @@ def train(
     from minescape.legend import get_legend
     from minescape.maps.train import TrainConfig, save_checkpoint
     from minescape.maps.weak import train_weak
+    from minescape.path_identity import check_not_input
 
     resolve_compute(device, precision, 1, workload="map-training")  # a bad choice: one line before reading
+    check_not_input(out, {"the input IMAGE": image, "the --labels input": labels}, what="OUT")
     lg = get_legend(legend)
     img = read_raster(image)
     if img.nodata is not None and not np.isnan(img.nodata):
@@ -142,7 +146,11 @@ def sample(
     """Draw a stratified random sample for visual interpretation (fill ref_code or ref_class, then validate)."""
     from minescape.legend import get_legend
     from minescape.limits import plan_raster
+    from minescape.path_identity import check_not_input
 
+    for suffix in (".gpkg", ".csv"):  # export_points writes <stem>.gpkg and <stem>.csv
+        check_not_input(out.with_suffix(suffix), {"the input MAP": map_path, "the --reference map": reference},
+                        what=f"OUT ({suffix})")
     err_console.print(plan_raster(map_path, px_per_second=SCAN_PX_PER_S, force=force).line(str(map_path)),
                       markup=False, highlight=False)
     from minescape.sampling import export_points, read_reference_at, stratified_points
@@ -179,17 +187,23 @@ def validate(
     from minescape.limits import plan_raster
     from minescape.maps.products import read_admin, unit_stem
     from minescape.maps.validate import (
+        OUTPUTS,
         compare_areas,
         map_class_areas,
         oa_per_unit,
         validate_sample,
         write_validation,
     )
+    from minescape.path_identity import check_not_input
     from minescape.sampling import import_points
 
     lg = get_legend(legend)
     if (mapped_areas is None) != (reference_areas is None):  # before anything is read or written
         raise InputError("give both --mapped-areas and --reference-areas to compare areas")
+    inputs = {"the input MAP": map_path, "the input POINTS": points, "the --admin units": admin,
+              "the --mapped-areas table": mapped_areas, "the --reference-areas table": reference_areas}
+    for name in OUTPUTS:
+        check_not_input(out / name, inputs, what=f"OUT/{name}")
     tables = None
     if mapped_areas is not None:
         tables = (read_csv(mapped_areas, "mapped area table"), read_csv(reference_areas, "reference area table"))

@@ -23,6 +23,7 @@ from minescape.errors import InputError, MissingInputError
 from minescape.geo.grid import Grid
 from minescape.geo.raster import open_raster
 from minescape.jsonfile import read_json
+from minescape.path_identity import PathSet
 from minescape.sentinel2 import BAND_FILE, BANDS, Scene, SceneInfo, open_scene, parse_scene_name
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
@@ -338,7 +339,7 @@ def _downloaded_items(folder: Path) -> list[SceneRef]:
     return refs
 
 
-def _folder_scenes(folder: Path, skip: set[Path], *, nested: bool) -> list[SceneRef]:
+def _folder_scenes(folder: Path, skip: PathSet, *, nested: bool) -> list[SceneRef]:
     """The scenes of a folder: itself when it is a band folder; else its raster files, STAC JSON files, band
     sub-folders and downloaded items' sub-folders (holding ``B02.tif`` ...; ``nested``: such a sub-folder, of
     which only the STAC item / ItemCollection JSON files are read).
@@ -348,7 +349,7 @@ def _folder_scenes(folder: Path, skip: set[Path], *, nested: bool) -> list[Scene
     naming the folder: their date and DN offset cannot be told."""
     if _is_band_folder(folder):  # through the item JSON beside the files when there is one (its offset, its SCL)
         return _downloaded_items(folder) or [_scene_from_band_folder(folder)]
-    children = [c for c in sorted(folder.iterdir()) if not c.name.startswith(".") and c.absolute() not in skip]
+    children = [c for c in sorted(folder.iterdir()) if not c.name.startswith(".") and skip.match(c) is None]
     refs: list[SceneRef] = []
     claimed: set[Path] = set()
     download = nested or any(c.is_file() and BARE_ASSET_FILE.match(c.name) for c in children)
@@ -385,9 +386,11 @@ def discover_scenes(sources: Sequence[str | Path], *, exclude: Sequence[str | Pa
     sub-folders and ``*.json`` STAC files are scenes (one level deep), and so are downloaded catalogue items: a
     folder (or sub-folder) holding an item's JSON beside its ``B02.tif`` ... reads those files through the item
     (:func:`_folder_scenes`). Entries of a folder that are in
-    ``exclude`` (a run's own outputs, when its output folder is also a scene folder) are never read as scenes.
+    ``exclude`` (a run's own outputs, when its output folder is also a scene folder), however either is spelled (an
+    output folder that is a symlink to the scene folder: :class:`~minescape.path_identity.PathSet`), are never read as
+    scenes.
     """
-    skip = {Path(p).absolute() for p in exclude}
+    skip = PathSet(exclude)
     found: dict[str, SceneRef] = {}
     for src in sources:
         path = Path(src)

@@ -32,6 +32,7 @@ from minescape.atomic import atomic_path, atomic_write_text, prune
 from minescape.errors import ConfigError, InputError, NoOverlapError
 from minescape.geo.pixel_area import pixel_areas_m2
 from minescape.legend import Legend
+from minescape.path_identity import check_not_input, check_not_within
 from minescape.runner import Unit, run_units
 
 NAME_FIELDS: tuple[str, str, str] = ("region", "province", "city")
@@ -237,6 +238,21 @@ def _across_antimeridian(geoms: np.ndarray) -> np.ndarray:
     return out
 
 
+#: The files :func:`make_products` writes in its folder, beside ``tiles/`` and ``zips/`` (which it owns whole).
+OUTPUT_FILES: tuple[str, ...] = ("versions.csv", "class_areas.csv", "index.gpkg", "failed.csv", "manifest.json")
+
+
+def check_outputs(out: Path, map_path: str | Path, admin) -> None:
+    """InputError (before any unit runs) when an output of :func:`make_products` in ``out`` would replace the
+    map or the admin file (``index.gpkg`` of an earlier run given as the units), or when one of them lies in
+    ``tiles/`` or ``zips/``, whose files the run replaces and prunes; however either is spelled."""
+    inputs = {"the input MAP": map_path, "the input ADMIN": admin if isinstance(admin, str | Path) else None}
+    for name in OUTPUT_FILES:
+        check_not_input(out / name, inputs, what=f"OUT/{name}")
+    for name in ("tiles", "zips"):
+        check_not_within(out / name, inputs, what=f"OUT/{name}")
+
+
 def make_products(map_path: str | Path, admin, out_dir: str | Path, *, legend: Legend,
                   fields: Sequence[str] = NAME_FIELDS, size_cap: int = 50 * 10**9, tile: int = 2048) -> ProductsSummary:
     """Clip ``map_path`` into the units of ``admin`` and write tiles, ZIPs, versions, index and areas.
@@ -263,6 +279,7 @@ def make_products(map_path: str | Path, admin, out_dir: str | Path, *, legend: L
     if size_cap < 1:
         raise ConfigError(f"size cap must be > 0 bytes (got {size_cap})")
     out = Path(out_dir)
+    check_outputs(out, map_path, admin)
     if isinstance(admin, str | Path):
         gdf, notes = check_admin(read_vector(admin), fields=fields, source=str(admin))
     else:

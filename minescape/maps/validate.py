@@ -189,6 +189,8 @@ def census_agreement(map_path: str | Path, ref_path: str | Path, legend: Legend,
 #: Outputs written only when asked for (``--admin``; ``--mapped-areas``/``--reference-areas``): removed when a
 #: re-run into the folder does not ask, so no accuracy of another run stays beside the new one.
 OPTIONAL_OUTPUTS: tuple[str, ...] = ("oa_per_unit.csv", "oa_per_unit.png", "area_comparison.csv")
+#: Every file :func:`write_validation` may write in its folder (none of them may be an input of the run).
+OUTPUTS: tuple[str, ...] = ("validation.json", "estimates.csv", "confusion_matrix.png", *OPTIONAL_OUTPUTS)
 
 
 def write_validation(result: Validation, legend: Legend, out_dir: str | Path, *, per_unit=None,
