@@ -20,6 +20,7 @@ from minescape.errors import InputError, MissingInputError
 from minescape.geo.raster import open_raster, read_raster
 from minescape.legend import MINING_LULC
 from minescape.lulc.labels import is_vector, labels_on, read_vector_labels
+from minescape.unfinished import check_finished
 
 
 def find_maps(maps: str | Path | Sequence[str | Path]) -> dict[str, Path]:
@@ -30,6 +31,7 @@ def find_maps(maps: str | Path | Sequence[str | Path]) -> dict[str, Path]:
             raise MissingInputError("maps folder not found", path=root)
         if root.is_dir():
             folder = root / "maps" if (root / "maps").is_dir() else root
+            check_finished(folder.parent if folder.name == "maps" else folder)  # not maps of a stopped run
             paths = sorted(folder.glob("*.tif"))
         else:
             paths = [root]

@@ -48,6 +48,7 @@ from minescape.lulc.rules import classify_rules, load_rules
 from minescape.runner import Executor, RunSummary, Unit, run_units, unit_path
 from minescape.runstate import fingerprint
 from minescape.sites import Site, SiteYear, check_site_size, make_site, read_sites, site_year
+from minescape.unfinished import running
 
 DEFAULT_CONFIG: dict = {
     "window": DEFAULT_WINDOW,  # neighbourhood statistics, pixels
@@ -436,20 +437,21 @@ def classify_sites(
             out_dir.rmdir()
         raise
     units = build_units(sites, refs, dcm_dh, dcm_year, out_dir, classifier=classifier, config=cfg, stac=stac)
-    summary = run_units(units, classify_site, description="classify sites", executor=executor)
-    for note in notes:
-        if note.dropped:
-            summary.failed[f"feature {note.feature}"] = note.what
-    if dcm_year is None and is_delivery(dcm_dh):  # files in the DCM delivery that are not tiles
-        for problem in dcm_index(dcm_dh).problems:
-            summary.failed[f"dcm {problem.path.name}"] = problem.reason
-    inputs = [Path(sites_path), *(Path(p) for p in scenes), *(Path(p) for p in (dcm_dh, dcm_year) if p)]
-    if str(classifier) != "rules":
-        inputs.append(Path(classifier))
-    remove_stale(out_dir, summary, keep=inputs)
-    write_run_files(out_dir, sites, summary, config=cfg, classifier=str(classifier), notes=notes,
-                    source={"sites": str(Path(sites_path).resolve()), "layer": layer, "id_field": id_field,
-                            **({"point_buffer_m": point_buffer_m} if point_buffer_m is not None else {})})
+    with running(out_dir, "minescape lulc classify"):  # until sites.json lists this run's maps
+        summary = run_units(units, classify_site, description="classify sites", executor=executor)
+        for note in notes:
+            if note.dropped:
+                summary.failed[f"feature {note.feature}"] = note.what
+        if dcm_year is None and is_delivery(dcm_dh):  # files in the DCM delivery that are not tiles
+            for problem in dcm_index(dcm_dh).problems:
+                summary.failed[f"dcm {problem.path.name}"] = problem.reason
+        inputs = [Path(sites_path), *(Path(p) for p in scenes), *(Path(p) for p in (dcm_dh, dcm_year) if p)]
+        if str(classifier) != "rules":
+            inputs.append(Path(classifier))
+        remove_stale(out_dir, summary, keep=inputs)
+        write_run_files(out_dir, sites, summary, config=cfg, classifier=str(classifier), notes=notes,
+                        source={"sites": str(Path(sites_path).resolve()), "layer": layer, "id_field": id_field,
+                                **({"point_buffer_m": point_buffer_m} if point_buffer_m is not None else {})})
     return summary
 
 

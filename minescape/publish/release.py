@@ -572,7 +572,11 @@ def check_run_listing(maps_dir: Path, paths: list[Path]) -> None:
     listed map that is missing, refuses the release in one line (nothing is published that the run did not
     produce). A folder of maps without ``sites.json`` is published as it is."""
     from minescape.jsonfile import read_json
+    from minescape.unfinished import check_finished
 
+    check_finished(maps_dir)
+    if maps_dir.name == "maps":
+        check_finished(maps_dir.parent)  # a lulc classify run that did not finish: maps of two runs, or too few
     listing = maps_dir.parent / "sites.json"
     if maps_dir.name != "maps" or not listing.is_file():
         return

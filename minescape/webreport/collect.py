@@ -30,6 +30,7 @@ import os
 from pathlib import Path
 
 from minescape.errors import InputError, MissingInputError
+from minescape.unfinished import MARKER, unfinished_reason
 from minescape.webreport.accuracy_part import collect_validation
 from minescape.webreport.change_part import collect_change
 from minescape.webreport.contents import Missing, RunContents
@@ -68,6 +69,10 @@ def find_parts(run_dir: Path) -> list[tuple[str, Path]]:
             else []
         )
         names = set(files)
+        if MARKER in names:  # a run into this folder did not finish: shown as missing, its outputs not drawn
+            parts.append(("unfinished", folder))
+            dirs[:] = []
+            continue
         if "sites.json" in names:
             parts.append(("lulc", folder))
             # a LULC run's maps/ holds one class map per site (80,000 in the global run), never a part; a folder
@@ -120,7 +125,9 @@ def collect_run(
     for kind, folder in parts:
         rel = folder.relative_to(run_dir).as_posix()
         title = f"{kind}: {rel}" if rel != "." else kind
-        if kind == "lulc":
+        if kind == "unfinished":
+            contents.missing.append(Missing(str(folder), unfinished_reason(folder) or "did not finish"))
+        elif kind == "lulc":
             contents.sections.append(collect_lulc(folder, report_dir, title=title))
         elif kind == "change":
             contents.sections.append(collect_change(folder, title=title))
