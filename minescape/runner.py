@@ -15,6 +15,7 @@ function runs on the same unit wherever it runs.
 
 from __future__ import annotations
 
+import errno
 import time
 import traceback
 from collections import Counter
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from minescape.atomic import public_name
-from minescape.errors import ConfigError, MinescapeError, UnitFailed, check_choice
+from minescape.errors import ConfigError, MinescapeError, OutputError, UnitFailed, check_choice
 from minescape.progress import make_progress
 from minescape.runstate import (
     UnitState,
@@ -184,14 +185,26 @@ def failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}{where}"
 
 
+#: Causes of an :class:`OutputError` that stop a multi-unit run instead of failing one unit: every unit after it
+#: would be computed and then fail to write the same way (a full disk, a quota, a read-only file system).
+STOPPING_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
 def execute_unit(unit: Unit, func: Callable[[Unit], Any]) -> dict[str, Any]:
     """Run ``func(unit)`` where the unit is (this process or a worker); never raises for unit errors.
 
-    Returns ``{"ok": True, "result": ..., "seconds": s}`` or ``{"ok": False, "reason": ..., "seconds": s}``.
+    Returns ``{"ok": True, "result": ..., "seconds": s}`` or ``{"ok": False, "reason": ..., "seconds": s}``;
+    an output that cannot be written for a reason of :data:`STOPPING_ERRNOS` adds ``"stop": {"message", "errno"}``
+    (the run then stops with that error, :func:`run_units`).
     """
     t0 = time.perf_counter()
     try:
         result = func(unit)
+    except OutputError as exc:
+        outcome = {"ok": False, "reason": failure_reason(exc), "seconds": time.perf_counter() - t0}
+        if exc.errno in STOPPING_ERRNOS:  # the place the outputs go, not this unit: the run stops
+            outcome["stop"] = {"message": failure_reason(exc), "errno": exc.errno}
+        return outcome
     except Exception as exc:  # one bad unit must not stop the run
         return {"ok": False, "reason": failure_reason(exc), "seconds": time.perf_counter() - t0}
     return {"ok": True, "result": result, "seconds": time.perf_counter() - t0}
@@ -234,6 +247,9 @@ def run_units(
 
     Raises:
         RunInterrupted: on Ctrl-C (a ``KeyboardInterrupt``), with the counts of units done, failed and in all.
+        OutputError: a unit could not write its output for a reason every later unit would meet too
+            (:data:`STOPPING_ERRNOS`: a full disk, a quota, a read-only file system); units done before it keep
+            their outputs and recorded state, so the same run resumes once there is room.
     """
     executor = executor or Executor()
     ids = [u.id for u in units]
@@ -297,6 +313,9 @@ def _dispatch(todo: list[Unit], func, executor: Executor, description: str, summ
         task = progress.add_task(description, total=len(todo) + skipped, completed=skipped, extra=extra)
 
         def record(unit: Unit, outcome: dict[str, Any], attempts: int = 1) -> None:
+            stop = outcome.get("stop")
+            if stop:  # not this unit's failure: it stays to do, and the run ends here with the cause
+                raise OutputError(stop["message"], errno=stop["errno"])
             if outcome["ok"]:
                 summary.results[unit.id] = outcome["result"]
                 summary.failed.pop(unit.id, None)

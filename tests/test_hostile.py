@@ -5,6 +5,7 @@ each test first proves that what it checks is there (a live payload, a real full
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -253,6 +254,19 @@ def test_disk_full_is_one_line_naming_the_users_path(small_region, classified, t
         assert res.exit_code == 2
         assert one_error_line(res.output) == f"error: {full / 'release'}: cannot write (no space left on the device)"
         assert sorted(p.name for p in full.iterdir() if p.name != "region") == ["filler"]
+
+
+def test_a_full_disk_stops_a_multi_unit_run_with_one_line(small_region, tmp_path):
+    with small_fs(tmp_path / "full", kib=64) as full:
+        _fill(full / "filler")
+        os.truncate(full / "filler", os.path.getsize(full / "filler") - 4096)  # one page: the run's marker
+        res = _cli(*_lulc_args(small_region, full / "out"))
+        assert res.exit_code == 2, res.output  # the run stops: not 3 (every site "bad")
+        line = one_error_line(res.output)
+        assert line.startswith(f"error: {full / 'out' / 'maps'}/")  # a site's class map, written by a unit
+        assert line.endswith("cannot write (no space left on the device)")
+        assert "failed:" not in res.output  # no site is blamed for the disk
+        assert "warning" not in res.output
 
 
 def _noise_raster(side: int):

@@ -140,7 +140,8 @@ def write_report(
     Raises:
         MissingInputError: ``run_dir`` does not exist. InputError: it is a file.
     """
-    from minescape.atomic import atomic_write_text, replace_dir, temp_path
+    from minescape.atomic import atomic_write_text, output_cause, replace_dir, temp_path
+    from minescape.errors import OutputError
     from minescape.webreport.assets import copy_assets
     from minescape.webreport.collect import collect_run
     from minescape.webreport.render import render_page
@@ -151,8 +152,8 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     final_files = out / FILES_DIR
     tmp = temp_path(final_files)
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         copy_assets(tmp)
         src: dict[int, str] = {}
         for i, sec in enumerate(contents.sections):
@@ -175,6 +176,11 @@ def write_report(
             for _, name, c in pages
         }
         replace_dir(tmp, final_files)
+    except OSError as exc:  # a full disk names report_files/, not the vendored file being copied or a temp name
+        cause = None if isinstance(exc, OutputError) else output_cause(out)
+        if cause is None:
+            raise
+        raise OutputError(f"cannot write ({cause[1]})", path=final_files, errno=cause[0]) from exc
     finally:
         if tmp.exists():
             import shutil
