@@ -301,6 +301,28 @@ def test_publish_into_the_release_holding_its_maps(tmp_path):
     refused(["publish", maps, release], maps, release, "OUT holds the input MAPS_DIR")
 
 
+def test_the_library_calls_refuse_too(small_region, tmp_path):
+    """From Python (a notebook), publish() and patches_from_files() check their own OUT: the guard is theirs."""
+    from minescape.change.patches import patches_from_files
+    from minescape.errors import InputError
+    from minescape.publish.release import publish
+
+    data = tmp_path / "data"
+    data.mkdir()
+    t1, t2 = (Path(shutil.copy(p, data / n)) for p, n in ((small_region.t1, "t1.tif"), (small_region.t2, "t2.tif")))
+    mask = Path(shutil.copy(small_region.truth_change, data / "mask.tif"))
+    before = {p: digest(p) for p in (t1, t2, mask)}
+    with pytest.raises(InputError, match="OUT holds the input T1"):
+        patches_from_files(t1, t2, mask, data)
+    maps = data / "maps"
+    write_mask(maps / "S01.tif", np.ones((20, 30), np.uint8))
+    with rasterio.open(maps / "S01.tif", "r+") as dst:
+        dst.update_tags(SITE_ID="S01", YEAR="2019")
+    with pytest.raises(InputError, match="OUT holds the input MAPS_DIR"):
+        publish(maps, data, progress=False)
+    assert {p: digest(p) for p in before} == before and (maps / "S01.tif").is_file()
+
+
 # ------------------------------------------------------------------------------------------- every other command
 
 CASES = {  # command line, the input that would be overwritten, what the line says (it names the output given)

@@ -382,11 +382,14 @@ def patches_from_files(t1: str | Path, t2: str | Path, mask: str | Path, out_dir
                        mask_encoding: str = "auto", progress: bool = False, force: bool = False) -> PatchSummary:
     """Patch dataset from two scenes and a change mask on disk (T2 and the mask are aligned onto T1's grid).
 
-    A pair estimated above :data:`~minescape.limits.MAX_RUN_HOURS` is refused unless ``force``.
+    A pair estimated above :data:`~minescape.limits.MAX_RUN_HOURS` is refused unless ``force``; an ``out_dir``
+    that is or holds one of the three inputs too (it is replaced whole: they would be deleted).
     """
     from minescape.change.pairs import open_datasets, open_pair
     from minescape.limits import plan_run
+    from minescape.path_identity import check_not_within
 
+    check_not_within(out_dir, {"the input T1": t1, "the input T2": t2, "the input MASK": mask}, what="OUT")
     pair = open_pair(t1, t2, bands=bands)
     plan_run(pair.grid.width, pair.grid.height, px_per_second=PATCH_PX_PER_S, name=str(t1), force=force)
     # open handles keep decoded blocks between patches; GDAL's block cache is capped (scoped) so memory

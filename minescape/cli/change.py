@@ -173,10 +173,6 @@ def patches(
     """Cut a pair and its mask into georeferenced patches with spatial-block train/val/test splits."""
     from minescape.change.patches import PatchOptions, patches_from_files
     from minescape.errors import ConfigError
-    from minescape.path_identity import check_not_within
-
-    # OUT is replaced whole (patches.replace_dir): an input inside it would be deleted
-    check_not_within(out, {"the input T1": t1, "the input T2": t2, "the input MASK": mask}, what="OUT")
 
     try:
         fr = tuple(float(x) for x in fractions.split(","))

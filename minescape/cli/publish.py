@@ -33,14 +33,9 @@ def publish_cmd(
                                 "for any number."),
 ) -> None:
     """Publish per-site class maps as regional ZIPs of GeoPackage shards with a manifest and README."""
-    from minescape.path_identity import check_not_within
     from minescape.publish.release import publish
     from minescape.threads import resolve_threads
 
-    # OUT is replaced whole: the class maps (or a regions layer) inside it would be deleted
-    check_not_within(out, {"the input MAPS_DIR": maps_dir,
-                           "the --regions layer": Path(regions) if regions not in ("world9", "tag") else None},
-                     what="OUT")
     if workers is not None:
         workers = resolve_threads(workers, what="--workers")
 

@@ -41,6 +41,7 @@ from minescape.errors import ConfigError, InputError, MissingInputError
 from minescape.geo.polygonize import polygonize, polygonize_ragged
 from minescape.geo.raster import Raster, many_files, open_raster
 from minescape.legend import MINING_LULC, Legend
+from minescape.path_identity import check_not_within
 from minescape.progress import make_progress
 from minescape.publish.geodesy import (
     as_crs,
@@ -448,6 +449,9 @@ def publish(
     Returns:
         A :class:`ReleaseSummary`; sites that could not be published are listed in ``skipped``
         (one line each, file and problem) and in the manifest, the others are published.
+
+    Raises:
+        InputError: among others, ``out`` is or holds ``maps_dir`` or the regions layer (it is replaced whole).
     """
     maps_dir, out = Path(maps_dir), Path(out)
     if max_features < 1:
@@ -463,6 +467,10 @@ def publish(
     if not paths:
         raise InputError("no class maps (*.tif) in the folder", path=maps_dir)
     check_run_listing(maps_dir, paths)
+    # OUT is replaced whole: the class maps (or a regions layer) inside it would be deleted
+    check_not_within(out, {"the input MAPS_DIR": maps_dir,
+                           "the --regions layer": Path(regions) if str(regions) not in ("world9", "tag") else None},
+                     what="OUT")
     if out.exists() and not (out.is_dir() and ((out / MANIFEST).exists() or not any(out.iterdir()))):
         raise InputError("exists and is not a minescape release (no manifest.json); choose another folder",
                          path=out)
