@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 from affine import Affine
+from open_files import open_files_under
 from rasterio.crs import CRS
 
 from minescape.errors import MissingInputError
@@ -133,19 +134,6 @@ def test_reserve_raises_the_limit_until_the_session_ends():
     assert p.max_idle == p.base_idle
 
 
-def _open_files(folder) -> list[str]:
-    """This process's open descriptors on files under ``folder`` (deleted ones included)."""
-    out = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(str(folder)):
-            out.append(target)
-    return out
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
 def test_readers_live_only_while_a_session_is_open(tmp_path):
     """Inside a session (nested ones too) a file is opened once and kept; when the outermost session ends every
@@ -159,10 +147,10 @@ def test_readers_live_only_while_a_session_is_open(tmp_path):
                     with p.borrow(path) as src:
                         src.read(1)
         assert p.opened == 3 and p.idle_count() == 3
-        assert len(_open_files(tmp_path)) == 3  # what the session's end must close is there
+        assert len(open_files_under(tmp_path)) == 3  # what the session's end must close is there
         os.unlink(paths[0])
-        assert any(t.endswith("(deleted)") for t in _open_files(tmp_path))
-    assert p.idle_count() == 0 and _open_files(tmp_path) == []
+        assert any(t.endswith("(deleted)") for t in open_files_under(tmp_path))
+    assert p.idle_count() == 0 and open_files_under(tmp_path) == []
     with p.borrow(paths[1]) as src:  # no session: opened, read, closed
         assert src.read(1)[0, 0] == 2
     assert src.closed and p.idle_count() == 0 and p.opened == 4

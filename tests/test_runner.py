@@ -17,6 +17,7 @@ import cloudpickle
 import numpy as np
 import pytest
 import rasterio
+from open_files import open_files_under
 
 from minescape.errors import ConfigError, InputError, MissingInputError, UnitFailed
 from minescape.runner import Executor, RunInterrupted, Unit, fingerprint, run_units
@@ -465,23 +466,10 @@ def test_several_units_per_task_same_bytes_and_killer_found(tiles, tmp_path):
         Executor(units_per_task=0)
 
 
-def _open_under(folder: Path) -> list[str]:
-    """This process's open descriptors on files under ``folder`` (deleted ones included)."""
-    out = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(str(folder)):
-            out.append(target)
-    return out
-
-
 def probe_pool(unit: Unit) -> dict:
     """ndvi_tile, plus what the reader pool holds open under the scene's folder while the unit runs."""
     result = ndvi_tile(unit)
-    result["open"] = len(_open_under(Path(unit.args["scene"]).parent))
+    result["open"] = len(open_files_under(Path(unit.args["scene"]).parent))
     return result
 
 
@@ -502,9 +490,9 @@ def test_inprocess_run_opens_a_scene_once_and_closes_it_on_return(small_region, 
     assert summary.ok and len(units) > 4
     assert all(r["open"] >= 1 for r in summary.results.values())  # held open while the run goes on
     assert pool().opened - opened == 1  # one open for all the units
-    assert _open_under(scratch) == [] and pool().idle_count() == 0
+    assert open_files_under(scratch) == [] and pool().idle_count() == 0
     shutil.rmtree(scratch)
-    assert _open_under(scratch) == []
+    assert open_files_under(scratch) == []
 
 
 def worker_environ(unit: Unit) -> dict:
