@@ -107,3 +107,25 @@ def test_pixel_area_of_a_rotated_grid():
     """10 m pixels rotated by 30°: 100 m² (a * e alone gave 75)."""
     g = Grid("EPSG:32633", Affine.translation(500000, 4100000) * Affine.rotation(30) * Affine.scale(10, -10), 4, 4)
     assert g.pixel_area() == pytest.approx(100.0) and abs(g.transform.a * g.transform.e) == pytest.approx(75.0)
+
+
+def test_a_box_across_the_antimeridian_is_one_window_of_a_raster_running_past_180():
+    """A UTM 1S site grid at Fiji (179.97 E to 179.96 W): its bounds in lon/lat come back west > east."""
+    from rasterio.crs import CRS
+
+    wgs84, utm1s = CRS.from_epsg(4326), CRS.from_epsg(32701)
+    x0, y0 = 179_500.0, 8_173_000.0  # near 180 degrees in zone 1S
+    site = Grid(utm1s, Affine(10, 0, x0, 0, -10, y0), 300, 200)
+    b = bounds_in(site.bounds, utm1s, wgs84)
+    assert b[0] > 179.9 and b[2] < -179.9  # the condition: west > east
+    step = 0.4 / 3600  # TanDEM-X's 0.4 arc-second pixels, longitudes past 180 as gdalwarp writes them
+    past = Grid(wgs84, Affine(step, 0, 179.9, 0, -step, -16.4), round(0.3 / step), round(0.2 / step))
+    win = past.window_of_bounds(b)
+    west, _, east, _ = past.window_grid(win).bounds
+    assert west <= b[0] and east >= b[2] + 360 and east - west < 0.1  # the site's few hundredths of a degree
+    below = Grid(wgs84, Affine(step, 0, -180.2, 0, -step, -16.4), round(0.3 / step), round(0.2 / step))
+    west, _, east, _ = below.window_grid(below.window_of_bounds(b)).bounds
+    assert west <= b[0] - 360 and east >= b[2] and east - west < 0.1
+    world = Grid(wgs84, Affine(0.01, 0, -180, 0, -0.01, 90), 36000, 18000)  # stops at +-180: two windows
+    with pytest.raises(NoOverlapError, match="crosses the antimeridian and this raster stops at it"):
+        world.window_of_bounds(b)

@@ -84,6 +84,7 @@ class Grid:
         fall inside pixels."""
         if not all(math.isfinite(v) for v in bounds):  # e.g. a site transformed far outside the CRS's area of use
             raise NoOverlapError(f"bounds {bounds} do not overlap the grid {self.bounds}")
+        bounds = self._across_antimeridian(bounds)
         win = rasterio.windows.from_bounds(*bounds, transform=self.transform)
         col0, row0 = math.floor(win.col_off + EDGE_TOLERANCE_PX), math.floor(win.row_off + EDGE_TOLERANCE_PX)
         col1 = math.ceil(win.col_off + win.width - EDGE_TOLERANCE_PX)
@@ -94,6 +95,23 @@ class Grid:
             return win.intersection(full)
         except rasterio.errors.WindowError:
             raise NoOverlapError(f"bounds {bounds} do not overlap the grid {self.bounds}") from None
+
+    def _across_antimeridian(self, bounds: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """``bounds`` as this grid spells them when they cross 180 degrees: ``transform_bounds`` writes a box
+        across the antimeridian west > east (179.97, ..., -179.96, ...), as STAC does. On a geographic grid whose
+        longitudes run past 180 (or below -180) that box is one window (east + 360, or west - 360); on one that
+        stops at +-180 the box would be two windows at opposite edges, refused in one line."""
+        west, south, east, north = bounds
+        if west <= east or self.crs is None or not self.crs.is_geographic:
+            return bounds
+        grid_west, _, grid_east, _ = self.bounds
+        if grid_east > 180.0:
+            return west, south, east + 360.0, north
+        if grid_west < -180.0:
+            return west - 360.0, south, east, north
+        raise NoOverlapError(f"the area ({west:g} to {east:g} degrees east) crosses the antimeridian and this "
+                             f"raster stops at it ({grid_west:g} to {grid_east:g}); give one whose longitudes run "
+                             "past 180 (e.g. 179 to 181) for sites there")
 
     def xy(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """CRS coordinates of pixel centres."""
