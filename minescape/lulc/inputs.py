@@ -20,7 +20,7 @@ from minescape.sentinel2 import Scene, read_stack
 from minescape.sites import Site, site_bounds_in
 
 __all__ = ["SceneRef", "discover_scenes", "clearest_scene", "load_stack", "load_dh", "dh_on_grid", "scene_covers",
-           "estimate_cloud", "read_stack_on", "scl_cloud_share"]
+           "estimate_cloud", "read_stack_on", "scl_cloud_share", "rank_scenes", "fill_same_date"]
 
 # ------------------------------------------------------------------------------------------ per site
 
@@ -46,17 +46,15 @@ def estimate_cloud(stack: Raster, mask: np.ndarray, *, blue_min: float = 0.3, sw
     return float((~clear)[mask].mean())
 
 
-def clearest_scene(refs: Sequence[SceneRef], site: Site, year: int, *,
-                   scl_classes: Sequence[int] | None = None) -> tuple[SceneRef, float, list[str]]:
-    """The clearest scene of ``year`` covering ``site``.
+def rank_scenes(refs: Sequence[SceneRef], site: Site, year: int, *,
+                scl_classes: Sequence[int] | None = None) -> list[tuple[SceneRef, float]]:
+    """The scenes of ``year`` covering ``site``, clearest first: ``[(scene, site_cloud_share), ...]``.
 
     Candidates are ranked by the cloud-or-nodata share over the site (from the scene's SCL where it has one,
     ``scl_classes`` masked, default :data:`~minescape.imagery.cloud_mask.DEFAULT_SCL_MASK`; else estimated from
-    B02/B11 read on the site's grid), then by the metadata cloud cover, then by date. Raises InputError when no
-    scene of that year covers the site (the message names the years that do).
-
-    Returns:
-        ``(scene, site_cloud_share, notes)``.
+    B02/B11 read on the site's grid), then by the metadata cloud cover, then by date and file (deterministic). The
+    share is NaN when only one scene covers the site (nothing to rank, nothing read). Raises NoOverlapError when no
+    scene covers the site, InputError when none of ``year`` does (the message names the years that do).
     """
     from minescape.lulc.scene_index import covering as covering_scenes
 
@@ -85,8 +83,55 @@ def clearest_scene(refs: Sequence[SceneRef], site: Site, year: int, *,
         from minescape.lulc.scene_index import remember_probe
 
         remember_probe(best[4], site.grid, probes[best[4]])
-    notes = [f"{len(of_year)} scene(s) of {year}; chose {best[4].source.name}"]
-    return best[4], best[5], notes
+    return [(t[4], t[5]) for t in ranked]
+
+
+def clearest_scene(refs: Sequence[SceneRef], site: Site, year: int, *,
+                   scl_classes: Sequence[int] | None = None) -> tuple[SceneRef, float, list[str]]:
+    """The clearest scene of ``year`` covering ``site`` (the first of :func:`rank_scenes`, whose ranking and
+    errors it shares).
+
+    Returns:
+        ``(scene, site_cloud_share, notes)``.
+    """
+    ranked = rank_scenes(refs, site, year, scl_classes=scl_classes)
+    best, share = ranked[0]
+    notes = [f"{len(ranked)} scene(s) of {year}; chose {best.source.name}"]
+    return best, share, notes
+
+
+def fill_same_date(stack: Raster, chosen: SceneRef, ranked: Sequence[tuple[SceneRef, float]], site: Site, *,
+                   bands: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Fill, in place, the pixels of the site that ``stack`` (``chosen`` read by :func:`load_stack`) has no data
+    for from the other scenes of the same date (the same pass: neighbouring tiles of one acquisition), in
+    ``ranked`` order (clearest first, :func:`rank_scenes`), so a site across a tile edge is mapped whole.
+
+    ``chosen``'s pixels are kept wherever it has data in every band; a later scene fills only what is still
+    empty, so the result does not depend on anything but the inputs. Each scene is read on the site's grid only
+    (a window of the scene), one at a time, and only while part of the site is still empty: a site inside one
+    scene reads nothing more and keeps the same bytes.
+
+    Returns:
+        ``(names of the scenes that filled pixels, notes of reading them)``.
+    """
+    inside = site.mask()
+    gaps = inside & ~np.isfinite(stack.data).all(axis=0)
+    used: list[str] = []
+    notes: list[str] = []
+    for ref, _ in ranked:
+        if not gaps.any():
+            break
+        if ref == chosen or ref.date != chosen.date:
+            continue
+        other, read_notes = load_stack(ref, site, bands=bands)
+        take = gaps & np.isfinite(other.data).all(axis=0)
+        if take.any():
+            stack.data[:, take] = other.data[:, take]
+            gaps &= ~take
+            used.append(ref.source.name)
+            notes.extend(read_notes)
+        del other  # one other scene's stack at a time
+    return tuple(used), tuple(notes)
 
 
 def scl_cloud_share(href: str, grid: Grid, mask: np.ndarray, classes: Sequence[int] | None = None) -> float:

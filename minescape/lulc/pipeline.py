@@ -41,7 +41,7 @@ from minescape.imagery.sources import ImagerySource, LocalSource, StacSource
 from minescape.imagery.stac_search import StacQuery
 from minescape.legend import MINING_LULC
 from minescape.lulc.features import DEFAULT_WINDOW, FEATURES, SPECTRAL_BANDS, compute_features, feature_matrix
-from minescape.lulc.inputs import clearest_scene, dh_on_grid, load_dh, load_stack
+from minescape.lulc.inputs import dh_on_grid, fill_same_date, load_dh, load_stack, rank_scenes
 from minescape.lulc.model import LulcModel, load_model, sample_pixels, train_model
 from minescape.lulc.postprocess import postprocess
 from minescape.lulc.rules import classify_rules, load_rules
@@ -96,6 +96,8 @@ class SiteInputs:
     composite: Composite | None = None  # the annual composite the stack comes from
     dcm: SiteDcm | None = None  # read from a DLR delivery (None for the two-raster form)
     notes: tuple[str, ...] = ()  # what reading the imagery decided (e.g. a catalogue offset the pixels contradict)
+    filled_from: tuple[str, ...] = ()  # same-date scenes that filled what the clearest scene left empty
+    nodata_share: float = 0.0  # share of the polygon's pixels without imagery in the stack (nodata in the map)
 
     @property
     def scene_name(self) -> str:
@@ -140,9 +142,13 @@ def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | No
     comp = None
     settings = ImagerySettings.from_dict(config.get("imagery"))
     if method == "clearest" and source is None:
-        ref, share, _ = clearest_scene(scenes, site, year.year, scl_classes=settings.scl_mask)
+        ranked = rank_scenes(scenes, site, year.year, scl_classes=settings.scl_mask)
+        ref, share = ranked[0]
         stack, notes = load_stack(ref, site, bands=SPECTRAL_BANDS)
-        label = ref.source.name
+        # a site across a tile edge: the clearest scene's gaps come from the same pass's other tiles
+        filled, fill_notes = fill_same_date(stack, ref, ranked, site, bands=SPECTRAL_BANDS)
+        notes += fill_notes
+        label = ref.source.name + (f" and {len(filled)} same-date scene(s)" if filled else "")
     else:
         comp = annual_composite(source or LocalSource(scenes, scl_classes=settings.scl_mask), site.grid, year.year,
                                 bands=SPECTRAL_BANDS, method=method, mask=inside, min_clear=settings.min_clear,
@@ -150,7 +156,7 @@ def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | No
         stack = comp.raster
         stack.data[:, ~inside] = np.nan
         ref, share, label = None, 1.0 - comp.clear_fraction(inside), f"the {year.year} composite"
-        notes = comp.notes
+        notes, filled = comp.notes, ()
     if not inside.any():
         raise InputError(f"site {site.id}: polygon covers no pixel centre of its 10 m grid")
     valid = np.isfinite(stack.data).all(axis=0) & inside
@@ -159,9 +165,11 @@ def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | No
     dh = sdcm.dh if sdcm is not None else load_dh(dcm_dh, site)
     if not np.isfinite(dh.data[0][inside]).any():
         raise InputError(f"site {site.id}: the DEM-change map has no data inside the site")
+    nodata_share = 1.0 - float(valid.sum()) / float(inside.sum())
     features = compute_features(stack, dh, window=int(config["window"]))
     mask = inside & np.isfinite(features.data).all(axis=0)
-    return SiteInputs(site, year, ref, share, stack, features, mask, composite=comp, dcm=sdcm, notes=notes)
+    return SiteInputs(site, year, ref, share, stack, features, mask, composite=comp, dcm=sdcm, notes=notes,
+                      filled_from=tuple(filled), nodata_share=nodata_share)
 
 
 @functools.lru_cache(maxsize=4)
@@ -299,6 +307,8 @@ def classify_site(unit: Unit) -> dict:
     tags = {"SITE_ID": site.id, "YEAR": str(inputs.year.year), "YEAR_RULE": inputs.year.rule,
             "SCENE": inputs.scene_name, "SCENE_DATE": inputs.scene_date, "CLASSIFIER": name,
             "UNITS": "MINING_LULC class code"}
+    if inputs.filled_from:  # only then: a site inside one scene keeps the same map bytes
+        tags.update(FILLED_FROM=",".join(inputs.filled_from))
     if inputs.composite is not None:
         tags.update(COMPOSITE=inputs.composite.method, N_SCENES=str(inputs.composite.n_scenes),
                     SCENES=",".join(inputs.composite.scenes))
@@ -327,6 +337,8 @@ def classify_site(unit: Unit) -> dict:
         "crs": site.crs.to_string(),
         "path": str(path),
         "pixels": int((classes > 0).sum()),
+        "imagery_nodata_share": round(float(inputs.nodata_share), 4),
+        **({"filled_from": list(inputs.filled_from)} if inputs.filled_from else {}),
         "area_m2": {MINING_LULC.name_of(c): round(float(areas[c]), 1) for c in MINING_LULC.codes},
         "outputs": outputs,
         **({"imagery_notes": list(inputs.notes)} if inputs.notes else {}),
@@ -439,6 +451,7 @@ def classify_sites(
     units = build_units(sites, refs, dcm_dh, dcm_year, out_dir, classifier=classifier, config=cfg, stac=stac)
     with running(out_dir, "minescape lulc classify"):  # until sites.json lists this run's maps
         summary = run_units(units, classify_site, description="classify sites", executor=executor)
+        warn_unmapped(summary)
         for note in notes:
             if note.dropped:
                 summary.failed[f"feature {note.feature}"] = note.what
@@ -453,6 +466,25 @@ def classify_sites(
                         source={"sites": str(Path(sites_path).resolve()), "layer": layer, "id_field": id_field,
                                 **({"point_buffer_m": point_buffer_m} if point_buffer_m is not None else {})})
     return summary
+
+
+#: Share of a site's polygon without imagery above which :func:`classify_sites` warns (0..1).
+NODATA_WARN_SHARE = 0.01
+
+
+def warn_unmapped(summary: RunSummary, *, above: float = NODATA_WARN_SHARE) -> None:
+    """One warning per site whose polygon is more than ``above`` without imagery (no scene of its date, nor of
+    the composite, has data there): those pixels are nodata in its class map and missing from its areas. Warned in
+    the calling process, so sites classified on workers are warned alike."""
+    import warnings
+
+    for sid, res in sorted(summary.results.items()):
+        share = res.get("imagery_nodata_share") or 0.0
+        if share > above:
+            warnings.warn(f"site {sid}: {share:.1%} of the polygon has no imagery in {res.get('scene')} (no scene "
+                          "of that date covers it or, in a composite, no clear observation); those pixels are "
+                          "nodata in its class map and missing from its areas (sites.json imagery_nodata_share)",
+                          stacklevel=2)
 
 
 def sites_and_imagery(sites_path: str | Path, scenes: Sequence[str | Path], stac: StacQuery | None, config: dict,
@@ -577,6 +609,9 @@ def write_run_files(out_dir: Path, sites: Sequence[Site], summary: RunSummary, *
             rows.append({"id": site.id, "year": res["year"], "rule": res["year_rule"], "status": "ok",
                          "reason": None, "scene": res["scene"], "map": str(Path(res["path"]).relative_to(out_dir))
                          if Path(res["path"]).is_relative_to(out_dir) else res["path"]})
+            if "imagery_nodata_share" in res:  # share of the polygon without imagery (nodata in the map)
+                rows[-1].update(imagery_nodata_share=res["imagery_nodata_share"],
+                                **({"filled_from": res["filled_from"]} if res.get("filled_from") else {}))
             if "dcm_masked_share" in res:  # DLR delivery: share of the site's DCM pixels void / masked
                 rows[-1].update(dcm_void_share=res["dcm_void_share"], dcm_masked_share=res["dcm_masked_share"],
                                 dcm_outside_share=res.get("dcm_outside_share", 0.0),
