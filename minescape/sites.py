@@ -6,7 +6,8 @@ centroid, UPS near the poles) and a 10 m :class:`~minescape.geo.grid.Grid` cover
 
 Sites crossing the antimeridian are handled by *unwrapping* longitudes (negative longitudes + 360) before the
 centroid is computed, so a site spanning 179.9°E..179.9°W gets a centroid near ±180° (and its UTM zone 60 or 1)
-instead of one near 0°.
+instead of one near 0°. Such a site's ``geometry`` is stored split at 180° (a valid RFC 7946 MultiPolygon), however
+the layer wrote it and whatever its CRS; its UTM geometry is projected from the continuous outline.
 
 The site ``year`` is the DEM-change map's later-acquisition year at the site centroid pixel (rule
 ``"centroid"``); when the centroid falls outside the polygon or on nodata the nearest valid pixel inside the
@@ -31,7 +32,7 @@ from rasterio.windows import Window
 from minescape.errors import ConfigError, InputError
 from minescape.geo.crs import as_crs, transformer
 from minescape.geo.grid import Grid, bounds_in, utm_crs
-from minescape.geo.vector import FeatureNote, polygonal_parts, read_vector, repair_geometries
+from minescape.geo.vector import FeatureNote, polygonal_parts, read_vector, repair_geometries, split_antimeridian
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -53,8 +54,9 @@ class Site:
 
     Attributes:
         id: stable identifier (text).
-        geometry: polygonal geometry in WGS84 longitude/latitude (EPSG:4326), as read (not unwrapped), but for an
-            invalid ring across the antimeridian, whose longitudes are made continuous before its repair.
+        geometry: polygonal geometry in WGS84 longitude/latitude (EPSG:4326), always valid: as read, but for a
+            site across the antimeridian, which is split at 180° into a MultiPolygon (RFC 7946; see
+            :func:`site_lonlat`) whatever the layer's CRS and however its ring was written.
         crs: working CRS (UTM zone of the centroid or UPS), metres.
         geometry_utm: the polygon in ``crs`` (metres).
         grid: the site's 10 m grid in ``crs`` covering ``geometry_utm`` (snapped to multiples of the pixel size).
@@ -119,19 +121,57 @@ def site_id_from_geometry(geom: shapely.Geometry) -> str:
 
 def make_site(site_id: str, geom_lonlat: shapely.Geometry, *, res: float = DEFAULT_RES,
               attrs: dict | None = None) -> Site:
-    """Build a :class:`Site` from a WGS84 polygon: centroid, working CRS and grid at ``res`` metres."""
-    lon, lat = site_centroid(geom_lonlat)
+    """Build a :class:`Site` from a WGS84 polygon: centroid, working CRS and grid at ``res`` metres.
+
+    ``geom_lonlat`` may cross the antimeridian in any of the ways a layer writes it (a ring whose longitudes jump
+    from 179.98 to -179.98, as a projected layer gives after its transform to lon/lat; longitudes past 180°; or a
+    MultiPolygon already split at 180°): :attr:`Site.geometry` is then the polygon split at 180°
+    (:func:`site_lonlat`), and the working geometry is its continuous outline. Building a site from its own
+    ``geometry`` gives the same site."""
+    geometry = site_lonlat(geom_lonlat)
+    continuous = _continuous(geometry)
+    c = continuous.centroid
+    lon, lat = float(((c.x + 180.0) % 360.0) - 180.0), float(c.y)
     crs = utm_crs(lon, lat)
-    unwrapped = unwrap_longitudes(geom_lonlat)
     to_utm = transformer(WGS84, crs)  # cached: building one costs ~0.5 ms per site
-    geom_utm = shapely.transform(unwrapped, lambda xy: np.c_[to_utm.transform(xy[:, 0], xy[:, 1])])
+    geom_utm = shapely.transform(continuous, lambda xy: np.c_[to_utm.transform(xy[:, 0], xy[:, 1])])
     if not geom_utm.is_valid:
         geom_utm = shapely.make_valid(geom_utm)
     minx, miny, maxx, maxy = geom_utm.bounds
     if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
         raise InputError(f"site {site_id}: geometry cannot be projected to {crs.to_string()}")
     grid = Grid.from_bounds((minx, miny, maxx, maxy), res, crs)
-    return Site(site_id, geom_lonlat, crs, geom_utm, grid, (lon, lat), dict(attrs or {}))
+    return Site(site_id, geometry, crs, geom_utm, grid, (lon, lat), dict(attrs or {}))
+
+
+def site_lonlat(geom_lonlat: shapely.Geometry) -> shapely.Geometry:
+    """A WGS84 polygon as a valid RFC 7946 (Multi)Polygon: longitudes within [-180, 180], split at 180° where it
+    crosses the antimeridian (:func:`~minescape.geo.vector.split_antimeridian` of its continuous outline).
+
+    A polygon within ±180° that does not cross comes back as it is (nearly every site; :func:`read_sites` has
+    repaired it), and so does a valid one already split at 180°. A ring that jumps across 180° (invalid, or valid
+    but read as a band around the globe, 179.95 -> -179.95 taken as 359.9° wide) is unwrapped first, so it stays
+    the small polygon it describes."""
+    if geom_lonlat is None or geom_lonlat.is_empty:
+        return geom_lonlat
+    minx, _, maxx, _ = geom_lonlat.bounds
+    if maxx - minx <= 180.0 and minx >= -180.0 and maxx <= 180.0:
+        return geom_lonlat  # away from 180° (read_sites has repaired it)
+    split = split_antimeridian(np.array([_continuous(geom_lonlat)], dtype=object))[0]
+    if geom_lonlat.is_valid and maxx <= 180.0 and split.equals(geom_lonlat):
+        return geom_lonlat  # already split at 180°
+    return split
+
+
+def _continuous(geom_lonlat: shapely.Geometry) -> shapely.Geometry:
+    """The WGS84 polygon with continuous longitudes (:func:`unwrap_longitudes`) and valid: the halves of a
+    polygon split at 180° are joined again, a ring that jumps across 180° becomes the polygon it describes."""
+    geom = unwrap_longitudes(geom_lonlat)
+    if not geom.is_valid:
+        geom = polygonal_parts(shapely.make_valid(geom))
+        if geom.geom_type == "MultiPolygon":  # make_valid may keep parts that only touch
+            geom = shapely.union_all(list(geom.geoms))
+    return geom
 
 
 def check_site_size(site: Site, *, bytes_per_px: float, limit: int | None = None) -> None:
@@ -160,7 +200,8 @@ def point_disc(geom_lonlat: shapely.Geometry, radius_m: float, *, segments: int 
     MultiPoint), as a WGS84 polygon of ``segments`` vertices (each exactly ``radius_m`` from the point, computed
     by pyproj's ``Geod.fwd``; the polygon's area is 0.16 % below the circle's for 64). Longitudes are continuous
     around the point's, so a disc across the antimeridian reaches past 180° (a valid polygon in degrees, which the
-    repair of :func:`read_sites` keeps whole) rather than being cut in two."""
+    repair of :func:`read_sites` keeps whole; the site's ``geometry`` is then split at 180°, see
+    :func:`site_lonlat`)."""
     from pyproj import Geod
 
     if geom_lonlat.geom_type == "MultiPoint":

@@ -168,8 +168,17 @@ def geodesic_area(geometries, crs: CRS | str | int = "EPSG:4326") -> np.ndarray:
     if geoms.crs is not None and not geoms.crs.equals(CRS.from_epsg(4326)):
         geoms = geoms.to_crs(4326)
     # Geod adds each ring's signed area: shells counter-clockwise and holes clockwise first, or a file whose
-    # rings all turn one way would have its holes added instead of subtracted
-    oriented = shapely.orient_polygons(np.asarray(geoms.values, dtype=object))
+    # rings all turn one way would have its holes added instead of subtracted. Orientation is judged in the plane
+    # of degrees, so a ring whose longitudes jump across 180° (a polygon in a projected CRS across the
+    # antimeridian, transformed to lon/lat) is made continuous first (a hole's area was added: +2.5 %)
+    values = np.asarray(geoms.values, dtype=object)
+    b = shapely.bounds(values)
+    across = (b[:, 2] - b[:, 0]) > 180.0
+    if across.any():
+        values = values.copy()
+        values[across] = shapely.transform(
+            values[across], lambda xy: np.c_[np.where(xy[:, 0] < 0, xy[:, 0] + 360.0, xy[:, 0]), xy[:, 1]])
+    oriented = shapely.orient_polygons(values)
     return np.array([abs(WGS84_GEOD.geometry_area_perimeter(g)[0]) if g is not None else 0.0 for g in oriented])
 
 

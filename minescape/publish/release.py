@@ -166,17 +166,66 @@ def site_features(
                         area, site)
 
 
+#: degrees by which a projected output CRS's area of use is widened when deciding whether it covers the
+#: antimeridian where a polygon crosses it (a UTM zone is 6° wide; zones are often used a little beyond it)
+AREA_OF_USE_MARGIN_DEG = 10.0
+
+
 def _to_output(lonlat_geoms: np.ndarray, lonlat: CRS, crs: CRS, *, path: Path) -> np.ndarray:
-    """Lon/lat polygons (longitudes possibly beyond 180°) as WKB in ``crs``: split at the antimeridian,
-    transformed exactly, shells counter-clockwise and holes clockwise (pyproj.Geod, RFC 7946)."""
-    out = split_antimeridian(lonlat_geoms)
+    """Lon/lat polygons (longitudes possibly beyond 180°) as WKB in ``crs``, transformed exactly, shells
+    counter-clockwise and holes clockwise (pyproj.Geod, RFC 7946).
+
+    Polygons are brought within ±180° and those across the antimeridian split at 180°
+    (:func:`~minescape.geo.vector.split_antimeridian`), as RFC 7946 asks of lon/lat. In a projected CRS that
+    covers the antimeridian there (:func:`_covers_antimeridian`: EPSG:32660, 3571, 3832, a LAEA centred on 180°)
+    the two halves would share the cut edge, a self-intersection once projected (every such polygon was refused):
+    there the continuous outline is projected whole (PROJ takes longitudes past 180°), unless it comes out
+    invalid (a CRS that wraps longitudes at 180°, as EPSG:3857 does, keeps the halves). In a CRS that does not
+    cover the site :func:`check_projected` refuses it."""
+    source = np.asarray(lonlat_geoms, dtype=object)
+    out = split_antimeridian(source)
     if not crs.equals(lonlat):  # other output CRSs: exact PROJ transform from lon/lat
         tf = transformer(lonlat, crs)
+
+        def project(geoms: np.ndarray) -> np.ndarray:
+            return shapely.transform(geoms, lambda c: np.column_stack(tf.transform(c[:, 0], c[:, 1])))
+
         split = out
-        out = shapely.transform(split, lambda c: np.column_stack(tf.transform(c[:, 0], c[:, 1])))
+        out = project(split)
+        if not crs.is_geographic and len(source):
+            b = shapely.bounds(source)
+            across = np.flatnonzero((b[:, 0] < 180.0) & (b[:, 2] > 180.0))
+            if len(across) and _covers_antimeridian(crs, float(b[across, 1].min()), float(b[across, 3].max())):
+                whole = project(source[across])
+                ok = shapely.is_valid(whole) & np.isfinite(shapely.bounds(whole)).all(axis=1)
+                out[across[ok]] = whole[ok]
         check_projected(out, out_of=split, crs=crs, path=path)
     out = shapely.orient_polygons(out)
     return shapely.to_wkb(out, output_dimension=2, byte_order=1)
+
+
+def _covers_antimeridian(crs: CRS, south: float, north: float) -> bool:
+    """Whether ``crs``'s area of use, widened by :data:`AREA_OF_USE_MARGIN_DEG`, holds longitude 180° between
+    latitudes ``south`` and ``north`` (a CRS with no recorded area of use, a custom one: True, its polygons are
+    still checked by :func:`check_projected`)."""
+    aou = _area_of_use(crs.to_wkt())
+    if aou is None:
+        return True
+    west, aou_south, east, aou_north = aou
+    m = AREA_OF_USE_MARGIN_DEG
+    if north < aou_south - m or south > aou_north + m:
+        return False
+    if west > east:  # the area of use itself crosses the antimeridian (EPSG:3832)
+        return True
+    return east >= 180.0 - m or west <= -180.0 + m
+
+
+@functools.lru_cache(maxsize=64)
+def _area_of_use(wkt: str) -> tuple[float, float, float, float] | None:
+    import pyproj
+
+    aou = pyproj.CRS.from_user_input(wkt).area_of_use
+    return None if aou is None else (aou.west, aou.south, aou.east, aou.north)
 
 
 def check_projected(projected: np.ndarray, *, out_of: np.ndarray, crs: CRS, path: Path) -> None:
