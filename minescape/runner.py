@@ -203,7 +203,7 @@ def execute_unit(unit: Unit, func: Callable[[Unit], Any]) -> dict[str, Any]:
     except OutputError as exc:
         outcome = {"ok": False, "reason": failure_reason(exc), "seconds": time.perf_counter() - t0}
         if exc.errno in STOPPING_ERRNOS:  # the place the outputs go, not this unit: the run stops
-            outcome["stop"] = {"message": failure_reason(exc), "errno": exc.errno}
+            outcome["stop"] = {"message": outcome["reason"], "errno": exc.errno}
         return outcome
     except Exception as exc:  # one bad unit must not stop the run
         return {"ok": False, "reason": failure_reason(exc), "seconds": time.perf_counter() - t0}
