@@ -26,6 +26,7 @@ from rasterio.windows import Window
 
 from minescape.atomic import atomic_path
 from minescape.errors import InputError, MissingInputError
+from minescape.geo.tiff_layout import bytes_past_end
 
 if TYPE_CHECKING:
     from minescape.geo.grid import Grid
@@ -382,9 +383,9 @@ def check_complete(path: str | Path) -> None:
 
     GDAL reports a write that fails while a dataset is closed (the last blocks flushed from its cache, the
     directory, on a full disk) only on stderr: rasterio's ``close()`` returns normally and the file ends before
-    blocks its directory points to, so it opens but cannot be read. This reopens the file and compares the end
-    of every block, at full resolution and in each overview, with the file's size (about 10 us a block, from
-    the directory alone: no pixel is read).
+    blocks its directory points to, so it opens but cannot be read. This walks the file's TIFF directories
+    (:func:`minescape.geo.tiff_layout.bytes_past_end`: every directory, out-of-line tag value and block, at full
+    resolution and in each overview; no pixel is read) and compares their end with the file's size.
 
     Raises:
         OutputError: naming the final file (temporary names mapped back): the cause where the file system shows
@@ -396,15 +397,7 @@ def check_complete(path: str | Path) -> None:
     from minescape.errors import OutputError
 
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        with rasterio.open(path) as src:
-            bands = [1] if src.count == 1 or src.interleaving is None or src.interleaving.name == "PIXEL" \
-                else list(range(1, src.count + 1))
-            end = _blocks_end(src, bands)
-    except (OSError, ValueError, rasterio.errors.RasterioError):
-        end = None
-    if end is not None and end <= size:
+    if bytes_past_end(path) == 0:
         return
     final = Path(public_name(path))
     cause = output_cause(final.parent)
@@ -412,27 +405,6 @@ def check_complete(path: str | Path) -> None:
         raise OutputError(f"cannot write ({cause[1]})", path=final, errno=cause[0])
     raise OutputError("was left incomplete by GDAL (its blocks end past the end of the file); write it again",
                       path=final, errno=_errno.EIO)
-
-
-def _blocks_end(src: rasterio.io.DatasetReader, bands: list[int]) -> int:
-    """The largest offset + byte count of ``src``'s blocks in ``bands`` (full resolution and overviews), from the
-    TIFF directory (GDAL's ``BLOCK_OFFSET_x_y`` / ``BLOCK_SIZE_x_y`` items; a level's rows and columns of blocks
-    are counted until GDAL has no item, so an overview's own size and block shape need not be known)."""
-    def item(kind: str, x: int, y: int, b: int, kw: dict) -> int | None:
-        value = src.get_tag_item(f"BLOCK_{kind}_{x}_{y}", "TIFF", bidx=b, **kw)
-        return None if value in (None, "") else int(value)
-
-    end = 0
-    for kw in [{}] + [{"ovr": i} for i in range(len(src.overviews(1)))]:
-        for b in bands:
-            y = 0
-            while item("OFFSET", 0, y, b, kw) is not None:
-                x = 0
-                while (offset := item("OFFSET", x, y, b, kw)) is not None:
-                    end = max(end, offset + (item("SIZE", x, y, b, kw) or 0))
-                    x += 1
-                y += 1
-    return end
 
 
 def write_raster(

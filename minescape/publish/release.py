@@ -40,6 +40,7 @@ from minescape.atomic import output_error, replace_dir, temp_path
 from minescape.errors import ConfigError, InputError, MissingInputError
 from minescape.geo.polygonize import polygonize, polygonize_ragged
 from minescape.geo.raster import Raster, many_files, open_raster
+from minescape.geo.tiff_layout import bytes_past_end
 from minescape.legend import MINING_LULC, Legend
 from minescape.path_identity import check_not_within
 from minescape.progress import make_progress
@@ -86,7 +87,12 @@ class ReleaseSummary:
 
 
 def scan_site(path: Path, resolve_region) -> SiteMap:
-    """Read the tags and extent of one class map (no pixels)."""
+    """Read the tags and extent of one class map (no pixels; a map cut short is named as such, not by the tags
+    its missing end would have held)."""
+    short = bytes_past_end(path)
+    if short:
+        raise InputError(f"truncated GeoTIFF: it needs {short} bytes past the end of the file "
+                         "(an interrupted copy or download?); copy it again", path=path)
     with open_raster(path) as src:
         tags = src.tags()
         if src.crs is None:

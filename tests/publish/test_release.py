@@ -198,6 +198,28 @@ def test_bad_site_is_reported_and_the_rest_published(site_maps, tmp_path):
     assert json.loads((tmp_path / "r" / "manifest.json").read_text())["skipped"] == s.skipped
 
 
+def test_a_class_map_cut_short_is_named_truncated_not_by_its_lost_tags(site_maps, tmp_path):
+    import shutil
+
+    import rasterio
+
+    maps = tmp_path / "maps"
+    shutil.copytree(site_maps, maps)
+    victim = sorted(maps.glob("*.tif"))[0]
+    whole = victim.read_bytes()
+    with rasterio.open(victim) as src:  # GDAL writes the directory after the blocks, the tag values after it
+        assert src.tags()["SITE_ID"]
+    cut = len(whole) - 1200
+    victim.write_bytes(whole[:cut])
+    with rasterio.open(victim) as src:  # the problem is there: the copy opens, its SITE_ID silently gone
+        assert "SITE_ID" not in src.tags()
+    s = rel.publish(maps, tmp_path / "r", progress=False)
+    assert len(s.skipped) == 1
+    assert s.skipped[0].startswith(f"{victim}: truncated GeoTIFF: it needs ")
+    assert "SITE_ID" not in s.skipped[0]
+    assert s.manifest["sites"] == 4
+
+
 def test_bad_arguments(site_maps, tmp_path):
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "keep.txt").write_text("x")
