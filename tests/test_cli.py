@@ -92,6 +92,19 @@ def test_console_script_error_is_one_line_on_stderr(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_python_dash_m_is_the_same_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "minescape", "synth", str(tmp_path / "r"), "--sites", "0"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "n_sites" in lines[0]
+    helped = subprocess.run([sys.executable, "-m", "minescape", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "Usage: minescape " in helped.stdout and "__main__" not in helped.stdout
+
+
 def test_legend_command_exports():
     res = runner.invoke(app, ["legend", "sinolc1", "--format", "clr"])
     assert res.exit_code == 0
