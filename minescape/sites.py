@@ -277,6 +277,7 @@ def read_sites(
     source = Path(path).name + (f":{layer}" if layer else "")
     gdf = gdf.set_axis(_feature_names(gdf, id_field), axis=0)  # every note names the feature by its index
     notes: list[FeatureNote] = []
+    gdf = _possible_latitudes(gdf, source, notes)  # before anything computes with a latitude of 148°
     if point_buffer_m is not None:
         gdf = _points_as_discs(gdf, point_buffer_m)
     gdf = _collections_as_polygons(gdf, source, notes)
@@ -362,6 +363,31 @@ def _collections_as_polygons(gdf: gpd.GeoDataFrame, source: str, notes: list[Fea
     return out
 
 
+def _possible_latitudes(gdf: gpd.GeoDataFrame, source: str, notes: list[FeatureNote]) -> gpd.GeoDataFrame:
+    """``gdf`` without the features of a layer that declares a geographic CRS (EPSG:4326) whose latitudes (y)
+    leave [-90, 90], with a note for each: one that asks whether longitude and latitude are swapped when swapping
+    them gives possible coordinates (|x| <= 90, |y| <= 180: a layer written as lat, lon), else one that says the
+    coordinates are not degrees. A layer without a CRS (taken as WGS84, but maybe metres without a .prj) and a
+    projected one are left alone: there a large y is no certain sign of anything."""
+    if not len(gdf) or gdf.crs is None or not CRS.from_user_input(gdf.crs).is_geographic:
+        return gdf
+    b = np.array([g.bounds if g is not None and not g.is_empty else (0.0, 0.0, 0.0, 0.0)
+                  for g in gdf.geometry.values], dtype=float).reshape(-1, 4)
+    ymax = np.maximum(np.abs(b[:, 1]), np.abs(b[:, 3]))
+    xmax = np.maximum(np.abs(b[:, 0]), np.abs(b[:, 2]))
+    bad = ~(ymax <= 90.0)  # NaN too
+    if not bad.any():
+        return gdf
+    crs = CRS.from_user_input(gdf.crs).to_string()
+    for pos in np.flatnonzero(bad):
+        y = b[pos, 3] if abs(b[pos, 3]) >= abs(b[pos, 1]) else b[pos, 1]
+        why = "are longitude and latitude swapped?" if xmax[pos] <= 90.0 and ymax[pos] <= 180.0 else \
+            "the coordinates are not degrees (is the layer's CRS wrong?)"
+        notes.append(FeatureNote(source, str(gdf.index[pos]), f"has latitude out of range; {why} (y reaches "
+                                 f"{y:g}, outside [-90, 90] in {crs})"))
+    return gdf[~bad]
+
+
 def _unwrapped_in_degrees(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """``gdf`` with the longitudes made continuous (:func:`unwrap_longitudes`) in each invalid geometry that
     crosses the antimeridian, for a layer in degrees (a geographic CRS, or none: taken as WGS84).
@@ -430,7 +456,7 @@ def site_year(site: Site, dcm_year: str | Path) -> SiteYear:
         if src.crs is None:
             raise InputError("year raster has no CRS", path=dcm_year)
         rgrid = Grid(src.crs, src.transform, src.width, src.height)
-        geom = _geometry_in(site, src.crs)
+        geom, centroid = _site_in(site, rgrid)
         try:
             window = rgrid.window_of_bounds(geom.bounds)
         except InputError:
@@ -439,7 +465,6 @@ def site_year(site: Site, dcm_year: str | Path) -> SiteYear:
         data = src.read(1, window=window)
         nodata = src.nodata
         wgrid = rgrid.window_grid(window)
-        year_crs = src.crs
     valid = data != 0
     if nodata is not None:
         valid &= data != nodata
@@ -449,7 +474,6 @@ def site_year(site: Site, dcm_year: str | Path) -> SiteYear:
         inside = rasterio.features.geometry_mask([geom], out_shape=wgrid.shape, transform=wgrid.transform,
                                                  invert=True, all_touched=True)
     candidates = valid & inside
-    centroid = _centroid_in(site, year_crs)
     r, c = wgrid.rowcol(centroid.x, centroid.y)
     r, c = int(r), int(c)
     if 0 <= r < wgrid.height and 0 <= c < wgrid.width and candidates[r, c] and geom.contains(centroid):
@@ -495,15 +519,30 @@ def _grow(window: Window, grid: Grid, n: int) -> Window:
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 
-def _geometry_in(site: Site, crs) -> shapely.Geometry:
-    """The site polygon in ``crs`` (the UTM geometry reprojected; WGS84 unwrapped when it crosses ±180°)."""
-    crs = as_crs(crs)
+def _site_in(site: Site, grid: Grid) -> tuple[shapely.Geometry, shapely.Point]:
+    """The site polygon and its centroid in ``grid``'s CRS: the UTM geometry reprojected, or in WGS84 the
+    continuous outline (:func:`_continuous`) shifted by the multiple of 360° that brings the centroid nearest the
+    grid's centre.
+
+    A raster in degrees across 180° runs past it (179.95..180.05, as a mosaic across 180° is written), and the
+    halves of a site split at 180° lie 360° apart: taken as they are, the part and the centroid east of 180°
+    (-179.99) fall outside such a raster, and the centroid of a site across 180° is not a pixel of it."""
+    crs = as_crs(grid.crs)
     if crs.equals(site.crs):
-        return site.geometry_utm
-    if crs.equals(WGS84):
-        return site.geometry
-    tr = transformer(site.crs, crs)
-    return shapely.transform(site.geometry_utm, lambda xy: np.c_[tr.transform(xy[:, 0], xy[:, 1])])
+        return site.geometry_utm, _centroid_in(site, crs)
+    if not crs.equals(WGS84):
+        tr = transformer(site.crs, crs)
+        geom = shapely.transform(site.geometry_utm, lambda xy: np.c_[tr.transform(xy[:, 0], xy[:, 1])])
+        return geom, _centroid_in(site, crs)
+    geom = _continuous(site.geometry)
+    minx, _, maxx, _ = geom.bounds
+    lon, lat = site.centroid_lonlat
+    lon += 360.0 * round(((minx + maxx) / 2 - lon) / 360.0)  # the centroid among the continuous longitudes
+    left, _, right, _ = grid.bounds
+    shift = 360.0 * round(((left + right) / 2 - lon) / 360.0)
+    if shift:
+        geom = shapely.transform(geom, lambda xy: xy + [shift, 0.0])
+    return geom, shapely.Point(lon + shift, lat)
 
 
 def _centroid_in(site: Site, crs) -> shapely.Point:

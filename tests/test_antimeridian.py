@@ -162,3 +162,39 @@ def test_publish_across_180_in_a_crs_far_away_is_still_refused(tmp_path):
     with pytest.raises(InputError, match=r"chukotka.tif: .* polygons .* become invalid in the output CRS "
                                          r"EPSG:32633 \(its area of use is 12..18°E"):
         rel.publish(maps, tmp_path / "out", crs="EPSG:32633", progress=False)
+
+
+def _year_raster_across_180(path: Path, crs: str, lat: float) -> Path:
+    """A DCM later-acquisition year raster covering 180° at ``lat``: 2019 west of 180°, 2020 east of it, written
+    in ``crs`` (a UTM zone, or EPSG:4326 with longitudes running past 180° as a mosaic across it is written)."""
+    from affine import Affine
+
+    if CRS.from_user_input(crs).is_geographic:
+        t, shape = Affine(0.0001, 0, 179.95, 0, -0.0001, lat + 0.05), (1000, 1000)
+    else:
+        x, y = Transformer.from_crs(4326, crs, always_xy=True).transform(180.0, lat)
+        t, shape = Affine(10, 0, round(x) - 5000, 0, -10, round(y) + 5000), (1000, 1000)
+    xs = t.c + t.a * (np.arange(shape[1]) + 0.5)  # column centres along the middle row
+    lons = Transformer.from_crs(crs, 4326, always_xy=True).transform(xs, np.full(shape[1], t.f + t.e * shape[0] / 2))[0]
+    east = (np.asarray(lons) < 0) | (np.asarray(lons) >= 180.0)
+    data = np.tile(np.where(east, 2020, 2019).astype(np.uint16), (shape[0], 1))
+    return write_raster(Raster(data, CRS.from_user_input(crs), t, 0), path)
+
+
+@pytest.mark.parametrize("crs", ["EPSG:32660", "EPSG:32601", "EPSG:4326"])
+@pytest.mark.parametrize("west,east", [(179.97, -179.99), (179.99, -179.97)])
+def test_site_year_across_180_is_the_centroid_pixel(tmp_path, crs, west, east):
+    """A site across 180° whose centroid pixel holds a year gets it by the centroid rule, whichever side of 180°
+    the centroid and the year raster's CRS lie on."""
+    from minescape.sites import site_year
+
+    lat = 66.0
+    site = make_site("chukotka", shapely.box(west, lat - 0.005, east + 360.0, lat + 0.005))
+    # the condition is there: the site is split at 180° and its centroid is on the side that holds more of it
+    assert site.geometry.geom_type == "MultiPolygon" and len(site.geometry.geoms) == 2
+    lon_c = site.centroid_lonlat[0]
+    assert abs(abs(lon_c) - 180.0) == pytest.approx(0.01, abs=1e-6)
+    path = _year_raster_across_180(tmp_path / "year.tif", crs, lat)
+    y = site_year(site, path)
+    assert y.rule == "centroid"
+    assert y.year == (2019 if lon_c > 0 else 2020)

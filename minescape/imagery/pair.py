@@ -1,12 +1,13 @@
 """Change pairs from a catalogue: both annual composites of an area on one grid, written as scene stacks that
 the change pipeline reads like any pair (:func:`minescape.change.difference.detect_files`).
 
-The area is a WGS84 bbox; its grid is the WGS84 UTM zone of the bbox centre at 10 m. The composites are built
-tile by tile (memory follows ``tile``, not the area), each tile from every scene of the year, and written as
-uint16 DN stacks (reflectance x 10000, 0 = no clear observation) with band descriptions, a ``DATE`` tag
-(``YEAR-07-01``) and the scenes used; beside each, ``clear_count_<YEAR>.tif``. Median and medoid are per
-pixel, so tiling does not change them; ``clearest`` ranks the scenes per tile. What is decided per scene (the DN
-offset its pixels carry) is decided once over the whole area, so tiling does not change it either.
+The area is a WGS84 bbox (``west > east`` crosses the antimeridian, as STAC writes it); its grid is the WGS84 UTM
+zone of the bbox centre at 10 m. The composites are built tile by tile (memory follows ``tile``, not the area),
+each tile from every scene of the year, and written as uint16 DN stacks (reflectance x 10000, 0 = no clear
+observation) with band descriptions, a ``DATE`` tag (``YEAR-07-01``) and the scenes used; beside each,
+``clear_count_<YEAR>.tif``. Median and medoid are per pixel, so tiling does not change them; ``clearest`` ranks the
+scenes per tile. What is decided per scene (the DN offset its pixels carry) is decided once over the whole area, so
+tiling does not change it either.
 """
 
 from __future__ import annotations
@@ -40,11 +41,18 @@ class PairComposites:
 
 def grid_for_bbox(bbox_lonlat: tuple[float, float, float, float], *, res: float = 10.0) -> Grid:
     """The ``res``-metre grid in the UTM zone of the bbox centre covering ``bbox_lonlat`` (west, south, east,
-    north in degrees). InputError for an empty or out-of-range bbox."""
+    north in degrees). InputError for an empty or out-of-range bbox.
+
+    A bbox with ``west > east`` crosses the antimeridian (as STAC and RFC 7946 write it: 179.8,-17,-179.9,-16.8
+    is 0.3° wide across 180°): its centre is taken on continuous longitudes and wrapped to [-180, 180), and the
+    grid covers the whole box in that zone (``rasterio.warp.transform_bounds`` with densified edges reads a
+    geographic ``west > east`` box the same way)."""
     w, s, e, n = bbox_lonlat
-    if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
-        raise InputError(f"invalid bbox {bbox_lonlat}; expected west,south,east,north in degrees (west < east)")
-    crs = utm_crs((w + e) / 2, (s + n) / 2)
+    width = e - w if w <= e else e + 360.0 - w  # degrees of longitude, across 180° when west > east
+    if not (-180 <= w <= 180 and -180 <= e <= 180 and 0 < width and -90 <= s < n <= 90):
+        raise InputError(f"invalid bbox {bbox_lonlat}; expected west,south,east,north in degrees with south < "
+                         "north, longitudes in [-180, 180] and west != east (west > east crosses 180°)")
+    crs = utm_crs(w + width / 2, (s + n) / 2)  # utm_crs wraps the longitude to [-180, 180)
     return Grid.from_bounds(bounds_in((w, s, e, n), CRS.from_epsg(4326), crs), res, crs)
 
 

@@ -9,6 +9,9 @@ Three ways, chosen with ``regions=``:
     ===================  =====================================================================
     region               rule
     ===================  =====================================================================
+    north_asia           lon < -168.977 and lat >= 64 (Chukotka and Wrangel Island east of 180°,
+                         west of the Bering Strait line 168°58'37"W)
+    north_america        lon >= 170 and 50 <= lat < 56 (the Aleutians west of 180°)
     north_america        lon < -30 and lat >= 15, except lon < -169 south of 50° N
     latin_america        -169 <= lon < -30 (lat < 15)
     europe               lon < 40 and lat >= 36
@@ -50,6 +53,8 @@ WORLD9 = (
     "east_southeast_asia",
     "oceania",
 )
+# the Russia-US boundary through the Bering Strait (the 1867 convention line, 168°58'37"W), between the Diomedes
+BERING_LINE_LON = -(168 + 58 / 60 + 37 / 3600)
 REGION_MODES = ("world9", "tag", "<path to a regions layer>")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -58,6 +63,10 @@ def world9_region(lon: float, lat: float) -> str:
     """The default world region of a point (degrees; longitudes are wrapped to [-180, 180))."""
     lon = ((float(lon) + 180.0) % 360.0) - 180.0
     lat = float(lat)
+    if lon < BERING_LINE_LON and lat >= 64:
+        return "north_asia"  # Chukotka and Wrangel Island east of 180°, with the rest of Russia's far east
+    if lon >= 170 and 50 <= lat < 56:
+        return "north_america"  # the Aleutians west of 180° (Rat and Near Islands), with the rest of Alaska
     if lon < -30 and lat >= 15 and (lon >= -169 or lat >= 50):
         return "north_america"
     if -169 <= lon < -30:

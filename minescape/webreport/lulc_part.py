@@ -66,14 +66,21 @@ def _site_geometries(source: dict | None, missing: list[Missing], title: str) ->
 
 
 def _footprint(map_path: Path) -> shapely.Geometry | None:
-    """The EPSG:4326 box of a class map (the stand-in for a site polygon)."""
+    """The EPSG:4326 box of a class map (the stand-in for a site polygon), valid as RFC 7946 asks: for a map
+    across the antimeridian (``transform_bounds`` gives west > east) two boxes split at 180°, as
+    :func:`minescape.sites.site_lonlat` splits a site's geometry."""
     from rasterio.warp import transform_bounds
+
+    from minescape.sites import site_lonlat
 
     try:
         with open_by_name(map_path) as src:
-            return shapely.box(*transform_bounds(src.crs, "EPSG:4326", *src.bounds))
+            west, south, east, north = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
     except Exception:  # noqa: BLE001 - an unreadable map is reported by the overlay step
         return None
+    if west > east:  # across 180°: the box with continuous longitudes (past 180°), then split at 180°
+        return site_lonlat(shapely.box(west, south, east + 360.0, north))
+    return shapely.box(west, south, east, north)  # a map around a pole spans -180..180 and stays so
 
 
 def composite_info(map_path: Path, clear_count: Path) -> dict:
