@@ -6,6 +6,7 @@ its 10 m UTM grid. Scenes are found by :mod:`minescape.imagery.local_scenes` (re
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,8 @@ from minescape.sentinel2 import Scene, read_stack
 from minescape.sites import Site, site_bounds_in
 
 __all__ = ["SceneRef", "discover_scenes", "clearest_scene", "load_stack", "load_dh", "dh_on_grid", "scene_covers",
-           "estimate_cloud", "read_stack_on", "scl_cloud_share", "rank_scenes", "fill_same_date"]
+           "estimate_cloud", "read_stack_on", "scl_cloud_share", "rank_scenes", "fill_same_date", "SameDateFill",
+           "used_cloud_share"]
 
 # ------------------------------------------------------------------------------------------ per site
 
@@ -100,23 +102,45 @@ def clearest_scene(refs: Sequence[SceneRef], site: Site, year: int, *,
     return best, share, notes
 
 
-def fill_same_date(stack: Raster, chosen: SceneRef, ranked: Sequence[tuple[SceneRef, float]], site: Site, *,
-                   bands: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+@dataclass(frozen=True)
+class SameDateFill:
+    """Where each pixel of a site's stack comes from after :func:`fill_same_date`.
+
+    Attributes:
+        scenes: the chosen (clearest) scene first, then the scenes that filled pixels, in the order they filled.
+        source: ``(rows, cols)`` int8 on the site grid: the index in ``scenes`` of the scene each pixel was
+            taken from; -1 outside the polygon and where no scene has data.
+        notes: what reading the filling scenes decided (:func:`load_stack`).
+    """
+
+    scenes: tuple[SceneRef, ...]
+    source: np.ndarray
+    notes: tuple[str, ...] = ()
+
+    @property
+    def filled_from(self) -> tuple[str, ...]:
+        """File names of the scenes that filled pixels, in the order they filled (the chosen scene left out)."""
+        return tuple(ref.source.name for ref in self.scenes[1:])
+
+
+def fill_same_date(stack: Raster, chosen: SceneRef, ranked: Sequence[tuple[SceneRef, float]], site: Site,
+                   inside: np.ndarray, *, bands: Sequence[str]) -> SameDateFill:
     """Fill, in place, the pixels of the site that ``stack`` (``chosen`` read by :func:`load_stack`) has no data
     for from the other scenes of the same date (the same pass: neighbouring tiles of one acquisition), in
     ``ranked`` order (clearest first, :func:`rank_scenes`), so a site across a tile edge is mapped whole.
 
-    ``chosen``'s pixels are kept wherever it has data in every band; a later scene fills only what is still
-    empty, so the result does not depend on anything but the inputs. Each scene is read on the site's grid only
-    (a window of the scene), one at a time, and only while part of the site is still empty: a site inside one
-    scene reads nothing more and keeps the same bytes.
+    ``inside`` is the site's polygon mask on its grid (``site.mask()``, which the caller already has); only
+    its pixels are filled. ``chosen``'s pixels are kept wherever it has data in every band; a later scene fills
+    only what is still empty, so the result does not depend on anything but the inputs. Each scene is read on
+    the site's grid only (a window of the scene), one at a time, and only while part of the site is still empty:
+    a site inside one scene reads nothing more and keeps the same bytes.
 
     Returns:
-        ``(names of the scenes that filled pixels, notes of reading them)``.
+        the scenes used and, per pixel, which one each pixel came from (:class:`SameDateFill`).
     """
-    inside = site.mask()
-    gaps = inside & ~np.isfinite(stack.data).all(axis=0)
-    used: list[str] = []
+    source = np.where(inside & np.isfinite(stack.data).all(axis=0), 0, -1).astype(np.int8)
+    gaps = inside & (source < 0)
+    used: list[SceneRef] = [chosen]
     notes: list[str] = []
     for ref, _ in ranked:
         if not gaps.any():
@@ -128,10 +152,39 @@ def fill_same_date(stack: Raster, chosen: SceneRef, ranked: Sequence[tuple[Scene
         if take.any():
             stack.data[:, take] = other.data[:, take]
             gaps &= ~take
-            used.append(ref.source.name)
+            source[take] = len(used)
+            used.append(ref)
             notes.extend(read_notes)
         del other  # one other scene's stack at a time
-    return tuple(used), tuple(notes)
+    return SameDateFill(tuple(used), source, tuple(notes))
+
+
+def used_cloud_share(fill: SameDateFill, stack: Raster, grid: Grid, inside: np.ndarray, *,
+                     scl_classes: Sequence[int] | None = None) -> float:
+    """Share (0..1) of the polygon's pixels (``inside``, on ``grid``) that are cloud-masked in the scene each was
+    taken from (``fill.source``): a masked SCL class (``scl_classes``, default
+    :data:`~minescape.imagery.cloud_mask.DEFAULT_SCL_MASK`) where that scene has an SCL file, else the spectral
+    cloud test on the filled ``stack``'s B02/B11 (the test of :func:`estimate_cloud`). Pixels without imagery are
+    not counted (they are the site's imagery nodata share); 1 for an empty polygon.
+    """
+    from minescape.imagery.cloud_mask import DEFAULT_SCL_MASK, check_scl_classes, spectral_clear
+    from minescape.imagery.sources import scl_file_clear
+
+    if not inside.any():
+        return 1.0
+    cloudy = np.zeros(inside.shape, dtype=bool)
+    spectral = None
+    for i, ref in enumerate(fill.scenes):
+        taken = inside & (fill.source == i)
+        if ref.scl is not None:
+            masked = check_scl_classes(DEFAULT_SCL_MASK if scl_classes is None else scl_classes)
+            clear = scl_file_clear(ref.scl, grid, masked=masked)
+        else:
+            if spectral is None:
+                spectral = spectral_clear(stack.band("B02"), stack.band("B11"))
+            clear = spectral
+        cloudy |= taken & ~clear
+    return float(cloudy[inside].mean())
 
 
 def scl_cloud_share(href: str, grid: Grid, mask: np.ndarray, classes: Sequence[int] | None = None) -> float:

@@ -41,7 +41,7 @@ from minescape.imagery.sources import ImagerySource, LocalSource, StacSource
 from minescape.imagery.stac_search import StacQuery
 from minescape.legend import MINING_LULC
 from minescape.lulc.features import DEFAULT_WINDOW, FEATURES, SPECTRAL_BANDS, compute_features, feature_matrix
-from minescape.lulc.inputs import dh_on_grid, fill_same_date, load_dh, load_stack, rank_scenes
+from minescape.lulc.inputs import dh_on_grid, fill_same_date, load_dh, load_stack, rank_scenes, used_cloud_share
 from minescape.lulc.model import LulcModel, load_model, sample_pixels, train_model
 from minescape.lulc.postprocess import postprocess
 from minescape.lulc.rules import classify_rules, load_rules
@@ -89,6 +89,10 @@ class SiteInputs:
     site: Site
     year: SiteYear
     scene: SceneRef | None  # the clearest local scene; None for a composite
+    # share of the polygon's pixels that are cloud-masked (SCL, else the spectral test) in the scene each pixel
+    # was taken from, pixels without imagery not counted (see nodata_share); where the chosen scene covers the
+    # polygon whole, its ranking share (NaN: the only scene of the year covering the site, nothing read); for a
+    # composite, the share without a clear observation
     cloud_share: float
     stack: Raster
     features: Raster
@@ -146,8 +150,11 @@ def prepare_site(site: Site, scenes: Sequence[SceneRef], dcm_dh: str | Path | No
         ref, share = ranked[0]
         stack, notes = load_stack(ref, site, bands=SPECTRAL_BANDS)
         # a site across a tile edge: the clearest scene's gaps come from the same pass's other tiles
-        filled, fill_notes = fill_same_date(stack, ref, ranked, site, bands=SPECTRAL_BANDS)
-        notes += fill_notes
+        fill = fill_same_date(stack, ref, ranked, site, inside, bands=SPECTRAL_BANDS)
+        notes += fill.notes
+        filled = fill.filled_from
+        if (fill.source[inside] != 0).any():  # the chosen scene alone leaves part of the polygon empty
+            share = used_cloud_share(fill, stack, site.grid, inside, scl_classes=settings.scl_mask)
         label = ref.source.name + (f" and {len(filled)} same-date scene(s)" if filled else "")
     else:
         comp = annual_composite(source or LocalSource(scenes, scl_classes=settings.scl_mask), site.grid, year.year,
@@ -452,6 +459,7 @@ def classify_sites(
     with running(out_dir, "minescape lulc classify"):  # until sites.json lists this run's maps
         summary = run_units(units, classify_site, description="classify sites", executor=executor)
         warn_unmapped(summary)
+        warn_dcm_voids(summary)
         for note in notes:
             if note.dropped:
                 summary.failed[f"feature {note.feature}"] = note.what
@@ -480,11 +488,32 @@ def warn_unmapped(summary: RunSummary, *, above: float = NODATA_WARN_SHARE) -> N
 
     for sid, res in sorted(summary.results.items()):
         share = res.get("imagery_nodata_share") or 0.0
+        scenes = ", ".join([str(res.get("scene")), *res.get("filled_from", ())])
         if share > above:
-            warnings.warn(f"site {sid}: {share:.1%} of the polygon has no imagery in {res.get('scene')} (no scene "
+            warnings.warn(f"site {sid}: {share:.1%} of the polygon has no imagery in {scenes} (no scene "
                           "of that date covers it or, in a composite, no clear observation); those pixels are "
                           "nodata in its class map and missing from its areas (sites.json imagery_nodata_share)",
                           stacklevel=2)
+
+
+#: Share of a site's polygon without DCM change (void, undated or outside every delivered tile) above which
+#: :func:`classify_sites` warns (0..1).
+DCM_VOID_WARN_SHARE = 0.01
+
+
+def warn_dcm_voids(summary: RunSummary, *, above: float = DCM_VOID_WARN_SHARE) -> None:
+    """One warning per site whose polygon is more than ``above`` without DCM change (``dcm_void_share`` of a DLR
+    delivery: void, undated or outside every delivered tile): the features fill those pixels from the nearest
+    valid change (flagged ``DH_VOID``), so its map there rests on filled values. Warned in the calling process,
+    like :func:`warn_unmapped`."""
+    import warnings
+
+    for sid, res in sorted(summary.results.items()):
+        share = res.get("dcm_void_share") or 0.0
+        if share > above:
+            warnings.warn(f"site {sid}: {share:.1%} of the polygon has no DCM elevation change (void, undated or "
+                          "outside every delivered tile); the features fill it from the nearest valid pixel, so "
+                          "its class map there rests on filled change (sites.json dcm_void_share)", stacklevel=2)
 
 
 def sites_and_imagery(sites_path: str | Path, scenes: Sequence[str | Path], stac: StacQuery | None, config: dict,

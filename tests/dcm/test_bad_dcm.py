@@ -150,3 +150,24 @@ def test_missing_neighbour_tile_is_named_in_sites_json(dcm_region, tmp_path):
     assert rows["S01"]["status"] == "ok", res.output
     assert 0 < rows["S01"]["dcm_outside_share"] <= rows["S01"]["dcm_void_share"]
     assert rows["S01"]["dcm_missing_tiles"] == [tiles[1].split()[1]]
+
+
+def test_voids_inside_a_site_are_warned(dcm_region, dcm_sites, tmp_path):
+    """Voids (-32767) in the change under S02 are filled by the features; above 1 % of the polygon the run
+    warns, naming the site and the share that sites.json records; S01 (no voids) is not warned about."""
+    from minescape.dcm.synthetic_tiles import tile_grid
+
+    dcm = _copy(dcm_region, tmp_path)
+    path = _zip(dcm, "S23E118")
+    layers = _layers(path)
+    lon, lat = dcm_sites["S02"].centroid_lonlat
+    col, row = (int(v) for v in ~tile_grid(TileName(-23, 118))[0] @ (lon, lat))
+    layers[Layer.DCM][row - 4:row + 4, col - 4:col + 4] = -32767  # 8 x 8 arcsec (~240 m) at the centroid
+    write_tile_zip(path, TileName(-23, 118), MapKind.LAST, layers)
+    res, rows = _classify(dcm_region, dcm_region.sites, dcm, tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    share = rows["S02"]["dcm_void_share"]
+    assert 0.01 < share < 0.9 and rows["S01"]["dcm_void_share"] == 0  # the condition: voids under S02 only
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("warning:") and "void" in ln]
+    assert len(lines) == 1, (share, res.output)
+    assert "site S02" in lines[0] and f"{share:.1%}" in lines[0]
