@@ -139,3 +139,45 @@ def check_not_within(folder: str | Path, inputs: Inputs, *, what: str) -> None:
             verb = "is" if same_path(p, folder) else "holds"
             raise InputError(f"{what} {verb} {role} ({p}), which writing this folder would replace or delete; "
                              "choose another folder", path=folder)
+
+
+def check_not_in_folder(out: str | Path, folders: Inputs, *, what: str, because: str) -> None:
+    """Refuse an output that is or lies in one of the command's input folders, however spelled (:func:`is_within`),
+    when what is there is read as input (``lulc train --scenes DIR ... DIR/model.json``: the next run would read the
+    model as a STAC item). Inputs that are files are not folders and never match.
+
+    Raises:
+        InputError: ``<out>: <what> lies in <input> (<folder>), <because>; choose a path outside it``.
+    """
+    out = Path(out)
+    for role, p in _input_items(folders):
+        if p.is_dir() and is_within(out, p):
+            raise InputError(f"{what} lies in {role} ({p}), {because}; choose a path outside it", path=out)
+
+
+def check_separate_outputs(outputs: Inputs, *, replaced: Iterable[str] = ()) -> None:
+    """Refuse two outputs of one command that name the same file or folder, however spelled (:func:`same_path`:
+    one would overwrite the other), and an output that lies in an output folder the command replaces whole or
+    prunes (``replaced``: those keys of ``outputs``), which writing that folder would delete. Called by every
+    command that takes two or more output paths, before any work starts; an output nested in another output
+    folder that the command only adds files to is allowed.
+
+    Args:
+        outputs: the command's outputs by what the message calls them (``{"--out": path, "--errors": path}``,
+            :data:`Inputs`: None for an option not given), in the order the command names them.
+        replaced: the keys of ``outputs`` that are folders the command replaces or prunes.
+
+    Raises:
+        InputError: ``<b>: <what b> is also <what a> (<a>); give each output its own path``, or ``<b>: <what b>
+            lies in <what a> (<a>), which this command replaces or prunes; choose a path outside it``.
+    """
+    items = _input_items(outputs)
+    folders = set(replaced)
+    for i, (role_b, b) in enumerate(items):
+        for role_a, a in items[:i]:
+            if same_path(b, a):
+                raise InputError(f"{role_b} is also {role_a} ({a}); give each output its own path", path=b)
+        for role_a, a in items:
+            if role_a in folders and role_a != role_b and is_within(b, a) and not same_path(b, a):
+                raise InputError(f"{role_b} lies in {role_a} ({a}), which this command replaces or prunes; "
+                                 "choose a path outside it", path=b)

@@ -5,8 +5,9 @@ A run that writes many files into its folder (``lulc classify``: one class map p
 holds new maps beside an earlier run's, under a ``sites.json`` that still lists the earlier run as complete, or,
 for a first run, maps with no listing at all. :func:`running` writes the marker file :data:`MARKER` (which names
 the command) before the first output and removes it once the run has finished; :func:`check_finished` refuses a
-marked folder in one line, and the marker stays until a run into the folder completes. ``publish``, ``report``
-and ``lulc evaluate`` check it before they read a run.
+marked folder in one line, and the marker stays until a run into the folder completes. ``lulc classify``,
+``change detect`` and ``change predict`` mark their folders; ``publish``, ``report``, ``lulc evaluate`` and the
+``change`` commands that read a mask (:func:`check_finished_output`) check it before they read a run.
 """
 
 from __future__ import annotations
@@ -26,10 +27,21 @@ MARKER = ".minescape-unfinished.json"
 @contextlib.contextmanager
 def running(out_dir: Path, command: str) -> Iterator[None]:
     """Mark ``out_dir`` as being written by ``command`` (e.g. ``"minescape lulc classify"``) for the block; the
-    mark is removed when the block ends normally and stays when it raises or the process dies."""
-    marker = Path(out_dir) / MARKER
+    mark is removed when the block ends normally and stays when it raises or the process dies, unless the folder
+    then holds nothing else (refused before anything was written: no folder is left that holds only a marker)."""
+    out_dir = Path(out_dir)
+    created = not out_dir.exists()
+    marker = out_dir / MARKER
     atomic_write_text(marker, json.dumps({"command": command}) + "\n")
-    yield
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if [p.name for p in out_dir.iterdir()] == [MARKER]:
+                marker.unlink()
+                if created:
+                    out_dir.rmdir()
+        raise
     marker.unlink(missing_ok=True)
 
 
@@ -60,3 +72,10 @@ def check_finished(folder: Path) -> None:
     reason = unfinished_reason(folder)
     if reason is not None:
         raise InputError(reason, path=folder)
+
+
+def check_finished_output(path: Path) -> None:
+    """Raise :class:`InputError` when ``path`` (an output file of a run, like ``OUT/change_mask.tif``, or a folder
+    of them) is in a folder that a run into it did not finish (:func:`running`)."""
+    path = Path(path)
+    check_finished(path if path.is_dir() else path.parent)

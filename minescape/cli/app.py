@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
 
 import typer
 
@@ -62,5 +61,7 @@ for _module, _name in _GROUPS:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    sys.exit(app())
+    """Console-script entry point (a Ctrl-C while the process shuts down: :func:`minescape.cli.common.run_main`)."""
+    from minescape.cli.common import run_main
+
+    run_main(app)

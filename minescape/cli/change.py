@@ -59,7 +59,8 @@ def detect(
     composite: CompositeOpt = "median",
     min_clear: MinClearOpt = None,
     scl_mask: SclMaskOpt = None,
-    bbox: str | None = typer.Option(None, "--bbox", help="With --stac: area as west,south,east,north (degrees)."),
+    bbox: str | None = typer.Option(None, "--bbox", help="With --stac: area as west,south,east,north (degrees; "
+                                     "west > east crosses 180°, as STAC writes it)."),
     year1: int | None = typer.Option(None, "--t1", help="With --stac: year of date 1 (e.g. 2017)."),
     year2: int | None = typer.Option(None, "--t2", help="With --stac: year of date 2 (e.g. 2024)."),
     threads: int | None = typer.Option(None, "--workers", "--threads",
@@ -74,26 +75,31 @@ def detect(
     """
     from minescape.change.difference import DetectOptions, detect_files
     from minescape.threads import resolve_threads
+    from minescape.unfinished import running
 
     if stac is None and len(paths) == 3:  # with --stac the dates are composites this command writes
         _check_detect_outputs(paths[2], {"the input T1": paths[0], "the input T2": paths[1], "the --truth mask": truth})
     elif stac is not None and len(paths) == 1:
         _check_detect_outputs(paths[0], {"the --truth mask": truth})
-    if stac is not None:
-        t1, t2, out = _stac_pair(paths, stac, collection, max_cloud, composite, min_clear, scl_mask, bbox, year1,
-                                 year2)
-    elif len(paths) != 3:
+    if stac is None and len(paths) != 3:
         from minescape.errors import InputError
 
         raise InputError(f"give T1 T2 OUT (got {len(paths)} paths); or --stac URL --bbox ... --t1 Y --t2 Y OUT")
-    else:
-        t1, t2, out = paths
-
     workers = None if threads is None else resolve_threads(threads, what="--workers")
     options = DetectOptions(method=method, direction=direction, threshold=threshold, value=value,
                             opening=opening, closing=closing, min_area_m2=min_area, cva_bands=_bands(cva_bands))
-    res = detect_files(t1, t2, out, options=options, window=window, progress=True, coregister=coregister,
-                       force=force, workers=workers, mask_clouds=mask_clouds, overviews=overviews)
+    if stac is not None and len(paths) != 1:
+        from minescape.errors import InputError
+
+        raise InputError(f"with --stac give only OUT (got {len(paths)} paths)")
+    with running(paths[-1], "minescape change detect"):  # until the mask, difference and detect.json are this run's
+        if stac is not None:
+            t1, t2, out = _stac_pair(paths, stac, collection, max_cloud, composite, min_clear, scl_mask, bbox,
+                                     year1, year2)
+        else:
+            t1, t2, out = paths
+        res = detect_files(t1, t2, out, options=options, window=window, progress=True, coregister=coregister,
+                           force=force, workers=workers, mask_clouds=mask_clouds, overviews=overviews)
     s = res.stats
     if s.get("coregistration_shift_px") is not None:
         dy, dx = s["coregistration_shift_px"]
@@ -123,8 +129,10 @@ def refine_export(
 
     from minescape.change.refine import LAYER, export_candidates
     from minescape.path_identity import check_not_input
+    from minescape.unfinished import check_finished_output
 
     check_not_input(out, {"the input MASK": mask, "the --difference raster": difference}, what="OUT")
+    check_finished_output(mask)  # not the mask of a change run that did not finish
     path = export_candidates(mask, out, difference=difference, min_pixels=min_pixels)
     n = pyogrio.read_info(path, layer=LAYER)["features"]  # by name: the file also holds its QGIS style table
     typer.echo(f"wrote {path}: {n} candidate polygons (layer '{LAYER}')")
@@ -173,6 +181,9 @@ def patches(
     """Cut a pair and its mask into georeferenced patches with spatial-block train/val/test splits."""
     from minescape.change.patches import PatchOptions, patches_from_files
     from minescape.errors import ConfigError
+    from minescape.unfinished import check_finished_output
+
+    check_finished_output(mask)  # not the mask of a change run that did not finish
 
     try:
         fr = tuple(float(x) for x in fractions.split(","))
@@ -262,12 +273,16 @@ def evaluate(
     """Precision, recall, F1, IoU (change class), OA and kappa; per image and pooled for folders."""
     from minescape.atomic import atomic_write_text
     from minescape.change.metrics import compares_folders, evaluate_paths
-    from minescape.path_identity import check_not_input
+    from minescape.path_identity import check_not_input, check_separate_outputs
+    from minescape.unfinished import check_finished_output
 
+    for mask in (pred, truth):  # a mask of a change detect/predict run that did not finish
+        check_finished_output(mask)
     if out is not None:  # --errors is checked by evaluate_paths
         check_not_input(out, {"the input PRED": pred, "the input TRUTH": truth,
-                              "a mask of PRED": _files_in(pred), "a mask of TRUTH": _files_in(truth),
-                              "the --errors output": errors}, what="--out")
+                              "a mask of PRED": _files_in(pred), "a mask of TRUTH": _files_in(truth)}, what="--out")
+    check_separate_outputs({"--out": out, "--errors": errors},
+                           replaced=["--errors"] if compares_folders(pred, truth) else [])
     ev = evaluate_paths(pred, truth, pred_encoding=pred_encoding, truth_encoding=truth_encoding, errors=errors)
     if len(ev.per_image) > 1:
         for name, s in ev.per_image.items():

@@ -190,6 +190,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         from minescape.change.deep.model import load_model
         from minescape.compute import resolve_compute
         from minescape.path_identity import check_not_input
+        from minescape.unfinished import running
 
         compute = resolve_compute(device, precision, threads)
         paths = [Path(p.strip()) for p in model.split(",") if p.strip()]
@@ -198,9 +199,10 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - three commands defined i
         for name in ("change_probability.tif", "change_mask.tif"):
             check_not_input(out / name, inputs, what=f"OUT/{name}")
         models = [load_model(p) for p in paths]
-        res = predict_scene(models, t1, t2, out / "change_probability.tif", out / "change_mask.tif", tile=tile,
-                            overlap=overlap, threshold=threshold, backend=backend, compute=compute, tta=tta,
-                            coregister=coregister, mask_clouds=mask_clouds, overviews=overviews)
+        with running(out, "minescape change predict"):  # until the probability and the mask are this run's
+            res = predict_scene(models, t1, t2, out / "change_probability.tif", out / "change_mask.tif", tile=tile,
+                                overlap=overlap, threshold=threshold, backend=backend, compute=compute, tta=tta,
+                                coregister=coregister, mask_clouds=mask_clouds, overviews=overviews)
         moved = "" if res.shift is None else f", date 2 moved by ({res.shift[0]:+.2f}, {res.shift[1]:+.2f}) px"
         ens = f", ensemble of {res.models} models" if res.models > 1 else ""
         ens += f"; cloud mask: {res.clouds}" if res.clouds else ""

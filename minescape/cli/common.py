@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import warnings
@@ -24,6 +25,9 @@ FAILURES_SHOWN = 20  # failed units printed one by one; the rest in one line poi
 
 class _State:
     debug: bool = False
+    main: bool = False  # the ``minescape`` program itself (:func:`run_main`), not a CliRunner in a test
+    ended: str | None = None  # how the command ended: "completed", "failed" or "interrupted" (its line printed)
+    late_interrupt: bool = False  # Ctrl-C after the command ended, while the process shut down
 
 
 state = _State()
@@ -101,18 +105,23 @@ def handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        ended = "failed"
         try:
             with warnings.catch_warnings():
                 if not state.debug:
                     warnings.showwarning = _warning_line
-                return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort):
+                result = func(*args, **kwargs)
+            ended = "completed"
+            return result
+        except typer.Exit as exc:
+            ended = "completed" if exc.exit_code == 0 else "failed"
+            raise
+        except typer.Abort:
             raise
         except KeyboardInterrupt as exc:
-            from minescape.runner import RunInterrupted
-
-            if state.debug or not isinstance(exc, RunInterrupted):
+            if state.debug:
                 raise
+            ended = "interrupted"
             err_console.print(interrupted_line(exc), markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except UnitFailed as exc:
@@ -123,15 +132,77 @@ def handle_errors(func: F) -> F:
             if state.debug:
                 raise
             raise fail(error_line(exc)) from None
+        finally:
+            if state.main:
+                _guard_shutdown(ended)
 
     return wrapper  # type: ignore[return-value]
 
 
-def interrupted_line(exc) -> str:
-    """The line printed for a :class:`~minescape.runner.RunInterrupted`: counts, then how to go on."""
+def interrupted_line(exc: KeyboardInterrupt) -> str:
+    """The line printed for a Ctrl-C: for a :class:`~minescape.runner.RunInterrupted` its counts, then how to go on;
+    for another ``KeyboardInterrupt`` its own words (what a command had done when it came), or just that."""
+    from minescape.runner import RunInterrupted
+
+    if not isinstance(exc, RunInterrupted):
+        text = " ".join(str(exc).split())
+        return f"interrupted: {text}" if text else "interrupted"
     if exc.run_dir is not None:
         return f"interrupted: {exc}; the same command again does the rest (recorded in {exc.run_dir})"
     return f"interrupted: {exc}; not recorded (with --run-dir DIR the same command again would do only the rest)"
+
+
+# --- Ctrl-C once the command has ended -----------------------------------------------------------------------
+# After the command returns, the process still shuts down: Typer returns, non-daemon threads are joined, atexit
+# callbacks run (a Dask cluster's close), then the interpreter tears its modules down with SIGINT back at its
+# default action, where a Ctrl-C ended the process silently (-SIGINT, "130" in a shell, no line). From the end of
+# the command a Ctrl-C prints one line, shutdown goes on (a further Ctrl-C is ignored: the outputs are already
+# written, and cutting the cleanup short could leave worker processes behind) and the process exits with 130.
+
+
+def run_main(app: typer.Typer, *, prog_name: str | None = None) -> None:
+    """Run the ``minescape`` program: ``app`` with the shutdown guard (:func:`_guard_shutdown`); never returns.
+    ``prog_name``: the name in usage lines (``python -m minescape`` gives ``minescape``, not click's guess)."""
+    import atexit
+
+    state.main = True
+    atexit.register(_last_at_exit)  # registered before any command's own: runs after them, last
+    sys.exit(app(prog_name=prog_name))
+
+
+def _guard_shutdown(ended: str) -> None:
+    """From the end of the command (``ended``: how it ended) to the end of the process, a Ctrl-C prints one line
+    (none after an interrupted command, which printed its own) and the exit status becomes 130."""
+    import signal
+
+    state.ended = ended
+    signal.signal(signal.SIGINT, _late_sigint)
+
+
+def _late_sigint(signum, frame) -> None:
+    if state.late_interrupt or state.ended == "interrupted":
+        state.late_interrupt = True
+        return
+    state.late_interrupt = True
+    what = ("after the command completed: its outputs are complete" if state.ended == "completed"
+            else "after the command ended (its error is above)")
+    sys.stderr.write(f"interrupted while exiting, {what}\n")
+    sys.stderr.flush()
+
+
+def _last_at_exit() -> None:
+    """The last atexit callback: from here the interpreter only tears its modules down, with no Python signal
+    handler; a Ctrl-C is ignored (rather than ending the process silently). After a Ctrl-C during shutdown the
+    process ends here with 130."""
+    import os
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if state.late_interrupt:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(EXIT_INTERRUPTED)
 
 
 OverviewsOpt = typer.Option(

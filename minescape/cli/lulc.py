@@ -95,15 +95,19 @@ CLASSIFY_FILES = ("sites.json", "report.html", "report/run.json", "report/timing
 CLASSIFY_FOLDERS = ("maps", "clear_count", "report/quicklooks")
 
 
-def _check_run_folder(out: Path, inputs: dict) -> None:
+def _check_run_folder(out: Path, inputs: dict, run_dir: Path | None = None) -> None:
     """No input of ``lulc classify`` may be one of the files it writes in OUT or lie in its per-site folders,
-    however spelled; OUT itself may be the scene folder (its outputs are never read as scenes)."""
-    from minescape.path_identity import check_not_input, check_not_within
+    however spelled; OUT itself may be the scene folder (its outputs are never read as scenes). ``--run-dir`` may
+    be none of those files and folders, nor lie in a per-site folder."""
+    from minescape.path_identity import check_not_input, check_not_within, check_separate_outputs
 
     for name in CLASSIFY_FILES:
         check_not_input(out / name, inputs, what=f"OUT/{name}")
     for name in CLASSIFY_FOLDERS:
         check_not_within(out / name, inputs, what=f"OUT/{name}")
+    folders = {f"OUT/{name}": out / name for name in CLASSIFY_FOLDERS}
+    check_separate_outputs({"OUT": out, **{f"OUT/{name}": out / name for name in CLASSIFY_FILES}, **folders,
+                            "--run-dir": run_dir}, replaced=folders)
 
 
 @app.command("classify")
@@ -149,7 +153,7 @@ def classify_cmd(
     scenes = check_scenes(scenes, stac)
     _check_run_folder(out, {"the input SITES": sites, "a --scenes input": scenes, "the --dcm input": dcm,
                             "the --dcm-year raster": dcm_year, "the --rules file": rules,
-                            "the --model file": None if model == "rules" else Path(model)})
+                            "the --model file": None if model == "rules" else Path(model)}, run_dir)
     cfg = _full_config(_config(mmu, majority, window, rules, quicklook), composite, max_cloud, min_clear, scl_mask,
                        dcm_map, dcm_max_hai, dcm_keep_cim, method)
     summary = classify_sites(sites, scenes, dcm, dcm_year, out, classifier=model, config=cfg,
@@ -199,12 +203,15 @@ def train_cmd(
     """Train a LightGBM pixel classifier from labels (or weak labels) on the chosen sites; print importances."""
     from minescape.lulc.model import importance_table, save_model
     from minescape.lulc.pipeline import train_from_sites
-    from minescape.path_identity import check_not_input
+    from minescape.path_identity import check_not_in_folder, check_not_input, check_separate_outputs
 
     scenes = check_scenes(scenes, stac)
     check_not_input(model_out, {"the input SITES": sites, "a --scenes input": scenes, "the --dcm input": dcm,
                                 "the --dcm-year raster": dcm_year, "the --labels input": labels,
                                 "the --rules file": rules}, what="MODEL_OUT")
+    check_not_in_folder(model_out, {"the --scenes folder": scenes}, what="MODEL_OUT",
+                        because="whose files the next run reads as scenes (a model JSON as a STAC item)")
+    check_separate_outputs({"MODEL_OUT": model_out, "--cache": cache})
     res = train_from_sites(sites, scenes, dcm, dcm_year, labels=labels, class_field=class_field,
                            site_ids=site or None, layer=layer, id_field=id_field, per_class=per_class,
                            point_buffer_m=point_buffer,

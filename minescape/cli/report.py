@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -30,6 +31,11 @@ def write_run_report(run_dir: Path, *, report: bool = True) -> None:
         return
     try:
         res = write_report(run_dir)
+    except KeyboardInterrupt:  # the run is complete: say so, and leave no report of earlier outputs beside it
+        with contextlib.suppress(OSError):
+            remove_report(run_dir)
+        raise KeyboardInterrupt(f"after the run completed, while writing its report: the outputs in {run_dir} "
+                                f"are complete; no report written ('minescape report {run_dir}' writes it)") from None
     except (MinescapeError, OSError) as exc:
         err_console.print(f"warning: no report written: {error_line(exc)}", markup=False, highlight=False)
         return

@@ -89,11 +89,11 @@ class ReleaseSummary:
 def scan_site(path: Path, resolve_region) -> SiteMap:
     """Read the tags and extent of one class map (no pixels; a map cut short is named as such, not by the tags
     its missing end would have held)."""
-    short = bytes_past_end(path)
-    if short:
-        raise InputError(f"truncated GeoTIFF: it needs {short} bytes past the end of the file "
-                         "(an interrupted copy or download?); copy it again", path=path)
-    with open_raster(path) as src:
+    with open_raster(path) as src:  # a file that does not open is named by GDAL's reason first
+        short = bytes_past_end(path)
+        if short:
+            raise InputError(f"truncated GeoTIFF: it needs {short} bytes past the end of the file "
+                             "(an interrupted copy or download?); copy it again", path=path)
         tags = src.tags()
         if src.crs is None:
             raise InputError("class map has no CRS", path=path)

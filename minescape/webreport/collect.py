@@ -87,6 +87,33 @@ def find_parts(run_dir: Path) -> list[tuple[str, Path]]:
     return parts
 
 
+def run_inputs(run_dir: Path) -> dict[str, list[Path]]:
+    """The inputs the runs in ``run_dir`` recorded, by what a message calls them: the date 1 and date 2 scenes of a
+    change run (``detect.json``), the sites file of an LULC run (``report/run.json``) and the scenes its sites were
+    classified from (``sites.json``). What a record does not say, or cannot be read, is left out."""
+    found: dict[str, list[Path]] = {}
+
+    def add(role: str, value) -> None:
+        if isinstance(value, str) and value:
+            found.setdefault(role, []).append(Path(value))
+
+    for kind, folder in find_parts(run_dir):
+        if kind == "change":
+            info = read_part_json(folder / "detect.json", "detect.json", [])
+            if isinstance(info, dict):
+                add(f"the date 1 scene of the run in {folder}", info.get("t1"))
+                add(f"the date 2 scene of the run in {folder}", info.get("t2"))
+        elif kind == "lulc":
+            run = read_part_json(folder / "report" / "run.json", "run.json", [])
+            if isinstance(run, dict) and isinstance(run.get("source"), dict):
+                add(f"the sites file of the run in {folder}", run["source"].get("sites"))
+            rows = read_part_json(folder / "sites.json", "sites.json", [])
+            for row in rows if isinstance(rows, list) else []:
+                if isinstance(row, dict):
+                    add(f"a scene of the run in {folder}", row.get("scene"))
+    return found
+
+
 def collect_run(
     run_dir: str | Path,
     *,

@@ -122,6 +122,36 @@ def remove_report(out_dir: str | Path) -> bool:
     return found
 
 
+def check_report_folder(run_dir: str | Path, out_dir: str | Path) -> None:
+    """Refuse a report folder ``out_dir`` (``report --out``) that would replace or delete what a run wrote or read.
+
+    The report goes in the run folder itself (the default: ``report.html`` and ``report_files/`` are the run's
+    own report, which every run command writes there too) or in a folder outside it. A folder inside the run
+    would put the report among the run's outputs (a sub-run's own report replaced by this one, a file of the
+    run's given as the folder); ``OUT/report_files`` (replaced whole) may not be or hold the run folder; and
+    neither ``OUT``, ``OUT/report.html`` nor ``OUT/report_files`` may be or hold an input the run recorded
+    (:func:`minescape.webreport.collect.run_inputs`). The same checks as every command's
+    (:mod:`minescape.path_identity`), before anything is written.
+
+    Raises:
+        InputError: naming ``out_dir`` (or the file in it) and what it would clobber.
+    """
+    from minescape.errors import InputError
+    from minescape.path_identity import check_not_input, check_not_within, is_within, same_path
+    from minescape.webreport.collect import run_inputs
+
+    run_dir, out = Path(run_dir), Path(out_dir)
+    if same_path(out, run_dir):
+        return  # the default: the run's own report
+    if is_within(out, run_dir):
+        raise InputError(f"--out lies inside RUN_DIR ({run_dir}), among the run's outputs; leave --out out to "
+                         "write the report in RUN_DIR, or give a folder outside it", path=out)
+    inputs = {"RUN_DIR": run_dir, **(run_inputs(run_dir) if run_dir.is_dir() else {})}
+    check_not_within(out / FILES_DIR, inputs, what=f"--out/{FILES_DIR}")
+    check_not_input(out / REPORT_NAME, inputs, what=f"--out/{REPORT_NAME}")
+    check_not_input(out, inputs, what="--out")
+
+
 def write_report(
     run_dir: str | Path,
     *,
@@ -138,7 +168,8 @@ def write_report(
     lists what is missing.
 
     Raises:
-        MissingInputError: ``run_dir`` does not exist. InputError: it is a file.
+        MissingInputError: ``run_dir`` does not exist. InputError: it is a file, or ``out_dir`` would replace or
+        delete what the run wrote or read (:func:`check_report_folder`).
     """
     from minescape.atomic import atomic_write_text, output_cause, replace_dir, temp_path
     from minescape.errors import OutputError
@@ -148,6 +179,7 @@ def write_report(
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir
+    check_report_folder(run_dir, out)
     contents = collect_run(run_dir, report_dir=out, max_release_features=max_region_features)
     out.mkdir(parents=True, exist_ok=True)
     final_files = out / FILES_DIR
